@@ -52,7 +52,7 @@ def test_shapes_and_visibility():
 
 def test_printer_reads_like_a_program():
     text = str(small_graph())
-    assert '%x ' in text and '= input "image"' in text
+    assert "%x " in text and '= input "image"' in text
     assert "float32[1,4,4,4] @secret = conv2d(%x, %conv.weight, %conv.bias)" in text
     assert text.strip().endswith("return %flatten")
 
@@ -74,10 +74,16 @@ def test_verifier_names_the_node():
 
 def test_verifier_checks_scales():
     g = Graph()
-    a = g.add("input", attrs={"name": "a", "shape": [4]},
-              type=TensorType((4,), Fix(32, 8), Visibility.CLIENT))
-    b = g.add("input", attrs={"name": "b", "shape": [4]},
-              type=TensorType((4,), Fix(32, 9), Visibility.CLIENT))
+    a = g.add(
+        "input",
+        attrs={"name": "a", "shape": [4]},
+        type=TensorType((4,), Fix(32, 8), Visibility.CLIENT),
+    )
+    b = g.add(
+        "input",
+        attrs={"name": "b", "shape": [4]},
+        type=TensorType((4,), Fix(32, 9), Visibility.CLIENT),
+    )
     s = g.add("add", [a, b], type=TensorType((4,), Fix(32, 8), Visibility.CLIENT), name="s")
     g.outputs = [s]
     with pytest.raises(IRVerifyError, match="%s: add: operands have different scales"):

@@ -8,7 +8,22 @@ from .types import FLOAT32, Fix, Float32, TensorType, Visibility, parse_type
 from .verify import IRVerifyError, verify
 
 __all__ = [
-    "FLOAT32", "OPS", "Fix", "Float32", "Graph", "IRVerifyError", "Node", "OpSpec", "ShapeError",
-    "TensorType", "Visibility", "format_graph", "format_node", "graph_from_json", "graph_to_json",
-    "parse_type", "program_hash", "verify",
+    "FLOAT32",
+    "OPS",
+    "Fix",
+    "Float32",
+    "Graph",
+    "IRVerifyError",
+    "Node",
+    "OpSpec",
+    "ShapeError",
+    "TensorType",
+    "Visibility",
+    "format_graph",
+    "format_node",
+    "graph_from_json",
+    "graph_to_json",
+    "parse_type",
+    "program_hash",
+    "verify",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import Fix, TensorType
+from .types import Fix
 
 Shape = tuple[int, ...]
 Attrs = dict[str, Any]
@@ -164,9 +164,7 @@ def _concat(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
             a != b for i, (a, b) in enumerate(zip(s, first, strict=True)) if i != axis
         ):
             raise ShapeError(f"cannot concatenate {[list(s) for s in shapes]} on axis {axis}")
-    return tuple(
-        sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(first)
-    )
+    return tuple(sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(first))
 
 
 def _flatten(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
@@ -235,38 +233,92 @@ for _spec in [
     OpSpec("input", 0, 0, _source, doc="graph input supplied by the client {name, shape}"),
     OpSpec("weight", 0, 0, _source, doc="server-private tensor params[key] {key, shape}"),
     OpSpec("const", 0, 0, _source, doc="public tensor params[key] {key, shape}"),
-    OpSpec("conv2d", 2, 3, _conv, dict(_WIN, group=1), scale=_scale_product,
-           doc="y = conv(x, w) + b, NCHW, pads [top, left, bottom, right]"),
+    OpSpec(
+        "conv2d",
+        2,
+        3,
+        _conv,
+        dict(_WIN, group=1),
+        scale=_scale_product,
+        doc="y = conv(x, w) + b, NCHW, pads [top, left, bottom, right]",
+    ),
     OpSpec("gemm", 2, 3, _gemm, scale=_scale_product, doc="y = a @ b + c (2-D)"),
-    OpSpec("batchnorm", 5, 5, _channel_vec, {"epsilon": 1e-5}, float_only=True,
-           doc="(x, gamma, beta, mean, var): inference batch norm over axis 1"),
-    OpSpec("affine", 3, 3, _channel_vec, scale=_scale_product,
-           doc="y = x * mul[c] + add[c] over channel axis 1"),
+    OpSpec(
+        "batchnorm",
+        5,
+        5,
+        _channel_vec,
+        {"epsilon": 1e-5},
+        float_only=True,
+        doc="(x, gamma, beta, mean, var): inference batch norm over axis 1",
+    ),
+    OpSpec(
+        "affine",
+        3,
+        3,
+        _channel_vec,
+        scale=_scale_product,
+        doc="y = x * mul[c] + add[c] over channel axis 1",
+    ),
     OpSpec("add", 2, 2, broadcast, scale=_scale_same, doc="elementwise sum, broadcasting"),
     OpSpec("sub", 2, 2, broadcast, scale=_scale_same, doc="elementwise difference"),
     OpSpec("mul", 2, 2, broadcast, scale=_scale_product, doc="elementwise product"),
-    OpSpec("mul_const", 1, 1, _same, {"value": 1, "scale": 0}, scale=_scale_mul_const,
-           doc="x * value; value a public number (an integer at the given scale when fixed)"),
+    OpSpec(
+        "mul_const",
+        1,
+        1,
+        _same,
+        {"value": 1, "scale": 0},
+        scale=_scale_mul_const,
+        doc="x * value; value a public number (an integer at the given scale when fixed)",
+    ),
     OpSpec("relu", 1, 1, _same, scale=_scale_first),
-    OpSpec("clip", 1, 1, _same, {"min": None, "max": None}, scale=_scale_first,
-           doc="min(max(x, min), max); ReLU6 is clip(0, 6)"),
+    OpSpec(
+        "clip",
+        1,
+        1,
+        _same,
+        {"min": None, "max": None},
+        scale=_scale_first,
+        doc="min(max(x, min), max); ReLU6 is clip(0, 6)",
+    ),
     OpSpec("leaky_relu", 1, 1, _same, {"alpha": 0.01}, float_only=True),
     OpSpec("maxpool", 1, 1, _pool, dict(_WIN, kernel=[1, 1]), scale=_scale_first),
-    OpSpec("avgpool", 1, 1, _pool, dict(_WIN, kernel=[1, 1], count_include_pad=0),
-           float_only=True),
-    OpSpec("sumpool", 1, 1, _pool, dict(_WIN, kernel=[1, 1]), scale=_scale_first,
-           doc="sum over each window (zero padding); avgpool = sumpool * 1/k then trunc"),
+    OpSpec("avgpool", 1, 1, _pool, dict(_WIN, kernel=[1, 1], count_include_pad=0), float_only=True),
+    OpSpec(
+        "sumpool",
+        1,
+        1,
+        _pool,
+        dict(_WIN, kernel=[1, 1]),
+        scale=_scale_first,
+        doc="sum over each window (zero padding); avgpool = sumpool * 1/k then trunc",
+    ),
     OpSpec("global_avgpool", 1, 1, _global_pool, float_only=True),
     OpSpec("concat", 1, 1 << 16, _concat, {"axis": 1}, scale=_scale_same),
     OpSpec("flatten", 1, 1, _flatten, {"axis": 1}, scale=_scale_first),
     OpSpec("reshape", 1, 1, _reshape, scale=_scale_first, doc="{shape}: fully specified"),
     OpSpec("transpose", 1, 1, _transpose, scale=_scale_first),
-    OpSpec("pad", 1, 1, _pad, {"value": 0.0}, scale=_scale_first,
-           doc="constant padding, ONNX pads [x1_begin, ..., x1_end, ...]"),
+    OpSpec(
+        "pad",
+        1,
+        1,
+        _pad,
+        {"value": 0.0},
+        scale=_scale_first,
+        doc="constant padding, ONNX pads [x1_begin, ..., x1_end, ...]",
+    ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
     OpSpec("softmax", 1, 1, _same, {"axis": -1}, float_only=True),
-    OpSpec("trunc", 1, 1, _same, {"shift": 0, "kind": "faithful"}, fixed_only=True,
-           scale=_scale_trunc,
-           doc="arithmetic shift right of the signed value; kind faithful|msb0|reduce"),
+    OpSpec(
+        "trunc",
+        1,
+        1,
+        _same,
+        {"shift": 0, "kind": "faithful"},
+        fixed_only=True,
+        scale=_scale_trunc,
+        doc="arithmetic shift right of the signed value; kind faithful|msb0|reduce",
+    ),
 ]:
     register(_spec)

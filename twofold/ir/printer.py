@@ -13,6 +13,7 @@ import json
 
 from .graph import Graph, Node
 
+
 def _attr(v: object) -> str:
     return json.dumps(v, separators=(",", ":"))
 

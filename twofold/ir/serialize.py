@@ -50,8 +50,14 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
         for i in nd["inputs"]:
             if i not in g:
                 raise ValueError(f"node %{nd['name']}: operand %{i} used before definition")
-        node = Node(nd["name"], nd["op"], list(nd["inputs"]), nd["attrs"], parse_type(nd["type"]),
-                    nd.get("meta", {}))
+        node = Node(
+            nd["name"],
+            nd["op"],
+            list(nd["inputs"]),
+            nd["attrs"],
+            parse_type(nd["type"]),
+            nd.get("meta", {}),
+        )
         g._nodes[node.name] = node
         g._g.add_node(node.name)
         for pos, src in enumerate(node.inputs):

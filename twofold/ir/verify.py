@@ -35,16 +35,26 @@ def verify(graph: Graph, stage: str = "") -> None:
             if i not in seen:
                 fail(node.name, f"operand %{i} is not defined before use")
         if not spec.min_inputs <= len(node.inputs) <= spec.max_inputs:
-            fail(node.name, f"{node.op} takes {spec.min_inputs}..{spec.max_inputs} operands, "
-                 f"got {len(node.inputs)}")
+            fail(
+                node.name,
+                f"{node.op} takes {spec.min_inputs}..{spec.max_inputs} operands, "
+                f"got {len(node.inputs)}",
+            )
         in_types = [graph[i].type for i in node.inputs]
         try:
             shape = spec.infer([t.shape for t in in_types], node.attrs)
         except (_ops.ShapeError, KeyError, TypeError, ValueError) as e:
             fail(node.name, f"{node.op}: {e}")
         if tuple(shape) != node.type.shape:
-            fail(node.name, f"declared shape {list(node.type.shape)} but {node.op} gives {list(shape)}")
-        if node.op in ("weight", "const") and graph.params and node.attrs["key"] not in graph.params:
+            fail(
+                node.name,
+                f"declared shape {list(node.type.shape)} but {node.op} gives {list(shape)}",
+            )
+        if (
+            node.op in ("weight", "const")
+            and graph.params
+            and node.attrs["key"] not in graph.params
+        ):
             fail(node.name, f"parameter {node.attrs['key']!r} has no value")
         if node.op == "input" and node.type.vis is not Visibility.CLIENT:
             fail(node.name, "inputs belong to the client")
@@ -81,5 +91,8 @@ def _check_fixed(name, spec, in_dtypes, node, fail) -> None:
         except _ops.ShapeError as e:
             fail(name, f"{node.op}: {e}")
         if expect != out.scale:
-            fail(name, f"result scale {out.scale} but {node.op} of scales "
-                 f"{[d.scale for d in fixed]} gives {expect}")
+            fail(
+                name,
+                f"result scale {out.scale} but {node.op} of scales "
+                f"{[d.scale for d in fixed]} gives {expect}",
+            )
