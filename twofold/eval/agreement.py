@@ -1,0 +1,128 @@
+"""Agreement of paired outputs (secure vs plaintext): TOST equivalence, two-sample KS,
+absolute differences and Bland–Altman limits of agreement.
+
+TOST: Schuirmann (J. Pharmacokinet. Biopharm. 15, 1987) — two one-sided paired t-tests of
+H0: mean(d) <= -margin and H0: mean(d) >= +margin; equivalence is shown when both reject,
+p = max of the two. Bland & Altman (Lancet 1986): limits = mean(d) ± 1.96·sd(d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class TOST:
+    """Paired two one-sided tests for |mean(a - b)| < margin."""
+
+    margin: float
+    mean_diff: float
+    sd_diff: float
+    n: int
+    t_lower: float
+    t_upper: float
+    p_lower: float
+    p_upper: float
+    p_value: float
+    ci90_low: float
+    ci90_high: float
+
+    def equivalent(self, alpha: float = 0.05) -> bool:
+        return self.p_value < alpha
+
+
+@dataclass(frozen=True)
+class KS:
+    """Two-sample Kolmogorov–Smirnov statistic D = sup |F_a - F_b| and its two-sided p."""
+
+    statistic: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class BlandAltman:
+    """Bias (mean of a - b), sd of the differences and the 95% limits of agreement."""
+
+    bias: float
+    sd: float
+    loa_low: float
+    loa_high: float
+    n: int
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in size: {a.size} vs {b.size}")
+    if a.size < 2:
+        raise ValueError(f"need at least 2 pairs, got {a.size}")
+    return a - b
+
+
+def tost_paired(a: np.ndarray, b: np.ndarray, margin: float = 0.01) -> TOST:
+    """TOST on d = a - b with equivalence bounds (-margin, +margin), df = n - 1.
+
+    With sd(d) = 0 the mean is known exactly: p = 0 inside the bounds, 1 outside.
+    """
+    if not margin > 0:
+        raise ValueError(f"equivalence margin must be positive, got {margin}")
+    d = _paired(a, b)
+    n = d.size
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1))
+    se = sd / np.sqrt(n)
+    if se == 0.0:
+        inside = -margin < mean < margin
+        t_lo = np.inf if mean > -margin else -np.inf
+        t_hi = -np.inf if mean < margin else np.inf
+        p_lo = 0.0 if mean > -margin else 1.0
+        p_hi = 0.0 if mean < margin else 1.0
+        p = 0.0 if inside else 1.0
+        return TOST(margin, mean, sd, n, t_lo, t_hi, p_lo, p_hi, p, mean, mean)
+    df = n - 1
+    t_lo = (mean + margin) / se  # H0: mean <= -margin, reject for large t
+    t_hi = (mean - margin) / se  # H0: mean >= +margin, reject for small t
+    p_lo = float(stats.t.sf(t_lo, df))
+    p_hi = float(stats.t.cdf(t_hi, df))
+    q = float(stats.t.ppf(0.95, df))
+    return TOST(
+        margin=margin,
+        mean_diff=mean,
+        sd_diff=sd,
+        n=n,
+        t_lower=float(t_lo),
+        t_upper=float(t_hi),
+        p_lower=p_lo,
+        p_upper=p_hi,
+        p_value=max(p_lo, p_hi),
+        ci90_low=mean - q * se,
+        ci90_high=mean + q * se,
+    )
+
+
+def ks_2samp(a: np.ndarray, b: np.ndarray) -> KS:
+    """Two-sample KS test (exact p for small samples, asymptotic otherwise; scipy)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("KS test needs two non-empty samples")
+    r = stats.ks_2samp(a, b)
+    return KS(float(r.statistic), float(r.pvalue))
+
+
+def abs_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean and max of |a - b|."""
+    d = np.abs(_paired(a, b))
+    return float(d.mean()), float(d.max())
+
+
+def bland_altman(a: np.ndarray, b: np.ndarray, z: float = 1.96) -> BlandAltman:
+    """Bias and limits of agreement mean(d) ± z·sd(d) with sd using n - 1."""
+    d = _paired(a, b)
+    bias = float(d.mean())
+    sd = float(d.std(ddof=1))
+    return BlandAltman(bias, sd, bias - z * sd, bias + z * sd, d.size)
