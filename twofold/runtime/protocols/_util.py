@@ -1,0 +1,107 @@
+"""Helpers shared by the non-linear protocols: ring masks, bit exchange, per-party randomness.
+
+Shares are ``uint64`` arrays mod 2^ell (additive) or ``uint8`` 0/1 arrays (boolean, XOR).
+Both parties exchange masked values in a fixed order (server sends first) so that large
+frames never deadlock two blocking sockets.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+#: Elements processed per call of the inner protocols; bounds peak memory (see relu.py).
+CHUNK = 1 << 16
+
+_PRGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def mask(ell: int) -> np.uint64:
+    """The ring mask 2^ell - 1 as uint64 (1 <= ell <= 64)."""
+    if not 1 <= ell <= 64:
+        raise ValueError(f"ring bit length ell={ell} outside 1..64")
+    return np.uint64((1 << ell) - 1)
+
+
+def wrap(x: np.ndarray, ell: int) -> np.ndarray:
+    """Reduce a uint64 array mod 2^ell (in place when possible)."""
+    if ell == 64:
+        return x
+    return np.bitwise_and(x, mask(ell), out=x)
+
+
+def as_ring(x: np.ndarray, ell: int, what: str = "share") -> np.ndarray:
+    """Check that ``x`` is a uint64 array of residues mod 2^ell; returns it C-contiguous."""
+    x = np.asarray(x)
+    if x.dtype != np.uint64:
+        raise TypeError(f"{what} must be a uint64 array of ring elements, got dtype {x.dtype}")
+    if ell < 64 and x.size and int(x.max()) >> ell:
+        raise ValueError(f"{what} has elements >= 2^{ell}; not reduced mod 2^{ell}")
+    return np.ascontiguousarray(x)
+
+
+def as_bits(b: np.ndarray, what: str = "boolean share") -> np.ndarray:
+    """Check that ``b`` holds 0/1 values; returns a C-contiguous uint8 array."""
+    b = np.asarray(b)
+    if b.dtype == np.bool_:
+        return np.ascontiguousarray(b, dtype=np.uint8)
+    if not np.issubdtype(b.dtype, np.integer):
+        raise TypeError(f"{what} must be an integer/bool array of 0/1, got dtype {b.dtype}")
+    if b.size and int(b.max()) > 1:
+        raise ValueError(f"{what} must hold only 0/1 bits")
+    return np.ascontiguousarray(b, dtype=np.uint8)
+
+
+def prg(party):  # noqa: ANN001, ANN201 - Party from twofold.runtime.session
+    """The party's private PRG (AES-128-CTR, seed from ``secrets``), created on first use."""
+    g = getattr(party, "prg", None)
+    if g is not None:
+        return g
+    g = _PRGS.get(party)
+    if g is None:
+        from ..prg import PRG
+
+        g = PRG()
+        _PRGS[party] = g
+    return g
+
+
+def rand_bits(party, n: int) -> np.ndarray:  # noqa: ANN001
+    """n private uniform bits (uint8 0/1) from the party's PRG."""
+    return np.ascontiguousarray(prg(party).bits(n), dtype=np.uint8)
+
+
+def rand_ring(party, n: int, ell: int) -> np.ndarray:  # noqa: ANN001
+    """n private uniform elements mod 2^ell (uint64)."""
+    return np.ascontiguousarray(prg(party).ring((n,), ell), dtype=np.uint64)
+
+
+def exchange_bits(party, bits: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """Send our bit array packed 8 per byte and return the peer's array of the same shape."""
+    packed = np.packbits(bits.reshape(-1))
+    chan = party.chan
+    if party.is_server:
+        chan.send(packed)
+        other = chan.recv_array(np.uint8, packed.shape)
+    else:
+        other = chan.recv_array(np.uint8, packed.shape)
+        chan.send(packed)
+    return np.unpackbits(other, count=bits.size).reshape(bits.shape)
+
+
+def exchange_ring(party, x: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Send our ring elements (as few bytes as ell needs) and return the peer's."""
+    nbytes = (ell + 7) // 8
+    raw = x.reshape(-1).astype("<u8").view(np.uint8).reshape(-1, 8)[:, :nbytes]
+    raw = np.ascontiguousarray(raw)
+    chan = party.chan
+    if party.is_server:
+        chan.send(raw)
+        other = chan.recv_array(np.uint8, raw.shape)
+    else:
+        other = chan.recv_array(np.uint8, raw.shape)
+        chan.send(raw)
+    full = np.zeros((x.size, 8), dtype=np.uint8)
+    full[:, :nbytes] = other
+    return full.view("<u8").reshape(x.shape).astype(np.uint64)

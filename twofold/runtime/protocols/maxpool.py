@@ -1,0 +1,91 @@
+"""Max and MaxPool over additively shared values (CrypTFlow2 §5: a tree of comparisons).
+
+max(a, b) = b + DReLU(a - b)·(a - b): one DReLU and one multiplexer.  A window of K values is
+reduced pairwise in ceil(log2 K) rounds of comparisons, all windows and pairs of one level in
+one batched call.  Padding positions are replaced by a valid element of the same window, so
+padding never wins (ONNX semantics).  Exactness needs a - b not to wrap: the compiler keeps
+one bit of margin (|x| < 2^(ell-2)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._util import as_ring, wrap
+from .drelu import drelu
+from .mux import mux
+
+
+def max_(party, a: np.ndarray, b: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares of the elementwise signed maximum of a and b."""
+    d = wrap(as_ring(a, ell) - as_ring(b, ell), ell)
+    return wrap(b + mux(party, drelu(party, d, ell), d, ell), ell)
+
+
+def max_reduce(party, v: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares of the maximum over axis 0 of v (K, M), by a pairwise tree."""
+    rows = as_ring(v, ell, "max input")
+    while rows.shape[0] > 1:
+        p = rows.shape[0] // 2
+        m = max_(party, rows[0 : 2 * p : 2].reshape(-1), rows[1 : 2 * p : 2].reshape(-1), ell)
+        m = m.reshape(p, -1)
+        rows = np.concatenate([m, rows[2 * p :]]) if rows.shape[0] % 2 else m
+    return rows[0]
+
+
+def _window_index(size: int, k: int, stride: int, pad: int, dil: int, out: int) -> np.ndarray:
+    """Input index (or -1 for padding) of each (output position, kernel offset) on one axis."""
+    pos = np.arange(out)[:, None] * stride - pad + np.arange(k)[None, :] * dil
+    return np.where((pos >= 0) & (pos < size), pos, -1)
+
+
+def pool_output_size(
+    size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int = 1, ceil_mode: bool = False
+) -> int:
+    """ONNX MaxPool output length along one axis."""
+    span = size + pad_lo + pad_hi - ((k - 1) * dil + 1)
+    return (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+
+
+def maxpool(
+    party,  # noqa: ANN001
+    x: np.ndarray,
+    ell: int,
+    kernel: tuple[int, int] | list[int],
+    strides: tuple[int, int] | list[int] | None = None,
+    pads: tuple[int, int, int, int] | list[int] | None = None,
+    *,
+    dilations: tuple[int, int] | list[int] | None = None,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """ONNX MaxPool of shares x (N, C, H, W); pads = [top, left, bottom, right]."""
+    x = as_ring(x, ell, "maxpool input")
+    if x.ndim != 4:
+        raise ValueError(f"maxpool expects an NCHW tensor, got shape {x.shape}")
+    kh, kw = (int(k) for k in kernel)
+    sh, sw = (int(s) for s in (strides or (1, 1)))
+    pt, pl, pb, pr = (int(p) for p in (pads or (0, 0, 0, 0)))
+    dh, dw = (int(d) for d in (dilations or (1, 1)))
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr) < 0:
+        raise ValueError(f"maxpool: bad kernel/strides/pads/dilations {kernel} {strides} {pads}")
+    if max(pt, pb) >= (kh - 1) * dh + 1 or max(pl, pr) >= (kw - 1) * dw + 1:
+        raise ValueError(f"maxpool: pads {pads} must be smaller than the kernel {kernel}")
+    n, c, h, w = x.shape
+    oh = pool_output_size(h, kh, sh, pt, pb, dh, ceil_mode)
+    ow = pool_output_size(w, kw, sw, pl, pr, dw, ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"maxpool: kernel {kernel} larger than the padded input {x.shape}")
+    iy = _window_index(h, kh, sh, pt, dh, oh)  # (oh, kh)
+    ix = _window_index(w, kw, sw, pl, dw, ow)  # (ow, kw)
+    valid = (iy[:, None, :, None] >= 0) & (ix[None, :, None, :] >= 0)  # (oh, ow, kh, kw)
+    flat = iy[:, None, :, None] * w + ix[None, :, None, :]
+    flat = np.where(valid, flat, -1).reshape(oh * ow, kh * kw)
+    if (flat < 0).all(axis=1).any():
+        raise ValueError("maxpool: a window lies entirely in the padding")
+    first = flat[np.arange(flat.shape[0]), np.argmax(flat >= 0, axis=1)]
+    flat = np.where(flat >= 0, flat, first[:, None])
+    vals = x.reshape(n * c, h * w)[:, flat]  # (nc, oh*ow, K)
+    vals = np.ascontiguousarray(np.moveaxis(vals, 2, 0)).reshape(kh * kw, -1)
+    return max_reduce(party, vals, ell).reshape(n, c, oh, ow)

@@ -1,0 +1,186 @@
+"""Millionaires' protocol of CrypTFlow2 (§3.1, Algorithm 1): shares of 1{x < y} for x held
+by the server and y by the client, both ``bits``-bit unsigned.
+
+The inputs are cut into m-bit digits (m = 4).  For every digit the server offers, by one
+KK13 1-out-of-2^m OT, the 2-bit message (lt ^ 1{x_j < v}, eq ^ 1{x_j = v}) for every digit
+value v; the client picks v = y_j.  An AND tree combines neighbouring digits,
+lt = lt_hi ^ (eq_hi & lt_lo), eq = eq_hi & eq_lo, one round per level; an ``eq`` is only
+computed where a later level reads it (10 ANDs instead of 13 for 8 digits).
+``split=s`` also returns the comparison of the low s bits (a node of the same tree), which
+faithful truncation needs for its carry (SiRNN §4.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._ot import kkot
+from ._util import CHUNK, as_ring, rand_bits
+from .and_ import and_
+from .triples import bit_triples
+
+DIGIT_BITS = 4
+_V = np.arange(1 << DIGIT_BITS, dtype=np.uint64)
+
+
+def _digits(lo: int, hi: int, m: int) -> list[tuple[int, int]]:
+    """(offset, width) of the m-bit digits of bit range [lo, hi), lowest first."""
+    return [(o, min(m, hi - o)) for o in range(lo, hi, m)]
+
+
+def _eq_plan(d: int, root_eq: bool) -> list[list[bool]]:
+    """For each level of a tree over d leaves: which pair results need their eq (per pair)."""
+    sizes = [d]
+    while sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    need_next = [root_eq]  # eq needed at the nodes of the level above
+    plan: list[list[bool]] = []
+    for size in reversed(sizes[:-1]):
+        plan.append(need_next[: size // 2])
+        need = []
+        for i in range(size):
+            paired = i < 2 * (size // 2)
+            need.append(True if (paired and i % 2 == 1) else need_next[i // 2])
+        need_next = need
+    plan.reverse()
+    return plan
+
+
+def _count_ands(d: int, root_eq: bool) -> int:
+    return sum(len(p) + sum(p) for p in _eq_plan(d, root_eq))
+
+
+def _leaves(party, x: np.ndarray, digits: list[tuple[int, int]], greater: bool):  # noqa: ANN001, ANN202
+    """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons."""
+    n, nd = x.size, len(digits)
+    if party.is_server:
+        rnd = rand_bits(party, 2 * nd * n).reshape(2, nd, n)
+        lt, eq = rnd[0], rnd[1]
+        dig = np.stack([(x >> np.uint64(o)) & np.uint64((1 << w) - 1) for o, w in digits])
+        dv = dig[:, :, None]
+        cmp = (dv > _V) if greater else (dv < _V)
+        table = (lt[:, :, None] ^ cmp).astype(np.uint64)
+        table |= (eq[:, :, None] ^ (dv == _V)).astype(np.uint64) << np.uint64(1)
+        kkot(party, "server", table.reshape(nd * n, 1 << DIGIT_BITS), 1 << DIGIT_BITS, 2)
+        return lt, eq
+    dig = np.stack([(x >> np.uint64(o)) & np.uint64((1 << w) - 1) for o, w in digits])
+    msg = kkot(party, "server", dig.reshape(-1).astype(np.uint8), 1 << DIGIT_BITS, 2)
+    msg = msg.astype(np.uint8).reshape(nd, n)
+    return msg & 1, (msg >> 1) & 1
+
+
+def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: list[bool], pool):  # noqa: ANN001, ANN202
+    """Reduce each group of digit rows to its root (lt, eq|None), all groups level by level."""
+    rows = [
+        ([lt[i] for i in range(g.start, g.stop)], [eq[i] for i in range(g.start, g.stop)])
+        for g in groups
+    ]
+    plans = [_eq_plan(len(r[0]), re) for r, re in zip(rows, root_eq, strict=True)]
+    level = 0
+    while any(len(r[0]) > 1 for r in rows):
+        us, vs, jobs = [], [], []
+        for gi, (lts, eqs) in enumerate(rows):
+            if len(lts) < 2:
+                continue
+            need = plans[gi][level]
+            for p in range(len(lts) // 2):
+                us.append(eqs[2 * p + 1])
+                vs.append(lts[2 * p])
+                if need[p]:
+                    us.append(eqs[2 * p + 1])
+                    vs.append(eqs[2 * p])
+                jobs.append((gi, p, need[p]))
+        n = us[0].size
+        z = and_(party, np.concatenate(us), np.concatenate(vs), pool.take(len(us) * n))
+        k = 0
+        new = [([], []) for _ in rows]
+        for gi, p, ne in jobs:
+            lts, eqs = rows[gi]
+            new[gi][0].append(lts[2 * p + 1] ^ z[k * n : (k + 1) * n])
+            k += 1
+            if ne:
+                new[gi][1].append(z[k * n : (k + 1) * n])
+                k += 1
+            else:
+                new[gi][1].append(None)
+        for gi, (lts, eqs) in enumerate(rows):
+            if len(lts) < 2:
+                new[gi] = (lts, eqs)
+            elif len(lts) % 2:
+                new[gi][0].append(lts[-1])
+                new[gi][1].append(eqs[-1])
+        rows = new
+        level += 1
+    return [(r[0][0], r[1][0]) for r in rows]
+
+
+class _TriplePool:
+    """Triples generated in one batch and handed out in order."""
+
+    def __init__(self, party, n: int) -> None:  # noqa: ANN001
+        self.a, self.b, self.c = bit_triples(party, n)
+        self.pos = 0
+
+    def take(self, n: int):  # noqa: ANN201
+        s = slice(self.pos, self.pos + n)
+        self.pos += n
+        return self.a[s], self.b[s], self.c[s]
+
+
+def millionaire(
+    party,  # noqa: ANN001
+    x: np.ndarray,
+    bits: int,
+    *,
+    greater: bool = False,
+    split: int | None = None,
+    return_eq: bool = False,
+):  # noqa: ANN201
+    """Boolean shares (uint8, shape of x) of 1{x_server < x_client} (``greater``: >).
+
+    Each party passes its own private value array (uint64, < 2^bits, same shape on both
+    sides).  ``split=s`` (0 < s < bits) returns (cmp of the low s bits, cmp of all bits);
+    ``return_eq`` returns (cmp, eq).
+    """
+    x = as_ring(x, max(bits, 1), "millionaire input")
+    if x.size > CHUNK:
+        flat = x.reshape(-1)
+        parts = [
+            millionaire(
+                party, flat[i : i + CHUNK], bits, greater=greater, split=split, return_eq=return_eq
+            )
+            for i in range(0, flat.size, CHUNK)
+        ]
+        if split is None and not return_eq:
+            return np.concatenate(parts).reshape(x.shape)
+        return tuple(np.concatenate(p).reshape(x.shape) for p in zip(*parts, strict=True))
+    shape = x.shape
+    x = x.reshape(-1)
+    n = x.size
+    if bits <= 0 or n == 0:
+        z = np.zeros(shape, dtype=np.uint8)
+        if split is not None:
+            return z, z.copy()
+        return (z, (np.ones if party.is_server else np.zeros)(shape, np.uint8)) if return_eq else z
+    if split is not None and not 0 < split < bits:
+        raise ValueError(f"millionaire split={split} must lie strictly inside 0..{bits}")
+    if split is None:
+        digits = [_digits(0, bits, DIGIT_BITS)]
+        root_eq = [return_eq]
+    else:
+        digits = [_digits(0, split, DIGIT_BITS), _digits(split, bits, DIGIT_BITS)]
+        root_eq = [False, True]
+    flat = [d for g in digits for d in g]
+    bounds = np.cumsum([0] + [len(g) for g in digits])
+    groups = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(digits))]
+    n_and = sum(_count_ands(len(g), re) for g, re in zip(digits, root_eq, strict=True))
+    n_and += 1 if split is not None else 0
+    pool = _TriplePool(party, n_and * n)
+    lt, eq = _leaves(party, x, flat, greater)
+    roots = _trees(party, lt, eq, groups, root_eq, pool)
+    if split is None:
+        out, e = roots[0]
+        return (out.reshape(shape), e.reshape(shape)) if return_eq else out.reshape(shape)
+    (lt_lo, _), (lt_hi, eq_hi) = roots
+    lt_all = lt_hi ^ and_(party, eq_hi, lt_lo, pool.take(n))
+    return lt_lo.reshape(shape), lt_all.reshape(shape)
