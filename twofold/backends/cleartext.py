@@ -1,0 +1,263 @@
+"""Cleartext fixed-point backend: the exact oracle for the 2PC runtime.
+
+Executes the secure IR over Z_2^ℓ on uint64 residues with the semantics of
+docs/ARCHITECTURE.md ("Fixed-point semantics"): exact integer products mod 2^ℓ
+(float64-BLAS limbs, see ``exact_linalg``), ``trunc`` = arithmetic shift of the signed
+value for every kind, ``relu``/``maxpool`` on signed values. A value outside the bits
+the compiler assumed for it (``meta["bits"]``) raises ``FixedPointOverflow`` naming the
+tensor (DESIGN.md §6: never silent garbage).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..ir import Graph, Node
+from ..ir.ops import pool_out_dim
+from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
+
+
+class FixedPointOverflow(ArithmeticError):
+    """A tensor left the range the compiler sized the ring for."""
+
+
+def _window_hw(node: Node, x_shape: tuple[int, ...], kernel: list[int]) -> tuple[int, int]:
+    a = node.attrs
+    _, _, h, w = x_shape
+    dh, dw = a.get("dilations", [1, 1])
+    ceil = bool(a.get("ceil_mode", 0))
+    pt, pl, pb, pr = a["pads"]
+    return (
+        pool_out_dim(h, kernel[0], a["strides"][0], pt, pb, dh, ceil),
+        pool_out_dim(w, kernel[1], a["strides"][1], pl, pr, dw, ceil),
+    )
+
+
+def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
+    """The client-side function recorded in ``graph.meta["output_function"]``."""
+    x = np.asarray(logits, np.float64)
+    if fn == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if fn == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if fn == "identity":
+        return x
+    raise ValueError(f"unknown output function {fn!r}")
+
+
+class Cleartext:
+    """Interpreter of a secure IR graph. ``params`` hold signed integer parameter values."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        params: dict[str, np.ndarray] | None = None,
+        check: bool = True,
+        record: bool = False,
+    ) -> None:
+        self.graph = graph
+        self.params = graph.params if params is None else params
+        self.check = check
+        self.record = record
+        self.observed: dict[str, tuple[float, float]] = {}
+        self.env: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------- driver
+    def run(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Run on float inputs (by input name, or one array); returns output residues."""
+        ins = self.graph.inputs()
+        if not isinstance(inputs, dict):
+            if len(ins) != 1:
+                raise ValueError(f"graph has {len(ins)} inputs; pass a dict by name")
+            inputs = {ins[0].attrs["name"]: inputs}
+        self.inputs = inputs
+        self.env = {}
+        for node in self.graph.nodes:
+            val = self.run_node(node)
+            self.env[node.name] = val
+            if node.op not in ("weight", "const"):
+                self._observe(node, val)
+            for dead in node.meta.get("free", []):
+                self.env.pop(dead, None)
+        return {o: self.env[o] for o in self.graph.outputs}
+
+    def run_node(self, node: Node) -> np.ndarray:
+        fn = getattr(self, f"op_{node.op}", None)
+        if fn is None:
+            raise NotImplementedError(f"%{node.name}: cleartext backend has no op {node.op}")
+        return fn(node, *[self.env[i] for i in node.inputs])
+
+    def _observe(self, node: Node, val: np.ndarray) -> None:
+        if not (self.check or self.record) or val.size == 0:
+            return
+        s = to_signed(val, node.type.dtype.ell)
+        lo, hi = int(s.min()), int(s.max())
+        if self.record:
+            sc = 2.0**node.type.dtype.scale
+            olo, ohi = self.observed.get(node.name, (math.inf, -math.inf))
+            self.observed[node.name] = (min(olo, lo / sc), max(ohi, hi / sc))
+        bits = node.meta.get("bits")
+        if self.check and bits is not None:
+            limit = 1 << (bits - 1)
+            if hi >= limit or lo < -limit:
+                sc = 2.0**node.type.dtype.scale
+                rlo, rhi = node.meta.get("range", [float("nan")] * 2)
+                raise FixedPointOverflow(
+                    f"fixed-point overflow at %{node.name} ({node.op}): values reach "
+                    f"[{lo / sc:.6g}, {hi / sc:.6g}], outside the {bits} bits (range "
+                    f"[{rlo:.4g}, {rhi:.4g}]) the compiler assumed in ring "
+                    f"{node.type.dtype.ell}; is the input outside its declared range "
+                    f"{self.graph.meta.get('input', {}).get('range')}?"
+                )
+
+    # ------------------------------------------------------------- helpers
+    def ell(self, node: Node) -> int:
+        return node.type.dtype.ell
+
+    def sig(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return to_signed(x, self.ell(node))
+
+    def ring(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return to_ring(x, self.ell(node))
+
+    def decode(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Real values of a tensor: signed residue / 2^scale."""
+        t = self.graph[name].type.dtype
+        return to_signed(value, t.ell).astype(np.float64) / 2.0**t.scale
+
+    # ------------------------------------------------------------- sources
+    def op_input(self, node: Node) -> np.ndarray:
+        name = node.attrs["name"]
+        if name not in self.inputs:
+            raise ValueError(f"missing input {name!r}")
+        x = np.asarray(self.inputs[name], np.float64)
+        if tuple(x.shape) != node.type.shape:
+            raise ValueError(
+                f"input {name!r} has shape {list(x.shape)}, the program expects "
+                f"{list(node.type.shape)}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"input {name!r} has non-finite values")
+        q = np.rint(x * 2.0**node.type.dtype.scale)
+        if np.abs(q).max(initial=0) >= 2.0**63:
+            raise FixedPointOverflow(f"input {name!r} does not fit 64 bits at its scale")
+        return self.ring(node, q.astype(np.int64))
+
+    def op_weight(self, node: Node) -> np.ndarray:
+        return self.ring(node, np.asarray(self.params[node.attrs["key"]], np.int64))
+
+    op_const = op_weight
+
+    # ------------------------------------------------------------- linear
+    def op_conv2d(self, node: Node, x, w, b=None) -> np.ndarray:  # noqa: ANN001
+        out_hw = tuple(node.type.shape[2:])
+        y = conv2d_exact(self.sig(node, x), self.sig(node, w), node.attrs, out_hw, self.ell(node))
+        if b is not None:
+            y = y + b.reshape(1, -1, 1, 1)
+        return y & mask(self.ell(node))
+
+    def op_gemm(self, node: Node, a, b, c=None) -> np.ndarray:  # noqa: ANN001
+        y = matmul_exact(self.sig(node, a), self.sig(node, b), self.ell(node))
+        if c is not None:
+            y = y + c
+        return y & mask(self.ell(node))
+
+    def op_affine(self, node: Node, x, m, a) -> np.ndarray:  # noqa: ANN001
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (x * m.reshape(shape) + a.reshape(shape)) & mask(self.ell(node))
+
+    def op_mul(self, node: Node, a, b) -> np.ndarray:  # noqa: ANN001
+        return (a * b) & mask(self.ell(node))
+
+    def op_mul_const(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        v = np.array(int(node.attrs["value"]), np.int64).view(np.uint64)
+        return (x * v) & mask(self.ell(node))
+
+    def op_add(self, node: Node, a, b) -> np.ndarray:  # noqa: ANN001
+        return (a + b) & mask(self.ell(node))
+
+    def op_sub(self, node: Node, a, b) -> np.ndarray:  # noqa: ANN001
+        return (a - b) & mask(self.ell(node))
+
+    # ------------------------------------------------------------- nonlinear
+    def op_relu(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return np.where(self.sig(node, x) > 0, x, np.uint64(0))
+
+    def op_trunc(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        src = self.graph[node.inputs[0]].type.dtype.ell
+        shifted = to_signed(x, src) >> np.int64(node.attrs["shift"])
+        return self.ring(node, shifted)
+
+    def op_maxpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        k = node.attrs["kernel"]
+        out_hw = _window_hw(node, x.shape, k)
+        s = self.sig(node, x)
+        lowest = np.iinfo(np.int64).min
+        cols = im2col(
+            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
+            node.attrs.get("dilations", [1, 1]), out_hw, fill=lowest,
+        )  # fmt: skip
+        return self.ring(node, cols.max(axis=(1, 2))[None])
+
+    def op_sumpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        k = node.attrs["kernel"]
+        out_hw = _window_hw(node, x.shape, k)
+        s = self.sig(node, x)
+        cols = im2col(
+            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
+            node.attrs.get("dilations", [1, 1]), out_hw, fill=0,
+        )  # fmt: skip
+        return self.ring(node, cols.sum(axis=(1, 2))[None])
+
+    # ------------------------------------------------------------- data movement
+    def op_concat(self, node: Node, *xs) -> np.ndarray:  # noqa: ANN001
+        return np.concatenate(xs, axis=node.attrs["axis"])
+
+    def op_flatten(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return x.reshape(node.type.shape)
+
+    def op_reshape(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return x.reshape(node.type.shape)
+
+    def op_transpose(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return np.ascontiguousarray(x.transpose(node.attrs["perm"]))
+
+    def op_pad(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        r = x.ndim
+        pads = node.attrs["pads"]
+        fill = int(round(float(node.attrs.get("value", 0.0)) * 2**node.type.dtype.scale))
+        width = [(pads[i], pads[i + r]) for i in range(r)]
+        return self.ring(node, np.pad(self.sig(node, x), width, constant_values=fill))
+
+
+def simulate(
+    graph: Graph, x: np.ndarray | dict[str, np.ndarray], check: bool = True
+) -> dict[str, Any]:
+    """Run and decode: ``{"outputs": ..., "logits": ...}`` in the shared out.json schema."""
+    interp = Cleartext(graph, check=check)
+    res = interp.run(x)
+    fns = graph.meta.get("output_function", {})
+    logits, outputs = {}, {}
+    for name, val in res.items():
+        real = interp.decode(name, val)
+        logits[name] = {"shape": list(real.shape), "values": real.ravel().tolist()}
+        prob = apply_output_function(fns.get(name, "identity"), real)
+        outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
+    doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if graph.meta.get("labels"):
+        doc["labels"] = list(graph.meta["labels"])
+    return doc
+
+
+def observe_ranges(
+    graph: Graph, inputs: list[np.ndarray | dict[str, np.ndarray]]
+) -> dict[str, tuple[float, float]]:
+    """Observed real (lo, hi) per node over calibration inputs (for ``--calibrate``)."""
+    interp = Cleartext(graph, check=False, record=True)
+    for x in inputs:
+        interp.run(x)
+    return interp.observed

@@ -1,0 +1,75 @@
+"""Pass ``bitwidth``: per-tensor ranges and bits, and the ring ℓ.
+
+Each node gets ``meta["range"] = [lo, hi]`` (real units) and ``meta["bits"]``: the
+two's-complement bits its integer values need. Ranges come from interval analysis over
+the weights and the declared input range (``graph.meta["input"]["range"]``), tightened,
+where calibration recorded ``meta["observed"]``, to the observed range widened by the
+calibration margin. ``auto`` picks the smallest ℓ ≤ 64 with one spare bit over every
+tensor; an explicit ℓ that cannot hold a tensor is refused naming it (DESIGN.md §4,
+pass 6). Invariant established: every fixed-point type has the chosen ℓ, and every
+tensor's bits ≤ ℓ.
+"""
+
+from __future__ import annotations
+
+from ..ir import Fix, Graph
+from .errors import CompileError
+from .ranges import bits_needed, interval_ranges
+
+MAX_ELL = 64
+
+
+def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
+    return (lo * margin if lo < 0 else 0.0), (hi * margin if hi > 0 else 0.0)
+
+
+def annotate_ranges(g: Graph, margin: float) -> None:
+    """Set meta range/bits on every node from intervals ∩ widened observations."""
+    inp = g.meta.get("input", {})
+    rng = inp.get("range")
+    if rng is None:
+        raise CompileError("no input range declared (graph.meta['input']['range'])")
+    iv = interval_ranges(g, (rng[0], rng[1]))
+    for node in g.nodes:
+        lo, hi = float(iv[node.name][0].min()), float(iv[node.name][1].max())
+        if "observed" in node.meta and node.op not in ("weight", "const", "input"):
+            olo, ohi = _widen(*node.meta["observed"], margin)
+            lo, hi = max(lo, olo), min(hi, ohi)
+            lo, hi = min(lo, hi), max(lo, hi)
+        node.meta["range"] = [lo, hi]
+        node.meta["bits"] = bits_needed(lo, hi, node.type.dtype.scale)
+
+
+def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -> Graph:
+    g = graph.copy()
+    if not all(n.type.is_fixed for n in g.nodes):
+        return g  # quantize disabled: nothing to size
+    annotate_ranges(g, margin)
+    widest = max(g.nodes, key=lambda n: n.meta["bits"])
+    need = widest.meta["bits"]
+    if bitlength == "auto":
+        ell = need + 1
+        if ell > MAX_ELL:
+            raise CompileError(
+                f"tensor %{widest.name} ({widest.op}) needs {need} bits, more than the "
+                f"{MAX_ELL - 1} a 64-bit ring holds with a spare bit; lower --scale or "
+                "tighten ranges with --calibrate"
+            )
+    else:
+        ell = int(bitlength)
+        if not 2 <= ell <= MAX_ELL:
+            raise CompileError(f"--bitlength {ell} out of range 2..{MAX_ELL}")
+        for n in g.nodes:
+            if n.meta["bits"] > ell:
+                lo, hi = n.meta["range"]
+                raise CompileError(
+                    f"bitlength {ell} too small: tensor %{n.name} ({n.op}, range "
+                    f"[{lo:.4g}, {hi:.4g}] at scale {n.type.dtype.scale}) needs "
+                    f"{n.meta['bits']} bits"
+                )
+    for n in g.nodes:
+        n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
+    g.meta["ell"] = ell
+    g.meta["bits_needed"] = need
+    g.meta["widest_tensor"] = widest.name
+    return g

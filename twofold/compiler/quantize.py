@@ -1,0 +1,139 @@
+"""Pass ``quantize``: float tensors become ``fix<ℓ,s>``; parameters become integers.
+
+Invariant established (DESIGN.md §4, pass 4): every value is fixed point. Inputs and the
+secret operand of every product carry scale s (the client quantizes its input at s);
+server weights are rounded at s; a bias or affine shift is rounded at the scale of the
+product it is added to (2s); a public constant added to a tensor at its scale. Each
+product is followed at once by a ``trunc`` back to s (eager placement, made lazy by the
+``truncation`` pass). Integer parameter values (int64, signed) replace the floats in
+``graph.params``. ℓ is a placeholder (64) until the ``bitwidth`` pass picks the ring.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import Fix, Graph, TensorType, Visibility
+from .errors import CompileError
+
+PLACEHOLDER_ELL = 64
+_PRODUCTS = {"conv2d", "gemm", "affine", "mul"}
+_SAME_SCALE = {"relu", "maxpool", "sumpool", "flatten", "reshape", "transpose", "pad"}
+_ALIGN = {"add", "sub", "concat"}
+
+
+def const_scale(value: float, s: int) -> tuple[int, int]:
+    """(integer, scale) for a public multiplier: 2^-k → (1, k), integers → (v, 0), else at s."""
+    if value == int(value) and abs(value) < 2**31:
+        return int(value), 0
+    m, e = math.frexp(value)
+    if m == 0.5 and e <= 0:
+        return 1, 1 - e
+    return int(round(value * 2**s)), s
+
+
+class _Quantizer:
+    def __init__(self, graph: Graph, s: int) -> None:
+        self.g, self.s = graph, s
+        self.scale: dict[str, int] = {}
+        self.qparams: dict[tuple[str, int], str] = {}
+
+    def fix(self, scale: int) -> Fix:
+        return Fix(PLACEHOLDER_ELL, scale)
+
+    def param(self, name: str, scale: int) -> str:
+        """The parameter node ``name`` rounded at ``scale`` (one node per scale)."""
+        if (name, scale) in self.qparams:
+            return self.qparams[(name, scale)]
+        node = self.g[name]
+        key = node.attrs["key"]
+        real = np.asarray(self.g.params[key], np.float64)
+        q = np.rint(real * 2.0**scale)
+        if q.size and np.abs(q).max() >= 2.0**62:
+            raise CompileError(f"parameter {key!r} does not fit 62 bits at scale {scale}")
+        new_key = (
+            self.g.fresh_name(f"{key}@{scale}") if any(k[0] == name for k in self.qparams) else key
+        )
+        self.g.params[new_key] = q.astype(np.int64)
+        vis = Visibility.PUBLIC if node.op == "const" else Visibility.SERVER
+        ty = TensorType(node.type.shape, self.fix(scale), vis)
+        if new_key == key:
+            node.type = ty
+            self.qparams[(name, scale)] = name
+            return name
+        n = self.g.add(
+            node.op, attrs={"key": new_key, "shape": list(real.shape)}, type=ty, name=new_key
+        )
+        self.qparams[(name, scale)] = n
+        return n
+
+    def is_param(self, name: str) -> bool:
+        return self.g[name].op in ("weight", "const")
+
+    def rescale(self, name: str) -> str:
+        """Eager truncation of a product back to scale s."""
+        node = self.g[name]
+        shift = self.scale[name] - self.s
+        if shift <= 0:
+            return name
+        ty = node.type.with_(dtype=self.fix(self.s))
+        t = self.g.add(
+            "trunc", [name], {"shift": shift, "kind": "faithful"}, type=ty, name=name + "_t"
+        )
+        self.g.replace_uses(name, t)
+        self.g.set_inputs(t, [name])
+        self.scale[t] = self.s
+        return t
+
+    def run(self) -> Graph:
+        g, s = self.g, self.s
+        for node in g.nodes:
+            if node.op in ("weight", "const"):
+                continue
+            ins = node.inputs
+            if node.op == "input":
+                out = s
+            elif node.op in _PRODUCTS:
+                secret = [i for i in ins[:2] if not self.is_param(i)]
+                if len(secret) != 1:
+                    raise CompileError(
+                        f"%{node.name}: {node.op} of two run-time tensors is not supported; "
+                        "one operand must be a weight or constant"
+                    )
+                new = [i if not self.is_param(i) else self.param(i, s) for i in ins[:2]]
+                out = 2 * s
+                new += [self.param(i, out) for i in ins[2:]]
+                g.set_inputs(node.name, new)
+            elif node.op == "mul_const":
+                value, k = const_scale(float(node.attrs["value"]), s)
+                node.attrs = {"value": value, "scale": k}
+                out = self.scale[ins[0]] + k
+            elif node.op in _ALIGN:
+                secrets = [self.scale[i] for i in ins if not self.is_param(i)]
+                out = max(secrets) if secrets else s
+                g.set_inputs(
+                    node.name, [self.param(i, out) if self.is_param(i) else i for i in ins]
+                )
+            elif node.op in _SAME_SCALE:
+                out = self.scale[ins[0]]
+            else:
+                raise CompileError(
+                    f"%{node.name}: op {node.op} has no fixed-point form "
+                    "(an earlier pass was disabled or the op is unsupported)"
+                )
+            self.scale[node.name] = out
+            node.type = node.type.with_(dtype=self.fix(out))
+            if node.op in _PRODUCTS or node.op == "mul_const":
+                self.rescale(node.name)
+        g.remove_dead()
+        g.toposort()
+        g.meta["scale"] = s
+        return g
+
+
+def quantize(graph: Graph, scale: int = 12) -> Graph:
+    if not 1 <= scale <= 30:
+        raise CompileError(f"scale {scale} out of range 1..30")
+    return _Quantizer(graph.copy(), scale).run()

@@ -1,0 +1,185 @@
+"""Interval analysis: a sound real-valued range for every tensor of the quantized IR.
+
+Ranges are per channel (axis 1) where the op keeps channels, else per tensor; weights
+give exact bounds of linear layers (Σ w⁺·hi + w⁻·lo + b), ReLU clamps at 0, truncation
+widens by one unit in the last place. Calibration (observed ranges on real inputs,
+widened by a margin) tightens them (DESIGN.md §4, pass 6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph
+from .errors import CompileError
+
+Interval = tuple[np.ndarray, np.ndarray]  # (lo, hi) per channel, or shape (1,)
+
+
+def _chan(n_ch: int, iv: Interval) -> Interval:
+    lo, hi = iv
+    if lo.size == n_ch:
+        return lo, hi
+    return np.full(n_ch, lo.min()), np.full(n_ch, hi.max())
+
+
+def _scalar(iv: Interval) -> Interval:
+    return np.array([iv[0].min()]), np.array([iv[1].max()])
+
+
+def _param(g: Graph, name: str) -> np.ndarray:
+    node = g[name]
+    return np.asarray(g.params[node.attrs["key"]], np.float64) / 2.0**node.type.dtype.scale
+
+
+def _linear(w_pos: np.ndarray, w_neg: np.ndarray, iv: Interval, bias: np.ndarray) -> Interval:
+    lo, hi = iv
+    return w_pos @ lo + w_neg @ hi + bias, w_pos @ hi + w_neg @ lo + bias
+
+
+def _conv(g: Graph, node, iv: Interval) -> Interval:  # noqa: ANN001
+    w = _param(g, node.inputs[1])
+    cout, cg = w.shape[:2]
+    grp = node.attrs["group"]
+    wp, wn = np.maximum(w, 0).sum(axis=(2, 3)), np.minimum(w, 0).sum(axis=(2, 3))
+    b = _param(g, node.inputs[2]) if len(node.inputs) == 3 else np.zeros(cout)
+    lo, hi = _chan(cg * grp, iv)
+    if any(node.attrs["pads"]):  # padded zeros join the input values
+        lo, hi = np.minimum(lo, 0), np.maximum(hi, 0)
+    out_lo, out_hi = np.empty(cout), np.empty(cout)
+    per = cout // grp
+    for k in range(grp):
+        sl, cs = slice(k * per, (k + 1) * per), slice(k * cg, (k + 1) * cg)
+        out_lo[sl], out_hi[sl] = _linear(wp[sl], wn[sl], (lo[cs], hi[cs]), b[sl])
+    return out_lo, out_hi
+
+
+def _gemm(g: Graph, node, ivs: list[Interval]) -> Interval:  # noqa: ANN001
+    a, b = node.inputs[:2]
+    if g[b].op in ("weight", "const"):
+        w = _param(g, b)
+        k, n = w.shape
+        lo, hi = _chan(k, ivs[0])
+        wp, wn = np.maximum(w, 0).T, np.minimum(w, 0).T
+        bias = np.zeros(n)
+        if len(node.inputs) == 3:
+            bias = np.broadcast_to(_param(g, node.inputs[2]), (1, n)).reshape(n)
+        return _linear(wp, wn, (lo, hi), bias)
+    w = _param(g, a)  # weight on the left: rows of the result
+    m, k = w.shape
+    lo, hi = _scalar(ivs[1])
+    wp, wn = np.maximum(w, 0).sum(1), np.minimum(w, 0).sum(1)
+    out_lo, out_hi = wp * lo + wn * hi, wp * hi + wn * lo
+    if len(node.inputs) == 3:
+        c = _param(g, node.inputs[2])
+        out_lo, out_hi = out_lo + c.min(), out_hi + c.max()
+    return _scalar((out_lo, out_hi))
+
+
+def _elementwise(op: str, a: Interval, b: Interval) -> Interval:
+    if a[0].size != b[0].size:
+        a, b = _scalar(a), _scalar(b)
+    if op == "add":
+        return a[0] + b[0], a[1] + b[1]
+    if op == "sub":
+        return a[0] - b[1], a[1] - b[0]
+    cands = np.stack([a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]])
+    return cands.min(0), cands.max(0)
+
+
+def _param_interval(g: Graph, name: str, n_ch: int | None) -> Interval:
+    v = _param(g, name)
+    node = g[name]
+    if n_ch is not None and v.ndim >= 1 and v.size > 1:
+        shape = node.type.shape
+        # channel axis of a broadcast parameter is the one of size n_ch aligned from the right
+        if len(shape) >= 1 and n_ch in shape:
+            axis = len(shape) - 1 - list(reversed(shape)).index(n_ch)
+            moved = np.moveaxis(v, axis, 0).reshape(n_ch, -1)
+            return moved.min(1), moved.max(1)
+    return np.array([v.min() if v.size else 0.0]), np.array([v.max() if v.size else 0.0])
+
+
+def _channels(shape: tuple[int, ...]) -> int | None:
+    return shape[1] if len(shape) >= 2 else None
+
+
+def interval_ranges(g: Graph, input_range: tuple[float, float]) -> dict[str, Interval]:
+    """Sound (lo, hi) per node, from the weights and the declared input range."""
+    r: dict[str, Interval] = {}
+    for node in g.nodes:
+        op, ins = node.op, node.inputs
+        ch = _channels(node.type.shape)
+        ulp = 2.0**-node.type.dtype.scale
+        if op == "input":
+            iv = np.array([float(input_range[0])]), np.array([float(input_range[1])])
+        elif op in ("weight", "const"):
+            iv = _param_interval(g, node.name, ch)
+        elif op == "conv2d":
+            iv = _conv(g, node, r[ins[0]])
+        elif op == "gemm":
+            iv = _gemm(g, node, [r[i] for i in ins])
+        elif op == "affine":
+            m, a = _param(g, ins[1]), _param(g, ins[2])
+            lo, hi = _chan(m.size, r[ins[0]])
+            c = np.stack([lo * m, hi * m])
+            iv = c.min(0) + a, c.max(0) + a
+        elif op in ("add", "sub", "mul"):
+            a, b = r[ins[0]], r[ins[1]]
+            if ch is not None:
+                a = _chan(ch, a) if a[0].size in (1, ch) else _scalar(a)
+                b = _chan(ch, b) if b[0].size in (1, ch) else _scalar(b)
+            iv = _elementwise(op, a, b)
+        elif op == "mul_const":
+            v = node.attrs["value"] * 2.0 ** -node.attrs["scale"]
+            lo, hi = r[ins[0]]
+            iv = np.minimum(lo * v, hi * v), np.maximum(lo * v, hi * v)
+        elif op == "relu":
+            lo, hi = r[ins[0]]
+            iv = np.maximum(lo, 0), np.maximum(hi, 0)
+        elif op == "maxpool":
+            iv = r[ins[0]]
+        elif op == "sumpool":
+            k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
+            lo, hi = r[ins[0]]
+            iv = np.where(lo < 0, lo * k, 0.0), np.where(hi > 0, hi * k, 0.0)
+        elif op == "trunc":
+            lo, hi = r[ins[0]]
+            iv = np.where(lo < 0, lo - ulp, np.maximum(lo - ulp, 0.0)), hi
+        elif op == "concat":
+            parts = [r[i] for i in ins]
+            if node.attrs["axis"] % len(node.type.shape) == 1 and all(
+                p[0].size == g[i].type.shape[1] for p, i in zip(parts, ins, strict=True)
+            ):
+                iv = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            else:
+                iv = (np.array([min(p[0].min() for p in parts)]),
+                      np.array([max(p[1].max() for p in parts)]))  # fmt: skip
+        elif op == "pad":
+            v = float(node.attrs.get("value", 0.0))
+            lo, hi = r[ins[0]]
+            iv = np.minimum(lo, v), np.maximum(hi, v)
+            if lo.size != (ch or 0):
+                iv = _scalar(iv)
+        elif op == "flatten" and g[ins[0]].type.rank == 4 and node.attrs["axis"] == 1:
+            lo, hi = r[ins[0]]
+            hw = g[ins[0]].type.shape[2] * g[ins[0]].type.shape[3]
+            iv = (np.repeat(lo, hw), np.repeat(hi, hw)) if lo.size > 1 else (lo, hi)
+        elif op in ("flatten", "reshape", "transpose"):
+            iv = _scalar(r[ins[0]])
+        else:
+            raise CompileError(f"%{node.name}: no range rule for op {op}")
+        lo, hi = np.asarray(iv[0], np.float64), np.asarray(iv[1], np.float64)
+        if "clamp" in node.meta:  # a lowered clip: the result is known to lie in [a, b]
+            a, b = node.meta["clamp"]
+            lo = np.maximum(lo, -np.inf if a is None else a)
+            hi = np.minimum(hi, np.inf if b is None else b)
+        r[node.name] = (lo, hi)
+    return r
+
+
+def bits_needed(lo: float, hi: float, scale: int) -> int:
+    """Smallest b with every value of [lo, hi]·2^scale in b-bit two's complement."""
+    top = int(np.ceil(max(hi, 0.0) * 2.0**scale))
+    bot = int(np.floor(min(lo, 0.0) * 2.0**scale))
+    return max(top.bit_length(), (-bot - 1).bit_length() if bot < 0 else 0) + 1

@@ -1,0 +1,120 @@
+"""Pass ``truncation``: make the eager truncations lazy and mark the cheap ones.
+
+Rules (DESIGN.md §4, pass 5; CrypTFlow2 §5):
+
+* sink a ``trunc`` below its only user when that user is a ReLU, MaxPool, SumPool,
+  reshape/flatten/transpose, zero padding or a power-of-two rescale (``mul_const``
+  with value 1): fewer elements are truncated, and after a ReLU the input is known
+  non-negative. ReLU, max and data movement commute with the floor shift exactly;
+  a sum pool truncates once instead of per element;
+* merge ``trunc(trunc(x, a), b)`` into ``trunc(x, a + b)`` (floor division composes);
+* merge ``add/sub/concat`` whose operands are all single-use truncations by the same
+  shift into one truncation of the sum;
+* ``kind = "msb0"`` when the operand is non-negative (ReLU output, or max/sum/data
+  movement of non-negative tensors), else ``"faithful"``.
+
+Invariant established: every ``trunc`` has ``kind`` set soundly, and no trunc sits
+directly before an op it commutes with.
+"""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .quantize import PLACEHOLDER_ELL  # noqa: F401 - documents the ring before bitwidth
+
+_UNARY = {"relu", "maxpool", "sumpool", "flatten", "reshape", "transpose"}
+_MERGE = {"add", "sub", "concat"}
+_NONNEG_KEEP = {"maxpool", "sumpool", "flatten", "reshape", "transpose", "concat", "trunc"}
+
+
+def _sinkable(g: Graph, user) -> bool:  # noqa: ANN001
+    if user.op in _UNARY:
+        return True
+    if user.op == "pad":
+        return float(user.attrs.get("value", 0.0)) == 0.0
+    return user.op == "mul_const" and user.attrs["value"] == 1
+
+
+def _retype(g: Graph, name: str, scale: int) -> None:
+    node = g[name]
+    node.type = node.type.with_(dtype=type(node.type.dtype)(node.type.dtype.ell, scale))
+
+
+def _users(g: Graph, name: str) -> list[str]:
+    return list(dict.fromkeys(g.nx_graph().successors(name)))
+
+
+def _sink_sweep(g: Graph) -> bool:
+    changed = False
+    for t in g.nodes:
+        if t.op == "trunc" and t.name in g and _sink_one(g, t):
+            changed = True
+    return changed
+
+
+def _sink_one(g: Graph, t) -> bool:  # noqa: ANN001
+    src = t.inputs[0]
+    users = _users(g, t.name)
+    if g.is_output(t.name) or len(users) != 1:
+        return False
+    u = g[users[0]]
+    shift = t.attrs["shift"]
+    if g[src].op == "trunc" and len(_users(g, src)) == 1 and not g.is_output(src):
+        inner = g[src]
+        g.set_inputs(t.name, [inner.inputs[0]])
+        t.attrs["shift"] = shift + inner.attrs["shift"]
+        g.remove(src)
+        return True
+    if _sinkable(g, u) and len(u.inputs) == 1:
+        g.set_inputs(u.name, [src])
+        _retype(g, u.name, u.type.dtype.scale + shift)
+        g.replace_uses(u.name, t.name)
+        g.set_inputs(t.name, [u.name])
+        t.type = u.type.with_(dtype=t.type.dtype)
+        _retype(g, t.name, u.type.dtype.scale - shift)
+        return True
+    if u.op in _MERGE:
+        ops = [g[i] for i in u.inputs]
+        if all(
+            o.op == "trunc"
+            and o.attrs["shift"] == shift
+            and _users(g, o.name) == [u.name]
+            and not g.is_output(o.name)
+            and u.inputs.count(o.name) == 1
+            for o in ops
+        ):
+            g.set_inputs(u.name, [o.inputs[0] for o in ops])
+            _retype(g, u.name, u.type.dtype.scale + shift)
+            new = g.add("trunc", [u.name], dict(t.attrs), type=u.type, name=u.name + "_t")
+            g.replace_uses(u.name, new)
+            g.set_inputs(new, [u.name])
+            _retype(g, new, u.type.dtype.scale - shift)
+            for o in ops:
+                g.remove(o.name)
+            return True
+    return False
+
+
+def nonnegative(g: Graph) -> set[str]:
+    """Names of tensors known to be ≥ 0 from the graph structure alone."""
+    nonneg: set[str] = set()
+    for n in g.nodes:
+        if n.op == "relu" or (n.op in _NONNEG_KEEP and all(i in nonneg for i in n.inputs)):
+            nonneg.add(n.name)
+        elif n.op == "pad" and n.inputs[0] in nonneg and float(n.attrs.get("value", 0)) >= 0:
+            nonneg.add(n.name)
+    return nonneg
+
+
+def truncation(graph: Graph) -> Graph:
+    g = graph.copy()
+    if not any(n.op == "trunc" for n in g.nodes):
+        return g
+    while _sink_sweep(g):
+        pass
+    g.toposort()
+    nonneg = nonnegative(g)
+    for n in g.nodes:
+        if n.op == "trunc":
+            n.attrs["kind"] = "msb0" if n.inputs[0] in nonneg else "faithful"
+    return g
