@@ -26,6 +26,6 @@ def kkot(party, sender: str, data: np.ndarray, n_msgs: int, k: int) -> np.ndarra
     """1-out-of-N OT: the sender passes tables uint64[n, N] of k-bit messages (returns None);
     the receiver passes choices uint8[n] in [0, N) and gets table[i, choice[i]]."""
     if party.role == sender:
-        _ot(party).kkot_send(np.ascontiguousarray(data, dtype=np.uint64), k)
+        _ot(party).kkot_send(np.ascontiguousarray(data), k)
         return None
     return _ot(party).kkot_recv(np.ascontiguousarray(data, dtype=np.uint8), n_msgs, k)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import kkot
-from ._util import CHUNK, as_ring, rand_bits
+from ._util import CHUNK, as_ring, prg
 from .and_ import and_
 from .triples import bit_triples
 
 DIGIT_BITS = 4
-_V = np.arange(1 << DIGIT_BITS, dtype=np.uint64)
+_V = np.arange(1 << DIGIT_BITS, dtype=np.uint8)
 
 
 def _digits(lo: int, hi: int, m: int) -> list[tuple[int, int]]:
@@ -50,23 +50,37 @@ def _count_ands(d: int, root_eq: bool) -> int:
     return sum(len(p) + sum(p) for p in _eq_plan(d, root_eq))
 
 
+def _leaf_lut(greater: bool) -> np.ndarray:
+    """LUT[d, v] = 1{d < v} | 1{d = v} << 1 (``greater``: 1{d > v}) for 4-bit d, v."""
+    d = _V[:, None]
+    cmp = (d > _V[None, :]) if greater else (d < _V[None, :])
+    return (cmp.astype(np.uint8) | ((d == _V[None, :]).astype(np.uint8) << 1)).astype(np.uint8)
+
+
+_LUTS = {False: _leaf_lut(False), True: _leaf_lut(True)}
+
+
+def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
+    """uint8[len(digits), n]: the digits of x, lowest first."""
+    return np.stack(
+        [((x >> np.uint64(o)) & np.uint64((1 << w) - 1)).astype(np.uint8) for o, w in digits]
+    )
+
+
 def _leaves(party, x: np.ndarray, digits: list[tuple[int, int]], greater: bool):  # noqa: ANN001, ANN202
     """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons."""
     n, nd = x.size, len(digits)
+    dig = _digit_matrix(x, digits).reshape(-1)
     if party.is_server:
-        rnd = rand_bits(party, 2 * nd * n).reshape(2, nd, n)
-        lt, eq = rnd[0], rnd[1]
-        dig = np.stack([(x >> np.uint64(o)) & np.uint64((1 << w) - 1) for o, w in digits])
-        dv = dig[:, :, None]
-        cmp = (dv > _V) if greater else (dv < _V)
-        table = (lt[:, :, None] ^ cmp).astype(np.uint64)
-        table |= (eq[:, :, None] ^ (dv == _V)).astype(np.uint64) << np.uint64(1)
-        kkot(party, "server", table.reshape(nd * n, 1 << DIGIT_BITS), 1 << DIGIT_BITS, 2)
-        return lt, eq
-    dig = np.stack([(x >> np.uint64(o)) & np.uint64((1 << w) - 1) for o, w in digits])
-    msg = kkot(party, "server", dig.reshape(-1).astype(np.uint8), 1 << DIGIT_BITS, 2)
-    msg = msg.astype(np.uint8).reshape(nd, n)
-    return msg & 1, (msg >> 1) & 1
+        r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
+        table = _LUTS[greater][dig]
+        table ^= r[:, None]
+        kkot(party, "server", table, 1 << DIGIT_BITS, 2)
+        msg = r
+    else:
+        msg = kkot(party, "server", dig, 1 << DIGIT_BITS, 2).astype(np.uint8)
+    msg = msg.reshape(nd, n)
+    return msg & 1, msg >> 1
 
 
 def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: list[bool], pool):  # noqa: ANN001, ANN202

@@ -12,10 +12,22 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import kkot
-from ._util import rand_bits
+from ._util import prg
 
 _V = np.arange(16, dtype=np.uint8)
-_VBITS = [(_V >> i) & 1 for i in range(4)]
+
+
+def _table_lut() -> np.ndarray:
+    """LUT[k, v]: the 2-bit message for server randomness k = (a0, b0, a0', b0', r, r') bits."""
+    k = np.arange(64, dtype=np.uint8)[:, None]
+    bit = [(k >> i) & 1 for i in range(6)]
+    vb = [(_V >> i) & 1 for i in range(4)]
+    t0 = bit[4] ^ ((bit[0] ^ vb[0]) & (bit[1] ^ vb[1]))
+    t1 = bit[5] ^ ((bit[2] ^ vb[2]) & (bit[3] ^ vb[3]))
+    return (t0 | (t1 << 1)).astype(np.uint8)
+
+
+_LUT = _table_lut()
 
 
 def bit_triples(party, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -25,16 +37,15 @@ def bit_triples(party, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # 
         z = np.zeros(0, dtype=np.uint8)
         return z, z.copy(), z.copy()
     if party.is_server:
-        rnd = rand_bits(party, 6 * m).reshape(6, m)
-        a, b, r = rnd[0:2], rnd[2:4], rnd[4:6]
-        t0 = r[0][:, None] ^ ((a[0][:, None] ^ _VBITS[0]) & (b[0][:, None] ^ _VBITS[1]))
-        t1 = r[1][:, None] ^ ((a[1][:, None] ^ _VBITS[2]) & (b[1][:, None] ^ _VBITS[3]))
-        table = (t0 | (t1 << 1)).astype(np.uint64)
-        kkot(party, "server", table, 16, 2)
-        c = r
+        k = prg(party).bytes(m) & np.uint8(63)
+        kkot(party, "server", _LUT[k], 16, 2)
+        bits = [(k >> i) & 1 for i in range(6)]
+        a = np.stack([bits[0], bits[2]])
+        b = np.stack([bits[1], bits[3]])
+        c = np.stack([bits[4], bits[5]])
     else:
-        ch = rand_bits(party, 4 * m).reshape(4, m)
-        choice = ch[0] | (ch[1] << 1) | (ch[2] << 2) | (ch[3] << 3)
+        choice = prg(party).bytes(m) & np.uint8(15)
+        ch = [(choice >> i) & 1 for i in range(4)]
         msg = kkot(party, "server", choice, 16, 2).astype(np.uint8)
         a = np.stack([ch[0], ch[2]])
         b = np.stack([ch[1], ch[3]])
