@@ -26,6 +26,82 @@ def cli() -> None:
     """Compile ONNX models into two-party secure inference programs and run them."""
 
 
+def _bitlength(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--bitlength must be an integer or 'auto', got {value!r}") from None
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False), required=False)
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), help="bundle DIR")
+@click.option("--bitlength", default="auto", show_default=True, help="ring bits l, or auto")
+@click.option("--scale", default=12, show_default=True, help="fractional bits s")
+@click.option("--calibrate", multiple=True, type=click.Path(), help="calibration input (repeat)")
+@click.option("--preprocess", type=click.Choice(["chexnet", "none"]), default="chexnet")
+@click.option("--input-range", nargs=2, type=float, default=None, help="declared LO HI")
+@click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
+@click.option("--disable-pass", multiple=True, help="skip a compiler pass by name")
+@click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
+@click.option("--list-passes", is_flag=True, help="print the pass pipeline and exit")
+def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_range,
+                input_shape, disable_pass, calibration_margin, list_passes) -> None:  # fmt: skip
+    """Compile MODEL.onnx into a secure fixed-point bundle DIR."""
+    from .compiler import describe
+
+    if list_passes:
+        click.echo(describe())
+        return
+    if not model or not out_dir:
+        raise UserError("compile needs MODEL.onnx and -o DIR")
+    from .toolchain import compile_model
+
+    shape = None
+    if input_shape:
+        try:
+            shape = [int(d) for d in input_shape.split(",")]
+        except ValueError:
+            raise UserError(f"--input-shape {input_shape!r} is not like 1,3,224,224") from None
+    try:
+        _, report = compile_model(
+            model, out_dir, scale=scale, bitlength=_bitlength(bitlength), calibrate=calibrate,
+            preprocess=preprocess, input_range=input_range, input_shape=shape,
+            disabled=disable_pass, margin=calibration_margin,
+        )  # fmt: skip
+    except (ValueError, OSError, NotImplementedError) as e:
+        raise UserError(str(e)) from None
+    t = report["totals"]
+    click.echo(
+        f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
+        f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
+    )
+
+
+@cli.command("simulate")
+@click.argument("bundle", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
+@click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
+@click.option("--no-check", is_flag=True, help="do not stop at a fixed-point overflow")
+def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN001
+    """Run a compiled BUNDLE exactly in cleartext fixed point on one input."""
+    import json
+
+    from .backends.cleartext import FixedPointOverflow
+    from .toolchain import simulate_bundle, write_json_atomic
+
+    try:
+        doc = simulate_bundle(bundle, input_path, check=not no_check)
+        if out_path:
+            write_json_atomic(doc, out_path)
+    except (ValueError, OSError, FixedPointOverflow) as e:
+        raise UserError(str(e)) from None
+    if not out_path:
+        click.echo(json.dumps(doc))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)

@@ -1,0 +1,129 @@
+"""Compile report: per-layer op, shape, ReLU/truncation counts, MACs, bits, communication.
+
+Communication is estimated per element from the SCI anchors of DESIGN.md §7 (measured at
+ℓ = 32, scaled by ℓ/32 since the millionaires' protocol is linear in ℓ): ReLU 4,316 bits,
+faithful truncation 4,196, known-MSB truncation 1,720, truncate-and-reduce 1,308, and a
+MaxPool window of k elements k − 1 ReLU-priced comparisons. Linear layers with server
+weights use a documented HE estimate (Cheetah-style packing): every 4,096 input and
+output elements cost one RLWE ciphertext of 2·4,096·109 bits, each way once. Sharing the
+input and revealing the output cost ℓ bits per element.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..ir import Graph
+
+NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
+HE_SLOTS, HE_LOGQ = 4096, 109
+_LINEAR = {"conv2d", "gemm", "affine", "mul"}
+
+
+def _he_bytes(n_in: int, n_out: int) -> int:
+    cts = math.ceil(n_in / HE_SLOTS) + math.ceil(n_out / HE_SLOTS)
+    return cts * 2 * HE_SLOTS * HE_LOGQ // 8
+
+
+def _macs(g: Graph, node) -> int:  # noqa: ANN001
+    t = node.type
+    if node.op == "conv2d":
+        w = g[node.inputs[1]].type.shape
+        return t.size * w[1] * w[2] * w[3]
+    if node.op == "gemm":
+        return t.size * g[node.inputs[0]].type.shape[-1]
+    if node.op in ("affine", "mul", "mul_const"):
+        return t.size
+    return 0
+
+
+def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
+    per = ell / 32
+    n = node.type.size
+    row: dict[str, Any] = {
+        "name": node.name,
+        "op": node.op,
+        "shape": list(node.type.shape),
+        "type": str(node.type.dtype),
+        "relu": n if node.op == "relu" else 0,
+        "trunc": {node.attrs["kind"]: n} if node.op == "trunc" else {},
+        "macs": _macs(g, node),
+        "bits": node.meta.get("bits"),
+        "range": node.meta.get("range"),
+    }
+    bits = 0.0
+    if node.op == "relu":
+        bits = n * NONLINEAR_BITS_L32["relu"] * per
+    elif node.op == "trunc":
+        bits = n * NONLINEAR_BITS_L32[node.attrs["kind"]] * per
+    elif node.op == "maxpool":
+        k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
+        bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
+    elif node.op == "input":
+        bits = n * ell
+    comm = int(bits // 8)
+    if node.op in _LINEAR and any(g[i].op == "weight" for i in node.inputs):
+        comm += _he_bytes(g[node.inputs[0]].type.size, n)
+    if g.is_output(node.name):
+        comm += n * ell // 8
+    row["comm_bytes"] = comm
+    return row
+
+
+def build_report(g: Graph) -> dict[str, Any]:
+    ell = g.meta.get("ell", 64)
+    rows = [layer_row(g, n, ell) for n in g.nodes if n.op not in ("weight", "const")]
+    trunc_ops: dict[str, int] = {}
+    trunc_elems: dict[str, int] = {}
+    for r in rows:
+        for k, v in r["trunc"].items():
+            trunc_ops[k] = trunc_ops.get(k, 0) + 1
+            trunc_elems[k] = trunc_elems.get(k, 0) + v
+    return {
+        "ell": ell,
+        "scale": g.meta.get("scale"),
+        "bits_needed": g.meta.get("bits_needed"),
+        "widest_tensor": g.meta.get("widest_tensor"),
+        "input": g.meta.get("input"),
+        "output_function": g.meta.get("output_function"),
+        "totals": {
+            "relu_elements": sum(r["relu"] for r in rows),
+            "relu_layers": sum(1 for r in rows if r["relu"]),
+            "maxpool_layers": sum(1 for r in rows if r["op"] == "maxpool"),
+            "affine_layers": sum(1 for r in rows if r["op"] == "affine"),
+            "truncations": trunc_ops,
+            "truncation_elements": trunc_elems,
+            "macs": sum(r["macs"] for r in rows),
+            "comm_bytes": sum(r["comm_bytes"] for r in rows),
+        },
+        "estimate": (
+            "communication from DESIGN.md §7 per-element anchors scaled by l/32; "
+            f"linear layers: {HE_SLOTS}-slot RLWE ciphertexts of 2*{HE_SLOTS}*{HE_LOGQ} bits"
+        ),
+        "layers": rows,
+    }
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """Human-readable totals for ``twofold inspect DIR``."""
+    t = report["totals"]
+    lines = [
+        f"ring l = {report['ell']}, scale s = {report['scale']}, "
+        f"bits needed {report['bits_needed']} (widest %{report['widest_tensor']})",
+        f"ReLU elements: {t['relu_elements']:,} in {t['relu_layers']} layers",
+        "truncations: "
+        + (
+            ", ".join(
+                f"{k} {t['truncations'][k]} ops / {t['truncation_elements'][k]:,} elements"
+                for k in sorted(t["truncations"])
+            )
+            or "none"
+        ),
+        f"affine (non-folded BN) layers: {t['affine_layers']}, "
+        f"maxpool layers: {t['maxpool_layers']}",
+        f"MACs: {t['macs']:,}",
+        f"estimated communication: {t['comm_bytes'] / 2**20:,.1f} MiB ({report['estimate']})",
+        f"output function: {report['output_function']}",
+    ]
+    return "\n".join(lines) + "\n"

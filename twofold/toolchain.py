@@ -1,0 +1,136 @@
+"""Drivers behind ``twofold compile`` and ``twofold simulate`` (CLI layer).
+
+Wires the frontend, the compiler pipeline (with cleartext calibration) and the bundle,
+and loads client inputs through the preprocessing recorded at compile time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends.cleartext import observe_ranges, simulate
+from .compiler import CompileError, CompileOptions, run_pipeline
+from .compiler.bundle import read_bundle, write_bundle
+from .compiler.report import build_report
+from .ir import Graph
+
+# Declared input range per preprocessing (real units after preprocessing).
+# chexnet: ImageNet mean/std normalisation of [0, 1] pixels: (0 − 0.485)/0.229 .. (1 − 0.406)/0.225.
+PREPROCESS_RANGES = {"chexnet": (-2.1179039, 2.6400001), "none": (-3.0, 3.0)}
+
+
+def input_meta(graph: Graph) -> dict[str, Any]:
+    return graph.meta.get("input", {})
+
+
+def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
+    """A client input as the program expects it: ``.npy`` as is, images preprocessed."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"input file {p} does not exist")
+    shape = tuple(meta.get("shape", ()))
+    if p.suffix.lower() == ".npy":
+        try:
+            x = np.load(p, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"{p} is not a readable .npy array: {e}") from None
+        if x.dtype.kind not in "fiu":
+            raise ValueError(f"{p}: dtype {x.dtype} is not numeric")
+    else:
+        from .preprocess import load_image
+
+        size = shape[-1] if shape else 224
+        x = np.asarray(load_image(str(p), meta.get("preprocess", "chexnet"), size))
+    if shape and x.shape != shape:
+        if x.size == int(np.prod(shape)) and x.ndim == len(shape) - 1:
+            x = x.reshape(shape)
+        else:
+            raise ValueError(
+                f"input {p} has shape {list(x.shape)}, the program expects {list(shape)}"
+            )
+    return x.astype(np.float64)
+
+
+def compile_model(
+    model: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    scale: int = 12,
+    bitlength: int | str = "auto",
+    calibrate: Sequence[str | Path] = (),
+    preprocess: str = "chexnet",
+    input_range: tuple[float, float] | None = None,
+    input_shape: Sequence[int] | None = None,
+    disabled: Sequence[str] = (),
+    margin: float = 2.0,
+    graph: Graph | None = None,
+) -> tuple[Graph, dict[str, Any]]:
+    """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``."""
+    if preprocess not in PREPROCESS_RANGES:
+        raise CompileError(f"unknown preprocessing {preprocess!r}; known: chexnet, none")
+    if graph is None:
+        from .frontends.onnx import load_onnx
+
+        graph = load_onnx(str(model), input_shape=list(input_shape) if input_shape else None)
+    graph = graph.copy()
+    inputs = graph.inputs()
+    if len(inputs) != 1:
+        raise CompileError(f"model has {len(inputs)} inputs; exactly one image input is supported")
+    rng = input_range if input_range is not None else PREPROCESS_RANGES[preprocess]
+    if not rng[0] < rng[1]:
+        raise CompileError(f"input range [{rng[0]}, {rng[1]}] is empty")
+    graph.meta["input"] = {
+        "name": inputs[0].attrs["name"],
+        "shape": list(inputs[0].type.shape),
+        "scale": scale,
+        "range": [float(rng[0]), float(rng[1])],
+        "preprocess": preprocess,
+    }
+    observe = None
+    if calibrate:
+        meta = graph.meta["input"]
+        samples = [load_input(f, meta) for f in calibrate]
+
+        def observe(g: Graph) -> dict[str, tuple[float, float]]:
+            return observe_ranges(g, samples)
+
+    opts = CompileOptions(
+        scale=scale,
+        bitlength=bitlength,
+        calibration_margin=margin,
+        disabled=set(disabled),
+        observe=observe,
+    )
+    secure = run_pipeline(graph, opts)
+    secure.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
+    report = build_report(secure)
+    if out_dir is not None:
+        write_bundle(secure, out_dir, report)
+    return secure, report
+
+
+def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
+    """Write JSON to ``path`` via a temporary file and rename: never a partial file."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def simulate_bundle(bundle: str | Path, input_path: str | Path, check: bool = True) -> dict:
+    """Run a compiled bundle in the cleartext fixed-point backend on one input file."""
+    g = read_bundle(bundle)
+    x = load_input(input_path, input_meta(g))
+    return simulate(g, x, check=check)
