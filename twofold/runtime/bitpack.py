@@ -1,0 +1,37 @@
+"""Pack k-bit ring elements (1 <= k <= 64) densely for the wire: m values cost ceil(m*k/8) bytes.
+
+Little-endian: value i occupies bits [i*k, (i+1)*k) of the little-bit-order byte stream. Byte
+multiples of k take a zero-copy-ish fast path (slicing the uint64 bytes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def packed_size(m: int, k: int) -> int:
+    """Bytes that m k-bit values occupy on the wire."""
+    return (m * k + 7) // 8 if k % 8 else m * (k // 8)
+
+
+def pack(vals: np.ndarray, k: int) -> np.ndarray:
+    """uint64 values (any shape, already < 2^k) -> packed uint8[packed_size(size, k)]."""
+    v = np.ascontiguousarray(vals, dtype=np.uint64).reshape(-1)
+    nb = (k + 7) // 8
+    b = v.view(np.uint8).reshape(-1, 8)[:, :nb]
+    if k % 8 == 0:
+        return np.ascontiguousarray(b).reshape(-1)
+    bits = np.unpackbits(b, axis=1, bitorder="little")[:, :k]
+    return np.packbits(bits.reshape(-1), bitorder="little")
+
+
+def unpack(buf: np.ndarray, m: int, k: int) -> np.ndarray:
+    """Inverse of :func:`pack`: m k-bit values as uint64[m]."""
+    nb = (k + 7) // 8
+    out = np.zeros((m, 8), dtype=np.uint8)
+    if k % 8 == 0:
+        out[:, :nb] = buf.reshape(m, nb)
+    else:
+        bits = np.unpackbits(buf, count=m * k, bitorder="little").reshape(m, k)
+        out[:, :nb] = np.packbits(bits, axis=1, bitorder="little")
+    return out.view(np.uint64).reshape(m)

@@ -1,0 +1,79 @@
+"""IKNP OT extension (Ishai-Kilian-Nissim-Petrank, CRYPTO 2003) with the ALSZ optimisations
+(Asharov-Lindell-Schneider-Zohner, CCS 2013): random base-OT seeds expanded by a PRG, one message
+u_i = G(k_i^0) ^ G(k_i^1) ^ c_i per column, and no second message for random OT.
+
+Generic width w (128 for IKNP, 256 for KK13). The receiver holds seed pairs (k_i^0, k_i^1) and
+chooses a w-bit row c_j per OT; it learns t_j. The sender holds s (w bits) and k_i^{s_i}; it learns
+q_j = t_j ^ (c_j & s). Rows are uint64[n, w/64]; the PRG streams continue across batches, and a
+running OT counter feeds the hash tweak, so no (seed stream, tweak) pair is ever reused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PeerError
+from ..prg import PRG
+from .transpose import transpose_bits
+
+
+def padded(n: int) -> int:
+    """Batch size rounded up to a multiple of 64 (the transpose works on 64-column words)."""
+    return max(64, (n + 63) // 64 * 64)
+
+
+class ExtSender:
+    """Extension sender: base-OT *receiver* with choice bits s and keys k_i^{s_i}."""
+
+    def __init__(self, s: np.ndarray, keys: list[bytes]) -> None:
+        self.w = len(keys)
+        self.s_bits = np.asarray(s, np.uint8)
+        self.s = np.packbits(self.s_bits, bitorder="little").view(np.uint64)  # (w/64,)
+        self._smask = (self.s_bits * np.uint8(0xFF))[:, None]
+        self._prgs = [PRG(k) for k in keys]
+        self.count = 0
+
+    def extend(self, chan, n: int) -> tuple[np.ndarray, int]:  # noqa: ANN001 - Channel
+        """Receive u and return (q rows uint64[n, w/64], index of the first OT)."""
+        peer_n = int(chan.recv_array(np.int64, (1,))[0])
+        if peer_n != n:
+            raise PeerError(f"OT batch size mismatch: this side has {n}, the peer {peer_n}")
+        nb = padded(n) // 8
+        u = chan.recv_array(np.uint8, (self.w, nb))
+        q = np.empty((self.w, nb), np.uint8)
+        for i, g in enumerate(self._prgs):
+            g.fill(q[i])
+        u &= self._smask
+        q ^= u
+        rows = transpose_bits(q).view(np.uint64)[:n]
+        first, self.count = self.count, self.count + n
+        return rows, first
+
+
+class ExtReceiver:
+    """Extension receiver: base-OT *sender* holding both keys (k_i^0, k_i^1)."""
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.w = len(pairs)
+        self._g0 = [PRG(k0) for k0, _ in pairs]
+        self._g1 = [PRG(k1) for _, k1 in pairs]
+        self.count = 0
+
+    def extend(self, chan, n: int, cols: np.ndarray | None) -> tuple[np.ndarray, int]:  # noqa: ANN001
+        """Send u for choice columns ``cols`` (packed (w, n_pad/8) bits, or (n_pad/8,) broadcast
+        to every column); return (t rows uint64[n, w/64], index of the first OT)."""
+        nb = padded(n) // 8
+        t = np.empty((self.w, nb), np.uint8)
+        u = np.empty((self.w, nb), np.uint8)
+        for i in range(self.w):
+            self._g0[i].fill(t[i])
+            self._g1[i].fill(u[i])
+        u ^= t
+        if cols is not None:
+            u ^= cols
+        chan.send(np.array([n], np.int64))
+        chan.send(u)
+        del u
+        rows = transpose_bits(t).view(np.uint64)[:n]
+        first, self.count = self.count, self.count + n
+        return rows, first

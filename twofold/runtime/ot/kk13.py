@@ -1,0 +1,66 @@
+"""1-out-of-N OT for N <= 256 (Kolesnikov-Kumaresan, CRYPTO 2013), on the width-256 extension.
+
+The receiver's choice r is encoded by the Walsh-Hadamard code C(r)_i = <r, i> mod 2 for
+i in [0, 256): distinct codewords differ in exactly 128 positions, so the sender's key for a
+message x != r, H(q ^ (C(x) & s)), keeps 128 unknown bits of s. Message j, entry x is sent as
+T[j, x] ^ H(j, q_j ^ (C(x) & s)) truncated to k bits; the receiver unmasks entry r_j with H(j, t_j).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import bitpack
+from ..ring import mask
+from .crhash import crhash256
+from .iknp import ExtReceiver, ExtSender, padded
+from .transpose import transpose_bits
+
+WIDTH = 256
+
+
+def _codewords() -> np.ndarray:
+    x = np.arange(256, dtype=np.uint16)[:, None]
+    i = np.arange(256, dtype=np.uint16)[None, :]
+    par = np.bitwise_count(x & i) & 1 if hasattr(np, "bitwise_count") else None
+    if par is None:  # numpy < 2.0
+        v = x & i
+        par = np.zeros_like(v)
+        for b in range(8):
+            par ^= (v >> b) & 1
+    return np.packbits(par.astype(np.uint8), axis=1, bitorder="little")  # (256, 32) bytes
+
+
+CODEWORDS = _codewords()
+CODEWORDS64 = CODEWORDS.view(np.uint64)  # (256, 4)
+
+
+def _hash_rows(rows: np.ndarray, first: int, domain: int) -> np.ndarray:
+    return crhash256(rows[:, :2], rows[:, 2:], first, domain)[:, 0]
+
+
+def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
+    """Sender side: ``tables`` uint64[n, N] of k-bit messages."""
+    n, nmsg = tables.shape
+    q, first = ext.extend(chan, n)
+    m = mask(k)
+    cs = CODEWORDS64[:nmsg] & ext.s[None, :]
+    out = np.empty((n, nmsg), np.uint64)
+    for x in range(nmsg):
+        h = _hash_rows(q ^ cs[x], first, domain)
+        np.bitwise_xor(tables[:, x], h, out=out[:, x])
+    out &= m
+    chan.send(bitpack.pack(out, k))
+
+
+def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, domain: int):  # noqa: ANN001, ANN201
+    """Receiver side: choices uint8[n] in [0, nmsg); returns the chosen k-bit messages."""
+    n = choices.shape[0]
+    npad = padded(n)
+    cw = np.zeros((npad, WIDTH // 8), np.uint8)
+    cw[:n] = CODEWORDS[choices]
+    t, first = ext.extend(chan, n, transpose_bits(cw))
+    h = _hash_rows(t, first, domain)
+    y = bitpack.unpack(chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k)), n * nmsg, k)
+    got = y.reshape(n, nmsg)[np.arange(n), choices]
+    return (got ^ h) & mask(k)

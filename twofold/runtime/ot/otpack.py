@@ -1,0 +1,199 @@
+"""OTPack: all OT state of one connection, built once per session (as in EzPC SCI's OTPack).
+
+Setup (both parties, fixed order): 128 Chou-Orlandi base OTs with the server as extension sender,
+then 128 with the client as extension sender; then, for each direction, 256 random OTs from the
+opposite IKNP instance seed a width-256 extension for KK13. Every call below is batched (one numpy
+pass per batch) and must be matched by the peer's counterpart call with the same n (and k, N, d):
+the caller of ``*_send`` is the OT sender, either party may be. Flavours:
+
+* random OT: 128-bit messages, uint64[n, 2] (ALSZ: 16 bytes/OT on the wire);
+* correlated OT over Z_2^k: the sender gives corr (uint64[n] or [n, d]) and gets x; the receiver
+  gives b and gets x + b*corr mod 2^k (16 bytes + d*k bits/OT);
+* chosen-message OT of k-bit values (uint64[n] or [n, d] each);
+* 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import bitpack
+from ..prg import PRG
+from ..ring import mask
+from .baseot import base_ot_recv, base_ot_send
+from .crhash import crhash, crhash_wide
+from .iknp import ExtReceiver, ExtSender, padded
+from .kk13 import WIDTH as KK_WIDTH
+from .kk13 import kk_recv, kk_send
+
+KAPPA = 128
+_ROT, _COT, _OT, _KK = 1, 2, 3, 4
+
+
+def _check_k(k: int) -> int:
+    if not isinstance(k, int | np.integer) or not 1 <= int(k) <= 64:
+        raise ValueError(f"OT message bit length k must be in [1, 64], got {k!r}")
+    return int(k)
+
+
+def _check_choices(choices: np.ndarray, limit: int = 2) -> np.ndarray:
+    c = np.asarray(choices)
+    if c.ndim != 1:
+        raise ValueError(f"OT choices must be a 1-D array, got shape {c.shape}")
+    if c.size and (c.min() < 0 or c.max() >= limit):
+        raise ValueError(f"OT choices must lie in [0, {limit}), got values up to {c.max()}")
+    return np.ascontiguousarray(c, dtype=np.uint8)
+
+
+def _pack_choices(c: np.ndarray) -> np.ndarray:
+    bits = np.zeros(padded(c.shape[0]), np.uint8)
+    bits[: c.shape[0]] = c
+    return np.packbits(bits, bitorder="little")
+
+
+def _as2d(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    a = np.asarray(a, dtype=np.uint64)
+    if a.ndim == 1:
+        return a[:, None], True
+    if a.ndim != 2:
+        raise ValueError(f"OT values must be uint64[n] or uint64[n, d], got shape {a.shape}")
+    return a, False
+
+
+class OTPack:
+    """OT extension state for one party of one connection; see the module docstring."""
+
+    def __init__(self, chan, role: str) -> None:  # noqa: ANN001 - Channel
+        if role not in ("server", "client"):
+            raise ValueError(f"role must be 'server' or 'client', got {role!r}")
+        self.chan, self.role = chan, role
+        self._dir = 0 if role == "server" else 1  # domain bit: who is the sender
+        prg = PRG()
+        with chan.section("ot-setup"):
+            s = prg.bits(KAPPA)
+            if role == "server":
+                self._snd = ExtSender(s, base_ot_recv(chan, s))
+                self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
+            else:
+                self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
+                self._snd = ExtSender(s, base_ot_recv(chan, s))
+            # KK13 bases: my KK sender is a base-OT receiver -> random OTs where I receive.
+            s2 = prg.bits(KK_WIDTH)
+            if role == "server":
+                self._kk_snd = ExtSender(s2, _seeds(self.rot_recv(s2)))
+                self._kk_rcv = ExtReceiver(_seed_pairs(*self.rot_send(KK_WIDTH)))
+            else:
+                self._kk_rcv = ExtReceiver(_seed_pairs(*self.rot_send(KK_WIDTH)))
+                self._kk_snd = ExtSender(s2, _seeds(self.rot_recv(s2)))
+
+    def _dom(self, flavour: int, sending: bool) -> int:
+        sender_dir = self._dir if sending else 1 - self._dir
+        return flavour | (sender_dir << 8)
+
+    # -- random OT ----------------------------------------------------------------------------
+    def rot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n random OTs as sender: returns (m0, m1), each uint64[n, 2] (128-bit messages)."""
+        q, first = self._snd.extend(self.chan, int(n))
+        dom = self._dom(_ROT, True)
+        m0 = crhash(q, first, dom)
+        q ^= self._snd.s[None, :]
+        return m0, crhash(q, first, dom)
+
+    def rot_recv(self, choices: np.ndarray) -> np.ndarray:
+        """Random OTs as receiver with the given choice bits: returns m_b, uint64[n, 2]."""
+        c = _check_choices(choices)
+        t, first = self._rcv.extend(self.chan, c.shape[0], _pack_choices(c))
+        return crhash(t, first, self._dom(_ROT, False))
+
+    # -- correlated OT over Z_2^k -------------------------------------------------------------
+    def _limbs(self, rows: np.ndarray, first: int, dom: int, d: int) -> np.ndarray:
+        if d <= 2:
+            return crhash(rows, first, dom)[:, :d]
+        return crhash_wide(rows, first, dom, (d + 1) // 2)[:, :d]
+
+    def cot_send(self, corr: np.ndarray, k: int) -> np.ndarray:
+        """Correlated OT as sender: returns x (shape of corr); the receiver gets x + b*corr."""
+        k = _check_k(k)
+        c2, flat = _as2d(corr)
+        n, d = c2.shape
+        m = mask(k)
+        q, first = self._snd.extend(self.chan, n)
+        dom = self._dom(_COT, True)
+        x = self._limbs(q, first, dom, d) & m
+        q ^= self._snd.s[None, :]
+        delta = (x + c2 - self._limbs(q, first, dom, d)) & m
+        self.chan.send(bitpack.pack(delta, k))
+        return x[:, 0].copy() if flat else x
+
+    def cot_recv(self, choices: np.ndarray, k: int, d: int | None = None) -> np.ndarray:
+        """Correlated OT as receiver: returns x + b*corr mod 2^k (uint64[n], or [n, d])."""
+        k = _check_k(k)
+        c = _check_choices(choices)
+        n, dd = c.shape[0], 1 if d is None else int(d)
+        t, first = self._rcv.extend(self.chan, n, _pack_choices(c))
+        h = self._limbs(t, first, self._dom(_COT, False), dd)
+        delta = bitpack.unpack(
+            self.chan.recv_array(np.uint8, bitpack.packed_size(n * dd, k)), n * dd, k
+        ).reshape(n, dd)
+        delta *= c[:, None].astype(np.uint64)
+        h += delta
+        h &= mask(k)
+        return h[:, 0].copy() if d is None else h
+
+    # -- chosen-message OT of k-bit values ----------------------------------------------------
+    def ot_send(self, m0: np.ndarray, m1: np.ndarray, k: int) -> None:
+        """1-out-of-2 OT of k-bit messages m0, m1 (uint64[n] or [n, d], same shape)."""
+        k = _check_k(k)
+        a0, _ = _as2d(m0)
+        a1, _ = _as2d(m1)
+        if a0.shape != a1.shape:
+            raise ValueError(f"ot_send: m0 {a0.shape} and m1 {a1.shape} differ in shape")
+        n, d = a0.shape
+        m = mask(k)
+        q, first = self._snd.extend(self.chan, n)
+        dom = self._dom(_OT, True)
+        e = np.empty((n, 2, d), np.uint64)
+        e[:, 0] = (self._limbs(q, first, dom, d) ^ a0) & m
+        q ^= self._snd.s[None, :]
+        e[:, 1] = (self._limbs(q, first, dom, d) ^ a1) & m
+        self.chan.send(bitpack.pack(e, k))
+
+    def ot_recv(self, choices: np.ndarray, k: int, d: int | None = None) -> np.ndarray:
+        """Receiver of :meth:`ot_send`: returns m_b (uint64[n], or [n, d])."""
+        k = _check_k(k)
+        c = _check_choices(choices)
+        n, dd = c.shape[0], 1 if d is None else int(d)
+        t, first = self._rcv.extend(self.chan, n, _pack_choices(c))
+        h = self._limbs(t, first, self._dom(_OT, False), dd)
+        e = bitpack.unpack(
+            self.chan.recv_array(np.uint8, bitpack.packed_size(2 * n * dd, k)), 2 * n * dd, k
+        ).reshape(n, 2, dd)
+        out = (e[np.arange(n), c] ^ h) & mask(k)
+        return out[:, 0].copy() if d is None else out
+
+    # -- 1-out-of-N OT (KK13) -----------------------------------------------------------------
+    def kkot_send(self, tables: np.ndarray, k: int) -> None:
+        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages."""
+        k = _check_k(k)
+        t = np.asarray(tables, dtype=np.uint64)
+        if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
+            raise ValueError(
+                f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
+            )
+        kk_send(self._kk_snd, self.chan, np.ascontiguousarray(t), k, self._dom(_KK, True))
+
+    def kkot_recv(self, choices: np.ndarray, nmsg: int, k: int) -> np.ndarray:
+        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]."""
+        k = _check_k(k)
+        if not 2 <= int(nmsg) <= 256:
+            raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
+        c = _check_choices(choices, int(nmsg))
+        return kk_recv(self._kk_rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
+
+
+def _seeds(m: np.ndarray) -> list[bytes]:
+    return [bytes(r) for r in np.ascontiguousarray(m).view(np.uint8).reshape(-1, 16)]
+
+
+def _seed_pairs(m0: np.ndarray, m1: np.ndarray) -> list[tuple[bytes, bytes]]:
+    return list(zip(_seeds(m0), _seeds(m1), strict=True))

@@ -1,0 +1,133 @@
+"""Party: one side of a 2PC session (role, channel, OT state, local and shared PRGs).
+
+Setup = handshake then OT setup. The handshake exchanges the protocol version, the role and the
+compiled program's hash (SHA-256 of IR JSON, ell, s, given by the caller); both sides compare the
+same two records, so a mismatch raises :class:`ProgramMismatchError` on *both* sides. Then the
+:class:`~twofold.runtime.ot.otpack.OTPack` is built once (base OTs in both directions) and
+shared by every protocol through ``party.ot`` (as in EzPC SCI). DESIGN.md §5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from .errors import PeerError, ProgramMismatchError
+from .net import Channel, connect, listen, run_pair
+from .ot.otpack import OTPack
+from .prg import PRG
+
+PROTOCOL = "twofold-2pc"
+PROTOCOL_VERSION = 1
+ROLES = ("server", "client")
+
+
+class Party:
+    """One party: ``role`` ("server" holds the weights, "client" the input), ``chan``, ``ot``,
+    ``prg`` (private randomness) and ``shared_prg`` (a seed both parties contributed to)."""
+
+    def __init__(
+        self, role: str, chan: Channel, program_hash: str = "", *, setup_ot: bool = True
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be 'server' or 'client', got {role!r}")
+        self.role = role
+        self.is_server = role == "server"
+        self.peer_role = "client" if self.is_server else "server"
+        self.chan = chan
+        self.program_hash = program_hash
+        self.prg = PRG()
+        with chan.section("handshake"):
+            self.shared_prg = self._handshake()
+        self.ot: OTPack | None = OTPack(chan, role) if setup_ot else None
+
+    def _handshake(self) -> PRG:
+        mine = {
+            "protocol": PROTOCOL,
+            "version": PROTOCOL_VERSION,
+            "role": self.role,
+            "program": self.program_hash,
+        }
+        contrib = secrets.token_bytes(16)
+        self.chan.send(json.dumps(mine, sort_keys=True).encode())
+        self.chan.send(contrib)
+        try:
+            theirs = json.loads(self.chan.recv_bytes().decode())
+            if not isinstance(theirs, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PeerError(f"handshake: peer sent a malformed hello ({e})") from None
+        peer_contrib = self.chan.recv_bytes()
+        if theirs.get("protocol") != PROTOCOL or theirs.get("version") != PROTOCOL_VERSION:
+            raise ProgramMismatchError(
+                f"protocol mismatch: this {self.role} speaks {PROTOCOL} v{PROTOCOL_VERSION}, "
+                f"the peer {theirs.get('protocol')!r} v{theirs.get('version')!r}"
+            )
+        if theirs.get("role") != self.peer_role:
+            raise ProgramMismatchError(
+                f"role mismatch: both parties claim to be the {self.role}"
+                if theirs.get("role") == self.role
+                else f"role mismatch: peer claims role {theirs.get('role')!r}"
+            )
+        if theirs.get("program") != self.program_hash:
+            raise ProgramMismatchError(
+                f"program mismatch: this {self.role} runs program {self.program_hash[:16]!r}..., "
+                f"the {self.peer_role} runs {str(theirs.get('program'))[:16]!r}... "
+                "(compile both sides from the same model and settings)"
+            )
+        if len(peer_contrib) != 16:
+            raise PeerError("handshake: peer sent a malformed seed contribution")
+        srv, cli = (contrib, peer_contrib) if self.is_server else (peer_contrib, contrib)
+        return PRG(hashlib.sha256(b"twofold-shared-prg" + srv + cli).digest()[:16])
+
+    def close(self) -> None:
+        self.chan.close()
+
+
+def run_parties(
+    server_fn: Callable[[Party], Any],
+    client_fn: Callable[[Party], Any],
+    program_hash: str = "test",
+    timeout: float = 60.0,
+    setup_ot: bool = True,
+) -> tuple[Any, Any]:
+    """Two Parties over a socketpair, one thread each (tests); see :func:`net.run_pair`."""
+    return run_pair(
+        server_fn,
+        client_fn,
+        timeout=timeout,
+        make=lambda role, ch: Party(role, ch, program_hash, setup_ot=setup_ot),
+    )
+
+
+def serve(
+    host: str,
+    port: int,
+    program_hash: str,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    timeout: float = 60.0,
+    accept_timeout: float | None = None,
+) -> Party:
+    """Server side over TCP: wait for one client on host:port and return the set-up Party."""
+    with listen(host, port, tls_cert, tls_key, timeout) as lst:
+        chan = lst.accept(accept_timeout)
+    return Party("server", chan, program_hash)
+
+
+def join(
+    host: str,
+    port: int,
+    program_hash: str,
+    *,
+    tls_ca: str | None = None,
+    timeout: float = 60.0,
+    connect_timeout: float = 10.0,
+) -> Party:
+    """Client side over TCP: connect to the server and return the set-up Party."""
+    chan = connect(host, port, timeout, tls_ca, connect_timeout)
+    return Party("client", chan, program_hash)
