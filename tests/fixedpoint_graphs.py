@@ -1,0 +1,96 @@
+"""Hand-built float IR graphs and a float64 evaluator of the float IR for compiler tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from twofold.ir import Graph
+
+
+def _bn(g: Graph, x: str, c: int, rng, name: str) -> str:
+    ps = [
+        g.add_param(f"{name}.{k}", v.astype(np.float32))
+        for k, v in [
+            ("gamma", rng.uniform(0.5, 1.5, c)),
+            ("beta", rng.normal(0, 0.1, c)),
+            ("mean", rng.normal(0, 0.1, c)),
+            ("var", rng.uniform(0.5, 1.5, c)),
+        ]
+    ]
+    return g.add("batchnorm", [x, *ps], name=name)
+
+
+def small_cnn(seed: int = 0, size: int = 16) -> Graph:
+    """conv-BN(folded)-ReLU-maxpool, pre-activation BN(affine), ReLU6, avg pools, FC, sigmoid."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    x = g.add("input", attrs={"name": "image", "shape": [1, 3, size, size]}, name="x")
+    w = g.add_param("c1.w", rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32))
+    b = g.add_param("c1.b", rng.normal(0, 0.1, 8).astype(np.float32))
+    y = g.add("conv2d", [x, w, b], {"strides": [1, 1], "pads": [1, 1, 1, 1]}, name="c1")
+    y = _bn(g, y, 8, rng, "bn1")
+    r = g.add("relu", [y], name="r1")
+    p = g.add("maxpool", [r], {"kernel": [2, 2], "strides": [2, 2]}, name="pool1")
+    q = _bn(g, p, 8, rng, "bn2")
+    q = g.add("clip", [q], {"min": 0.0, "max": 6.0}, name="relu6")
+    w2 = g.add_param("c2.w", rng.normal(0, 0.2, (8, 1, 3, 3)).astype(np.float32))
+    d = g.add("conv2d", [q, w2], {"strides": [1, 1], "pads": [1, 1, 1, 1], "group": 8}, name="dw")
+    s = g.add("add", [d, q], name="res")
+    a = g.add("avgpool", [s], {"kernel": [2, 2], "strides": [2, 2]}, name="avg")
+    ga = g.add("global_avgpool", [a], name="gap")
+    f = g.add("flatten", [ga], name="flat")
+    fw = g.add_param("fc.w", rng.normal(0, 0.5, (8, 5)).astype(np.float32))
+    fb = g.add_param("fc.b", rng.normal(0, 0.1, 5).astype(np.float32))
+    o = g.add("gemm", [f, fw, fb], name="fc")
+    g.outputs = [g.add("sigmoid", [o], name="prob")]
+    return g
+
+
+def _t(a) -> torch.Tensor:  # noqa: ANN001
+    return torch.as_tensor(np.asarray(a, np.float64))
+
+
+def float_eval(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Float64 semantics of the float IR ops used by the graphs above."""
+    env: dict[str, torch.Tensor] = {}
+    for n in g.nodes:
+        a = n.attrs
+        ins = [env[i] for i in n.inputs]
+        if n.op == "input":
+            v = _t(x)
+        elif n.op in ("weight", "const"):
+            v = _t(g.params[a["key"]])
+        elif n.op == "conv2d":
+            pt, pl, pb, pr = a["pads"]
+            xi = F.pad(ins[0], (pl, pr, pt, pb))
+            v = F.conv2d(xi, ins[1], ins[2] if len(ins) == 3 else None, a["strides"], 0,
+                         a["dilations"], a["group"])  # fmt: skip
+        elif n.op == "batchnorm":
+            xx, gm, bt, mu, var = ins
+            sh = (1, -1, 1, 1)
+            v = (xx - mu.reshape(sh)) / torch.sqrt(var.reshape(sh) + a["epsilon"])
+            v = v * gm.reshape(sh) + bt.reshape(sh)
+        elif n.op == "relu":
+            v = torch.relu(ins[0])
+        elif n.op == "clip":
+            v = torch.clamp(ins[0], a["min"], a["max"])
+        elif n.op == "maxpool":
+            v = F.max_pool2d(ins[0], a["kernel"], a["strides"])
+        elif n.op == "avgpool":
+            v = F.avg_pool2d(ins[0], a["kernel"], a["strides"])
+        elif n.op == "global_avgpool":
+            v = ins[0].mean(dim=(2, 3), keepdim=True)
+        elif n.op == "flatten":
+            v = ins[0].reshape(ins[0].shape[0], -1)
+        elif n.op == "gemm":
+            v = ins[0] @ ins[1] + (ins[2] if len(ins) == 3 else 0)
+        elif n.op == "add":
+            v = ins[0] + ins[1]
+        elif n.op == "sigmoid":
+            v = torch.sigmoid(ins[0])
+        else:
+            raise NotImplementedError(n.op)
+        env[n.name] = v
+    return {o: env[o].numpy() for o in g.outputs}
