@@ -46,7 +46,10 @@ def pool_output_size(
 ) -> int:
     """ONNX MaxPool output length along one axis."""
     span = size + pad_lo + pad_hi - ((k - 1) * dil + 1)
-    return (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_lo:
+        out -= 1  # a last window starting in the right padding is dropped
+    return out
 
 
 def maxpool(
