@@ -8,12 +8,20 @@ uint64[n, 2]; a whole batch goes through one ECB ``update_into`` (OpenSSL AES-NI
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 FIXED_KEY = hashlib.sha256(b"twofold fixed-key AES for the correlation-robust hash").digest()[:16]
-_ECB = Cipher(algorithms.AES(FIXED_KEY), modes.ECB()).encryptor()
+_TLS = threading.local()  # one ECB context per thread: contexts are not thread-safe (run_pair)
+
+
+def _ecb():  # noqa: ANN202
+    enc = getattr(_TLS, "ecb", None)
+    if enc is None:
+        enc = _TLS.ecb = Cipher(algorithms.AES(FIXED_KEY), modes.ECB()).encryptor()
+    return enc
 
 
 def aes_fixed(z: np.ndarray) -> np.ndarray:
@@ -22,7 +30,7 @@ def aes_fixed(z: np.ndarray) -> np.ndarray:
     n = z.shape[0]
     buf = np.empty(n * 16 + 16, dtype=np.uint8)
     if n:
-        _ECB.update_into(memoryview(z.reshape(-1).view(np.uint8)), memoryview(buf))
+        _ecb().update_into(memoryview(z.reshape(-1).view(np.uint8)), memoryview(buf))
     return buf[: n * 16].view(np.uint64).reshape(n, 2)
 
 
