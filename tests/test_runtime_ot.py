@@ -1,0 +1,239 @@
+"""OT flavours in both directions, odd batch sizes, building blocks, and statistical checks."""
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from nacl import bindings as nb
+from scipy.stats import chisquare
+
+from twofold.runtime import bitpack, net
+from twofold.runtime.errors import PeerError, ProgramMismatchError
+from twofold.runtime.net import run_pair
+from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
+from twofold.runtime.ot.crhash import FIXED_KEY, crhash
+from twofold.runtime.ot.kk13 import CODEWORDS
+from twofold.runtime.ot.transpose import transpose_bits
+from twofold.runtime.prg import PRG
+from twofold.runtime.session import Party, run_parties
+
+RNG = np.random.default_rng(20240611)  # public test inputs only; protocol randomness is secrets
+
+
+@pytest.mark.parametrize("shape", [(8, 64), (128, 64), (128, 640), (256, 1024), (16, 64 * 300)])
+def test_transpose_matches_unpackbits(shape):
+    rows, cols = shape
+    m = RNG.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
+    ref = np.packbits(np.unpackbits(m, axis=1, bitorder="little").T, axis=1, bitorder="little")
+    assert np.array_equal(transpose_bits(m), ref)
+    if rows % 64 == 0:
+        assert np.array_equal(transpose_bits(transpose_bits(m)), m)
+
+
+def test_crhash_is_mmo_with_tweak():
+    x = RNG.integers(0, 2**63, (5, 2), dtype=np.uint64)
+    got = crhash(x, 7, domain=3)
+    ecb = Cipher(algorithms.AES(FIXED_KEY), modes.ECB()).encryptor()
+    for j in range(5):
+        z = x[j].copy()
+        z[0] ^= np.uint64(7 + j)
+        z[1] ^= np.uint64(3)
+        pz = np.frombuffer(ecb.update(z.tobytes()), np.uint64)
+        assert np.array_equal(got[j], pz ^ z)
+    assert not np.array_equal(crhash(x, 7, 3), crhash(x, 8, 3))
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 13, 32, 63, 64])
+def test_bitpack_roundtrip(k):
+    m = 37
+    v = RNG.integers(0, 2**63, m, dtype=np.uint64) & np.uint64((1 << k) - 1)
+    p = bitpack.pack(v, k)
+    assert p.nbytes == bitpack.packed_size(m, k) == (m * k + 7) // 8
+    assert np.array_equal(bitpack.unpack(p, m, k), v)
+
+
+def test_hadamard_codewords_distance_128():
+    bits = np.unpackbits(CODEWORDS, axis=1, bitorder="little").astype(np.int32)
+    d = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    assert np.all(d[~np.eye(256, dtype=bool)] == 128)
+
+
+def test_base_ot_correct_and_rejects_bad_points():
+    c = PRG().bits(128)
+    ks, kr = run_pair(lambda ch: base_ot_send(ch, 128), lambda ch: base_ot_recv(ch, c))
+    assert all(kr[i] == ks[i][c[i]] and kr[i] != ks[i][1 - c[i]] for i in range(128))
+
+    def evil_receiver(ch):
+        ch.recv_bytes()
+        pts = np.zeros((4, 32), np.uint8)  # all-zero encoding: not a valid point
+        pts[:, 0] = 1  # the identity (small order): must be rejected
+        ch.send(pts)
+
+    with pytest.raises(PeerError, match="invalid curve point"):
+        run_pair(lambda ch: base_ot_send(ch, 4), evil_receiver)
+    ident = bytes([1] + [0] * 31)
+    assert not nb.crypto_core_ed25519_is_valid_point(ident)
+
+
+def _choices(n, limit=2):
+    return RNG.integers(0, limit, n).astype(np.uint8)
+
+
+@pytest.mark.parametrize("sender", ["server", "client"])
+@pytest.mark.parametrize("n", [1, 63, 1001])
+def test_all_flavours(sender, n):
+    c = _choices(n)
+    corr = RNG.integers(0, 2**63, n, dtype=np.uint64)
+    corr_v = RNG.integers(0, 2**63, (n, 5), dtype=np.uint64)
+    m0 = RNG.integers(0, 2**63, (n, 3), dtype=np.uint64) & np.uint64(2**40 - 1)
+    m1 = RNG.integers(0, 2**63, (n, 3), dtype=np.uint64) & np.uint64(2**40 - 1)
+    tab16 = RNG.integers(0, 16, (n, 16), dtype=np.uint64)
+    tab256 = RNG.integers(0, 2**63, (n, 256), dtype=np.uint64)
+    ch16, ch256 = _choices(n, 16), _choices(n, 256)
+    mk = {k: np.uint64((1 << k) - 1) for k in (1, 7, 32, 64)}
+
+    def snd(p):
+        o = p.ot
+        return (
+            o.rot_send(n),
+            {k: o.cot_send(corr & mk[k], k) for k in (1, 7, 32, 64)},
+            o.cot_send(corr_v, 20),
+            o.ot_send(m0, m1, 40),
+            o.kkot_send(tab16, 4),
+            o.kkot_send(tab256, 64),
+        )
+
+    def rcv(p):
+        o = p.ot
+        return (
+            o.rot_recv(c),
+            {k: o.cot_recv(c, k) for k in (1, 7, 32, 64)},
+            o.cot_recv(c, 20, d=5),
+            o.ot_recv(c, 40, d=3),
+            o.kkot_recv(ch16, 16, 4),
+            o.kkot_recv(ch256, 256, 64),
+        )
+
+    if sender == "server":
+        s, r = run_parties(snd, rcv)
+    else:
+        r, s = run_parties(rcv, snd)
+    (m0r, m1r), xs, xv, _, _, _ = s
+    mr, zs, zv, got, kk16, kk256 = r
+    cb = c[:, None].astype(bool)
+    assert np.array_equal(mr, np.where(cb, m1r, m0r))
+    assert not np.any(np.all(mr == np.where(cb, m0r, m1r), axis=1))  # other message unknown
+    for k in (1, 7, 32, 64):
+        assert np.array_equal(zs[k], (xs[k] + c * (corr & mk[k])) & mk[k]), k
+    m20 = np.uint64(2**20 - 1)
+    assert np.array_equal(zv, (xv + cb * corr_v) & m20)
+    assert np.array_equal(got, np.where(cb, m1, m0))
+    assert np.array_equal(kk16, tab16[np.arange(n), ch16])
+    assert np.array_equal(kk256, tab256[np.arange(n), ch256])
+
+
+def test_bad_arguments_are_clear():
+    def srv(p):
+        with pytest.raises(ValueError, match=r"k must be in \[1, 64\]"):
+            p.ot.cot_send(np.zeros(3, np.uint64), 65)
+        with pytest.raises(ValueError, match="choices must lie"):
+            p.ot.rot_recv(np.array([0, 2], np.uint8))
+        with pytest.raises(ValueError, match="N must be"):
+            p.ot.kkot_recv(np.zeros(3, np.uint8), 300, 4)
+        p.ot.rot_send(10)
+
+    def cli(p):
+        p.ot.rot_recv(np.zeros(11, np.uint8))  # mismatched batch size
+
+    with pytest.raises(PeerError, match="batch size mismatch"):
+        run_parties(srv, cli)
+
+
+def test_handshake_mismatch_raises_on_both_sides():
+    hashes = {"server": "a" * 64, "client": "b" * 64}
+
+    def make(role, ch):
+        try:
+            return Party(role, ch, hashes[role])
+        except ProgramMismatchError as e:
+            return e
+
+    s, c = run_pair(lambda x: x, lambda x: x, make=make)
+    assert isinstance(s, ProgramMismatchError) and isinstance(c, ProgramMismatchError)
+    assert "program mismatch" in str(s) and "program mismatch" in str(c)
+
+    def make_roles(role, ch):
+        try:
+            return Party("server", ch, "h", setup_ot=False)
+        except ProgramMismatchError as e:
+            return e
+
+    s, c = run_pair(lambda x: x, lambda x: x, make=make_roles)
+    assert "both parties claim" in str(s) and "both parties claim" in str(c)
+
+
+class _Recording(net.Channel):
+    """A Channel that keeps every array it receives: the party's view of the protocol."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.view = []
+
+    def recv_array(self, dtype, shape):
+        a = super().recv_array(dtype, shape)
+        self.view.append(a.copy())  # the protocol may reuse the buffer in place
+        return a
+
+
+def _recording_pair(monkeypatch):
+    import socket
+
+    def pair(timeout=30.0):
+        a, b = socket.socketpair()
+        return _Recording(a, timeout), _Recording(b, timeout)
+
+    monkeypatch.setattr(net, "socketpair_channels", pair)
+
+
+def _uniform(counts):
+    return chisquare(counts).pvalue
+
+
+def test_views_are_uniform(monkeypatch):
+    """The sender's view of the choice bits (u) and the receiver's view of the non-chosen
+    messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6)."""
+    _recording_pair(monkeypatch)
+    n = 2048
+    runs = 3
+    ones = np.ones(n, np.uint8)
+    ch16 = _choices(n, 16)
+
+    def snd(p):
+        p.chan.view.clear()
+        for _ in range(runs):
+            p.ot.rot_send(n)
+        zero = np.zeros(n, np.uint64)
+        p.ot.ot_send(zero, zero, 8)
+        p.ot.kkot_send(np.zeros((n, 16), np.uint64), 4)
+        return [a for a in p.chan.view if a.dtype == np.uint8 and a.ndim == 2 and a.shape[0] == 128]
+
+    def rcv(p):
+        for _ in range(runs):
+            p.ot.rot_recv(ones)
+        p.chan.view.clear()
+        p.ot.ot_recv(ones, 8)
+        e_ot = p.chan.view[-1]
+        p.ot.kkot_recv(ch16, 16, 4)
+        e_kk = p.chan.view[-1]
+        return e_ot, e_kk
+
+    us, (e_ot, e_kk) = run_parties(snd, rcv)
+    assert len(us) == runs + 1  # three ROT batches + the chosen-message OT
+    byte_counts = np.bincount(np.concatenate([u.reshape(-1) for u in us]), minlength=256)
+    assert _uniform(byte_counts) > 1e-6
+    # Chosen-message OT, m0 = m1 = 0 and b = 1: the non-chosen ciphertexts (entry 0) are uniform.
+    e = bitpack.unpack(e_ot, 2 * n, 8).reshape(n, 2)
+    assert _uniform(np.bincount(e[:, 0].astype(np.int64), minlength=256)) > 1e-6
+    # KK13 with all-zero tables: every non-chosen masked entry is uniform over 4 bits.
+    y = bitpack.unpack(e_kk, 16 * n, 4).reshape(n, 16)
+    others = y[np.arange(16)[None, :] != ch16[:, None]]
+    assert _uniform(np.bincount(others.astype(np.int64), minlength=16)) > 1e-6
