@@ -106,8 +106,8 @@ def auc_ci(labels: np.ndarray, scores: np.ndarray, alpha: float = 0.05) -> AUC:
     return AUC(
         auc=a,
         se=se,
-        low=max(0.0, a - z * se),
-        high=min(1.0, a + z * se),
+        low=max(0.0, float(a - z * se)),
+        high=min(1.0, float(a + z * se)),
         n_pos=int((labels == 1).sum()),
         n_neg=int((labels == 0).sum()),
     )
