@@ -1,0 +1,241 @@
+"""Per-primitive benchmark of the non-linear protocols: two OS processes over loopback TCP,
+one thread each, ell = 32, shift 12; µs and bits per element beside EzPC SCI (DESIGN.md §7).
+
+    python benchmarks/protocols.py [--json FILE] [--quick] [--n N] [--only relu,trunc]
+
+Each primitive runs in a fresh pair of processes (so peak RSS is per primitive); the server
+checks the reconstructed output against the cleartext semantics after timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ELL, SHIFT = 32, 12
+PRIMS = ["millionaire", "drelu", "relu", "trunc", "trunc_msb0", "trunc_reduce", "maxpool"]
+# EzPC SCI, ell = 32, 2^20 elements, this kind of machine (DESIGN.md §7): (µs, bits) per element.
+SCI = {
+    "millionaire": (7.1, 3932),
+    "relu": (6.2, 4316),
+    "trunc": (5.6, 4196),
+    "trunc_msb0": (2.4, 1720),
+    "trunc_reduce": (2.0, 1308),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pool_shape(n: int) -> tuple[int, int, int, int]:
+    side = 1 << max(3, (int(np.log2(n)) - 4) // 2)
+    return (1, max(1, n // (side * side)), side, side)
+
+
+def _inputs(prim: str, n: int, prg) -> np.ndarray:  # noqa: ANN001
+    """This party's input: a private value (millionaire) or a share of the test tensor."""
+    if prim == "maxpool":
+        return prg.ring(_pool_shape(n), ELL)
+    return prg.ring(n, ELL)
+
+
+def _run(party, prim: str, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    from twofold.runtime import protocols as P
+
+    if prim == "millionaire":
+        return P.millionaire(party, x, ELL)
+    if prim == "drelu":
+        return P.drelu(party, x, ELL)
+    if prim == "relu":
+        return P.relu(party, x, ELL)
+    if prim == "trunc":
+        return P.trunc(party, x, ELL, SHIFT)
+    if prim == "trunc_msb0":
+        return P.trunc(party, x, ELL, SHIFT, kind="msb0")
+    if prim == "trunc_reduce":
+        return P.trunc(party, x, ELL, SHIFT, kind="reduce")
+    return P.maxpool(party, x, ELL, (3, 3), (2, 2), (1, 1, 1, 1))
+
+
+def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> bool:
+    """Reconstruct and compare with the cleartext semantics (on a sample for speed)."""
+    m = np.uint64((1 << ELL) - 1)
+    if prim == "millionaire":
+        return bool(((y0 ^ y1) == (x0 < x1)).all())
+    x = (x0 + x1) & m
+    sx = x.astype(np.int64) - ((x >> np.uint64(ELL - 1)).astype(np.int64) << ELL)
+    if prim == "drelu":
+        return bool(((y0 ^ y1) == (sx >= 0)).all())
+    if prim == "trunc_reduce":
+        o = np.uint64((1 << (ELL - SHIFT)) - 1)
+        return bool((((y0 + y1) & o) == ((sx >> SHIFT).astype(np.uint64) & o)).all())
+    y = (y0 + y1) & m
+    if prim == "relu":
+        return bool((y == np.where(sx > 0, x, 0).astype(np.uint64)).all())
+    if prim in ("trunc", "trunc_msb0"):
+        return bool((y == ((sx >> SHIFT).astype(np.uint64) & m)).all())
+    # maxpool: 3x3/2 pad 1 reference with padding = -inf, on the signed values
+    sx = sx.reshape(x0.shape)
+    pad = np.pad(sx, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=np.iinfo(np.int64).min)
+    oh, ow = y.shape[2:]
+    ref = np.full(y.shape, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(3):
+        for j in range(3):
+            ref = np.maximum(ref, pad[:, :, i : i + 2 * oh : 2, j : j + 2 * ow : 2])
+    return bool((y == (ref.astype(np.uint64) & m)).all())
+
+
+def worker(role: str, prim: str, n: int, port: int) -> None:
+    """One party: set up, time the primitive between two barriers, report JSON on stdout."""
+    from twofold.runtime.prg import PRG
+    from twofold.runtime.session import join, serve
+
+    party = serve("127.0.0.1", port, "bench", timeout=600) if role == "server" else None
+    if party is None:
+        party = join("127.0.0.1", port, "bench", timeout=600, connect_timeout=60)
+    ch = party.chan
+    x = _inputs(prim, n, PRG())
+    if prim == "maxpool":
+        # keep one bit of margin as the compiler guarantees: |value| < 2^(ell-2)
+        x &= np.uint64((1 << (ELL - 2)) - 1)
+    if prim == "trunc_msb0":
+        # shares of a value known to be >= 0 (as after a ReLU): v - r and r from a shared seed
+        v = party.shared_prg.ring(n, ELL - 1)
+        r = party.shared_prg.ring(n, ELL)
+        x = r if role == "server" else (v - r) & np.uint64((1 << ELL) - 1)
+    ch.send(b"go")
+    ch.recv_bytes()
+    b0 = ch.bytes_sent + ch.bytes_recv
+    r0 = ch.rounds
+    t0 = time.perf_counter()
+    y = _run(party, prim, x)
+    ch.send(b"done")
+    ch.recv_bytes()
+    secs = time.perf_counter() - t0
+    nbytes = ch.bytes_sent + ch.bytes_recv - b0
+    rounds = ch.rounds - r0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # verification (not timed): the client sends its input and output shares to the server
+    k = min(x.size, 1 << 16) if prim != "maxpool" else x.size
+    ok = None
+    if role == "client":
+        ch.send(np.ascontiguousarray(x.reshape(-1)[:k]))
+        ch.send(np.ascontiguousarray(y.reshape(-1)[: (k if prim != "maxpool" else y.size)]))
+        ch.flush()
+        peer_rss = None
+    else:
+        x1 = ch.recv_array(np.uint64, k)
+        y1 = ch.recv_array(y.dtype, k if prim != "maxpool" else y.size)
+        if prim == "maxpool":
+            ok = _check(prim, x, x1.reshape(x.shape), y, y1.reshape(y.shape))
+        else:
+            ok = _check(prim, x[:k], x1, y.reshape(-1)[:k], y1)
+        peer_rss = None
+    out = {"role": role, "seconds": secs, "bytes": nbytes, "rounds": rounds, "rss_mb": rss}
+    out.update({"verified": ok, "out_elems": int(y.size), "peer_rss": peer_rss})
+    party.close()
+    print(json.dumps(out), flush=True)
+
+
+def run_prim(prim: str, n: int) -> dict:
+    """Run one primitive in two fresh processes; combine their reports."""
+    port = _free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
+    procs = {
+        r: subprocess.Popen(
+            [*cmd, r, "--prim", prim, "--n", str(n), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for r in ("server", "client")
+    }
+    rep = {}
+    for r, p in procs.items():
+        out, err = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            raise SystemExit(f"{prim}: {r} failed:\n{err.strip()}")
+        rep[r] = json.loads(out.strip().splitlines()[-1])
+    s, c = rep["server"], rep["client"]
+    elems = s["out_elems"] if prim == "maxpool" else n
+    res = {
+        "elements": elems,
+        "us_per_elem": s["seconds"] / elems * 1e6,
+        "bits_per_elem": s["bytes"] * 8 / elems,
+        "seconds": s["seconds"],
+        "rounds": s["rounds"],
+        "peak_rss_mb": max(s["rss_mb"], c["rss_mb"]),
+        "peak_rss_mb_server": s["rss_mb"],
+        "peak_rss_mb_client": c["rss_mb"],
+        "verified": bool(s["verified"]),
+    }
+    if prim == "maxpool":
+        res["input_elements"] = n
+        res["comparisons_per_elem"] = 8
+        res["unit"] = "per output element of a 3x3/2 window (8 max ops)"
+    sci = SCI.get(prim)
+    if prim == "maxpool":
+        sci = (8 * SCI["relu"][0], 8 * SCI["relu"][1])  # derived: 8 max ops ~ 8 ReLUs
+    if sci:
+        res["sci_us_per_elem"], res["sci_bits_per_elem"] = sci
+        res["time_ratio"] = res["us_per_elem"] / sci[0]
+        res["bits_ratio"] = res["bits_per_elem"] / sci[1]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    ap.add_argument("--quick", action="store_true", help="2^16 elements instead of 2^20")
+    ap.add_argument("--n", type=int, help="elements per primitive (default 2^20, quick 2^16)")
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(PRIMS))
+    ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
+    ap.add_argument("--prim", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.worker, a.prim, a.n, a.port)
+        return
+    n = a.n or (1 << 16 if a.quick else 1 << 20)
+    prims = PRIMS if not a.only else [p.strip() for p in a.only.split(",")]
+    bad = [p for p in prims if p not in PRIMS]
+    if bad:
+        raise SystemExit(f"unknown primitive(s) {bad}; choose from {PRIMS}")
+    print(f"ell={ELL} shift={SHIFT} n={n} (two processes, loopback TCP, one thread each)")
+    hdr = f"{'primitive':13} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
+    print(hdr + f"{'SCI':>6} {'ratio':>6} {'rounds':>6} {'RSS MB':>7} ok")
+    results = {}
+    for prim in prims:
+        r = run_prim(prim, n)
+        results[prim] = r
+        sci_t = f"{r['sci_us_per_elem']:5.1f}" if "sci_us_per_elem" in r else "    -"
+        sci_b = f"{r['sci_bits_per_elem']:6.0f}" if "sci_bits_per_elem" in r else "     -"
+        tr = f"{r['time_ratio']:6.2f}" if "time_ratio" in r else "     -"
+        br = f"{r['bits_ratio']:6.3f}" if "bits_ratio" in r else "     -"
+        print(
+            f"{prim:13} {r['us_per_elem']:8.2f} {sci_t} {tr} {r['bits_per_elem']:10.1f} "
+            f"{sci_b} {br} {r['rounds']:6d} {r['peak_rss_mb']:7.0f} {r['verified']}",
+            flush=True,
+        )
+    if "maxpool" in results:
+        print("maxpool: per output element (3x3/2, pad 1); SCI column derived as 8 x ReLU")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"ell": ELL, "shift": SHIFT, "n": n, **results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
