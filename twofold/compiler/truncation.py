@@ -2,14 +2,17 @@
 
 Rules (DESIGN.md §4, pass 5; CrypTFlow2 §5):
 
-* sink a ``trunc`` below its only user when that user is a ReLU, MaxPool, SumPool,
+* sink a ``trunc`` below its only user when that user is a ReLU, MaxPool,
   reshape/flatten/transpose, zero padding or a power-of-two rescale (``mul_const``
   with value 1): fewer elements are truncated, and after a ReLU the input is known
-  non-negative. ReLU, max and data movement commute with the floor shift exactly;
-  a sum pool truncates once instead of per element;
+  non-negative. These commute with the floor shift exactly. Not past a SumPool: the
+  sum at scale 2s would need log2(window) more ring bits;
 * merge ``trunc(trunc(x, a), b)`` into ``trunc(x, a + b)`` (floor division composes);
 * merge ``add/sub/concat`` whose operands are all single-use truncations by the same
   shift into one truncation of the sum;
+* round to nearest at no protocol cost: 2^(shift−1) is added to the bias of the product
+  a truncation reads through ReLU/MaxPool/data movement (x + h commutes with max, and
+  relu(x + h) >> k = relu(x) + h >> k because h < 2^k), so floor becomes rounding;
 * ``kind = "msb0"`` when the operand is non-negative (ReLU output, or max/sum/data
   movement of non-negative tensors), else ``"faithful"``.
 
@@ -19,10 +22,11 @@ directly before an op it commutes with.
 
 from __future__ import annotations
 
-from ..ir import Graph
-from .quantize import PLACEHOLDER_ELL  # noqa: F401 - documents the ring before bitwidth
+import numpy as np
 
-_UNARY = {"relu", "maxpool", "sumpool", "flatten", "reshape", "transpose"}
+from ..ir import Graph, TensorType, Visibility
+
+_UNARY = {"relu", "maxpool", "flatten", "reshape", "transpose"}
 _MERGE = {"add", "sub", "concat"}
 _NONNEG_KEEP = {"maxpool", "sumpool", "flatten", "reshape", "transpose", "concat", "trunc"}
 
@@ -95,6 +99,35 @@ def _sink_one(g: Graph, t) -> bool:  # noqa: ANN001
     return False
 
 
+_ROUND_THROUGH = {"relu", "maxpool", "flatten", "reshape", "transpose"}
+_BIASED = {"conv2d": 2, "gemm": 2, "affine": 2}
+
+
+def _round_to_nearest(g: Graph, t) -> None:  # noqa: ANN001
+    """Add 2^(shift-1) to the bias of the product feeding trunc ``t``, if it is private to it."""
+    src = g[t.inputs[0]]
+    while src.op in _ROUND_THROUGH and len(_users(g, src.name)) == 1:
+        src = g[src.inputs[0]]
+    if src.op not in _BIASED or len(_users(g, src.name)) != 1 or g.is_output(src.name):
+        return
+    if src.type.dtype.scale != t.type.dtype.scale + t.attrs["shift"]:
+        return
+    half = 1 << (t.attrs["shift"] - 1)
+    pos = _BIASED[src.op]
+    ty = src.type
+    if len(src.inputs) > pos:
+        b = g[src.inputs[pos]]
+        if b.op != "weight" or len(_users(g, b.name)) != 1:
+            return
+        g.params[b.attrs["key"]] = np.asarray(g.params[b.attrs["key"]], np.int64) + half
+        return
+    n = ty.shape[1] if src.op != "gemm" else ty.shape[-1]
+    key = g.fresh_name(src.name + ".round")
+    b = g.add_param(key, np.full(n, half, np.int64))
+    g[b].type = TensorType((n,), ty.dtype, Visibility.SERVER)
+    g.set_inputs(src.name, [*src.inputs, b])
+
+
 def nonnegative(g: Graph) -> set[str]:
     """Names of tensors known to be ≥ 0 from the graph structure alone."""
     nonneg: set[str] = set()
@@ -112,6 +145,9 @@ def truncation(graph: Graph) -> Graph:
         return g
     while _sink_sweep(g):
         pass
+    g.toposort()
+    for t in [n for n in g.nodes if n.op == "trunc"]:
+        _round_to_nearest(g, t)
     g.toposort()
     nonneg = nonnegative(g)
     for n in g.nodes:
