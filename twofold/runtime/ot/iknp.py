@@ -10,16 +10,28 @@ running OT counter feeds the hash tweak, so no (seed stream, tweak) pair is ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import PeerError
 from ..prg import PRG
 from .transpose import transpose_bits
 
+CHUNK = 1 << 16  # OTs per chunk: a 128 x 2^16 bit block (1 MiB) stays in cache
+
+Chunk = Callable[[np.ndarray, int, int, int], None]
+
 
 def padded(n: int) -> int:
     """Batch size rounded up to a multiple of 64 (the transpose works on 64-column words)."""
     return max(64, (n + 63) // 64 * 64)
+
+
+def chunks(n: int) -> list[tuple[int, int, int]]:
+    """(lo, hi, hi_padded) per chunk of a batch of n OTs; only the last chunk is padded."""
+    npad = padded(n)
+    return [(lo, min(n, lo + CHUNK), min(npad, lo + CHUNK)) for lo in range(0, npad, CHUNK)]
 
 
 class ExtSender:
@@ -33,21 +45,23 @@ class ExtSender:
         self._prgs = [PRG(k) for k in keys]
         self.count = 0
 
-    def extend(self, chan, n: int) -> tuple[np.ndarray, int]:  # noqa: ANN001 - Channel
-        """Receive u and return (q rows uint64[n, w/64], index of the first OT)."""
+    def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
+        """For every chunk, receive u and call ``each(q_rows, tweak0, lo, hi)`` with the q rows
+        uint64[hi - lo, w/64] of OTs lo..hi-1 and the hash tweak index of OT lo."""
         peer_n = int(chan.recv_array(np.int64, (1,))[0])
         if peer_n != n:
             raise PeerError(f"OT batch size mismatch: this side has {n}, the peer {peer_n}")
-        nb = padded(n) // 8
-        u = chan.recv_array(np.uint8, (self.w, nb))
-        q = np.empty((self.w, nb), np.uint8)
-        for i, g in enumerate(self._prgs):
-            g.fill(q[i])
-        u &= self._smask
-        q ^= u
-        rows = transpose_bits(q).view(np.uint64)[:n]
-        first, self.count = self.count, self.count + n
-        return rows, first
+        base = self.count
+        self.count += n
+        for lo, hi, hp in chunks(n):
+            nb = (hp - lo) // 8
+            u = chan.recv_array(np.uint8, (self.w, nb))
+            q = np.empty((self.w, nb), np.uint8)
+            for i, g in enumerate(self._prgs):
+                g.fill(q[i])
+            u &= self._smask
+            q ^= u
+            each(transpose_bits(q).view(np.uint64)[: hi - lo], base + lo, lo, hi)
 
 
 class ExtReceiver:
@@ -59,21 +73,29 @@ class ExtReceiver:
         self._g1 = [PRG(k1) for _, k1 in pairs]
         self.count = 0
 
-    def extend(self, chan, n: int, cols: np.ndarray | None) -> tuple[np.ndarray, int]:  # noqa: ANN001
-        """Send u for choice columns ``cols`` (packed (w, n_pad/8) bits, or (n_pad/8,) broadcast
-        to every column); return (t rows uint64[n, w/64], index of the first OT)."""
-        nb = padded(n) // 8
-        t = np.empty((self.w, nb), np.uint8)
-        u = np.empty((self.w, nb), np.uint8)
-        for i in range(self.w):
-            self._g0[i].fill(t[i])
-            self._g1[i].fill(u[i])
-        u ^= t
-        if cols is not None:
-            u ^= cols
+    def extend(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        cols: Callable[[int, int], np.ndarray | None],
+        each: Chunk,
+    ) -> None:
+        """For every chunk, send u = G(k^0) ^ G(k^1) ^ cols(lo, hi_padded) (packed bit columns
+        (w, nb) or (nb,) broadcast to all) and call ``each(t_rows, tweak0, lo, hi)``."""
         chan.send(np.array([n], np.int64))
-        chan.send(u)
-        del u
-        rows = transpose_bits(t).view(np.uint64)[:n]
-        first, self.count = self.count, self.count + n
-        return rows, first
+        base = self.count
+        self.count += n
+        for lo, hi, hp in chunks(n):
+            nb = (hp - lo) // 8
+            t = np.empty((self.w, nb), np.uint8)
+            u = np.empty((self.w, nb), np.uint8)
+            for i in range(self.w):
+                self._g0[i].fill(t[i])
+                self._g1[i].fill(u[i])
+            u ^= t
+            c = cols(lo, hp)
+            if c is not None:
+                u ^= c
+            chan.send(u)
+            del u
+            each(transpose_bits(t).view(np.uint64)[: hi - lo], base + lo, lo, hi)

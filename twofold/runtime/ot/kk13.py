@@ -13,7 +13,7 @@ import numpy as np
 from .. import bitpack
 from ..ring import mask
 from .crhash import crhash256
-from .iknp import ExtReceiver, ExtSender, padded
+from .iknp import ExtReceiver, ExtSender
 from .transpose import transpose_bits
 
 WIDTH = 256
@@ -42,13 +42,16 @@ def _hash_rows(rows: np.ndarray, first: int, domain: int) -> np.ndarray:
 def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
     """Sender side: ``tables`` uint64[n, N] of k-bit messages."""
     n, nmsg = tables.shape
-    q, first = ext.extend(chan, n)
     m = mask(k)
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]
     out = np.empty((n, nmsg), np.uint64)
-    for x in range(nmsg):
-        h = _hash_rows(q ^ cs[x], first, domain)
-        np.bitwise_xor(tables[:, x], h, out=out[:, x])
+
+    def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+        for x in range(nmsg):
+            h = _hash_rows(q ^ cs[x], tw, domain)
+            np.bitwise_xor(tables[lo:hi, x], h, out=out[lo:hi, x])
+
+    ext.extend(chan, n, each)
     out &= m
     chan.send(bitpack.pack(out, k))
 
@@ -56,11 +59,18 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> No
 def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, domain: int):  # noqa: ANN001, ANN201
     """Receiver side: choices uint8[n] in [0, nmsg); returns the chosen k-bit messages."""
     n = choices.shape[0]
-    npad = padded(n)
-    cw = np.zeros((npad, WIDTH // 8), np.uint8)
-    cw[:n] = CODEWORDS[choices]
-    t, first = ext.extend(chan, n, transpose_bits(cw))
-    h = _hash_rows(t, first, domain)
+    h = np.empty(n, np.uint64)
+
+    def cols(lo: int, hp: int) -> np.ndarray:
+        cw = np.zeros((hp - lo, WIDTH // 8), np.uint8)
+        hi = min(n, hp)
+        cw[: hi - lo] = CODEWORDS[choices[lo:hi]]
+        return transpose_bits(cw)
+
+    def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
+        h[lo:hi] = _hash_rows(t, tw, domain)
+
+    ext.extend(chan, n, cols, each)
     y = bitpack.unpack(chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k)), n * nmsg, k)
     got = y.reshape(n, nmsg)[np.arange(n), choices]
     return (got ^ h) & mask(k)

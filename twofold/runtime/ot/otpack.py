@@ -45,10 +45,12 @@ def _check_choices(choices: np.ndarray, limit: int = 2) -> np.ndarray:
     return np.ascontiguousarray(c, dtype=np.uint8)
 
 
-def _pack_choices(c: np.ndarray) -> np.ndarray:
+def _choice_cols(c: np.ndarray):  # noqa: ANN202
+    """Per-chunk packed choice bits, broadcast to every extension column (IKNP)."""
     bits = np.zeros(padded(c.shape[0]), np.uint8)
     bits[: c.shape[0]] = c
-    return np.packbits(bits, bitorder="little")
+    packed = np.packbits(bits, bitorder="little")
+    return lambda lo, hi: packed[lo // 8 : hi // 8]
 
 
 def _as2d(a: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -93,23 +95,60 @@ class OTPack:
     # -- random OT ----------------------------------------------------------------------------
     def rot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n random OTs as sender: returns (m0, m1), each uint64[n, 2] (128-bit messages)."""
-        q, first = self._snd.extend(self.chan, int(n))
-        dom = self._dom(_ROT, True)
-        m0 = crhash(q, first, dom)
-        q ^= self._snd.s[None, :]
-        return m0, crhash(q, first, dom)
+        n = int(n)
+        m0, m1 = np.empty((n, 2), np.uint64), np.empty((n, 2), np.uint64)
+        dom, s = self._dom(_ROT, True), self._snd.s[None, :]
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            m0[lo:hi] = crhash(q, tw, dom)
+            q ^= s
+            m1[lo:hi] = crhash(q, tw, dom)
+
+        self._snd.extend(self.chan, n, each)
+        return m0, m1
 
     def rot_recv(self, choices: np.ndarray) -> np.ndarray:
         """Random OTs as receiver with the given choice bits: returns m_b, uint64[n, 2]."""
         c = _check_choices(choices)
-        t, first = self._rcv.extend(self.chan, c.shape[0], _pack_choices(c))
-        return crhash(t, first, self._dom(_ROT, False))
+        n = c.shape[0]
+        out = np.empty((n, 2), np.uint64)
+        dom = self._dom(_ROT, False)
+
+        def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            out[lo:hi] = crhash(t, tw, dom)
+
+        self._rcv.extend(self.chan, n, _choice_cols(c), each)
+        return out
 
     # -- correlated OT over Z_2^k -------------------------------------------------------------
-    def _limbs(self, rows: np.ndarray, first: int, dom: int, d: int) -> np.ndarray:
+    @staticmethod
+    def _limbs(rows: np.ndarray, tw: int, dom: int, d: int) -> np.ndarray:
         if d <= 2:
-            return crhash(rows, first, dom)[:, :d]
-        return crhash_wide(rows, first, dom, (d + 1) // 2)[:, :d]
+            return crhash(rows, tw, dom)[:, :d]
+        return crhash_wide(rows, tw, dom, (d + 1) // 2)[:, :d]
+
+    def _sender_pads(self, n: int, d: int, k: int, flavour: int, fn) -> None:  # noqa: ANN001
+        """Run the extension as sender; fn(lo, hi, pad0, pad1) gets the k-bit hash pads."""
+        dom, s, m = self._dom(flavour, True), self._snd.s[None, :], mask(k)
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            p0 = self._limbs(q, tw, dom, d) & m
+            q ^= s
+            fn(lo, hi, p0, self._limbs(q, tw, dom, d) & m)
+
+        self._snd.extend(self.chan, n, each)
+
+    def _receiver_pads(self, c: np.ndarray, d: int, k: int, flavour: int) -> np.ndarray:
+        """Run the extension as receiver; returns the k-bit pads H(t_j), uint64[n, d]."""
+        n = c.shape[0]
+        out = np.empty((n, d), np.uint64)
+        dom, m = self._dom(flavour, False), mask(k)
+
+        def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            np.bitwise_and(self._limbs(t, tw, dom, d), m, out=out[lo:hi])
+
+        self._rcv.extend(self.chan, n, _choice_cols(c), each)
+        return out
 
     def cot_send(self, corr: np.ndarray, k: int) -> np.ndarray:
         """Correlated OT as sender: returns x (shape of corr); the receiver gets x + b*corr."""
@@ -117,11 +156,16 @@ class OTPack:
         c2, flat = _as2d(corr)
         n, d = c2.shape
         m = mask(k)
-        q, first = self._snd.extend(self.chan, n)
-        dom = self._dom(_COT, True)
-        x = self._limbs(q, first, dom, d) & m
-        q ^= self._snd.s[None, :]
-        delta = (x + c2 - self._limbs(q, first, dom, d)) & m
+        x = np.empty((n, d), np.uint64)
+        delta = np.empty((n, d), np.uint64)
+
+        def fn(lo: int, hi: int, p0: np.ndarray, p1: np.ndarray) -> None:
+            x[lo:hi] = p0
+            p0 += c2[lo:hi]
+            p0 -= p1
+            np.bitwise_and(p0, m, out=delta[lo:hi])
+
+        self._sender_pads(n, d, k, _COT, fn)
         self.chan.send(bitpack.pack(delta, k))
         return x[:, 0].copy() if flat else x
 
@@ -130,8 +174,7 @@ class OTPack:
         k = _check_k(k)
         c = _check_choices(choices)
         n, dd = c.shape[0], 1 if d is None else int(d)
-        t, first = self._rcv.extend(self.chan, n, _pack_choices(c))
-        h = self._limbs(t, first, self._dom(_COT, False), dd)
+        h = self._receiver_pads(c, dd, k, _COT)
         delta = bitpack.unpack(
             self.chan.recv_array(np.uint8, bitpack.packed_size(n * dd, k)), n * dd, k
         ).reshape(n, dd)
@@ -150,12 +193,13 @@ class OTPack:
             raise ValueError(f"ot_send: m0 {a0.shape} and m1 {a1.shape} differ in shape")
         n, d = a0.shape
         m = mask(k)
-        q, first = self._snd.extend(self.chan, n)
-        dom = self._dom(_OT, True)
         e = np.empty((n, 2, d), np.uint64)
-        e[:, 0] = (self._limbs(q, first, dom, d) ^ a0) & m
-        q ^= self._snd.s[None, :]
-        e[:, 1] = (self._limbs(q, first, dom, d) ^ a1) & m
+
+        def fn(lo: int, hi: int, p0: np.ndarray, p1: np.ndarray) -> None:
+            e[lo:hi, 0] = (p0 ^ a0[lo:hi]) & m
+            e[lo:hi, 1] = (p1 ^ a1[lo:hi]) & m
+
+        self._sender_pads(n, d, k, _OT, fn)
         self.chan.send(bitpack.pack(e, k))
 
     def ot_recv(self, choices: np.ndarray, k: int, d: int | None = None) -> np.ndarray:
@@ -163,13 +207,12 @@ class OTPack:
         k = _check_k(k)
         c = _check_choices(choices)
         n, dd = c.shape[0], 1 if d is None else int(d)
-        t, first = self._rcv.extend(self.chan, n, _pack_choices(c))
-        h = self._limbs(t, first, self._dom(_OT, False), dd)
+        h = self._receiver_pads(c, dd, k, _OT)
         e = bitpack.unpack(
             self.chan.recv_array(np.uint8, bitpack.packed_size(2 * n * dd, k)), 2 * n * dd, k
         ).reshape(n, 2, dd)
-        out = (e[np.arange(n), c] ^ h) & mask(k)
-        return out[:, 0].copy() if d is None else out
+        h ^= e[np.arange(n), c]
+        return h[:, 0].copy() if d is None else h
 
     # -- 1-out-of-N OT (KK13) -----------------------------------------------------------------
     def kkot_send(self, tables: np.ndarray, k: int) -> None:
