@@ -17,7 +17,7 @@ import numpy as np
 from ._ot import kkot
 from ._util import CHUNK, as_ring, prg
 from .and_ import and_
-from .triples import bit_triples
+from .triples import ot_table, triple_ot_input, triples_from_ot
 
 DIGIT_BITS = 4
 _V = np.arange(1 << DIGIT_BITS, dtype=np.uint8)
@@ -67,20 +67,30 @@ def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
     )
 
 
-def _leaves(party, x: np.ndarray, digits: list[tuple[int, int]], greater: bool):  # noqa: ANN001, ANN202
-    """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons."""
+def _leaves_and_triples(
+    party,
+    x: np.ndarray,
+    digits: list[tuple[int, int]],
+    greater: bool,  # noqa: ANN001
+    n_triples: int,
+):  # noqa: ANN202
+    """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons, and
+    ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs (2-bit messages)."""
     n, nd = x.size, len(digits)
     dig = _digit_matrix(x, digits).reshape(-1)
+    st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     if party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
-        table = _LUTS[greater][dig]
-        table ^= r[:, None]
+        table = np.concatenate([_LUTS[greater][dig], ot_table(st)])
+        table[: nd * n] ^= r[:, None]
         kkot(party, "server", table, 1 << DIGIT_BITS, 2)
-        msg = r
+        msg, tmsg = r, None
     else:
-        msg = kkot(party, "server", dig, 1 << DIGIT_BITS, 2).astype(np.uint8)
+        out = kkot(party, "server", np.concatenate([dig, st]), 1 << DIGIT_BITS, 2)
+        out = out.astype(np.uint8)
+        msg, tmsg = out[: nd * n], out[nd * n :]
     msg = msg.reshape(nd, n)
-    return msg & 1, msg >> 1
+    return msg & 1, msg >> 1, triples_from_ot(party, n_triples, st, tmsg)
 
 
 def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: list[bool], pool):  # noqa: ANN001, ANN202
@@ -129,10 +139,10 @@ def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: 
 
 
 class _TriplePool:
-    """Triples generated in one batch and handed out in order."""
+    """Triples handed out in order."""
 
-    def __init__(self, party, n: int) -> None:  # noqa: ANN001
-        self.a, self.b, self.c = bit_triples(party, n)
+    def __init__(self, triples) -> None:  # noqa: ANN001
+        self.a, self.b, self.c = triples
         self.pos = 0
 
     def take(self, n: int):  # noqa: ANN201
@@ -189,8 +199,8 @@ def millionaire(
     groups = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(digits))]
     n_and = sum(_count_ands(len(g), re) for g, re in zip(digits, root_eq, strict=True))
     n_and += 1 if split is not None else 0
-    pool = _TriplePool(party, n_and * n)
-    lt, eq = _leaves(party, x, flat, greater)
+    lt, eq, triples = _leaves_and_triples(party, x, flat, greater, n_and * n)
+    pool = _TriplePool(triples)
     roots = _trees(party, lt, eq, groups, root_eq, pool)
     if split is None:
         out, e = roots[0]

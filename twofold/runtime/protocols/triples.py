@@ -30,24 +30,44 @@ def _table_lut() -> np.ndarray:
 _LUT = _table_lut()
 
 
+def triple_ot_input(party, n: int) -> np.ndarray:  # noqa: ANN001
+    """This party's input to the 1-of-16 OTs for n triples: the server's tables uint8[m, 16]
+    (its randomness k = a0|b0<<1|a0'<<2|b0'<<3|r<<4|r'<<5 is kept as ``state``), the client's
+    choices uint8[m]; m = ceil(n/2).  Lets callers batch these OTs with others."""
+    m = (n + 1) // 2
+    if party.is_server:
+        return prg(party).bytes(m) & np.uint8(63)
+    return prg(party).bytes(m) & np.uint8(15)
+
+
+def ot_table(state: np.ndarray) -> np.ndarray:
+    """The server's OT tables for its randomness ``state``."""
+    return _LUT[state]
+
+
+def triples_from_ot(party, n: int, state: np.ndarray, msg: np.ndarray | None):  # noqa: ANN001, ANN201
+    """Boolean shares (a, b, c), uint8[n] each, from the OT state (and the client's messages)."""
+    if party.is_server:
+        bits = [(state >> i) & 1 for i in range(6)]
+        a = np.stack([bits[0], bits[2]], axis=1)
+        b = np.stack([bits[1], bits[3]], axis=1)
+        c = np.stack([bits[4], bits[5]], axis=1)
+    else:
+        ch = [(state >> i) & 1 for i in range(4)]
+        msg = msg.astype(np.uint8)
+        a = np.stack([ch[0], ch[2]], axis=1)
+        b = np.stack([ch[1], ch[3]], axis=1)
+        c = np.stack([msg & 1, (msg >> 1) & 1], axis=1)
+    return a.reshape(-1)[:n], b.reshape(-1)[:n], c.reshape(-1)[:n]
+
+
 def bit_triples(party, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
     """Boolean shares (a, b, c) of n random triples with c = a AND b; uint8[n] each."""
-    m = (n + 1) // 2
-    if m == 0:
+    if n == 0:
         z = np.zeros(0, dtype=np.uint8)
         return z, z.copy(), z.copy()
+    st = triple_ot_input(party, n)
     if party.is_server:
-        k = prg(party).bytes(m) & np.uint8(63)
-        kkot(party, "server", _LUT[k], 16, 2)
-        bits = [(k >> i) & 1 for i in range(6)]
-        a = np.stack([bits[0], bits[2]])
-        b = np.stack([bits[1], bits[3]])
-        c = np.stack([bits[4], bits[5]])
-    else:
-        choice = prg(party).bytes(m) & np.uint8(15)
-        ch = [(choice >> i) & 1 for i in range(4)]
-        msg = kkot(party, "server", choice, 16, 2).astype(np.uint8)
-        a = np.stack([ch[0], ch[2]])
-        b = np.stack([ch[1], ch[3]])
-        c = np.stack([msg & 1, (msg >> 1) & 1])
-    return (a.reshape(-1)[:n].copy(), b.reshape(-1)[:n].copy(), c.reshape(-1)[:n].copy())
+        kkot(party, "server", ot_table(st), 16, 2)
+        return triples_from_ot(party, n, st, None)
+    return triples_from_ot(party, n, st, kkot(party, "server", st, 16, 2))
