@@ -102,6 +102,66 @@ def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN00
         click.echo(json.dumps(doc))
 
 
+@cli.group("run")
+def run_group() -> None:
+    """Run a compiled bundle as one party of the two-party protocol (server or client)."""
+
+
+@run_group.command("server")
+@click.argument("bundle", type=click.Path())
+@click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS)")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key")
+@click.option("--once", is_flag=True, help="serve one client, then exit with its status")
+@click.option("--max-sessions", default=4, show_default=True, help="concurrent sessions")
+@click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear, timeout,
+                   quiet) -> None:  # fmt: skip
+    """Serve BUNDLE (its weights stay here) to clients until stopped."""
+    from .runtime.errors import RuntimeProtocolError
+    from .twoparty import server_main
+
+    try:
+        code = server_main(
+            bundle, listen, tls_cert=tls_cert, tls_key=tls_key, once=once,
+            max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
+        )  # fmt: skip
+    except (RuntimeProtocolError, ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+    sys.exit(code)
+
+
+@run_group.command("client")
+@click.argument("bundle", type=click.Path())
+@click.option("--connect", required=True, help="server HOST:PORT")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
+@click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA file: use TLS, check server")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet) -> None:  # noqa: ANN001
+    """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
+    import json
+
+    from .runtime.errors import RuntimeProtocolError
+    from .toolchain import write_json_atomic
+    from .twoparty import client_main
+
+    try:
+        doc = client_main(
+            bundle, connect, input_path, tls_ca=tls_ca, timeout=timeout,
+            progress=not quiet, table_to_stderr=not out_path,
+        )  # fmt: skip
+        if out_path:
+            write_json_atomic(doc, out_path)
+    except (RuntimeProtocolError, ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+    if not out_path:
+        click.echo(json.dumps(doc))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backends.cleartext import observe_ranges, simulate
+from .backends.python2pc import write_program
 from .compiler import CompileError, CompileOptions, run_pipeline
 from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
@@ -113,6 +114,9 @@ def compile_model(
     report = build_report(secure)
     if out_dir is not None:
         write_bundle(secure, out_dir, report)
+        # The 2PC program is emitted from the bundle as written, so its hash is ir.json's.
+        name = Path(model).name if model else "model"
+        write_program(read_bundle(out_dir, weights=False), out_dir, model=name)
     return secure, report
 
 

@@ -1,0 +1,186 @@
+"""Emitter: secure IR -> ``program.py``, one runtime call per IR op (DESIGN.md §2, §5).
+
+The program holds no weights (the server's runtime loads them by key) and is deterministic:
+the same graph always renders to the same bytes, so both parties can check they run the same
+thing (the handshake compares ``PROGRAM_HASH``, the hash of the IR, DESIGN.md §5).
+Each tensor is ``del``-ed right after its last reader so memory is freed as the program runs.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from ...ir import Graph, Node, format_node, program_hash
+
+_TEMPLATES = Path(__file__).parent / "templates"
+#: Ops the emitted program may call; each is a method of twofold.runtime.executor.Executor.
+SUPPORTED = (
+    "input weight const conv2d gemm affine add sub mul mul_const relu maxpool sumpool "
+    "concat flatten reshape transpose pad trunc"
+).split()
+
+
+class EmitError(ValueError):
+    """The graph cannot be turned into a 2PC program (names the node at fault)."""
+
+
+def _identifiers(graph: Graph) -> dict[str, str]:
+    """A unique, valid Python identifier per IR value (kept close to the IR name)."""
+    taken = {"rt", "run", "result"}
+    out: dict[str, str] = {}
+    for node in graph.nodes:
+        base = re.sub(r"\W", "_", node.name)
+        if not base or base[0].isdigit() or keyword.iskeyword(base) or base.startswith("__"):
+            base = "t_" + base
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        out[node.name] = name
+    return out
+
+
+def _last_uses(graph: Graph) -> dict[str, list[str]]:
+    """For each node, the values whose last reader it is (outputs are never freed)."""
+    last: dict[str, str] = {}
+    for node in graph.nodes:
+        for i in node.inputs:
+            last[i] = node.name
+    frees: dict[str, list[str]] = {n.name: [] for n in graph.nodes}
+    for value, reader in last.items():
+        if value not in graph.outputs:
+            frees[reader].append(value)
+    order = {n.name: k for k, n in enumerate(graph.nodes)}
+    for v in frees.values():
+        v.sort(key=order.__getitem__)
+    return frees
+
+
+def _lit(value: Any) -> str:
+    """A Python literal for a JSON-like attribute value (lists become tuples)."""
+    if isinstance(value, list | tuple):
+        inner = ", ".join(_lit(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float) and not np.isfinite(value):
+        raise EmitError(f"attribute value {value} has no literal form")
+    return repr(value)
+
+
+def _scales(graph: Graph, node: Node) -> str:
+    def sc(name: str) -> str:
+        t = graph[name].type.dtype
+        return str(getattr(t, "scale", "float"))
+
+    ins = ", ".join(f"%{i} {sc(i)}" for i in node.inputs)
+    return f"scales: {ins} -> {sc(node.name)}" if ins else f"scale: {sc(node.name)}"
+
+
+def _call(graph: Graph, node: Node, ids: dict[str, str], ell: int) -> str:
+    t = node.type
+    shape = _lit(list(t.shape))
+    if node.op == "input":
+        args = [repr(node.attrs["name"]), shape, f"scale={t.dtype.scale}"]
+    elif node.op == "weight":
+        args = [repr(node.attrs["key"]), shape]
+    elif node.op == "const":
+        key = node.attrs["key"]
+        if key not in graph.params:
+            raise EmitError(f"%{node.name}: public constant {key!r} has no value in graph.params")
+        vals = np.asarray(graph.params[key]).astype(np.int64).ravel().tolist()
+        args = [_lit(vals), shape]
+    else:
+        args = [ids[i] for i in node.inputs]
+        args += [f"{k}={_lit(v)}" for k, v in node.attrs.items()]
+        if node.op == "pad":
+            args.append(f"scale={t.dtype.scale}")
+    if t.dtype.ell != ell:
+        args.append(f"ell={t.dtype.ell}")
+    return f"{ids[node.name]} = rt.{node.op}({', '.join([repr(node.name), *args])})"
+
+
+def check_emittable(graph: Graph) -> int:
+    """The single ring ℓ of the graph; EmitError naming the node if it is not a secure IR."""
+    ells = set()
+    for node in graph.nodes:
+        if node.op not in SUPPORTED:
+            raise EmitError(
+                f"%{node.name}: op {node.op!r} has no 2PC form; supported: {', '.join(SUPPORTED)}"
+            )
+        if not node.type.is_fixed:
+            raise EmitError(f"%{node.name}: type {node.type} is not fixed point (not compiled?)")
+        ells.add(node.type.dtype.ell)
+    ell = graph.meta.get("ell", max(ells, default=32))
+    return int(ell)
+
+
+def emit_program(graph: Graph, model: str = "model") -> str:
+    """Render the 2PC program for a compiled (fixed-point) graph as Python source."""
+    from ... import __version__
+
+    ell = check_emittable(graph)
+    ids = _identifiers(graph)
+    frees = _last_uses(graph)
+    width = max((len(n.name) + 1 for n in graph.nodes), default=0)
+    statements = []
+    for node in graph.nodes:
+        comments = [format_node(node, width).rstrip()]
+        if node.op not in ("weight", "const"):
+            comments.append(_scales(graph, node))
+        statements.append(
+            {
+                "comments": comments,
+                "code": _call(graph, node, ids, ell),
+                "frees": ", ".join(ids[v] for v in frees[node.name]),
+            }
+        )
+    fns = graph.meta.get("output_function", {})
+    inputs = {
+        n.attrs["name"]: {"shape": list(n.type.shape), "scale": n.type.dtype.scale}
+        for n in graph.inputs()
+    }
+    outputs = {
+        o: {
+            "shape": list(graph[o].type.shape),
+            "scale": graph[o].type.dtype.scale,
+            "function": fns.get(o, "identity"),
+        }
+        for o in graph.outputs
+    }
+    ret = "{" + ", ".join(f"{o!r}: rt.output({o!r}, {ids[o]})" for o in graph.outputs) + "}"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("program.py.j2").render(
+        model=model,
+        version=__version__,
+        program_hash=program_hash(graph),
+        ell=ell,
+        inputs=repr(inputs),
+        outputs=repr(outputs),
+        labels=repr(list(graph.meta.get("labels", []))),
+        steps=sum(1 for n in graph.nodes if n.op not in ("weight", "const")) + len(graph.outputs),
+        statements=statements,
+        ret=ret,
+    )
+
+
+def write_program(graph: Graph, directory: str | os.PathLike[str], model: str = "model") -> Path:
+    """Write ``directory/program.py`` atomically; returns its path."""
+    path = Path(directory) / "program.py"
+    tmp = path.with_suffix(".py.tmp")
+    tmp.write_text(emit_program(graph, model))
+    os.replace(tmp, path)
+    return path

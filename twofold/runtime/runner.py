@@ -1,0 +1,317 @@
+"""``twofold run server|client``: load DIR/program.py and run it as one party over TCP.
+
+Session = connect/accept, handshake (protocol version, roles, program hash, DESIGN.md §5),
+OT setup, the program, then the server sends its own cost summary (time, bytes, peak RSS) so
+the client's report covers both parties. The server serves each client in its own forked
+process (``--max-sessions`` at once), so one session's failure never reaches another;
+``once`` serves a single client in-process and returns its status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import numpy as np
+
+from ..ir import graph_from_json, program_hash
+from .errors import PeerError, RuntimeProtocolError
+from .executor import Executor
+from .net import Channel, connect
+from .report import Progress, cost_doc, format_table
+from .session import Party
+
+LINEAR = ("he", "ot", "auto")
+
+
+class RunError(RuntimeProtocolError):
+    """The bundle or the arguments of a run are unusable (the message names what and why)."""
+
+
+def load_program(directory: str | Path) -> ModuleType:
+    """Import DIR/program.py after checking it was generated from DIR/ir.json."""
+    d = Path(directory)
+    path = d / "program.py"
+    if not path.is_file():
+        raise RunError(f"{path} is missing (compile the model with `twofold compile -o {d}`)")
+    try:
+        expected = program_hash(graph_from_json((d / "ir.json").read_text()))
+    except FileNotFoundError:
+        raise RunError(f"{d / 'ir.json'} is missing") from None
+    except (ValueError, KeyError) as e:
+        raise RunError(f"{d / 'ir.json'} is malformed: {e}") from None
+    spec = importlib.util.spec_from_file_location(f"twofold_program_{expected[:16]}", path)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:  # noqa: BLE001 - any failure to import is a bad bundle
+        raise RunError(f"{path} cannot be loaded: {type(e).__name__}: {e}") from None
+    for attr in ("PROGRAM_HASH", "ELL", "INPUTS", "OUTPUTS", "STEPS", "run"):
+        if not hasattr(mod, attr):
+            raise RunError(f"{path} is not a twofold program (no {attr})")
+    if mod.PROGRAM_HASH != expected:
+        raise RunError(f"{path} was generated from a different ir.json; recompile {d}")
+    return mod
+
+
+def load_weights(directory: str | Path) -> dict[str, np.ndarray]:
+    """The server's integer weights by key, read once (forked sessions share them)."""
+    f = Path(directory) / "weights.npz"
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise RunError(f"{f} is missing (the server needs the compiled weights)") from None
+    except (ValueError, OSError) as e:
+        raise RunError(f"{f} is unreadable: {e}") from None
+
+
+def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
+    """The public output function the client applies in the clear (DESIGN.md §4, pass 7)."""
+    x = np.asarray(logits, np.float64)
+    if fn == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if fn == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if fn == "identity":
+        return x
+    raise RunError(f"unknown output function {fn!r}")
+
+
+def _setup_cost(chan: Channel, t0: float) -> dict[str, Any]:
+    return {
+        "s": round(time.perf_counter() - t0, 6),
+        "bytes_sent": chan.bytes_sent,
+        "bytes_recv": chan.bytes_recv,
+        "rounds": chan.rounds,
+    }
+
+
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in ("s", "bytes_sent", "bytes_recv", "rounds", "peak_rss_mb")} | {
+        "by_kind": doc["by_kind"]
+    }
+
+
+# ----------------------------------------------------------------------------------- server
+
+
+def server_session(
+    chan: Channel,
+    prog: ModuleType,
+    weights: dict[str, np.ndarray],
+    *,
+    linear: str = "auto",
+    label: str = "server",
+    progress: bool = True,
+    out: IO[str] | None = None,
+) -> dict[str, Any]:
+    """Run the program as the server on one connected channel; returns its cost document."""
+    out = out or sys.stdout
+    t0 = time.perf_counter()
+    try:
+        party = Party("server", chan, prog.PROGRAM_HASH)
+        setup = _setup_cost(chan, t0)
+        rt = Executor(
+            party,
+            prog.ELL,
+            weights=weights,
+            linear=linear,
+            steps=prog.STEPS,
+            progress=Progress(label, enabled=progress),
+        )
+        prog.run(rt)
+        doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
+        chan.send(json.dumps(_summary(doc)).encode())
+        chan.flush()
+    finally:
+        chan.close()
+    print(format_table(doc, label), file=out, flush=True)
+    return doc
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise RunError("--tls-key needs --tls-cert")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise RunError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+    return ctx
+
+
+def _session_main(
+    conn: socket.socket,
+    sid: int,
+    ctx: ssl.SSLContext | None,
+    timeout: float,
+    run: Callable[[Channel, str], Any],
+) -> None:
+    """Body of one forked session process: exit status 0 on success, 1 on any failure."""
+    label = f"server[session {sid}]"
+    try:
+        if ctx is not None:
+            conn.settimeout(timeout)
+            conn = ctx.wrap_socket(conn, server_side=True)
+        run(Channel(conn, timeout), label)
+    except (RuntimeProtocolError, ssl.SSLError, OSError, ValueError) as e:
+        print(f"twofold: {label}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except BaseException as e:  # noqa: BLE001 - a bug must still end only this session
+        print(f"twofold: {label}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def serve(
+    directory: str | Path,
+    host: str,
+    port: int,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    once: bool = False,
+    max_sessions: int = 4,
+    linear: str = "auto",
+    timeout: float = 600.0,
+    progress: bool = True,
+    ready: Callable[[int], None] | None = None,
+) -> int:
+    """Serve clients until stopped (or one with ``once``); returns the exit status."""
+    if linear not in LINEAR:
+        raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+    if max_sessions < 1:
+        raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
+    prog = load_program(directory)
+    weights = load_weights(directory)
+    ctx = _tls_context(tls_cert, tls_key)
+    try:
+        lst = socket.create_server((host, port))
+    except OSError as e:
+        raise RunError(f"cannot listen on {host}:{port}: {e}") from None
+    port = lst.getsockname()[1]
+    print(
+        f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
+        f"l={prog.ELL}, linear={linear}) on {host}:{port}" + (", TLS" if ctx else ""),
+        flush=True,
+    )
+    if ready is not None:
+        ready(port)
+
+    def run(chan: Channel, label: str) -> Any:  # noqa: ANN401
+        return server_session(chan, prog, weights, linear=linear, label=label, progress=progress)
+
+    with lst:
+        if once:
+            conn, _ = lst.accept()
+            lst.close()
+            try:
+                _session_main(conn, 1, ctx, timeout, run)
+            except SystemExit as e:
+                return int(e.code or 0)
+            return 0
+        mp = multiprocessing.get_context("fork")
+        active: dict[int, Any] = {}
+        sid = 0
+        lst.settimeout(0.2)
+        while True:
+            for k, p in list(active.items()):
+                if not p.is_alive():
+                    p.join()
+                    status = "done" if p.exitcode == 0 else f"failed (exit {p.exitcode})"
+                    print(f"twofold server: session {k} {status}", flush=True)
+                    del active[k]
+            if len(active) >= max_sessions:
+                time.sleep(0.05)
+                continue
+            try:
+                conn, addr = lst.accept()
+            except TimeoutError:
+                continue
+            sid += 1
+            print(f"twofold server: session {sid} from {addr[0]}:{addr[1]}", flush=True)
+            p = mp.Process(target=_child, args=(lst, conn, sid, ctx, timeout, run), daemon=False)
+            p.start()
+            conn.close()
+            active[sid] = p
+
+
+def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
+    lst.close()  # the session process must not hold the listening port
+    _session_main(*args)
+
+
+# ----------------------------------------------------------------------------------- client
+
+
+def run_client(
+    directory: str | Path,
+    host: str,
+    port: int,
+    inputs: dict[str, np.ndarray],
+    *,
+    tls_ca: str | None = None,
+    timeout: float = 600.0,
+    connect_timeout: float = 10.0,
+    progress: bool = True,
+    out: IO[str] | None = None,
+) -> dict[str, Any]:
+    """Run the program as the client; returns the out.json document (with ``cost``)."""
+    out = out or sys.stdout
+    prog = load_program(directory)
+    for key, spec in prog.INPUTS.items():
+        if key not in inputs:
+            raise RunError(f"no value for the program input {key!r}")
+        shp = tuple(np.shape(inputs[key]))
+        if shp != tuple(spec["shape"]):
+            raise RunError(
+                f"input {key!r} has shape {list(shp)}, the program expects {spec['shape']}"
+            )
+    t0 = time.perf_counter()
+    chan = connect(host, port, timeout, tls_ca, connect_timeout)
+    try:
+        party = Party("client", chan, prog.PROGRAM_HASH)
+        setup = _setup_cost(chan, t0)
+        rt = Executor(
+            party,
+            prog.ELL,
+            inputs=inputs,
+            steps=prog.STEPS,
+            progress=Progress("client", enabled=progress),
+        )
+        res = prog.run(rt)
+        try:
+            server_cost = json.loads(chan.recv_bytes().decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PeerError(f"server sent a malformed cost summary: {e}") from None
+    finally:
+        chan.close()
+    cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
+    print(format_table(cost, "client"), file=out, flush=True)
+    cost["server"] = server_cost
+    logits, outputs = {}, {}
+    for name, spec in prog.OUTPUTS.items():
+        real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]
+        logits[name] = {"shape": list(real.shape), "values": real.ravel().tolist()}
+        prob = apply_output_function(spec["function"], real)
+        outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
+    doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if prog.LABELS:
+        doc["labels"] = list(prog.LABELS)
+    doc["cost"] = cost
+    return doc
+
+
+__all__ = ["RunError", "apply_output_function", "load_program", "run_client", "serve"]

@@ -1,0 +1,69 @@
+"""Drivers behind ``twofold run server`` and ``twofold run client`` (CLI layer).
+
+The client loads and preprocesses its input with the preprocessing recorded at compile time
+(npy, PNG/JPEG, DICOM), checks it against the program before connecting, runs the 2PC program
+(twofold.runtime.runner) and gets the out.json document; the server serves the bundle.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .compiler.bundle import read_bundle
+from .runtime.runner import RunError, run_client, serve
+from .toolchain import input_meta, load_input
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port); ValueError naming the option otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:7000), got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def server_main(bundle: str, listen: str, **kw: Any) -> int:  # noqa: ANN401
+    host, port = parse_address(listen, "--listen")
+    return serve(bundle, host, port, **kw)
+
+
+def load_client_input(bundle: str | Path, input_path: str | Path) -> dict[str, Any]:
+    """The client's input by program input name, preprocessed and shape-checked."""
+    g = read_bundle(bundle, weights=False)
+    meta = input_meta(g)
+    try:
+        x = load_input(input_path, meta)
+    except (ValueError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - an unreadable image is the user's input at fault
+        raise ValueError(f"cannot read input {input_path}: {type(e).__name__}: {e}") from None
+    name = meta.get("name") or g.inputs()[0].attrs["name"]
+    return {name: x}
+
+
+def client_main(
+    bundle: str,
+    connect: str,
+    input_path: str,
+    *,
+    tls_ca: str | None = None,
+    timeout: float = 600.0,
+    progress: bool = True,
+    table_to_stderr: bool = False,
+) -> dict[str, Any]:
+    host, port = parse_address(connect, "--connect")
+    if not Path(bundle).is_dir():
+        raise RunError(f"{bundle} is not a compiled bundle directory (twofold compile -o DIR)")
+    inputs = load_client_input(bundle, input_path)
+    return run_client(
+        bundle,
+        host,
+        port,
+        inputs,
+        tls_ca=tls_ca,
+        timeout=timeout,
+        progress=progress,
+        out=sys.stderr if table_to_stderr else sys.stdout,
+    )
