@@ -18,6 +18,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ir.ops import pool_out_dim
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
+from .interpreter import Interpreter, InterpreterError
 
 
 class FixedPointOverflow(ArithmeticError):
@@ -49,7 +50,7 @@ def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown output function {fn!r}")
 
 
-class Cleartext:
+class Cleartext(Interpreter):
     """Interpreter of a secure IR graph. ``params`` hold signed integer parameter values."""
 
     def __init__(
@@ -59,37 +60,27 @@ class Cleartext:
         check: bool = True,
         record: bool = False,
     ) -> None:
-        self.graph = graph
-        self.params = graph.params if params is None else params
+        super().__init__(graph, params)
         self.check = check
         self.record = record
         self.observed: dict[str, tuple[float, float]] = {}
-        self.env: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------- driver
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Run on float inputs (by input name, or one array); returns output residues."""
-        ins = self.graph.inputs()
         if not isinstance(inputs, dict):
+            ins = self.graph.inputs()
             if len(ins) != 1:
-                raise ValueError(f"graph has {len(ins)} inputs; pass a dict by name")
-            inputs = {ins[0].attrs["name"]: inputs}
-        self.inputs = inputs
-        self.env = {}
-        for node in self.graph.nodes:
-            val = self.run_node(node)
-            self.env[node.name] = val
-            if node.op not in ("weight", "const"):
-                self._observe(node, val)
-            for dead in node.meta.get("free", []):
-                self.env.pop(dead, None)
-        return {o: self.env[o] for o in self.graph.outputs}
+                raise InterpreterError(f"graph has {len(ins)} inputs; pass a dict by name")
+            inputs = {ins[0].name: inputs}
+        by_name = {n.attrs["name"]: n.name for n in self.graph.inputs()}
+        return super().run({by_name.get(k, k): v for k, v in inputs.items()})
 
-    def run_node(self, node: Node) -> np.ndarray:
-        fn = getattr(self, f"op_{node.op}", None)
-        if fn is None:
-            raise NotImplementedError(f"%{node.name}: cleartext backend has no op {node.op}")
-        return fn(node, *[self.env[i] for i in node.inputs])
+    def run_node(self, node: Node, args: list[Any]) -> np.ndarray:
+        val = super().run_node(node, args)
+        if node.op not in ("weight", "const"):
+            self._observe(node, val)
+        return val
 
     def _observe(self, node: Node, val: np.ndarray) -> None:
         if not (self.check or self.record) or val.size == 0:
@@ -130,25 +121,18 @@ class Cleartext:
         return to_signed(value, t.ell).astype(np.float64) / 2.0**t.scale
 
     # ------------------------------------------------------------- sources
-    def op_input(self, node: Node) -> np.ndarray:
-        name = node.attrs["name"]
-        if name not in self.inputs:
-            raise ValueError(f"missing input {name!r}")
-        x = np.asarray(self.inputs[name], np.float64)
-        if tuple(x.shape) != node.type.shape:
-            raise ValueError(
-                f"input {name!r} has shape {list(x.shape)}, the program expects "
-                f"{list(node.type.shape)}"
-            )
+    def convert_input(self, node: Node, value: np.ndarray) -> np.ndarray:
+        """The client's quantization: round(x·2^s) as a residue mod 2^ℓ."""
+        x = np.asarray(super().convert_input(node, value), np.float64)
         if not np.all(np.isfinite(x)):
-            raise ValueError(f"input {name!r} has non-finite values")
+            raise InterpreterError(f"input {node.attrs['name']!r} has non-finite values")
         q = np.rint(x * 2.0**node.type.dtype.scale)
         if np.abs(q).max(initial=0) >= 2.0**63:
-            raise FixedPointOverflow(f"input {name!r} does not fit 64 bits at its scale")
+            raise FixedPointOverflow(f"input {node.attrs['name']!r} does not fit 64 bits")
         return self.ring(node, q.astype(np.int64))
 
     def op_weight(self, node: Node) -> np.ndarray:
-        return self.ring(node, np.asarray(self.params[node.attrs["key"]], np.int64))
+        return self.ring(node, np.asarray(self.param(node.attrs["key"]), np.int64))
 
     op_const = op_weight
 
