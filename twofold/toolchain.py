@@ -138,3 +138,13 @@ def simulate_bundle(bundle: str | Path, input_path: str | Path, check: bool = Tr
     g = read_bundle(bundle)
     x = load_input(input_path, input_meta(g))
     return simulate(g, x, check=check)
+
+
+def inspect_bundle(bundle: str | Path) -> str:
+    """``twofold inspect DIR``: the secure IR (types, ranges, bits) and the report totals."""
+    from .compiler.bundle import read_report
+    from .compiler.report import format_summary
+    from .ir import format_graph
+
+    g = read_bundle(bundle, weights=False)
+    return format_graph(g) + "\n" + format_summary(read_report(bundle))

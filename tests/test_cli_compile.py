@@ -1,0 +1,75 @@
+"""CLI: compile --list-passes, simulate on a bundle (schema, overflow, atomic out), inspect DIR."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fixedpoint_graphs import small_cnn
+
+from twofold.cli import cli
+from twofold.compiler import CompileError
+from twofold.toolchain import compile_model, inspect_bundle
+
+
+def _bundle(tmp_path):
+    x = np.clip(np.random.default_rng(3).normal(0, 1, (1, 3, 16, 16)), -3, 3)
+    np.save(tmp_path / "x.npy", x)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, x)
+    out = tmp_path / "b"
+    compile_model(None, out, graph=small_cnn(), preprocess="none", calibrate=[calib], bitlength=32)
+    return out, x
+
+
+def test_list_passes():
+    res = CliRunner().invoke(cli, ["compile", "--list-passes"])
+    assert res.exit_code == 0
+    assert "quantize" in res.output and "bitwidth" in res.output
+
+
+def test_simulate_writes_shared_schema(tmp_path):
+    out, x = _bundle(tmp_path)
+    res = CliRunner().invoke(
+        cli,
+        ["simulate", str(out), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.json")],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    (name,) = doc["outputs"]
+    probs = np.array(doc["outputs"][name]["values"])
+    logits = np.array(doc["logits"][name]["values"])
+    assert doc["outputs"][name]["shape"] == [1, 5]
+    assert np.allclose(probs, 1 / (1 + np.exp(-logits)))
+
+
+def test_simulate_overflow_is_one_line_and_leaves_no_file(tmp_path):
+    out, x = _bundle(tmp_path)
+    np.save(tmp_path / "big.npy", x * 500)
+    target = tmp_path / "o.json"
+    res = CliRunner().invoke(
+        cli, ["simulate", str(out), "--input", str(tmp_path / "big.npy"), "-o", str(target)]
+    )
+    assert res.exit_code == 1
+    assert res.output.startswith("twofold: error: fixed-point overflow at %")
+    assert res.output.count("\n") == 1 and not target.exists()
+
+
+def test_simulate_bad_input_shape(tmp_path):
+    out, _ = _bundle(tmp_path)
+    np.save(tmp_path / "bad.npy", np.zeros((1, 3, 8, 8)))
+    res = CliRunner().invoke(cli, ["simulate", str(out), "--input", str(tmp_path / "bad.npy")])
+    assert res.exit_code == 1 and "shape" in res.output and "Traceback" not in res.output
+
+
+def test_inspect_bundle_text(tmp_path):
+    out, _ = _bundle(tmp_path)
+    text = inspect_bundle(out)
+    assert "fix<32," in text and "# range [" in text and "ReLU elements:" in text
+    assert "truncations: faithful" in text and "msb0" in text
+
+
+def test_compile_refuses_small_bitlength_leaves_no_bundle(tmp_path):
+    with pytest.raises(CompileError, match="needs"):
+        compile_model(None, tmp_path / "c", graph=small_cnn(), preprocess="none", bitlength=16)
+    assert not (tmp_path / "c").exists()
