@@ -1,0 +1,152 @@
+"""End-to-end benchmark: DenseNet-121 (CheXNet head) in 2PC between two OS processes.
+
+For each input size: export, ``twofold compile``, ``twofold run server --once`` and
+``twofold run client`` on loopback TCP with the real radiograph (pydicom-data RG1_UNCR.dcm),
+then ``twofold simulate`` on the same input: the secure logits must equal it bit for bit.
+Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-kind breakdown
+(linear / ReLU / truncation / pooling), to compare with DESIGN.md §7 (SCI_HE ≈ 1,500 s and
+≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB).
+
+    python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
+
+``--quick`` runs 32² and 64² (same keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TWOFOLD = [sys.executable, "-m", "twofold.cli"]
+KINDS = ("linear", "relu", "truncation", "pooling", "local", "io")
+
+
+def _demo():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("chexnet_demo", ROOT / "examples/chexnet/demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _check(res: subprocess.CompletedProcess, what: str) -> None:
+    if res.returncode != 0:
+        sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
+
+
+def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
+    d = work / f"densenet121_{size}"
+    d.mkdir(parents=True, exist_ok=True)
+    onnx_path = d / "densenet121.onnx"
+    if not onnx_path.exists():
+        _demo().export(onnx_path, size)
+    bundle = d / "bundle"
+    t = time.perf_counter()
+    _check(
+        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle)],
+                       capture_output=True, text=True),
+        "compile",
+    )  # fmt: skip
+    compile_s = time.perf_counter() - t
+    server = subprocess.Popen(
+        [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
+         "--linear", linear, "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = server.stdout.readline()
+    if "serving" not in line:
+        sys.exit(f"e2e: server did not start: {server.stderr.read()[-2000:]}")
+    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    out = d / "out.json"
+    t = time.perf_counter()
+    cli = subprocess.run(
+        [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
+         "-o", str(out), "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t
+    _, serr = server.communicate(timeout=600)
+    _check(cli, f"2PC run at {size}² (server: {serr.strip()[-500:]})")
+    sim_path = d / "simulate.json"
+    _check(
+        subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image, "-o", str(sim_path)],
+                       capture_output=True, text=True),
+        "simulate",
+    )  # fmt: skip
+    doc = json.loads(out.read_text())
+    sim = json.loads(sim_path.read_text())
+    c, s = doc["cost"], doc["cost"]["server"]
+    return {
+        "s": round(wall, 3),
+        "bytes_client_to_server": c["bytes_sent"],
+        "bytes_server_to_client": c["bytes_recv"],
+        "rounds": c["rounds"],
+        "peak_rss_mb_server": s["peak_rss_mb"],
+        "peak_rss_mb_client": c["peak_rss_mb"],
+        "exact": doc["logits"] == sim["logits"],
+        "compile_s": round(compile_s, 3),
+        "setup": c["setup"],
+        "by_kind": {
+            k: {
+                "s": c["by_kind"][k]["s"],
+                "bytes": c["by_kind"][k]["bytes_sent"] + c["by_kind"][k]["bytes_recv"],
+                "rounds": c["by_kind"][k]["rounds"],
+            }
+            for k in KINDS
+            if k in c["by_kind"]
+        },
+        "linear": linear,
+    }
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| run | time s | client→server GiB | server→client GiB | rounds | RSS server MiB "
+        "| RSS client MiB | exact |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for k, r in results.items():
+        rows.append(
+            f"| {k} | {r['s']:.1f} | {r['bytes_client_to_server'] / 2**30:.3f} | "
+            f"{r['bytes_server_to_client'] / 2**30:.3f} | {r['rounds']:,} | "
+            f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} |"
+        )
+    rows += ["", "| run | kind | time s | GiB | rounds |", "| --- | --- | ---: | ---: | ---: |"]
+    for k, r in results.items():
+        for kind, v in r["by_kind"].items():
+            rows.append(
+                f"| {k} | {kind} | {v['s']:.1f} | {v['bytes'] / 2**30:.3f} | {v['rounds']:,} |"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="DenseNet-121 2PC end to end")
+    ap.add_argument("--json", dest="json_path", help="write the figures as JSON here")
+    ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
+    ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
+    ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
+    ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    args = ap.parse_args(argv)
+    import pydicom.data
+
+    image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
+    sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
+    results = {}
+    for size in sizes:
+        print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
+        results[f"densenet121_{size}"] = bench_size(size, Path(args.workdir), args.linear, image)
+        print(json.dumps(results[f"densenet121_{size}"]), file=sys.stderr, flush=True)
+    print(table(results))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
