@@ -48,6 +48,23 @@ def small_cnn(seed: int = 0, size: int = 16) -> Graph:
     return g
 
 
+def activations(seed: int = 0, size: int = 8) -> Graph:
+    """LeakyReLU, clip with non-zero bounds, avgpool excluding padding, scalar multiply."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    x = g.add("input", attrs={"name": "image", "shape": [1, 2, size, size]}, name="x")
+    w = g.add_param("c.w", rng.normal(0, 0.5, (4, 2, 3, 3)).astype(np.float32))
+    y = g.add("conv2d", [x, w], {"strides": [1, 1], "pads": [1, 1, 1, 1]}, name="c")
+    y = g.add("leaky_relu", [y], {"alpha": 0.1}, name="leaky")
+    y = g.add("clip", [y], {"min": -0.5, "max": 1.5}, name="clip")
+    half = g.add_param("half", np.array(0.75, np.float32), public=True)
+    y = g.add("mul", [y, half], name="scaled")
+    y = g.add("avgpool", [y], {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                               "count_include_pad": 0}, name="avg")  # fmt: skip
+    g.outputs = [g.add("flatten", [y], name="flat")]
+    return g
+
+
 def _t(a) -> torch.Tensor:  # noqa: ANN001
     return torch.as_tensor(np.asarray(a, np.float64))
 
@@ -83,7 +100,11 @@ def float_eval(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         elif n.op == "concat":
             v = torch.cat(ins, dim=a["axis"])
         elif n.op == "avgpool":
-            v = F.avg_pool2d(ins[0], a["kernel"], a["strides"])
+            pt, pl, _, _ = a["pads"]
+            v = F.avg_pool2d(ins[0], a["kernel"], a["strides"], (pt, pl),
+                             count_include_pad=bool(a["count_include_pad"]))  # fmt: skip
+        elif n.op == "leaky_relu":
+            v = F.leaky_relu(ins[0], a["alpha"])
         elif n.op == "global_avgpool":
             v = ins[0].mean(dim=(2, 3), keepdim=True)
         elif n.op == "flatten":
@@ -92,6 +113,8 @@ def float_eval(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
             v = ins[0] @ ins[1] + (ins[2] if len(ins) == 3 else 0)
         elif n.op == "add":
             v = ins[0] + ins[1]
+        elif n.op == "mul":
+            v = ins[0] * ins[1]
         elif n.op == "sigmoid":
             v = torch.sigmoid(ins[0])
         else:

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from fixedpoint_graphs import float_eval, small_cnn
+from fixedpoint_graphs import activations, float_eval, small_cnn
 
 from twofold.backends.cleartext import Cleartext, FixedPointOverflow, observe_ranges, simulate
 from twofold.compiler import CompileError, CompileOptions, run_pipeline
@@ -146,3 +146,14 @@ def test_cleartext_semantics_signed():
     out = it.run(np.array([[[[-1.03, 0.5], [1.0, -4.0]]]]))[sg.outputs[0]]
     assert out.dtype == np.uint64 and out.max() < 256
     assert it.decode(sg.outputs[0], out).ravel().tolist() == [-1.0, 0.5, 1.0, -4.0]
+
+
+def test_lowered_activations_and_padded_avgpool():
+    g = _with_input(activations())
+    x = np.random.default_rng(5).uniform(-3, 3, (1, 2, 8, 8))
+    sg = run_pipeline(g, CompileOptions(scale=12))
+    ops = {n.op for n in sg.nodes}
+    assert not ops & {"leaky_relu", "clip", "avgpool"} and "mul_const" in ops
+    want = float_eval(g, x)["flat"].ravel()
+    got = np.array(simulate(sg, x)["outputs"][sg.outputs[0]]["values"])
+    assert np.abs(got - want).max() < 5e-3
