@@ -15,6 +15,7 @@ from .ring import mask
 
 _CHUNK = 1 << 20  # keystream is produced in chunks of this many bytes
 _ZEROS = bytes(_CHUNK + 16)
+_ZMV = memoryview(_ZEROS)
 
 
 def fill_keystream(enc, out: np.ndarray) -> None:  # noqa: ANN001 - a cryptography CipherContext
@@ -47,6 +48,11 @@ class PRG:
             raise ValueError("PRG seed must be 16 bytes")
         self.seed = bytes(seed)
         self._enc = Cipher(algorithms.AES(self.seed), modes.CTR(bytes(16))).encryptor()
+
+    def fill_raw(self, dst: memoryview, n: int) -> None:
+        """Write the next n keystream bytes to the start of ``dst`` (needs n + 15 bytes; the
+        15 bytes after the first n may be clobbered). No checks: for the OT hot loop."""
+        self._enc.update_into(_ZMV[:n], dst)
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Overwrite the C-contiguous array ``out`` with pseudorandom bytes and return it."""

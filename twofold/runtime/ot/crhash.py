@@ -66,3 +66,24 @@ def crhash256(a: np.ndarray, b: np.ndarray, index0: int, domain: int = 0) -> np.
     out = aes_fixed(h)
     out ^= h
     return out
+
+
+def tweaks(index0: int, n: int, domain: int) -> np.ndarray:
+    """The tweaks T(index0 .. index0+n-1) as uint64[n, 2]."""
+    t = np.empty((n, 2), np.uint64)
+    t[:, 0] = np.arange(index0, index0 + n, dtype=np.uint64)
+    t[:, 1] = np.uint64(domain)
+    return t
+
+
+def mmo_into(z: np.ndarray, out: np.ndarray) -> None:
+    """out[:n] = pi(z) ^ z for contiguous uint64[n, 2] ``z``; ``out`` is a C-contiguous
+    uint64 array with at least one spare row after the first n (update_into's slack)."""
+    n = z.shape[0]
+    if n == 0:
+        return
+    dst = out.reshape(-1).view(np.uint8)
+    if dst.nbytes < n * 16 + 15:
+        raise ValueError("mmo_into: the output needs one spare row of slack")
+    _ecb().update_into(memoryview(z.reshape(-1).view(np.uint8)), memoryview(dst)[: n * 16 + 15])
+    out[:n] ^= z

@@ -34,6 +34,17 @@ def chunks(n: int) -> list[tuple[int, int, int]]:
     return [(lo, min(n, lo + CHUNK), min(npad, lo + CHUNK)) for lo in range(0, npad, CHUNK)]
 
 
+def expand(prgs: list[PRG], nb: int) -> np.ndarray:
+    """Next nb keystream bytes of every PRG as the rows of a (len(prgs), nb) uint8 matrix."""
+    if nb > 1 << 20:
+        raise ValueError("expand: at most 1 MiB per row")
+    buf = np.empty(len(prgs) * nb + 16, np.uint8)
+    mv = memoryview(buf)
+    for i, g in enumerate(prgs):
+        g.fill_raw(mv[i * nb :], nb)
+    return buf[: len(prgs) * nb].reshape(len(prgs), nb)
+
+
 class ExtSender:
     """Extension sender: base-OT *receiver* with choice bits s and keys k_i^{s_i}."""
 
@@ -56,9 +67,7 @@ class ExtSender:
         for lo, hi, hp in chunks(n):
             nb = (hp - lo) // 8
             u = chan.recv_array(np.uint8, (self.w, nb))
-            q = np.empty((self.w, nb), np.uint8)
-            for i, g in enumerate(self._prgs):
-                g.fill(q[i])
+            q = expand(self._prgs, nb)
             u &= self._smask
             q ^= u
             each(transpose_bits(q).view(np.uint64)[: hi - lo], base + lo, lo, hi)
@@ -87,11 +96,8 @@ class ExtReceiver:
         self.count += n
         for lo, hi, hp in chunks(n):
             nb = (hp - lo) // 8
-            t = np.empty((self.w, nb), np.uint8)
-            u = np.empty((self.w, nb), np.uint8)
-            for i in range(self.w):
-                self._g0[i].fill(t[i])
-                self._g1[i].fill(u[i])
+            t = expand(self._g0, nb)
+            u = expand(self._g1, nb)
             u ^= t
             c = cols(lo, hp)
             if c is not None:

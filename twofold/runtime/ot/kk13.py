@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import bitpack
 from ..ring import mask
-from .crhash import crhash256
+from .crhash import mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender
 from .transpose import transpose_bits
 
@@ -35,8 +35,18 @@ CODEWORDS = _codewords()
 CODEWORDS64 = CODEWORDS.view(np.uint64)  # (256, 4)
 
 
-def _hash_rows(rows: np.ndarray, first: int, domain: int) -> np.ndarray:
-    return crhash256(rows[:, :2], rows[:, 2:], first, domain)[:, 0]
+def _hash_rows(rows: np.ndarray, tw: np.ndarray, off: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Low 64 bits of crhash256(rows ^ off) with precomputed tweaks ``tw``: f(f(a ^ T) ^ b),
+    f(z) = pi(z) ^ z. ``h`` is scratch uint64[m + 1, 2]; returns a view of it."""
+    z = np.bitwise_xor(tw, off[:2])
+    z ^= rows[:, :2]
+    mmo_into(z, h)
+    m = rows.shape[0]
+    h[:m] ^= rows[:, 2:]
+    h[:m] ^= off[2:]
+    z[:] = h[:m]
+    mmo_into(z, h)
+    return h[:m, 0]
 
 
 def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
@@ -47,9 +57,10 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> No
     out = np.empty((n, nmsg), np.uint64)
 
     def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+        t = tweaks(tw, hi - lo, domain)
+        h = np.empty((hi - lo + 1, 2), np.uint64)
         for x in range(nmsg):
-            h = _hash_rows(q ^ cs[x], tw, domain)
-            np.bitwise_xor(tables[lo:hi, x], h, out=out[lo:hi, x])
+            np.bitwise_xor(tables[lo:hi, x], _hash_rows(q, t, cs[x], h), out=out[lo:hi, x])
 
     ext.extend(chan, n, each)
     out &= m
@@ -67,8 +78,11 @@ def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, doma
         cw[: hi - lo] = CODEWORDS[choices[lo:hi]]
         return transpose_bits(cw)
 
+    zero = np.zeros(4, np.uint64)
+
     def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
-        h[lo:hi] = _hash_rows(t, tw, domain)
+        scratch = np.empty((hi - lo + 1, 2), np.uint64)
+        h[lo:hi] = _hash_rows(t, tweaks(tw, hi - lo, domain), zero, scratch)
 
     ext.extend(chan, n, cols, each)
     y = bitpack.unpack(chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k)), n * nmsg, k)

@@ -21,7 +21,7 @@ from .. import bitpack
 from ..prg import PRG
 from ..ring import mask
 from .baseot import base_ot_recv, base_ot_send
-from .crhash import crhash, crhash_wide
+from .crhash import crhash_wide, mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender, padded
 from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
@@ -96,35 +96,41 @@ class OTPack:
     def rot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n random OTs as sender: returns (m0, m1), each uint64[n, 2] (128-bit messages)."""
         n = int(n)
-        m0, m1 = np.empty((n, 2), np.uint64), np.empty((n, 2), np.uint64)
+        # one spare row: the AES output of each chunk is written in place (mmo_into's slack)
+        m0, m1 = np.empty((n + 1, 2), np.uint64), np.empty((n + 1, 2), np.uint64)
         dom, s = self._dom(_ROT, True), self._snd.s[None, :]
 
         def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            m0[lo:hi] = crhash(q, tw, dom)
-            q ^= s
-            m1[lo:hi] = crhash(q, tw, dom)
+            z = np.bitwise_xor(q, tweaks(tw, hi - lo, dom))
+            mmo_into(z, m0[lo:])
+            z ^= s
+            mmo_into(z, m1[lo:])
 
         self._snd.extend(self.chan, n, each)
-        return m0, m1
+        return m0[:n], m1[:n]
 
     def rot_recv(self, choices: np.ndarray) -> np.ndarray:
         """Random OTs as receiver with the given choice bits: returns m_b, uint64[n, 2]."""
         c = _check_choices(choices)
         n = c.shape[0]
-        out = np.empty((n, 2), np.uint64)
+        out = np.empty((n + 1, 2), np.uint64)
         dom = self._dom(_ROT, False)
 
         def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            out[lo:hi] = crhash(t, tw, dom)
+            t ^= tweaks(tw, hi - lo, dom)
+            mmo_into(t, out[lo:])
 
         self._rcv.extend(self.chan, n, _choice_cols(c), each)
-        return out
+        return out[:n]
 
     # -- correlated OT over Z_2^k -------------------------------------------------------------
     @staticmethod
     def _limbs(rows: np.ndarray, tw: int, dom: int, d: int) -> np.ndarray:
         if d <= 2:
-            return crhash(rows, tw, dom)[:, :d]
+            z = np.bitwise_xor(rows, tweaks(tw, rows.shape[0], dom))
+            h = np.empty((rows.shape[0] + 1, 2), np.uint64)
+            mmo_into(z, h)
+            return h[:-1, :d]
         return crhash_wide(rows, tw, dom, (d + 1) // 2)[:, :d]
 
     def _sender_pads(self, n: int, d: int, k: int, flavour: int, fn) -> None:  # noqa: ANN001
