@@ -31,3 +31,32 @@ def and_(party, u: np.ndarray, v: np.ndarray, triples: Triples | None = None) ->
     if party.is_server:
         z ^= d & e
     return z.reshape(u.shape)
+
+
+def and_level(
+    party,
+    u: np.ndarray,
+    v: np.ndarray,
+    pu: np.ndarray,
+    pv1: np.ndarray,  # noqa: ANN001
+    pv2: np.ndarray,
+    triples: Triples,
+    ctriples: tuple,
+) -> tuple:  # noqa: ANN001
+    """In ONE round: u & v (independent triples) and pu & pv1, pu & pv2 (correlated triple
+    pairs sharing a: pu is opened once).  All arguments flat uint8 arrays."""
+    a, b, c = triples
+    ca, cb1, cb2, cc1, cc2 = ctriples
+    mine = np.concatenate([u ^ a, v ^ b, pu ^ ca, pv1 ^ cb1, pv2 ^ cb2])
+    op = mine ^ exchange_bits(party, mine)
+    n, m = u.size, pu.size
+    d, e = op[:n], op[n : 2 * n]
+    pd, pe1, pe2 = op[2 * n : 2 * n + m], op[2 * n + m : 2 * n + 2 * m], op[2 * n + 2 * m :]
+    z = c ^ (d & b) ^ (e & a)
+    z1 = cc1 ^ (pd & cb1) ^ (pe1 & ca)
+    z2 = cc2 ^ (pd & cb2) ^ (pe2 & ca)
+    if party.is_server:
+        z ^= d & e
+        z1 ^= pd & pe1
+        z2 ^= pd & pe2
+    return z, z1, z2

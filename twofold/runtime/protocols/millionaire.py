@@ -16,8 +16,8 @@ import numpy as np
 
 from ._ot import kkot
 from ._util import CHUNK, as_ring, prg
-from .and_ import and_
-from .triples import ot_table, triple_ot_input, triples_from_ot
+from .and_ import and_, and_level
+from .triples import corr_triples, ot_table, triple_ot_input, triples_from_ot
 
 DIGIT_BITS = 4
 _V = np.arange(1 << DIGIT_BITS, dtype=np.uint8)
@@ -93,39 +93,52 @@ def _leaves_and_triples(
     return msg & 1, msg >> 1, triples_from_ot(party, n_triples, st, tmsg)
 
 
-def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: list[bool], pool):  # noqa: ANN001, ANN202
-    """Reduce each group of digit rows to its root (lt, eq|None), all groups level by level."""
+def _trees(
+    party,
+    lt: np.ndarray,
+    eq: np.ndarray,
+    groups: list[slice],
+    root_eq: list[bool],  # noqa: ANN001
+    pool,
+    cpool,
+):  # noqa: ANN001, ANN202
+    """Reduce each group of digit rows to its root (lt, eq|None), all groups level by level.
+    A combine that needs eq uses a correlated triple pair (eq_hi is opened once)."""
     rows = [
         ([lt[i] for i in range(g.start, g.stop)], [eq[i] for i in range(g.start, g.stop)])
         for g in groups
     ]
     plans = [_eq_plan(len(r[0]), re) for r, re in zip(rows, root_eq, strict=True)]
+    n = lt.shape[1]
     level = 0
     while any(len(r[0]) > 1 for r in rows):
-        us, vs, jobs = [], [], []
+        su, sv, pu, pv1, pv2, jobs = [], [], [], [], [], []
         for gi, (lts, eqs) in enumerate(rows):
             if len(lts) < 2:
                 continue
             need = plans[gi][level]
             for p in range(len(lts) // 2):
-                us.append(eqs[2 * p + 1])
-                vs.append(lts[2 * p])
                 if need[p]:
-                    us.append(eqs[2 * p + 1])
-                    vs.append(eqs[2 * p])
-                jobs.append((gi, p, need[p]))
-        n = us[0].size
-        z = and_(party, np.concatenate(us), np.concatenate(vs), pool.take(len(us) * n))
-        k = 0
+                    jobs.append((gi, p, len(pu)))
+                    pu.append(eqs[2 * p + 1])
+                    pv1.append(lts[2 * p])
+                    pv2.append(eqs[2 * p])
+                else:
+                    jobs.append((gi, p, -1 - len(su)))
+                    su.append(eqs[2 * p + 1])
+                    sv.append(lts[2 * p])
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.uint8)  # noqa: E731
+        z, z1, z2 = and_level(party, cat(su), cat(sv), cat(pu), cat(pv1), cat(pv2),
+                              pool.take(len(su) * n), cpool.take(len(pu) * n))  # fmt: skip
         new = [([], []) for _ in rows]
-        for gi, p, ne in jobs:
-            lts, eqs = rows[gi]
-            new[gi][0].append(lts[2 * p + 1] ^ z[k * n : (k + 1) * n])
-            k += 1
-            if ne:
-                new[gi][1].append(z[k * n : (k + 1) * n])
-                k += 1
+        for gi, p, k in jobs:
+            lts = rows[gi][0]
+            if k >= 0:
+                new[gi][0].append(lts[2 * p + 1] ^ z1[k * n : (k + 1) * n])
+                new[gi][1].append(z2[k * n : (k + 1) * n])
             else:
+                k = -1 - k
+                new[gi][0].append(lts[2 * p + 1] ^ z[k * n : (k + 1) * n])
                 new[gi][1].append(None)
         for gi, (lts, eqs) in enumerate(rows):
             if len(lts) < 2:
@@ -139,16 +152,16 @@ def _trees(party, lt: np.ndarray, eq: np.ndarray, groups: list[slice], root_eq: 
 
 
 class _TriplePool:
-    """Triples handed out in order."""
+    """Triples (tuples of equally long bit arrays) handed out in order."""
 
     def __init__(self, triples) -> None:  # noqa: ANN001
-        self.a, self.b, self.c = triples
+        self.parts = triples
         self.pos = 0
 
     def take(self, n: int):  # noqa: ANN201
         s = slice(self.pos, self.pos + n)
         self.pos += n
-        return self.a[s], self.b[s], self.c[s]
+        return tuple(p[s] for p in self.parts)
 
 
 def millionaire(
@@ -197,11 +210,14 @@ def millionaire(
     flat = [d for g in digits for d in g]
     bounds = np.cumsum([0] + [len(g) for g in digits])
     groups = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(digits))]
-    n_and = sum(_count_ands(len(g), re) for g, re in zip(digits, root_eq, strict=True))
-    n_and += 1 if split is not None else 0
-    lt, eq, triples = _leaves_and_triples(party, x, flat, greater, n_and * n)
+    plans = [_eq_plan(len(g), re) for g, re in zip(digits, root_eq, strict=True)]
+    n_pair = sum(sum(sum(lv) for lv in pl) for pl in plans)
+    n_single = sum(sum(len(lv) for lv in pl) for pl in plans) - n_pair
+    n_single += 1 if split is not None else 0
+    lt, eq, triples = _leaves_and_triples(party, x, flat, greater, n_single * n)
     pool = _TriplePool(triples)
-    roots = _trees(party, lt, eq, groups, root_eq, pool)
+    cpool = _TriplePool(corr_triples(party, n_pair * n))
+    roots = _trees(party, lt, eq, groups, root_eq, pool, cpool)
     if split is None:
         out, e = roots[0]
         return (out.reshape(shape), e.reshape(shape)) if return_eq else out.reshape(shape)
