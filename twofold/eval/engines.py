@@ -120,11 +120,56 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["values"], np.float64).ravel()
 
 
-def two_party(bundle: str | Path, connect: str | None, jobs: int) -> Any:
-    """The client side of real two-party runs (``--mode 2pc``)."""
-    if not connect:
-        raise EngineError("--mode 2pc needs --connect HOST:PORT (a running `twofold run` server)")
-    raise EngineError(
-        "--mode 2pc is not available yet: the two-party client API has not landed in "
-        "twofold.runtime; use --mode simulate (bit-exact to 2PC by construction)"
-    )
+class TwoParty:
+    """The client side of a real two-party run per image against ``twofold run server``.
+
+    Secure by the runtime's protocols (DESIGN.md §5); cost is what the client measured
+    (time, bytes both ways, rounds, peak RSS) plus the server's own summary.
+    """
+
+    mode = "2pc"
+
+    def __init__(self, bundle: str | Path, connect: str | None, timeout: float = 600.0) -> None:
+        if not connect:
+            raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
+        try:
+            from ..runtime.runner import run_client
+        except ImportError as e:
+            raise EngineError(f"--mode 2pc is not available: {e}") from None
+        host, sep, port = connect.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise EngineError(f"--connect must be HOST:PORT, got {connect!r}")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.bundle = str(bundle)
+        self.timeout = timeout
+        self._run_client = run_client
+
+    def __call__(self, x: np.ndarray, input_name: str) -> Inference:
+        import io
+
+        from ..runtime.errors import RuntimeProtocolError
+
+        t0 = time.perf_counter()
+        try:
+            doc = self._run_client(
+                self.bundle,
+                self.host,
+                self.port,
+                {input_name: x},
+                timeout=self.timeout,
+                progress=False,
+                out=io.StringIO(),
+            )
+        except (RuntimeProtocolError, OSError) as e:
+            raise EngineError(f"two-party run with {self.host}:{self.port} failed: {e}") from None
+        dt = time.perf_counter() - t0
+        c = doc.get("cost", {})
+        srv = c.get("server", {})
+        cost = {
+            "comm_bytes": c.get("bytes_sent", 0) + c.get("bytes_recv", 0),
+            "rounds": c.get("rounds"),
+            "peak_mem_bytes": c.get("peak_rss_mb", 0) * 2**20 or None,
+            "server_time_s": srv.get("s"),
+            "server_peak_mem_bytes": srv.get("peak_rss_mb", 0) * 2**20 or None,
+        }
+        return Inference(_probabilities(doc), dt, cost)

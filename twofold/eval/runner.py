@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import DatasetError, Sample, load_dataset
-from .engines import EngineError, Plaintext, Simulate, file_digest, two_party
+from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
 from .labels import CHEXNET_LABELS, LabelMap
 from .results import FILENAME, ResultsError, ResultsLog
 
@@ -83,7 +83,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     try:
         plain = Plaintext(cfg.model)
         sim = Simulate(cfg.bundle)
-        secure = sim if cfg.mode == "simulate" else two_party(cfg.bundle, cfg.connect, cfg.jobs)
+        secure = sim if cfg.mode == "simulate" else TwoParty(cfg.bundle, cfg.connect)
         out_shape = sim.graph[sim.output].type.shape
         n_out = int(np.prod(out_shape))
         lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)
@@ -115,7 +115,10 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
             f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
             f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
         )
-        _run(todo, plain, secure, sim, log, cfg, say)
+        try:
+            _run(todo, plain, secure, sim, log, cfg, say)
+        except EngineError as e:
+            raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
 
     return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
@@ -142,7 +145,14 @@ def _run(
             log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
             return
         p = plain(x)
-        r = secure(x, measure_memory=measure) if secure is sim else secure(x)
+        try:
+            if secure is sim:
+                r = sim(x, measure_memory=measure)
+            else:
+                r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
+        except ArithmeticError as e:  # fixed-point overflow on this image: report it
+            log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
+            return
         if p.values.shape != r.values.shape:
             raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
         rec = {

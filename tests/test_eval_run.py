@@ -1,0 +1,121 @@
+"""End to end: a torch-exported ONNX model and its compiled bundle through ``run_eval``:
+plaintext (onnxruntime) vs secure (cleartext fixed point), bad rows, resume after a stop."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from twofold.eval.runner import EvalConfig, EvalError, run_eval
+from twofold.ir import Graph
+from twofold.toolchain import compile_model
+
+SIZE = 8
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """Conv-ReLU-GAP-FC-sigmoid with 14 outputs, exported by torch; the same net as IR."""
+    tmp = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    conv, fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 14)
+    net = torch.nn.Sequential(
+        conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), fc,
+        torch.nn.Sigmoid(),
+    ).eval()  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, SIZE, SIZE), str(tmp / "m.onnx"),
+                          input_names=["image"], output_names=["prob"], dynamo=False)  # fmt: skip
+    g = Graph()
+    x = g.add("input", attrs={"name": "image", "shape": [1, 3, SIZE, SIZE]}, name="x")
+    w, b = (
+        g.add_param("c.w", conv.weight.detach().numpy()),
+        g.add_param("c.b", conv.bias.detach().numpy()),
+    )
+    y = g.add("relu", [g.add("conv2d", [x, w, b], {"strides": [1, 1], "pads": [1] * 4})])
+    f = g.add("flatten", [g.add("global_avgpool", [y])])
+    fw = g.add_param("fc.w", fc.weight.detach().numpy().T.copy())
+    fb = g.add_param("fc.b", fc.bias.detach().numpy())
+    g.outputs = [g.add("sigmoid", [g.add("gemm", [f, fw, fb])], name="prob")]
+    compile_model(None, tmp / "bundle", graph=g, preprocess="none", scale=12)
+    return tmp / "m.onnx", tmp / "bundle"
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    rng = np.random.default_rng(1)
+    img = tmp_path / "img"
+    img.mkdir()
+    rows = ["path,Cardiomegaly,Pleural Effusion"]
+    for i in range(12):
+        np.save(img / f"x{i}.npy", rng.uniform(-1, 1, (1, 3, SIZE, SIZE)))
+        rows.append(f"x{i}.npy,{i % 2},{int(i % 3 == 0)}")
+    (img / "broken.npy").write_bytes(b"not an array")
+    rows += ["broken.npy,1,0", "gone.npy,0,1", "x1.npy,1,1"]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "d.csv", img
+
+
+def _cfg(model, dataset, out, **kw):
+    return EvalConfig(bundle=model[1], model=model[0], dataset=dataset[0], fmt="plain",
+                      images=dataset[1], out=out, **kw)  # fmt: skip
+
+
+def _stable(summary):
+    """The report's content minus timings and paths."""
+    return {k: summary[k] for k in ("dataset", "labels", "overall")} | {
+        "dataset": {**summary["dataset"], "path": None}
+    }
+
+
+def test_run_report_bad_rows_and_agreement(model, dataset, tmp_path):
+    s = run_eval(_cfg(model, dataset, tmp_path / "out"))
+    d = s["dataset"]
+    assert (d["rows"], d["images"], d["evaluated"], d["pending"]) == (15, 13, 12, 0)
+    reasons = {b["id"]: b["reason"] for b in d["bad_rows"]}
+    assert set(reasons) == {"broken.npy", "gone.npy", "x1.npy"}
+    assert reasons["broken.npy"].startswith("unreadable image")
+    assert "missing file" in reasons["gone.npy"] and "duplicate" in reasons["x1.npy"]
+    assert [r["label"] for r in s["labels"]] == ["Cardiomegaly", "Effusion"]
+    for r in s["labels"]:
+        assert abs(r["auc_secure"]["auc"] - r["auc_plain"]["auc"]) <= 0.05
+    assert s["overall"]["max_abs_diff"] < 1e-3 and s["overall"]["tost"]["equivalent"]
+    assert s["cost"]["per_image"]["peak_mem_bytes"]["max"] > 0
+    out = tmp_path / "out"
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert recs[0]["kind"] == "header" and len(recs) == 1 + 13
+    assert {"report.md", "report.html", "summary.json", "roc.png"} <= {
+        p.name for p in out.iterdir()
+    }
+
+
+def test_resume_after_stop_gives_the_same_report(model, dataset, tmp_path):
+    full = run_eval(_cfg(model, dataset, tmp_path / "full"))
+    part = run_eval(_cfg(model, dataset, tmp_path / "part", limit=4))
+    assert part["dataset"]["evaluated"] == 4 and part["dataset"]["pending"] == 9
+    assert "incomplete run" in (tmp_path / "part" / "report.md").read_text()
+    with (tmp_path / "part" / "results.jsonl").open("a") as f:
+        f.write('{"id":"x5.npy","plain":[0.1,')  # killed mid-write
+    with pytest.raises(EvalError, match="pass --resume"):
+        run_eval(_cfg(model, dataset, tmp_path / "part"))
+    msgs = []
+    resumed = run_eval(_cfg(model, dataset, tmp_path / "part", resume=True, jobs=2), msgs.append)
+    assert any("partial last record" in m for m in msgs)
+    assert any("4 done, 9 to run" in m for m in msgs)
+    assert _stable(resumed) == _stable(full)
+    lines = (tmp_path / "part" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 13  # every image exactly once: none lost, none recomputed
+
+
+def test_config_errors_are_clear(model, dataset, tmp_path):
+    with pytest.raises(EvalError, match="--connect HOST:PORT"):
+        run_eval(_cfg(model, dataset, tmp_path / "o", mode="2pc"))
+    with pytest.raises(EvalError, match="ONNX model .* does not exist"):
+        run_eval(_cfg((tmp_path / "nope.onnx", model[1]), dataset, tmp_path / "o"))
+    with pytest.raises(EvalError, match="not a compiled bundle"):
+        run_eval(_cfg((model[0], tmp_path / "nob"), dataset, tmp_path / "o"))
+    with pytest.raises(EvalError, match="3 label names given for a model with 14 outputs"):
+        run_eval(_cfg(model, dataset, tmp_path / "o", labels=["a", "b", "c"]))
