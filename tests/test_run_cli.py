@@ -137,3 +137,59 @@ def test_malformed_image_and_wrong_shape(bundles):
     res = client(bundles["a"], "127.0.0.1:9", d / "small.npy", d / "o2.json", "--quiet")
     one_line_error(res, "[1, 2, 5, 5]", "[1, 2, 16, 16]")
     assert not (d / "o2.json").exists()
+
+
+def _self_signed(d: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (the client trusts it as its CA)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    c, k = d / "cert.pem", d / "key.pem"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return c, k
+
+
+def test_tls_run_and_plaintext_client_refused(bundles):
+    d = bundles["dir"]
+    cert, key = _self_signed(d)
+    srv = Server(bundles["a"], "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        plain = client(bundles["a"], srv.addr, bundles["x"], d / "plain.json", "--quiet",
+                       "--timeout", "5")  # fmt: skip
+        one_line_error(plain)
+        assert not (d / "plain.json").exists()
+        ok = client(bundles["a"], srv.addr, bundles["x"], d / "tls.json", "--tls-ca", str(cert))
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        srv.stop()
+    assert json.loads((d / "tls.json").read_text())["logits"]
