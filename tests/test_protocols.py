@@ -15,6 +15,7 @@ from twofold.runtime.net import run_pair
 from twofold.runtime.prg import PRG
 from twofold.runtime.protocols.maxpool import pool_output_size
 from twofold.runtime.protocols.millionaire import _count_ands, _eq_plan
+from twofold.runtime.protocols.triples import corr_triples
 from twofold.runtime.session import Party
 
 ELLS = [8, 16, 32, 37, 64]
@@ -89,6 +90,8 @@ def _run_all(party, ell: int, shares: dict):  # noqa: ANN001, ANN202
     out["drelu"] = P.drelu(party, x, ell)
     out["relu"] = P.relu(party, x, ell, return_drelu=True)
     out["and"] = P.and_(party, shares["u"][me], shares["v"][me])
+    out["triples"] = P.bit_triples(party, 101)
+    out["corr_triples"] = corr_triples(party, 99)
     out["b2a"] = P.b2a(party, shares["u"][me], ell)
     out["mux"] = P.mux(party, shares["u"][me], x, ell)
     out["mul_const"] = P.mul_const(party, x, -3, ell)
@@ -169,6 +172,15 @@ def test_drelu_and_relu(session) -> None:  # noqa: ANN001
     expect = np.where((sx > 0).astype(bool), c["x"], np.uint64(0))
     assert (y == expect).all()
     assert ((s["relu"][1] ^ k["relu"][1]) == (sx >= 0).astype(np.uint8)).all()
+
+
+def test_triples(session) -> None:  # noqa: ANN001
+    _, _, s, k = session
+    a, b, c = (x ^ y for x, y in zip(s["triples"], k["triples"], strict=True))
+    assert a.size == 101 and ((a & b) == c).all()
+    a, b1, b2, c1, c2 = (x ^ y for x, y in zip(s["corr_triples"], k["corr_triples"], strict=True))
+    assert a.size == 99 and ((a & b1) == c1).all() and ((a & b2) == c2).all()
+    assert 0 < a.sum() < 99 and 0 < b1.sum() < 99  # random, not constant
 
 
 def test_and_b2a_mux_const(session) -> None:  # noqa: ANN001
