@@ -1,0 +1,308 @@
+"""Linear layers with server-private weights: conv2d, gemm, per-channel affine (DESIGN.md §5).
+
+Shares are uint64 residues mod 2^ell; x = x_s + x_c. The server computes W*x_s (+ b) locally;
+W*x_c goes through an oblivious protocol:
+
+* ``method="he"``: Cheetah-style BFV with coefficient encoding (``linear_he``); one batched
+  exchange per layer (all groups and images together);
+* ``method="ot"``: SCI_OT-style correlated OT (``linear_ot``).
+
+Both end with additive shares of the exact W*x (+ b) mod 2^ell (no truncation). The server's
+weights are signed int64 fixed-point integers; the client passes ``w=None`` and the public
+``w_shape``. ``cache`` (a :class:`LinearCache`) keeps the server's weight plaintexts (NTT form)
+per layer key so they are built once per model and reused across images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import linear_he as he
+from . import linear_he_pack as pk
+from . import linear_ot as ot
+from .linear_he_seal import he_params
+from .linear_local import conv2d_mod, matmul_mod, pad_nchw
+
+METHODS = ("he", "ot")
+
+
+class LinearCache:
+    """Per-model store of prepared weights (e.g. NTT plaintexts), keyed by layer."""
+
+    def __init__(self) -> None:
+        self._d: dict[Any, Any] = {}
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:  # noqa: ANN401
+        if key is None:
+            return build()
+        if key not in self._d:
+            self._d[key] = build()
+        return self._d[key]
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _check(party, x: np.ndarray, w, ell: int, method: str, what: str) -> None:  # noqa: ANN001
+    if method not in METHODS:
+        raise ValueError(f"{what}: method must be one of {METHODS}, got {method!r}")
+    if x.dtype != np.uint64:
+        raise TypeError(f"{what}: share must be uint64, got {x.dtype}")
+    if ell < 64 and x.size and int(x.max()) >> ell:
+        raise ValueError(f"{what}: share has elements >= 2^{ell}")
+    if party.role == "server" and w is None:
+        raise ValueError(f"{what}: the server must pass the weights")
+    if party.role == "client" and w is not None:
+        raise ValueError(f"{what}: the client must not hold the weights (pass None)")
+
+
+def _key(cache, name, *parts):  # noqa: ANN001, ANN002, ANN202
+    return None if cache is None or name is None else (name, *parts)
+
+
+def _add_bias(y: np.ndarray, b, axis_shape: tuple[int, ...], ell: int) -> np.ndarray:  # noqa: ANN001
+    if b is None:
+        return y
+    bb = np.asarray(b).astype(np.int64).astype(np.uint64).reshape(axis_shape)
+    return (y + bb) & np.uint64((1 << ell) - 1)
+
+
+def conv2d(
+    party,  # noqa: ANN001
+    x_share: np.ndarray,
+    w: np.ndarray | None,
+    b: np.ndarray | None,
+    *,
+    w_shape: tuple[int, int, int, int],
+    strides: tuple[int, int] = (1, 1),
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilations: tuple[int, int] = (1, 1),
+    group: int = 1,
+    ell: int,
+    method: str = "he",
+    cache: LinearCache | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Shares of conv2d(x, w) + b mod 2^ell; x_share [B, C, H, W], w [O, C/group, kh, kw]."""
+    _check(party, x_share, w, ell, method, f"conv2d {name or ''}".strip())
+    O, cg, kh, kw = (int(v) for v in w_shape)  # noqa: N806
+    B, C, H, W = x_share.shape  # noqa: N806
+    if w is not None and tuple(w.shape) != (O, cg, kh, kw):
+        raise ValueError(f"conv2d {name}: weight shape {w.shape} != declared {w_shape}")
+    if C != cg * group or O % group:
+        raise ValueError(f"conv2d {name}: {C} input channels, kernel {w_shape}, group {group}")
+    strides, pads, dilations = tuple(strides), tuple(pads), tuple(dilations)
+    local = None
+    if party.role == "server":
+        local = conv2d_mod(
+            x_share, w, strides=strides, pads=pads, dilations=dilations, group=group, ell=ell
+        )
+    if method == "ot":
+        remote = ot.conv2d(party, x_share, w, w_shape, strides, pads, dilations, group, ell)
+    else:
+        remote = _conv_he(
+            party, x_share, w, w_shape, strides, pads, dilations, group, ell, cache, name
+        )
+    y = remote if local is None else (local + remote) & np.uint64((1 << ell) - 1)
+    if party.role == "server":
+        y = _add_bias(y, b, (1, O, 1, 1), ell)
+    return y
+
+
+def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):  # noqa: ANN001, ANN202, PLR0913
+    O, cg, kh, kw = w_shape  # noqa: N806
+    og = O // group
+    khe, kwe = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+    xp = pad_nchw(x, pads)
+    st = strides
+    if khe == 1 and kwe == 1 and st != (1, 1):  # 1x1: subsample first, compute only what is kept
+        xp, st = xp[:, :, :: st[0], :: st[1]], (1, 1)
+    B, _, Hp, Wp = xp.shape  # noqa: N806
+    plan = pk.plan_conv(cg, Hp, Wp, og, khe, kwe, st)
+    useful = pk.conv_useful(plan)
+    n_in_img = group * plan.n_cb * plan.n_sp
+    Ho, Wo = plan.Ho, plan.Wo  # noqa: N806
+    what = f"conv2d {name or ''}".strip()
+    if party.role == "client":
+        polys = np.concatenate(
+            [
+                pk.conv_pack_input(plan, xp[n, g * cg : (g + 1) * cg]).reshape(-1, pk.N)
+                for n in range(B)
+                for g in range(group)
+            ]
+        )
+        idx = [
+            useful[sp][0]
+            for n in range(B)
+            for g in range(group)
+            for o in range(og)
+            for sp in range(plan.n_sp)
+        ]  # noqa: E501
+        vals = he.client_run(party, ell, polys, idx)
+    else:
+        hp = he_params(ell)
+
+        def build():  # noqa: ANN202
+            res = []
+            for g in range(group):
+                polys = pk.conv_pack_weights(plan, w[g * og : (g + 1) * og], dil, ell)
+                he.check_flooding(hp, int(pk_l1(polys, ell).max()), what)
+                res.append(he.weight_plaintexts(hp, polys))
+            return res
+
+        pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x.shape), build)
+        outs = []
+        for n in range(B):
+            for g in range(group):
+                base = (n * group + g) * plan.n_cb * plan.n_sp
+                for o in range(og):
+                    for sp in range(plan.n_sp):
+                        terms = [
+                            (base + cb * plan.n_sp + sp, pts[g][o, cb])
+                            for cb in range(plan.n_cb)
+                            if pts[g][o, cb] is not None
+                        ]
+                        outs.append(he.Output(terms, useful[sp][0]))
+        vals = he.server_run(party, ell, B * n_in_img, outs)
+    y = np.zeros((B, O, Ho * Wo), np.uint64)
+    it = iter(vals)
+    for n in range(B):
+        for g in range(group):
+            for o in range(og):
+                for sp in range(plan.n_sp):
+                    y[n, g * og + o, useful[sp][1]] = next(it)
+    return y.reshape(B, O, Ho, Wo)
+
+
+def pk_l1(polys: np.ndarray, ell: int) -> np.ndarray:
+    """Per output: sum over input blocks of the weight polynomials' centred l1 norms."""
+    return he.centered_l1(polys, ell).sum(axis=-1)
+
+
+def gemm(
+    party,  # noqa: ANN001
+    x_share: np.ndarray,
+    w: np.ndarray | None,
+    b: np.ndarray | None,
+    *,
+    w_shape: tuple[int, int],
+    ell: int,
+    method: str = "he",
+    cache: LinearCache | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Shares of x @ w.T + b mod 2^ell; x_share [B, n_in], w [n_out, n_in]."""
+    what = f"gemm {name or ''}".strip()
+    _check(party, x_share, w, ell, method, what)
+    n_out, n_in = (int(v) for v in w_shape)
+    if x_share.ndim != 2 or x_share.shape[1] != n_in:
+        raise ValueError(f"{what}: input shape {x_share.shape} does not match weights {w_shape}")
+    if w is not None and tuple(w.shape) != (n_out, n_in):
+        raise ValueError(f"{what}: weight shape {w.shape} != declared {w_shape}")
+    B = x_share.shape[0]  # noqa: N806
+    if method == "ot":
+        remote = ot.gemm(party, x_share, w, w_shape, ell)
+    else:
+        plan = pk.plan_fc(n_in, n_out)
+        useful = [pk.fc_useful(plan, ob) for ob in range(plan.n_obk)]
+        if party.role == "client":
+            polys = np.concatenate([pk.fc_pack_input(plan, x_share[n]) for n in range(B)])
+            vals = he.client_run(party, ell, polys, [u[0] for _ in range(B) for u in useful])
+        else:
+            hp = he_params(ell)
+
+            def build():  # noqa: ANN202
+                polys = pk.fc_pack_weights(plan, w, ell)
+                he.check_flooding(hp, int(pk_l1(polys, ell).max()), what)
+                return he.weight_plaintexts(hp, polys)
+
+            pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x_share.shape), build)
+            outs = [
+                he.Output(
+                    [
+                        (n * plan.n_ib + ib, pts[ob, ib])
+                        for ib in range(plan.n_ib)
+                        if pts[ob, ib] is not None
+                    ],  # noqa: E501
+                    useful[ob][0],
+                )
+                for n in range(B)
+                for ob in range(plan.n_obk)
+            ]
+            vals = he.server_run(party, ell, B * plan.n_ib, outs)
+        remote = np.zeros((B, n_out), np.uint64)
+        it = iter(vals)
+        for n in range(B):
+            for ob in range(plan.n_obk):
+                remote[n, useful[ob][1]] = next(it)
+    if party.role == "client":
+        return remote
+    y = (matmul_mod(x_share, np.asarray(w).T, ell) + remote) & np.uint64((1 << ell) - 1)
+    return _add_bias(y, b, (1, n_out), ell)
+
+
+def affine(
+    party,  # noqa: ANN001
+    x_share: np.ndarray,
+    mul: np.ndarray | None,
+    add: np.ndarray | None,
+    *,
+    ell: int,
+    method: str = "he",
+    cache: LinearCache | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Shares of mul[c] * x[:, c, ...] + add[c] mod 2^ell (per-channel, axis 1)."""
+    what = f"affine {name or ''}".strip()
+    _check(party, x_share, mul, ell, method, what)
+    if x_share.ndim < 2:
+        raise ValueError(f"{what}: input needs a channel axis, got shape {x_share.shape}")
+    B, C = x_share.shape[:2]  # noqa: N806
+    if mul is not None and np.asarray(mul).shape != (C,):
+        raise ValueError(f"{what}: scale shape {np.asarray(mul).shape} != ({C},)")
+    M = int(np.prod(x_share.shape[2:], dtype=np.int64))  # noqa: N806
+    x3 = x_share.reshape(B, C, M)
+    if method == "ot":
+        remote = ot.affine(party, x3, mul, ell)
+    else:
+        plan = pk.plan_affine(C, M)
+        useful = [
+            pk.affine_useful(plan, cb, mc) for cb in range(plan.n_cb) for mc in range(plan.n_mc)
+        ]  # noqa: E501
+        if party.role == "client":
+            polys = np.concatenate(
+                [pk.affine_pack_input(plan, x3[n]).reshape(-1, pk.N) for n in range(B)]
+            )  # noqa: E501
+            vals = he.client_run(party, ell, polys, [u[0] for _ in range(B) for u in useful])
+        else:
+            hp = he_params(ell)
+
+            def build():  # noqa: ANN202
+                polys = pk.affine_pack_weights(plan, mul, ell)
+                he.check_flooding(hp, int(he.centered_l1(polys, ell).max()), what)
+                return he.weight_plaintexts(hp, polys)
+
+            pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x_share.shape), build)
+            outs = []
+            for n in range(B):
+                for cb in range(plan.n_cb):
+                    for mc in range(plan.n_mc):
+                        j = (n * plan.n_cb + cb) * plan.n_mc + mc
+                        terms = [] if pts[cb] is None else [(j, pts[cb])]
+                        outs.append(he.Output(terms, useful[cb * plan.n_mc + mc][0]))
+            vals = he.server_run(party, ell, B * plan.n_cb * plan.n_mc, outs)
+        remote = np.zeros((B, C * M), np.uint64)
+        it = iter(vals)
+        for n in range(B):
+            for u in useful:
+                remote[n, u[1]] = next(it)
+        remote = remote.reshape(B, C, M)
+    m = np.uint64((1 << ell) - 1)
+    if party.role == "server":
+        g = np.asarray(mul).astype(np.int64).astype(np.uint64)[None, :, None]
+        remote = (remote + x3 * g) & m
+        remote = _add_bias(remote, add, (1, C, 1), ell)
+    return remote.reshape(x_share.shape)

@@ -1,0 +1,107 @@
+"""OT-based linear layers (CrypTFlow2 SCI_OT, §5 of the CrypTFlow2 paper; DESIGN.md §5).
+
+W*x_c = sum_i 2^i * W*bit_i(x_c) mod 2^ell. For every element j of the client's share and every
+bit i, one correlated OT over Z_2^(ell-i) with the client's bit as choice and the server's column
+W[:, j] (a vector) as correlation: the client gets s + bit*W[:, j], the server keeps -s. Only
+ell-i bits per entry are needed because the term is multiplied by 2^i. Cost: ell COTs per input
+element carrying n_out*(ell-i) bits each, so it grows with MACs * ell^2 — the small-layer path.
+
+Per-channel affine flips the roles (the scale is one number per channel, reused for the whole
+channel): the server's scale bits are the choices and the client's channel vector x_c[c, :] is
+the correlation, so each element costs sum_i (ell - i) = ell(ell+1)/2 bits and a channel costs
+only ell OTs. This is the DenseNet BN path (docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linear_local import im2col, pad_nchw
+
+_CHUNK = 1 << 21  # OT entries (rows x vector length) per call: bounds memory
+
+
+def _bits(x: np.ndarray, i: int) -> np.ndarray:
+    return ((x >> np.uint64(i)) & np.uint64(1)).astype(np.uint8)
+
+
+def _ring(a: np.ndarray, ell: int) -> np.ndarray:
+    return np.asarray(a).astype(np.int64).astype(np.uint64) & np.uint64((1 << ell) - 1)
+
+
+def matmul_x_client(
+    party, x: np.ndarray | None, w: np.ndarray | None, n_rows: int, n_in: int, n_out: int, ell: int
+) -> np.ndarray:  # noqa: ANN001, E501
+    """Shares of x @ w.T mod 2^ell where the client holds x [n_rows, n_in], the server w."""
+    m = np.uint64((1 << ell) - 1)
+    acc = np.zeros((n_rows, n_out), np.uint64)
+    rows_per = max(1, _CHUNK // max(1, n_in * n_out))
+    ot = party.ot
+    wt = None if w is None else _ring(w, ell).T.copy()  # [n_in, n_out]
+    for r0 in range(0, n_rows, rows_per):
+        r1 = min(n_rows, r0 + rows_per)
+        nr = r1 - r0
+        for i in range(ell):
+            k = ell - i
+            if party.role == "server":
+                corr = np.broadcast_to(wt & np.uint64((1 << k) - 1), (nr, n_in, n_out))
+                s = ot.cot_send(corr.reshape(nr * n_in, n_out), k)
+                part = np.uint64(0) - s.reshape(nr, n_in, n_out).sum(axis=1, dtype=np.uint64)
+            else:
+                choice = _bits(x[r0:r1], i).reshape(-1)
+                t = ot.cot_recv(choice, k, n_out)
+                part = t.reshape(nr, n_in, n_out).sum(axis=1, dtype=np.uint64)
+            acc[r0:r1] += part << np.uint64(i)
+    return acc & m
+
+
+def gemm(party, x: np.ndarray, w, w_shape, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares of W*x_c for x [B, n_in] (the server's x is ignored here)."""
+    n_out, n_in = w_shape
+    xc = x if party.role == "client" else None
+    return matmul_x_client(party, xc, w, x.shape[0], n_in, n_out, ell)
+
+
+def conv2d(party, x, w, w_shape, strides, pads, dil, group, ell) -> np.ndarray:  # noqa: ANN001
+    """Shares of conv(x_c, W) via im2col of the client's share and :func:`matmul_x_client`."""
+    O, cg, kh, kw = w_shape  # noqa: N806
+    og = O // group
+    xp = pad_nchw(x, pads)
+    B = x.shape[0]  # noqa: N806
+    Ho = (xp.shape[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1  # noqa: N806
+    Wo = (xp.shape[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1  # noqa: N806
+    y = np.zeros((B, O, Ho * Wo), np.uint64)
+    for n in range(B):
+        for g in range(group):
+            cols = None
+            if party.role == "client":
+                cols = im2col(xp[n, g * cg : (g + 1) * cg], kh, kw, dil, strides).T
+            wg = None if w is None else w[g * og : (g + 1) * og].reshape(og, -1)
+            y[n, g * og : (g + 1) * og] = matmul_x_client(
+                party, cols, wg, Ho * Wo, cg * kh * kw, og, ell
+            ).T
+    return y.reshape(B, O, Ho, Wo)
+
+
+def affine(party, x: np.ndarray, mul, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares of mul[c] * x_c[:, c, :] for x [B, C, M]: server's scale bits choose."""
+    B, C, M = x.shape  # noqa: N806
+    m = np.uint64((1 << ell) - 1)
+    ot = party.ot
+    d = B * M
+    acc = np.zeros((C, d), np.uint64)
+    ch_per = max(1, _CHUNK // max(1, d))
+    g = None if mul is None else _ring(mul, ell)
+    xc = x.transpose(1, 0, 2).reshape(C, d) if party.role == "client" else None
+    for c0 in range(0, C, ch_per):
+        c1 = min(C, c0 + ch_per)
+        for i in range(ell):
+            k = ell - i
+            if party.role == "client":
+                s = ot.cot_send(xc[c0:c1] & np.uint64((1 << k) - 1), k)
+                part = np.uint64(0) - s
+            else:
+                part = ot.cot_recv(_bits(g[c0:c1], i), k, d)
+            acc[c0:c1] += part << np.uint64(i)
+    acc &= m
+    return acc.reshape(C, B, M).transpose(1, 0, 2)
