@@ -119,3 +119,21 @@ def test_config_errors_are_clear(model, dataset, tmp_path):
         run_eval(_cfg((model[0], tmp_path / "nob"), dataset, tmp_path / "o"))
     with pytest.raises(EvalError, match="3 label names given for a model with 14 outputs"):
         run_eval(_cfg(model, dataset, tmp_path / "o", labels=["a", "b", "c"]))
+
+
+def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    base = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(dataset[0]),
+            "--images", str(dataset[1]), "--quiet"]  # fmt: skip
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o"), "--limit", "3"])
+    assert r.exit_code == 0, r.output
+    assert "3 images evaluated, 2 bad rows, 10 pending" in r.output
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "pass --resume" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o2"), "--format", "nih"])
+    assert r.exit_code == 1 and "'Image Index', 'Finding Labels'" in r.output
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o3"), "--label-map", "x"])
+    assert r.exit_code == 1 and "DATASET_LABEL=MODEL_LABEL" in r.output

@@ -162,6 +162,54 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
         click.echo(json.dumps(doc))
 
 
+@cli.command("eval")
+@click.argument("bundle", type=click.Path())
+@click.option("--model", required=True, type=click.Path(), help="the original ONNX model")
+@click.option("--dataset", required=True, type=click.Path(), help="labels CSV")
+@click.option("--format", "fmt", type=click.Choice(["chexpert", "nih", "plain"]), default="plain",
+              show_default=True, help="CSV layout")  # fmt: skip
+@click.option("--images", required=True, type=click.Path(), help="image root of the CSV paths")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="output directory")
+@click.option("--mode", type=click.Choice(["simulate", "2pc"]), default="simulate",
+              show_default=True)  # fmt: skip
+@click.option("--connect", help="server HOST:PORT for --mode 2pc")
+@click.option("--jobs", default=1, show_default=True, help="images in parallel (2pc sessions)")
+@click.option("--resume", is_flag=True, help="continue the run in OUT (keeps finished images)")
+@click.option("--margin", default=0.01, show_default=True, help="TOST equivalence margin")
+@click.option("--uncertain", type=click.Choice(["zeros", "ones", "ignore"]), default="zeros",
+              show_default=True, help="CheXpert -1 labels")  # fmt: skip
+@click.option("--labels", help="model output names A,B,... (default: bundle's, or CheXNet 14)")
+@click.option("--label-map", multiple=True, help="DATASET_LABEL=MODEL_LABEL (repeatable)")
+@click.option("--limit", type=int, help="run at most this many new images, then report")
+@click.option("--title", default="twofold eval: secure vs plaintext", help="report title")
+@click.option("--note", default="", help="a note shown at the top of the report")
+@click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
+def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, resume, margin,
+             uncertain, labels, label_map, limit, title, note, quiet) -> None:  # fmt: skip
+    """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
+    from pathlib import Path
+
+    from .eval.labels import parse_label_map
+    from .eval.runner import EvalConfig, EvalError, run_eval
+
+    try:
+        cfg = EvalConfig(
+            bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
+            images=Path(images), out=Path(out_dir), mode=mode, connect=connect, jobs=jobs,
+            resume=resume, margin=margin, uncertain=uncertain, label_map=parse_label_map(label_map),
+            labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
+            title=title, note=note,
+        )  # fmt: skip
+        s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
+    except (EvalError, ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+    d = s["dataset"]
+    click.echo(
+        f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
+        f"{d['pending']} pending; report: {Path(out_dir) / 'report.md'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)
