@@ -1,0 +1,106 @@
+"""Adapter from the executor's IR-shaped linear ops to the linear protocols (DESIGN.md §5).
+
+IR ``gemm`` is ``a @ b + c`` with either operand the server's weight; the protocol computes
+``x @ w.T + b`` with the shared ``x`` on the left, so ``W @ x`` runs as ``(x.T @ W.T).T``.
+A ``mul`` by a weight that broadcasts over channel axis 1 is an ``affine`` without shift.
+``linear="auto"`` picks HE (Cheetah-style, the only choice that scales to DenseNet-121 at
+224², where OT costs ~200 GiB) for every layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import RuntimeProtocolError
+from .protocols import linear as L  # noqa: N812
+
+
+class LinearError(RuntimeProtocolError):
+    """A linear op the protocols cannot run (names the IR value)."""
+
+
+def _val(v: Any) -> np.ndarray | None:  # noqa: ANN401
+    """The server's integer value of a Private/Public operand (None on the client)."""
+    return getattr(v, "value", None)
+
+
+class LinearOps:
+    """Per-session linear-layer dispatcher; ``cache`` keeps prepared weights across images."""
+
+    def __init__(self, party: Any, ell: int, method: str = "auto", cache: Any = None) -> None:  # noqa: ANN401
+        if method not in ("he", "ot", "auto"):
+            raise LinearError(f"linear method must be he, ot or auto, got {method!r}")
+        self.party = party
+        self.ell = ell
+        self.method = "he" if method == "auto" else method
+        self.cache = cache if cache is not None else L.LinearCache()
+        self.server = party.role == "server"
+
+    def _w(self, v: Any) -> np.ndarray | None:  # noqa: ANN401
+        return _val(v) if self.server else None
+
+    def conv2d(self, rt: Any, name: str, x: np.ndarray, w: Any, b: Any, attrs: dict) -> np.ndarray:  # noqa: ANN401
+        if isinstance(w, np.ndarray):
+            raise LinearError(f"%{name}: conv2d with a run-time (shared) kernel is not supported")
+        return L.conv2d(
+            self.party, x, self._w(w), None if b is None else self._w(b),
+            w_shape=_shape(w),
+            strides=tuple(attrs["strides"]), pads=tuple(attrs["pads"]),
+            dilations=tuple(attrs["dilations"]), group=int(attrs["group"]),
+            ell=self.ell, method=self.method, cache=self.cache, name=name,
+        )  # fmt: skip
+
+    def gemm(self, rt: Any, name: str, a: Any, b: Any, c: Any) -> np.ndarray:  # noqa: ANN401
+        m = np.uint64((1 << self.ell) - 1) if self.ell < 64 else np.uint64(2**64 - 1)
+        if isinstance(a, np.ndarray) and not isinstance(b, np.ndarray):
+            k, n = _shape(b)
+            wt = None if self._w(b) is None else np.ascontiguousarray(self._w(b).T)
+            y = L.gemm(
+                self.party, a, wt, None, w_shape=(n, k), ell=self.ell,
+                method=self.method, cache=self.cache, name=name,
+            )  # fmt: skip
+        elif isinstance(b, np.ndarray) and not isinstance(a, np.ndarray):
+            y = L.gemm(
+                self.party, np.ascontiguousarray(b.T), self._w(a), None, w_shape=_shape(a),
+                ell=self.ell, method=self.method, cache=self.cache, name=name,
+            ).T  # fmt: skip
+        else:
+            raise LinearError(f"%{name}: gemm needs exactly one shared operand and one weight")
+        y = np.ascontiguousarray(y)
+        if c is not None and self.server:
+            y = (y + rt._addend(c)) & m
+        return y
+
+    def affine(self, rt: Any, name: str, x: np.ndarray, mul: Any, add: Any) -> np.ndarray:  # noqa: ANN401
+        return L.affine(
+            self.party, x, self._w(mul), self._w(add), ell=self.ell,
+            method=self.method, cache=self.cache, name=name,
+        )  # fmt: skip
+
+    def mul(self, rt: Any, name: str, x: np.ndarray, w: Any) -> np.ndarray:  # noqa: ANN401
+        shp = _shape(w)
+        c = x.shape[1] if x.ndim >= 2 else -1
+        per_channel = (
+            len(shp) <= x.ndim
+            and x.ndim >= 2
+            and all(d == 1 for i, d in enumerate(shp[::-1]) if x.ndim - 1 - i != 1)
+            and (len(shp) >= x.ndim - 1 and shp[len(shp) - (x.ndim - 1)] == c)
+        )
+        if not per_channel:
+            raise LinearError(
+                f"%{name}: elementwise product with a server weight of shape {list(shp)} is "
+                "supported only per channel (axis 1)"
+            )
+        v = self._w(w)
+        return L.affine(
+            self.party, x, None if v is None else v.reshape(c), None, ell=self.ell,
+            method=self.method, cache=self.cache, name=name,
+        )  # fmt: skip
+
+
+def _shape(v: Any) -> tuple[int, ...]:  # noqa: ANN401
+    if hasattr(v, "shape") and v.shape is not None and not isinstance(v, np.ndarray):
+        return tuple(v.shape)
+    return tuple(np.shape(_val(v)))
