@@ -57,7 +57,7 @@ def _leaf_lut(greater: bool) -> np.ndarray:
     return (cmp.astype(np.uint8) | ((d == _V[None, :]).astype(np.uint8) << 1)).astype(np.uint8)
 
 
-_LUTS = {False: _leaf_lut(False), True: _leaf_lut(True)}
+_LUTS = {g: _leaf_lut(g).astype(np.uint64) for g in (False, True)}  # uint64: no OT-side copy
 
 
 def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
@@ -81,8 +81,10 @@ def _leaves_and_triples(
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     if party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
-        table = np.concatenate([_LUTS[greater][dig], ot_table(st)])
-        table[: nd * n] ^= r[:, None]
+        table = np.empty((nd * n + st.size, 1 << DIGIT_BITS), dtype=np.uint64)
+        np.take(_LUTS[greater], dig, axis=0, out=table[: nd * n])
+        table[: nd * n] ^= r.astype(np.uint64)[:, None]
+        table[nd * n :] = ot_table(st)
         kkot(party, "server", table, 1 << DIGIT_BITS, 2)
         msg, tmsg = r, None
     else:
