@@ -42,6 +42,12 @@ def _p(x: float | None) -> str:
     return "< 1e-16" if x < 1e-16 else (f"{x:.3g}")
 
 
+def _peq(x: float | None) -> str:
+    """``p = 0.03`` or ``p < 1e-16`` for running text."""
+    t = _p(x)
+    return f"p {t}" if t.startswith("<") else f"p = {t}"
+
+
 def _bytes(x: float | None) -> str:
     if x is None:
         return "–"
@@ -55,6 +61,8 @@ def _bytes(x: float | None) -> str:
 def _seconds(x: float | None) -> str:
     if x is None:
         return "–"
+    if x < 1:
+        return f"{x * 1000:.3g} ms"
     if x < 120:
         return f"{x:.3g} s"
     return f"{x / 3600:.2f} h" if x >= 7200 else f"{x / 60:.1f} min"
@@ -176,7 +184,7 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                     f"{r['n']} ({r['n_pos']})",
                     f"{ap['auc']:.4f} [{ap['low']:.3f}, {ap['high']:.3f}]",
                     f"{as_['auc']:.4f} [{as_['low']:.3f}, {as_['high']:.3f}]",
-                    f"{r['delong']['diff']:+.2e}",
+                    "0" if r["delong"]["diff"] == 0 else f"{r['delong']['diff']:+.2e}",
                     _p(r["delong"]["p_value"]),
                 ]
             )
@@ -207,12 +215,11 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
             (
                 "p",
                 f"All {o['n']} output pairs (images × findings): mean |secure − plaintext| = "
-                f"{o['mean_abs_diff']:.3e}, max = {o['max_abs_diff']:.3e}; "
-                f"{100 * o['identical_fraction']:.1f}% bit-identical in float64. "
-                f"TOST with margin ±{s['margin']}: p = {_p(t['p_value'])} → **{verdict}** "
+                f"{o['mean_abs_diff']:.3e}, max = {o['max_abs_diff']:.3e}. "
+                f"TOST with margin ±{s['margin']}: {_peq(t['p_value'])} → **{verdict}** "
                 f"(90% CI of the mean difference [{t['ci90_low']:.2e}, {t['ci90_high']:.2e}]). "
                 f"Two-sample Kolmogorov–Smirnov: D = {ks['statistic']:.4f}, "
-                f"p = {_p(ks['p_value'])}. Bland–Altman: bias {ba['bias']:.2e}, 95% limits of "
+                f"{_peq(ks['p_value'])}. Bland–Altman: bias {ba['bias']:.2e}, 95% limits of "
                 f"agreement [{ba['loa_low']:.2e}, {ba['loa_high']:.2e}].",
             )
         )
