@@ -1,0 +1,682 @@
+"""ONNX → float IR: load, check, infer shapes, fold shape arithmetic, map each op (DESIGN.md §2).
+
+Initializers become server ``weight`` nodes, graph inputs client ``input`` nodes, batch 1.
+Shape/Gather/Unsqueeze/Concat/... chains over known shapes and constants are evaluated here
+(the values are public facts of the model), so the IR only holds tensor computations.
+A final Sigmoid/Softmax stays in the float IR and is recorded in
+``graph.meta["output_function"]`` for the compiler's output pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir import Graph, IRVerifyError, ShapeError, verify
+
+MIN_OPSET, MAX_OPSET = 11, 21
+
+
+class FrontendError(ValueError):
+    """The ONNX file cannot be turned into IR; the message names the file, op or node."""
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _read_model(path: str | Path):  # noqa: ANN202 - onnx.ModelProto
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FrontendError(f"model file {p} does not exist")
+    try:
+        model = onnx.load(str(p))
+    except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as e:
+        raise FrontendError(f"{p} is not a valid ONNX model (cannot parse it: {e})") from None
+    if not model.graph.node:
+        raise FrontendError(f"{p} is not a valid ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrontendError(f"{p} is not a valid ONNX model: {first}") from None
+    return model
+
+
+def _opset(model, path: Path) -> int:  # noqa: ANN001
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise FrontendError(f"{path.name}: no default-domain opset import")
+    v = versions[0]
+    if not MIN_OPSET <= v <= MAX_OPSET:
+        raise FrontendError(f"{path.name}: opset {v} is not supported ({MIN_OPSET}..{MAX_OPSET})")
+    return v
+
+
+def _input_dims(vi) -> list[int | str]:  # noqa: ANN001 - onnx.ValueInfoProto
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+
+
+def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: str) -> list[int]:
+    """Concrete shape of an input: symbolic batch → 1; ``want`` must fit the model's dims."""
+    shown = "[" + ",".join(str(d) for d in dims) + "]"
+    if want is None:
+        out = []
+        for i, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                out.append(d)
+            elif i == 0:
+                out.append(1)
+            else:
+                raise FrontendError(
+                    f"input {name!r} has symbolic dimension {d!r} at axis {i} (shape {shown}); "
+                    "give --input-shape"
+                )
+        if out and out[0] != 1:
+            raise FrontendError(f"input {name!r} has batch {out[0]}; only batch 1 is supported")
+        return out
+    want = [int(d) for d in want]
+    ok = len(want) == len(dims) and all(
+        (isinstance(d, int) and d > 0 and d == w) or (not isinstance(d, int) or d <= 0)
+        for d, w in zip(dims, want, strict=False)
+    )
+    if not ok or any(w <= 0 for w in want):
+        raise FrontendError(
+            f"input shape {list(want)} does not fit the model: input {name!r} expects {shown}"
+        )
+    if want[0] != 1:
+        raise FrontendError(f"input shape {list(want)}: only batch 1 is supported")
+    return want
+
+
+def _with_concrete_inputs(model, shapes: dict[str, list[int]]):  # noqa: ANN001, ANN202
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape.dim
+            for d, v in zip(dims, shapes[vi.name], strict=True):
+                d.Clear()
+                d.dim_value = v
+    del m.graph.value_info[:]
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    try:
+        return onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
+    except Exception as e:  # onnx raises InferenceError and plain RuntimeErrors
+        raise FrontendError(f"ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+# ------------------------------------------------------------------ attributes
+
+
+def _attrs(node) -> dict[str, Any]:  # noqa: ANN001
+    from onnx import helper, numpy_helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if hasattr(v, "raw_data") or hasattr(v, "dims"):
+            v = numpy_helper.to_array(v)
+        elif isinstance(v, bytes):
+            v = v.decode()
+        out[a.name] = v
+    return out
+
+
+# ------------------------------------------------------------------ constant folding
+
+
+def _np_slice(data, starts, ends, axes=None, steps=None):  # noqa: ANN001, ANN202
+    axes = list(range(len(starts))) if axes is None else [int(a) % data.ndim for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    idx = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        idx[a] = slice(int(s), int(e), int(st))
+    return data[tuple(idx)]
+
+
+def _fold(op: str, a: dict[str, Any], x: list[np.ndarray | None], opset: int) -> np.ndarray:
+    """numpy semantics of the ONNX ops allowed on constants (shape arithmetic)."""
+    if op in ("Identity", "Dropout"):
+        return x[0]
+    if op == "Gather":
+        return np.take(x[0], x[1].astype(np.int64), axis=a.get("axis", 0))
+    if op == "Unsqueeze":
+        axes = a["axes"] if opset < 13 else x[1]
+        y = x[0]
+        rank = y.ndim + len(axes)
+        for ax in sorted(int(v) % rank for v in axes):
+            y = np.expand_dims(y, ax)
+        return y
+    if op == "Squeeze":
+        axes = a.get("axes") if opset < 13 else (x[1] if len(x) > 1 else None)
+        return np.squeeze(x[0]) if axes is None else np.squeeze(x[0], tuple(int(v) for v in axes))
+    if op == "Concat":
+        return np.concatenate([np.atleast_1d(v) for v in x], axis=a["axis"])
+    if op == "Cast":
+        from onnx import helper
+
+        return x[0].astype(helper.tensor_dtype_to_np_dtype(a["to"]))
+    if op == "Slice":
+        return _np_slice(x[0], x[1], x[2], *(v for v in x[3:]))
+    if op in ("Add", "Sub", "Mul", "Div"):
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
+        if f is not None:
+            return f(x[0], x[1]).astype(np.result_type(x[0], x[1]))
+        if np.issubdtype(x[0].dtype, np.integer):
+            return np.trunc(x[0] / x[1]).astype(x[0].dtype)
+        return (x[0] / x[1]).astype(x[0].dtype)
+    if op == "Reshape":
+        return x[0].reshape(_reshape_target(x[0].shape, x[1], a.get("allowzero", 0)))
+    if op == "Flatten":
+        ax = a.get("axis", 1) % (x[0].ndim + 1)
+        return x[0].reshape(math.prod(x[0].shape[:ax]), -1)
+    if op == "Transpose":
+        return x[0].transpose(a.get("perm"))
+    if op == "ConstantOfShape":
+        v = a.get("value", np.zeros(1, np.float32))
+        return np.full(tuple(int(d) for d in x[0]), v.reshape(-1)[0], dtype=v.dtype)
+    if op == "Range":
+        return np.arange(x[0], x[1], x[2]).astype(x[0].dtype)
+    if op == "Equal":
+        return np.equal(x[0], x[1])
+    if op == "Where":
+        return np.where(x[0], x[1], x[2])
+    if op == "Expand":
+        return x[0] * np.ones(tuple(int(d) for d in x[1]), x[0].dtype)
+    raise KeyError(op)
+
+
+FOLDABLE = {
+    "Identity", "Dropout", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Add",
+    "Sub", "Mul", "Div", "Reshape", "Flatten", "Transpose", "ConstantOfShape", "Range", "Equal",
+    "Where", "Expand",
+}  # fmt: skip
+
+
+def _reshape_target(shape: Sequence[int], target: np.ndarray, allowzero: int) -> list[int]:
+    t = [int(d) for d in np.asarray(target).reshape(-1)]
+    if not allowzero:
+        t = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(t)]
+    if t.count(-1) > 1:
+        raise ShapeError(f"reshape target {t} has more than one -1")
+    if -1 in t:
+        rest = math.prod(d for d in t if d != -1)
+        total = math.prod(shape)
+        if rest == 0 or total % rest:
+            raise ShapeError(f"cannot reshape {list(shape)} to {t}")
+        t[t.index(-1)] = total // rest
+    return t
+
+
+# ------------------------------------------------------------------ the converter
+
+
+class _Converter:
+    """Walks the ONNX nodes in order; ``values`` maps ONNX names to IR names, ``consts`` to
+    known arrays (initializers, Constant nodes, folded shape arithmetic)."""
+
+    def __init__(self, model, opset: int, path: Path) -> None:  # noqa: ANN001
+        from onnx import numpy_helper
+
+        self.model, self.opset, self.path = model, opset, path
+        self.g = Graph()
+        self.values: dict[str, str] = {}
+        self.consts: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+        }
+        self.node = None
+
+    # -- helpers
+    def fail(self, msg: str) -> FrontendError:
+        n = self.node
+        where = f"node {n.name or '(unnamed)'!r} ({n.op_type})" if n is not None else "model"
+        return FrontendError(f"{self.path.name}: {where}: {msg}")
+
+    def val(self, name: str) -> str:
+        """IR value for ONNX value ``name``; a constant becomes a server weight on first use."""
+        if name in self.values:
+            return self.values[name]
+        if name in self.consts:
+            arr = np.asarray(self.consts[name])
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise self.fail(f"integer tensor {name!r} used as a tensor operand")
+            key = self.g.fresh_name(name)
+            self.values[name] = self.g.add_param(key, arr.astype(np.float32))
+            return self.values[name]
+        raise self.fail(f"operand {name!r} is not defined")
+
+    def const(self, name: str, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise self.fail(f"{what} must be a constant (got computed value {name!r})")
+        return np.asarray(self.consts[name])
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        return self.g[self.val(name)].type.shape
+
+    def add(self, op: str, inputs: list[str], attrs: dict | None = None, hint: str = "") -> str:
+        try:
+            return self.g.add(op, inputs, attrs or {}, name=hint or op)
+        except (ShapeError, ValueError, KeyError) as e:
+            raise self.fail(f"{op}: {e}") from None
+
+    # -- main loop
+    def run(self, shapes: dict[str, list[int]]) -> Graph:
+        init = set(self.consts)
+        for vi in self.model.graph.input:
+            if vi.name in init:
+                continue
+            elem = vi.type.tensor_type.elem_type
+            if elem not in (1, 10, 11):  # float, float16, double
+                raise FrontendError(f"{self.path.name}: input {vi.name!r} is not a float tensor")
+            self.values[vi.name] = self.g.add(
+                "input", attrs={"name": vi.name, "shape": shapes[vi.name]}, name=vi.name
+            )
+        outputs = [o.name for o in self.model.graph.output]
+        for node in self.model.graph.node:
+            self.node = node
+            if node.domain not in ("", "ai.onnx"):
+                raise self.unsupported()
+            self.convert(node, outputs)
+        self.node = None
+        fns: dict[str, str | None] = {}
+        for o in outputs:
+            if o in self.consts and o not in self.values:
+                raise FrontendError(f"{self.path.name}: output {o!r} is a constant")
+            ir = self.val(o)
+            if ir != o and o not in self.g:
+                # name the output value like the ONNX output
+                ir = self._rename(ir, o)
+            self.g.outputs.append(ir)
+            op = self.g[ir].op
+            fns[ir] = op if op in ("sigmoid", "softmax") else None
+        self.g.remove_dead()
+        self.g.meta.update(
+            {"model": self.path.name, "onnx_opset": self.opset, "output_function": fns}
+        )
+        return self.g
+
+    def _rename(self, ir: str, want: str) -> str:
+        """Re-add the output node under the ONNX output name (same op, inputs, attrs)."""
+        n = self.g[ir]
+        if n.op in ("input", "weight", "const") or self.g.users(ir):
+            return ir
+        new = self.g.add(n.op, n.inputs, n.attrs, type=n.type, name=want, meta=n.meta)
+        self.g.replace_uses(ir, new)
+        self.g.remove(ir)
+        for k, v in self.values.items():
+            if v == ir:
+                self.values[k] = new
+        return new
+
+    def unsupported(self) -> FrontendError:
+        ops = ", ".join(sorted(set(CONVERTERS) | {"Constant", "Shape"}))
+        folded = ", ".join(sorted(FOLDABLE - set(CONVERTERS)))
+        return self.fail(
+            f"unsupported op {self.node.op_type!r}; supported ops: {ops} "
+            f"(and on constants only: {folded})"
+        )
+
+    def convert(self, node, outputs: list[str]) -> None:  # noqa: ANN001
+        op, ins, a = node.op_type, list(node.input), _attrs(node)
+        if op == "Constant":
+            self.consts[node.output[0]] = self._constant(a)
+            return
+        if op == "Shape":
+            shape = np.array(self.shape(ins[0]), dtype=np.int64)
+            self.consts[node.output[0]] = shape[a.get("start", 0) : a.get("end", len(shape))]
+            return
+        present = [i for i in ins if i]
+        if op in FOLDABLE and present and all(i in self.consts for i in present):
+            args = [np.asarray(self.consts[i]) if i else None for i in ins]
+            try:
+                self.consts[node.output[0]] = _fold(op, a, args, self.opset)
+            except (ValueError, IndexError, TypeError, ShapeError) as e:
+                raise self.fail(f"cannot evaluate on constants: {e}") from None
+            return
+        fn = CONVERTERS.get(op)
+        if fn is None:
+            raise self.unsupported()
+        used_extra = [o for o in node.output[1:] if o]
+        if used_extra and any(self._is_read(o) or o in outputs for o in used_extra):
+            raise self.fail(f"only the first output of {op} is supported")
+        self.values[node.output[0]] = fn(self, ins, a)
+
+    def _is_read(self, name: str) -> bool:
+        return any(name in n.input for n in self.model.graph.node)
+
+    def _constant(self, a: dict[str, Any]) -> np.ndarray:
+        for k, dt in (("value_float", np.float32), ("value_int", np.int64)):
+            if k in a:
+                return np.array(a[k], dt)
+        for k, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
+            if k in a:
+                return np.array(list(a[k]), dt)
+        if "value" in a:
+            return np.asarray(a["value"])
+        raise self.fail(f"Constant with attribute(s) {sorted(a)} is not supported")
+
+    # -- windows
+    def window(self, x_shape: Sequence[int], a: dict, kernel: Sequence[int]) -> dict[str, Any]:
+        if len(kernel) != 2 or len(x_shape) != 4:
+            raise self.fail(f"only 2-D windows on NCHW tensors (input shape {list(x_shape)})")
+        strides = list(a.get("strides", [1, 1]))
+        dil = list(a.get("dilations", [1, 1]))
+        auto = a.get("auto_pad", "NOTSET")
+        if auto in ("NOTSET", ""):
+            p = list(a.get("pads", [0, 0, 0, 0]))
+            pads = [p[0], p[1], p[2], p[3]]
+        elif auto == "VALID":
+            pads = [0, 0, 0, 0]
+        elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            lo, hi = [], []
+            for size, k, s, d in zip(x_shape[2:], kernel, strides, dil, strict=True):
+                out = -(-size // s)
+                total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
+                small, big = total // 2, total - total // 2
+                lo.append(small if auto == "SAME_UPPER" else big)
+                hi.append(big if auto == "SAME_UPPER" else small)
+            pads = [lo[0], lo[1], hi[0], hi[1]]
+        else:
+            raise self.fail(f"auto_pad {auto!r} is not supported")
+        return {"strides": strides, "pads": pads, "dilations": dil}
+
+
+# ------------------------------------------------------------------ op converters
+
+Conv = Callable[[_Converter, list[str], dict[str, Any]], str]
+CONVERTERS: dict[str, Conv] = {}
+
+
+def _reg(*names: str) -> Callable[[Conv], Conv]:
+    def deco(fn: Conv) -> Conv:
+        for n in names:
+            CONVERTERS[n] = fn
+        return fn
+
+    return deco
+
+
+@_reg("Conv")
+def _conv(c: _Converter, ins: list[str], a: dict) -> str:
+    w_shape = c.shape(ins[1])
+    if len(w_shape) != 4:
+        raise c.fail(f"only 2-D convolution is supported (weight shape {list(w_shape)})")
+    attrs = c.window(c.shape(ins[0]), a, w_shape[2:])
+    attrs["group"] = int(a.get("group", 1))
+    args = [c.val(ins[0]), c.val(ins[1])] + ([c.val(ins[2])] if len(ins) > 2 and ins[2] else [])
+    return c.add("conv2d", args, attrs)
+
+
+@_reg("MaxPool", "AveragePool")
+def _pool(c: _Converter, ins: list[str], a: dict) -> str:
+    attrs = c.window(c.shape(ins[0]), a, a["kernel_shape"])
+    attrs.update(kernel=list(a["kernel_shape"]), ceil_mode=int(a.get("ceil_mode", 0)))
+    if c.node.op_type == "MaxPool":
+        if a.get("storage_order", 0):
+            raise c.fail("MaxPool storage_order=1 is not supported")
+        return c.add("maxpool", [c.val(ins[0])], attrs)
+    if attrs["dilations"] != [1, 1]:
+        raise c.fail("AveragePool with dilations is not supported")
+    del attrs["dilations"]
+    attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
+    return c.add("avgpool", [c.val(ins[0])], attrs)
+
+
+@_reg("GlobalAveragePool")
+def _gap(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("global_avgpool", [c.val(ins[0])])
+
+
+@_reg("ReduceMean")
+def _reduce_mean(c: _Converter, ins: list[str], a: dict) -> str:
+    """Mean over the spatial axes of NCHW = global average pooling (+ flatten if not kept)."""
+    shape = c.shape(ins[0])
+    if c.opset >= 18:
+        axes = c.const(ins[1], "ReduceMean axes") if len(ins) > 1 and ins[1] else None
+    else:
+        axes = a.get("axes")
+    axes = None if axes is None else sorted(int(v) % len(shape) for v in np.ravel(axes))
+    if len(shape) != 4 or axes != [2, 3]:
+        raise c.fail(f"ReduceMean only over the spatial axes [2, 3] of NCHW (axes {axes})")
+    y = c.add("global_avgpool", [c.val(ins[0])])
+    return y if a.get("keepdims", 1) else c.add("flatten", [y], {"axis": 1})
+
+
+@_reg("BatchNormalization")
+def _bn(c: _Converter, ins: list[str], a: dict) -> str:
+    if a.get("training_mode", 0):
+        raise c.fail("BatchNormalization in training mode is not supported")
+    return c.add(
+        "batchnorm", [c.val(i) for i in ins[:5]], {"epsilon": float(a.get("epsilon", 1e-5))}
+    )
+
+
+@_reg("Relu")
+def _relu(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("relu", [c.val(ins[0])])
+
+
+@_reg("LeakyRelu")
+def _leaky(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("leaky_relu", [c.val(ins[0])], {"alpha": float(a.get("alpha", 0.01))})
+
+
+@_reg("Clip")
+def _clip(c: _Converter, ins: list[str], a: dict) -> str:
+    def bound(i: int) -> float | None:
+        if len(ins) > i and ins[i]:
+            return float(c.const(ins[i], "Clip bound").reshape(-1)[0])
+        return None
+
+    lo, hi = bound(1), bound(2)
+    if lo == 0.0 and hi is None:
+        return c.add("relu", [c.val(ins[0])])
+    return c.add("clip", [c.val(ins[0])], {"min": lo, "max": hi})
+
+
+@_reg("Sigmoid")
+def _sigmoid(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("sigmoid", [c.val(ins[0])])
+
+
+@_reg("Softmax")
+def _softmax(c: _Converter, ins: list[str], a: dict) -> str:
+    shape = c.shape(ins[0])
+    axis = int(a.get("axis", -1 if c.opset >= 13 else 1)) % len(shape)
+    if c.opset < 13 and axis != len(shape) - 1:
+        raise c.fail("Softmax (opset < 13) is supported over the last axis only")
+    return c.add("softmax", [c.val(ins[0])], {"axis": axis})
+
+
+@_reg("Concat")
+def _concat(c: _Converter, ins: list[str], a: dict) -> str:
+    rank = len(c.shape(ins[0]))
+    return c.add("concat", [c.val(i) for i in ins], {"axis": int(a["axis"]) % rank})
+
+
+@_reg("Flatten")
+def _flatten(c: _Converter, ins: list[str], a: dict) -> str:
+    rank = len(c.shape(ins[0]))
+    return c.add("flatten", [c.val(ins[0])], {"axis": int(a.get("axis", 1)) % (rank + 1)})
+
+
+@_reg("Reshape")
+def _reshape(c: _Converter, ins: list[str], a: dict) -> str:
+    target = c.const(ins[1], "Reshape's shape")
+    try:
+        shape = _reshape_target(c.shape(ins[0]), target, int(a.get("allowzero", 0)))
+    except ShapeError as e:
+        raise c.fail(str(e)) from None
+    return c.add("reshape", [c.val(ins[0])], {"shape": shape})
+
+
+@_reg("Squeeze", "Unsqueeze")
+def _squeeze(c: _Converter, ins: list[str], a: dict) -> str:
+    shape = c.shape(ins[0])
+    if c.opset >= 13:
+        axes = c.const(ins[1], "axes") if len(ins) > 1 and ins[1] else None
+    else:
+        axes = a.get("axes")
+    probe = np.empty(shape, np.uint8)
+    out = _fold(c.node.op_type, {"axes": axes}, [probe, axes], c.opset).shape
+    return c.add("reshape", [c.val(ins[0])], {"shape": list(out)})
+
+
+@_reg("Transpose")
+def _transpose(c: _Converter, ins: list[str], a: dict) -> str:
+    rank = len(c.shape(ins[0]))
+    perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
+    return c.add("transpose", [c.val(ins[0])], {"perm": perm})
+
+
+@_reg("Gemm")
+def _gemm(c: _Converter, ins: list[str], a: dict) -> str:
+    """y = alpha·A'·B' + beta·C; alpha/beta/transB fold into constant B and C."""
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    ta, tb = int(a.get("transA", 0)), int(a.get("transB", 0))
+    A = c.val(ins[0])  # noqa: N806
+    if ta:
+        A = c.add("transpose", [A], {"perm": [1, 0]})  # noqa: N806
+    if ins[1] in c.consts and ins[1] not in c.values:
+        b = c.const(ins[1], "B").astype(np.float32)
+        b = (b.T if tb else b) * np.float32(alpha)
+        B = c.g.add_param(c.g.fresh_name(ins[1]), np.ascontiguousarray(b, np.float32))  # noqa: N806
+    else:
+        B = c.val(ins[1])  # noqa: N806
+        if tb:
+            B = c.add("transpose", [B], {"perm": [1, 0]})  # noqa: N806
+        if alpha != 1.0:
+            A = c.add("mul_const", [A], {"value": alpha})  # noqa: N806
+    args = [A, B]
+    if len(ins) > 2 and ins[2] and beta != 0.0:
+        if ins[2] in c.consts and ins[2] not in c.values:
+            cv = c.const(ins[2], "C").astype(np.float32) * np.float32(beta)
+            args.append(c.g.add_param(c.g.fresh_name(ins[2]), cv))
+        else:
+            cc = c.val(ins[2])
+            args.append(cc if beta == 1.0 else c.add("mul_const", [cc], {"value": beta}))
+    return c.add("gemm", args)
+
+
+@_reg("MatMul")
+def _matmul(c: _Converter, ins: list[str], a: dict) -> str:
+    sa, sb = c.shape(ins[0]), c.shape(ins[1])
+    if len(sb) != 2 or len(sa) < 2 or math.prod(sa[:-2]) != 1:
+        raise c.fail(
+            f"MatMul only of a [.., M, K] (batch 1) by a 2-D matrix: {list(sa)}@{list(sb)}"
+        )
+    x = c.val(ins[0])
+    if len(sa) != 2:
+        x = c.add("reshape", [x], {"shape": [sa[-2], sa[-1]]})
+    y = c.add("gemm", [x, c.val(ins[1])])
+    if len(sa) != 2:
+        y = c.add("reshape", [y], {"shape": [*sa[:-1], sb[1]]})
+    return y
+
+
+def _binary(ir_op: str) -> Conv:
+    def conv(c: _Converter, ins: list[str], a: dict) -> str:
+        return c.add(ir_op, [c.val(ins[0]), c.val(ins[1])])
+
+    return conv
+
+
+CONVERTERS["Add"] = _binary("add")
+CONVERTERS["Sub"] = _binary("sub")
+
+
+@_reg("Mul", "Div")
+def _mul(c: _Converter, ins: list[str], a: dict) -> str:
+    """By a scalar constant → ``mul_const``; by a constant tensor → ``mul`` with a weight."""
+    div = c.node.op_type == "Div"
+    x_i, k_i = ins
+    if not div and x_i in c.consts and k_i not in c.consts:
+        x_i, k_i = k_i, x_i
+    if k_i in c.consts:
+        k = c.const(k_i, "constant").astype(np.float64)
+        if div:
+            if np.any(k == 0):
+                raise c.fail(f"division by a constant containing zero ({k_i!r})")
+            k = 1.0 / k
+        x_shape = c.shape(x_i)
+        if k.size == 1 and np.broadcast_shapes(x_shape, k.shape) == tuple(x_shape):
+            return c.add("mul_const", [c.val(x_i)], {"value": float(k.reshape(-1)[0])})
+        w = c.g.add_param(c.g.fresh_name(k_i), k.astype(np.float32))
+        return c.add("mul", [c.val(x_i), w])
+    if div:
+        raise c.fail("Div by a computed (non-constant) value is not supported")
+    return c.add("mul", [c.val(x_i), c.val(k_i)])
+
+
+@_reg("Pad")
+def _pad(c: _Converter, ins: list[str], a: dict) -> str:
+    mode = a.get("mode", "constant")
+    if mode != "constant":
+        raise c.fail(f"Pad mode {mode!r} is not supported (only constant)")
+    rank = len(c.shape(ins[0]))
+    pads = [int(p) for p in c.const(ins[1], "Pad's pads").reshape(-1)]
+    value = 0.0
+    if len(ins) > 2 and ins[2]:
+        value = float(c.const(ins[2], "Pad's constant_value").reshape(-1)[0])
+    if len(ins) > 3 and ins[3]:
+        axes = [int(x) % rank for x in c.const(ins[3], "Pad's axes").reshape(-1)]
+        full = [0] * (2 * rank)
+        for j, ax in enumerate(axes):
+            full[ax], full[ax + rank] = pads[j], pads[j + len(axes)]
+        pads = full
+    if any(p < 0 for p in pads):
+        raise c.fail(f"negative pads {pads} (cropping) are not supported")
+    return c.add("pad", [c.val(ins[0])], {"pads": pads, "value": value})
+
+
+@_reg("Identity", "Dropout")
+def _identity(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.val(ins[0])
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> Graph:
+    """Read, check and convert an ONNX model to a verified float IR graph (batch 1).
+
+    ``input_shape`` (e.g. ``(1, 3, 224, 224)``) fixes the shape of the single image input; it
+    must agree with every static dimension of the model.
+    """
+    p = Path(path)
+    model = _read_model(p)
+    opset = _opset(model, p)
+    init = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in init]
+    if not inputs:
+        raise FrontendError(f"{p.name}: the model has no inputs")
+    if input_shape is not None and len(inputs) != 1:
+        raise FrontendError(f"{p.name}: --input-shape needs a model with one input")
+    shapes = {vi.name: _fix_input_shape(_input_dims(vi), input_shape, vi.name) for vi in inputs}
+    model = _with_concrete_inputs(model, shapes)
+    graph = _Converter(model, opset, p).run(shapes)
+    try:
+        verify(graph, "onnx frontend")
+    except IRVerifyError as e:
+        raise FrontendError(f"{p.name}: {e}") from None
+    return graph
+
+
+def supported_ops() -> list[str]:
+    """ONNX op types the frontend understands."""
+    return sorted(set(CONVERTERS) | FOLDABLE | {"Constant", "Shape"})
