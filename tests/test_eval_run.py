@@ -137,3 +137,37 @@ def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
     assert r.exit_code == 1 and "'Image Index', 'Finding Labels'" in r.output
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o3"), "--label-map", "x"])
     assert r.exit_code == 1 and "DATASET_LABEL=MODEL_LABEL" in r.output
+
+
+def test_two_party_mode_against_a_server(model, dataset, tmp_path):
+    """Real 2PC sessions over loopback TCP (two jobs), each checked against simulate."""
+    import subprocess
+    import sys
+
+    from twofold.backends.python2pc.emit import write_program
+    from twofold.compiler.bundle import read_bundle
+
+    if not (model[1] / "program.py").exists():
+        write_program(read_bundle(model[1]), model[1])
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
+         "--listen", "127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = srv.stdout.readline()
+        addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+        s = run_eval(_cfg(model, dataset, tmp_path / "o", mode="2pc", connect=addr, jobs=2,
+                          limit=3))  # fmt: skip
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    assert s["dataset"]["evaluated"] == 3
+    assert s["overall"]["twopc_vs_simulate"] == {
+        "images": 3, "bit_exact_images": 3, "max_abs_diff": 0.0,
+    }  # fmt: skip
+    per = s["cost"]["per_image"]
+    assert per["comm_bytes"]["mean"] > 0 and per["rounds"]["mean"] > 0
+    assert "bit-identical" in (tmp_path / "o" / "report.md").read_text()
+    with pytest.raises(EvalError, match="two-party run with 127.0.0.1:.* failed"):
+        run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr))  # server gone

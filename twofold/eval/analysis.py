@@ -78,6 +78,15 @@ def analyse(
         per_label.append(row)
 
     overall = _agreement(secure.ravel(), plain.ravel(), margin)
+    oracle = [s for s in done if "simulate" in records[s.id]]
+    if oracle:
+        sim = np.array([records[s.id]["simulate"] for s in oracle], np.float64)
+        sec = np.array([records[s.id]["secure"] for s in oracle], np.float64)
+        overall["twopc_vs_simulate"] = {
+            "images": len(oracle),
+            "bit_exact_images": int(np.sum(np.all(sim == sec, axis=1))),
+            "max_abs_diff": float(np.max(np.abs(sim - sec))),
+        }
     if done:
         overall["identical_fraction"] = float(np.mean(secure == plain))
     return {

@@ -223,6 +223,17 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                 f"agreement [{ba['loa_low']:.2e}, {ba['loa_high']:.2e}].",
             )
         )
+    if "twopc_vs_simulate" in o:
+        v = o["twopc_vs_simulate"]
+        b.append(
+            (
+                "p",
+                f"2PC vs the cleartext fixed-point simulation of the same bundle: "
+                f"**{v['bit_exact_images']} of {v['images']} images bit-identical** "
+                f"(max |Δ| {v['max_abs_diff']:.1e}); the differences above are fixed-point "
+                "quantisation, not the protocol.",
+            )
+        )
     rows = []
     for r in s["labels"]:
         if "tost" not in r:

@@ -150,6 +150,8 @@ def _run(
                 r = sim(x, measure_memory=measure)
             else:
                 r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
+                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
         except ArithmeticError as e:  # fixed-point overflow on this image: report it
             log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
             return
