@@ -119,10 +119,12 @@ def _cost(recs: list[dict[str, Any]], n_images: int, jobs: int) -> dict[str, Any
     """Per-image figures and totals extrapolated to all ``n_images`` (wall time / jobs)."""
     keys = {
         "time_plain_s": "plaintext time",
-        "time_secure_s": "secure time",
+        "time_secure_s": "secure time (client wall clock in 2PC)",
+        "server_time_s": "server time (2PC)",
         "comm_bytes": "communication (sent + received)",
         "rounds": "rounds",
-        "peak_mem_bytes": "peak memory",
+        "peak_mem_bytes": "peak memory (simulate: numpy allocations; 2PC: client RSS)",
+        "server_peak_mem_bytes": "server peak RSS (2PC session)",
     }
     per = {k: _stat([r.get(k) for r in recs]) for k in keys}
     per = {k: v for k, v in per.items() if v is not None}

@@ -293,6 +293,15 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
     if rows:
         b.append(("p", f"Extrapolated to all {c['dataset_images']} images of the dataset:"))
         b.append(("table", ["total", "value"], rows))
+    if s["mode"] == "2pc":
+        b.append(
+            (
+                "p",
+                "2PC figures are per session as the client measured them (with the server's "
+                "own summary); the client RSS is the peak of the whole eval process so far "
+                "(it includes onnxruntime and the simulation oracle), an upper bound.",
+            )
+        )
     if s["mode"] == "simulate":
         b.append(
             (
