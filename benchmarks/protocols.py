@@ -119,10 +119,12 @@ def worker(role: str, prim: str, n: int, port: int) -> None:
     b0 = ch.bytes_sent + ch.bytes_recv
     r0 = ch.rounds
     t0 = time.perf_counter()
+    c0 = time.process_time()
     y = _run(party, prim, x)
     ch.send(b"done")
     ch.recv_bytes()
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     nbytes = ch.bytes_sent + ch.bytes_recv - b0
     rounds = ch.rounds - r0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -142,7 +144,8 @@ def worker(role: str, prim: str, n: int, port: int) -> None:
         else:
             ok = _check(prim, x[:k], x1, y.reshape(-1)[:k], y1)
         peer_rss = None
-    out = {"role": role, "seconds": secs, "bytes": nbytes, "rounds": rounds, "rss_mb": rss}
+    out = {"role": role, "seconds": secs, "cpu_seconds": cpu, "bytes": nbytes, "rounds": rounds}
+    out["rss_mb"] = rss
     out.update({"verified": ok, "out_elems": int(y.size), "peer_rss": peer_rss})
     party.close()
     print(json.dumps(out), flush=True)
@@ -176,6 +179,11 @@ def run_prim(prim: str, n: int) -> dict:
         "us_per_elem": s["seconds"] / elems * 1e6,
         "bits_per_elem": s["bytes"] * 8 / elems,
         "seconds": s["seconds"],
+        # CPU time of the busier party: what the wall clock would be on an idle machine if
+        # neither party waited on the other (a lower bound; robust to other load)
+        "cpu_us_per_elem": max(s["cpu_seconds"], c["cpu_seconds"]) / elems * 1e6,
+        "cpu_us_per_elem_server": s["cpu_seconds"] / elems * 1e6,
+        "cpu_us_per_elem_client": c["cpu_seconds"] / elems * 1e6,
         "rounds": s["rounds"],
         "peak_rss_mb": max(s["rss_mb"], c["rss_mb"]),
         "peak_rss_mb_server": s["rss_mb"],
@@ -216,7 +224,7 @@ def main() -> None:
         raise SystemExit(f"unknown primitive(s) {bad}; choose from {PRIMS}")
     print(f"ell={ELL} shift={SHIFT} n={n} (two processes, loopback TCP, one thread each)")
     hdr = f"{'primitive':13} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
-    print(hdr + f"{'SCI':>6} {'ratio':>6} {'rounds':>6} {'RSS MB':>7} ok")
+    print(hdr + f"{'SCI':>6} {'ratio':>6} {'rounds':>6} {'RSS MB':>7} {'cpu us':>7} ok")
     results = {}
     for prim in prims:
         r = run_prim(prim, n)
@@ -227,14 +235,21 @@ def main() -> None:
         br = f"{r['bits_ratio']:6.3f}" if "bits_ratio" in r else "     -"
         print(
             f"{prim:13} {r['us_per_elem']:8.2f} {sci_t} {tr} {r['bits_per_elem']:10.1f} "
-            f"{sci_b} {br} {r['rounds']:6d} {r['peak_rss_mb']:7.0f} {r['verified']}",
+            f"{sci_b} {br} {r['rounds']:6d} {r['peak_rss_mb']:7.0f} {r['cpu_us_per_elem']:7.2f} "
+            f"{r['verified']}",
             flush=True,
         )
     if "maxpool" in results:
         print("maxpool: per output element (3x3/2, pad 1); SCI column derived as 8 x ReLU")
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} cores; 'cpu us' is the")
+    print(
+        "busier party's CPU time per element (wall clock inflates when other jobs share the cores)"
+    )
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"ell": ELL, "shift": SHIFT, "n": n, **results}, f, indent=2)
+            meta = {"ell": ELL, "shift": SHIFT, "n": n, "loadavg_1min": load}
+            json.dump({**meta, **results}, f, indent=2)
 
 
 if __name__ == "__main__":
