@@ -67,16 +67,6 @@ def prg(party):  # noqa: ANN001, ANN201 - Party from twofold.runtime.session
     return g
 
 
-def rand_bits(party, n: int) -> np.ndarray:  # noqa: ANN001
-    """n private uniform bits (uint8 0/1) from the party's PRG."""
-    return np.ascontiguousarray(prg(party).bits(n), dtype=np.uint8)
-
-
-def rand_ring(party, n: int, ell: int) -> np.ndarray:  # noqa: ANN001
-    """n private uniform elements mod 2^ell (uint64)."""
-    return np.ascontiguousarray(prg(party).ring((n,), ell), dtype=np.uint64)
-
-
 def exchange_bits(party, bits: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """Send our bit array packed 8 per byte and return the peer's array of the same shape."""
     packed = np.packbits(bits.reshape(-1))
@@ -88,20 +78,3 @@ def exchange_bits(party, bits: np.ndarray) -> np.ndarray:  # noqa: ANN001
         other = chan.recv_array(np.uint8, packed.shape)
         chan.send(packed)
     return np.unpackbits(other, count=bits.size).reshape(bits.shape)
-
-
-def exchange_ring(party, x: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
-    """Send our ring elements (as few bytes as ell needs) and return the peer's."""
-    nbytes = (ell + 7) // 8
-    raw = x.reshape(-1).astype("<u8").view(np.uint8).reshape(-1, 8)[:, :nbytes]
-    raw = np.ascontiguousarray(raw)
-    chan = party.chan
-    if party.is_server:
-        chan.send(raw)
-        other = chan.recv_array(np.uint8, raw.shape)
-    else:
-        other = chan.recv_array(np.uint8, raw.shape)
-        chan.send(raw)
-    full = np.zeros((x.size, 8), dtype=np.uint8)
-    full[:, :nbytes] = other
-    return full.view("<u8").reshape(x.shape).astype(np.uint64)
