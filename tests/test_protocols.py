@@ -280,3 +280,17 @@ def test_bad_inputs_are_named() -> None:
         return True
 
     assert run_pair(bad, bad, make=make_party) == (True, True)
+
+
+def test_empty_and_scalar_shapes_are_kept() -> None:
+    def f(p):  # noqa: ANN001, ANN202
+        return [
+            P.relu(p, np.zeros((0,), np.uint64), 16).shape,
+            P.relu(p, np.zeros((), np.uint64), 16).shape,
+            P.trunc(p, np.zeros((2, 0, 3), np.uint64), 16, 4).shape,
+            P.maxpool(p, np.zeros((1, 1, 1, 1), np.uint64), 16, (1, 1)).shape,
+            P.b2a(p, np.zeros((0,), np.uint8), 8).shape,
+        ]
+
+    s, _ = run_pair(f, f, make=make_party)
+    assert s == [(0,), (), (2, 0, 3), (1, 1, 1, 1), (0,)]

@@ -38,19 +38,19 @@ def as_ring(x: np.ndarray, ell: int, what: str = "share") -> np.ndarray:
         raise TypeError(f"{what} must be a uint64 array of ring elements, got dtype {x.dtype}")
     if ell < 64 and x.size and int(x.max()) >> ell:
         raise ValueError(f"{what} has elements >= 2^{ell}; not reduced mod 2^{ell}")
-    return np.ascontiguousarray(x)
+    return np.asarray(x, order="C")  # keeps 0-d arrays 0-d
 
 
 def as_bits(b: np.ndarray, what: str = "boolean share") -> np.ndarray:
     """Check that ``b`` holds 0/1 values; returns a C-contiguous uint8 array."""
     b = np.asarray(b)
     if b.dtype == np.bool_:
-        return np.ascontiguousarray(b, dtype=np.uint8)
+        return np.asarray(b, dtype=np.uint8, order="C")
     if not np.issubdtype(b.dtype, np.integer):
         raise TypeError(f"{what} must be an integer/bool array of 0/1, got dtype {b.dtype}")
     if b.size and int(b.max()) > 1:
         raise ValueError(f"{what} must hold only 0/1 bits")
-    return np.ascontiguousarray(b, dtype=np.uint8)
+    return np.asarray(b, dtype=np.uint8, order="C")
 
 
 def prg(party):  # noqa: ANN001, ANN201 - Party from twofold.runtime.session
