@@ -153,7 +153,9 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
                 res.append(he.weight_plaintexts(hp, polys))
             return res
 
-        pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x.shape), build)
+        pts = (cache if cache is not None else LinearCache()).get(
+            _key(cache, name, "he", ell, x.shape), build
+        )
         outs = []
         for n in range(B):
             for g in range(group):
@@ -219,7 +221,9 @@ def gemm(
                 he.check_flooding(hp, int(pk_l1(polys, ell).max()), what)
                 return he.weight_plaintexts(hp, polys)
 
-            pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x_share.shape), build)
+            pts = (cache if cache is not None else LinearCache()).get(
+                _key(cache, name, "he", ell, x_share.shape), build
+            )
             outs = [
                 he.Output(
                     [
@@ -285,7 +289,9 @@ def affine(
                 he.check_flooding(hp, int(he.centered_l1(polys, ell).max()), what)
                 return he.weight_plaintexts(hp, polys)
 
-            pts = (cache or LinearCache()).get(_key(cache, name, "he", ell, x_share.shape), build)
+            pts = (cache if cache is not None else LinearCache()).get(
+                _key(cache, name, "he", ell, x_share.shape), build
+            )
             outs = []
             for n in range(B):
                 for cb in range(plan.n_cb):

@@ -85,12 +85,19 @@ def _mulmod_small(a: np.ndarray, c: int, q: int) -> np.ndarray:
 
 
 def flood_residues(prg: PRG, b: int, q: tuple[int, ...]) -> np.ndarray:
-    """RNS residues uint64[k, N] of F uniform in [-2^b, 2^b) (20-bit limbs, Horner mod q)."""
+    """RNS residues uint64[k, N] of F uniform in [-2^b, 2^b) (the flooding noise)."""
     limbs = -(-(b + 1) // 20)
     raw = prg.fill(np.empty((limbs, N), np.uint64)) & np.uint64((1 << 20) - 1)
     top = (b + 1) - 20 * (limbs - 1)
     raw[0] &= np.uint64((1 << top) - 1)
-    out = np.empty((len(q), N), np.uint64)
+    return limbs_to_residues(raw, b, q)
+
+
+def limbs_to_residues(raw: np.ndarray, b: int, q: tuple[int, ...]) -> np.ndarray:
+    """F = sum_j raw[j] * 2^(20*(limbs-1-j)) - 2^b (20-bit limbs, most significant first),
+    reduced mod each q_i by Horner's rule with exact uint64 arithmetic."""
+    limbs = raw.shape[0]
+    out = np.empty((len(q), raw.shape[1]), np.uint64)
     for i, qi in enumerate(q):
         acc = raw[0] % np.uint64(qi)
         c60 = (1 << 60) % qi

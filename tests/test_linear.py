@@ -1,0 +1,305 @@
+"""Linear layers with server-private weights: packings, exactness of both protocols, flooding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from twofold.runtime import bitpack
+from twofold.runtime.errors import PeerError
+from twofold.runtime.prg import PRG
+from twofold.runtime.protocols import linear as L
+from twofold.runtime.protocols import linear_he as he
+from twofold.runtime.protocols import linear_he_pack as pk
+from twofold.runtime.protocols.linear_he_seal import N, coeffs_from_plain, ct_from_array, he_params
+from twofold.runtime.session import run_parties
+
+RNG = np.random.default_rng(20240611)  # public test data only
+
+
+# ---- references in Python integers ------------------------------------------------------------
+def ref_conv(x, w, b, strides, pads, dil, group, ell):  # noqa: ANN001, ANN201
+    B, C, H, W = x.shape  # noqa: N806
+    O, cg, kh, kw = w.shape  # noqa: N806
+    t, lft, bot, rgt = pads
+    xp = np.zeros((B, C, H + t + bot, W + lft + rgt), object)
+    xp[:, :, t : t + H, lft : lft + W] = x.astype(object)
+    Ho = (H + t + bot - (kh - 1) * dil[0] - 1) // strides[0] + 1  # noqa: N806
+    Wo = (W + lft + rgt - (kw - 1) * dil[1] - 1) // strides[1] + 1  # noqa: N806
+    og = O // group
+    y = np.zeros((B, O, Ho, Wo), object)
+    for n in range(B):
+        for o in range(O):
+            g = o // og
+            for i in range(Ho):
+                for j in range(Wo):
+                    s = 0 if b is None else int(b[o])
+                    for c in range(cg):
+                        for a in range(kh):
+                            for e in range(kw):
+                                xv = xp[
+                                    n,
+                                    g * cg + c,
+                                    i * strides[0] + a * dil[0],
+                                    j * strides[1] + e * dil[1],
+                                ]  # noqa: E501
+                                s += int(xv) * int(w[o, c, a, e])
+                    y[n, o, i, j] = s % (1 << ell)
+    return y.astype(np.uint64)
+
+
+def ref_gemm(x, w, b, ell):  # noqa: ANN001, ANN201
+    y = x.astype(object) @ w.T.astype(object) + b.astype(object)[None, :]
+    return (y % (1 << ell)).astype(np.uint64)
+
+
+def ref_affine(x, g, a, ell):  # noqa: ANN001, ANN201
+    shp = (1, -1) + (1,) * (x.ndim - 2)
+    y = x.astype(object) * g.astype(object).reshape(shp) + a.astype(object).reshape(shp)
+    return (y % (1 << ell)).astype(np.uint64)
+
+
+def share(x: np.ndarray, ell: int) -> tuple[np.ndarray, np.ndarray]:
+    xs = PRG().ring(x.shape, ell)
+    return xs, (x - xs) & np.uint64((1 << ell) - 1)
+
+
+def rand_ring(shape, ell):  # noqa: ANN001, ANN201
+    return PRG().ring(shape, ell)
+
+
+def wts(shape, bits=14):  # noqa: ANN001, ANN201
+    return RNG.integers(-(1 << bits), 1 << bits, shape)
+
+
+# name, x shape, w shape, strides, pads, dilations, group
+CONVS = [
+    ("3x3_pad_stride2", (1, 3, 7, 6), (4, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ("dilated_asym_pad", (1, 2, 6, 7), (3, 2, 2, 3), (1, 2), (0, 2, 1, 0), (2, 1), 1),
+    ("grouped", (1, 4, 5, 5), (6, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    ("depthwise", (1, 3, 6, 6), (3, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),
+    ("1x1_stride2", (2, 5, 6, 6), (4, 5, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ("7x7_tiled", (1, 1, 100, 100), (2, 1, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+]
+
+
+def _cases(ell: int):  # noqa: ANN202
+    cases = []
+    for name, xs, ws, st, pd, dl, g in CONVS:
+        if name == "7x7_tiled":
+            continue  # too slow for the Python-int reference; covered by test_tiled_conv
+        cases.append(("conv", name, rand_ring(xs, ell), wts(ws), wts(ws[:1], 20), st, pd, dl, g))
+    cases.append(("gemm", "fc", rand_ring((2, 33), ell), wts((5, 33)), wts((5,), 30)))
+    cases.append(("affine", "bn4d", rand_ring((1, 6, 3, 4), ell), wts((6,)), wts((6,), 25)))
+    cases.append(("affine", "bn2d", rand_ring((2, 3), ell), wts((3,), ell - 2), wts((3,), 25)))
+    return cases
+
+
+def _run(p, case, x, ell, method, cache=None):  # noqa: ANN001, ANN202
+    kind, name, _, w, b, *rest = case
+    srv = p.role == "server"
+    if kind == "conv":
+        st, pd, dl, g = rest
+        return L.conv2d(p, x, w if srv else None, b if srv else None, w_shape=w.shape,
+                        strides=st, pads=pd, dilations=dl, group=g, ell=ell, method=method,
+                        cache=cache, name=name)  # fmt: skip
+    if kind == "gemm":
+        return L.gemm(p, x, w if srv else None, b if srv else None, w_shape=w.shape, ell=ell,
+                      method=method, cache=cache, name=name)  # fmt: skip
+    return L.affine(p, x, w if srv else None, b if srv else None, ell=ell, method=method,
+                    cache=cache, name=name)  # fmt: skip
+
+
+@pytest.mark.parametrize("ell", [32, 37])
+@pytest.mark.parametrize("method", ["he", "ot"])
+def test_exact_every_shape_class(method: str, ell: int) -> None:
+    cases = _cases(ell)
+    sh = [share(c[2], ell) for c in cases]
+
+    def side(i: int):  # noqa: ANN202
+        return lambda p: [_run(p, c, s[i], ell, method) for c, s in zip(cases, sh, strict=True)]
+
+    ys, yc = run_parties(side(0), side(1), timeout=120)
+    m = np.uint64((1 << ell) - 1)
+    for c, a, b in zip(cases, ys, yc, strict=True):
+        kind, name, x, w, bias, *rest = c
+        if kind == "conv":
+            ref = ref_conv(x, w, bias, *rest, ell)
+        elif kind == "gemm":
+            ref = ref_gemm(x, w, bias, ell)
+        else:
+            ref = ref_affine(x, w, bias, ell)
+        assert a.shape == ref.shape, name
+        assert np.array_equal((a + b) & m, ref), f"{method} {name} ell={ell}"
+
+
+def test_tiled_conv_and_cache_reuse() -> None:
+    """A 7x7/stride-2 conv whose 106x106 padded input needs spatial tiles with halos; the
+    server's plaintexts are built once and reused for a second image."""
+    ell = 32
+    name, xsh, wsh, st, pd, dl, g = CONVS[-1]
+    w, b = wts(wsh, 12), wts(wsh[:1], 20)
+    xs = [rand_ring(xsh, ell) for _ in range(2)]
+    shares = [share(x, ell) for x in xs]
+    caches = [L.LinearCache(), L.LinearCache()]
+
+    def side(i: int):  # noqa: ANN202
+        def fn(p):  # noqa: ANN001, ANN202
+            srv = p.role == "server"
+            return [
+                L.conv2d(
+                    p,
+                    s[i],
+                    w if srv else None,
+                    b if srv else None,
+                    w_shape=wsh,
+                    strides=st,
+                    pads=pd,
+                    dilations=dl,
+                    group=g,
+                    ell=ell,
+                    method="he",
+                    cache=caches[i],
+                    name=name,
+                )  # fmt: skip
+                for s in shares
+            ]
+
+        return fn
+
+    ys, yc = run_parties(side(0), side(1), timeout=120)
+    assert len(caches[0]) == 1
+    m = np.uint64((1 << ell) - 1)
+    for x, a, c in zip(xs, ys, yc, strict=True):
+        ref = L.conv2d_mod(x, w, strides=st, pads=pd, dilations=dl, group=g, ell=ell)
+        ref = (ref + b.astype(np.uint64)[None, :, None, None]) & m
+        assert np.array_equal((a + c) & m, ref)
+    plan = pk.plan_conv(1, 106, 106, 2, 7, 7, (2, 2))
+    assert plan.n_sp > 1  # really tiled
+
+
+def test_packings_are_exact_polynomial_products() -> None:
+    ell = 37
+    m = np.uint64((1 << ell) - 1)
+    x = rand_ring((3, 5, 6), ell)
+    w = wts((2, 3, 2, 3))
+    p = pk.plan_conv(3, 5, 6, 2, 3, 3, (1, 1))
+    xi, wp = pk.conv_pack_input(p, x), pk.conv_pack_weights(p, w, (2, 1), ell)
+    y = np.zeros((2, p.Ho * p.Wo), np.uint64)
+    for o in range(2):
+        for sp, (coef, flat) in enumerate(pk.conv_useful(p)):
+            acc = np.zeros(N, np.uint64)
+            for cb in range(p.n_cb):
+                acc = (acc + pk.negacyclic_mul(xi[cb, sp], wp[o, cb], ell)) & m
+            y[o, flat] = acc[coef]
+    ref = ref_conv(x[None], w, None, (1, 1), (0, 0, 0, 0), (2, 1), 1, ell)
+    assert np.array_equal(y.reshape(ref.shape[1:]), ref[0])
+
+
+def test_flood_residues_match_python_integers() -> None:
+    hp = he_params(32)
+    b = he.flood_bits(hp)
+    limbs = -(-(b + 1) // 20)
+    raw = PRG().fill(np.empty((limbs, N), np.uint64)) & np.uint64((1 << 20) - 1)
+    raw[0] &= np.uint64((1 << ((b + 1) - 20 * (limbs - 1))) - 1)
+    res = he.limbs_to_residues(raw, b, hp.q)
+    for i in range(0, N, 997):
+        f = sum(int(raw[j, i]) << (20 * (limbs - 1 - j)) for j in range(limbs)) - (1 << b)
+        assert -(1 << b) <= f < (1 << b)
+        assert [int(res[k, i]) for k in range(hp.k)] == [f % q for q in hp.q]
+
+
+def _secret_coeffs(hp, dec) -> np.ndarray:  # noqa: ANN001
+    """The client's own secret key in coefficient form: decrypting (0, Delta) gives s mod t."""
+    data = np.zeros((2, 1, N), np.uint64)
+    data[1, 0, 0] = hp.q_last // (1 << hp.ell)
+    raw = coeffs_from_plain(dec.decrypt(ct_from_array(hp, data, last=True)))
+    t = 1 << hp.ell
+    return np.where(raw > t // 2, raw.astype(np.int64) - t, raw.astype(np.int64))
+
+
+def _phase_noise(hp, s: np.ndarray, c0: np.ndarray, c1: np.ndarray, idx, m) -> np.ndarray:  # noqa: ANN001
+    """noise_i = [c0 + c1*s]_q - round(q*m/t) at the wanted coefficients (centred)."""
+    q = hp.q_last
+    acc = np.zeros(N, np.int64)
+    c1i = c1.astype(np.int64)
+    for j in np.nonzero(s)[0]:  # s is ternary: add or subtract c1 * X^j (negacyclic)
+        rolled = np.roll(c1i, j)
+        rolled[:j] = q - rolled[:j]
+        acc = (acc + rolled) % q if s[j] > 0 else (acc - rolled) % q
+    ph = (c0.astype(object) + acc) % q
+    t = 1 << hp.ell
+    e = (ph[idx] - (np.asarray(m, object) * q + t // 2) // t) % q
+    return np.array([int(v) - q if v > q // 2 else int(v) for v in e], np.float64)
+
+
+def test_flooded_noise_carries_no_weight_signal() -> None:
+    """Decrypted noise of the returned ciphertexts: same distribution for tiny and huge W, and
+    at the flooded magnitude (~2^16), far above the unflooded rounding noise (~2^7)."""
+    ell = 32
+    hp = he_params(ell)
+    x = rand_ring((1, 2048), ell)
+    plan = pk.plan_fc(2048, 8)
+    idx, _ = pk.fc_useful(plan, 0)
+    bits = hp.q_last.bit_length()
+    noises = {}
+    for label, w in (("small", np.ones((8, 2048), np.int64)), ("large", wts((8, 2048), 30))):
+
+        def server(p, w=w):  # noqa: ANN001, ANN202
+            return L.gemm(p, np.zeros_like(x), w, None, w_shape=w.shape, ell=ell, method="he")
+
+        def client(p, w=w):  # noqa: ANN001, ANN202
+            frames, real = [], p.chan.recv_array
+
+            def rec(dtype, shape):  # noqa: ANN001, ANN202
+                frames.append(real(dtype, shape))
+                return frames[-1]
+
+            p.chan.recv_array = rec  # record the raw reply (the client's own view)
+            y = L.gemm(p, x, None, None, w_shape=w.shape, ell=ell, method="he")
+            return y, frames, he.keys(p, ell).decryptor
+
+        _, (yc, frames, dec) = run_parties(server, client, timeout=120, setup_ot=False)
+        c1 = bitpack.unpack(frames[-2], N, bits)
+        c0 = np.zeros(N, np.uint64)
+        c0[idx] = bitpack.unpack(frames[-1], idx.size, bits)
+        noises[label] = _phase_noise(hp, _secret_coeffs(hp, dec), c0, c1, idx, yc[0])
+    a, b = noises["small"], noises["large"]
+    for v in (a, b):  # flooded: uniform F scaled by q_0/Q spreads the noise to ~2^16
+        assert 2**13 < v.std() < 2**18
+    assert stats.ks_2samp(a, b).pvalue > 1e-3
+
+
+def test_bad_inputs_are_named() -> None:
+    x = rand_ring((1, 4), 32)
+    with pytest.raises(ValueError, match="method"):
+        run_parties(
+            lambda p: L.gemm(p, x, np.ones((2, 4)), None, w_shape=(2, 4), ell=32, method="x"),
+            lambda p: L.gemm(p, x, None, None, w_shape=(2, 4), ell=32, method="x"),
+            setup_ot=False,
+        )
+    with pytest.raises(ValueError, match="client must not hold"):
+        run_parties(
+            lambda p: L.gemm(p, x, np.ones((2, 4)), None, w_shape=(2, 4), ell=32),
+            lambda p: L.gemm(p, x, np.ones((2, 4)), None, w_shape=(2, 4), ell=32),
+            setup_ot=False,
+        )
+    with pytest.raises(TypeError, match="uint64"):
+        L.affine(type("P", (), {"role": "client"})(), x.astype(np.int64), None, None, ell=32)
+
+
+def test_malformed_ciphertext_from_client_is_a_peer_error() -> None:
+    hp = he_params(32)
+
+    def server(p):  # noqa: ANN001, ANN202
+        return L.gemm(p, rand_ring((1, 4), 32), np.ones((2, 4), np.int64), None, w_shape=(2, 4),
+                      ell=32)  # fmt: skip
+
+    def client(p):  # noqa: ANN001, ANN202
+        he.keys(p, 32)  # sends the public key
+        p.chan.send(np.full((2, hp.k, N), np.uint64(2**63)))  # residues >= q
+        p.chan.recv_bytes()
+
+    with pytest.raises(PeerError, match="invalid ciphertext"):
+        run_parties(server, client, setup_ot=False, timeout=60)
