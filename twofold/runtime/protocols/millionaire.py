@@ -5,7 +5,9 @@ The inputs are cut into m-bit digits (m = 4).  For every digit the server offers
 KK13 1-out-of-2^m OT, the 2-bit message (lt ^ 1{x_j < v}, eq ^ 1{x_j = v}) for every digit
 value v; the client picks v = y_j.  An AND tree combines neighbouring digits,
 lt = lt_hi ^ (eq_hi & lt_lo), eq = eq_hi & eq_lo, one round per level; an ``eq`` is only
-computed where a later level reads it (10 ANDs instead of 13 for 8 digits).
+computed where a later level reads it (8 digits: 7 + 4 ANDs instead of 7 + 6), and a combine
+that needs both ANDs uses a correlated triple pair (eq_hi opened once, one 1-of-8 OT).
+Bits per comparison at 32 bits: 8 x (256 + 32) + 3 x 148 + 4 x 278 = 3,860.
 ``split=s`` also returns the comparison of the low s bits (a node of the same tree), which
 faithful truncation needs for its carry (SiRNN §4.1).
 """
