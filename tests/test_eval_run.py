@@ -3,6 +3,7 @@ plaintext (onnxruntime) vs secure (cleartext fixed point), bad rows, resume afte
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,48 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     assert "bit-identical" in (tmp_path / "o" / "report.md").read_text()
     with pytest.raises(EvalError, match="two-party run with 127.0.0.1:.* failed"):
         run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr))  # server gone
+
+
+def test_sigkill_mid_run_then_resume(model, tmp_path):
+    """A real kill -9 of `twofold eval` while it runs; --resume completes the same report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    rng = np.random.default_rng(7)
+    img = tmp_path / "img"
+    img.mkdir()
+    rows = ["path,Cardiomegaly"]
+    for i in range(60):
+        np.save(img / f"x{i}.npy", rng.uniform(-1, 1, (1, 3, SIZE, SIZE)))
+        rows.append(f"x{i}.npy,{i % 2}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    args = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(tmp_path / "d.csv"),
+            "--images", str(img), "--quiet"]  # fmt: skip
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "twofold.cli", *args, "-o", str(out)], env=env)
+    res = out / "results.jsonl"
+    while proc.poll() is None:
+        if res.exists() and res.read_bytes().count(b"\n") >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    done = res.read_bytes().count(b"\n") - 1
+    assert 2 <= done < 60 and not (out / "summary.json").exists()
+    r = CliRunner().invoke(cli, [*args, "-o", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "60 images evaluated, 0 bad rows, 0 pending" in r.output
+    assert res.read_bytes().count(b"\n") == 61  # each image once
+    ref = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "ref")])
+    assert ref.exit_code == 0, ref.output
+    a = json.loads((out / "summary.json").read_text())
+    b = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    assert _stable(a) == _stable(b)
