@@ -35,18 +35,27 @@ CODEWORDS = _codewords()
 CODEWORDS64 = CODEWORDS.view(np.uint64)  # (256, 4)
 
 
-def _hash_rows(rows: np.ndarray, tw: np.ndarray, off: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Low 64 bits of crhash256(rows ^ off) with precomputed tweaks ``tw``: f(f(a ^ T) ^ b),
-    f(z) = pi(z) ^ z. ``h`` is scratch uint64[m + 1, 2]; returns a view of it."""
-    z = np.bitwise_xor(tw, off[:2])
-    z ^= rows[:, :2]
-    mmo_into(z, h)
-    m = rows.shape[0]
-    h[:m] ^= rows[:, 2:]
-    h[:m] ^= off[2:]
-    z[:] = h[:m]
-    mmo_into(z, h)
-    return h[:m, 0]
+class _RowHasher:
+    """crhash256 of the rows of one chunk, XORed with a per-message offset: f(f(a ^ T) ^ b),
+    f(z) = pi(z) ^ z (MMO chaining of fixed-key AES), keeping the low 64 bits. The tweaked
+    halves are split out once per chunk; two scratch buffers alternate as AES input/output."""
+
+    def __init__(self, rows: np.ndarray, tw: np.ndarray) -> None:
+        m = rows.shape[0]
+        self.m = m
+        self.a = np.bitwise_xor(rows[:, :2], tw)
+        self.b = np.ascontiguousarray(rows[:, 2:])
+        self.z = np.empty((m + 1, 2), np.uint64)
+        self.h = np.empty((m + 1, 2), np.uint64)
+
+    def __call__(self, off: np.ndarray) -> np.ndarray:
+        m, z, h = self.m, self.z, self.h
+        np.bitwise_xor(self.a, off[:2], out=z[:m])
+        mmo_into(z[:m], h)
+        h[:m] ^= self.b
+        h[:m] ^= off[2:]
+        mmo_into(h[:m], z)
+        return z[:m, 0]
 
 
 def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
@@ -57,10 +66,9 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> No
     out = np.empty((n, nmsg), np.uint64)
 
     def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-        t = tweaks(tw, hi - lo, domain)
-        h = np.empty((hi - lo + 1, 2), np.uint64)
+        hasher = _RowHasher(q, tweaks(tw, hi - lo, domain))
         for x in range(nmsg):
-            np.bitwise_xor(tables[lo:hi, x], _hash_rows(q, t, cs[x], h), out=out[lo:hi, x])
+            np.bitwise_xor(tables[lo:hi, x], hasher(cs[x]), out=out[lo:hi, x])
 
     ext.extend(chan, n, each)
     out &= m
@@ -81,8 +89,7 @@ def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, doma
     zero = np.zeros(4, np.uint64)
 
     def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
-        scratch = np.empty((hi - lo + 1, 2), np.uint64)
-        h[lo:hi] = _hash_rows(t, tweaks(tw, hi - lo, domain), zero, scratch)
+        h[lo:hi] = _RowHasher(t, tweaks(tw, hi - lo, domain))(zero)
 
     ext.extend(chan, n, cols, each)
     y = bitpack.unpack(chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k)), n * nmsg, k)
