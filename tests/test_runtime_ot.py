@@ -216,6 +216,7 @@ def test_views_are_uniform(monkeypatch):
         zero = np.zeros(n, np.uint64)
         p.ot.ot_send(zero, zero, 8)
         p.ot.kkot_send(np.zeros((n, 16), np.uint64), 4)
+        p.ot.cot_send(zero, 8)
         return [a for a in p.chan.view if a.dtype == np.uint8 and a.ndim == 2 and a.shape[0] == 128]
 
     def rcv(p):
@@ -226,10 +227,11 @@ def test_views_are_uniform(monkeypatch):
         e_ot = p.chan.view[-1]
         p.ot.kkot_recv(ch16, 16, 4)
         e_kk = p.chan.view[-1]
-        return e_ot, e_kk
+        p.ot.cot_recv(ones, 8)
+        return e_ot, e_kk, p.chan.view[-1]
 
-    us, (e_ot, e_kk) = run_parties(snd, rcv)
-    assert len(us) == runs + 1  # three ROT batches + the chosen-message OT
+    us, (e_ot, e_kk, d_cot) = run_parties(snd, rcv)
+    assert len(us) == runs + 2  # three ROT batches, the chosen-message OT and the COT
     byte_counts = np.bincount(np.concatenate([u.reshape(-1) for u in us]), minlength=256)
     assert _uniform(byte_counts) > 1e-6
     # Chosen-message OT, m0 = m1 = 0 and b = 1: the non-chosen ciphertexts (entry 0) are uniform.
@@ -239,3 +241,5 @@ def test_views_are_uniform(monkeypatch):
     y = bitpack.unpack(e_kk, 16 * n, 4).reshape(n, 16)
     others = y[np.arange(16)[None, :] != ch16[:, None]]
     assert _uniform(np.bincount(others.astype(np.int64), minlength=16)) > 1e-6
+    # COT with corr = 0: the correction word the receiver sees is uniform.
+    assert _uniform(np.bincount(d_cot, minlength=256)) > 1e-6
