@@ -243,3 +243,34 @@ def test_views_are_uniform(monkeypatch):
     assert _uniform(np.bincount(others.astype(np.int64), minlength=16)) > 1e-6
     # COT with corr = 0: the correction word the receiver sees is uniform.
     assert _uniform(np.bincount(d_cot, minlength=256)) > 1e-6
+
+
+def test_parties_over_tls_tcp(tmp_path):
+    """serve/join: handshake and OTs through a TLS connection on loopback."""
+    import socket
+    import threading
+
+    from test_runtime_net import _self_signed
+
+    from twofold.runtime.session import join, serve
+
+    cert, key = _self_signed(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = {}
+
+    def server():
+        p = serve("127.0.0.1", port, "h", tls_cert=cert, tls_key=key, accept_timeout=20)
+        out["m"] = p.ot.rot_send(100)
+        p.close()
+
+    t = threading.Thread(target=server)
+    t.start()
+    p = join("127.0.0.1", port, "h", tls_ca=cert, connect_timeout=20)
+    c = _choices(100)
+    m = p.ot.rot_recv(c)
+    p.close()
+    t.join(20)
+    m0, m1 = out["m"]
+    assert np.array_equal(m, np.where(c[:, None] == 1, m1, m0))
