@@ -121,6 +121,7 @@ def server_session(
     t0 = time.perf_counter()
     try:
         party = Party("server", chan, prog.PROGRAM_HASH)
+        chan.send(json.dumps({"linear": linear}).encode())  # the server picks the protocol
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
@@ -256,6 +257,17 @@ def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
 # ----------------------------------------------------------------------------------- client
 
 
+def _session_settings(chan: Channel) -> str:
+    """The linear-layer method the server chose (sent right after the handshake)."""
+    try:
+        linear = json.loads(chan.recv_bytes().decode()).get("linear")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise PeerError(f"server sent malformed session settings: {e}") from None
+    if linear not in LINEAR:
+        raise PeerError(f"server chose an unknown linear method {linear!r}")
+    return linear
+
+
 def run_client(
     directory: str | Path,
     host: str,
@@ -283,11 +295,13 @@ def run_client(
     chan = connect(host, port, timeout, tls_ca, connect_timeout)
     try:
         party = Party("client", chan, prog.PROGRAM_HASH)
+        linear = _session_settings(chan)
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
             prog.ELL,
             inputs=inputs,
+            linear=linear,
             steps=prog.STEPS,
             progress=Progress("client", enabled=progress),
         )
