@@ -197,24 +197,28 @@ def test_packings_are_exact_polynomial_products() -> None:
     assert np.array_equal(y.reshape(ref.shape[1:]), ref[0])
 
 
-def test_flood_residues_match_python_integers() -> None:
+def test_flood_residues_are_the_residues_of_one_small_integer() -> None:
     hp = he_params(32)
     b = he.flood_bits(hp)
-    limbs = -(-(b + 1) // 20)
-    raw = PRG().fill(np.empty((limbs, N), np.uint64)) & np.uint64((1 << 20) - 1)
-    raw[0] &= np.uint64((1 << ((b + 1) - 20 * (limbs - 1))) - 1)
-    res = he.limbs_to_residues(raw, b, hp.q)
-    for i in range(0, N, 997):
-        f = sum(int(raw[j, i]) << (20 * (limbs - 1 - j)) for j in range(limbs)) - (1 << b)
+    res = he.flood_residues(PRG(), b, hp.q_mid, 2)
+    assert res.shape == (2, 2, N)
+    q0, q1 = hp.q_mid
+    vals = []
+    for i in range(0, N, 331):
+        r0, r1 = int(res[1, 0, i]), int(res[1, 1, i])
+        # CRT-reconstruct and centre: the integer must lie in [-2^b, 2^b)
+        f = (r0 + q0 * ((r1 - r0) * pow(q0, -1, q1) % q1)) % (q0 * q1)
+        f = f - q0 * q1 if f > q0 * q1 // 2 else f
         assert -(1 << b) <= f < (1 << b)
-        assert [int(res[k, i]) for k in range(hp.k)] == [f % q for q in hp.q]
+        vals.append(f)
+    assert max(map(abs, vals)) > 1 << (b - 4)  # and really spans the range
 
 
 def _secret_coeffs(hp, dec) -> np.ndarray:  # noqa: ANN001
     """The client's own secret key in coefficient form: decrypting (0, Delta) gives s mod t."""
     data = np.zeros((2, 1, N), np.uint64)
     data[1, 0, 0] = hp.q_last // (1 << hp.ell)
-    raw = coeffs_from_plain(dec.decrypt(ct_from_array(hp, data, last=True)))
+    raw = coeffs_from_plain(dec.decrypt(ct_from_array(hp, data, level="last")))
     t = 1 << hp.ell
     return np.where(raw > t // 2, raw.astype(np.int64) - t, raw.astype(np.int64))
 
@@ -234,20 +238,21 @@ def _phase_noise(hp, s: np.ndarray, c0: np.ndarray, c1: np.ndarray, idx, m) -> n
     return np.array([int(v) - q if v > q // 2 else int(v) for v in e], np.float64)
 
 
-def test_flooded_noise_carries_no_weight_signal() -> None:
-    """Decrypted noise of the returned ciphertexts: same distribution for tiny and huge W, and
-    at the flooded magnitude (~2^16), far above the unflooded rounding noise (~2^7)."""
+def test_reply_noise_carries_no_weight_signal() -> None:
+    """Decrypted noise of the returned ciphertext (4096 coefficients of one 1x1 conv output):
+    the same distribution for all-one weights and for 30-bit random weights."""
     ell = 32
     hp = he_params(ell)
-    x = rand_ring((1, 2048), ell)
-    plan = pk.plan_fc(2048, 8)
-    idx, _ = pk.fc_useful(plan, 0)
+    x = rand_ring((1, 16, 64, 64), ell)
+    plan = pk.plan_conv(16, 64, 64, 1, 1, 1, (1, 1))
+    idx = pk.conv_useful(plan)[0][0]
+    assert idx.size == 4096
     bits = hp.q_last.bit_length()
     noises = {}
-    for label, w in (("small", np.ones((8, 2048), np.int64)), ("large", wts((8, 2048), 30))):
+    for label, w in (("ones", np.ones((1, 16, 1, 1), np.int64)), ("big", wts((1, 16, 1, 1), 30))):
 
         def server(p, w=w):  # noqa: ANN001, ANN202
-            return L.gemm(p, np.zeros_like(x), w, None, w_shape=w.shape, ell=ell, method="he")
+            return L.conv2d(p, np.zeros_like(x), w, None, w_shape=w.shape, ell=ell)
 
         def client(p, w=w):  # noqa: ANN001, ANN202
             frames, real = [], p.chan.recv_array
@@ -257,18 +262,29 @@ def test_flooded_noise_carries_no_weight_signal() -> None:
                 return frames[-1]
 
             p.chan.recv_array = rec  # record the raw reply (the client's own view)
-            y = L.gemm(p, x, None, None, w_shape=w.shape, ell=ell, method="he")
+            y = L.conv2d(p, x, None, None, w_shape=w.shape, ell=ell)
             return y, frames, he.keys(p, ell).decryptor
 
         _, (yc, frames, dec) = run_parties(server, client, timeout=120, setup_ot=False)
         c1 = bitpack.unpack(frames[-2], N, bits)
         c0 = np.zeros(N, np.uint64)
         c0[idx] = bitpack.unpack(frames[-1], idx.size, bits)
-        noises[label] = _phase_noise(hp, _secret_coeffs(hp, dec), c0, c1, idx, yc[0])
-    a, b = noises["small"], noises["large"]
-    for v in (a, b):  # flooded: uniform F scaled by q_0/Q spreads the noise to ~2^16
-        assert 2**13 < v.std() < 2**18
-    assert stats.ks_2samp(a, b).pvalue > 1e-3
+        m = yc.reshape(-1)[pk.conv_useful(plan)[0][1]]
+        noises[label] = _phase_noise(hp, _secret_coeffs(hp, dec), c0, c1, idx, m)
+    a, b = noises["ones"], noises["big"]
+    budget = hp.q_last / (1 << (ell + 1))
+    for v in (a, b):
+        assert np.abs(v).max() < budget / 16  # decryption margin
+        assert v.std() > 1  # the mod-switch rounding is there
+    assert stats.ks_2samp(a, b).pvalue > 1e-4
+    assert abs(a.std() - b.std()) < 0.1 * a.std()
+
+
+def test_flooding_premise_is_enforced() -> None:
+    hp = he_params(32)
+    he.check_flooding(hp, 1 << 40, "ok layer")
+    with pytest.raises(ValueError, match="huge layer"):
+        he.check_flooding(hp, 1 << 60, "huge layer")
 
 
 def test_bad_inputs_are_named() -> None:

@@ -3,21 +3,22 @@
 Protocol (Cheetah §4, one call = one layer, every message batched per ciphertext):
 
 1. client: encrypt each packed input polynomial of its share x_c under its secret key (BFV,
-   t = 2^ell, coefficient encoding) and send the raw RNS data;
+   t = 2^ell, coefficient encoding) and send the raw RNS data (level Q = q_0 q_1 q_2);
 2. server: per output polynomial y_o = sum_j ct_j * P_oj (NTT-form products), subtract a fresh
-   uniform mask r (its own share), re-randomise by adding a public-key encryption of zero, flood
-   the noise with a uniform F in [-2^b, 2^b) (b = log2(Q/q_0) + 17), mod-switch to q_0 and send
-   c1 plus only the wanted coefficients of c0;
+   uniform mask r (its own share), re-randomise by adding a public-key encryption of zero, drop
+   q_2 (the W-dependent noise, <= 20*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood
+   with F uniform in [-2^54, 2^54), switch down to q_0 and send c1 plus only the wanted
+   coefficients of c0;
 3. client: decrypt the wanted coefficients: W*x_c - r mod 2^ell.
 
-Circuit privacy (docs/SECURITY.md): the W-dependent noise is at most D = 20 * ||P_o||_1 per
-coefficient; the client sees at most N coefficients, so the flooded noise is within statistical
-distance N*D/2^(b+1) <= 2^-40 of a W-independent one; ``check_flooding`` enforces the bound.
+Circuit privacy (docs/SECURITY.md): c1 is a fresh RLWE sample (independent of W under RLWE);
+the W-dependent noise at level q_0 q_1 is at most 1 per coefficient, so with at most N = 2^13
+coefficients revealed the statistical distance to a W-free transcript is <= 2^13 / 2^55 = 2^-42;
+everything after the flood is post-processing. ``check_flooding`` enforces the premise.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass
 
@@ -42,21 +43,25 @@ STAT_BITS = 40
 FRESH_NOISE = 20  # bound on |e| + 1/2 of a fresh symmetric BFV encryption (SEAL clips at 6*3.2)
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BATCH = 16  # output ciphertexts flooded per numpy pass
 
 
-def flood_bits(hp: HEParams) -> int:
-    """b such that a flood F < 2^b stays below 2^17 after switching to q_0 (budget 2^19)."""
-    ratio = math.prod(hp.q) // hp.q_last
-    return ratio.bit_length() - 1 + 17
+FLOOD_BITS = 54  # F uniform in [-2^54, 2^54): N * 1 / 2^55 = 2^-42 <= 2^-40
+
+
+def flood_bits(hp: HEParams) -> int:  # noqa: ARG001 - same for every ell
+    """b: the flood F is uniform in [-2^b, 2^b) at level q_0 q_1 (|W-dependent noise| <= 1)."""
+    return FLOOD_BITS
 
 
 def check_flooding(hp: HEParams, l1: int, what: str) -> None:
-    """Raise unless N * 20 * l1 / 2^(b+1) <= 2^-40 (the circuit-privacy bound)."""
+    """Raise unless the W-dependent noise 20*||W||_1 at level Q is below q_2 / 2, so that after
+    dropping q_2 it is at most 1/2 (+1/2 rounding) and the flood hides it (2^-40)."""
     d = FRESH_NOISE * max(int(l1), 1)
-    if (N * d) << STAT_BITS > 1 << (flood_bits(hp) + 1):
+    if 2 * d > hp.q[2]:
         raise ValueError(
             f"{what}: weights too large for noise flooding (||W||_1 = {l1}); "
-            f"need N*20*||W||_1 <= 2^{flood_bits(hp) + 1 - STAT_BITS}"
+            f"need 20*||W||_1 <= q_2/2 ~ 2^{hp.q[2].bit_length() - 2}"
         )
 
 
@@ -75,39 +80,13 @@ class _Keys:
     decryptor: seal.Decryptor | None = None
 
 
-def _mulmod_small(a: np.ndarray, c: int, q: int) -> np.ndarray:
-    """(a * c) mod q for a < 2^21, c < q < 2^61, exact in uint64 (quotient from float64)."""
-    quot = np.floor(a.astype(np.float64) * (float(c) / float(q))).astype(np.uint64)
-    r = (a * np.uint64(c) - quot * np.uint64(q)).view(np.int64)
-    r = np.where(r < 0, r + q, r)
-    r = np.where(r >= q, r - q, r)
-    return r.astype(np.uint64)
-
-
-def flood_residues(prg: PRG, b: int, q: tuple[int, ...]) -> np.ndarray:
-    """RNS residues uint64[k, N] of F uniform in [-2^b, 2^b) (the flooding noise)."""
-    limbs = -(-(b + 1) // 20)
-    raw = prg.fill(np.empty((limbs, N), np.uint64)) & np.uint64((1 << 20) - 1)
-    top = (b + 1) - 20 * (limbs - 1)
-    raw[0] &= np.uint64((1 << top) - 1)
-    return limbs_to_residues(raw, b, q)
-
-
-def limbs_to_residues(raw: np.ndarray, b: int, q: tuple[int, ...]) -> np.ndarray:
-    """F = sum_j raw[j] * 2^(20*(limbs-1-j)) - 2^b (20-bit limbs, most significant first),
-    reduced mod each q_i by Horner's rule with exact uint64 arithmetic."""
-    limbs = raw.shape[0]
-    out = np.empty((len(q), raw.shape[1]), np.uint64)
-    for i, qi in enumerate(q):
-        acc = raw[0] % np.uint64(qi)
-        c60 = (1 << 60) % qi
-        for j in range(1, limbs):
-            hi, lo = acc >> np.uint64(40), acc & np.uint64((1 << 40) - 1)
-            acc = _mulmod_small(hi, c60, qi) + (lo << np.uint64(20)) + raw[j]
-            acc %= np.uint64(qi)
-        off = np.uint64((1 << b) % qi)
-        out[i] = np.where(acc >= off, acc - off, acc + np.uint64(qi) - off)
-    return out
+def flood_residues(prg: PRG, b: int, q: tuple[int, ...], count: int = 1) -> np.ndarray:
+    """RNS residues uint64[count, k, N] of F uniform in [-2^b, 2^b) (b <= 62, the flood)."""
+    raw = prg.fill(np.empty((count, 1, N), np.uint64)) & np.uint64((1 << (b + 1)) - 1)
+    qa = np.asarray(q, np.uint64)[None, :, None]
+    off = np.asarray([(1 << b) % qi for qi in q], np.uint64)[None, :, None]
+    r = raw % qa
+    return np.where(r >= off, r - off, r + qa - off)
 
 
 def keys(party, ell: int) -> _Keys:  # noqa: ANN001
@@ -158,7 +137,7 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
         data[0, 0, idx] = c0u
         data[1, 0] = c1
         try:
-            ct = ct_from_array(hp, data, last=True)
+            ct = ct_from_array(hp, data, level="last")
         except Exception as e:  # noqa: BLE001
             raise PeerError(f"HE linear: the server sent an invalid ciphertext ({e})") from None
         out.append(coeffs_from_plain(k.decryptor.decrypt(ct))[idx])
@@ -176,41 +155,47 @@ def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.nda
     for _ in range(n_in):
         arr = party.chan.recv_array(np.uint64, shape)
         try:
-            ct = ct_from_array(hp, arr, last=False)
+            ct = ct_from_array(hp, arr)
         except Exception as e:  # noqa: BLE001
             raise PeerError(f"HE linear: the client sent an invalid ciphertext ({e})") from None
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
     b = flood_bits(hp)
     bits = hp.q_last.bit_length()
-    qarr = np.asarray(hp.q, np.uint64)[:, None]
+    qarr = np.asarray(hp.q_mid, np.uint64)[:, None]
     shares = []
-    for out in outputs:
-        acc = None
-        for j, pt in out.terms:
-            prod = ev.multiply_plain(cts[j], pt)
+    for o0 in range(0, len(outputs), _BATCH):
+        batch = outputs[o0 : o0 + _BATCH]
+        datas = []
+        for out in batch:
+            acc = None
+            for j, pt in out.terms:
+                prod = ev.multiply_plain(cts[j], pt)
+                if acc is None:
+                    acc = prod
+                else:
+                    ev.add_inplace(acc, prod)
             if acc is None:
-                acc = prod
+                acc = k.encryptor.encrypt_zero()
             else:
-                ev.add_inplace(acc, prod)
-        if acc is None:
-            acc = k.encryptor.encrypt_zero()
-        else:
-            ev.transform_from_ntt_inplace(acc)
-        r = np.zeros(N, np.uint64)
-        r[out.useful] = prg.ring(out.useful.size, ell)
-        if out.useful.size:
-            ev.sub_plain_inplace(acc, plain_from_coeffs(hp, r))
-        ev.add_inplace(acc, k.encryptor.encrypt_zero())  # re-randomise c1
-        data = ct_to_array(acc)
-        data[0] += flood_residues(prg, b, hp.q)
-        data[0] %= qarr
-        acc = ct_from_array(hp, data, last=False)
-        ev.mod_switch_to_inplace(acc, hp.last_parms)
-        low = ct_to_array(acc)
-        party.chan.send(bitpack.pack(low[1, 0], bits))
-        party.chan.send(bitpack.pack(low[0, 0, out.useful], bits))
-        shares.append(r[out.useful])
+                ev.transform_from_ntt_inplace(acc)
+            r = np.zeros(N, np.uint64)
+            r[out.useful] = prg.ring(out.useful.size, ell)
+            if out.useful.size:
+                ev.sub_plain_inplace(acc, plain_from_coeffs(hp, r))
+            ev.add_inplace(acc, k.encryptor.encrypt_zero())  # re-randomise c1
+            ev.mod_switch_to_next_inplace(acc)  # drop q_2: W-dependent noise now <= 1
+            datas.append(ct_to_array(acc))
+            shares.append(r[out.useful])
+        flood = flood_residues(prg, b, hp.q_mid, len(batch))
+        for out, data, f in zip(batch, datas, flood, strict=True):
+            data[0] += f
+            data[0] %= qarr
+            acc = ct_from_array(hp, data, level="mid")
+            ev.mod_switch_to_inplace(acc, hp.last_parms)
+            low = ct_to_array(acc)
+            party.chan.send(bitpack.pack(low[1, 0], bits))
+            party.chan.send(bitpack.pack(low[0, 0, out.useful], bits))
     return shares
 
 

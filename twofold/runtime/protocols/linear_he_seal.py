@@ -5,9 +5,9 @@ Parameters (per ring bit length ell, plaintext modulus t = 2^ell, coefficient en
 * N = 8192; coefficient moduli [ell+20, 60, 60 | 41] bits (the last one is SEAL's special prime);
   218 bits in all, the HE-standard maximum for N = 8192 at 128-bit classical security, checked
   by SEAL itself (``sec_level_type.tc128``).
-* The data level has three primes (Q ~ 2^(ell+140)) so that the server can flood the noise with
-  2^(40+log2 N) times its largest W-dependent part and still decrypt; the reply is mod-switched
-  to the first prime alone (ell+20 bits), so the client gets small ciphertexts.
+* The data level has three primes: the products live at Q = q_0 q_1 q_2, then the server drops
+  q_2 (its W-dependent noise shrinks below 1), floods at q_0 q_1 and switches down to q_0 alone
+  (ell+20 bits), so the client gets small ciphertexts (see ``linear_he`` and docs/SECURITY.md).
 
 seal-python exposes no raw coefficient buffers, so polynomials are moved in and out through
 SEAL's own uncompressed serialisation (``to_bytes``/``load_bytes``): a fixed header followed by
@@ -49,7 +49,9 @@ class HEParams:
     last_parms: list[int]
     pt_prefix: bytes  # serialisation header of a coefficient-form plaintext with N coefficients
     ct_prefix_first: bytes  # header of a 2-poly ciphertext at the data level, coefficient form
+    ct_prefix_mid: bytes  # the same one level down (primes q_0, q_1: where the flood is added)
     ct_prefix_last: bytes  # the same at the last level
+    q_mid: tuple[int, ...]  # q_0, q_1
     evaluator: seal.Evaluator
 
     @property
@@ -84,6 +86,8 @@ def he_params(ell: int) -> HEParams:
     one = _load_plain(ctx, pt_prefix, z)
     ct = enc.encrypt_symmetric(one)
     ct_first = ct.to_string()[:_CT_DATA]
+    ev.mod_switch_to_next_inplace(ct)
+    ct_mid = ct.to_string()[:_CT_DATA]
     ev.mod_switch_to_inplace(ct, ctx.last_parms_id())
     ct_last = ct.to_string()[:_CT_DATA]
     return HEParams(
@@ -95,7 +99,9 @@ def he_params(ell: int) -> HEParams:
         last_parms=list(ctx.last_parms_id()),
         pt_prefix=pt_prefix,
         ct_prefix_first=ct_first,
+        ct_prefix_mid=ct_mid,
         ct_prefix_last=ct_last,
+        q_mid=q[:2],
         evaluator=ev,
     )
 
@@ -135,10 +141,14 @@ def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u8", offset=_CT_DATA).reshape(ct.size(), k, N).copy()
 
 
-def ct_from_array(hp: HEParams, data: np.ndarray, *, last: bool) -> seal.Ciphertext:
-    """A 2-poly coefficient-form ciphertext from uint64[2, k, N] (SEAL validates every residue)."""
-    prefix = hp.ct_prefix_last if last else hp.ct_prefix_first
-    k = 1 if last else hp.k
+def ct_from_array(hp: HEParams, data: np.ndarray, *, level: str = "first") -> seal.Ciphertext:
+    """A 2-poly coefficient-form ciphertext from uint64[2, k, N] at level "first" (k=3),
+    "mid" (k=2) or "last" (k=1); SEAL validates every residue."""
+    prefix, k = {
+        "first": (hp.ct_prefix_first, hp.k),
+        "mid": (hp.ct_prefix_mid, 2),
+        "last": (hp.ct_prefix_last, 1),
+    }[level]
     if data.shape != (2, k, N):
         raise ValueError(f"ciphertext data must have shape {(2, k, N)}, got {data.shape}")
     ct = seal.Ciphertext()
