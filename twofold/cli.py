@@ -210,6 +210,21 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
     )
 
 
+@cli.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
+def inspect_cmd(model, fmt, input_shape) -> None:  # noqa: ANN001
+    """Print the IR of MODEL.onnx and its summary (ops, params, MACs, ReLU count)."""
+    from .inspect import inspect_model, parse_shape
+
+    try:
+        shape = parse_shape(input_shape) if input_shape else None
+        click.echo(inspect_model(model, fmt, shape))
+    except (ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)
