@@ -274,3 +274,14 @@ def test_parties_over_tls_tcp(tmp_path):
     t.join(20)
     m0, m1 = out["m"]
     assert np.array_equal(m, np.where(c[:, None] == 1, m1, m0))
+
+
+def test_kk13_row_hash_is_crhash256():
+    from twofold.runtime.ot.crhash import crhash256, tweaks
+    from twofold.runtime.ot.kk13 import _RowHasher
+
+    rows = RNG.integers(0, 2**63, (33, 4), dtype=np.uint64)
+    off = RNG.integers(0, 2**63, 4, dtype=np.uint64)
+    got = _RowHasher(rows, tweaks(11, 33, 9))(off)
+    z = rows ^ off
+    assert np.array_equal(got, crhash256(z[:, :2], z[:, 2:], 11, 9)[:, 0])
