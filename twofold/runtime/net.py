@@ -28,6 +28,7 @@ from .errors import PeerError, RuntimeProtocolError
 _HDR = struct.Struct("<QB")
 _KIND_BYTES = 0
 _SMALL = 1 << 16  # frames up to this size are coalesced in the send buffer
+_SOCKBUF = 1 << 22
 MAX_FRAME = 1 << 36  # refuse absurd lengths from a malformed header (64 GiB)
 
 
@@ -64,6 +65,9 @@ class Channel:
         sock.settimeout(timeout)
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(OSError, AttributeError):  # room for a few OT chunks in flight
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKBUF)
         self.bytes_sent = 0
         self.bytes_recv = 0
         self.rounds = 0
@@ -231,10 +235,6 @@ class Channel:
 def socketpair_channels(timeout: float = 30.0) -> tuple[Channel, Channel]:
     """Two connected channels over a real OS socketpair (for tests and in-process runs)."""
     a, b = socket.socketpair()
-    for s in (a, b):
-        with contextlib.suppress(OSError):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     return Channel(a, timeout), Channel(b, timeout)
 
 
