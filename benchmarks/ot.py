@@ -3,7 +3,8 @@
 Usage: python benchmarks/ot.py [--json FILE] [--quick]
 
 The server is this process, the client a forked child; one thread each, over loopback TCP. Each
-figure is the slower party's wall time for one batch of n OTs, after a sync message. Printed beside
+figure is the slower party's wall time for one batch of n OTs, after a sync message (its CPU
+time is printed too: on a shared machine the wall time includes waiting for a core). Printed beside
 the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
 TCP GB/s through the same Channel class.
 """
@@ -75,11 +76,15 @@ def _session(p: Party, sizes: list[int]) -> dict:
             ch.send(b"sync")
             ch.recv_bytes()
             b0 = ch.bytes_sent + ch.bytes_recv
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             _run(p, fl, n, inputs)
             ch.flush()
-            dt = time.perf_counter() - t0
-            out[f"{fl}/{n}"] = {"seconds": dt, "bytes": ch.bytes_sent + ch.bytes_recv - b0}
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            out[f"{fl}/{n}"] = {
+                "seconds": dt,
+                "cpu_seconds": dc,
+                "bytes": ch.bytes_sent + ch.bytes_recv - b0,
+            }
     ch.send(b"end")
     ch.recv_bytes()
     return out
@@ -134,21 +139,29 @@ def main() -> None:
     res: dict = {
         "limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb, "loopback_GBps": loop},
         "setup_seconds": setup,
+        "load_average_1min": os.getloadavg()[0],
         "setup_bytes": p.chan.stats["ot-setup"].bytes_sent + p.chan.stats["ot-setup"].bytes_recv,
     }
     print(
         f"AES-128-CTR {ctr:.2f} GB/s   fixed-key AES MMO {ecb:.2f} GB/s   loopback {loop:.2f} GB/s"
     )
     print(f"session setup (handshake + base OTs + KK13 bases): {setup:.3f} s")
-    print(f"{'flavour':8} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bytes/OT':>9}")
+    print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"{'flavour':8} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bytes/OT':>9} {'cpu s':>6}")
     for fl in FLAVOURS:
         per_n = {}
         for n in sizes:
             key = f"{fl}/{n}"
             dt = max(srv[key]["seconds"], cli[key]["seconds"])
+            dc = max(srv[key]["cpu_seconds"], cli[key]["cpu_seconds"])
             bpo = srv[key]["bytes"] / n
-            per_n[str(n)] = {"seconds": dt, "ops_per_s": n / dt, "bytes_per_op": bpo}
-            print(f"{fl:8} {n:>9} {dt:8.3f} {n / dt / 1e6:8.2f} {bpo:9.2f}")
+            per_n[str(n)] = {
+                "seconds": dt,
+                "ops_per_s": n / dt,
+                "bytes_per_op": bpo,
+                "cpu_seconds_slower_party": dc,
+            }
+            print(f"{fl:8} {n:>9} {dt:8.3f} {n / dt / 1e6:8.2f} {bpo:9.2f} {dc:6.3f}")
         big = per_n[str(sizes[-1])]
         res[fl] = {"ops_per_s": big["ops_per_s"], "bytes_per_op": big["bytes_per_op"], "n": per_n}
     if args.json:
