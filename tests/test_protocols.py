@@ -294,3 +294,39 @@ def test_empty_and_scalar_shapes_are_kept() -> None:
 
     s, _ = run_pair(f, f, make=make_party)
     assert s == [(0,), (), (2, 0, 3), (1, 1, 1, 1), (0,)]
+
+
+def test_chunked_paths(monkeypatch) -> None:  # noqa: ANN001
+    """Tensors larger than CHUNK are processed chunk by chunk with the same results."""
+    import importlib
+
+    mil = importlib.import_module("twofold.runtime.protocols.millionaire")
+    rel = importlib.import_module("twofold.runtime.protocols.relu")
+
+    monkeypatch.setattr(mil, "CHUNK", 7)
+    monkeypatch.setattr(rel, "CHUNK", 7)
+    ell = 16
+    x = to_ring(edge_values(ell), ell).reshape(-1)
+    x0, x1 = split(x, ell)
+    mine = {"server": (x0, x), "client": (x1, np.roll(x, 3))}
+
+    def f(p):  # noqa: ANN001, ANN202
+        share, own = mine[p.role]
+        return (
+            P.relu(p, share, ell, return_drelu=True),
+            P.trunc(p, share, ell, 5),
+            P.millionaire(p, own, ell, split=6),
+            P.millionaire(p, own, ell, return_eq=True),
+        )
+
+    s, k = run_pair(f, f, make=make_party)
+    sx = signed(x, ell)
+    assert (add(s[0][0], k[0][0], ell) == np.where((sx > 0).astype(bool), x, 0)).all()
+    assert ((s[0][1] ^ k[0][1]) == (sx >= 0).astype(np.uint8)).all()
+    assert (add(s[1], k[1], ell) == to_ring(sx >> 5, ell)).all()
+    y = np.roll(x, 3)
+    m6 = np.uint64(63)
+    assert ((s[2][0] ^ k[2][0]) == ((x & m6) < (y & m6))).all()
+    assert ((s[2][1] ^ k[2][1]) == (x < y)).all()
+    assert ((s[3][0] ^ k[3][0]) == (x < y)).all()
+    assert ((s[3][1] ^ k[3][1]) == (x == y)).all()
