@@ -157,19 +157,3 @@ def test_lowered_activations_and_padded_avgpool():
     want = float_eval(g, x)["flat"].ravel()
     got = np.array(simulate(sg, x)["outputs"][sg.outputs[0]]["values"])
     assert np.abs(got - want).max() < 5e-3
-
-
-def test_densenet121_structure_relu_count_and_affine_bns():
-    from fixedpoint_graphs import densenet121_ir
-
-    from twofold.compiler.report import format_summary
-
-    g = _with_input(densenet121_ir(224), -2.1179, 2.64)
-    assert sum(n.op == "batchnorm" for n in g.nodes) == 121
-    sg = run_pipeline(g, CompileOptions(disabled={"calibrate", "bitwidth"}))
-    rep = build_report(sg)
-    assert rep["totals"]["relu_elements"] == 15_065_344
-    assert rep["totals"]["affine_layers"] == 121 - 1 - 58  # norm0 and every norm2 fold
-    assert set(rep["totals"]["truncations"]) == {"faithful", "msb0"}
-    assert rep["totals"]["truncation_elements"]["msb0"] == 15_065_344  # one after each ReLU
-    assert "ReLU elements: 15,065,344" in format_summary(rep)

@@ -2,12 +2,12 @@
 
 Each node gets ``meta["range"] = [lo, hi]`` (real units) and ``meta["bits"]``: the
 two's-complement bits its integer values need. Ranges come from interval analysis over
-the weights and the declared input range (``graph.meta["input"]["range"]``), tightened,
-where calibration recorded ``meta["observed"]``, to the observed range widened by the
-calibration margin. ``auto`` picks the smallest ℓ ≤ 64 with one spare bit over every
-tensor; an explicit ℓ that cannot hold a tensor is refused naming it (DESIGN.md §4,
-pass 6). Invariant established: every fixed-point type has the chosen ℓ, and every
-tensor's bits ≤ ℓ.
+the weights and the declared input range (``graph.meta["input"]["range"]``); where
+calibration recorded ``meta["observed"]``, products and sum pools are cut to the observed
+range widened by the calibration margin, and the other ops propagate those bounds.
+``auto`` picks the smallest ℓ ≤ 64 with one spare bit over every tensor; an explicit ℓ
+that cannot hold a tensor is refused naming it (DESIGN.md §4, pass 6). Invariant
+established: every fixed-point type has the chosen ℓ, and every tensor's bits ≤ ℓ.
 """
 
 from __future__ import annotations
@@ -19,23 +19,15 @@ from .ranges import bits_needed, interval_ranges
 MAX_ELL = 64
 
 
-def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
-    return (lo * margin if lo < 0 else 0.0), (hi * margin if hi > 0 else 0.0)
-
-
 def annotate_ranges(g: Graph, margin: float) -> None:
-    """Set meta range/bits on every node from intervals ∩ widened observations."""
+    """Set meta range/bits on every node (intervals, tightened by widened observations)."""
     inp = g.meta.get("input", {})
     rng = inp.get("range")
     if rng is None:
         raise CompileError("no input range declared (graph.meta['input']['range'])")
-    iv = interval_ranges(g, (rng[0], rng[1]))
+    iv = interval_ranges(g, (rng[0], rng[1]), margin)
     for node in g.nodes:
         lo, hi = float(iv[node.name][0].min()), float(iv[node.name][1].max())
-        if "observed" in node.meta and node.op not in ("weight", "const", "input"):
-            olo, ohi = _widen(*node.meta["observed"], margin)
-            lo, hi = max(lo, olo), min(hi, ohi)
-            lo, hi = min(lo, hi), max(lo, hi)
         node.meta["range"] = [lo, hi]
         node.meta["bits"] = bits_needed(lo, hi, node.type.dtype.scale)
 

@@ -104,8 +104,26 @@ def _channels(shape: tuple[int, ...]) -> int | None:
     return shape[1] if len(shape) >= 2 else None
 
 
-def interval_ranges(g: Graph, input_range: tuple[float, float]) -> dict[str, Interval]:
-    """Sound (lo, hi) per node, from the weights and the declared input range."""
+# Ops whose interval bound grows fastest (sums of many products): where calibration helps.
+TIGHTEN = {"conv2d", "gemm", "affine", "mul", "mul_const", "sumpool"}
+
+
+def widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
+    """An observed range scaled away from 0 by ``margin`` (0 stays a bound)."""
+    return (lo * margin if lo < 0 else 0.0), (hi * margin if hi > 0 else 0.0)
+
+
+def interval_ranges(
+    g: Graph, input_range: tuple[float, float], margin: float | None = None
+) -> dict[str, Interval]:
+    """(lo, hi) per node, from the weights and the declared input range.
+
+    Sound without calibration. With ``margin``, the bound of a product or sum pool that
+    recorded ``meta["observed"]`` is cut to the observed range widened by ``margin``,
+    and every other op propagates those calibrated bounds by its exact rule, so a
+    tensor that happened to be constant on the calibration inputs (e.g. relu(x − 6))
+    still gets the range its operands allow.
+    """
     r: dict[str, Interval] = {}
     for node in g.nodes:
         op, ins = node.op, node.inputs
@@ -170,6 +188,10 @@ def interval_ranges(g: Graph, input_range: tuple[float, float]) -> dict[str, Int
         else:
             raise CompileError(f"%{node.name}: no range rule for op {op}")
         lo, hi = np.asarray(iv[0], np.float64), np.asarray(iv[1], np.float64)
+        if margin is not None and op in TIGHTEN and "observed" in node.meta:
+            wlo, whi = widen(*node.meta["observed"], margin)
+            lo, hi = np.maximum(lo, wlo), np.minimum(hi, whi)
+            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
         if "clamp" in node.meta:  # a lowered clip: the result is known to lie in [a, b]
             a, b = node.meta["clamp"]
             lo = np.maximum(lo, -np.inf if a is None else a)

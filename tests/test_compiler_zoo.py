@@ -1,0 +1,99 @@
+"""Fixed-point fidelity on torch-exported ONNX: the four small zoo models and DenseNet-121 on
+the real radiograph of pydicom-data (simulate vs float reference, DESIGN.md §6)."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pydicom.data import get_testdata_file
+
+from twofold.backends.cleartext import apply_output_function, simulate
+from twofold.backends.float_ref import run_float
+from twofold.cli import cli
+from twofold.compiler import CompileError
+from twofold.frontends.onnx import load_onnx
+from twofold.toolchain import compile_model, inspect_bundle, load_input
+
+SMALL = ["resnet", "mobilenet", "squeezenet", "vgg"]
+SETTINGS = [
+    pytest.param({"scale": 12, "bitlength": "auto"}, False, id="s12-auto-intervals"),
+    pytest.param({"scale": 12, "bitlength": "auto"}, True, id="s12-auto-calibrated"),
+    pytest.param({"scale": 11, "bitlength": 32}, True, id="l32-s11-calibrated"),
+]
+
+
+def _probs(fn, values):
+    """Probabilities from outputs after the output function; softmax of plain logits."""
+    v = np.asarray(values, np.float64)
+    return apply_output_function("softmax", v).ravel() if fn in (None, "identity") else v.ravel()
+
+
+def _image(seed, size=32):
+    return np.clip(np.random.default_rng(seed).normal(0, 1, (1, 3, size, size)), -2.1, 2.6)
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize(("settings", "calibrate"), SETTINGS)
+def test_small_zoo_fidelity(zoo_onnx, tmp_path, name, settings, calibrate):
+    path = zoo_onnx(name, 32)
+    g = load_onnx(str(path))
+    x = _image(1)
+    calib = []
+    if calibrate:
+        np.save(tmp_path / "c.npy", _image(2))  # a different input than the one tested
+        calib = [tmp_path / "c.npy"]
+    sg, _ = compile_model(path, None, calibrate=calib, **settings)
+    if settings["bitlength"] != "auto":
+        assert sg.meta["ell"] == settings["bitlength"]
+    ((oname, want),) = run_float(g, {"image": x}, dtype=np.float64).items()
+    (got,) = simulate(sg, x)["outputs"].values()
+    p_want = _probs(g.meta["output_function"][oname], want)
+    p_got = _probs(sg.meta["output_function"][sg.outputs[0]], got["values"])
+    assert np.abs(p_got - p_want).max() <= 1e-2
+    assert p_got.argmax() == p_want.argmax()
+
+
+@pytest.fixture(scope="module")
+def densenet(zoo_onnx, tmp_path_factory):
+    """DenseNet-121 224² compiled by the CLI, calibrated on a *different* radiograph (RG3)."""
+    path = zoo_onnx("densenet121", 224)
+    out = tmp_path_factory.mktemp("dn") / "bundle"
+    res = CliRunner().invoke(
+        cli,
+        ["compile", str(path), "-o", str(out), "--calibrate", get_testdata_file("RG3_UNCR.dcm")],
+    )
+    assert res.exit_code == 0, res.output
+    return path, out
+
+
+def test_densenet121_radiograph_matches_float(densenet, tmp_path):
+    path, bundle = densenet
+    rg1 = get_testdata_file("RG1_UNCR.dcm")
+    res = CliRunner().invoke(
+        cli, ["simulate", str(bundle), "--input", rg1, "-o", str(tmp_path / "out.json")]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out.json").read_text())
+    (got,) = doc["outputs"].values()
+    assert got["shape"] == [1, 14]
+    g = load_onnx(str(path))
+    x = load_input(rg1, {"shape": [1, 3, 224, 224], "preprocess": "chexnet"})
+    (want,) = run_float(g, {"image": x}, dtype=np.float64).values()
+    diff = np.abs(np.array(got["values"]) - want.ravel())
+    assert diff.max() <= 1e-2
+    assert np.argmax(got["values"]) == want.argmax()
+
+
+def test_densenet121_inspect_counts(densenet):
+    text = inspect_bundle(densenet[1])
+    assert "ReLU elements: 15,065,344 in 121 layers" in text
+    assert "truncations: faithful 66 ops" in text and "msb0 121 ops / 15,065,344 elements" in text
+    assert "affine (non-folded BN) layers: 62" in text
+    assert "# range [" in text and "bits " in text
+
+
+def test_densenet121_l32_s11_refused_naming_tensor(zoo_onnx):
+    """These weights drive a conv output past ±512, which ℓ=32 at 2s=22 cannot hold."""
+    with pytest.raises(CompileError, match=r"bitlength 32 too small: tensor %\S+ \(conv2d"):
+        compile_model(zoo_onnx("densenet121", 224), None, scale=11, bitlength=32)
