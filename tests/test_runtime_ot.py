@@ -43,13 +43,15 @@ def test_crhash_is_mmo_with_tweak():
     assert not np.array_equal(crhash(x, 7, 3), crhash(x, 8, 3))
 
 
-@pytest.mark.parametrize("k", [1, 3, 8, 13, 32, 63, 64])
-def test_bitpack_roundtrip(k):
-    m = 37
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 13, 32, 63, 64])
+@pytest.mark.parametrize("m", [37, 40])
+def test_bitpack_roundtrip(k, m):
     v = RNG.integers(0, 2**63, m, dtype=np.uint64) & np.uint64((1 << k) - 1)
     p = bitpack.pack(v, k)
     assert p.nbytes == bitpack.packed_size(m, k) == (m * k + 7) // 8
     assert np.array_equal(bitpack.unpack(p, m, k), v)
+    bits = np.unpackbits(p, bitorder="little")[: m * k].reshape(m, k)  # the documented layout
+    assert np.array_equal((bits.astype(np.uint64) << np.arange(k, dtype=np.uint64)).sum(1), v)
 
 
 def test_hadamard_codewords_distance_128():

@@ -17,6 +17,12 @@ def packed_size(m: int, k: int) -> int:
 def pack(vals: np.ndarray, k: int) -> np.ndarray:
     """uint64 values (any shape, already < 2^k) -> packed uint8[packed_size(size, k)]."""
     v = np.ascontiguousarray(vals, dtype=np.uint64).reshape(-1)
+    if k in (1, 2, 4) and v.size % (8 // k) == 0:  # whole values per byte: shift and or
+        a = v.astype(np.uint8).reshape(-1, 8 // k)
+        out = a[:, 0].copy()
+        for i in range(1, 8 // k):
+            out |= a[:, i] << np.uint8(i * k)
+        return out
     nb = (k + 7) // 8
     b = v.view(np.uint8).reshape(-1, 8)[:, :nb]
     if k % 8 == 0:

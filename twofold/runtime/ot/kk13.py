@@ -63,16 +63,20 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> No
     n, nmsg = tables.shape
     m = mask(k)
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]
-    out = np.empty((n, nmsg), np.uint64)
+    wire = np.empty(bitpack.packed_size(n * nmsg, k), np.uint8)
 
     def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
         hasher = _RowHasher(q, tweaks(tw, hi - lo, domain))
+        out = np.empty((hi - lo, nmsg), np.uint64)
         for x in range(nmsg):
-            np.bitwise_xor(tables[lo:hi, x], hasher(cs[x]), out=out[lo:hi, x])
+            np.bitwise_xor(tables[lo:hi, x], hasher(cs[x]), out=out[:, x])
+        out &= m
+        packed = bitpack.pack(out, k)  # chunks start at multiples of 64 OTs: byte aligned
+        off = lo * nmsg * k // 8
+        wire[off : off + packed.size] = packed
 
     ext.extend(chan, n, each)
-    out &= m
-    chan.send(bitpack.pack(out, k))
+    chan.send(wire)
 
 
 def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, domain: int):  # noqa: ANN001, ANN201
