@@ -50,6 +50,8 @@ def test_bitpack_roundtrip(k, m):
     p = bitpack.pack(v, k)
     assert p.nbytes == bitpack.packed_size(m, k) == (m * k + 7) // 8
     assert np.array_equal(bitpack.unpack(p, m, k), v)
+    idx = np.array([m - 1, 0, 5, 5, 17])
+    assert np.array_equal(bitpack.take(p, idx, m, k), v[idx])
     bits = np.unpackbits(p, bitorder="little")[: m * k].reshape(m, k)  # the documented layout
     assert np.array_equal((bits.astype(np.uint64) << np.arange(k, dtype=np.uint64)).sum(1), v)
 

@@ -55,3 +55,19 @@ def unpack(buf: np.ndarray, m: int, k: int) -> np.ndarray:
         bits = np.unpackbits(buf, count=m * k, bitorder="little").reshape(m, k)
         out[:, :nb] = np.packbits(bits, axis=1, bitorder="little")
     return out.view(np.uint64).reshape(m)
+
+
+def take(buf: np.ndarray, idx: np.ndarray, m: int, k: int) -> np.ndarray:
+    """Values ``idx`` of m packed k-bit values, without unpacking the others (uint64)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    b = np.asarray(buf, np.uint8)
+    if k in (1, 2, 4):
+        bits = idx * k
+        byte = b[bits >> 3]
+        return ((byte >> (bits & 7).astype(np.uint8)) & np.uint8((1 << k) - 1)).astype(np.uint64)
+    if k % 8 == 0:
+        nb = k // 8
+        out = np.zeros((idx.size, 8), np.uint8)
+        out[:, :nb] = b[: m * nb].reshape(m, nb)[idx]
+        return out.view(np.uint64).reshape(-1)
+    return unpack(b, m, k)[idx]

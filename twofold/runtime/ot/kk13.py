@@ -96,6 +96,8 @@ def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, doma
         h[lo:hi] = _RowHasher(t, tweaks(tw, hi - lo, domain))(zero)
 
     ext.extend(chan, n, cols, each)
-    y = bitpack.unpack(chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k)), n * nmsg, k)
-    got = y.reshape(n, nmsg)[np.arange(n), choices]
-    return (got ^ h) & mask(k)
+    wire = chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k))
+    got = bitpack.take(wire, np.arange(n, dtype=np.int64) * nmsg + choices, n * nmsg, k)
+    got ^= h
+    got &= mask(k)
+    return got
