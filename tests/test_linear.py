@@ -319,3 +319,17 @@ def test_malformed_ciphertext_from_client_is_a_peer_error() -> None:
 
     with pytest.raises(PeerError, match="invalid ciphertext"):
         run_parties(server, client, setup_ot=False, timeout=60)
+
+
+@pytest.mark.parametrize("setup_ot", [True, False])
+def test_auto_method_is_exact_with_and_without_ot(setup_ot: bool) -> None:
+    ell = 32
+    x = rand_ring((1, 3, 2, 2), ell)
+    g, a = wts((3,)), wts((3,))
+    xs, xc = share(x, ell)
+    ys, yc = run_parties(
+        lambda p: L.affine(p, xs, g, a, ell=ell, method="auto"),
+        lambda p: L.affine(p, xc, None, None, ell=ell, method="auto"),
+        setup_ot=setup_ot,
+    )
+    assert np.array_equal((ys + yc) & np.uint64((1 << ell) - 1), ref_affine(x, g, a, ell))

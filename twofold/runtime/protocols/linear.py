@@ -5,7 +5,10 @@ W*x_c goes through an oblivious protocol:
 
 * ``method="he"``: Cheetah-style BFV with coefficient encoding (``linear_he``); one batched
   exchange per layer (all groups and images together);
-* ``method="ot"``: SCI_OT-style correlated OT (``linear_ot``).
+* ``method="ot"``: SCI_OT-style correlated OT (``linear_ot``);
+* ``method="auto"``: HE for conv2d/gemm; OT for the per-channel affine when the party has an
+  OT extension (``party.ot``), since coefficient encoding cannot pack a per-channel scaling
+  densely and OT costs ell(ell+1)/2 bits per element there (docs/SECURITY.md).
 
 Both end with additive shares of the exact W*x (+ b) mod 2^ell (no truncation). The server's
 weights are signed int64 fixed-point integers; the client passes ``w=None`` and the public
@@ -26,7 +29,7 @@ from . import linear_ot as ot
 from .linear_he_seal import he_params
 from .linear_local import conv2d_mod, matmul_mod, pad_nchw
 
-METHODS = ("he", "ot")
+METHODS = ("he", "ot", "auto")
 
 
 class LinearCache:
@@ -59,6 +62,14 @@ def _check(party, x: np.ndarray, w, ell: int, method: str, what: str) -> None:  
         raise ValueError(f"{what}: the client must not hold the weights (pass None)")
 
 
+def _pick(party, method: str, kind: str) -> str:  # noqa: ANN001
+    if method != "auto":
+        return method
+    if kind == "affine" and getattr(party, "ot", None) is not None:
+        return "ot"
+    return "he"
+
+
 def _key(cache, name, *parts):  # noqa: ANN001, ANN002, ANN202
     return None if cache is None or name is None else (name, *parts)
 
@@ -88,6 +99,7 @@ def conv2d(
 ) -> np.ndarray:
     """Shares of conv2d(x, w) + b mod 2^ell; x_share [B, C, H, W], w [O, C/group, kh, kw]."""
     _check(party, x_share, w, ell, method, f"conv2d {name or ''}".strip())
+    method = _pick(party, method, "conv2d")
     O, cg, kh, kw = (int(v) for v in w_shape)  # noqa: N806
     B, C, H, W = x_share.shape  # noqa: N806
     if w is not None and tuple(w.shape) != (O, cg, kh, kw):
@@ -199,6 +211,7 @@ def gemm(
     """Shares of x @ w.T + b mod 2^ell; x_share [B, n_in], w [n_out, n_in]."""
     what = f"gemm {name or ''}".strip()
     _check(party, x_share, w, ell, method, what)
+    method = _pick(party, method, "gemm")
     n_out, n_in = (int(v) for v in w_shape)
     if x_share.ndim != 2 or x_share.shape[1] != n_in:
         raise ValueError(f"{what}: input shape {x_share.shape} does not match weights {w_shape}")
@@ -262,6 +275,7 @@ def affine(
     """Shares of mul[c] * x[:, c, ...] + add[c] mod 2^ell (per-channel, axis 1)."""
     what = f"affine {name or ''}".strip()
     _check(party, x_share, mul, ell, method, what)
+    method = _pick(party, method, "affine")
     if x_share.ndim < 2:
         raise ValueError(f"{what}: input needs a channel axis, got shape {x_share.shape}")
     B, C = x_share.shape[:2]  # noqa: N806
