@@ -166,3 +166,43 @@ def test_opset_out_of_range(tmp_path):
                  tmp_path / "o9.onnx")  # fmt: skip
     with pytest.raises(FrontendError, match="opset 9 is not supported"):
         load_onnx(path)
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+def test_new_opset_forms(tmp_path, opset):
+    """Opset ≥ 18: axes/pads as inputs; Clip bounds as inputs; Mul/Div/Sub by constants."""
+
+    def const(name, arr):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr))
+
+    scale = numpy_helper.from_array(RNG.uniform(0.5, 2, (1, 3, 1, 1)).astype(np.float32), "s")
+    mat = numpy_helper.from_array(RNG.standard_normal((3, 4)).astype(np.float32), "m")
+    nodes = [
+        const("zero", np.array(0.0, np.float32)),
+        const("six", np.array(6.0, np.float32)),
+        const("two", np.array(2.0, np.float32)),
+        const("pads", np.array([1, 2, 0, 1], np.int64)),
+        const("pad_axes", np.array([2, 3], np.int64)),
+        const("red_axes", np.array([-2, -1], np.int64)),
+        const("unsq", np.array([0], np.int64)),
+        helper.make_node("Clip", ["x", "zero"], ["r"]),  # min only: a ReLU
+        helper.make_node("Pad", ["r", "pads", "", "pad_axes"], ["p"], mode="constant"),
+        helper.make_node("Div", ["p", "two"], ["d"]),
+        helper.make_node("Mul", ["s", "d"], ["ms"]),
+        helper.make_node("Sub", ["ms", "s"], ["sb"]),
+        helper.make_node("Clip", ["sb", "", "six"], ["c"]),
+        helper.make_node("ReduceMean", ["c", "red_axes"], ["gap"], keepdims=0),
+        helper.make_node("Unsqueeze", ["gap", "unsq"], ["u"]),
+        helper.make_node("MatMul", ["u", "m"], ["mm"]),
+        helper.make_node("Softmax", ["mm"], ["out"], axis=-1),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 5])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 4])
+    path = _save(_model(nodes, [x], [out], [scale, mat], opset=opset), tmp_path / "n.onnx")
+    g = _agree(path, (1, 3, 6, 5))
+    ops = [n.op for n in g.nodes if n.op not in ("input", "weight")]
+    assert ops == [
+        "relu", "pad", "mul_const", "mul", "sub", "clip", "global_avgpool", "flatten", "reshape",
+        "reshape", "gemm", "reshape", "softmax",
+    ]  # fmt: skip
+    assert g["out"].type.shape == (1, 1, 4)
