@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from twofold.backends.cleartext import observe_ranges, simulate  # noqa: E402
 from twofold.backends.exact_linalg import conv2d_exact, conv2d_float, im2col  # noqa: E402
+from twofold.backends.float_ref import run_float  # noqa: E402
 from twofold.compiler import CompileOptions, run_pipeline  # noqa: E402
 
 
@@ -40,8 +41,9 @@ def _best(fn, repeat: int) -> float:  # noqa: ANN001
 
 def densenet_graph(size: int):  # noqa: ANN201
     try:
-        from twofold.frontends.onnx import load_onnx
         from zoo import export
+
+        from twofold.frontends.onnx import load_onnx
 
         path = Path(tempfile.mkdtemp()) / "densenet121.onnx"
         export("densenet121", str(path), size)
@@ -55,11 +57,22 @@ def densenet_graph(size: int):  # noqa: ANN201
 def bench_densenet(size: int, repeat: int) -> dict:
     g, source = densenet_graph(size)
     g.meta["input"] = {"name": g.inputs()[0].attrs["name"], "range": [-2.1179, 2.64]}
-    x = np.clip(np.random.default_rng(0).normal(0, 1, g.inputs()[0].type.shape), -2.1, 2.6)
+    meta = {"shape": list(g.inputs()[0].type.shape), "preprocess": "chexnet"}
+    try:  # the real radiographs of pydicom-data: calibrate on RG3, run RG1
+        from pydicom.data import get_testdata_file
+
+        from twofold.toolchain import load_input
+
+        cal = load_input(get_testdata_file("RG3_UNCR.dcm"), meta)
+        x = load_input(get_testdata_file("RG1_UNCR.dcm"), meta)
+    except ImportError:
+        cal = x = np.clip(np.random.default_rng(0).normal(0, 1, meta["shape"]), -2.1, 2.6)
     t = time.perf_counter()
-    sg = run_pipeline(g, CompileOptions(observe=lambda q: observe_ranges(q, [x])))
+    sg = run_pipeline(g, CompileOptions(observe=lambda q: observe_ranges(q, [cal])))
     compile_s = time.perf_counter() - t
     sim = _best(lambda: simulate(sg, x), repeat)
+    got = np.array(next(iter(simulate(sg, x)["outputs"].values()))["values"])
+    want = next(iter(run_float(g, {sg.meta["input"]["name"]: x}, np.float64).values())).ravel()
     return {
         "model": "densenet121",
         "source": source,
@@ -68,6 +81,8 @@ def bench_densenet(size: int, repeat: int) -> dict:
         "scale": sg.meta["scale"],
         "compile_s": round(compile_s, 3),
         "simulate_s_per_image": round(sim, 3),
+        "max_abs_diff_vs_float": float(np.abs(got - want).max()),
+        "top_label_agrees": bool(got.argmax() == want.argmax()),
     }
 
 
