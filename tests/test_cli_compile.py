@@ -73,3 +73,14 @@ def test_compile_refuses_small_bitlength_leaves_no_bundle(tmp_path):
     with pytest.raises(CompileError, match="needs"):
         compile_model(None, tmp_path / "c", graph=small_cnn(), preprocess="none", bitlength=16)
     assert not (tmp_path / "c").exists()
+
+
+def test_cli_inspect_bundle_dir(tmp_path):
+    out, _ = _bundle(tmp_path)
+    res = CliRunner().invoke(cli, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "= trunc(" in res.output and "ReLU elements:" in res.output
+    res = CliRunner().invoke(cli, ["inspect", str(out), "--format", "json"])
+    assert json.loads(res.output)["totals"]["relu_elements"] > 0
+    res = CliRunner().invoke(cli, ["inspect", str(tmp_path)])  # a directory, not a bundle
+    assert res.exit_code == 1 and "ir.json" in res.output

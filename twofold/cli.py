@@ -215,9 +215,26 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
 def inspect_cmd(model, fmt, input_shape) -> None:  # noqa: ANN001
-    """Print the IR of MODEL.onnx and its summary (ops, params, MACs, ReLU count)."""
+    """Print the IR of MODEL.onnx and its summary (ops, params, MACs, ReLU count).
+
+    MODEL may also be a compiled bundle DIR: the secure IR with types, ranges and bits,
+    ReLU elements and truncations of each kind (``--format json``: its report.json).
+    """
+    import json
+    from pathlib import Path
+
     from .inspect import inspect_model, parse_shape
 
+    if Path(model).is_dir():
+        from .compiler.bundle import read_report
+        from .toolchain import inspect_bundle
+
+        try:
+            text = inspect_bundle(model) if fmt == "text" else json.dumps(read_report(model))
+        except (ValueError, OSError) as e:
+            raise UserError(str(e)) from None
+        click.echo(text)
+        return
     try:
         shape = parse_shape(input_shape) if input_shape else None
         click.echo(inspect_model(model, fmt, shape))
