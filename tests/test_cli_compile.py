@@ -84,3 +84,13 @@ def test_cli_inspect_bundle_dir(tmp_path):
     assert json.loads(res.output)["totals"]["relu_elements"] > 0
     res = CliRunner().invoke(cli, ["inspect", str(tmp_path)])  # a directory, not a bundle
     assert res.exit_code == 1 and "ir.json" in res.output
+
+
+def test_labels_recorded_and_checked(tmp_path):
+    g, _ = compile_model(None, None, graph=small_cnn(), preprocess="none", labels=list("abcde"))
+    x = np.zeros((1, 3, 16, 16))
+    from twofold.backends.cleartext import simulate
+
+    assert simulate(g, x)["labels"] == list("abcde")
+    with pytest.raises(CompileError, match="2 labels given for 5 model outputs"):
+        compile_model(None, None, graph=small_cnn(), preprocess="none", labels=["a", "b"])

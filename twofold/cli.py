@@ -46,9 +46,11 @@ def _bitlength(value: str) -> int | str:
 @click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
 @click.option("--disable-pass", multiple=True, help="skip a compiler pass by name")
 @click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
+@click.option("--labels", default=None, help="output labels: A,B,C or @FILE (one a line)")
 @click.option("--list-passes", is_flag=True, help="print the pass pipeline and exit")
 def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_range,
-                input_shape, disable_pass, calibration_margin, list_passes) -> None:  # fmt: skip
+                input_shape, disable_pass, calibration_margin, labels,
+                list_passes) -> None:  # fmt: skip
     """Compile MODEL.onnx into a secure fixed-point bundle DIR."""
     from .compiler import describe
 
@@ -57,7 +59,7 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         return
     if not model or not out_dir:
         raise UserError("compile needs MODEL.onnx and -o DIR")
-    from .toolchain import compile_model
+    from .toolchain import compile_model, parse_labels
 
     shape = None
     if input_shape:
@@ -70,6 +72,7 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             model, out_dir, scale=scale, bitlength=_bitlength(bitlength), calibrate=calibrate,
             preprocess=preprocess, input_range=input_range, input_shape=shape,
             disabled=disable_pass, margin=calibration_margin,
+            labels=parse_labels(labels) if labels else None,
         )  # fmt: skip
     except (ValueError, OSError, NotImplementedError) as e:
         raise UserError(str(e)) from None

@@ -72,6 +72,7 @@ def compile_model(
     disabled: Sequence[str] = (),
     margin: float = 2.0,
     graph: Graph | None = None,
+    labels: Sequence[str] | None = None,
 ) -> tuple[Graph, dict[str, Any]]:
     """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``."""
     if preprocess not in PREPROCESS_RANGES:
@@ -109,6 +110,11 @@ def compile_model(
         disabled=set(disabled),
         observe=observe,
     )
+    if labels:
+        n_out = graph[graph.outputs[0]].type.size
+        if len(labels) != n_out:
+            raise CompileError(f"{len(labels)} labels given for {n_out} model outputs")
+        graph.meta["labels"] = list(labels)
     secure = run_pipeline(graph, opts)
     secure.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
     report = build_report(secure)
@@ -118,6 +124,17 @@ def compile_model(
         name = Path(model).name if model else "model"
         write_program(read_bundle(out_dir, weights=False), out_dir, model=name)
     return secure, report
+
+
+def parse_labels(text: str) -> list[str]:
+    """``A,B,C`` or ``@FILE`` (one label a line)."""
+    if text.startswith("@"):
+        try:
+            lines = Path(text[1:]).read_text().splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read labels file {text[1:]}: {e}") from None
+        return [line.strip() for line in lines if line.strip()]
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
