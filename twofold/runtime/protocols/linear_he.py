@@ -89,6 +89,29 @@ def flood_residues(prg: PRG, b: int, q: tuple[int, ...], count: int = 1) -> np.n
     return np.where(r >= off, r - off, r + qa - off)
 
 
+def packed_ct_size(hp: HEParams) -> int:
+    """Bytes of a bit-packed data-level ciphertext (each residue in its prime's bit length)."""
+    return sum(bitpack.packed_size(2 * N, q.bit_length()) for q in hp.q)
+
+
+def pack_ct(hp: HEParams, data: np.ndarray) -> np.ndarray:
+    """uint64[2, k, N] residues -> one uint8 buffer, prime by prime (172 of 192 bits at ell=32)."""
+    return np.concatenate(
+        [bitpack.pack(np.ascontiguousarray(data[:, i]).reshape(-1), q.bit_length())
+         for i, q in enumerate(hp.q)]
+    )  # fmt: skip
+
+
+def unpack_ct(hp: HEParams, buf: np.ndarray) -> np.ndarray:
+    out = np.empty((2, hp.k, N), np.uint64)
+    off = 0
+    for i, q in enumerate(hp.q):
+        n = bitpack.packed_size(2 * N, q.bit_length())
+        out[:, i] = bitpack.unpack(buf[off : off + n], 2 * N, q.bit_length()).reshape(2, N)
+        off += n
+    return out
+
+
 def keys(party, ell: int) -> _Keys:  # noqa: ANN001
     """Per-session keys: the client makes them and sends its public key once per ell."""
     per = _STATE.setdefault(party, {})
@@ -125,7 +148,7 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
     hp = k.hp
     for poly in in_polys:
         ct = k.encryptor.encrypt_symmetric(plain_from_coeffs(hp, poly))
-        party.chan.send(ct_to_array(ct))
+        party.chan.send(pack_ct(hp, ct_to_array(ct)))
     bits = hp.q_last.bit_length()
     out = []
     for idx in useful:
@@ -151,9 +174,9 @@ def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.nda
     ev = hp.evaluator
     prg = getattr(party, "prg", None) or PRG()
     cts = []
-    shape = (2, hp.k, N)
+    nbytes = packed_ct_size(hp)
     for _ in range(n_in):
-        arr = party.chan.recv_array(np.uint64, shape)
+        arr = unpack_ct(hp, party.chan.recv_array(np.uint8, nbytes))
         try:
             ct = ct_from_array(hp, arr)
         except Exception as e:  # noqa: BLE001

@@ -1,0 +1,408 @@
+"""Linear layers with server-private weights: time and bytes per DenseNet-121 layer type, HE and
+OT, two OS processes over loopback TCP (one thread each), and the DenseNet-121 total.
+
+    python benchmarks/linear.py [--json FILE] [--quick] [--ell 32]
+
+HE layers run at full size. OT conv layers run on a slice of output positions and are scaled
+linearly (their cost is exactly linear in output positions: ell COTs per im2col entry); these
+figures are marked ``"extrapolated_from"``. BN affine and FC run in full for both.
+The DenseNet-121 total sums, over every linear layer of the network at 224x224, a per-layer
+figure: HE bytes from the exact message sizes of the chosen packing (checked against the
+measured layers), HE time from a fit (non-negative least squares over the measured layers) of
+seconds ~ a*input_cts + b*output_cts + c*products; affine layers take the cheaper of HE and OT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+# name: (kind, x shape, w shape, strides, pads, full-size spatial for --quick scaling)
+LAYERS = {
+    "conv1x1_256_128_56": ("conv", (1, 256, 56, 56), (128, 256, 1, 1), (1, 1), (0, 0, 0, 0)),
+    "conv3x3_128_32_56": ("conv", (1, 128, 56, 56), (32, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
+    "conv1x1_1024_512_14": ("conv", (1, 1024, 14, 14), (512, 1024, 1, 1), (1, 1), (0, 0, 0, 0)),
+    "bn_affine_1024_7": ("affine", (1, 1024, 7, 7), (1024,), None, None),
+    "fc_1024_14": ("gemm", (1, 1024), (14, 1024), None, None),
+}
+QUICK = {
+    "conv1x1_256_128_56": (1, 256, 14, 14),
+    "conv3x3_128_32_56": (1, 128, 14, 14),
+    "conv1x1_1024_512_14": (1, 1024, 7, 7),
+    "bn_affine_1024_7": (1, 256, 7, 7),
+    "fc_1024_14": (1, 1024),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ot_slice(kind: str, xs: tuple, pads) -> tuple[tuple, tuple, float]:  # noqa: ANN001
+    """Input slice for the OT conv measurement: (x shape, pads, scale to the full layer)."""
+    if kind != "conv":
+        return xs, pads, 1.0
+    B, C, H, W = xs  # noqa: N806
+    pos = 1 if C >= 512 else 8
+    sl = (B, C, 1 + (2 if pads[0] else 0), pos + (2 if pads[0] else 0))
+    return sl, (0, 0, 0, 0), (H * W) / pos
+
+
+def _layer_call(party, kind, x, w, b, spec, ell, method, cache, name):  # noqa: ANN001, ANN202
+    from twofold.runtime.protocols import linear as L
+
+    srv = party.role == "server"
+    if kind == "conv":
+        _, _, ws, st, pd = spec
+        return L.conv2d(party, x, w if srv else None, b if srv else None, w_shape=ws,
+                        strides=st, pads=pd, ell=ell, method=method, cache=cache,
+                        name=name)  # fmt: skip
+    if kind == "gemm":
+        return L.gemm(party, x, w if srv else None, b if srv else None, w_shape=spec[2],
+                      ell=ell, method=method, cache=cache, name=name)  # fmt: skip
+    return L.affine(party, x, w if srv else None, b if srv else None, ell=ell, method=method,
+                    cache=cache, name=name)  # fmt: skip
+
+
+def _reference(kind, x, w, b, spec, ell):  # noqa: ANN001, ANN202
+    from twofold.runtime.protocols.linear_local import conv2d_mod, matmul_mod
+
+    m = np.uint64((1 << ell) - 1)
+    bb = b.astype(np.int64).astype(np.uint64)
+    if kind == "conv":
+        y = conv2d_mod(x, w, strides=spec[3], pads=spec[4], dilations=(1, 1), group=1, ell=ell)
+        return (y + bb[None, :, None, None]) & m
+    if kind == "gemm":
+        return (matmul_mod(x, w.T, ell) + bb[None, :]) & m
+    g = w.astype(np.int64).astype(np.uint64)
+    return (x * g[None, :, None, None] + bb[None, :, None, None]) & m
+
+
+def worker(role: str, port: int, quick: bool, ell: int) -> None:
+    from twofold.runtime.prg import PRG
+    from twofold.runtime.protocols import linear as L
+    from twofold.runtime.protocols import linear_he as he
+    from twofold.runtime.session import join, serve
+
+    party = (
+        serve("127.0.0.1", port, "bench-linear", timeout=900)
+        if role == "server"
+        else join("127.0.0.1", port, "bench-linear", timeout=900, connect_timeout=60)
+    )
+    ch = party.chan
+    prg = PRG()
+    wrng = np.random.default_rng(7)  # benchmark weights are public test data
+    out: dict = {"layers": {}}
+    with ch.section("he-keys") as st:
+        he.keys(party, ell)
+    out["he_keys"] = {"s": st.seconds, "bytes": st.bytes_sent + st.bytes_recv}
+    cache = L.LinearCache()
+    for name, spec in LAYERS.items():
+        kind, xs, ws, _, pads = spec
+        if quick:
+            xs = QUICK[name]
+            ws = (xs[1],) if kind == "affine" else ws[:1] + (xs[1],) + ws[2:]
+            spec = (kind, xs, ws, spec[3], pads)
+        w = wrng.integers(-(1 << 12), 1 << 12, ws)
+        b = wrng.integers(-(1 << 20), 1 << 20, ws[:1])
+        res = {}
+        for method in ("he", "ot"):
+            xsh, pd, scale = (xs, pads, 1.0) if method == "he" else _ot_slice(kind, xs, pads)
+            sp = (kind, xsh, ws, spec[3], pd)
+            x = prg.ring(xsh, ell)
+            ch.send(b"go")
+            ch.recv_bytes()
+            if role == "server" and method == "he":  # weights prepared once per model
+                t0 = time.perf_counter()
+                _layer_call_prep(party, kind, w, sp, ell, cache, name)
+                prep = time.perf_counter() - t0
+            n_cached = len(cache)
+            cpu0 = time.process_time()
+            with ch.section(f"{name}/{method}") as st:
+                y = _layer_call(party, kind, x, w, b, sp, ell, method, cache, name)
+                ch.send(b"done")
+                ch.recv_bytes()
+            cpu = time.process_time() - cpu0
+            r = {"s": st.seconds * scale, "bytes": (st.bytes_sent + st.bytes_recv) * scale}
+            r["cpu_s"] = cpu * scale
+            # the client's CPU time comes over after the timed region
+            if role == "client":
+                ch.send(np.array([cpu * scale]))
+            else:
+                r["cpu_s_client"] = float(ch.recv_array(np.float64, 1)[0])
+                r["cpu_s_server"] = r.pop("cpu_s")
+                r["cpu_s"] = max(r["cpu_s_server"], r["cpu_s_client"])
+            if scale != 1.0:
+                r["extrapolated_from"] = {"x_shape": list(xsh), "scale": scale}
+            if role == "server" and method == "he":
+                r["weight_prep_s"] = prep
+                if len(cache) != n_cached:
+                    raise RuntimeError(f"{name}: prepared plaintexts were not reused")
+            # verify (untimed): the client sends x and y shares
+            if role == "client":
+                ch.send(x)
+                ch.send(y)
+                ch.flush()
+            else:
+                x1 = ch.recv_array(np.uint64, x.shape)
+                y1 = ch.recv_array(np.uint64, y.shape)
+                m = np.uint64((1 << ell) - 1)
+                ref = _reference(kind, (x + x1) & m, w, b, sp, ell)
+                r["verified"] = bool(np.array_equal((y + y1) & m, ref))
+            res[method] = r
+        out["layers"][name] = res
+    party.close()
+    print(json.dumps(out), flush=True)
+
+
+def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: ANN001
+    """Server: build the layer's plaintexts into the cache outside the timed region (the
+    generated program does this once per model, before the first image)."""
+    from twofold.runtime.protocols import linear_he as he
+    from twofold.runtime.protocols import linear_he_pack as pk
+    from twofold.runtime.protocols.linear import _key
+    from twofold.runtime.protocols.linear_he_seal import he_params
+
+    hp = he_params(ell)
+    xs = spec[1]
+    if kind == "conv":
+        ws, st, pd = spec[2], spec[3], spec[4]
+        Hp, Wp = xs[2] + pd[0] + pd[2], xs[3] + pd[1] + pd[3]  # noqa: N806
+        plan = pk.plan_conv(ws[1], Hp, Wp, ws[0], ws[2], ws[3], st)
+        cache.get(
+            _key(cache, name, "he", ell, xs),
+            lambda: [he.weight_plaintexts(hp, pk.conv_pack_weights(plan, w, (1, 1), ell))],
+        )
+    elif kind == "gemm":
+        plan = pk.plan_fc(xs[1], w.shape[0])
+        cache.get(
+            _key(cache, name, "he", ell, xs),
+            lambda: he.weight_plaintexts(hp, pk.fc_pack_weights(plan, w, ell)),
+        )
+    else:
+        plan = pk.plan_affine(xs[1], int(np.prod(xs[2:])))
+        cache.get(
+            _key(cache, name, "he", ell, xs),
+            lambda: he.weight_plaintexts(hp, pk.affine_pack_weights(plan, w, ell)),
+        )
+
+
+# ---- DenseNet-121 (224x224) linear layers and the cost model -------------------------------
+def densenet121_layers(fold_bn: bool = True) -> list[tuple]:
+    """(kind, C_in, H, W, C_out, k, stride, pad) for every linear layer of DenseNet-121.
+    With fold_bn, a BN right after a conv is folded (as the compiler does): 62 affine layers
+    remain (norm1 of each dense layer, the 3 transitions, norm5); without, all 121 BNs."""
+    L = [("conv", 3, 224, 224, 64, 7, 2, 3)]
+    if not fold_bn:
+        L.append(("affine", 64, 112, 112))
+    c, hw = 64, 56
+    for bi, nl in enumerate((6, 12, 24, 16)):
+        for _ in range(nl):
+            L.append(("affine", c, hw, hw))
+            L.append(("conv", c, hw, hw, 128, 1, 1, 0))
+            if not fold_bn:
+                L.append(("affine", 128, hw, hw))
+            L.append(("conv", 128, hw, hw, 32, 3, 1, 1))
+            c += 32
+        if bi < 3:
+            L.append(("affine", c, hw, hw))
+            L.append(("conv", c, hw, hw, c // 2, 1, 1, 0))
+            c //= 2
+            hw //= 2
+    L.append(("affine", c, hw, hw))
+    L.append(("gemm", c, 14))
+    return L
+
+
+def he_counts(layer: tuple, ell: int) -> dict:
+    """Ciphertext counts and exact bytes of the HE protocol for one layer (N = 8192)."""
+    from twofold.runtime import bitpack
+    from twofold.runtime.protocols import linear_he as he
+    from twofold.runtime.protocols import linear_he_pack as pk
+    from twofold.runtime.protocols.linear_he_seal import N, he_params
+
+    hp = he_params(ell)
+    hdr = 9  # frame header
+    in_ct = he.packed_ct_size(hp) + hdr
+    bits = hp.q_last.bit_length()
+
+    def out_bytes(useful: int) -> int:
+        return bitpack.packed_size(N, bits) + bitpack.packed_size(useful, bits) + 2 * hdr
+
+    kind = layer[0]
+    if kind == "conv":
+        _, C, H, W, O, k, s, p = layer
+        Hp, Wp, st = H + 2 * p, W + 2 * p, (s, s)  # noqa: N806
+        if k == 1 and s > 1:
+            Hp, Wp, st = -(-Hp // s), -(-Wp // s), (1, 1)  # noqa: N806
+        plan = pk.plan_conv(C, Hp, Wp, O, k, k, st)
+        useful = [u[0].size for u in pk.conv_useful(plan)]
+        n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
+        mults = O * plan.n_cb * plan.n_sp
+        nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
+    elif kind == "gemm":
+        _, n_i, n_o = layer
+        plan = pk.plan_fc(n_i, n_o)
+        n_in, n_out = plan.n_ib, plan.n_obk
+        mults = n_in * n_out
+        nbytes = n_in * in_ct + sum(out_bytes(pk.fc_useful(plan, o)[0].size) for o in range(n_out))
+    else:
+        _, C, H, W = layer
+        plan = pk.plan_affine(C, H * W)
+        n_in = n_out = mults = plan.n_cb * plan.n_mc
+        nbytes = n_in * in_ct + sum(
+            out_bytes(pk.affine_useful(plan, cb, mc)[0].size)
+            for cb in range(plan.n_cb)
+            for mc in range(plan.n_mc)
+        )
+    return {"in_cts": n_in, "out_cts": n_out, "mults": mults, "bytes": nbytes}
+
+
+def ot_affine_bytes(C: int, M: int, ell: int) -> float:  # noqa: N803
+    """COT traffic of the OT affine: per channel ell COTs of 16 bytes + M*(ell-i) bits."""
+    return C * sum(16 + (M * (ell - i) + 7) // 8 + 9 for i in range(ell))
+
+
+def layer_he_shape(name: str, quick: bool) -> tuple:
+    kind, xs, ws, st, pd = LAYERS[name]
+    if quick:
+        xs = QUICK[name]
+    if kind == "conv":
+        return ("conv", xs[1], xs[2], xs[3], ws[0], ws[2], st[0], pd[0])
+    if kind == "gemm":
+        return ("gemm", xs[1], ws[0])
+    return ("affine", xs[1], xs[2], xs[3])
+
+
+def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
+    from scipy.optimize import nnls
+
+    rows, ts, cs = [], [], []
+    for name, r in meas.items():
+        c = he_counts(layer_he_shape(name, quick), ell)
+        rows.append([c["in_cts"], c["out_cts"], c["mults"]])
+        ts.append(r["he"]["s"])
+        cs.append(r["he"]["cpu_s"])
+        r["he"]["model_bytes"] = c["bytes"]
+    coef, _ = nnls(np.asarray(rows, float), np.asarray(ts, float))
+    coef_cpu, _ = nnls(np.asarray(rows, float), np.asarray(cs, float))
+    aff = meas["bn_affine_1024_7"]["ot"]
+    n_aff_meas = float(np.prod(QUICK["bn_affine_1024_7"][1:] if quick else (1024, 7, 7)))
+    res = {}
+    for fold in (True, False):
+        tot = {"s": 0.0, "cpu_s": 0.0, "bytes": 0.0}
+        part = {"conv_gemm_he": dict(tot), "affine_ot": dict(tot)}
+        n_aff = aff_elems = 0
+        for layer in densenet121_layers(fold):
+            if layer[0] == "affine":  # method "auto": OT for the per-channel affine
+                n_aff += 1
+                M = layer[1] * layer[2] * layer[3]  # noqa: N806
+                aff_elems += M
+                fig = {
+                    "s": M * aff["s"] / n_aff_meas,
+                    "cpu_s": M * aff["cpu_s"] / n_aff_meas,
+                    "bytes": ot_affine_bytes(layer[1], layer[2] * layer[3], ell),
+                }
+                key = "affine_ot"
+            else:
+                c = he_counts(layer, ell)
+                v = [c["in_cts"], c["out_cts"], c["mults"]]
+                fig = {
+                    "s": float(np.dot(coef, v)),
+                    "cpu_s": float(np.dot(coef_cpu, v)),
+                    "bytes": c["bytes"],
+                }
+                key = "conv_gemm_he"
+            for k2 in tot:
+                tot[k2] += fig[k2]
+                part[key][k2] += fig[k2]
+        key = "densenet121_total" if fold else "densenet121_total_unfolded_bn"
+        res[key] = {
+            **tot,
+            "GiB": tot["bytes"] / 2**30,
+            "affine_layers": n_aff,
+            "affine_elements": aff_elems,
+            "parts": part,
+        }
+    names = ("per_input_ct", "per_output_ct", "per_product")
+    res["he_time_model_ms"] = {
+        "wall": dict(zip(names, (coef * 1e3).tolist(), strict=True)),
+        "cpu": dict(zip(names, (coef_cpu * 1e3).tolist(), strict=True)),
+    }
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    ap.add_argument("--quick", action="store_true", help="smaller spatial sizes (< 1 minute)")
+    ap.add_argument("--ell", type=int, default=32)
+    ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.worker, a.port, a.quick, a.ell)
+        return
+    port = _free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
+    extra = ["--port", str(port), "--ell", str(a.ell)] + (["--quick"] if a.quick else [])
+    procs = {
+        r: subprocess.Popen(
+            [*cmd, r, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )  # fmt: skip
+        for r in ("server", "client")
+    }
+    rep = {}
+    for r, p in procs.items():
+        out, err = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            raise SystemExit(f"{r} failed:\n{err.strip()}")
+        rep[r] = json.loads(out.strip().splitlines()[-1])
+    meas = rep["server"]["layers"]
+    result = {
+        "ell": a.ell,
+        "quick": a.quick,
+        "he_keys": rep["server"]["he_keys"],
+        "layers": meas,
+    }
+    result.update(densenet_total(meas, a.quick, a.ell))
+    print(f"ell={a.ell}{' (quick sizes)' if a.quick else ''}; two processes over loopback TCP")
+    print(f"{'layer':22} {'HE s':>8} {'HE cpu':>7} {'HE MiB':>9} {'OT s':>10} {'OT MiB':>11}  ok")
+    for name, r in meas.items():
+        h, o = r["he"], r["ot"]
+        ex = "*" if "extrapolated_from" in o else " "
+        print(
+            f"{name:22} {h['s']:8.2f} {h['cpu_s']:7.2f} {h['bytes'] / 2**20:9.1f} "
+            f"{o['s']:9.1f}{ex} "
+            f"{o['bytes'] / 2**20:10.1f}{ex}  {h['verified'] and o['verified']}"
+        )
+    print("* OT conv extrapolated linearly from a slice of output positions")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    result["loadavg_1min"] = os.getloadavg()[0]
+    for key in ("densenet121_total", "densenet121_total_unfolded_bn"):
+        t = result[key]
+        print(
+            f"{key}: {t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), "
+            f"{t['GiB']:.2f} GiB ({t['affine_layers']} affine layers by OT, "
+            f"{t['affine_elements'] / 1e6:.1f} M elements)"
+        )
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
