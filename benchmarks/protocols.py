@@ -249,7 +249,7 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as f:
             meta = {"ell": ELL, "shift": SHIFT, "n": n, "loadavg_1min": load}
-            json.dump({**meta, **results}, f, indent=2)
+            json.dump({**results, "meta": meta}, f, indent=2)
 
 
 if __name__ == "__main__":
