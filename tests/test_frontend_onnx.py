@@ -206,3 +206,16 @@ def test_new_opset_forms(tmp_path, opset):
         "reshape", "gemm", "reshape", "softmax",
     ]  # fmt: skip
     assert g["out"].type.shape == (1, 1, 4)
+
+
+def test_two_outputs_one_value_and_passthrough(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("a", "b", "c")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Identity", ["a"], ["b"]),
+        helper.make_node("Identity", ["x"], ["c"]),
+    ]
+    g = _agree(_save(_model(nodes, [x], outs), tmp_path / "two.onnx"), (1, 4))
+    assert g.outputs == ["a", "a", "x"]
+    assert g.meta["output_function"] == {"a": None, "x": None}

@@ -298,7 +298,7 @@ class _Converter:
             if o in self.consts and o not in self.values:
                 raise FrontendError(f"{self.path.name}: output {o!r} is a constant")
             ir = self.val(o)
-            if ir != o and o not in self.g:
+            if ir != o and o not in self.g and ir not in self.g.outputs:
                 # name the output value like the ONNX output
                 ir = self._rename(ir, o)
             self.g.outputs.append(ir)
