@@ -107,3 +107,17 @@ def test_report_flags_non_equivalence(tmp_path):
     s = write_report(cfg, ds, LabelMap(CHEXNET_LABELS), recs, {})
     assert not s["labels"][0]["tost"]["equivalent"] and not s["overall"]["tost"]["equivalent"]
     assert "equivalence NOT shown" in (tmp_path / "report.md").read_text()
+
+
+def test_report_with_a_single_image(tmp_path):
+    ds, recs = _synthetic(n=2)
+    recs.pop("i1.png")
+    cfg = SimpleNamespace(
+        out=tmp_path, margin=0.01, jobs=1, title="t", note="", mode="simulate",
+        model="m.onnx", bundle="b",
+    )  # fmt: skip
+    s = write_report(cfg, ds, LabelMap(CHEXNET_LABELS), recs, {})
+    assert s["dataset"]["evaluated"] == 1 and s["dataset"]["pending"] == 1
+    assert s["labels"][0]["auc_note"] == "needs positive and negative cases"
+    assert "tost" not in s["labels"][0] and s["overall"]["n"] == 14
+    assert "incomplete run" in (tmp_path / "report.md").read_text()

@@ -54,13 +54,13 @@ class BlandAltman:
     n: int
 
 
-def _paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _paired(a: np.ndarray, b: np.ndarray, least: int = 2) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in size: {a.size} vs {b.size}")
-    if a.size < 2:
-        raise ValueError(f"need at least 2 pairs, got {a.size}")
+    if a.size < least:
+        raise ValueError(f"need at least {least} pairs, got {a.size}")
     return a - b
 
 
@@ -119,7 +119,7 @@ def ks_2samp(a: np.ndarray, b: np.ndarray) -> KS:
 
 def abs_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean and max of |a - b|."""
-    d = np.abs(_paired(a, b))
+    d = np.abs(_paired(a, b, least=1))
     return float(d.mean()), float(d.max())
 
 

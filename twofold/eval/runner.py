@@ -143,6 +143,7 @@ def _run(
             x = _load_image(s, sim.meta)
         except Exception as e:  # any decoder failure is a bad row, reported with the reason
             log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
+            say(f"skipped {s.id}: unreadable image: {e}")
             return
         p = plain(x)
         try:
@@ -154,6 +155,7 @@ def _run(
                 r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
         except ArithmeticError as e:  # fixed-point overflow on this image: report it
             log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
+            say(f"skipped {s.id}: secure run failed: {e}")
             return
         if p.values.shape != r.values.shape:
             raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
