@@ -42,6 +42,10 @@ def _p(x: float | None) -> str:
     return "< 1e-16" if x < 1e-16 else (f"{x:.3g}")
 
 
+def _count(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
 def _peq(x: float | None) -> str:
     """``p = 0.03`` or ``p < 1e-16`` for running text."""
     t = _p(x)
@@ -276,7 +280,7 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
     rows = []
     for k, desc in c["descriptions"].items():
         if k in per:
-            fmt = _bytes if "bytes" in k else (_seconds if k.endswith("_s") else _f)
+            fmt = _bytes if "bytes" in k else (_seconds if k.endswith("_s") else _count)
             rows.append([desc, fmt(per[k]["mean"]), fmt(per[k]["median"]), fmt(per[k]["max"])])
     if rows:
         b.append(("table", ["per image", "mean", "median", "max"], rows))
