@@ -87,10 +87,38 @@ def test_run_equals_simulate_and_server_survives_bad_client(bundles):
         # ... and the server goes on serving the next client
         ok = client(bundles["a"], srv.addr, bundles["x"], d / "out.json")
         assert ok.returncode == 0, ok.stderr
+        # two clients at once, each in its own server process
+        both = [
+            subprocess.Popen(
+                [
+                    *TWOFOLD,
+                    "run",
+                    "client",
+                    str(bundles["a"]),
+                    "--connect",
+                    srv.addr,
+                    "--input",
+                    str(bundles["x"]),
+                    "-o",
+                    str(d / f"c{i}.json"),
+                    "--quiet",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for i in range(2)
+        ]
+        assert [p.wait(timeout=120) for p in both] == [0, 0]
     finally:
         out, err = srv.stop()
     assert "session 1 failed" in out and "program mismatch" in err
-    assert "session 2 done" in out
+    assert "session 2 done" in out and "session 3 done" in out and "session 4 done" in out
+    for i in range(2):
+        assert (
+            json.loads((d / f"c{i}.json").read_text())["logits"]
+            == json.loads((d / "out.json").read_text())["logits"]
+        )
     sim = subprocess.run(
         [*TWOFOLD, "simulate", str(bundles["a"]), "--input", str(bundles["x"]),
          "-o", str(d / "sim.json")],

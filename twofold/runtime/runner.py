@@ -227,26 +227,38 @@ def serve(
         active: dict[int, Any] = {}
         sid = 0
         lst.settimeout(0.2)
-        while True:
-            for k, p in list(active.items()):
-                if not p.is_alive():
-                    p.join()
-                    status = "done" if p.exitcode == 0 else f"failed (exit {p.exitcode})"
-                    print(f"twofold server: session {k} {status}", flush=True)
-                    del active[k]
-            if len(active) >= max_sessions:
-                time.sleep(0.05)
-                continue
-            try:
-                conn, addr = lst.accept()
-            except TimeoutError:
-                continue
-            sid += 1
-            print(f"twofold server: session {sid} from {addr[0]}:{addr[1]}", flush=True)
-            p = mp.Process(target=_child, args=(lst, conn, sid, ctx, timeout, run), daemon=False)
-            p.start()
-            conn.close()
-            active[sid] = p
+        try:
+            while True:
+                _reap(active)
+                if len(active) >= max_sessions:
+                    time.sleep(0.05)
+                    continue
+                try:
+                    conn, addr = lst.accept()
+                except TimeoutError:
+                    continue
+                sid += 1
+                print(f"twofold server: session {sid} from {addr[0]}:{addr[1]}", flush=True)
+                p = mp.Process(target=_child, args=(lst, conn, sid, ctx, timeout, run))
+                p.start()
+                conn.close()
+                active[sid] = p
+        except KeyboardInterrupt:
+            lst.close()  # stop accepting; let running sessions finish and report them
+            _reap(active, wait=True)
+            raise
+
+
+def _reap(active: dict[int, Any], wait: bool = False) -> None:
+    """Join finished session processes (all of them with ``wait``) and log their status."""
+    for k, p in list(active.items()):
+        if wait:
+            p.join()
+        if not p.is_alive():
+            p.join()
+            status = "done" if p.exitcode == 0 else f"failed (exit {p.exitcode})"
+            print(f"twofold server: session {k} {status}", flush=True)
+            del active[k]
 
 
 def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
