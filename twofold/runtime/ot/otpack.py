@@ -163,16 +163,17 @@ class OTPack:
         n, d = c2.shape
         m = mask(k)
         x = np.empty((n, d), np.uint64)
-        delta = np.empty((n, d), np.uint64)
+        wire = np.empty(bitpack.packed_size(n * d, k), np.uint8)
 
         def fn(lo: int, hi: int, p0: np.ndarray, p1: np.ndarray) -> None:
             x[lo:hi] = p0
             p0 += c2[lo:hi]
             p0 -= p1
-            np.bitwise_and(p0, m, out=delta[lo:hi])
+            p0 &= m
+            _put(wire, bitpack.pack(p0, k), lo * d * k)
 
         self._sender_pads(n, d, k, _COT, fn)
-        self.chan.send(bitpack.pack(delta, k))
+        self.chan.send(wire)
         return x[:, 0].copy() if flat else x
 
     def cot_recv(self, choices: np.ndarray, k: int, d: int | None = None) -> np.ndarray:
@@ -238,6 +239,13 @@ class OTPack:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
         c = _check_choices(choices, int(nmsg))
         return kk_recv(self._kk_rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
+
+
+def _put(wire: np.ndarray, packed: np.ndarray, bit_offset: int) -> None:
+    """Copy one chunk's packed values into the batch's wire buffer (chunks start at multiples
+    of 64 OTs, so every chunk starts on a byte boundary)."""
+    off = bit_offset // 8
+    wire[off : off + packed.size] = packed
 
 
 def _seeds(m: np.ndarray) -> list[bytes]:
