@@ -236,10 +236,10 @@ def he_counts(layer: tuple, ell: int) -> dict:
     hp = he_params(ell)
     hdr = 9  # frame header
     in_ct = he.packed_ct_size(hp) + hdr
-    bits = hp.q_last.bit_length()
+    b1, b0 = he.reply_bits(hp)
 
     def out_bytes(useful: int) -> int:
-        return bitpack.packed_size(N, bits) + bitpack.packed_size(useful, bits) + 2 * hdr
+        return bitpack.packed_size(N, b1) + bitpack.packed_size(useful, b0) + 2 * hdr
 
     kind = layer[0]
     if kind == "conv":

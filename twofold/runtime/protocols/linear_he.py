@@ -44,6 +44,11 @@ FRESH_NOISE = 20  # bound on |e| + 1/2 of a fresh symmetric BFV encryption (SEAL
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BATCH = 16  # output ciphertexts flooded per numpy pass
+# Low bits of the reply not sent: rounding c1 to a multiple of 2^5 moves each coefficient by
+# <= 2^4, so the phase c0 + c1*s by <= 2^4 * ||s||_1 <= 2^17; c0 to 2^16 by <= 2^15; with the
+# mod-switch rounding (<= 2^13) the noise stays below 0.35 * 2^19 < q_0/(2t) (checked in
+# linear_he_seal.he_params: q_0 >= 1.5 * 2^(ell+19)).
+C1_DROP, C0_DROP = 5, 16
 
 
 FLOOD_BITS = 54  # F uniform in [-2^54, 2^54): N * 1 / 2^55 = 2^-42 <= 2^-40
@@ -87,6 +92,20 @@ def flood_residues(prg: PRG, b: int, q: tuple[int, ...], count: int = 1) -> np.n
     off = np.asarray([(1 << b) % qi for qi in q], np.uint64)[None, :, None]
     r = raw % qa
     return np.where(r >= off, r - off, r + qa - off)
+
+
+def round_low_bits(x: np.ndarray, k: int, q: int) -> np.ndarray:
+    """Residues mod q rounded to multiples of 2^k, sent as x' < 2^(bits(q)-k); x'*2^k mod q is
+    within 2^(k-1) of x (the top value wraps to 0 = q)."""
+    y = (x + np.uint64(1 << (k - 1))) >> np.uint64(k)
+    y[(y << np.uint64(k)) >= np.uint64(q)] = 0
+    return y
+
+
+def reply_bits(hp: HEParams) -> tuple[int, int]:
+    """Bits sent per c1 and per wanted c0 coefficient of a reply (after dropping low bits)."""
+    b = hp.q_last.bit_length()
+    return b - C1_DROP, b - C0_DROP
 
 
 def packed_ct_size(hp: HEParams) -> int:
@@ -149,16 +168,16 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
     for poly in in_polys:
         ct = k.encryptor.encrypt_symmetric(plain_from_coeffs(hp, poly))
         party.chan.send(pack_ct(hp, ct_to_array(ct)))
-    bits = hp.q_last.bit_length()
+    b1, b0 = reply_bits(hp)
     out = []
     for idx in useful:
-        c1 = bitpack.unpack(party.chan.recv_array(np.uint8, bitpack.packed_size(N, bits)), N, bits)
+        c1 = bitpack.unpack(party.chan.recv_array(np.uint8, bitpack.packed_size(N, b1)), N, b1)
         c0u = bitpack.unpack(
-            party.chan.recv_array(np.uint8, bitpack.packed_size(idx.size, bits)), idx.size, bits
+            party.chan.recv_array(np.uint8, bitpack.packed_size(idx.size, b0)), idx.size, b0
         )
         data = np.zeros((2, 1, N), np.uint64)
-        data[0, 0, idx] = c0u
-        data[1, 0] = c1
+        data[0, 0, idx] = c0u << np.uint64(C0_DROP)
+        data[1, 0] = c1 << np.uint64(C1_DROP)
         try:
             ct = ct_from_array(hp, data, level="last")
         except Exception as e:  # noqa: BLE001
@@ -184,7 +203,7 @@ def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.nda
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
     b = flood_bits(hp)
-    bits = hp.q_last.bit_length()
+    b1, b0 = reply_bits(hp)
     qarr = np.asarray(hp.q_mid, np.uint64)[:, None]
     shares = []
     for o0 in range(0, len(outputs), _BATCH):
@@ -217,8 +236,9 @@ def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.nda
             acc = ct_from_array(hp, data, level="mid")
             ev.mod_switch_to_inplace(acc, hp.last_parms)
             low = ct_to_array(acc)
-            party.chan.send(bitpack.pack(low[1, 0], bits))
-            party.chan.send(bitpack.pack(low[0, 0, out.useful], bits))
+            q0 = hp.q_last
+            party.chan.send(bitpack.pack(round_low_bits(low[1, 0], C1_DROP, q0), b1))
+            party.chan.send(bitpack.pack(round_low_bits(low[0, 0, out.useful], C0_DROP, q0), b0))
     return shares
 
 

@@ -76,6 +76,8 @@ def he_params(ell: int) -> HEParams:
         raise ValueError(f"SEAL rejected the parameters: {ctx.parameter_error_message()}")
     q = tuple(m.value() for m in ctx.first_context_data().parms().coeff_modulus())
     q_last = ctx.last_context_data().parms().coeff_modulus()[0].value()
+    if q_last < 3 << (ell + 18):  # reply noise budget q_0/(2t) >= 0.75 * 2^19 (see linear_he)
+        raise ValueError(f"SEAL chose a first prime {q_last} below 1.5 * 2^{ell + 19}")
     # Templates: serialise a zero plaintext and two throw-away ciphertexts, keep their headers.
     pt_prefix = seal.Plaintext(N).to_bytes()[:_PT_DATA]
     kg = seal.KeyGenerator(ctx)
