@@ -61,6 +61,8 @@ def test_truncation_kinds_and_placement():
     truncs = [n for n in sg.nodes if n.op == "trunc"]
     kinds = {sg[t.inputs[0]].op: t.attrs["kind"] for t in truncs}
     assert kinds.get("relu") == "msb0"  # conv -> maxpool -> relu -> trunc
+    relu6 = sg["relu6_relu"]  # ReLU6 = r - relu(r - 6), r = relu(x): x's trunc sinks below r
+    assert sg[relu6.inputs[0]].op == "affine" and sg.users(relu6.name)[0].endswith("_t")
     for t in truncs:
         if t.attrs["kind"] == "faithful":
             assert sg[t.inputs[0]].op != "relu"

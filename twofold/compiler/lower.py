@@ -1,6 +1,6 @@
 """Pass ``lower``: rewrite float-only activations and pools into ops the 2PC runtime has.
 
-* ``clip(x, a, b)`` = a + relu(x − a) − relu(x − b)  (ReLU6: relu(x) − relu(x − 6));
+* ``clip(x, a, b)`` = a + r − relu(r − (b − a)), r = relu(x − a)  (ReLU6: r − relu(r − 6));
 * ``leaky_relu(x)`` = α·x + (1 − α)·relu(x)  (two public multiplications);
 * ``avgpool`` = sumpool × public reciprocal (a scalar, or a public tensor of
   reciprocal window counts when padding is excluded), ``global_avgpool`` likewise;
@@ -23,27 +23,27 @@ def _scalar(g: Graph, value: float, hint: str) -> str:
 
 
 def _lower_clip(g: Graph, node) -> str:  # noqa: ANN001
+    """r = relu(x − a); clip = a + r − relu(r − (b − a)).
+
+    Both ReLUs read (a shift of) r, so the truncation of the producing layer sinks below
+    the first ReLU and becomes the cheap known-MSB kind.
+    """
     x, lo, hi = node.inputs[0], node.attrs["min"], node.attrs["max"]
     n = node.name
     if lo is None and hi is None:
         return x
-    if hi is None:
-        if lo == 0:
-            return g.add("relu", [x], name=n + "_relu")
-        shifted = g.add("sub", [x, _scalar(g, lo, n + ".lo")], name=n + "_sublo")
-        r = g.add("relu", [shifted], name=n + "_relu")
-        return g.add("add", [r, _scalar(g, lo, n + ".lo2")], name=n + "_addlo")
-    over = g.add("sub", [x, _scalar(g, hi, n + ".hi")], name=n + "_subhi")
-    r_hi = g.add("relu", [over], name=n + "_relu_hi")
-    if lo is None:
-        return g.add("sub", [x, r_hi], name=n + "_min")
-    if lo == 0:
-        base = g.add("relu", [x], name=n + "_relu")
-        return g.add("sub", [base, r_hi], name=n + "_relu6")
-    shifted = g.add("sub", [x, _scalar(g, lo, n + ".lo")], name=n + "_sublo")
-    r_lo = g.add("relu", [shifted], name=n + "_relu_lo")
-    diff = g.add("sub", [r_lo, r_hi], name=n + "_diff")
-    return g.add("add", [diff, _scalar(g, lo, n + ".lo2")], name=n + "_clip")
+    if lo is None:  # min(x, b) = x − relu(x − b)
+        over = g.add("sub", [x, _scalar(g, hi, n + ".hi")], name=n + "_subhi")
+        return g.add("sub", [x, g.add("relu", [over], name=n + "_relu_hi")], name=n + "_min")
+    base = x if lo == 0 else g.add("sub", [x, _scalar(g, lo, n + ".lo")], name=n + "_sublo")
+    out = g.add("relu", [base], name=n + "_relu")
+    if hi is not None:
+        over = g.add("sub", [out, _scalar(g, hi - lo, n + ".hi")], name=n + "_subhi")
+        r_hi = g.add("relu", [over], name=n + "_relu_hi")
+        out = g.add("sub", [out, r_hi], name=n + "_clip")
+    if lo != 0:
+        out = g.add("add", [out, _scalar(g, lo, n + ".lo2")], name=n + "_addlo")
+    return out
 
 
 def _lower_leaky(g: Graph, node) -> str:  # noqa: ANN001
