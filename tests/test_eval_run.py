@@ -2,6 +2,7 @@
 plaintext (onnxruntime) vs secure (cleartext fixed point), bad rows, resume after a stop."""
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -54,8 +55,13 @@ def dataset(tmp_path):
     for i in range(12):
         np.save(img / f"x{i}.npy", rng.uniform(-1, 1, (1, 3, SIZE, SIZE)))
         rows.append(f"x{i}.npy,{i % 2},{int(i % 3 == 0)}")
+    import pydicom.data
+    from PIL import Image
+
+    shutil.copy(pydicom.data.get_testdata_file("RG1_UNCR.dcm"), img / "rg1.dcm")  # real DICOM
+    Image.fromarray(rng.integers(0, 255, (20, 16), dtype=np.uint8)).save(img / "p.png")
     (img / "broken.npy").write_bytes(b"not an array")
-    rows += ["broken.npy,1,0", "gone.npy,0,1", "x1.npy,1,1"]
+    rows += ["rg1.dcm,1,1", "p.png,0,0", "broken.npy,1,0", "gone.npy,0,1", "x1.npy,1,1"]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     return tmp_path / "d.csv", img
 
@@ -75,7 +81,7 @@ def _stable(summary):
 def test_run_report_bad_rows_and_agreement(model, dataset, tmp_path):
     s = run_eval(_cfg(model, dataset, tmp_path / "out"))
     d = s["dataset"]
-    assert (d["rows"], d["images"], d["evaluated"], d["pending"]) == (15, 13, 12, 0)
+    assert (d["rows"], d["images"], d["evaluated"], d["pending"]) == (17, 15, 14, 0)
     reasons = {b["id"]: b["reason"] for b in d["bad_rows"]}
     assert set(reasons) == {"broken.npy", "gone.npy", "x1.npy"}
     assert reasons["broken.npy"].startswith("unreadable image")
@@ -87,7 +93,7 @@ def test_run_report_bad_rows_and_agreement(model, dataset, tmp_path):
     assert s["cost"]["per_image"]["peak_mem_bytes"]["max"] > 0
     out = tmp_path / "out"
     recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    assert recs[0]["kind"] == "header" and len(recs) == 1 + 13
+    assert recs[0]["kind"] == "header" and len(recs) == 1 + 15
     assert {"report.md", "report.html", "summary.json", "roc.png"} <= {
         p.name for p in out.iterdir()
     }
@@ -96,7 +102,7 @@ def test_run_report_bad_rows_and_agreement(model, dataset, tmp_path):
 def test_resume_after_stop_gives_the_same_report(model, dataset, tmp_path):
     full = run_eval(_cfg(model, dataset, tmp_path / "full"))
     part = run_eval(_cfg(model, dataset, tmp_path / "part", limit=4))
-    assert part["dataset"]["evaluated"] == 4 and part["dataset"]["pending"] == 9
+    assert part["dataset"]["evaluated"] == 4 and part["dataset"]["pending"] == 11
     assert "incomplete run" in (tmp_path / "part" / "report.md").read_text()
     with (tmp_path / "part" / "results.jsonl").open("a") as f:
         f.write('{"id":"x5.npy","plain":[0.1,')  # killed mid-write
@@ -105,10 +111,10 @@ def test_resume_after_stop_gives_the_same_report(model, dataset, tmp_path):
     msgs = []
     resumed = run_eval(_cfg(model, dataset, tmp_path / "part", resume=True, jobs=2), msgs.append)
     assert any("partial last record" in m for m in msgs)
-    assert any("4 done, 9 to run" in m for m in msgs)
+    assert any("4 done, 11 to run" in m for m in msgs)
     assert _stable(resumed) == _stable(full)
     lines = (tmp_path / "part" / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 13  # every image exactly once: none lost, none recomputed
+    assert len(lines) == 1 + 15  # every image exactly once: none lost, none recomputed
 
 
 def test_config_errors_are_clear(model, dataset, tmp_path):
@@ -131,7 +137,7 @@ def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
             "--images", str(dataset[1]), "--quiet"]  # fmt: skip
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o"), "--limit", "3"])
     assert r.exit_code == 0, r.output
-    assert "3 images evaluated, 2 bad rows, 10 pending" in r.output
+    assert "3 images evaluated, 2 bad rows, 12 pending" in r.output
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o")])
     assert r.exit_code == 1 and "pass --resume" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o2"), "--format", "nih"])
