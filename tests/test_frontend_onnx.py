@@ -219,3 +219,16 @@ def test_two_outputs_one_value_and_passthrough(tmp_path):
     g = _agree(_save(_model(nodes, [x], outs), tmp_path / "two.onnx"), (1, 4))
     assert g.outputs == ["a", "a", "x"]
     assert g.meta["output_function"] == {"a": None, "x": None}
+
+
+def test_input_names_that_are_not_identifiers(tmp_path):
+    x = helper.make_tensor_value_info("input:0", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("out/prob", TensorProto.FLOAT, [1, 4])
+    path = _save(_model([helper.make_node("Sigmoid", ["input:0"], ["out/prob"])], [x], [y]),
+                 tmp_path / "names.onnx")  # fmt: skip
+    g = load_onnx(path)
+    (inp,) = g.inputs()
+    assert inp.attrs["name"] == "input:0" and g.meta["output_function"] == {g.outputs[0]: "sigmoid"}
+    v = np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32)
+    (out,) = run_float(g, {"input:0": v}).values()
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-v)), rtol=1e-6)

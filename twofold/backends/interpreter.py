@@ -79,6 +79,7 @@ class Interpreter:
         self.env = {}
         self._inputs = inputs
         names = {n.name for n in self.graph.inputs()}
+        names |= {n.attrs.get("name", n.name) for n in self.graph.inputs()}
         unknown = sorted(set(inputs) - names)
         if unknown:
             raise InterpreterError(
