@@ -245,18 +245,34 @@ class _Converter:
         where = f"node {n.name or '(unnamed)'!r} ({n.op_type})" if n is not None else "model"
         return FrontendError(f"{self.path.name}: {where}: {msg}")
 
-    def val(self, name: str) -> str:
-        """IR value for ONNX value ``name``; a constant becomes a server weight on first use."""
+    def val(self, name: str, role: str = "") -> str:
+        """IR value for ONNX value ``name``; a constant becomes a server weight on first use.
+
+        Exporter-made names (``onnx::Conv_123``, BN folded into a conv) are replaced by the
+        node's scope plus ``role`` (``features.conv0.weight``) so the IR stays readable.
+        """
         if name in self.values:
             return self.values[name]
         if name in self.consts:
             arr = np.asarray(self.consts[name])
             if not np.issubdtype(arr.dtype, np.floating):
                 raise self.fail(f"integer tensor {name!r} used as a tensor operand")
-            key = self.g.fresh_name(name)
+            key = self.g.fresh_name(self._scoped(name, role))
             self.values[name] = self.g.add_param(key, arr.astype(np.float32))
             return self.values[name]
         raise self.fail(f"operand {name!r} is not defined")
+
+    def _scoped(self, name: str, role: str) -> str:
+        scope = [p for p in (self.node.name if self.node else "").split("/") if p][:-1]
+        if not role or not name.startswith("onnx::") or not scope:
+            return name
+        parts: list[str] = []
+        for p in scope:  # torch repeats the parent: /features/features.0/Conv
+            if parts and p.startswith(parts[-1] + "."):
+                parts[-1] = p
+            else:
+                parts.append(p)
+        return ".".join(parts + [role])
 
     def const(self, name: str, what: str) -> np.ndarray:
         if name not in self.consts:
@@ -418,7 +434,9 @@ def _conv(c: _Converter, ins: list[str], a: dict) -> str:
         raise c.fail(f"only 2-D convolution is supported (weight shape {list(w_shape)})")
     attrs = c.window(c.shape(ins[0]), a, w_shape[2:])
     attrs["group"] = int(a.get("group", 1))
-    args = [c.val(ins[0]), c.val(ins[1])] + ([c.val(ins[2])] if len(ins) > 2 and ins[2] else [])
+    args = [c.val(ins[0]), c.val(ins[1], "weight")]
+    if len(ins) > 2 and ins[2]:
+        args.append(c.val(ins[2], "bias"))
     return c.add("conv2d", args, attrs)
 
 
