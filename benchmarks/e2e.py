@@ -46,9 +46,10 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
     if not onnx_path.exists():
         _demo().export(onnx_path, size)
     bundle = d / "bundle"
+    cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     t = time.perf_counter()
     _check(
-        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle)],
+        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal],
                        capture_output=True, text=True),
         "compile",
     )  # fmt: skip

@@ -26,31 +26,31 @@ ROOT = HERE.parents[1]
 TWOFOLD = [sys.executable, "-m", "twofold.cli"]
 
 
-def _model_module():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("chexnet_model", HERE / "model.py")
+def _module(name: str):  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location(f"chexnet_{name}", HERE / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(HERE))
     spec.loader.exec_module(mod)
     return mod
 
 
 def export(path: Path, size: int) -> Path:
-    """DenseNet-121 with the CheXNet head to ONNX (input "image", output "probabilities")."""
-    import torch
+    """DenseNet-121 with the CheXNet head to ONNX via examples/chexnet/export.py."""
+    return _module("export").export(path, size)
 
-    cx = _model_module()
-    model = cx.build(14, sigmoid=True)
-    x = torch.zeros(1, 3, size, size)
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=["image"],
-            output_names=["probabilities"],
-            opset_version=17,
-            dynamo=False,
-        )
-    return path
+
+def calibration_images(work: Path) -> list[Path]:
+    """Server-side calibration inputs that are *not* the client's image: the radiograph
+    mirrored, and mirrored with lower contrast (the compiler sizes the ring from them)."""
+    from PIL import Image
+
+    img, _ = _module("make_eval_set").radiograph()
+    out = []
+    for name, a in [("mirror", img[:, ::-1]), ("mirror_lowc", 32 + (img[:, ::-1] * 0.75))]:
+        f = work / f"calibration_{name}.png"
+        Image.fromarray(np.ascontiguousarray(a).astype(np.uint8)).save(f)
+        out.append(f)
+    return out
 
 
 def step(msg: str) -> float:
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {time.perf_counter() - t:.1f} s")
 
     t = step(f"twofold compile -> {bundle}")
-    run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle)])
+    cal = [a for f in calibration_images(work) for a in ("--calibrate", str(f))]
+    run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal])
     print(f"   {time.perf_counter() - t:.1f} s")
 
     t = step("twofold run server | twofold run client (two processes, loopback TCP)")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(out_json.read_text())
     (name,) = doc["outputs"]
     secure = np.asarray(doc["outputs"][name]["values"])
-    labels = doc.get("labels") or _model_module().CHEXNET_LABELS
+    labels = doc.get("labels") or _module("model").CHEXNET_LABELS
 
     print(f"\n== {Path(dcm).name}: 14 findings, secure 2PC vs plaintext (onnxruntime float32)")
     print(f"{'finding':<20} {'secure':>9} {'plaintext':>10} {'|diff|':>9}")
