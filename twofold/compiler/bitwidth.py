@@ -51,14 +51,14 @@ def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -
         ell = int(bitlength)
         if not 2 <= ell <= MAX_ELL:
             raise CompileError(f"--bitlength {ell} out of range 2..{MAX_ELL}")
-        for n in g.nodes:
-            if n.meta["bits"] > ell:
-                lo, hi = n.meta["range"]
-                raise CompileError(
-                    f"bitlength {ell} too small: tensor %{n.name} ({n.op}, range "
-                    f"[{lo:.4g}, {hi:.4g}] at scale {n.type.dtype.scale}) needs "
-                    f"{n.meta['bits']} bits"
-                )
+        if need > ell:
+            n = widest
+            lo, hi = n.meta["range"]
+            raise CompileError(
+                f"bitlength {ell} too small: tensor %{n.name} ({n.op}, range "
+                f"[{lo:.4g}, {hi:.4g}] at scale {n.type.dtype.scale}) needs {need} bits"
+                f" ({sum(m.meta['bits'] > ell for m in g.nodes)} tensors exceed {ell})"
+            )
     for n in g.nodes:
         n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
     g.meta["ell"] = ell
