@@ -159,3 +159,34 @@ def test_lowered_activations_and_padded_avgpool():
     want = float_eval(g, x)["flat"].ravel()
     got = np.array(simulate(sg, x)["outputs"][sg.outputs[0]]["values"])
     assert np.abs(got - want).max() < 5e-3
+
+
+def test_cleartext_matches_integer_reference_with_negatives():
+    """conv (+ rounding bias) -> maxpool (signed, padding never wins) -> trunc (floor)."""
+    from test_exact_linalg import _ref_conv
+
+    rng = np.random.default_rng(7)
+    g = Graph()
+    x = g.add("input", attrs={"name": "x", "shape": [1, 2, 5, 5]}, name="x")
+    w = g.add_param("w", rng.normal(0, 1, (3, 2, 3, 3)).astype(np.float32))
+    y = g.add("conv2d", [x, w], {"strides": [1, 1], "pads": [1, 1, 1, 1]}, name="y")
+    y = g.add("maxpool", [y], {"kernel": [2, 2], "strides": [2, 2], "pads": [1, 1, 1, 1]})
+    g.outputs = [y]
+    g.meta["input"] = {"name": "x", "range": [-4, 4]}
+    sg = run_pipeline(g, CompileOptions(scale=6, bitlength=24))
+    xin = rng.uniform(-4, 4, (1, 2, 5, 5))
+    out = Cleartext(sg).run(xin)[sg.outputs[0]]
+    xq = np.rint(xin * 64).astype(np.int64)
+    wq = np.asarray(sg.params["w"], np.int64)
+    conv = _ref_conv(xq % (1 << 24), wq % (1 << 24), 1, 1, 1, 24).astype(object)
+    conv = np.where(conv >= 1 << 23, conv - (1 << 24), conv)  # signed
+    trunc = (conv + 32) // 64  # floor of the signed value; +2^5 is the rounding folded in a bias
+    pad = np.full((1, 3, 7, 7), None, dtype=object)
+    pad[:, :, 1:6, 1:6] = trunc
+    want = np.empty((1, 3, 3, 3), dtype=object)
+    for i in range(3):
+        for j in range(3):
+            win = pad[0, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].reshape(3, -1)
+            want[0, :, i, j] = [max(v for v in row if v is not None) for row in win]
+    assert (np.asarray(want, np.int64) % (1 << 24)).tolist() == out.tolist()
+    assert (np.asarray(want, np.int64) < 0).any()  # negative values were exercised

@@ -99,3 +99,13 @@ def test_densenet121_l32_s11_refused_naming_tensor(zoo_onnx):
         CompileError, match=r"bitlength 32 too small: tensor %\S+ \(\w+, range .* needs \d{3} bits"
     ):
         compile_model(zoo_onnx("densenet121", 224), None, scale=11, bitlength=32)
+
+
+def test_out_of_range_input_overflows_on_resnet(zoo_onnx, tmp_path):
+    from twofold.backends.cleartext import FixedPointOverflow
+
+    np.save(tmp_path / "c.npy", _image(2))
+    sg, _ = compile_model(zoo_onnx("resnet", 32), None, calibrate=[tmp_path / "c.npy"])
+    simulate(sg, _image(1))
+    with pytest.raises(FixedPointOverflow, match=r"overflow at %\S+ \(\w+\): values reach"):
+        simulate(sg, _image(1) * 40)
