@@ -61,6 +61,7 @@ def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -
             )
     for n in g.nodes:
         n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
+        n.meta.pop("observed", None)  # raw calibration statistics stay out of the public IR
     g.meta["ell"] = ell
     g.meta["bits_needed"] = need
     g.meta["widest_tensor"] = widest.name
