@@ -44,6 +44,9 @@ def write_bundle(graph: Graph, out_dir: str | Path, report: dict[str, Any]) -> P
     g.meta["public_params"] = public
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a bundle gets ordinary permissions
     try:
         (tmp / "ir.txt").write_text(format_graph(g))
         (tmp / "ir.json").write_text(graph_to_json(g))
