@@ -125,9 +125,10 @@ def worker(role: str, port: int, quick: bool, ell: int) -> None:
             ch.send(b"go")
             ch.recv_bytes()
             if role == "server" and method == "he":  # weights prepared once per model
-                t0 = time.perf_counter()
+                t0, cpu_p = time.perf_counter(), time.process_time()
                 _layer_call_prep(party, kind, w, sp, ell, cache, name)
                 prep = time.perf_counter() - t0
+                prep_cpu = time.process_time() - cpu_p
             n_cached = len(cache)
             cpu0 = time.process_time()
             with ch.section(f"{name}/{method}") as st:
@@ -148,6 +149,7 @@ def worker(role: str, port: int, quick: bool, ell: int) -> None:
                 r["extrapolated_from"] = {"x_shape": list(xsh), "scale": scale}
             if role == "server" and method == "he":
                 r["weight_prep_s"] = prep
+                r["weight_prep_cpu_s"] = prep_cpu
                 if len(cache) != n_cached:
                     raise RuntimeError(f"{name}: prepared plaintexts were not reused")
             # verify (untimed): the client sends x and y shares
@@ -251,23 +253,25 @@ def he_counts(layer: tuple, ell: int) -> dict:
         useful = [u[0].size for u in pk.conv_useful(plan)]
         n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
         mults = O * plan.n_cb * plan.n_sp
+        pts = O * plan.n_cb
         nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
     elif kind == "gemm":
         _, n_i, n_o = layer
         plan = pk.plan_fc(n_i, n_o)
         n_in, n_out = plan.n_ib, plan.n_obk
-        mults = n_in * n_out
+        mults = pts = n_in * n_out
         nbytes = n_in * in_ct + sum(out_bytes(pk.fc_useful(plan, o)[0].size) for o in range(n_out))
     else:
         _, C, H, W = layer
         plan = pk.plan_affine(C, H * W)
         n_in = n_out = mults = plan.n_cb * plan.n_mc
+        pts = plan.n_cb
         nbytes = n_in * in_ct + sum(
             out_bytes(pk.affine_useful(plan, cb, mc)[0].size)
             for cb in range(plan.n_cb)
             for mc in range(plan.n_mc)
         )
-    return {"in_cts": n_in, "out_cts": n_out, "mults": mults, "bytes": nbytes}
+    return {"in_cts": n_in, "out_cts": n_out, "mults": mults, "plaintexts": pts, "bytes": nbytes}
 
 
 def ot_affine_bytes(C: int, M: int, ell: int) -> float:  # noqa: N803
@@ -298,13 +302,16 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
         r["he"]["model_bytes"] = c["bytes"]
     coef, _ = nnls(np.asarray(rows, float), np.asarray(ts, float))
     coef_cpu, _ = nnls(np.asarray(rows, float), np.asarray(cs, float))
+    prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in meas.values()) / sum(
+        he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in meas
+    )
     aff = meas["bn_affine_1024_7"]["ot"]
     n_aff_meas = float(np.prod(QUICK["bn_affine_1024_7"][1:] if quick else (1024, 7, 7)))
     res = {}
     for fold in (True, False):
         tot = {"s": 0.0, "cpu_s": 0.0, "bytes": 0.0}
         part = {"conv_gemm_he": dict(tot), "affine_ot": dict(tot)}
-        n_aff = aff_elems = 0
+        n_aff = aff_elems = n_pts = 0
         for layer in densenet121_layers(fold):
             if layer[0] == "affine":  # method "auto": OT for the per-channel affine
                 n_aff += 1
@@ -318,6 +325,7 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
                 key = "affine_ot"
             else:
                 c = he_counts(layer, ell)
+                n_pts += c["plaintexts"]
                 v = [c["in_cts"], c["out_cts"], c["mults"]]
                 fig = {
                     "s": float(np.dot(coef, v)),
@@ -335,6 +343,11 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
             "affine_layers": n_aff,
             "affine_elements": aff_elems,
             "parts": part,
+            # the server's NTT weight plaintexts: built once per model if they fit in memory,
+            # else rebuilt per image (extra server CPU below); not included in s / cpu_s
+            "weight_plaintexts": n_pts,
+            "weight_plaintexts_GiB": n_pts * 3 * 8192 * 8 / 2**30,
+            "weight_prep_cpu_s": n_pts * prep_rate,
         }
     names = ("per_input_ct", "per_output_ct", "per_product")
     res["he_time_model_ms"] = {
@@ -397,7 +410,9 @@ def main() -> None:
         print(
             f"{key}: {t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), "
             f"{t['GiB']:.2f} GiB ({t['affine_layers']} affine layers by OT, "
-            f"{t['affine_elements'] / 1e6:.1f} M elements)"
+            f"{t['affine_elements'] / 1e6:.1f} M elements); weight plaintexts "
+            f"{t['weight_plaintexts_GiB']:.0f} GiB if all cached, else +"
+            f"{t['weight_prep_cpu_s']:.0f} s server CPU per image to rebuild them"
         )
     if a.json:
         with open(a.json, "w") as f:
