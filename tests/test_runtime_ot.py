@@ -9,7 +9,7 @@ from scipy.stats import chisquare
 from twofold.runtime import bitpack, net
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
-from twofold.runtime.ot import iknp
+from twofold.runtime.ot import iknp, kk13
 from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
 from twofold.runtime.ot.crhash import FIXED_KEY, crhash
 from twofold.runtime.ot.kk13 import CODEWORDS
@@ -87,6 +87,7 @@ def _choices(n, limit=2):
 @pytest.mark.parametrize("n,chunk", [(1, 1 << 16), (63, 1 << 16), (1001, 1 << 16), (1001, 192)])
 def test_all_flavours(sender, n, chunk, monkeypatch):
     monkeypatch.setattr(iknp, "CHUNK", chunk)  # 192: a batch of 1001 spans six chunks
+    monkeypatch.setattr(kk13, "_SUB", 64 if chunk < 1000 else 1 << 12)  # KK13 sub-batches
     c = _choices(n)
     corr = RNG.integers(0, 2**63, n, dtype=np.uint64)
     corr_v = RNG.integers(0, 2**63, (n, 5), dtype=np.uint64)
