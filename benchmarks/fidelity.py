@@ -27,7 +27,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import zoo  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
-from twofold.backends.cleartext import apply_output_function, simulate  # noqa: E402
+from twofold.backends.cleartext import (  # noqa: E402
+    FixedPointOverflow,
+    apply_output_function,
+    simulate,
+)
 from twofold.backends.float_ref import run_float  # noqa: E402
 from twofold.compiler import CompileError  # noqa: E402
 from twofold.frontends.onnx import load_onnx  # noqa: E402
@@ -68,7 +72,11 @@ def model_rows(name: str, size: int, tmp: Path) -> list[dict]:
         except CompileError as e:
             rows.append(row | {"refused": str(e)})
             continue
-        (out,) = simulate(sg, x)["outputs"].values()
+        try:
+            (out,) = simulate(sg, x)["outputs"].values()
+        except FixedPointOverflow as e:
+            rows.append(row | {"ell": sg.meta["ell"], "refused": f"simulate: {e}"})
+            continue
         got = _probs(sg.meta["output_function"][sg.outputs[0]], out["values"])
         rows.append(
             row

@@ -5,7 +5,8 @@ docs/ARCHITECTURE.md ("Fixed-point semantics"): exact integer products mod 2^ℓ
 (float64-BLAS limbs, see ``exact_linalg``), ``trunc`` = arithmetic shift of the signed
 value for every kind, ``relu``/``maxpool`` on signed values. A value outside the bits
 the compiler assumed for it (``meta["bits"]``) raises ``FixedPointOverflow`` naming the
-tensor (DESIGN.md §6: never silent garbage).
+tensor, and says whether the ring itself may have wrapped (DESIGN.md §6: never silent
+garbage).
 """
 
 from __future__ import annotations
@@ -96,13 +97,21 @@ class Cleartext(Interpreter):
             limit = 1 << (bits - 1)
             if hi >= limit or lo < -limit:
                 sc = 2.0**node.type.dtype.scale
+                ell = node.type.dtype.ell
                 rlo, rhi = node.meta.get("range", [float("nan")] * 2)
+                near_wrap = hi >= 1 << (ell - 2) or lo < -(1 << (ell - 2))
+                hint = (
+                    "the ring may have wrapped: results are unreliable"
+                    if near_wrap
+                    else "the ring still held it (--no-check accepts it; a larger "
+                    "--calibration-margin or more --calibrate inputs widen the ranges)"
+                )
                 raise FixedPointOverflow(
                     f"fixed-point overflow at %{node.name} ({node.op}): values reach "
                     f"[{lo / sc:.6g}, {hi / sc:.6g}], outside the {bits} bits (range "
-                    f"[{rlo:.4g}, {rhi:.4g}]) the compiler assumed in ring "
-                    f"{node.type.dtype.ell}; is the input outside its declared range "
-                    f"{self.graph.meta.get('input', {}).get('range')}?"
+                    f"[{rlo:.4g}, {rhi:.4g}]) the compiler assumed in ring {ell}; "
+                    f"is the input outside its declared range "
+                    f"{self.graph.meta.get('input', {}).get('range')}? {hint}"
                 )
 
     # ------------------------------------------------------------- helpers
