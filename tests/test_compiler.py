@@ -190,3 +190,51 @@ def test_cleartext_matches_integer_reference_with_negatives():
             want[0, :, i, j] = [max(v for v in row if v is not None) for row in win]
     assert (np.asarray(want, np.int64) % (1 << 24)).tolist() == out.tolist()
     assert (np.asarray(want, np.int64) < 0).any()  # negative values were exercised
+
+
+def test_canonicalize_folds_parameters_and_drops_noops():
+    from twofold.backends.float_ref import run_float
+    from twofold.compiler.canonicalize import canonicalize
+
+    rng = np.random.default_rng(2)
+    g = Graph()
+    x = g.add("input", attrs={"name": "x", "shape": [1, 4]}, name="x")
+    same = g.add("reshape", [x], {"shape": [1, 4]}, name="same")
+    w = g.add_param("w", rng.normal(0, 1, (2, 2, 3)).astype(np.float32))
+    w2 = g.add("reshape", [w], {"shape": [4, 3]}, name="w_flat")  # server-only: folds
+    c = g.add_param("c", np.ones(3, np.float32), public=True)
+    c2 = g.add("mul_const", [c], {"value": 0.5}, name="c_half")  # public-only: folds
+    y = g.add("gemm", [same, w2, c2], name="y")
+    g.outputs = [y]
+    h = canonicalize(g)
+    verify(h)
+    assert {n.op for n in h.nodes} == {"input", "weight", "const", "gemm"}
+    assert h[h["y"].inputs[1]].op == "weight" and h[h["y"].inputs[2]].op == "const"
+    xin = {"x": rng.normal(0, 1, (1, 4))}
+    assert np.allclose(run_float(g, xin)["y"], run_float(h, xin)["y"])
+
+
+def test_bn_folds_into_gemm_exactly():
+    from twofold.backends.float_ref import run_float
+
+    rng = np.random.default_rng(3)
+    g = Graph()
+    x = g.add("input", attrs={"name": "x", "shape": [1, 6]}, name="x")
+    w = g.add_param("w", rng.normal(0, 1, (6, 3)).astype(np.float32))
+    b = g.add_param("b", rng.normal(0, 1, 3).astype(np.float32))
+    y = g.add("gemm", [x, w, b], name="y")
+    bn = [
+        g.add_param(k, v.astype(np.float32))
+        for k, v in [
+            ("g", rng.uniform(0.5, 2, 3)),
+            ("be", rng.normal(0, 1, 3)),
+            ("m", rng.normal(0, 1, 3)),
+            ("v", rng.uniform(0.5, 2, 3)),
+        ]
+    ]
+    g.outputs = [g.add("batchnorm", [y, *bn], name="bn")]
+    h = fold_bn(g)
+    assert [n.op for n in h.nodes if n.op not in ("weight", "const")] == ["input", "gemm"]
+    xin = {"x": rng.normal(0, 1, (1, 6))}
+    want = run_float(g, xin, np.float64)["bn"]
+    assert np.allclose(next(iter(run_float(h, xin, np.float64).values())), want)
