@@ -81,18 +81,26 @@ CONVS = [
     ("depthwise", (1, 3, 6, 6), (3, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),
     ("1x1_stride2", (2, 5, 6, 6), (4, 5, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     ("7x7_tiled", (1, 1, 100, 100), (2, 1, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+    # 3 channels per block: NTT plaintexts, except where zeros leave <= 2 terms (monomials)
+    ("1x1_mixed_sparse", (1, 6, 50, 50), (2, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
 ]
 
 
-def _cases(ell: int):  # noqa: ANN202
+def _cases(ell: int, method: str):  # noqa: ANN202
     cases = []
     for name, xs, ws, st, pd, dl, g in CONVS:
         if name == "7x7_tiled":
             continue  # too slow for the Python-int reference; covered by test_tiled_conv
-        cases.append(("conv", name, rand_ring(xs, ell), wts(ws), wts(ws[:1], 20), st, pd, dl, g))
+        if name == "1x1_mixed_sparse" and method == "ot":
+            continue  # exercises the HE plaintext kinds; OT is covered by the other shapes
+        w = wts(ws)
+        if name == "1x1_mixed_sparse":
+            w[0, 3:5] = 0
+        cases.append(("conv", name, rand_ring(xs, ell), w, wts(ws[:1], 20), st, pd, dl, g))
     cases.append(("gemm", "fc", rand_ring((2, 33), ell), wts((5, 33)), wts((5,), 30)))
     cases.append(("affine", "bn4d", rand_ring((1, 6, 3, 4), ell), wts((6,)), wts((6,), 25)))
     cases.append(("affine", "bn2d", rand_ring((2, 3), ell), wts((3,), ell - 2), wts((3,), 25)))
+    cases.append(("affine", "bn_big_hw", rand_ring((1, 2, 50, 60), ell), wts((2,)), wts((2,))))
     return cases
 
 
@@ -114,7 +122,7 @@ def _run(p, case, x, ell, method, cache=None):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("ell", [32, 37])
 @pytest.mark.parametrize("method", ["he", "ot"])
 def test_exact_every_shape_class(method: str, ell: int) -> None:
-    cases = _cases(ell)
+    cases = _cases(ell, method)
     sh = [share(c[2], ell) for c in cases]
 
     def side(i: int):  # noqa: ANN202
@@ -278,6 +286,17 @@ def test_reply_noise_carries_no_weight_signal() -> None:
         assert v.std() > 1  # the mod-switch rounding is there
     assert stats.ks_2samp(a, b).pvalue > 1e-4
     assert abs(a.std() - b.std()) < 0.1 * a.std()
+
+
+def test_sparse_weight_polynomials_become_monomials() -> None:
+    hp = he_params(32)
+    polys = np.zeros((3, N), np.uint64)
+    polys[1, [4, 9]] = [5, (1 << 32) - 3]
+    polys[2, :3] = 1
+    pts = he.weight_plaintexts(hp, polys)
+    assert pts[0] is None
+    assert isinstance(pts[1], he.Monomials) and len(pts[1]) == 2
+    assert not isinstance(pts[2], he.Monomials)
 
 
 def test_round_low_bits_stays_within_half_a_step() -> None:
