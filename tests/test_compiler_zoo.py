@@ -109,3 +109,19 @@ def test_out_of_range_input_overflows_on_resnet(zoo_onnx, tmp_path):
     simulate(sg, _image(1))
     with pytest.raises(FixedPointOverflow, match=r"overflow at %\S+ \(\w+\): values reach"):
         simulate(sg, _image(1) * 40)
+
+
+def test_densenet121_l32_s11_with_margin1_matches_float(densenet):
+    """EzPC's DenseNet setting: fits these weights with calibration margin 1 (RG3), run on RG1."""
+    path, _ = densenet
+    g = load_onnx(str(path))
+    sg, _ = compile_model(
+        path, None, graph=g, scale=11, bitlength=32, margin=1.0,
+        calibrate=[get_testdata_file("RG3_UNCR.dcm")],
+    )  # fmt: skip
+    assert sg.meta["ell"] == 32 and sg.meta["scale"] == 11
+    x = load_input(get_testdata_file("RG1_UNCR.dcm"), {"shape": [1, 3, 224, 224]})
+    (want,) = run_float(g, {"image": x}, dtype=np.float64).values()
+    (got,) = simulate(sg, x)["outputs"].values()
+    assert np.abs(np.array(got["values"]) - want.ravel()).max() <= 1e-2
+    assert np.argmax(got["values"]) == want.argmax()
