@@ -253,7 +253,9 @@ def he_counts(layer: tuple, ell: int) -> dict:
         useful = [u[0].size for u in pk.conv_useful(plan)]
         n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
         mults = O * plan.n_cb * plan.n_sp
-        pts = O * plan.n_cb
+        # NTT plaintexts only: kernel polynomials with <= MONO_MAX terms stay monomials
+        nnz = [min(plan.Cb, C - cb * plan.Cb) * k * k for cb in range(plan.n_cb)]
+        pts = O * sum(1 for z in nnz if z > he.MONO_MAX)
         nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
     elif kind == "gemm":
         _, n_i, n_o = layer
@@ -302,8 +304,8 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
         r["he"]["model_bytes"] = c["bytes"]
     coef, _ = nnls(np.asarray(rows, float), np.asarray(ts, float))
     coef_cpu, _ = nnls(np.asarray(rows, float), np.asarray(cs, float))
-    prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in meas.values()) / sum(
-        he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in meas
+    prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in meas.values()) / max(
+        1, sum(he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in meas)
     )
     aff = meas["bn_affine_1024_7"]["ot"]
     n_aff_meas = float(np.prod(QUICK["bn_affine_1024_7"][1:] if quick else (1024, 7, 7)))
