@@ -1,16 +1,17 @@
 """The zoo models of [1/7] compiled from torch-exported ONNX and run by ``twofold run server``
-and ``twofold run client`` as two OS processes: logits equal ``twofold simulate`` bit for bit."""
+and ``twofold run client`` as two OS processes: logits equal ``twofold simulate`` bit for bit
+(``simulate_bundle`` is the function behind ``twofold simulate``; the CLI path is compared
+in test_run_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
-from test_run_cli import TWOFOLD, Server, client
+from test_run_cli import Server, client
 
-from twofold.toolchain import compile_model
+from twofold.toolchain import compile_model, simulate_bundle
 
 # Reduced input sizes. DenseNet-121 (at 32², ~3 min here) is checked bit for bit by
 # benchmarks/e2e.py instead, to keep the suite fast.
@@ -38,14 +39,8 @@ def test_zoo_model_two_processes_equal_simulate(name, zoo_onnx, tmp_path):
     finally:
         _, err = srv.stop()
     assert res.returncode == 0, res.stderr + err
-    sim = subprocess.run(
-        [*TWOFOLD, "simulate", str(bundle), "--input", str(tmp_path / "x.npy"),
-         "-o", str(tmp_path / "sim.json")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr
+    want = json.loads(json.dumps(simulate_bundle(bundle, tmp_path / "x.npy")))  # = simulate -o
     got = json.loads((tmp_path / "out.json").read_text())
-    want = json.loads((tmp_path / "sim.json").read_text())
     assert got["logits"] == want["logits"]
     assert got["outputs"] == want["outputs"]
     assert got["cost"]["by_kind"]["linear"]["bytes_sent"] > 0

@@ -130,7 +130,9 @@ def emit_program(graph: Graph, model: str = "model") -> str:
     frees = _last_uses(graph)
     width = max((len(n.name) + 1 for n in graph.nodes), default=0)
     statements = []
-    for node in graph.nodes:
+    emitted: set[str] = set()
+
+    def emit(node: Node) -> None:
         comments = [format_node(node, width).rstrip()]
         if node.op not in ("weight", "const"):
             comments.append(_scales(graph, node))
@@ -141,6 +143,15 @@ def emit_program(graph: Graph, model: str = "model") -> str:
                 "frees": ", ".join(ids[v] for v in frees[node.name]),
             }
         )
+        emitted.add(node.name)
+
+    for node in graph.nodes:
+        if node.op in ("weight", "const") and graph.users(node.name):
+            continue  # emitted right before its first reader, for readability
+        for i in node.inputs:
+            if i not in emitted:
+                emit(graph[i])
+        emit(node)
     fns = graph.meta.get("output_function", {})
     inputs = {
         n.attrs["name"]: {"shape": list(n.type.shape), "scale": n.type.dtype.scale}
