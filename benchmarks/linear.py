@@ -172,6 +172,7 @@ def worker(role: str, port: int, quick: bool, ell: int) -> None:
 def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: ANN001
     """Server: build the layer's plaintexts into the cache outside the timed region (the
     generated program does this once per model, before the first image)."""
+    from twofold.runtime.protocols import linear as L
     from twofold.runtime.protocols import linear_he as he
     from twofold.runtime.protocols import linear_he_pack as pk
     from twofold.runtime.protocols.linear import _key
@@ -185,7 +186,7 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
         plan = pk.plan_conv(ws[1], Hp, Wp, ws[0], ws[2], ws[3], st)
         cache.get(
             _key(cache, name, "he", ell, xs),
-            lambda: [he.weight_plaintexts(hp, pk.conv_pack_weights(plan, w, (1, 1), ell))],
+            lambda: L.conv_plaintexts(hp, plan, w, (1, 1), 1, ell, name),
         )
     elif kind == "gemm":
         plan = pk.plan_fc(xs[1], w.shape[0])

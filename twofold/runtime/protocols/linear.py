@@ -158,12 +158,7 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
         hp = he_params(ell)
 
         def build():  # noqa: ANN202
-            res = []
-            for g in range(group):
-                polys = pk.conv_pack_weights(plan, w[g * og : (g + 1) * og], dil, ell)
-                he.check_flooding(hp, int(pk_l1(polys, ell).max()), what)
-                res.append(he.weight_plaintexts(hp, polys))
-            return res
+            return conv_plaintexts(hp, plan, w, dil, group, ell, what)
 
         pts = (cache if cache is not None else LinearCache()).get(
             _key(cache, name, "he", ell, x.shape), build
@@ -189,6 +184,25 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
                 for sp in range(plan.n_sp):
                     y[n, g * og + o, useful[sp][1]] = next(it)
     return y.reshape(B, O, Ho, Wo)
+
+
+def conv_plaintexts(hp, plan, w, dil, group: int, ell: int, what: str) -> list:  # noqa: ANN001
+    """Server: per group, the object array [O/group, n_cb] of weight plaintexts, packed a few
+    output channels at a time (the dense [O, n_cb, N] polynomials would need ~1 GiB at 56x56)."""
+    og = w.shape[0] // group
+    res = []
+    for g in range(group):
+        parts = []
+        for o0 in range(0, og, _O_CHUNK):
+            o1 = min(og, o0 + _O_CHUNK)
+            polys = pk.conv_pack_weights(plan, w[g * og + o0 : g * og + o1], dil, ell)
+            he.check_flooding(hp, int(pk_l1(polys, ell).max()), what)
+            parts.append(he.weight_plaintexts(hp, polys))
+        res.append(np.concatenate(parts, axis=0))
+    return res
+
+
+_O_CHUNK = 16
 
 
 def pk_l1(polys: np.ndarray, ell: int) -> np.ndarray:
