@@ -116,7 +116,7 @@ def run_group() -> None:
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS)")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key")
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
-@click.option("--max-sessions", default=4, show_default=True, help="concurrent sessions")
+@click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")

@@ -184,7 +184,7 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     once: bool = False,
-    max_sessions: int = 4,
+    max_sessions: int = 2,
     linear: str = "auto",
     timeout: float = 600.0,
     progress: bool = True,
