@@ -110,3 +110,16 @@ def test_two_party_run_equals_cleartext():
     kinds = rt.cost.by_kind()
     assert kinds["relu"].bytes_sent > 0 and kinds["pooling"].rounds > 0
     assert kinds["local"].bytes_sent == 0  # local ops on shares send nothing
+
+
+def test_compile_writes_identical_program_twice(tmp_path):
+    from twofold.ir import graph_from_json, program_hash
+    from twofold.toolchain import compile_model
+
+    for d in ("a", "b"):
+        compile_model(None, tmp_path / d, graph=local_ops_graph(), preprocess="none",
+                      input_range=(-3, 3))  # fmt: skip
+    a, b = (tmp_path / d / "program.py" for d in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    mod = load(a.read_text())
+    assert mod.PROGRAM_HASH == program_hash(graph_from_json((tmp_path / "a/ir.json").read_text()))
