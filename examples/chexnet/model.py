@@ -16,23 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - torch convention
 
-# The 14 ChestX-ray14 findings in CheXNet's output order (Rajpurkar et al. 2017, Table 1).
-CHEXNET_LABELS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
+# The 14 ChestX-ray14 findings in CheXNet's output order: one definition, in the package.
+from twofold.eval.labels import CHEXNET_LABELS
 
 # torchxrayvision's 18-output order (xrv.datasets.default_pathologies), for its checkpoints.
 XRV_PATHOLOGIES: tuple[str, ...] = (

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ir.ops import pool_out_dim
+from ..ir.output_function import apply_output_function
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
 from .interpreter import Interpreter, InterpreterError
 
@@ -36,19 +37,6 @@ def _window_hw(node: Node, x_shape: tuple[int, ...], kernel: list[int]) -> tuple
         pool_out_dim(h, kernel[0], a["strides"][0], pt, pb, dh, ceil),
         pool_out_dim(w, kernel[1], a["strides"][1], pl, pr, dw, ceil),
     )
-
-
-def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
-    """The client-side function recorded in ``graph.meta["output_function"]``."""
-    x = np.asarray(logits, np.float64)
-    if fn == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-x))
-    if fn == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    if fn == "identity":
-        return x
-    raise ValueError(f"unknown output function {fn!r}")
 
 
 class Cleartext(Interpreter):

@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..ir import graph_from_json, program_hash
+from ..ir.output_function import apply_output_function
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
 from .net import Channel, connect
@@ -73,19 +74,6 @@ def load_weights(directory: str | Path) -> dict[str, np.ndarray]:
         raise RunError(f"{f} is missing (the server needs the compiled weights)") from None
     except (ValueError, OSError) as e:
         raise RunError(f"{f} is unreadable: {e}") from None
-
-
-def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
-    """The public output function the client applies in the clear (DESIGN.md §4, pass 7)."""
-    x = np.asarray(logits, np.float64)
-    if fn == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-x))
-    if fn == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    if fn == "identity":
-        return x
-    raise RunError(f"unknown output function {fn!r}")
 
 
 def _setup_cost(chan: Channel, t0: float) -> dict[str, Any]:
