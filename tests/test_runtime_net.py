@@ -177,3 +177,15 @@ def test_connect_refused_is_peer_error():
         port = lst.port
     with pytest.raises(PeerError, match="cannot connect"):
         connect("127.0.0.1", port, connect_timeout=0.2)
+
+
+def test_control_frame_longer_than_allowed_is_refused_without_allocating_it():
+    """A peer claiming a huge control frame gets a PeerError, not a giant allocation."""
+    a, b = socketpair_channels(timeout=5.0)
+    try:
+        a.sock.sendall(struct.pack("<QB", 1 << 35, 0))  # header only: "34 GiB follow"
+        with pytest.raises(PeerError, match="at most 16 are expected"):
+            b.recv_bytes(max_len=16)
+    finally:
+        a.close()
+        b.close()

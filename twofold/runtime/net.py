@@ -30,6 +30,7 @@ _KIND_BYTES = 0
 _SMALL = 1 << 16  # frames up to this size are coalesced in the send buffer
 _SOCKBUF = 1 << 22
 MAX_FRAME = 1 << 36  # refuse absurd lengths from a malformed header (64 GiB)
+CONTROL_FRAME_MAX = 1 << 24  # handshake and JSON control frames: never allocate more (16 MiB)
 
 
 @dataclass
@@ -168,9 +169,11 @@ class Channel:
             raise PeerError(f"malformed frame header from peer (length {n})")
         return n, kind
 
-    def recv_bytes(self) -> bytes:
-        """Receive one frame as bytes (any kind)."""
+    def recv_bytes(self, max_len: int | None = None) -> bytes:
+        """Receive one frame as bytes (any kind); PeerError if it is longer than ``max_len``."""
         n, _ = self._recv_header()
+        if max_len is not None and n > max_len:
+            raise PeerError(f"peer sent a frame of {n} bytes where at most {max_len} are expected")
         buf = bytearray(n)
         self._recv_into(memoryview(buf), "frame payload")
         self._count(recv=n + _HDR.size)

@@ -27,7 +27,7 @@ from ..ir import graph_from_json, program_hash
 from ..ir.output_function import apply_output_function
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
-from .net import Channel, connect
+from .net import CONTROL_FRAME_MAX, Channel, connect
 from .report import Progress, cost_doc, format_table
 from .session import Party
 
@@ -260,7 +260,7 @@ def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
 def _session_settings(chan: Channel) -> str:
     """The linear-layer method the server chose (sent right after the handshake)."""
     try:
-        linear = json.loads(chan.recv_bytes().decode()).get("linear")
+        linear = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode()).get("linear")
     except (ValueError, UnicodeDecodeError, AttributeError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if linear not in LINEAR:
@@ -307,7 +307,7 @@ def run_client(
         )
         res = prog.run(rt)
         try:
-            server_cost = json.loads(chan.recv_bytes().decode())
+            server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
         except (ValueError, UnicodeDecodeError) as e:
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
     finally:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import PeerError, ProgramMismatchError
-from .net import Channel, connect, listen, run_pair
+from .net import CONTROL_FRAME_MAX, Channel, connect, listen, run_pair
 from .ot.otpack import OTPack
 from .prg import PRG
 
@@ -55,12 +55,12 @@ class Party:
         self.chan.send(json.dumps(mine, sort_keys=True).encode())
         self.chan.send(contrib)
         try:
-            theirs = json.loads(self.chan.recv_bytes().decode())
+            theirs = json.loads(self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
             if not isinstance(theirs, dict):
                 raise ValueError("not an object")
         except (ValueError, UnicodeDecodeError) as e:
             raise PeerError(f"handshake: peer sent a malformed hello ({e})") from None
-        peer_contrib = self.chan.recv_bytes()
+        peer_contrib = self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX)
         if theirs.get("protocol") != PROTOCOL or theirs.get("version") != PROTOCOL_VERSION:
             raise ProgramMismatchError(
                 f"protocol mismatch: this {self.role} speaks {PROTOCOL} v{PROTOCOL_VERSION}, "
