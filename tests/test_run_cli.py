@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_python2pc import local_ops_graph
+from test_runtime_net import _self_signed
 
 from twofold.toolchain import compile_model
 
@@ -165,46 +166,6 @@ def test_malformed_image_and_wrong_shape(bundles):
     res = client(bundles["a"], "127.0.0.1:9", d / "small.npy", d / "o2.json", "--quiet")
     one_line_error(res, "[1, 2, 5, 5]", "[1, 2, 16, 16]")
     assert not (d / "o2.json").exists()
-
-
-def _self_signed(d: Path) -> tuple[Path, Path]:
-    """A throwaway certificate for 127.0.0.1 (the client trusts it as its CA)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    c, k = d / "cert.pem", d / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return c, k
 
 
 def test_tls_run_and_plaintext_client_refused(bundles):

@@ -102,6 +102,7 @@ def test_run_pair_timeout_never_hangs():
 
 
 def _self_signed(tmp_path):
+    """A throwaway CA-flagged certificate for localhost/127.0.0.1; returns (cert, key) paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
