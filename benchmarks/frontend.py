@@ -24,20 +24,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import zoo  # noqa: E402
+from _timing import best_of as _best  # noqa: E402
 
 from twofold.backends.float_ref import run_float  # noqa: E402
 from twofold.backends.onnxruntime_ref import run_onnxruntime  # noqa: E402
 from twofold.frontends.onnx import load_onnx  # noqa: E402
 from twofold.inspect import summarize  # noqa: E402
-
-
-def _best(fn, repeat: int) -> float:  # noqa: ANN001
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def bench(name: str, size: int, repeat: int, tmp: Path) -> dict:

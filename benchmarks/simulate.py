@@ -2,9 +2,8 @@
 
     .venv/bin/python benchmarks/simulate.py [--json FILE] [--quick]
 
-DenseNet-121 comes from the ONNX zoo of the tests (torch export) when the frontend is
-available, else from the IR builder of tests/fixedpoint_graphs.py (same structure,
-random weights). The kernel rows time one DenseNet convolution as float64 im2col+BLAS,
+DenseNet-121 comes from the ONNX zoo of the tests (torch export). The kernel rows time one
+DenseNet convolution as float64 im2col+BLAS,
 as the exact Z_2^ℓ kernel on typical fixed-point values (one float64 product), on the
 full 64-bit ring (limbs), and numpy's uint64 matmul that the limbs replace.
 """
@@ -24,49 +23,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _timing import best_of as _best  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+from zoo import export  # noqa: E402
+
 from twofold.backends.cleartext import observe_ranges, simulate  # noqa: E402
 from twofold.backends.exact_linalg import conv2d_exact, conv2d_float, im2col  # noqa: E402
 from twofold.backends.float_ref import run_float  # noqa: E402
 from twofold.compiler import CompileOptions, run_pipeline  # noqa: E402
-
-
-def _best(fn, repeat: int) -> float:  # noqa: ANN001
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from twofold.frontends.onnx import load_onnx  # noqa: E402
+from twofold.toolchain import load_input  # noqa: E402
 
 
 def densenet_graph(size: int):  # noqa: ANN201
-    try:
-        from zoo import export
-
-        from twofold.frontends.onnx import load_onnx
-
-        path = Path(tempfile.mkdtemp()) / "densenet121.onnx"
-        export("densenet121", str(path), size)
-        return load_onnx(str(path)), "onnx zoo export"
-    except ImportError:
-        from fixedpoint_graphs import densenet121_ir
-
-        return densenet121_ir(size), "IR builder (random weights)"
+    """DenseNet-121 of the tests' ONNX zoo (torch export), through the frontend."""
+    path = Path(tempfile.mkdtemp()) / "densenet121.onnx"
+    export("densenet121", str(path), size)
+    return load_onnx(str(path)), "onnx zoo export"
 
 
 def bench_densenet(size: int, repeat: int) -> dict:
     g, source = densenet_graph(size)
     g.meta["input"] = {"name": g.inputs()[0].attrs["name"], "range": [-2.1179, 2.64]}
     meta = {"shape": list(g.inputs()[0].type.shape), "preprocess": "chexnet"}
-    try:  # the real radiographs of pydicom-data: calibrate on RG3, run RG1
-        from pydicom.data import get_testdata_file
-
-        from twofold.toolchain import load_input
-
-        cal = load_input(get_testdata_file("RG3_UNCR.dcm"), meta)
-        x = load_input(get_testdata_file("RG1_UNCR.dcm"), meta)
-    except ImportError:
-        cal = x = np.clip(np.random.default_rng(0).normal(0, 1, meta["shape"]), -2.1, 2.6)
+    # the real radiographs of pydicom-data: calibrate on RG3, run RG1
+    cal = load_input(get_testdata_file("RG3_UNCR.dcm"), meta)
+    x = load_input(get_testdata_file("RG1_UNCR.dcm"), meta)
     t = time.perf_counter()
     sg = run_pipeline(g, CompileOptions(observe=lambda q: observe_ranges(q, [cal])))
     compile_s = time.perf_counter() - t

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from fixedpoint_graphs import activations, float_eval, small_cnn
+from fixedpoint_graphs import activations, small_cnn
 
 from twofold.backends.cleartext import Cleartext, FixedPointOverflow, observe_ranges, simulate
+from twofold.backends.float_ref import run_float
 from twofold.compiler import CompileError, CompileOptions, run_pipeline
 from twofold.compiler.bundle import read_bundle, write_bundle
 from twofold.compiler.fold_bn import fold_bn
@@ -20,6 +21,11 @@ def _with_input(g: Graph, lo: float = -3.0, hi: float = 3.0) -> Graph:
     return g
 
 
+def _float64(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The float reference (checked against onnxruntime in test_float_ref) in float64."""
+    return run_float(g, {g.inputs()[0].name: x}, np.float64)
+
+
 def _image(seed: int = 1, size: int = 16) -> np.ndarray:
     return np.clip(np.random.default_rng(seed).normal(0, 1, (1, 3, size, size)), -3, 3)
 
@@ -29,7 +35,7 @@ def test_simulate_matches_float(scale, bitlength):
     g = _with_input(small_cnn())
     x = _image()
     sg = run_pipeline(g, CompileOptions(scale=scale, bitlength=bitlength))
-    want = float_eval(g, x)["prob"].ravel()
+    want = _float64(g, x)["prob"].ravel()
     got = np.array(simulate(sg, x)["outputs"][sg.outputs[0]]["values"])
     assert np.abs(got - want).max() <= 1e-2
     assert got.argmax() == want.argmax()
@@ -156,7 +162,7 @@ def test_lowered_activations_and_padded_avgpool():
     sg = run_pipeline(g, CompileOptions(scale=12))
     ops = {n.op for n in sg.nodes}
     assert not ops & {"leaky_relu", "clip", "avgpool"} and "mul_const" in ops
-    want = float_eval(g, x)["flat"].ravel()
+    want = _float64(g, x)["flat"].ravel()
     got = np.array(simulate(sg, x)["outputs"][sg.outputs[0]]["values"])
     assert np.abs(got - want).max() < 5e-3
 
