@@ -3,9 +3,12 @@
 IR ``gemm`` is ``a @ b + c`` with either operand the server's weight; the protocol computes
 ``x @ w.T + b`` with the shared ``x`` on the left, so ``W @ x`` runs as ``(x.T @ W.T).T``.
 A ``mul`` by a weight that broadcasts over channel axis 1 is an ``affine`` without shift.
-``linear="auto"`` picks HE (Cheetah-style, the only choice that scales to DenseNet-121 at
-224², where OT costs ~200 GiB; 5x less traffic already at 32²) whenever its BFV parameters
-support the ring ℓ (16..40), else OT.
+``linear="auto"`` decides per op from public data only (the op kind, ℓ, whether the session has
+an OT extension), so both parties pick alike (:func:`pick`): conv2d/gemm by HE (Cheetah-style,
+the only choice that scales to DenseNet-121 at 224², where OT costs ~200 GiB) whenever its BFV
+parameters support ℓ, else OT; the per-channel affine (and ``mul``) by OT, which costs
+ℓ(ℓ+1)/2 bits per element where coefficient-encoded HE packs a per-channel scale badly (2.5 GB
+for DenseNet-121's BatchNorms against 0.7 GB).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class LinearOps:
             raise LinearError(f"linear method must be he, ot or auto, got {method!r}")
         self.party = party
         self.ell = ell
-        self.method = _auto(ell) if method == "auto" else method
+        self.method = method
+        self.has_ot = getattr(party, "ot", None) is not None
         # No cache by default: a session runs one image, and keeping every layer's weight
         # plaintexts alive cost the server 4.5 GiB at 64² (measured); built per layer, freed.
         self.cache = cache
@@ -53,8 +57,11 @@ class LinearOps:
             w_shape=_shape(w),
             strides=tuple(attrs["strides"]), pads=tuple(attrs["pads"]),
             dilations=tuple(attrs["dilations"]), group=int(attrs["group"]),
-            ell=self.ell, method=self.method, cache=self.cache, name=name,
+            ell=self.ell, method=self._pick("conv2d", name), cache=self.cache, name=name,
         )  # fmt: skip
+
+    def _pick(self, kind: str, name: str) -> str:
+        return pick(self.method, kind, self.ell, self.has_ot, name)
 
     def gemm(self, rt: Any, name: str, a: Any, b: Any, c: Any) -> np.ndarray:  # noqa: ANN401
         m = np.uint64((1 << self.ell) - 1) if self.ell < 64 else np.uint64(2**64 - 1)
@@ -63,12 +70,12 @@ class LinearOps:
             wt = None if self._w(b) is None else np.ascontiguousarray(self._w(b).T)
             y = L.gemm(
                 self.party, a, wt, None, w_shape=(n, k), ell=self.ell,
-                method=self.method, cache=self.cache, name=name,
+                method=self._pick("gemm", name), cache=self.cache, name=name,
             )  # fmt: skip
         elif isinstance(b, np.ndarray) and not isinstance(a, np.ndarray):
             y = L.gemm(
                 self.party, np.ascontiguousarray(b.T), self._w(a), None, w_shape=_shape(a),
-                ell=self.ell, method=self.method, cache=self.cache, name=name,
+                ell=self.ell, method=self._pick("gemm", name), cache=self.cache, name=name,
             ).T  # fmt: skip
         else:
             raise LinearError(f"%{name}: gemm needs exactly one shared operand and one weight")
@@ -80,7 +87,7 @@ class LinearOps:
     def affine(self, rt: Any, name: str, x: np.ndarray, mul: Any, add: Any) -> np.ndarray:  # noqa: ANN401
         return L.affine(
             self.party, x, self._w(mul), self._w(add), ell=self.ell,
-            method=self.method, cache=self.cache, name=name,
+            method=self._pick("affine", name), cache=self.cache, name=name,
         )  # fmt: skip
 
     def mul(self, rt: Any, name: str, x: np.ndarray, w: Any) -> np.ndarray:  # noqa: ANN401
@@ -100,17 +107,35 @@ class LinearOps:
         v = self._w(w)
         return L.affine(
             self.party, x, None if v is None else v.reshape(c), None, ell=self.ell,
-            method=self.method, cache=self.cache, name=name,
+            method=self._pick("affine", name), cache=self.cache, name=name,
         )  # fmt: skip
 
 
-def _auto(ell: int) -> str:
-    """HE where its parameters support the ring, else OT (both parties decide alike)."""
+def he_supports(ell: int) -> bool:
+    """Whether the BFV parameters exist for the ring Z_2^ell (public)."""
     try:
         he_params(ell)
     except ValueError:
-        return "ot"
-    return "he"
+        return False
+    return True
+
+
+def pick(method: str, kind: str, ell: int, has_ot: bool, name: str = "?") -> str:
+    """The protocol ("he" or "ot") for one linear op of ``kind`` ("conv2d", "gemm", "affine");
+    a function of public data only, so both parties decide alike."""
+    if method != "auto":
+        return method
+    he_ok = he_supports(ell)
+    if kind == "affine":
+        choice = "ot" if has_ot else "he" if he_ok else None
+    else:
+        choice = "he" if he_ok else "ot" if has_ot else None
+    if choice is None:
+        raise LinearError(
+            f"%{name}: no linear protocol for {kind} at ell={ell} (HE needs its parameters, "
+            "OT a session with an OT extension)"
+        )
+    return choice
 
 
 def _shape(v: Any) -> tuple[int, ...]:  # noqa: ANN401

@@ -10,7 +10,8 @@ the caller of ``*_send`` is the OT sender, either party may be. Flavours:
 * correlated OT over Z_2^k: the sender gives corr (uint64[n] or [n, d]) and gets x; the receiver
   gives b and gets x + b*corr mod 2^k (16 bytes + d*k bits/OT);
 * chosen-message OT of k-bit values (uint64[n] or [n, d] each);
-* 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages.
+* 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages;
+* random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from .crhash import crhash_wide, mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender, padded
 from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
+from .lrot import LongOT
 
 KAPPA = 128
-_ROT, _COT, _OT, _KK = 1, 2, 3, 4
+_ROT, _COT, _OT, _KK, _LROT = 1, 2, 3, 4, 5
 
 
 def _check_k(k: int) -> int:
@@ -122,6 +124,31 @@ class OTPack:
 
         self._rcv.extend(self.chan, n, _choice_cols(c), each)
         return out[:n]
+
+    # -- random OT with long messages -----------------------------------------------------------
+    def lrot_send(self, n: int) -> LongOT:
+        """n random OTs as sender whose messages are streams (``LongOT.blocks(..., both=True)``)."""
+        n = int(n)
+        rows = np.empty((n, 2), np.uint64)
+        index0 = self._snd.count
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = q
+
+        self._snd.extend(self.chan, n, each)
+        return LongOT(rows, index0, self._dom(_LROT, True), self._snd.s)
+
+    def lrot_recv(self, choices: np.ndarray) -> LongOT:
+        """Receiver of :meth:`lrot_send`: the chosen stream of every OT (``LongOT.blocks``)."""
+        c = _check_choices(choices)
+        rows = np.empty((c.shape[0], 2), np.uint64)
+        index0 = self._rcv.count
+
+        def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = t
+
+        self._rcv.extend(self.chan, c.shape[0], _choice_cols(c), each)
+        return LongOT(rows, index0, self._dom(_LROT, False), None)
 
     # -- correlated OT over Z_2^k -------------------------------------------------------------
     @staticmethod

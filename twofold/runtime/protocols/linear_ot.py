@@ -9,13 +9,15 @@ element carrying n_out*(ell-i) bits each, so it grows with MACs * ell^2 — the 
 Per-channel affine flips the roles (the scale is one number per channel, reused for the whole
 channel): the server's scale bits are the choices and the client's channel vector x_c[c, :] is
 the correlation, so each element costs sum_i (ell - i) = ell(ell+1)/2 bits and a channel costs
-only ell OTs. This is the DenseNet BN path (docs/SECURITY.md).
+only ell OTs (random OTs with long messages, ``linear_ot_affine``). This is the DenseNet BN path
+(docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import linear_ot_affine as aff
 from .linear_local import im2col, pad_nchw
 
 _CHUNK = 1 << 21  # OT entries (rows x vector length) per call: bounds memory
@@ -84,24 +86,11 @@ def conv2d(party, x, w, w_shape, strides, pads, dil, group, ell) -> np.ndarray: 
 
 
 def affine(party, x: np.ndarray, mul, ell: int) -> np.ndarray:  # noqa: ANN001
-    """Shares of mul[c] * x_c[:, c, :] for x [B, C, M]: server's scale bits choose."""
+    """Shares of mul[c] * x_c[:, c, :] for x [B, C, M]: the server's scale bits choose, the
+    client's channel vector is the correlation (``linear_ot_affine``)."""
     B, C, M = x.shape  # noqa: N806
-    m = np.uint64((1 << ell) - 1)
-    ot = party.ot
-    d = B * M
-    acc = np.zeros((C, d), np.uint64)
-    ch_per = max(1, _CHUNK // max(1, d))
-    g = None if mul is None else _ring(mul, ell)
-    xc = x.transpose(1, 0, 2).reshape(C, d) if party.role == "client" else None
-    for c0 in range(0, C, ch_per):
-        c1 = min(C, c0 + ch_per)
-        for i in range(ell):
-            k = ell - i
-            if party.role == "client":
-                s = ot.cot_send(xc[c0:c1] & np.uint64((1 << k) - 1), k)
-                part = np.uint64(0) - s
-            else:
-                part = ot.cot_recv(_bits(g[c0:c1], i), k, d)
-            acc[c0:c1] += part << np.uint64(i)
-    acc &= m
-    return acc.reshape(C, B, M).transpose(1, 0, 2)
+    if party.role == "client":
+        y = aff.client(party, x.transpose(1, 0, 2).reshape(C, B * M), ell)
+    else:
+        y = aff.server(party, _ring(mul, ell).reshape(C), B * M, ell)
+    return y.reshape(C, B, M).transpose(1, 0, 2)
