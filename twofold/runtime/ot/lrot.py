@@ -26,8 +26,9 @@ class LongOT:
         self.rows = np.ascontiguousarray(rows, np.uint64)
         self.n = self.rows.shape[0]
         self.index0, self.domain = int(index0), int(domain)
-        self.s = None if s is None else np.asarray(s, np.uint64).reshape(1, 1, 2)
+        self.s = None if s is None else np.asarray(s, np.uint64).reshape(1, 2)
         self._buf: dict[str, np.ndarray] = {}
+        self._hi_key: tuple[int, int, int] | None = None
 
     def _scratch(self, name: str, n_words: int) -> np.ndarray:
         b = self._buf.get(name)
@@ -46,20 +47,18 @@ class LongOT:
             raise ValueError("LongOT: block index out of range")
         if both and self.s is None:
             raise ValueError("LongOT: only the sender has both streams")
-        n, nw = sel.size, sel.size * nblk * 2
         r = self.rows[sel]
         r[:, 0] ^= sel.astype(np.uint64) + np.uint64(self.index0)
         r[:, 1] ^= np.uint64(self.domain)
-        hi = np.arange(blk0, blk0 + nblk, dtype=np.uint64) << np.uint64(16)
-        z = self._scratch("z", nw)[:nw].reshape(n, nblk, 2)
-        z[:, :, 0] = r[:, 0:1]  # (inner loops over blocks: a length-2 inner axis is slow)
-        np.bitwise_xor(r[:, 1:2], hi[None, :], out=z[:, :, 1])
-        outs = []
-        for name in ("m0", "m1") if both else ("m0",):
-            if name == "m1":
-                z[:, :, 0] ^= self.s[0, 0, 0]
-                z[:, :, 1] ^= self.s[0, 0, 1]
-            o = self._scratch(name, nw + 2)
-            mmo_into(z.reshape(-1, 2), o[: nw + 2].reshape(-1, 2))
-            outs.append(o[:nw].reshape(n, nblk, 2))
-        return (outs[0], outs[1]) if both else outs[0]
+        if both:
+            r = np.concatenate([r, r ^ self.s])
+        m = r.shape[0]
+        if self._hi_key != (m, blk0, nblk):  # the block tweaks, the same for every bit position
+            hi = np.arange(blk0, blk0 + nblk, dtype=np.uint64) << np.uint64(16)
+            self._hi, self._hi_key = np.tile(hi, m), (m, blk0, nblk)
+        z = np.repeat(r, nblk, axis=0)  # one contiguous pass (a length-2 inner axis is slow)
+        z[:, 1] ^= self._hi
+        o = self._scratch("out", 2 * (m * nblk + 1)).reshape(-1, 2)
+        mmo_into(z, o)
+        out = o[: m * nblk].reshape(m, nblk, 2)
+        return (out[: m // 2], out[m // 2 :]) if both else out

@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-CHUNK = 1 << 15  # elements (channels x positions) per chunk: the working set stays in L2
+CHUNK = 1 << 16  # elements (channels x positions) per chunk: fewer Python calls vs. cache
 
 
 @dataclass(frozen=True)
