@@ -5,11 +5,16 @@ OT, two OS processes over loopback TCP (one thread each), and the DenseNet-121 t
 
 HE layers run at full size. OT conv layers run on a slice of output positions and are scaled
 linearly (their cost is exactly linear in output positions: ell COTs per im2col entry); these
-figures are marked ``"extrapolated_from"``. BN affine and FC run in full for both.
+figures are marked ``"extrapolated_from"``. BN affine and FC run in full for both; the extra BN
+affine layers (``OT_ONLY``: a big 256x56x56 one, a mid-sized one) run by OT only, the protocol
+``--linear auto`` uses for them.
 The DenseNet-121 total sums, over every linear layer of the network at 224x224, a per-layer
 figure: HE bytes from the exact message sizes of the chosen packing (checked against the
-measured layers), HE time from a fit (non-negative least squares over the measured layers) of
-seconds ~ a*input_cts + b*output_cts + c*products; affine layers take the cheaper of HE and OT.
+measured layers), HE time from a fit (non-negative least squares over the measured HE layers) of
+seconds ~ a*input_cts + b*output_cts + c*products. Affine layers go by OT (as ``auto`` runs
+them): bytes exact (``ot_affine_bytes``, checked against the measured layers), seconds from a
+non-negative least-squares fit over the measured OT affine layers of
+seconds ~ a + b*elements + c*channels (``"affine_time_model"`` in the JSON).
 """
 
 from __future__ import annotations
@@ -34,13 +39,20 @@ LAYERS = {
     "conv1x1_1024_512_14": ("conv", (1, 1024, 14, 14), (512, 1024, 1, 1), (1, 1), (0, 0, 0, 0)),
     "bn_affine_1024_7": ("affine", (1, 1024, 7, 7), (1024,), None, None),
     "fc_1024_14": ("gemm", (1, 1024), (14, 1024), None, None),
+    "bn_affine_256_56": ("affine", (1, 256, 56, 56), (256,), None, None),
+    "bn_affine_512_28": ("affine", (1, 512, 28, 28), (512,), None, None),
+    "bn_affine_1024_14": ("affine", (1, 1024, 14, 14), (1024,), None, None),
 }
+OT_ONLY = ("bn_affine_256_56", "bn_affine_512_28", "bn_affine_1024_14")  # the OT affine fit
 QUICK = {
     "conv1x1_256_128_56": (1, 256, 14, 14),
     "conv3x3_128_32_56": (1, 128, 14, 14),
     "conv1x1_1024_512_14": (1, 1024, 7, 7),
     "bn_affine_1024_7": (1, 256, 7, 7),
     "fc_1024_14": (1, 1024),
+    "bn_affine_256_56": (1, 256, 28, 28),
+    "bn_affine_512_28": (1, 512, 14, 14),
+    "bn_affine_1024_14": (1, 1024, 7, 7),
 }
 
 
@@ -118,7 +130,7 @@ def worker(role: str, port: int, quick: bool, ell: int) -> None:
         w = wrng.integers(-(1 << 12), 1 << 12, ws)
         b = wrng.integers(-(1 << 20), 1 << 20, ws[:1])
         res = {}
-        for method in ("he", "ot"):
+        for method in ("ot",) if name in OT_ONLY else ("he", "ot"):
             xsh, pd, scale = (xs, pads, 1.0) if method == "he" else _ot_slice(kind, xs, pads)
             sp = (kind, xsh, ws, spec[3], pd)
             x = prg.ring(xsh, ell)
@@ -277,9 +289,55 @@ def he_counts(layer: tuple, ell: int) -> dict:
     return {"in_cts": n_in, "out_cts": n_out, "mults": mults, "plaintexts": pts, "bytes": nbytes}
 
 
-def ot_affine_bytes(C: int, M: int, ell: int) -> float:  # noqa: N803
-    """COT traffic of the OT affine: per channel ell COTs of 16 bytes + M*(ell-i) bits."""
-    return C * sum(16 + (M * (ell - i) + 7) // 8 + 9 for i in range(ell))
+def ot_affine_bytes(C: int, M: int, ell: int) -> int:  # noqa: N803
+    """Exact traffic of the OT affine (``linear_ot_affine``) on C channels of M elements: the
+    IKNP extension of C*ell random OTs (its batch size, then 128 bit columns per OT, padded to
+    64 OTs per extension chunk) and the client's packed fields (ell(ell+1)/2 bits per element,
+    rounded up to bytes), one frame (9-byte header) per chunk."""
+    from twofold.runtime.ot.iknp import chunks as ot_chunks
+    from twofold.runtime.protocols import linear_ot_affine as aff
+
+    hdr = 9
+    iknp = hdr + 8 + sum(hdr + 16 * (hp - lo) for lo, _, hp in ot_chunks(C * ell))
+    bpe = aff.layout(ell).bytes_per_element
+    fields = sum(hdr + (c1 - c0) * (e1 - e0) * bpe for c0, c1, e0, e1 in aff.chunks(C, M))
+    return iknp + fields
+
+
+def layer_shape(name: str, quick: bool) -> tuple:
+    """The measured input shape of a layer (smaller with ``--quick``)."""
+    return QUICK[name] if quick else LAYERS[name][1]
+
+
+def affine_time_model(meas: dict, quick: bool, ell: int) -> dict:
+    """Seconds (wall and busier party's CPU) of one OT affine layer as a + b*elements +
+    c*channels, non-negative least squares over the measured OT affine layers; their bytes are
+    checked against :func:`ot_affine_bytes` (the measurement adds the 2 x 13-byte sync)."""
+    from scipy.optimize import nnls
+
+    rows, ts, cs, names = [], [], [], []
+    for name, r in meas.items():
+        if LAYERS[name][0] != "affine":
+            continue
+        xs = layer_shape(name, quick)
+        C, M = xs[1], int(np.prod(xs[2:]))  # noqa: N806
+        rows.append([1.0, C * M, C])
+        ts.append(r["ot"]["s"])
+        cs.append(r["ot"]["cpu_s"])
+        names.append(name)
+        r["ot"]["model_bytes"] = ot_affine_bytes(C, M, ell)
+    a = np.asarray(rows, float)
+    scale = a.max(axis=0)  # conditioning: fit on columns scaled to <= 1
+    wall = nnls(a / scale, np.asarray(ts, float))[0] / scale
+    cpu = nnls(a / scale, np.asarray(cs, float))[0] / scale
+    keys = ("per_layer_s", "per_element_s", "per_channel_s")
+    return {
+        "form": "s = a + b*elements + c*channels (non-negative least squares)",
+        "fit_layers": names,
+        "wall": dict(zip(keys, wall.tolist(), strict=True)),
+        "cpu": dict(zip(keys, cpu.tolist(), strict=True)),
+        "max_rel_residual_wall": float(np.max(np.abs(a @ wall - ts) / np.asarray(ts))),
+    }
 
 
 def layer_he_shape(name: str, quick: bool) -> tuple:
@@ -297,7 +355,8 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
     from scipy.optimize import nnls
 
     rows, ts, cs = [], [], []
-    for name, r in meas.items():
+    he_meas = {n: r for n, r in meas.items() if "he" in r}
+    for name, r in he_meas.items():
         c = he_counts(layer_he_shape(name, quick), ell)
         rows.append([c["in_cts"], c["out_cts"], c["mults"]])
         ts.append(r["he"]["s"])
@@ -305,11 +364,11 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
         r["he"]["model_bytes"] = c["bytes"]
     coef, _ = nnls(np.asarray(rows, float), np.asarray(ts, float))
     coef_cpu, _ = nnls(np.asarray(rows, float), np.asarray(cs, float))
-    prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in meas.values()) / max(
-        1, sum(he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in meas)
+    prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in he_meas.values()) / max(
+        1, sum(he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in he_meas)
     )
-    aff = meas["bn_affine_1024_7"]["ot"]
-    n_aff_meas = float(np.prod(QUICK["bn_affine_1024_7"][1:] if quick else (1024, 7, 7)))
+    aff = affine_time_model(meas, quick, ell)
+    aw, ac = list(aff["wall"].values()), list(aff["cpu"].values())
     res = {}
     for fold in (True, False):
         tot = {"s": 0.0, "cpu_s": 0.0, "bytes": 0.0}
@@ -320,9 +379,10 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
                 n_aff += 1
                 M = layer[1] * layer[2] * layer[3]  # noqa: N806
                 aff_elems += M
+                v = [1.0, M, layer[1]]
                 fig = {
-                    "s": M * aff["s"] / n_aff_meas,
-                    "cpu_s": M * aff["cpu_s"] / n_aff_meas,
+                    "s": float(np.dot(aw, v)),
+                    "cpu_s": float(np.dot(ac, v)),
                     "bytes": ot_affine_bytes(layer[1], layer[2] * layer[3], ell),
                 }
                 key = "affine_ot"
@@ -352,6 +412,7 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
             "weight_plaintexts_GiB": n_pts * 3 * 8192 * 8 / 2**30,
             "weight_prep_cpu_s": n_pts * prep_rate,
         }
+    res["affine_time_model"] = aff
     names = ("per_input_ct", "per_output_ct", "per_product")
     res["he_time_model_ms"] = {
         "wall": dict(zip(names, (coef * 1e3).tolist(), strict=True)),
@@ -398,14 +459,21 @@ def main() -> None:
     print(f"ell={a.ell}{' (quick sizes)' if a.quick else ''}; two processes over loopback TCP")
     print(f"{'layer':22} {'HE s':>8} {'HE cpu':>7} {'HE MiB':>9} {'OT s':>10} {'OT MiB':>11}  ok")
     for name, r in meas.items():
-        h, o = r["he"], r["ot"]
+        o = r["ot"]
+        h = r.get("he", {"s": float("nan"), "cpu_s": float("nan"), "bytes": float("nan")})
         ex = "*" if "extrapolated_from" in o else " "
         print(
             f"{name:22} {h['s']:8.2f} {h['cpu_s']:7.2f} {h['bytes'] / 2**20:9.1f} "
-            f"{o['s']:9.1f}{ex} "
-            f"{o['bytes'] / 2**20:10.1f}{ex}  {h['verified'] and o['verified']}"
+            f"{o['s']:9.2f}{ex} "
+            f"{o['bytes'] / 2**20:10.1f}{ex}  {h.get('verified', True) and o['verified']}"
         )
     print("* OT conv extrapolated linearly from a slice of output positions")
+    am = result["affine_time_model"]
+    print(
+        f"OT affine time model ({am['form']}): "
+        + ", ".join(f"{k} {v * 1e6:.3g} us" for k, v in am["wall"].items())
+        + f"; max relative residual {am['max_rel_residual_wall']:.2f}"
+    )
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     result["loadavg_1min"] = os.getloadavg()[0]
     for key in ("densenet121_total", "densenet121_total_unfolded_bn"):
@@ -413,7 +481,9 @@ def main() -> None:
         print(
             f"{key}: {t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), "
             f"{t['GiB']:.2f} GiB ({t['affine_layers']} affine layers by OT, "
-            f"{t['affine_elements'] / 1e6:.1f} M elements); weight plaintexts "
+            f"{t['affine_elements'] / 1e6:.1f} M elements: "
+            f"{t['parts']['affine_ot']['s']:.1f} s, "
+            f"{t['parts']['affine_ot']['bytes'] / 2**30:.2f} GiB); weight plaintexts "
             f"{t['weight_plaintexts_GiB']:.0f} GiB if all cached, else +"
             f"{t['weight_prep_cpu_s']:.0f} s server CPU per image to rebuild them"
         )
