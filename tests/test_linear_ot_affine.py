@@ -49,6 +49,21 @@ def test_exact_odd_shapes_batches(ell: int, shape: tuple[int, ...]) -> None:
     assert np.array_equal(_run_affine(x, g, a, ell), _ref(x, g, a, ell))
 
 
+@pytest.mark.parametrize("ell", [1, 8, 16, 31, 33, 64])
+def test_exact_other_ring_widths(ell: int) -> None:
+    x = PRG().ring((2, 3, 5), ell)
+    g = RNG.integers(-(1 << 40), 1 << 40, 3)
+    assert np.array_equal(_run_affine(x, g, None, ell), _ref(x, g, None, ell))
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 3), (1, 2, 0), (0, 3, 2)])
+def test_empty_tensors(shape: tuple[int, ...]) -> None:
+    x = np.zeros(shape, np.uint64)
+    g = np.arange(shape[1], dtype=np.int64) + 1
+    y = _run_affine(x, g, None, 32)
+    assert y.shape == shape
+
+
 @pytest.mark.parametrize("ell", [32, 37])
 def test_exact_extreme_values(ell: int) -> None:
     """Scales 0, +-1, +-2^(ell-1)-ish and full-range inputs (every choice bit both ways)."""
