@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from .alloc import keep_freed_memory
 from .errors import PeerError, ProgramMismatchError
 from .net import CONTROL_FRAME_MAX, Channel, connect, listen, run_pair
 from .ot.otpack import OTPack
@@ -34,6 +35,7 @@ class Party:
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
+        keep_freed_memory()
         self.role = role
         self.is_server = role == "server"
         self.peer_role = "client" if self.is_server else "server"
