@@ -1,7 +1,10 @@
 """Linear layers with server-private weights: time and bytes per DenseNet-121 layer type, HE and
 OT, two OS processes over loopback TCP (one thread each), and the DenseNet-121 total.
 
-    python benchmarks/linear.py [--json FILE] [--quick] [--ell 32]
+    python benchmarks/linear.py [--json FILE] [--quick] [--ell 32] [--profile DIR]
+
+``--profile DIR`` writes a cProfile dump per party and OT affine layer
+(``DIR/{server,client}_{layer}.prof``; read with ``python -m pstats``).
 
 HE layers run at full size. OT conv layers run on a slice of output positions and are scaled
 linearly (their cost is exactly linear in output positions: ell COTs per im2col entry); these
@@ -102,7 +105,7 @@ def _reference(kind, x, w, b, spec, ell):  # noqa: ANN001, ANN202
     return (x * g[None, :, None, None] + bb[None, :, None, None]) & m
 
 
-def worker(role: str, port: int, quick: bool, ell: int) -> None:
+def worker(role: str, port: int, quick: bool, ell: int, profile: str | None = None) -> None:
     from twofold.runtime.prg import PRG
     from twofold.runtime.protocols import linear as L
     from twofold.runtime.protocols import linear_he as he
@@ -143,8 +146,18 @@ def worker(role: str, port: int, quick: bool, ell: int) -> None:
                 prep_cpu = time.process_time() - cpu_p
             n_cached = len(cache)
             cpu0 = time.process_time()
+            prof = None
+            if profile and kind == "affine" and method == "ot":
+                import cProfile
+
+                prof = cProfile.Profile()
             with ch.section(f"{name}/{method}") as st:
+                if prof is not None:
+                    prof.enable()
                 y = _layer_call(party, kind, x, w, b, sp, ell, method, cache, name)
+                if prof is not None:
+                    prof.disable()
+                    prof.dump_stats(os.path.join(profile, f"{role}_{name}.prof"))
                 ch.send(b"done")
                 ch.recv_bytes()
             cpu = time.process_time() - cpu0
@@ -193,13 +206,8 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
     hp = he_params(ell)
     xs = spec[1]
     if kind == "conv":
-        ws, st, pd = spec[2], spec[3], spec[4]
-        Hp, Wp = xs[2] + pd[0] + pd[2], xs[3] + pd[1] + pd[3]  # noqa: N806
-        plan = pk.plan_conv(ws[1], Hp, Wp, ws[0], ws[2], ws[3], st)
-        cache.get(
-            _key(cache, name, "he", ell, xs),
-            lambda: L.conv_plaintexts(hp, plan, w, (1, 1), 1, ell, name),
-        )
+        plan, _ = L.conv_he_plan(xs, spec[2], spec[3], spec[4], (1, 1), 1)
+        L.prepare_conv_he(hp, plan, w, (1, 1), 1, ell, cache, name, xs)
     elif kind == "gemm":
         plan = pk.plan_fc(xs[1], w.shape[0])
         cache.get(
@@ -426,16 +434,20 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--quick", action="store_true", help="smaller spatial sizes (< 1 minute)")
     ap.add_argument("--ell", type=int, default=32)
+    ap.add_argument("--profile", metavar="DIR", help="cProfile dumps of the OT affine layers")
     ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        worker(a.worker, a.port, a.quick, a.ell)
+        worker(a.worker, a.port, a.quick, a.ell, a.profile)
         return
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
     extra = ["--port", str(port), "--ell", str(a.ell)] + (["--quick"] if a.quick else [])
+    if a.profile:
+        os.makedirs(a.profile, exist_ok=True)
+        extra += ["--profile", os.path.abspath(a.profile)]
     procs = {
         r: subprocess.Popen(
             [*cmd, r, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env

@@ -205,23 +205,6 @@ def test_packings_are_exact_polynomial_products() -> None:
     assert np.array_equal(y.reshape(ref.shape[1:]), ref[0])
 
 
-def test_flood_residues_are_the_residues_of_one_small_integer() -> None:
-    hp = he_params(32)
-    b = he.flood_bits(hp)
-    res = he.flood_residues(PRG(), b, hp.q_mid, 2)
-    assert res.shape == (2, 2, N)
-    q0, q1 = hp.q_mid
-    vals = []
-    for i in range(0, N, 331):
-        r0, r1 = int(res[1, 0, i]), int(res[1, 1, i])
-        # CRT-reconstruct and centre: the integer must lie in [-2^b, 2^b)
-        f = (r0 + q0 * ((r1 - r0) * pow(q0, -1, q1) % q1)) % (q0 * q1)
-        f = f - q0 * q1 if f > q0 * q1 // 2 else f
-        assert -(1 << b) <= f < (1 << b)
-        vals.append(f)
-    assert max(map(abs, vals)) > 1 << (b - 4)  # and really spans the range
-
-
 def _secret_coeffs(hp, dec) -> np.ndarray:  # noqa: ANN001
     """The client's own secret key in coefficient form: decrypting (0, Delta) gives s mod t."""
     data = np.zeros((2, 1, N), np.uint64)

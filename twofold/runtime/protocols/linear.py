@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import linear_he as he
+from . import linear_he_coef as coef
 from . import linear_he_pack as pk
 from . import linear_ot as ot
 from .linear_he_seal import he_params
@@ -124,20 +125,50 @@ def conv2d(
     return y
 
 
+def conv_he_plan(x_shape, w_shape, strides, pads, dil, group):  # noqa: ANN001, ANN201
+    """The HE blocking of a conv: (plan, subsample) where subsample is the stride applied to the
+    padded input before packing (1x1 kernels with stride > 1 compute only the kept outputs)."""
+    O, cg, kh, kw = w_shape  # noqa: N806
+    khe, kwe = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+    Hp, Wp = x_shape[2] + pads[0] + pads[2], x_shape[3] + pads[1] + pads[3]  # noqa: N806
+    st, sub = tuple(strides), (1, 1)
+    if khe == 1 and kwe == 1 and st != (1, 1):
+        sub, st = st, (1, 1)
+        Hp, Wp = -(-Hp // sub[0]), -(-Wp // sub[1])  # noqa: N806
+    return pk.plan_conv(cg, Hp, Wp, O // group, khe, kwe, st), sub
+
+
+def prepare_conv_he(hp, plan, w, dil, group: int, ell: int, cache, name, x_shape) -> list:  # noqa: ANN001, PLR0913
+    """Server: one group's prepared weights per group, built once per model when ``cache`` is
+    given: kernel matrices (``linear_he_coef``) when the coefficient domain is cheaper, else
+    SEAL weight plaintexts."""
+    what = f"conv2d {name or ''}".strip()
+    kh, kw = w.shape[2:]
+    og = w.shape[0] // group
+
+    def build() -> list:
+        if not coef.prefer_coef(plan, kh, kw):
+            return conv_plaintexts(hp, plan, w, dil, group, ell, what)
+        kms = [coef.kernel_matrix(plan, w[g * og : (g + 1) * og], dil, ell) for g in range(group)]
+        for km in kms:
+            he.check_flooding(hp, km.l1_max, what)
+        return kms
+
+    return (cache if cache is not None else LinearCache()).get(
+        _key(cache, name, "he", ell, tuple(x_shape)), build
+    )
+
+
 def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):  # noqa: ANN001, ANN202, PLR0913
     O, cg, kh, kw = w_shape  # noqa: N806
     og = O // group
-    khe, kwe = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    xp = pad_nchw(x, pads)
-    st = strides
-    if khe == 1 and kwe == 1 and st != (1, 1):  # 1x1: subsample first, compute only what is kept
-        xp, st = xp[:, :, :: st[0], :: st[1]], (1, 1)
-    B, _, Hp, Wp = xp.shape  # noqa: N806
-    plan = pk.plan_conv(cg, Hp, Wp, og, khe, kwe, st)
+    plan, sub = conv_he_plan(x.shape, w_shape, strides, pads, dil, group)
+    xp = pad_nchw(x, pads)[:, :, :: sub[0], :: sub[1]]
+    B = xp.shape[0]  # noqa: N806
     useful = pk.conv_useful(plan)
-    n_in_img = group * plan.n_cb * plan.n_sp
+    per = plan.n_cb * plan.n_sp
     Ho, Wo = plan.Ho, plan.Wo  # noqa: N806
-    what = f"conv2d {name or ''}".strip()
+    idx = [useful[sp][0] for _ in range(B * group * og) for sp in range(plan.n_sp)]
     if party.role == "client":
         polys = np.concatenate(
             [
@@ -146,36 +177,35 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
                 for g in range(group)
             ]
         )
-        idx = [
-            useful[sp][0]
-            for n in range(B)
-            for g in range(group)
-            for o in range(og)
-            for sp in range(plan.n_sp)
-        ]  # noqa: E501
         vals = he.client_run(party, ell, polys, idx)
     else:
         hp = he_params(ell)
+        prep = prepare_conv_he(hp, plan, w, dil, group, ell, cache, name, x.shape)
+        if isinstance(prep[0], coef.KernelMatrix):
+            sp_idx = [u[0] for u in useful]
 
-        def build():  # noqa: ANN202
-            return conv_plaintexts(hp, plan, w, dil, group, ell, what)
+            def compute(cts: np.ndarray):  # noqa: ANN202
+                for n in range(B):
+                    for g in range(group):
+                        base = (n * group + g) * per
+                        blk = cts[base : base + per].reshape(plan.n_cb, plan.n_sp, *cts.shape[1:])
+                        yield from coef.conv_outputs(prep[g], blk, hp.q, sp_idx)
 
-        pts = (cache if cache is not None else LinearCache()).get(
-            _key(cache, name, "he", ell, x.shape), build
-        )
-        outs = []
-        for n in range(B):
-            for g in range(group):
-                base = (n * group + g) * plan.n_cb * plan.n_sp
-                for o in range(og):
-                    for sp in range(plan.n_sp):
-                        terms = [
-                            (base + cb * plan.n_sp + sp, pts[g][o, cb])
-                            for cb in range(plan.n_cb)
-                            if pts[g][o, cb] is not None
-                        ]
-                        outs.append(he.Output(terms, useful[sp][0]))
-        vals = he.server_run(party, ell, B * n_in_img, outs)
+            vals = he.server_run_arrays(party, ell, B * group * per, idx, compute)
+        else:
+            outs = []
+            for n in range(B):
+                for g in range(group):
+                    base = (n * group + g) * per
+                    for o in range(og):
+                        for sp in range(plan.n_sp):
+                            terms = [
+                                (base + cb * plan.n_sp + sp, prep[g][o, cb])
+                                for cb in range(plan.n_cb)
+                                if prep[g][o, cb] is not None
+                            ]
+                            outs.append(he.Output(terms, useful[sp][0]))
+            vals = he.server_run(party, ell, B * group * per, outs)
     y = np.zeros((B, O, Ho * Wo), np.uint64)
     it = iter(vals)
     for n in range(B):

@@ -4,11 +4,13 @@ Protocol (Cheetah §4, one call = one layer, every message batched per ciphertex
 
 1. client: encrypt each packed input polynomial of its share x_c under its secret key (BFV,
    t = 2^ell, coefficient encoding) and send the raw RNS data (level Q = q_0 q_1 q_2);
-2. server: per output polynomial y_o = sum_j ct_j * P_oj (NTT-form products), subtract a fresh
-   uniform mask r (its own share), re-randomise by adding a public-key encryption of zero, drop
-   q_2 (the W-dependent noise, <= 20*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood
-   with F uniform in [-2^54, 2^54), switch down to q_0 and send c1 plus only the wanted
-   coefficients of c0;
+2. server: per output polynomial y_o = sum_j ct_j * P_oj (NTT-form products in SEAL, or the
+   same sums of scaled, shifted input ciphertexts as exact float64 matrix products in the
+   coefficient domain, ``linear_he_coef``), subtract a fresh uniform mask r (its own share),
+   re-randomise by adding a public-key encryption of zero (``linear_he_zero``), drop q_2 (the
+   W-dependent noise, <= 20*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood with F
+   uniform in [-2^54, 2^54), switch down to q_0 and send c1 plus only the wanted coefficients
+   of c0. Everything after the products runs on numpy arrays of whole batches (``rns``);
 3. client: decrypt the wanted coefficients: W*x_c - r mod 2^ell.
 
 Circuit privacy (docs/SECURITY.md): c1 is a fresh RLWE sample (independent of W under RLWE);
@@ -19,7 +21,9 @@ everything after the flood is post-processing. ``check_flooding`` enforces the p
 
 from __future__ import annotations
 
+import math
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +32,7 @@ import seal
 from .. import bitpack
 from ..errors import PeerError
 from ..prg import PRG
+from . import rns
 from .linear_he_seal import (
     HEParams,
     N,
@@ -38,12 +43,13 @@ from .linear_he_seal import (
     plain_from_coeffs,
     plain_ntt_from_coeffs,
 )
+from .linear_he_zero import ZeroEncryptor, centred_binomial
 
 STAT_BITS = 40
 FRESH_NOISE = 20  # bound on |e| + 1/2 of a fresh symmetric BFV encryption (SEAL clips at 6*3.2)
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_BATCH = 16  # output ciphertexts flooded per numpy pass
+_BATCH = 8  # output ciphertexts per numpy pass
 # Low bits of the reply not sent: rounding c1 to a multiple of 2^5 moves each coefficient by
 # <= 2^4, so the phase c0 + c1*s by <= 2^4 * ||s||_1 <= 2^17; c0 to 2^16 by <= 2^15; with the
 # mod-switch rounding (<= 2^13) the noise stays below 0.35 * 2^19 < q_0/(2t) (checked in
@@ -81,17 +87,9 @@ def centered_l1(polys: np.ndarray, ell: int) -> np.ndarray:
 @dataclass
 class _Keys:
     hp: HEParams
-    encryptor: seal.Encryptor
-    decryptor: seal.Decryptor | None = None
-
-
-def flood_residues(prg: PRG, b: int, q: tuple[int, ...], count: int = 1) -> np.ndarray:
-    """RNS residues uint64[count, k, N] of F uniform in [-2^b, 2^b) (b <= 62, the flood)."""
-    raw = prg.fill(np.empty((count, 1, N), np.uint64)) & np.uint64((1 << (b + 1)) - 1)
-    qa = np.asarray(q, np.uint64)[None, :, None]
-    off = np.asarray([(1 << b) % qi for qi in q], np.uint64)[None, :, None]
-    r = raw % qa
-    return np.where(r >= off, r - off, r + qa - off)
+    encryptor: seal.Encryptor | None = None  # client: symmetric, under its secret key
+    decryptor: seal.Decryptor | None = None  # client
+    zero: ZeroEncryptor | None = None  # server: encryptions of zero under the client's pk
 
 
 def round_low_bits(x: np.ndarray, k: int, q: int) -> np.ndarray:
@@ -145,10 +143,11 @@ def keys(party, ell: int) -> _Keys:  # noqa: ANN001
     else:
         raw = party.chan.recv_bytes()
         try:
-            pk = hp.ctx.from_public_str(raw)
+            hp.ctx.from_public_str(raw)  # SEAL validates every residue
+            zero = ZeroEncryptor(hp, raw)
         except Exception as e:  # noqa: BLE001 - SEAL raises several types
             raise PeerError(f"HE setup: the client sent an invalid public key ({e})") from None
-        k = _Keys(hp, seal.Encryptor(hp.ctx, pk))
+        k = _Keys(hp, zero=zero)
     per[ell] = k
     return k
 
@@ -186,72 +185,142 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
     return out
 
 
-def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.ndarray]:  # noqa: ANN001
-    """Server: evaluate each output ciphertext, return its own share r per output."""
-    k = keys(party, ell)
+def server_receive(party, hp: HEParams, n_in: int) -> np.ndarray:  # noqa: ANN001
+    """Server: the client's n_in input ciphertexts as uint64 [n_in, 2, k, N] (coefficient form)."""
+    nbytes = packed_ct_size(hp)
+    out = np.empty((n_in, 2, hp.k, N), np.uint64)
+    qa = np.asarray(hp.q, np.uint64)[None, :, None]
+    for i in range(n_in):
+        out[i] = unpack_ct(hp, party.chan.recv_array(np.uint8, nbytes))
+        if (out[i] >= qa).any():
+            raise PeerError("HE linear: the client sent an invalid ciphertext (residue >= q)")
+    return out
+
+
+def server_reply(
+    party, k: _Keys, accs: Iterable[np.ndarray], useful: list[np.ndarray]
+) -> list[np.ndarray]:  # noqa: ANN001, E501
+    """Server: mask, re-randomise, flood and switch down each output ciphertext, and send it.
+
+    ``accs`` yields batches uint64 [n, 2, k, N] of the products (coefficient form, data level),
+    in the order of ``useful``; returns the server's share r per output. The flood F is added
+    as F*q_2 at the data level, which is the same as adding F after dropping q_2 (exactly:
+    round((x + F*q_2)/q_2) = round(x/q_2) + F), so SEAL switches down in one call."""
     hp = k.hp
     ev = hp.evaluator
     prg = getattr(party, "prg", None) or PRG()
+    delta = math.prod(hp.q) // (1 << hp.ell)  # Delta = floor(Q / t) encodes the mask
+    qv = np.asarray(hp.q, np.uint64)[:, None]  # one prime per row: broadcasts over [n, k, N]
+    dq = np.asarray([delta % q for q in hp.q], np.uint64)[:, None]
+    b1, b0 = reply_bits(hp)
+    q0 = hp.q_last
+    shares: list[np.ndarray] = []
+    for acc_all in accs:
+        for s0 in range(0, len(acc_all), _BATCH):
+            acc = acc_all[s0 : s0 + _BATCH]
+            n = len(acc)
+            idx = useful[len(shares) : len(shares) + n]
+            if len(idx) != n:
+                raise ValueError("HE linear: more output ciphertexts than output index sets")
+            r = np.zeros((n, N), np.uint64)
+            for o, u in enumerate(idx):
+                r[o, u] = prg.ring(u.size, hp.ell)
+                shares.append(r[o, u])
+            e = centred_binomial(prg, (n, 2, 1, N))  # the errors of the encryptions of zero
+            c0 = rns.sub(acc[:, 0], rns.mul_small(r[:, None], dq, qv), qv)  # - Delta * r
+            c0 = rns.add(c0, rns.from_small(e[:, 0], qv), qv)
+            c0[:, :2] = rns.add(c0[:, :2], flood_times_q2(prg, hp, n), qv[:2])
+            acc[:, 0] = c0
+            acc[:, 1] = rns.add(acc[:, 1], rns.from_small(e[:, 1], qv), qv)
+            for o, u in enumerate(idx):
+                ct = ct_from_array(hp, acc[o])
+                ev.add_inplace(ct, k.zero.product(prg))  # + u*pk: a fresh RLWE sample
+                ev.mod_switch_to_inplace(ct, hp.last_parms)  # / q_2, / q_1 with rounding
+                low = ct_to_array(ct)[:, 0]
+                party.chan.send(bitpack.pack(round_low_bits(low[1], C1_DROP, q0), b1))
+                party.chan.send(bitpack.pack(round_low_bits(low[0, u], C0_DROP, q0), b0))
+    if len(shares) != len(useful):
+        raise ValueError("HE linear: fewer output ciphertexts than output index sets")
+    return shares
+
+
+def flood_times_q2(prg: PRG, hp: HEParams, count: int) -> np.ndarray:
+    """Residues mod (q_0, q_1) of F * q_2 with F uniform in [-2^b, 2^b) (b = flood_bits):
+    uint64 [count, 2, N]. F = F_hi * 2^28 + F_lo - 2^b with F_hi, F_lo small enough for
+    ``rns.mul_small``."""
+    b = flood_bits(hp)
+    raw = prg.fill(np.empty((count, 1, N), np.uint64)) & np.uint64((1 << (b + 1)) - 1)
+    lo, hi = raw & np.uint64((1 << 28) - 1), raw >> np.uint64(28)
+    q2 = hp.q[2]
+    qv = np.asarray(hp.q_mid, np.uint64)[:, None]
+    c_lo = np.asarray([q2 % q for q in hp.q_mid], np.uint64)[:, None]
+    c_hi = np.asarray([(q2 << 28) % q for q in hp.q_mid], np.uint64)[:, None]
+    off = np.asarray([((1 << b) * q2) % q for q in hp.q_mid], np.uint64)[:, None]
+    part = rns.add(rns.mul_small(hi, c_hi, qv), rns.mul_small(lo, c_lo, qv), qv)
+    return rns.sub(part, np.broadcast_to(off, part.shape), qv)
+
+
+def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.ndarray]:  # noqa: ANN001
+    """Server, SEAL products: evaluate each output ciphertext, return its share r per output."""
+    k = keys(party, ell)
+    hp = k.hp
+    ev = hp.evaluator
     cts, cts_coef = [], []
-    nbytes = packed_ct_size(hp)
-    for _ in range(n_in):
-        arr = unpack_ct(hp, party.chan.recv_array(np.uint8, nbytes))
-        try:
-            ct = ct_from_array(hp, arr)
-        except Exception as e:  # noqa: BLE001
-            raise PeerError(f"HE linear: the client sent an invalid ciphertext ({e})") from None
+    for arr in server_receive(party, hp, n_in):
+        ct = ct_from_array(hp, arr)
         cts_coef.append(seal.Ciphertext(ct))
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
-    b = flood_bits(hp)
-    b1, b0 = reply_bits(hp)
-    qarr = np.asarray(hp.q_mid, np.uint64)[:, None]
-    shares = []
-    for o0 in range(0, len(outputs), _BATCH):
-        batch = outputs[o0 : o0 + _BATCH]
-        datas = []
-        for out in batch:
-            acc = None
-            acc_c = None  # coefficient-form sum of the monomial products
-            for j, pt in out.terms:
-                if isinstance(pt, Monomials):
-                    for mono in pt:
-                        prod = ev.multiply_plain(cts_coef[j], mono)
-                        if acc_c is None:
-                            acc_c = prod
-                        else:
-                            ev.add_inplace(acc_c, prod)
-                    continue
-                prod = ev.multiply_plain(cts[j], pt)
-                if acc is None:
-                    acc = prod
+
+    def products() -> Iterator[np.ndarray]:
+        for o0 in range(0, len(outputs), _BATCH):
+            batch = outputs[o0 : o0 + _BATCH]
+            out = np.zeros((len(batch), 2, hp.k, N), np.uint64)
+            for i, o in enumerate(batch):
+                acc = _evaluate(ev, o.terms, cts, cts_coef)
+                if acc is not None:
+                    out[i] = ct_to_array(acc)
+            yield out
+
+    return server_reply(party, k, products(), [o.useful for o in outputs])
+
+
+def server_run_arrays(
+    party,  # noqa: ANN001
+    ell: int,
+    n_in: int,
+    useful: list[np.ndarray],
+    compute: Callable[[np.ndarray], Iterable[np.ndarray]],
+) -> list[np.ndarray]:
+    """Server, products in numpy: ``compute`` maps the input ciphertexts uint64 [n_in, 2, k, N]
+    to batches of output ciphertexts (coefficient form), in the order of ``useful``."""
+    k = keys(party, ell)
+    return server_reply(party, k, compute(server_receive(party, k.hp, n_in)), useful)
+
+
+def _evaluate(ev, terms, cts, cts_coef) -> seal.Ciphertext | None:  # noqa: ANN001
+    """sum_j ct_j * P_j in coefficient form (None if there are no terms)."""
+    acc = acc_c = None  # NTT-form sum; coefficient-form sum of the monomial products
+    for j, pt in terms:
+        if isinstance(pt, Monomials):
+            for mono in pt:
+                prod = ev.multiply_plain(cts_coef[j], mono)
+                if acc_c is None:
+                    acc_c = prod
                 else:
-                    ev.add_inplace(acc, prod)
-            if acc is not None:
-                ev.transform_from_ntt_inplace(acc)
-                if acc_c is not None:
-                    ev.add_inplace(acc, acc_c)
-            else:
-                acc = acc_c if acc_c is not None else k.encryptor.encrypt_zero()
-            r = np.zeros(N, np.uint64)
-            r[out.useful] = prg.ring(out.useful.size, ell)
-            if out.useful.size:
-                ev.sub_plain_inplace(acc, plain_from_coeffs(hp, r))
-            ev.add_inplace(acc, k.encryptor.encrypt_zero())  # re-randomise c1
-            ev.mod_switch_to_next_inplace(acc)  # drop q_2: W-dependent noise now <= 1
-            datas.append(ct_to_array(acc))
-            shares.append(r[out.useful])
-        flood = flood_residues(prg, b, hp.q_mid, len(batch))
-        for out, data, f in zip(batch, datas, flood, strict=True):
-            data[0] += f
-            data[0] %= qarr
-            acc = ct_from_array(hp, data, level="mid")
-            ev.mod_switch_to_inplace(acc, hp.last_parms)
-            low = ct_to_array(acc)
-            q0 = hp.q_last
-            party.chan.send(bitpack.pack(round_low_bits(low[1, 0], C1_DROP, q0), b1))
-            party.chan.send(bitpack.pack(round_low_bits(low[0, 0, out.useful], C0_DROP, q0), b0))
-    return shares
+                    ev.add_inplace(acc_c, prod)
+            continue
+        prod = ev.multiply_plain(cts[j], pt)
+        if acc is None:
+            acc = prod
+        else:
+            ev.add_inplace(acc, prod)
+    if acc is None:
+        return acc_c
+    ev.transform_from_ntt_inplace(acc)
+    if acc_c is not None:
+        ev.add_inplace(acc, acc_c)
+    return acc
 
 
 class Monomials(tuple):

@@ -1,0 +1,148 @@
+"""The server's numpy HE arithmetic: RNS helpers, re-randomisers, coefficient-domain HomConv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import seal
+
+from twofold.runtime.prg import PRG
+from twofold.runtime.protocols import linear_he as he
+from twofold.runtime.protocols import linear_he_coef as coef
+from twofold.runtime.protocols import linear_he_pack as pk
+from twofold.runtime.protocols import rns
+from twofold.runtime.protocols.linear_he_seal import (
+    N,
+    coeffs_from_plain,
+    ct_from_array,
+    he_params,
+    public_key_ct,
+)
+from twofold.runtime.protocols.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
+
+RNG = np.random.default_rng(7)  # public test data only
+PRIMES = (4503599627124737, 1152921504606748673, 2**61 - 1, 65537)
+
+
+def _obj(a: np.ndarray) -> np.ndarray:
+    return a.astype(object)
+
+
+@pytest.mark.parametrize("q", PRIMES)
+def test_modular_helpers_match_python_integers(q: int) -> None:
+    a = RNG.integers(0, q, 4000, dtype=np.uint64)
+    b = RNG.integers(0, q, 4000, dtype=np.uint64)
+    assert (_obj(rns.add(a, b, q)) == (_obj(a) + _obj(b)) % q).all()
+    assert (_obj(rns.sub(a, b, q)) == (_obj(a) - _obj(b)) % q).all()
+    small = RNG.integers(0, 1 << 48, 4000, dtype=np.uint64)
+    small[:3] = (1 << 48) - 1
+    assert (_obj(rns.mul_small(small, q - 1, q)) == _obj(small) * (q - 1) % q).all()
+    s = RNG.integers(-(1 << 40), 1 << 40, 4000)
+    assert (_obj(rns.from_signed(s, q)) == _obj(s) % q).all()
+    lim = min(q - 1, 1 << 40)
+    s = RNG.integers(-lim, lim, 4000)
+    assert (_obj(rns.from_small(s, q)) == _obj(s) % q).all()
+
+
+@pytest.mark.parametrize("q", PRIMES[:3])
+@pytest.mark.parametrize("b", [32, 21, 12])  # one-step and Horner reductions
+def test_reduce_limbs_and_matmul_are_exact(q: int, b: int) -> None:
+    n_l = -(-q.bit_length() // b)
+    c = RNG.integers(-(1 << 52), 1 << 52, (5, n_l, 64))
+    ref = sum(_obj(c[:, i]) * (1 << (b * i)) for i in range(n_l)) % q
+    assert (_obj(rns.reduce_limbs(c, b, q)) == ref).all()
+    w = RNG.integers(-(1 << 15), 1 << 15, (9, 200))
+    v = RNG.integers(0, q, (200, 1500), dtype=np.uint64)  # > one column chunk
+    lb = rns.limb_bits(int(np.abs(w).sum(1).max()))
+    got = rns.matmul(w.astype(np.float64), v, q, min(lb, b))
+    assert (_obj(got) == (_obj(w) @ _obj(v)) % q).all()
+    with pytest.raises(ValueError, match="too large"):
+        rns.limb_bits(1 << 50)
+
+
+def test_negacyclic_shift_is_multiplication_by_a_monomial() -> None:
+    q = PRIMES[1]
+    p = RNG.integers(0, q, (2, 16), dtype=np.uint64)
+    for s in (0, 1, 5, 15):
+        got = rns.negacyclic_shift(p, s, q)
+        for i in range(16):
+            j = i + s
+            want = p[:, i] if j < 16 else (q - p[:, i]) % q
+            assert np.array_equal(got[:, j % 16], want)
+
+
+def test_noise_samplers_have_the_right_support_and_spread() -> None:
+    prg = PRG()
+    u = ternary(prg, (50_000,))
+    assert set(np.unique(u)) == {-1, 0, 1}
+    assert abs((u == 0).mean() - 1 / 3) < 0.01
+    e = centred_binomial(prg, (200_000,))
+    assert np.abs(e).max() <= 21 and abs(e.mean()) < 0.05
+    assert 3.1 < e.std() < 3.4  # eta = 21: sd 3.24, the width SEAL uses (3.2)
+
+
+def test_encryptions_of_zero_decrypt_to_zero_and_are_fresh() -> None:
+    hp = he_params(32)
+    kg = seal.KeyGenerator(hp.ctx)
+    dec = seal.Decryptor(hp.ctx, kg.secret_key())
+    pk_bytes = kg.create_public_key().to_string()
+    ze = ZeroEncryptor(hp, pk_bytes)
+    z = ze.sample(PRG(), 3)
+    for i in range(3):
+        ct = ct_from_array(hp, z[i])
+        hp.evaluator.mod_switch_to_inplace(ct, hp.last_parms)
+        assert not coeffs_from_plain(dec.decrypt(ct)).any()
+        assert dec.invariant_noise_budget(ct) > 5
+    assert not np.array_equal(z[0, 1], z[1, 1])  # c1 differs: fresh u each time
+    with pytest.raises(ValueError, match="public key"):
+        public_key_ct(hp, pk_bytes[:-8])
+
+
+def test_flood_is_the_residues_of_a_multiple_of_q2() -> None:
+    hp = he_params(32)
+    f = he.flood_times_q2(PRG(), hp, 2)
+    q0, q1, q2 = hp.q
+    b = he.flood_bits(hp)
+    seen = []
+    for i in range(0, N, 409):
+        r0, r1 = int(f[1, 0, i]), int(f[1, 1, i])
+        v = (r0 + q0 * ((r1 - r0) * pow(q0, -1, q1) % q1)) % (q0 * q1)  # CRT
+        f_i = v * pow(q2, -1, q0 * q1) % (q0 * q1)  # F = v / q2 mod q0 q1, centred
+        f_i = f_i - q0 * q1 if f_i > q0 * q1 // 2 else f_i
+        assert -(1 << b) <= f_i < (1 << b)
+        seen.append(abs(f_i))
+    assert max(seen) > 1 << (b - 4)
+
+
+def test_coefficient_domain_conv_equals_the_polynomial_products() -> None:
+    """W @ (shifted inputs) == sum over blocks of x_j * k_oj, residue for residue."""
+    hp = he_params(32)
+    plan = pk.plan_conv(5, 9, 9, 3, 3, 3, (1, 1))
+    w = RNG.integers(-(1 << 12), 1 << 12, (3, 5, 3, 3))
+    km = coef.kernel_matrix(plan, w, (1, 1), 32)
+    cts = RNG.integers(0, hp.q[0], (plan.n_cb, plan.n_sp, 2, 1, N), dtype=np.uint64)
+    q = hp.q[:1]
+    got = np.concatenate(list(coef.conv_outputs(km, cts, q, batch=2)))
+    useful = [u[0] for u in pk.conv_useful(plan)]
+    part = np.concatenate(list(coef.conv_outputs(km, cts, q, useful)))
+    kp = pk.conv_pack_weights(plan, w, (1, 1), 32)  # the kernel polynomials mod 2^32
+    kc = kp.astype(np.int64)
+    kc = np.where(kc >= 1 << 31, kc - (1 << 32), kc)  # centred, as BFV lifts them
+    for o in range(3):
+        for sp in range(plan.n_sp):
+            want = np.zeros(N, object)
+            for cb in range(plan.n_cb):
+                for d in np.flatnonzero(kc[o, cb]):
+                    sh = rns.negacyclic_shift(cts[cb, sp, 1, 0], int(d), q[0])
+                    want = (want + _obj(sh) * int(kc[o, cb, d])) % q[0]
+            assert (_obj(got[o * plan.n_sp + sp, 1, 0]) == want).all()
+            c0 = np.zeros(N, object)
+            for cb in range(plan.n_cb):
+                for d in np.flatnonzero(kc[o, cb]):
+                    sh = rns.negacyclic_shift(cts[cb, sp, 0, 0], int(d), q[0])
+                    c0 = (c0 + _obj(sh) * int(kc[o, cb, d])) % q[0]
+            assert (_obj(got[o * plan.n_sp + sp, 0, 0]) == c0).all()
+            u = useful[sp]
+            assert (_obj(part[o * plan.n_sp + sp, 0, 0, u]) == c0[u]).all()
+            assert np.array_equal(part[o * plan.n_sp + sp, 1], got[o * plan.n_sp + sp, 1])
+    assert km.l1_max == int(np.abs(w).sum(axis=(1, 2, 3)).max())
