@@ -83,7 +83,21 @@ CONVS = [
     ("7x7_tiled", (1, 1, 100, 100), (2, 1, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
     # 3 channels per block: NTT plaintexts, except where zeros leave <= 2 terms (monomials)
     ("1x1_mixed_sparse", (1, 6, 50, 50), (2, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    # 24 channels x 9 taps per kernel polynomial: SEAL's NTT products, not the coefficient path
+    ("3x3_many_terms", (1, 24, 5, 5), (3, 24, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
 ]
+
+
+def test_both_he_conv_paths_are_exercised() -> None:
+    """The shape classes above reach both server paths: BLAS on shifted ciphertexts for kernels
+    with few terms per polynomial, SEAL NTT products for many."""
+    from twofold.runtime.protocols import linear_he_coef as coef
+
+    paths = set()
+    for _, xs, ws, st, pd, dl, g in CONVS:
+        plan, _ = L.conv_he_plan(xs, ws, st, pd, dl, g)
+        paths.add(coef.prefer_coef(plan, ws[2], ws[3]))
+    assert paths == {True, False}
 
 
 def _cases(ell: int, method: str):  # noqa: ANN202
