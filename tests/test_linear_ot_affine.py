@@ -11,7 +11,7 @@ from twofold.runtime.executor import Private
 from twofold.runtime.linear_ops import LinearError, LinearOps, he_supports, pick
 from twofold.runtime.prg import PRG
 from twofold.runtime.protocols import linear as L  # noqa: N812
-from twofold.runtime.protocols import linear_ot_affine as aff
+from twofold.runtime.protocols import linear_ot_cot as aff
 from twofold.runtime.session import run_parties
 
 RNG = np.random.default_rng(6)  # public test data only
@@ -241,3 +241,23 @@ def test_linear_ops_auto_runs_the_affine_and_mul_by_ot() -> None:
     assert np.array_equal((s2 + c2) & m, _ref(x, wm.reshape(C), None, ell))
     per_call = x.size * 66 + 16 * 64 * 3  # fields + at most 3 padded IKNP chunks of C*ell OTs
     assert nb <= 2 * per_call + 400
+
+
+# ---- the same COT products for the OT matmul (groups summed) -----------------------------------
+@pytest.mark.parametrize(("per", "batch"), [(8, 1), (8, 3), (50, 2), (1 << 16, 1 << 20)])
+@pytest.mark.parametrize("ell", [32, 37])
+def test_ot_gemm_across_chunks_and_batches(per: int, batch: int, ell: int, monkeypatch) -> None:  # noqa: ANN001
+    """x @ w.T by OT with tiny chunks and extension batches of ``batch`` groups: group sums
+    that straddle chunks and batches."""
+    monkeypatch.setattr(aff, "CHUNK", per)
+    monkeypatch.setattr(aff, "BATCH_OTS", batch * 7 * ell)
+    x = PRG().ring((3, 7), ell)
+    w = RNG.integers(-(1 << 14), 1 << 14, (5, 7))
+    b = RNG.integers(-(1 << 20), 1 << 20, 5)
+    xs, xc = _share(x, ell)
+    ys, yc = run_parties(
+        lambda p: L.gemm(p, xs, w, b, w_shape=w.shape, ell=ell, method="ot"),
+        lambda p: L.gemm(p, xc, None, None, w_shape=w.shape, ell=ell, method="ot"),
+    )
+    ref = (x.astype(object) @ w.T.astype(object) + b.astype(object)[None, :]) % (1 << ell)
+    assert np.array_equal((ys + yc) & np.uint64((1 << ell) - 1), ref.astype(np.uint64))

@@ -9,22 +9,16 @@ element carrying n_out*(ell-i) bits each, so it grows with MACs * ell^2 — the 
 Per-channel affine flips the roles (the scale is one number per channel, reused for the whole
 channel): the server's scale bits are the choices and the client's channel vector x_c[c, :] is
 the correlation, so each element costs sum_i (ell - i) = ell(ell+1)/2 bits and a channel costs
-only ell OTs (random OTs with long messages, ``linear_ot_affine``). This is the DenseNet BN path
-(docs/SECURITY.md).
+only ell OTs. This is the DenseNet BN path (docs/SECURITY.md). Both are scalar-times-vector COT
+products over random OTs with long messages (``linear_ot_cot``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import linear_ot_affine as aff
+from . import linear_ot_cot as cot
 from .linear_local import im2col, pad_nchw
-
-_CHUNK = 1 << 21  # OT entries (rows x vector length) per call: bounds memory
-
-
-def _bits(x: np.ndarray, i: int) -> np.ndarray:
-    return ((x >> np.uint64(i)) & np.uint64(1)).astype(np.uint8)
 
 
 def _ring(a: np.ndarray, ell: int) -> np.ndarray:
@@ -34,27 +28,18 @@ def _ring(a: np.ndarray, ell: int) -> np.ndarray:
 def matmul_x_client(
     party, x: np.ndarray | None, w: np.ndarray | None, n_rows: int, n_in: int, n_out: int, ell: int
 ) -> np.ndarray:  # noqa: ANN001, E501
-    """Shares of x @ w.T mod 2^ell where the client holds x [n_rows, n_in], the server w."""
-    m = np.uint64((1 << ell) - 1)
-    acc = np.zeros((n_rows, n_out), np.uint64)
-    rows_per = max(1, _CHUNK // max(1, n_in * n_out))
-    ot = party.ot
-    wt = None if w is None else _ring(w, ell).T.copy()  # [n_in, n_out]
-    for r0 in range(0, n_rows, rows_per):
-        r1 = min(n_rows, r0 + rows_per)
-        nr = r1 - r0
-        for i in range(ell):
-            k = ell - i
-            if party.role == "server":
-                corr = np.broadcast_to(wt & np.uint64((1 << k) - 1), (nr, n_in, n_out))
-                s = ot.cot_send(corr.reshape(nr * n_in, n_out), k)
-                part = np.uint64(0) - s.reshape(nr, n_in, n_out).sum(axis=1, dtype=np.uint64)
-            else:
-                choice = _bits(x[r0:r1], i).reshape(-1)
-                t = ot.cot_recv(choice, k, n_out)
-                part = t.reshape(nr, n_in, n_out).sum(axis=1, dtype=np.uint64)
-            acc[r0:r1] += part << np.uint64(i)
-    return acc & m
+    """Shares of x @ w.T mod 2^ell where the client holds x [n_rows, n_in], the server w: one
+    scalar-times-vector COT product per entry x[r, j] (its bits choose) with the weight column
+    W[:, j] as the vector, summed over j (``linear_ot_cot`` with groups of n_in)."""
+    C = n_rows * n_in  # noqa: N806
+    if party.role == "server":
+        wt = _ring(w, ell).T.copy()  # [n_in, n_out]
+
+        def cols(c0: int, c1: int, e0: int, e1: int) -> np.ndarray:
+            return wt[np.arange(c0, c1) % n_in, e0:e1]
+
+        return cot.sender(party, cols, C, n_out, ell, group=n_in)
+    return cot.receiver(party, np.asarray(x, np.uint64).reshape(C), n_out, ell, group=n_in)
 
 
 def gemm(party, x: np.ndarray, w, w_shape, ell: int) -> np.ndarray:  # noqa: ANN001
@@ -87,10 +72,10 @@ def conv2d(party, x, w, w_shape, strides, pads, dil, group, ell) -> np.ndarray: 
 
 def affine(party, x: np.ndarray, mul, ell: int) -> np.ndarray:  # noqa: ANN001
     """Shares of mul[c] * x_c[:, c, :] for x [B, C, M]: the server's scale bits choose, the
-    client's channel vector is the correlation (``linear_ot_affine``)."""
+    client's channel vector is the correlation (``linear_ot_cot``)."""
     B, C, M = x.shape  # noqa: N806
     if party.role == "client":
-        y = aff.client(party, x.transpose(1, 0, 2).reshape(C, B * M), ell)
+        y = cot.sender(party, x.transpose(1, 0, 2).reshape(C, B * M), C, B * M, ell)
     else:
-        y = aff.server(party, _ring(mul, ell).reshape(C), B * M, ell)
+        y = cot.receiver(party, _ring(mul, ell).reshape(C), B * M, ell)
     return y.reshape(C, B, M).transpose(1, 0, 2)
