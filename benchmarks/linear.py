@@ -303,12 +303,12 @@ def he_counts(layer: tuple, ell: int) -> dict:
 
 
 def ot_affine_bytes(C: int, M: int, ell: int) -> int:  # noqa: N803
-    """Exact traffic of the OT affine (``linear_ot_affine``) on C channels of M elements: the
+    """Exact traffic of the OT affine (``linear_ot_cot``) on C channels of M elements: the
     IKNP extension of C*ell random OTs (its batch size, then 128 bit columns per OT, padded to
     64 OTs per extension chunk) and the client's packed fields (ell(ell+1)/2 bits per element,
     rounded up to bytes), one frame (9-byte header) per chunk."""
     from twofold.runtime.ot.iknp import chunks as ot_chunks
-    from twofold.runtime.protocols import linear_ot_affine as aff
+    from twofold.runtime.protocols import linear_ot_cot as aff
 
     hdr = 9
     iknp = hdr + 8 + sum(hdr + 16 * (hp - lo) for lo, _, hp in ot_chunks(C * ell))
