@@ -89,7 +89,7 @@ def test_chunks_cover_everything_once() -> None:
     for C, d, per in [(5, 42, 30), (5, 42, 100), (3, 1000, 64), (1, 7, 4), (7, 1, 3)]:  # noqa: N806
         seen = np.zeros((C, d), int)
         for c0, c1, e0, e1 in aff.chunks(C, d, per):
-            assert e0 % 4 == 0 and (c1 - c0) * (e1 - e0) <= max(per, d if d <= per else 0, 4)
+            assert e0 % 16 == 0 and (c1 - c0) * (e1 - e0) <= max(per, d if d <= per else 0, 16)
             seen[c0:c1, e0:e1] += 1
         assert (seen == 1).all(), (C, d, per)
 

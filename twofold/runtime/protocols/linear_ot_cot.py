@@ -74,13 +74,13 @@ def layout(ell: int) -> Layout:
 
 
 def chunks(C: int, d: int, per: int | None = None) -> list[tuple[int, int, int, int]]:  # noqa: N803
-    """(c0, c1, e0, e1): whole channels while they fit, else one channel in 4-aligned slices
-    (a slice starts on a stream block: 4 words of 32 bits, 2 of 64)."""
+    """(c0, c1, e0, e1): whole channels while they fit, else one channel in 16-aligned slices
+    (a slice starts on a stream block: 16 pad words of 8 bits, 8 of 16, ...)."""
     per = CHUNK if per is None else per
     if d <= per:
         cc = max(1, per // max(1, d))
         return [(c0, min(C, c0 + cc), 0, d) for c0 in range(0, C, cc)]
-    seg = max(4, per // 4 * 4)
+    seg = max(16, per // 16 * 16)
     return [(c, c + 1, e0, min(d, e0 + seg)) for c in range(C) for e0 in range(0, d, seg)]
 
 
@@ -112,9 +112,23 @@ def _tail(lay: Layout, buf: np.ndarray, words: list[np.ndarray], cc: int, ne: in
         off += cc * ne * nb
 
 
-def _pads(blocks: np.ndarray, dt: type, ne: int) -> np.ndarray:
-    """Stream blocks uint64[cc, nblk, 2] as words [cc, ne] of dtype dt (a view)."""
-    return blocks.view(dt).reshape(blocks.shape[0], -1)[:, :ne]
+_UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
+
+
+def pad_dtype(k: int) -> type:
+    """The narrowest unsigned type holding a k-bit field: the pad words of a bit position with
+    k = ell - i bits (streams are cut into words of this width, so small fields hash less)."""
+    return _UINT[next(b for b in (8, 16, 32, 64) if b >= k)]
+
+
+def _pads(lot, sel: np.ndarray, e0: int, ne: int, k: int, both: bool):  # noqa: ANN001, ANN202
+    """Words e0..e0+ne of the streams of OTs ``sel`` as [len(sel), ne] views of the k-bit
+    field's pad type (the sender gets both streams)."""
+    pdt = pad_dtype(k)
+    epb = 16 // np.dtype(pdt).itemsize
+    blocks = lot.blocks(sel, e0 // epb, -(-ne // epb), both=both)
+    view = [b.view(pdt).reshape(b.shape[0], -1)[:, :ne] for b in (blocks if both else (blocks,))]
+    return tuple(view) if both else view[0]
 
 
 Rows = Callable[[int, int, int, int], np.ndarray]
@@ -144,16 +158,16 @@ def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1
         raise ValueError(f"COT products: {C} scalars are not whole groups of {group}")
     rows = (lambda c0, c1, e0, e1: v[c0:c1, e0:e1]) if isinstance(v, np.ndarray) else v
     lay = layout(ell)
-    dt, epb = lay.dtype, 128 // lay.wb
+    dt = lay.dtype
     y = np.zeros((C // group, d), dt)
     for b0, b1 in _batches(C, ell, group):
         lot = party.ot.lrot_send((b1 - b0) * ell)
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
-            blk0, nblk = e0 // epb, -(-ne // epb)
             x = np.asarray(rows(b0 + c0, b0 + c1, e0, e1)).astype(dt)
+            xs, us = {dt: x}, {}  # the vectors and a scratch field per pad type
             acc = np.zeros((cc, ne), dt)
-            u = np.empty((cc, ne), dt)
+            tmp = np.empty((cc, ne), dt)
             buf = np.empty(cc * ne * lay.bytes_per_element, np.uint8)
             words = _words(lay, buf, cc, ne)
             base = np.arange(c0, c1, dtype=np.int64) * ell
@@ -161,19 +175,24 @@ def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1
                 top = len(fields) - 1
                 for fi, (i, off) in enumerate(fields):
                     k = ell - i
-                    b0s, b1s = lot.blocks(base + i, blk0, nblk, both=True)
-                    p0, p1 = _pads(b0s, dt, ne), _pads(b1s, dt, ne)
+                    pdt = pad_dtype(k)
+                    if pdt not in us:
+                        us[pdt] = np.empty((cc, ne), pdt)
+                        xs.setdefault(pdt, x.astype(pdt))
+                    u = us[pdt]
+                    p0, p1 = _pads(lot, base + i, e0, ne, k, both=True)
                     np.subtract(p0, p1, out=u)
-                    u += x
-                    if not (fi == top and off + k == lay.wb):  # the top field needs no mask
-                        u &= dt((1 << k) - 1)
+                    u += xs[pdt]
+                    exact = k == 8 * u.itemsize or (fi == top and off + k == lay.wb)
+                    if not exact:  # bits above the field would spill into the next one
+                        u &= pdt((1 << k) - 1)
                     if fi == 0:
                         w[...] = u
                     else:
-                        u <<= dt(off)
-                        w |= u
-                    p0 <<= dt(i)
-                    acc -= p0
+                        np.left_shift(u, dt(off), out=tmp)
+                        w |= tmp
+                    np.left_shift(p0, dt(i), out=tmp)
+                    acc -= tmp
             _tail(lay, buf, words, cc, ne, put=True)
             party.chan.send(buf)
             _reduce_into(y, acc, b0 + c0, b0 + c1, e0, group)
@@ -186,7 +205,7 @@ def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarr
     if C % group:
         raise ValueError(f"COT products: {C} scalars are not whole groups of {group}")
     lay = layout(ell)
-    dt, epb = lay.dtype, 128 // lay.wb
+    dt = lay.dtype
     y = np.zeros((C // group, d), dt)
     for b0, b1 in _batches(C, ell, group):
         gb = np.asarray(g[b0:b1], np.uint64)
@@ -197,7 +216,6 @@ def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarr
         sel_mask = np.zeros((b1 - b0, ell), dt) - bits.astype(dt)  # all ones where the bit is set
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
-            blk0, nblk = e0 // epb, -(-ne // epb)
             buf = party.chan.recv_array(np.uint8, cc * ne * lay.bytes_per_element)
             words = _words(lay, buf, cc, ne)
             _tail(lay, buf, words, cc, ne, put=False)
@@ -206,14 +224,14 @@ def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarr
             base = np.arange(c0, c1, dtype=np.int64) * ell
             for w, fields in zip(words, lay.words, strict=True):
                 for i, off in fields:
-                    p = _pads(lot.blocks(base + i, blk0, nblk), dt, ne)
+                    p = _pads(lot, base + i, e0, ne, ell - i, both=False)
                     bm = sel_mask[c0:c1, i : i + 1]
                     if off:
                         np.right_shift(w, dt(off), out=t)
                         t &= bm
                     else:  # bits above the field are other fields: they leave the ring below
                         np.bitwise_and(w, bm, out=t)
-                    t += p
+                    t += p  # the pad's bits above the field leave the ring too
                     t <<= dt(i)
                     acc += t
             _reduce_into(y, acc, b0 + c0, b0 + c1, e0, group)
