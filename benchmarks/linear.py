@@ -206,13 +206,8 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
     hp = he_params(ell)
     xs = spec[1]
     if kind == "conv":
-        ws, st, pd = spec[2], spec[3], spec[4]
-        Hp, Wp = xs[2] + pd[0] + pd[2], xs[3] + pd[1] + pd[3]  # noqa: N806
-        plan = pk.plan_conv(ws[1], Hp, Wp, ws[0], ws[2], ws[3], st)
-        cache.get(
-            _key(cache, name, "he", ell, xs),
-            lambda: L.conv_plaintexts(hp, plan, w, (1, 1), 1, ell, name),
-        )
+        plan, _ = L.conv_he_plan(xs, spec[2], spec[3], spec[4], (1, 1), 1)
+        L.prepare_conv_he(hp, plan, w, (1, 1), 1, ell, cache, name, xs)
     elif kind == "gemm":
         plan = pk.plan_fc(xs[1], w.shape[0])
         cache.get(
