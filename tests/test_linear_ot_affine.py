@@ -261,3 +261,17 @@ def test_ot_gemm_across_chunks_and_batches(per: int, batch: int, ell: int, monke
     )
     ref = (x.astype(object) @ w.T.astype(object) + b.astype(object)[None, :]) % (1 << ell)
     assert np.array_equal((ys + yc) & np.uint64((1 << ell) - 1), ref.astype(np.uint64))
+
+
+def test_ot_method_without_an_ot_extension_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="OT extension"):
+        run_parties(
+            lambda p: L.affine(
+                p, np.zeros((1, 2, 3), np.uint64), np.ones(2, np.int64), None, ell=32, method="ot"
+            ),  # fmt: skip
+            lambda p: L.affine(
+                p, np.zeros((1, 2, 3), np.uint64), None, None, ell=32, method="ot"
+            ),  # fmt: skip
+            setup_ot=False,
+            timeout=20,
+        )

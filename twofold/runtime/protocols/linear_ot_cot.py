@@ -134,6 +134,13 @@ def _pads(lot, sel: np.ndarray, e0: int, ne: int, k: int, both: bool):  # noqa: 
 Rows = Callable[[int, int, int, int], np.ndarray]
 
 
+def _ot(party):  # noqa: ANN001, ANN202
+    ot = getattr(party, "ot", None)
+    if ot is None:
+        raise ValueError("the OT linear protocols need a session with an OT extension (party.ot)")
+    return ot
+
+
 def _batches(C: int, ell: int, group: int) -> list[tuple[int, int]]:  # noqa: N803
     """Scalar ranges of one extension batch each, aligned to whole groups."""
     per = max(group, BATCH_OTS // max(1, ell) // group * group)
@@ -161,7 +168,7 @@ def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1
     dt = lay.dtype
     y = np.zeros((C // group, d), dt)
     for b0, b1 in _batches(C, ell, group):
-        lot = party.ot.lrot_send((b1 - b0) * ell)
+        lot = _ot(party).lrot_send((b1 - b0) * ell)
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
             x = np.asarray(rows(b0 + c0, b0 + c1, e0, e1)).astype(dt)
@@ -212,7 +219,7 @@ def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarr
         bits = ((gb[:, None] >> np.arange(ell, dtype=np.uint64)[None, :]) & np.uint64(1)).astype(
             np.uint8
         )
-        lot = party.ot.lrot_recv(bits.reshape(-1))
+        lot = _ot(party).lrot_recv(bits.reshape(-1))
         sel_mask = np.zeros((b1 - b0, ell), dt) - bits.astype(dt)  # all ones where the bit is set
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
