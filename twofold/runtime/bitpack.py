@@ -36,8 +36,7 @@ def pack(vals: np.ndarray, k: int) -> np.ndarray:
         for i in range(1, per):
             out |= small[:, i] << np.uint8(i * k)
         return out
-    bits = np.unpackbits(b, axis=1, bitorder="little")[:, :k]
-    return np.packbits(bits.reshape(-1), bitorder="little")
+    return _pack_words(v, k)
 
 
 def unpack(buf: np.ndarray, m: int, k: int) -> np.ndarray:
@@ -48,13 +47,45 @@ def unpack(buf: np.ndarray, m: int, k: int) -> np.ndarray:
         sh = (np.arange(per, dtype=np.uint8) * np.uint8(k))[None, :]
         vals = (np.asarray(buf, dtype=np.uint8)[:, None] >> sh) & np.uint8((1 << k) - 1)
         return vals.reshape(-1)[:m].astype(np.uint64)
+    if k % 8:
+        return _unpack_words(np.asarray(buf, np.uint8), m, k)
     out = np.zeros((m, 8), dtype=np.uint8)
-    if k % 8 == 0:
-        out[:, :nb] = buf.reshape(m, nb)
-    else:
-        bits = np.unpackbits(buf, count=m * k, bitorder="little").reshape(m, k)
-        out[:, :nb] = np.packbits(bits, axis=1, bitorder="little")
+    out[:, :nb] = buf.reshape(m, nb)
     return out.view(np.uint64).reshape(m)
+
+
+def _pack_words(v: np.ndarray, k: int) -> np.ndarray:
+    """Value i's bits start at bit i*k of a little-endian stream of 64-bit words; the low part
+    of every value goes into word (i*k) >> 6, the high part (if it straddles) into the next.
+    Word indices are non-decreasing in i, so each word is one OR-reduction of a run."""
+    m = v.size
+    n_words = -(-(m * k) // 64) + 1
+    off = np.arange(m, dtype=np.int64) * k
+    word, sh = off >> 6, (off & 63).astype(np.uint64)
+    words = np.zeros(n_words, np.uint64)
+    if m:
+        starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+        words[word[starts]] = np.bitwise_or.reduceat(v << sh, starts)
+        spill = sh + np.uint64(k) > np.uint64(64)
+        if spill.any():
+            hi = v[spill] >> (np.uint64(64) - sh[spill])  # shift < 64 where it spills
+            words[word[spill] + 1] |= hi  # at most one straddling value starts per word
+    return words.view(np.uint8)[: packed_size(m, k)].copy()
+
+
+def _unpack_words(buf: np.ndarray, m: int, k: int) -> np.ndarray:
+    """Inverse of :func:`_pack_words`: read each value's (at most two) words and shift."""
+    n = packed_size(m, k)
+    n_words = -(-n // 8) + 1
+    words = np.zeros(n_words * 8, np.uint8)
+    words[:n] = buf[:n]
+    w = words.view(np.uint64)
+    off = np.arange(m, dtype=np.int64) * k
+    word, sh = off >> 6, (off & 63).astype(np.uint64)
+    lo = w[word] >> sh
+    hi_sh = np.where(sh == 0, np.uint64(63), np.uint64(64) - sh)
+    hi = np.where(sh == 0, np.uint64(0), w[word + 1] << hi_sh)
+    return (lo | hi) & np.uint64((1 << k) - 1)
 
 
 def take(buf: np.ndarray, idx: np.ndarray, m: int, k: int) -> np.ndarray:

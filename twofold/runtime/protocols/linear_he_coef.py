@@ -71,19 +71,20 @@ def conv_outputs(
 
     The residues are cut into b-bit limbs first and the limbs are shifted: X^s negates the
     wrapped coefficients, and negating every limb negates the integer exactly, so W @ (shifted
-    limbs) needs no reduction until the end. With ``useful`` (the coefficient indices the
-    client gets, per spatial block) c0 is computed only there and left zero elsewhere: the
-    reply sends no other c0 coefficient, and re-randomising and switching down act coefficient
-    by coefficient."""
+    limbs) needs no reduction until the end. When ``useful`` (the coefficient indices the
+    client gets, per spatial block) covers under a quarter of them, c0 is computed only there
+    and left zero elsewhere: the reply sends no other c0 coefficient, and re-randomising and
+    switching down act coefficient by coefficient."""
     n_cb, n_sp, two, k, n = cts.shape
     o = km.w.shape[0]
     b = rns.limb_bits(km.l1_max)
     mask = np.uint64((1 << b) - 1)
     out = np.zeros((o, n_sp, two, k, n), np.uint64)
     v = np.empty((n_cb, km.shifts.size, n_sp, n), np.float64)
+    sparse = useful is not None and 4 * max(u.size for u in useful) < n
     for i, qi in enumerate(q):
         n_l = -(-qi.bit_length() // b)
-        for p in (1, 0) if useful is None else (1,):
+        for p in (1,) if sparse else (1, 0):
             parts = np.empty((o, n_l, n_sp * n), np.int64)
             for li in range(n_l):
                 limb = ((cts[:, :, p, i] >> np.uint64(b * li)) & mask).astype(np.float64)
@@ -91,13 +92,15 @@ def conv_outputs(
                     _shift_into(v[:, si], limb, int(s))
                 parts[:, li] = km.w @ v.reshape(-1, n_sp * n)
             out[:, :, p, i] = rns.reduce_limbs(parts, b, qi).reshape(o, n_sp, n)
-        if useful is None:
+        if not sparse:
             continue
         for sp, idx in enumerate(useful):  # c0 at the wanted coefficients only
             parts = np.empty((o, n_l, idx.size), np.int64)
+            vu = np.empty((n_cb, km.shifts.size, idx.size), np.float64)
             for li in range(n_l):
                 limb = ((cts[:, sp, 0, i] >> np.uint64(b * li)) & mask).astype(np.float64)
-                vu = np.stack([_shifted_at(limb, int(s), idx) for s in km.shifts], axis=1)
+                for si, s in enumerate(km.shifts):
+                    vu[:, si] = _shifted_at(limb, int(s), idx)
                 parts[:, li] = km.w @ vu.reshape(-1, idx.size)
             out[:, sp, 0, i, idx] = rns.reduce_limbs(parts, b, qi)
     flat = out.reshape(o * n_sp, two, k, n)
