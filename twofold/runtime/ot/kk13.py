@@ -14,7 +14,6 @@ from .. import bitpack
 from ..ring import mask
 from .crhash import mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender
-from .transpose import transpose_bits
 
 WIDTH = 256
 _SUB = 1 << 12  # OTs per batched hash call on the sender (N x 4096 blocks stay in cache)
@@ -61,6 +60,20 @@ class _RowHasher:
         return z[:m, 0]
 
 
+def codeword_columns(choices: np.ndarray, npad: int, nmsg: int) -> np.ndarray:
+    """The packed columns (WIDTH, npad/8) of the codewords C(r_j) of ``choices`` (zero rows up
+    to npad): column i is <r_j, i> mod 2, which for r < 2^b depends on i mod 2^b only, so it is
+    the XOR of the packed bit planes of r selected by i's low b bits (no bit transpose)."""
+    b = max(1, (int(nmsg) - 1).bit_length())
+    c = np.zeros(npad, np.uint8)
+    c[: choices.shape[0]] = choices
+    comb = np.zeros((1 << b, npad // 8), np.uint8)
+    for j in range(b):
+        plane = np.packbits((c >> np.uint8(j)) & np.uint8(1), bitorder="little")
+        comb[1 << j : 2 << j] = comb[: 1 << j] ^ plane
+    return comb[np.arange(WIDTH) & ((1 << b) - 1)]
+
+
 def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
     """Sender side: ``tables`` uint64[n, N] of k-bit messages."""
     n, nmsg = tables.shape
@@ -105,10 +118,7 @@ def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, doma
     h = np.empty(n, np.uint64)
 
     def cols(lo: int, hp: int) -> np.ndarray:
-        cw = np.zeros((hp - lo, WIDTH // 8), np.uint8)
-        hi = min(n, hp)
-        cw[: hi - lo] = CODEWORDS[choices[lo:hi]]
-        return transpose_bits(cw)
+        return codeword_columns(choices[lo : min(n, hp)], hp - lo, nmsg)
 
     zero = np.zeros(4, np.uint64)
 
