@@ -4,6 +4,8 @@ BN affine), time and bytes per layer and their sum (issue 6's target: < 3 min, <
 
     python benchmarks/densenet_linear.py [--json FILE] [--quick] [--size 224] [--ell 32]
 
+``--quick`` runs the first 40 layers at 64x64 (same keys; under a minute).
+
 Unlike ``benchmarks/linear.py`` (five representative layers and a cost model), nothing here is
 extrapolated: the 120 convolutions, 62 affines (the pre-activation BNs the compiler cannot fold)
 and the classifier run one after another on fresh random shares with random 13-bit weights, as
@@ -30,6 +32,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from linear import densenet121_layers  # noqa: E402
+
+QUICK_LAYERS = 40  # --quick: conv0, dense block 1, transition 1, the start of block 2
 
 
 def _free_port() -> int:
@@ -74,7 +78,7 @@ def _reference(lay: tuple, x: np.ndarray, w: np.ndarray, ell: int) -> np.ndarray
     return (x * g[None, :, None, None]) & m
 
 
-def worker(role: str, port: int, size: int, ell: int) -> None:
+def worker(role: str, port: int, size: int, ell: int, n_layers: int | None = None) -> None:
     from twofold.runtime.prg import PRG
     from twofold.runtime.protocols import linear as L
     from twofold.runtime.protocols import linear_he as he
@@ -95,7 +99,7 @@ def worker(role: str, port: int, size: int, ell: int) -> None:
     rows = []
     cache = L.LinearCache()
     hp = he_params(ell)
-    for i, lay in enumerate(layers(size)):
+    for i, lay in enumerate(layers(size)[:n_layers]):
         name = f"{i:03d}_{_kind(lay)}"
         if lay[0] == "conv":
             _, c, h, wd, o, k, s, p = lay
@@ -164,23 +168,15 @@ def summarize(rows: list[dict]) -> dict:
     return {"kinds": dict(kinds), "densenet121_total": total}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    ap.add_argument("--quick", action="store_true", help="64x64 input instead of 224x224")
-    ap.add_argument("--size", type=int, default=224, help="input side (default 224)")
-    ap.add_argument("--ell", type=int, default=32)
-    ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    size = 64 if a.quick else a.size
-    if a.worker:
-        worker(a.worker, a.port, size, a.ell)
-        return
+def run(size: int, ell: int, n_layers: int | None = None) -> dict:
+    """Run every layer (or the first ``n_layers``) in two fresh worker processes; the
+    per-layer rows and their sums."""
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
-    extra = ["--port", str(port), "--ell", str(a.ell), "--size", str(size)]
+    extra = ["--port", str(port), "--ell", str(ell), "--size", str(size)]
+    if n_layers is not None:
+        extra += ["--layers", str(n_layers)]
     t0 = time.perf_counter()
     procs = {
         r: subprocess.Popen(
@@ -195,10 +191,34 @@ def main() -> None:
             raise SystemExit(f"{r} failed:\n{err.strip()}")
         outs[r] = out
     rows = json.loads(outs["server"].strip().splitlines()[-1])["layers"]
-    res = {"size": size, "ell": a.ell, "layers": rows, **summarize(rows)}
+    res = {"size": size, "ell": ell, "layers": rows, **summarize(rows)}
     res["wall_s"] = time.perf_counter() - t0
     res["loadavg_1min"] = os.getloadavg()[0]
-    print(f"DenseNet-121 linear layers at {size}x{size}, ell={a.ell}, two processes, loopback TCP")
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    ap.add_argument(
+        "--quick", action="store_true", help=f"64x64 input, first {QUICK_LAYERS} layers only"
+    )
+    ap.add_argument("--size", type=int, default=224, help="input side (default 224)")
+    ap.add_argument("--ell", type=int, default=32)
+    ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--layers", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    size = 64 if a.quick else a.size
+    n_layers = QUICK_LAYERS if a.quick else None
+    if a.worker:
+        worker(a.worker, a.port, size, a.ell, a.layers)
+        return
+    res = run(size, a.ell, n_layers)
+    print(
+        f"DenseNet-121 linear layers at {size}x{size} ({res['densenet121_total']['layers']} of "
+        f"{len(layers(size))}), ell={a.ell}, two processes, loopback TCP"
+    )
     print(f"{'kind':10} {'layers':>6} {'s':>9} {'MiB':>10}")
     for k, v in sorted(res["kinds"].items()):
         print(f"{k:10} {v['layers']:6d} {v['s']:9.1f} {v['bytes'] / 2**20:10.1f}")

@@ -11,13 +11,17 @@ linearly (their cost is exactly linear in output positions: ell COTs per im2col 
 figures are marked ``"extrapolated_from"``. BN affine and FC run in full for both; the extra BN
 affine layers (``OT_ONLY``: a big 256x56x56 one, a mid-sized one) run by OT only, the protocol
 ``--linear auto`` uses for them.
-The DenseNet-121 total sums, over every linear layer of the network at 224x224, a per-layer
-figure: HE bytes from the exact message sizes of the chosen packing (checked against the
-measured layers), HE time from a fit (non-negative least squares over the measured HE layers) of
-seconds ~ a*input_cts + b*output_cts + c*products. Affine layers go by OT (as ``auto`` runs
-them): bytes exact (``ot_affine_bytes``, checked against the measured layers), seconds from a
-non-negative least-squares fit over the measured OT affine layers of
-seconds ~ a + b*elements + c*channels (``"affine_time_model"`` in the JSON).
+``densenet121_total`` is the sum over all 183 linear layers of DenseNet-121 at 224x224, each run
+for real after the layer types above (``benchmarks/densenet_linear.py``: two processes, the
+protocol ``--linear auto`` picks, every layer checked; ``"measured": true``). With ``--quick``
+(and as ``densenet121_total_model`` otherwise) it is estimated from per-layer figures: HE bytes
+from the exact message sizes of the chosen packing (checked against the measured layers), HE
+time from a non-negative least-squares fit over the measured HE layers of seconds ~
+a*input_cts + b*output_cts + c*coef_units + d*ntt_products (coef_units: output channels x
+shifted input rows of the coefficient-domain path; ntt_products: SEAL ct x pt products).
+Affine layers go by OT (as ``auto`` runs them): bytes exact (``ot_affine_bytes``, checked
+against the measured layers), seconds from a non-negative least-squares fit over the measured
+OT affine layers of seconds ~ a + b*elements + c*channels (``"affine_time_model"``).
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 # name: (kind, x shape, w shape, strides, pads, full-size spatial for --quick scaling)
 LAYERS = {
     "conv1x1_256_128_56": ("conv", (1, 256, 56, 56), (128, 256, 1, 1), (1, 1), (0, 0, 0, 0)),
     "conv3x3_128_32_56": ("conv", (1, 128, 56, 56), (32, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
     "conv1x1_1024_512_14": ("conv", (1, 1024, 14, 14), (512, 1024, 1, 1), (1, 1), (0, 0, 0, 0)),
+    # 32 channels x 9 taps per kernel polynomial: SEAL NTT products (the others: coefficient path)
+    "conv3x3_128_32_14": ("conv", (1, 128, 14, 14), (32, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
     "bn_affine_1024_7": ("affine", (1, 1024, 7, 7), (1024,), None, None),
     "fc_1024_14": ("gemm", (1, 1024), (14, 1024), None, None),
     "bn_affine_256_56": ("affine", (1, 256, 56, 56), (256,), None, None),
@@ -51,6 +58,7 @@ QUICK = {
     "conv1x1_256_128_56": (1, 256, 14, 14),
     "conv3x3_128_32_56": (1, 128, 14, 14),
     "conv1x1_1024_512_14": (1, 1024, 7, 7),
+    "conv3x3_128_32_14": (1, 128, 7, 7),
     "bn_affine_1024_7": (1, 256, 7, 7),
     "fc_1024_14": (1, 1024),
     "bn_affine_256_56": (1, 256, 28, 28),
@@ -253,6 +261,7 @@ def he_counts(layer: tuple, ell: int) -> dict:
     """Ciphertext counts and exact bytes of the HE protocol for one layer (N = 8192)."""
     from twofold.runtime import bitpack
     from twofold.runtime.protocols import linear_he as he
+    from twofold.runtime.protocols import linear_he_coef as coef
     from twofold.runtime.protocols import linear_he_pack as pk
     from twofold.runtime.protocols.linear_he_seal import N, he_params
 
@@ -273,11 +282,15 @@ def he_counts(layer: tuple, ell: int) -> dict:
         plan = pk.plan_conv(C, Hp, Wp, O, k, k, st)
         useful = [u[0].size for u in pk.conv_useful(plan)]
         n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
+        nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
+        if coef.prefer_coef(plan, k, k):  # W @ shifted inputs: O x rows per spatial block
+            rows = plan.n_cb * plan.Cb * k * k
+            return {"in_cts": n_in, "out_cts": n_out, "coef_units": O * rows * plan.n_sp,
+                    "mults": 0, "plaintexts": 0, "bytes": nbytes, "path": "coef"}  # fmt: skip
         mults = O * plan.n_cb * plan.n_sp
         # NTT plaintexts only: kernel polynomials with <= MONO_MAX terms stay monomials
         nnz = [min(plan.Cb, C - cb * plan.Cb) * k * k for cb in range(plan.n_cb)]
         pts = O * sum(1 for z in nnz if z > he.MONO_MAX)
-        nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
     elif kind == "gemm":
         _, n_i, n_o = layer
         plan = pk.plan_fc(n_i, n_o)
@@ -294,7 +307,8 @@ def he_counts(layer: tuple, ell: int) -> dict:
             for cb in range(plan.n_cb)
             for mc in range(plan.n_mc)
         )
-    return {"in_cts": n_in, "out_cts": n_out, "mults": mults, "plaintexts": pts, "bytes": nbytes}
+    return {"in_cts": n_in, "out_cts": n_out, "coef_units": 0, "mults": mults, "plaintexts": pts,
+            "bytes": nbytes, "path": "ntt"}  # fmt: skip
 
 
 def ot_affine_bytes(C: int, M: int, ell: int) -> int:  # noqa: N803
@@ -366,12 +380,14 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
     he_meas = {n: r for n, r in meas.items() if "he" in r}
     for name, r in he_meas.items():
         c = he_counts(layer_he_shape(name, quick), ell)
-        rows.append([c["in_cts"], c["out_cts"], c["mults"]])
+        rows.append([c["in_cts"], c["out_cts"], c["coef_units"], c["mults"]])
         ts.append(r["he"]["s"])
         cs.append(r["he"]["cpu_s"])
         r["he"]["model_bytes"] = c["bytes"]
-    coef, _ = nnls(np.asarray(rows, float), np.asarray(ts, float))
-    coef_cpu, _ = nnls(np.asarray(rows, float), np.asarray(cs, float))
+    a = np.asarray(rows, float)
+    scale = np.maximum(a.max(axis=0), 1.0)  # conditioning: fit on columns scaled to <= 1
+    coef = nnls(a / scale, np.asarray(ts, float))[0] / scale
+    coef_cpu = nnls(a / scale, np.asarray(cs, float))[0] / scale
     prep_rate = sum(r["he"]["weight_prep_cpu_s"] for r in he_meas.values()) / max(
         1, sum(he_counts(layer_he_shape(n, quick), ell)["plaintexts"] for n in he_meas)
     )
@@ -397,7 +413,7 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
             else:
                 c = he_counts(layer, ell)
                 n_pts += c["plaintexts"]
-                v = [c["in_cts"], c["out_cts"], c["mults"]]
+                v = [c["in_cts"], c["out_cts"], c["coef_units"], c["mults"]]
                 fig = {
                     "s": float(np.dot(coef, v)),
                     "cpu_s": float(np.dot(coef_cpu, v)),
@@ -410,6 +426,7 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
         key = "densenet121_total" if fold else "densenet121_total_unfolded_bn"
         res[key] = {
             **tot,
+            "measured": False,
             "GiB": tot["bytes"] / 2**30,
             "affine_layers": n_aff,
             "affine_elements": aff_elems,
@@ -421,7 +438,7 @@ def densenet_total(meas: dict, quick: bool, ell: int) -> dict:
             "weight_prep_cpu_s": n_pts * prep_rate,
         }
     res["affine_time_model"] = aff
-    names = ("per_input_ct", "per_output_ct", "per_product")
+    names = ("per_input_ct", "per_output_ct", "per_coef_unit", "per_ntt_product")
     res["he_time_model_ms"] = {
         "wall": dict(zip(names, (coef * 1e3).tolist(), strict=True)),
         "cpu": dict(zip(names, (coef_cpu * 1e3).tolist(), strict=True)),
@@ -468,6 +485,23 @@ def main() -> None:
         "layers": meas,
     }
     result.update(densenet_total(meas, a.quick, a.ell))
+    if not a.quick:  # the real sum: every layer of the network, run one after another
+        import densenet_linear
+
+        sweep = densenet_linear.run(224, a.ell)
+        t = sweep["densenet121_total"]
+        result["densenet121_total_model"] = result["densenet121_total"]
+        result["densenet121_total"] = {
+            "measured": True,
+            "s": t["s"],
+            "cpu_s": max(t["cpu_s_server"], t["cpu_s_client"]),
+            "bytes": t["bytes"],
+            "GiB": t["GiB"],
+            "layers": t["layers"],
+            "verified": t["verified"],
+            "parts": sweep["kinds"],
+            "per_layer": sweep["layers"],
+        }
     print(f"ell={a.ell}{' (quick sizes)' if a.quick else ''}; two processes over loopback TCP")
     print(f"{'layer':22} {'HE s':>8} {'HE cpu':>7} {'HE MiB':>9} {'OT s':>10} {'OT MiB':>11}  ok")
     for name, r in meas.items():
@@ -488,10 +522,21 @@ def main() -> None:
     )
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     result["loadavg_1min"] = os.getloadavg()[0]
-    for key in ("densenet121_total", "densenet121_total_unfolded_bn"):
-        t = result[key]
+    t = result["densenet121_total"]
+    if t["measured"]:
         print(
-            f"{key}: {t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), "
+            f"densenet121_total (all {t['layers']} layers run, benchmarks/densenet_linear.py): "
+            f"{t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), {t['GiB']:.2f} GiB, "
+            f"all exact: {t['verified']}; "
+            + ", ".join(f"{k} {v['s']:.1f} s" for k, v in sorted(t["parts"].items()))
+        )
+    for key in ("densenet121_total", "densenet121_total_model", "densenet121_total_unfolded_bn"):
+        t = result.get(key)
+        if t is None or t["measured"]:
+            continue
+        print(
+            f"{key} (estimated from the layers above): "
+            f"{t['s']:.1f} s wall, {t['cpu_s']:.1f} s CPU (busier party), "
             f"{t['GiB']:.2f} GiB ({t['affine_layers']} affine layers by OT, "
             f"{t['affine_elements'] / 1e6:.1f} M elements: "
             f"{t['parts']['affine_ot']['s']:.1f} s, "

@@ -362,3 +362,15 @@ def test_auto_method_is_exact_with_and_without_ot(setup_ot: bool) -> None:
         setup_ot=setup_ot,
     )
     assert np.array_equal((ys + yc) & np.uint64((1 << ell) - 1), ref_affine(x, g, a, ell))
+
+
+def test_auto_takes_ot_for_conv_and_gemm_where_he_has_no_parameters() -> None:
+    ell = 44  # BFV parameters exist for ell <= 40 only
+    x = rand_ring((2, 5), ell)
+    w, b = wts((3, 5)), wts((3,))
+    xs, xc = share(x, ell)
+    ys, yc = run_parties(
+        lambda p: L.gemm(p, xs, w, b, w_shape=w.shape, ell=ell, method="auto"),
+        lambda p: L.gemm(p, xc, None, None, w_shape=w.shape, ell=ell, method="auto"),
+    )
+    assert np.array_equal((ys + yc) & np.uint64((1 << ell) - 1), ref_gemm(x, w, b, ell))

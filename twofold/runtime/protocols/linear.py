@@ -63,10 +63,17 @@ def _check(party, x: np.ndarray, w, ell: int, method: str, what: str) -> None:  
         raise ValueError(f"{what}: the client must not hold the weights (pass None)")
 
 
-def _pick(party, method: str, kind: str) -> str:  # noqa: ANN001
+def _pick(party, method: str, kind: str, ell: int) -> str:  # noqa: ANN001
+    """``auto``: OT for the per-channel affine when the session has OT, and for conv/gemm when
+    the BFV parameters do not support ell; else HE (decided from public data only)."""
     if method != "auto":
         return method
-    if kind == "affine" and getattr(party, "ot", None) is not None:
+    has_ot = getattr(party, "ot", None) is not None
+    if kind == "affine" and has_ot:
+        return "ot"
+    try:
+        he_params(ell)
+    except ValueError:
         return "ot"
     return "he"
 
@@ -100,7 +107,7 @@ def conv2d(
 ) -> np.ndarray:
     """Shares of conv2d(x, w) + b mod 2^ell; x_share [B, C, H, W], w [O, C/group, kh, kw]."""
     _check(party, x_share, w, ell, method, f"conv2d {name or ''}".strip())
-    method = _pick(party, method, "conv2d")
+    method = _pick(party, method, "conv2d", ell)
     O, cg, kh, kw = (int(v) for v in w_shape)  # noqa: N806
     B, C, H, W = x_share.shape  # noqa: N806
     if w is not None and tuple(w.shape) != (O, cg, kh, kw):
@@ -255,7 +262,7 @@ def gemm(
     """Shares of x @ w.T + b mod 2^ell; x_share [B, n_in], w [n_out, n_in]."""
     what = f"gemm {name or ''}".strip()
     _check(party, x_share, w, ell, method, what)
-    method = _pick(party, method, "gemm")
+    method = _pick(party, method, "gemm", ell)
     n_out, n_in = (int(v) for v in w_shape)
     if x_share.ndim != 2 or x_share.shape[1] != n_in:
         raise ValueError(f"{what}: input shape {x_share.shape} does not match weights {w_shape}")
@@ -319,7 +326,7 @@ def affine(
     """Shares of mul[c] * x[:, c, ...] + add[c] mod 2^ell (per-channel, axis 1)."""
     what = f"affine {name or ''}".strip()
     _check(party, x_share, mul, ell, method, what)
-    method = _pick(party, method, "affine")
+    method = _pick(party, method, "affine", ell)
     if x_share.ndim < 2:
         raise ValueError(f"{what}: input needs a channel axis, got shape {x_share.shape}")
     B, C = x_share.shape[:2]  # noqa: N806
