@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -31,15 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _twoproc import connect, run_workers  # noqa: E402
 from linear import densenet121_layers  # noqa: E402
 
 QUICK_LAYERS = 40  # --quick: conv0, dense block 1, transition 1, the start of block 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def layers(size: int) -> list[tuple]:
@@ -83,13 +76,8 @@ def worker(role: str, port: int, size: int, ell: int, n_layers: int | None = Non
     from twofold.runtime.protocols import linear as L
     from twofold.runtime.protocols import linear_he as he
     from twofold.runtime.protocols.linear_he_seal import he_params
-    from twofold.runtime.session import join, serve
 
-    party = (
-        serve("127.0.0.1", port, "bench-densenet-linear", timeout=900)
-        if role == "server"
-        else join("127.0.0.1", port, "bench-densenet-linear", timeout=900, connect_timeout=60)
-    )
+    party = connect(role, port, "bench-densenet-linear")
     ch = party.chan
     srv = role == "server"
     prg = PRG()
@@ -171,26 +159,11 @@ def summarize(rows: list[dict]) -> dict:
 def run(size: int, ell: int, n_layers: int | None = None) -> dict:
     """Run every layer (or the first ``n_layers``) in two fresh worker processes; the
     per-layer rows and their sums."""
-    port = _free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
-    extra = ["--port", str(port), "--ell", str(ell), "--size", str(size)]
+    extra = ["--ell", str(ell), "--size", str(size)]
     if n_layers is not None:
         extra += ["--layers", str(n_layers)]
     t0 = time.perf_counter()
-    procs = {
-        r: subprocess.Popen(
-            [*cmd, r, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )  # fmt: skip
-        for r in ("server", "client")
-    }
-    outs = {}
-    for r, p in procs.items():
-        out, err = p.communicate(timeout=3600)
-        if p.returncode != 0:
-            raise SystemExit(f"{r} failed:\n{err.strip()}")
-        outs[r] = out
-    rows = json.loads(outs["server"].strip().splitlines()[-1])["layers"]
+    rows = run_workers(__file__, extra)["server"]["layers"]
     res = {"size": size, "ell": ell, "layers": rows, **summarize(rows)}
     res["wall_s"] = time.perf_counter() - t0
     res["loadavg_1min"] = os.getloadavg()[0]

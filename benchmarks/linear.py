@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -39,6 +37,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+
+from _twoproc import connect, run_workers  # noqa: E402
 
 # name: (kind, x shape, w shape, strides, pads, full-size spatial for --quick scaling)
 LAYERS = {
@@ -65,12 +65,6 @@ QUICK = {
     "bn_affine_512_28": (1, 512, 14, 14),
     "bn_affine_1024_14": (1, 1024, 7, 7),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ot_slice(kind: str, xs: tuple, pads) -> tuple[tuple, tuple, float]:  # noqa: ANN001
@@ -117,13 +111,8 @@ def worker(role: str, port: int, quick: bool, ell: int, profile: str | None = No
     from twofold.runtime.prg import PRG
     from twofold.runtime.protocols import linear as L
     from twofold.runtime.protocols import linear_he as he
-    from twofold.runtime.session import join, serve
 
-    party = (
-        serve("127.0.0.1", port, "bench-linear", timeout=900)
-        if role == "server"
-        else join("127.0.0.1", port, "bench-linear", timeout=900, connect_timeout=60)
-    )
+    party = connect(role, port, "bench-linear")
     ch = party.chan
     prg = PRG()
     wrng = np.random.default_rng(7)  # benchmark weights are public test data
@@ -267,7 +256,8 @@ def he_counts(layer: tuple, ell: int) -> dict:
 
     hp = he_params(ell)
     hdr = 9  # frame header
-    in_ct = he.packed_ct_size(hp) + hdr
+    in_ct = he.packed_c0_size(hp) + hdr
+    seed = 16 + hdr  # one per layer: the c1 of every input ciphertext is expanded from it
     b1, b0 = he.reply_bits(hp)
 
     def out_bytes(useful: int) -> int:
@@ -282,7 +272,7 @@ def he_counts(layer: tuple, ell: int) -> dict:
         plan = pk.plan_conv(C, Hp, Wp, O, k, k, st)
         useful = [u[0].size for u in pk.conv_useful(plan)]
         n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
-        nbytes = n_in * in_ct + O * sum(out_bytes(u) for u in useful)
+        nbytes = seed + n_in * in_ct + O * sum(out_bytes(u) for u in useful)
         if coef.prefer_coef(plan, k, k):  # W @ shifted inputs: O x rows per spatial block
             rows = plan.n_cb * plan.Cb * k * k
             return {"in_cts": n_in, "out_cts": n_out, "coef_units": O * rows * plan.n_sp,
@@ -296,16 +286,24 @@ def he_counts(layer: tuple, ell: int) -> dict:
         plan = pk.plan_fc(n_i, n_o)
         n_in, n_out = plan.n_ib, plan.n_obk
         mults = pts = n_in * n_out
-        nbytes = n_in * in_ct + sum(out_bytes(pk.fc_useful(plan, o)[0].size) for o in range(n_out))
+        nbytes = (
+            seed
+            + n_in * in_ct
+            + sum(out_bytes(pk.fc_useful(plan, o)[0].size) for o in range(n_out))
+        )
     else:
         _, C, H, W = layer
         plan = pk.plan_affine(C, H * W)
         n_in = n_out = mults = plan.n_cb * plan.n_mc
         pts = plan.n_cb
-        nbytes = n_in * in_ct + sum(
-            out_bytes(pk.affine_useful(plan, cb, mc)[0].size)
-            for cb in range(plan.n_cb)
-            for mc in range(plan.n_mc)
+        nbytes = (
+            seed
+            + n_in * in_ct
+            + sum(
+                out_bytes(pk.affine_useful(plan, cb, mc)[0].size)
+                for cb in range(plan.n_cb)
+                for mc in range(plan.n_mc)
+            )
         )
     return {"in_cts": n_in, "out_cts": n_out, "coef_units": 0, "mults": mults, "plaintexts": pts,
             "bytes": nbytes, "path": "ntt"}  # fmt: skip
@@ -458,25 +456,11 @@ def main() -> None:
     if a.worker:
         worker(a.worker, a.port, a.quick, a.ell, a.profile)
         return
-    port = _free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
-    extra = ["--port", str(port), "--ell", str(a.ell)] + (["--quick"] if a.quick else [])
+    extra = ["--ell", str(a.ell)] + (["--quick"] if a.quick else [])
     if a.profile:
         os.makedirs(a.profile, exist_ok=True)
         extra += ["--profile", os.path.abspath(a.profile)]
-    procs = {
-        r: subprocess.Popen(
-            [*cmd, r, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )  # fmt: skip
-        for r in ("server", "client")
-    }
-    rep = {}
-    for r, p in procs.items():
-        out, err = p.communicate(timeout=3600)
-        if p.returncode != 0:
-            raise SystemExit(f"{r} failed:\n{err.strip()}")
-        rep[r] = json.loads(out.strip().splitlines()[-1])
+    rep = run_workers(__file__, extra)
     meas = rep["server"]["layers"]
     result = {
         "ell": a.ell,

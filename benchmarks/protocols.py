@@ -13,12 +13,13 @@ import argparse
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _twoproc import connect, run_workers  # noqa: E402
 
 ELL, SHIFT = 32, 12
 PRIMS = ["millionaire", "drelu", "relu", "trunc", "trunc_msb0", "trunc_reduce", "maxpool"]
@@ -30,12 +31,6 @@ SCI = {
     "trunc_msb0": (2.4, 1720),
     "trunc_reduce": (2.0, 1308),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pool_shape(n: int) -> tuple[int, int, int, int]:
@@ -99,11 +94,8 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
 def worker(role: str, prim: str, n: int, port: int) -> None:
     """One party: set up, time the primitive between two barriers, report JSON on stdout."""
     from twofold.runtime.prg import PRG
-    from twofold.runtime.session import join, serve
 
-    party = serve("127.0.0.1", port, "bench", timeout=600) if role == "server" else None
-    if party is None:
-        party = join("127.0.0.1", port, "bench", timeout=600, connect_timeout=60)
+    party = connect(role, port, "bench", timeout=600)
     ch = party.chan
     x = _inputs(prim, n, PRG())
     if prim == "maxpool":
@@ -153,25 +145,7 @@ def worker(role: str, prim: str, n: int, port: int) -> None:
 
 def run_prim(prim: str, n: int) -> dict:
     """Run one primitive in two fresh processes; combine their reports."""
-    port = _free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
-    procs = {
-        r: subprocess.Popen(
-            [*cmd, r, "--prim", prim, "--n", str(n), "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for r in ("server", "client")
-    }
-    rep = {}
-    for r, p in procs.items():
-        out, err = p.communicate(timeout=3600)
-        if p.returncode != 0:
-            raise SystemExit(f"{prim}: {r} failed:\n{err.strip()}")
-        rep[r] = json.loads(out.strip().splitlines()[-1])
+    rep = run_workers(__file__, ["--prim", prim, "--n", str(n)], what=prim)
     s, c = rep["server"], rep["client"]
     elems = s["out_elems"] if prim == "maxpool" else n
     res = {

@@ -18,6 +18,7 @@ from twofold.runtime.protocols.linear_he_seal import (
     he_params,
     public_key_ct,
 )
+from twofold.runtime.protocols.linear_he_seeded import SeededEncryptor, uniform_residues
 from twofold.runtime.protocols.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
 
 RNG = np.random.default_rng(7)  # public test data only
@@ -128,21 +129,41 @@ def test_coefficient_domain_conv_equals_the_polynomial_products() -> None:
     kp = pk.conv_pack_weights(plan, w, (1, 1), 32)  # the kernel polynomials mod 2^32
     kc = kp.astype(np.int64)
     kc = np.where(kc >= 1 << 31, kc - (1 << 32), kc)  # centred, as BFV lifts them
+
+    def product(o: int, sp: int, poly: int) -> np.ndarray:  # sum_cb ct_cb * k_o,cb, term by term
+        acc = np.zeros(N, object)
+        for cb in range(plan.n_cb):
+            for d in np.flatnonzero(kc[o, cb]):
+                sh = rns.negacyclic_shift(cts[cb, sp, poly, 0], int(d), q[0])
+                acc = (acc + _obj(sh) * int(kc[o, cb, d])) % q[0]
+        return acc
+
     for o in range(3):
         for sp in range(plan.n_sp):
-            want = np.zeros(N, object)
-            for cb in range(plan.n_cb):
-                for d in np.flatnonzero(kc[o, cb]):
-                    sh = rns.negacyclic_shift(cts[cb, sp, 1, 0], int(d), q[0])
-                    want = (want + _obj(sh) * int(kc[o, cb, d])) % q[0]
-            assert (_obj(got[o * plan.n_sp + sp, 1, 0]) == want).all()
-            c0 = np.zeros(N, object)
-            for cb in range(plan.n_cb):
-                for d in np.flatnonzero(kc[o, cb]):
-                    sh = rns.negacyclic_shift(cts[cb, sp, 0, 0], int(d), q[0])
-                    c0 = (c0 + _obj(sh) * int(kc[o, cb, d])) % q[0]
+            assert (_obj(got[o * plan.n_sp + sp, 1, 0]) == product(o, sp, 1)).all()
+            c0 = product(o, sp, 0)
             assert (_obj(got[o * plan.n_sp + sp, 0, 0]) == c0).all()
             u = useful[sp]
             assert (_obj(part[o * plan.n_sp + sp, 0, 0, u]) == c0[u]).all()
             assert np.array_equal(part[o * plan.n_sp + sp, 1], got[o * plan.n_sp + sp, 1])
     assert km.l1_max == int(np.abs(w).sum(axis=(1, 2, 3)).max())
+
+
+@pytest.mark.parametrize("ell", [32, 37])
+def test_seeded_encryptions_decrypt_with_seals_own_decryptor(ell: int) -> None:
+    """c1 expanded from the seed by anyone, c0 from the client: a valid BFV ciphertext of m."""
+    hp = he_params(ell)
+    kg = seal.KeyGenerator(hp.ctx)
+    dec = seal.Decryptor(hp.ctx, kg.secret_key())
+    enc = SeededEncryptor(hp, kg.secret_key())
+    m = PRG().ring((3, N), ell)  # odd count: one SEAL product carries an input twice
+    seed = bytes(range(16))
+    c0 = enc.encrypt(uniform_residues(PRG(seed), hp.q, 3), m, PRG())
+    a = uniform_residues(PRG(seed), hp.q, 3)  # what the server derives
+    for i in range(3):
+        ct = ct_from_array(hp, np.stack([c0[i], a[i]]))
+        assert np.array_equal(coeffs_from_plain(dec.decrypt(ct)), m[i])
+        assert dec.invariant_noise_budget(ct) > 100
+    assert (a < np.asarray(hp.q, np.uint64)[:, None]).all()
+    assert not np.array_equal(a, uniform_residues(PRG(bytes(16)), hp.q, 3))
+    assert he.packed_c0_size(hp) == sum(-(-N * q.bit_length() // 8) for q in hp.q)

@@ -343,7 +343,8 @@ def test_malformed_ciphertext_from_client_is_a_peer_error() -> None:
 
     def client(p):  # noqa: ANN001, ANN202
         he.keys(p, 32)  # sends the public key
-        p.chan.send(np.full(he.packed_ct_size(hp), 255, np.uint8))  # residues >= q
+        p.chan.send(bytes(16))  # the seed of the c1s
+        p.chan.send(np.full(he.packed_c0_size(hp), 255, np.uint8))  # residues >= q
         p.chan.recv_bytes()
 
     with pytest.raises(PeerError, match="invalid ciphertext"):

@@ -22,6 +22,7 @@ everything after the flood is post-processing. ``check_flooding`` enforces the p
 from __future__ import annotations
 
 import math
+import secrets
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -40,13 +41,13 @@ from .linear_he_seal import (
     ct_from_array,
     ct_to_array,
     he_params,
-    plain_from_coeffs,
     plain_ntt_from_coeffs,
 )
+from .linear_he_seeded import E_MAX, SEED_BYTES, SeededEncryptor, uniform_residues
 from .linear_he_zero import ZeroEncryptor, centred_binomial
 
 STAT_BITS = 40
-FRESH_NOISE = 20  # bound on |e| + 1/2 of a fresh symmetric BFV encryption (SEAL clips at 6*3.2)
+FRESH_NOISE = E_MAX + 1  # bound on |e| + 1/2 of a fresh symmetric encryption (linear_he_seeded)
 
 _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BATCH = 8  # output ciphertexts per numpy pass
@@ -66,13 +67,13 @@ def flood_bits(hp: HEParams) -> int:  # noqa: ARG001 - same for every ell
 
 
 def check_flooding(hp: HEParams, l1: int, what: str) -> None:
-    """Raise unless the W-dependent noise 20*||W||_1 at level Q is below q_2 / 2, so that after
+    """Raise unless the W-dependent noise FRESH_NOISE*||W||_1 at level Q is below q_2 / 2, so after
     dropping q_2 it is at most 1/2 (+1/2 rounding) and the flood hides it (2^-40)."""
     d = FRESH_NOISE * max(int(l1), 1)
     if 2 * d > hp.q[2]:
         raise ValueError(
             f"{what}: weights too large for noise flooding (||W||_1 = {l1}); "
-            f"need 20*||W||_1 <= q_2/2 ~ 2^{hp.q[2].bit_length() - 2}"
+            f"need {FRESH_NOISE}*||W||_1 <= q_2/2 ~ 2^{hp.q[2].bit_length() - 2}"
         )
 
 
@@ -87,7 +88,7 @@ def centered_l1(polys: np.ndarray, ell: int) -> np.ndarray:
 @dataclass
 class _Keys:
     hp: HEParams
-    encryptor: seal.Encryptor | None = None  # client: symmetric, under its secret key
+    encryptor: SeededEncryptor | None = None  # client: symmetric, under its secret key
     decryptor: seal.Decryptor | None = None  # client
     zero: ZeroEncryptor | None = None  # server: encryptions of zero under the client's pk
 
@@ -106,25 +107,23 @@ def reply_bits(hp: HEParams) -> tuple[int, int]:
     return b - C1_DROP, b - C0_DROP
 
 
-def packed_ct_size(hp: HEParams) -> int:
-    """Bytes of a bit-packed data-level ciphertext (each residue in its prime's bit length)."""
-    return sum(bitpack.packed_size(2 * N, q.bit_length()) for q in hp.q)
+def packed_c0_size(hp: HEParams) -> int:
+    """Bytes of a bit-packed data-level c0 (each residue in its prime's bit length): an input
+    ciphertext on the wire (its c1 comes from the layer's seed, ``linear_he_seeded``)."""
+    return sum(bitpack.packed_size(N, q.bit_length()) for q in hp.q)
 
 
-def pack_ct(hp: HEParams, data: np.ndarray) -> np.ndarray:
-    """uint64[2, k, N] residues -> one uint8 buffer, prime by prime (172 of 192 bits at ell=32)."""
-    return np.concatenate(
-        [bitpack.pack(np.ascontiguousarray(data[:, i]).reshape(-1), q.bit_length())
-         for i, q in enumerate(hp.q)]
-    )  # fmt: skip
+def pack_c0(hp: HEParams, c0: np.ndarray) -> np.ndarray:
+    """uint64[k, N] residues -> one uint8 buffer, prime by prime (172 of 192 bits at ell=32)."""
+    return np.concatenate([bitpack.pack(c0[i], q.bit_length()) for i, q in enumerate(hp.q)])
 
 
-def unpack_ct(hp: HEParams, buf: np.ndarray) -> np.ndarray:
-    out = np.empty((2, hp.k, N), np.uint64)
+def unpack_c0(hp: HEParams, buf: np.ndarray) -> np.ndarray:
+    out = np.empty((hp.k, N), np.uint64)
     off = 0
     for i, q in enumerate(hp.q):
-        n = bitpack.packed_size(2 * N, q.bit_length())
-        out[:, i] = bitpack.unpack(buf[off : off + n], 2 * N, q.bit_length()).reshape(2, N)
+        n = bitpack.packed_size(N, q.bit_length())
+        out[i] = bitpack.unpack(buf[off : off + n], N, q.bit_length())
         off += n
     return out
 
@@ -139,7 +138,7 @@ def keys(party, ell: int) -> _Keys:  # noqa: ANN001
         kg = seal.KeyGenerator(hp.ctx)
         sk = kg.secret_key()
         party.chan.send(kg.create_public_key().to_string())
-        k = _Keys(hp, seal.Encryptor(hp.ctx, sk), seal.Decryptor(hp.ctx, sk))
+        k = _Keys(hp, SeededEncryptor(hp, sk), seal.Decryptor(hp.ctx, sk))
     else:
         raw = party.chan.recv_bytes()
         try:
@@ -164,9 +163,14 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
     """Client: send Enc(in_polys), return its share (uint64 per ``useful`` index set)."""
     k = keys(party, ell)
     hp = k.hp
-    for poly in in_polys:
-        ct = k.encryptor.encrypt_symmetric(plain_from_coeffs(hp, poly))
-        party.chan.send(pack_ct(hp, ct_to_array(ct)))
+    seed = secrets.token_bytes(SEED_BYTES)  # c1 of every input: expanded from it by both sides
+    party.chan.send(seed)
+    prg = getattr(party, "prg", None) or PRG()
+    a = uniform_residues(PRG(seed), hp.q, len(in_polys))
+    for p0 in range(0, len(in_polys), _BATCH):
+        c0 = k.encryptor.encrypt(a[p0 : p0 + _BATCH], in_polys[p0 : p0 + _BATCH], prg)
+        for c in c0:
+            party.chan.send(pack_c0(hp, c))
     b1, b0 = reply_bits(hp)
     out = []
     for idx in useful:
@@ -186,13 +190,18 @@ def client_run(party, ell: int, in_polys: np.ndarray, useful: list[np.ndarray]) 
 
 
 def server_receive(party, hp: HEParams, n_in: int) -> np.ndarray:  # noqa: ANN001
-    """Server: the client's n_in input ciphertexts as uint64 [n_in, 2, k, N] (coefficient form)."""
-    nbytes = packed_ct_size(hp)
+    """Server: the client's n_in input ciphertexts as uint64 [n_in, 2, k, N] (coefficient form):
+    the seed, then each c0; c1 is expanded from the seed."""
+    seed = party.chan.recv_bytes(max_len=SEED_BYTES)
+    if len(seed) != SEED_BYTES:
+        raise PeerError(f"HE linear: the client sent a {len(seed)}-byte seed, not {SEED_BYTES}")
+    nbytes = packed_c0_size(hp)
     out = np.empty((n_in, 2, hp.k, N), np.uint64)
-    qa = np.asarray(hp.q, np.uint64)[None, :, None]
+    out[:, 1] = uniform_residues(PRG(seed), hp.q, n_in)
+    qa = np.asarray(hp.q, np.uint64)[:, None]
     for i in range(n_in):
-        out[i] = unpack_ct(hp, party.chan.recv_array(np.uint8, nbytes))
-        if (out[i] >= qa).any():
+        out[i, 0] = unpack_c0(hp, party.chan.recv_array(np.uint8, nbytes))
+        if (out[i, 0] >= qa).any():
             raise PeerError("HE linear: the client sent an invalid ciphertext (residue >= q)")
     return out
 
