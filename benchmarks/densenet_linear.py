@@ -99,8 +99,8 @@ def worker(role: str, port: int, size: int, ell: int, n_layers: int | None = Non
         w = wrng.integers(-(1 << 12), 1 << 12, ws)
         x = prg.ring(xs, ell)
         if srv and lay[0] == "conv":  # weights prepared once per model, before any image
-            plan, _ = L.conv_he_plan(xs, ws, (s, s), (p,) * 4, (1, 1), 1)
-            L.prepare_conv_he(hp, plan, w, (1, 1), 1, ell, cache, name, xs)
+            layout = L.conv_he_layout(xs, ws, (s, s), (p,) * 4, (1, 1), 1)
+            L.prepare_conv_he(hp, layout, w, 1, ell, cache, name, xs)
         ch.send(b"go")
         ch.recv_bytes()
         cpu0 = time.process_time()

@@ -203,8 +203,8 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
     hp = he_params(ell)
     xs = spec[1]
     if kind == "conv":
-        plan, _ = L.conv_he_plan(xs, spec[2], spec[3], spec[4], (1, 1), 1)
-        L.prepare_conv_he(hp, plan, w, (1, 1), 1, ell, cache, name, xs)
+        lay = L.conv_he_layout(xs, spec[2], spec[3], spec[4], (1, 1), 1)
+        L.prepare_conv_he(hp, lay, w, 1, ell, cache, name, xs)
     elif kind == "gemm":
         plan = pk.plan_fc(xs[1], w.shape[0])
         cache.get(
@@ -249,6 +249,7 @@ def densenet121_layers(fold_bn: bool = True) -> list[tuple]:
 def he_counts(layer: tuple, ell: int) -> dict:
     """Ciphertext counts and exact bytes of the HE protocol for one layer (N = 8192)."""
     from twofold.runtime import bitpack
+    from twofold.runtime.protocols import linear as L  # noqa: N812
     from twofold.runtime.protocols import linear_he as he
     from twofold.runtime.protocols import linear_he_coef as coef
     from twofold.runtime.protocols import linear_he_pack as pk
@@ -266,11 +267,9 @@ def he_counts(layer: tuple, ell: int) -> dict:
     kind = layer[0]
     if kind == "conv":
         _, C, H, W, O, k, s, p = layer
-        Hp, Wp, st = H + 2 * p, W + 2 * p, (s, s)  # noqa: N806
-        if k == 1 and s > 1:
-            Hp, Wp, st = -(-Hp // s), -(-Wp // s), (1, 1)  # noqa: N806
-        plan = pk.plan_conv(C, Hp, Wp, O, k, k, st)
-        useful = [u[0].size for u in pk.conv_useful(plan)]
+        lay = L.conv_he_layout((1, C, H, W), (O, C, k, k), (s, s), (p,) * 4, (1, 1), 1)
+        plan, k = lay.plan, lay.kh  # (polyphase for strided kernels)
+        useful = [u[0].size for u in L.conv_kept_outputs(lay)]
         n_in, n_out = plan.n_cb * plan.n_sp, O * plan.n_sp
         nbytes = seed + n_in * in_ct + O * sum(out_bytes(u) for u in useful)
         if coef.prefer_coef(plan, k, k):  # W @ shifted inputs: O x rows per spatial block
@@ -279,7 +278,7 @@ def he_counts(layer: tuple, ell: int) -> dict:
                     "mults": 0, "plaintexts": 0, "bytes": nbytes, "path": "coef"}  # fmt: skip
         mults = O * plan.n_cb * plan.n_sp
         # NTT plaintexts only: kernel polynomials with <= MONO_MAX terms stay monomials
-        nnz = [min(plan.Cb, C - cb * plan.Cb) * k * k for cb in range(plan.n_cb)]
+        nnz = [min(plan.Cb, plan.C - cb * plan.Cb) * k * k for cb in range(plan.n_cb)]
         pts = O * sum(1 for z in nnz if z > he.MONO_MAX)
     elif kind == "gemm":
         _, n_i, n_o = layer

@@ -85,6 +85,8 @@ CONVS = [
     ("1x1_mixed_sparse", (1, 6, 50, 50), (2, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     # 24 channels x 9 taps per kernel polynomial: SEAL's NTT products, not the coefficient path
     ("3x3_many_terms", (1, 24, 5, 5), (3, 24, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    # polyphase form: stride (2, 3) with a 5x4 kernel, odd sizes, asymmetric pads, groups
+    ("phase_asym_grouped", (2, 4, 11, 13), (4, 2, 5, 4), (2, 3), (2, 1, 1, 2), (1, 1), 2),
 ]
 
 
@@ -95,8 +97,8 @@ def test_both_he_conv_paths_are_exercised() -> None:
 
     paths = set()
     for _, xs, ws, st, pd, dl, g in CONVS:
-        plan, _ = L.conv_he_plan(xs, ws, st, pd, dl, g)
-        paths.add(coef.prefer_coef(plan, ws[2], ws[3]))
+        lay = L.conv_he_layout(xs, ws, st, pd, dl, g)
+        paths.add(coef.prefer_coef(lay.plan, lay.kh, lay.kw))
     assert paths == {True, False}
 
 

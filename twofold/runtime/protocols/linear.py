@@ -19,6 +19,7 @@ per layer key so they are built once per model and reused across images.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -132,31 +133,102 @@ def conv2d(
     return y
 
 
-def conv_he_plan(x_shape, w_shape, strides, pads, dil, group):  # noqa: ANN001, ANN201
-    """The HE blocking of a conv: (plan, subsample) where subsample is the stride applied to the
-    padded input before packing (1x1 kernels with stride > 1 compute only the kept outputs)."""
+@dataclass
+class ConvLayout:
+    """How a conv goes through HE: the blocking ``plan`` of a stride-1 problem derived from it.
+
+    * 1x1 kernels with stride > 1: the padded input is subsampled first (``sub``);
+    * larger kernels with stride s > 1 (dilation 1): polyphase (space-to-depth) form, input
+      channel (c, a, b) = x[c, a::s_h, b::s_w] and kernel w'[o, (c, a, b), l, m] =
+      w[o, c, l*s_h + a, m*s_w + b], a stride-1 conv with s_h*s_w times the channels and a
+      ceil(k/s) kernel that computes only the kept outputs (``phase``);
+    * ``Ho`` x ``Wo`` is the conv's output: the plan's extra stride-1 outputs are dropped."""
+
+    plan: pk.ConvPlan
+    sub: tuple[int, int]
+    phase: tuple[int, int]
+    Ho: int  # noqa: N815
+    Wo: int  # noqa: N815
+    H1: int  # noqa: N815 - input height after the transform (zero padded)
+    W1: int  # noqa: N815
+    kh: int
+    kw: int
+    dil: tuple[int, int]
+
+
+def conv_he_layout(x_shape, w_shape, strides, pads, dil, group) -> ConvLayout:  # noqa: ANN001
+    """The HE layout of a conv (public: both parties derive the same)."""
     O, cg, kh, kw = w_shape  # noqa: N806
+    dil, st = tuple(dil), tuple(strides)
     khe, kwe = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
     Hp, Wp = x_shape[2] + pads[0] + pads[2], x_shape[3] + pads[1] + pads[3]  # noqa: N806
-    st, sub = tuple(strides), (1, 1)
+    Ho, Wo = (Hp - khe) // st[0] + 1, (Wp - kwe) // st[1] + 1  # noqa: N806
+    sub = phase = (1, 1)
     if khe == 1 and kwe == 1 and st != (1, 1):
         sub, st = st, (1, 1)
         Hp, Wp = -(-Hp // sub[0]), -(-Wp // sub[1])  # noqa: N806
-    return pk.plan_conv(cg, Hp, Wp, O // group, khe, kwe, st), sub
+    elif st != (1, 1) and dil == (1, 1):
+        phase, st = st, (1, 1)
+        kh, kw = -(-kh // phase[0]), -(-kw // phase[1])
+        Hp, Wp = max(-(-Hp // phase[0]), Ho + kh - 1), max(-(-Wp // phase[1]), Wo + kw - 1)  # noqa: N806
+        cg *= phase[0] * phase[1]
+        khe, kwe = kh, kw
+    plan = pk.plan_conv(cg, Hp, Wp, O // group, khe, kwe, st)
+    return ConvLayout(plan, sub, phase, Ho, Wo, Hp, Wp, kh, kw, dil if phase == (1, 1) else (1, 1))
 
 
-def prepare_conv_he(hp, plan, w, dil, group: int, ell: int, cache, name, x_shape) -> list:  # noqa: ANN001, PLR0913
+def _phase_input(lay: ConvLayout, xp: np.ndarray) -> np.ndarray:
+    """Padded input [B, C, Hp, Wp] -> [B, C*s_h*s_w, H1, W1], channel (c, a, b) first-major."""
+    xp = xp[:, :, :: lay.sub[0], :: lay.sub[1]]
+    sh, sw = lay.phase
+    if (sh, sw) == (1, 1):
+        return xp
+    B, C = xp.shape[:2]  # noqa: N806
+    full = np.zeros((B, C, lay.H1 * sh, lay.W1 * sw), xp.dtype)
+    h, w = min(xp.shape[2], full.shape[2]), min(xp.shape[3], full.shape[3])
+    full[:, :, :h, :w] = xp[:, :, :h, :w]
+    full = full.reshape(B, C, lay.H1, sh, lay.W1, sw).transpose(0, 1, 3, 5, 2, 4)
+    return full.reshape(B, C * sh * sw, lay.H1, lay.W1)
+
+
+def _phase_weights(lay: ConvLayout, w: np.ndarray) -> np.ndarray:
+    """Kernel [O, C, kh, kw] -> [O, C*s_h*s_w, ceil(kh/s_h), ceil(kw/s_w)] (zero taps added)."""
+    sh, sw = lay.phase
+    if (sh, sw) == (1, 1):
+        return w
+    O, C, kh, kw = w.shape  # noqa: N806
+    full = np.zeros((O, C, lay.kh * sh, lay.kw * sw), w.dtype)
+    full[:, :, :kh, :kw] = w
+    full = full.reshape(O, C, lay.kh, sh, lay.kw, sw).transpose(0, 1, 3, 5, 2, 4)
+    return full.reshape(O, C * sh * sw, lay.kh, lay.kw)
+
+
+def conv_kept_outputs(lay: ConvLayout) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per spatial block: (coefficients, flat indices into the conv's Ho x Wo output) of the
+    plan's outputs that the conv keeps."""
+    res = []
+    for coef_idx, flat in pk.conv_useful(lay.plan):
+        r, c = flat // lay.plan.Wo, flat % lay.plan.Wo
+        keep = (r < lay.Ho) & (c < lay.Wo)
+        res.append((coef_idx[keep], (r * lay.Wo + c)[keep]))
+    return res
+
+
+def prepare_conv_he(hp, lay: ConvLayout, w, group: int, ell: int, cache, name, x_shape) -> list:  # noqa: ANN001, PLR0913
     """Server: one group's prepared weights per group, built once per model when ``cache`` is
     given: kernel matrices (``linear_he_coef``) when the coefficient domain is cheaper, else
     SEAL weight plaintexts."""
     what = f"conv2d {name or ''}".strip()
-    kh, kw = w.shape[2:]
-    og = w.shape[0] // group
+    plan = lay.plan
 
     def build() -> list:
-        if not coef.prefer_coef(plan, kh, kw):
-            return conv_plaintexts(hp, plan, w, dil, group, ell, what)
-        kms = [coef.kernel_matrix(plan, w[g * og : (g + 1) * og], dil, ell) for g in range(group)]
+        wl = _phase_weights(lay, np.asarray(w))
+        og = wl.shape[0] // group
+        if not coef.prefer_coef(plan, lay.kh, lay.kw):
+            return conv_plaintexts(hp, plan, wl, lay.dil, group, ell, what)
+        kms = [
+            coef.kernel_matrix(plan, wl[g * og : (g + 1) * og], lay.dil, ell) for g in range(group)
+        ]
         for km in kms:
             he.check_flooding(hp, km.l1_max, what)
         return kms
@@ -167,16 +239,17 @@ def prepare_conv_he(hp, plan, w, dil, group: int, ell: int, cache, name, x_shape
 
 
 def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):  # noqa: ANN001, ANN202, PLR0913
-    O, cg, kh, kw = w_shape  # noqa: N806
+    O = w_shape[0]  # noqa: N806
     og = O // group
-    plan, sub = conv_he_plan(x.shape, w_shape, strides, pads, dil, group)
-    xp = pad_nchw(x, pads)[:, :, :: sub[0], :: sub[1]]
-    B = xp.shape[0]  # noqa: N806
-    useful = pk.conv_useful(plan)
+    lay = conv_he_layout(x.shape, w_shape, strides, pads, dil, group)
+    plan = lay.plan
+    cg = plan.C
+    B = x.shape[0]  # noqa: N806
+    useful = conv_kept_outputs(lay)
     per = plan.n_cb * plan.n_sp
-    Ho, Wo = plan.Ho, plan.Wo  # noqa: N806
     idx = [useful[sp][0] for _ in range(B * group * og) for sp in range(plan.n_sp)]
     if party.role == "client":
+        xp = _phase_input(lay, pad_nchw(x, pads))
         polys = np.concatenate(
             [
                 pk.conv_pack_input(plan, xp[n, g * cg : (g + 1) * cg]).reshape(-1, pk.N)
@@ -187,7 +260,7 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
         vals = he.client_run(party, ell, polys, idx)
     else:
         hp = he_params(ell)
-        prep = prepare_conv_he(hp, plan, w, dil, group, ell, cache, name, x.shape)
+        prep = prepare_conv_he(hp, lay, w, group, ell, cache, name, x.shape)
         if isinstance(prep[0], coef.KernelMatrix):
             sp_idx = [u[0] for u in useful]
 
@@ -213,14 +286,14 @@ def _conv_he(party, x, w, w_shape, strides, pads, dil, group, ell, cache, name):
                             ]
                             outs.append(he.Output(terms, useful[sp][0]))
             vals = he.server_run(party, ell, B * group * per, outs)
-    y = np.zeros((B, O, Ho * Wo), np.uint64)
+    y = np.zeros((B, O, lay.Ho * lay.Wo), np.uint64)
     it = iter(vals)
     for n in range(B):
         for g in range(group):
             for o in range(og):
                 for sp in range(plan.n_sp):
                     y[n, g * og + o, useful[sp][1]] = next(it)
-    return y.reshape(B, O, Ho, Wo)
+    return y.reshape(B, O, lay.Ho, lay.Wo)
 
 
 def conv_plaintexts(hp, plan, w, dil, group: int, ell: int, what: str) -> list:  # noqa: ANN001
