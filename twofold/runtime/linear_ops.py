@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import RuntimeProtocolError
 from .protocols import linear as L  # noqa: N812
-from .protocols.linear_he_seal import he_params
+from .protocols.linear_he_seal import he_supports
 
 
 class LinearError(RuntimeProtocolError):
@@ -109,15 +109,6 @@ class LinearOps:
             self.party, x, None if v is None else v.reshape(c), None, ell=self.ell,
             method=self._pick("affine", name), cache=self.cache, name=name,
         )  # fmt: skip
-
-
-def he_supports(ell: int) -> bool:
-    """Whether the BFV parameters exist for the ring Z_2^ell (public)."""
-    try:
-        he_params(ell)
-    except ValueError:
-        return False
-    return True
 
 
 def pick(method: str, kind: str, ell: int, has_ot: bool, name: str = "?") -> str:

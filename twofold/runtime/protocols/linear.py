@@ -28,7 +28,7 @@ from . import linear_he as he
 from . import linear_he_coef as coef
 from . import linear_he_pack as pk
 from . import linear_ot as ot
-from .linear_he_seal import he_params
+from .linear_he_seal import he_params, he_supports
 from .linear_local import conv2d_mod, matmul_mod, pad_nchw
 
 METHODS = ("he", "ot", "auto")
@@ -69,14 +69,9 @@ def _pick(party, method: str, kind: str, ell: int) -> str:  # noqa: ANN001
     the BFV parameters do not support ell; else HE (decided from public data only)."""
     if method != "auto":
         return method
-    has_ot = getattr(party, "ot", None) is not None
-    if kind == "affine" and has_ot:
+    if kind == "affine" and getattr(party, "ot", None) is not None:
         return "ot"
-    try:
-        he_params(ell)
-    except ValueError:
-        return "ot"
-    return "he"
+    return "he" if he_supports(ell) else "ot"
 
 
 def _key(cache, name, *parts):  # noqa: ANN001, ANN002, ANN202

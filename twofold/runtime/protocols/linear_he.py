@@ -3,12 +3,13 @@
 Protocol (Cheetah §4, one call = one layer, every message batched per ciphertext):
 
 1. client: encrypt each packed input polynomial of its share x_c under its secret key (BFV,
-   t = 2^ell, coefficient encoding) and send the raw RNS data (level Q = q_0 q_1 q_2);
+   t = 2^ell, coefficient encoding, level Q = q_0 q_1 q_2) and send the raw RNS data of c0;
+   every c1 is expanded from one seed per call (``linear_he_seeded``);
 2. server: per output polynomial y_o = sum_j ct_j * P_oj (NTT-form products in SEAL, or the
    same sums of scaled, shifted input ciphertexts as exact float64 matrix products in the
    coefficient domain, ``linear_he_coef``), subtract a fresh uniform mask r (its own share),
    re-randomise by adding a public-key encryption of zero (``linear_he_zero``), drop q_2 (the
-   W-dependent noise, <= 20*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood with F
+   W-dependent noise, <= 22*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood with F
    uniform in [-2^54, 2^54), switch down to q_0 and send c1 plus only the wanted coefficients
    of c0. Everything after the products runs on numpy arrays of whole batches (``rns``);
 3. client: decrypt the wanted coefficients: W*x_c - r mod 2^ell.
@@ -207,8 +208,11 @@ def server_receive(party, hp: HEParams, n_in: int) -> np.ndarray:  # noqa: ANN00
 
 
 def server_reply(
-    party, k: _Keys, accs: Iterable[np.ndarray], useful: list[np.ndarray]
-) -> list[np.ndarray]:  # noqa: ANN001, E501
+    party,  # noqa: ANN001
+    k: _Keys,
+    accs: Iterable[np.ndarray],
+    useful: list[np.ndarray],
+) -> list[np.ndarray]:
     """Server: mask, re-randomise, flood and switch down each output ciphertext, and send it.
 
     ``accs`` yields batches uint64 [n, 2, k, N] of the products (coefficient form, data level),

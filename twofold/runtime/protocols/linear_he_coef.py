@@ -5,10 +5,10 @@ kernel row, kernel column), so ct * k = sum_t w_t * (X^(s_t) * ct): every output
 an integer combination of negacyclically shifted input ciphertexts. Stacking the shifted inputs
 as the rows of V (one row per input block and shift) makes a whole layer one matrix product
 W @ V mod q per prime and polynomial, with W the kernel itself ([O, C*kh*kw], small signed
-integers), computed exactly on float64 BLAS (``rns.matmul``). No weight plaintexts, no NTTs:
-the prepared weights are just W, so they are kept across images. Its cost grows with
-Cb*kh*kw (the terms per kernel polynomial); SEAL's NTT-form products cost the same for any
-number of terms, so ``prefer_coef`` sends only layers with few terms per polynomial here.
+integers), computed exactly on float64 BLAS (``rns.limbs``, ``rns.reduce_limbs``). No weight
+plaintexts, no NTTs: the prepared weights are just W, so they are kept across images. Its
+cost grows with Cb*kh*kw (the terms per kernel polynomial); SEAL's NTT-form products cost the
+same for any number of terms, so ``prefer_coef`` sends only layers with few terms here.
 """
 
 from __future__ import annotations
@@ -78,27 +78,23 @@ def conv_outputs(
     n_cb, n_sp, two, k, n = cts.shape
     o = km.w.shape[0]
     b = rns.limb_bits(km.l1_max)
-    mask = np.uint64((1 << b) - 1)
     out = np.zeros((o, n_sp, two, k, n), np.uint64)
     v = np.empty((n_cb, km.shifts.size, n_sp, n), np.float64)
     sparse = useful is not None and 4 * max(u.size for u in useful) < n
     for i, qi in enumerate(q):
-        n_l = -(-qi.bit_length() // b)
         for p in (1,) if sparse else (1, 0):
-            parts = np.empty((o, n_l, n_sp * n), np.int64)
-            for li in range(n_l):
-                limb = ((cts[:, :, p, i] >> np.uint64(b * li)) & mask).astype(np.float64)
+            ls = rns.limbs(cts[:, :, p, i], b, qi)
+            parts = np.empty((o, len(ls), n_sp * n), np.int64)
+            for li, limb in enumerate(ls):
                 for si, s in enumerate(km.shifts):
                     _shift_into(v[:, si], limb, int(s))
                 parts[:, li] = km.w @ v.reshape(-1, n_sp * n)
             out[:, :, p, i] = rns.reduce_limbs(parts, b, qi).reshape(o, n_sp, n)
-        if not sparse:
-            continue
-        for sp, idx in enumerate(useful):  # c0 at the wanted coefficients only
-            parts = np.empty((o, n_l, idx.size), np.int64)
+        for sp, idx in enumerate(useful if sparse else ()):  # c0 at the wanted coefficients
+            ls = rns.limbs(cts[:, sp, 0, i], b, qi)
+            parts = np.empty((o, len(ls), idx.size), np.int64)
             vu = np.empty((n_cb, km.shifts.size, idx.size), np.float64)
-            for li in range(n_l):
-                limb = ((cts[:, sp, 0, i] >> np.uint64(b * li)) & mask).astype(np.float64)
+            for li, limb in enumerate(ls):
                 for si, s in enumerate(km.shifts):
                     vu[:, si] = _shifted_at(limb, int(s), idx)
                 parts[:, li] = km.w @ vu.reshape(-1, idx.size)

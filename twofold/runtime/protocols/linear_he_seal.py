@@ -54,7 +54,6 @@ class HEParams:
     last_parms: list[int]
     pt_prefix: bytes  # serialisation header of a coefficient-form plaintext with N coefficients
     ct_prefix_first: bytes  # header of a 2-poly ciphertext at the data level, coefficient form
-    ct_prefix_mid: bytes  # the same one level down (primes q_0, q_1: where the flood is added)
     ct_prefix_last: bytes  # the same at the last level
     q_mid: tuple[int, ...]  # q_0, q_1
     evaluator: seal.Evaluator
@@ -93,8 +92,6 @@ def he_params(ell: int) -> HEParams:
     one = _load_plain(ctx, pt_prefix, z)
     ct = enc.encrypt_symmetric(one)
     ct_first = ct.to_string()[:_CT_DATA]
-    ev.mod_switch_to_next_inplace(ct)
-    ct_mid = ct.to_string()[:_CT_DATA]
     ev.mod_switch_to_inplace(ct, ctx.last_parms_id())
     ct_last = ct.to_string()[:_CT_DATA]
     return HEParams(
@@ -106,11 +103,19 @@ def he_params(ell: int) -> HEParams:
         last_parms=list(ctx.last_parms_id()),
         pt_prefix=pt_prefix,
         ct_prefix_first=ct_first,
-        ct_prefix_mid=ct_mid,
         ct_prefix_last=ct_last,
         q_mid=q[:2],
         evaluator=ev,
     )
+
+
+def he_supports(ell: int) -> bool:
+    """Whether the BFV parameters exist for the ring Z_2^ell (public)."""
+    try:
+        he_params(ell)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_plain(ctx: seal.SEALContext, prefix: bytes, coeffs: np.ndarray) -> seal.Plaintext:
@@ -175,11 +180,10 @@ def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
 
 
 def ct_from_array(hp: HEParams, data: np.ndarray, *, level: str = "first") -> seal.Ciphertext:
-    """A 2-poly coefficient-form ciphertext from uint64[2, k, N] at level "first" (k=3),
-    "mid" (k=2) or "last" (k=1); SEAL validates every residue."""
+    """A 2-poly coefficient-form ciphertext from uint64[2, k, N] at level "first" (k=3) or
+    "last" (k=1); SEAL validates every residue."""
     prefix, k = {
         "first": (hp.ct_prefix_first, hp.k),
-        "mid": (hp.ct_prefix_mid, 2),
         "last": (hp.ct_prefix_last, 1),
     }[level]
     if data.shape != (2, k, N):

@@ -4,10 +4,10 @@ The server's HE linear layers do their heavy lifting here, vectorised over whole
 
 * :func:`mul_small` multiplies small values by a constant: quotient from float64, remainder
   from wrapping 64-bit arithmetic;
-* :func:`matmul` computes W @ V mod q for small signed integer weights W and residues V on
-  float64 BLAS, exactly: V is cut into limbs of b bits with ||W_row||_1 * 2^b < 2^53, so every
-  limb product is an exact float64 integer (the idea of the cleartext backend's limb BLAS);
-* :func:`negacyclic_shift` is X^s * p in Z_q[X]/(X^N + 1).
+* :func:`limbs` and :func:`reduce_limbs` make W @ V mod q exact on float64 BLAS for small
+  signed integer weights W: V is cut into limbs of b bits with ||W_row||_1 * 2^b < 2^53, so
+  every limb product is an exact float64 integer (the idea of the cleartext backend's limb
+  BLAS), and the limb products are recombined mod q.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 _FLOAT_EXACT = 53  # float64 holds every integer below 2^53
-_COLS = 1024  # matmul column chunk
 
 
 def _u(q: int | np.ndarray) -> np.ndarray:
@@ -87,17 +86,6 @@ def _reduce_horner(c: np.ndarray, b: int, q: int) -> np.ndarray:
     return acc
 
 
-def negacyclic_shift(p: np.ndarray, s: int, q: int) -> np.ndarray:
-    """X^s * p mod (X^N + 1, q) along the last axis, 0 <= s < N (wrapped terms change sign)."""
-    if s == 0:
-        return p.copy()
-    out = np.empty_like(p)
-    out[..., s:] = p[..., :-s]
-    w = p[..., -s:]
-    out[..., :s] = np.where(w == 0, w, np.uint64(q) - w)
-    return out
-
-
 def limb_bits(l1_max: int) -> int:
     """Limb width b for :func:`matmul`: l1_max * (2^b - 1) < 2^53 keeps float64 sums exact."""
     b = _FLOAT_EXACT - max(int(l1_max), 1).bit_length()
@@ -106,17 +94,9 @@ def limb_bits(l1_max: int) -> int:
     return min(b, 32)
 
 
-def matmul(w: np.ndarray, v: np.ndarray, q: int, b: int) -> np.ndarray:
-    """W @ V mod q: W float64 [n, r] holding signed integers with every row's l1 norm at most
-    l1_max (b = limb_bits(l1_max)), V uint64 residues [r, m] < q. Returns uint64 [n, m]."""
+def limbs(v: np.ndarray, b: int, q: int) -> list[np.ndarray]:
+    """The b-bit limbs of residues v < q, low first, as float64 arrays (ceil(bits(q)/b) of them):
+    a product with weights of row l1 norm at most l1_max (b = limb_bits(l1_max)) is exact."""
     mask = np.uint64((1 << b) - 1)
     n_limbs = -(-q.bit_length() // b)
-    out = np.empty((w.shape[0], v.shape[1]), np.uint64)
-    parts = np.empty((w.shape[0], n_limbs, min(v.shape[1], _COLS)), np.int64)
-    for c0 in range(0, v.shape[1], _COLS):  # column chunks: temporaries stay in cache
-        vc = v[:, c0 : c0 + _COLS]
-        pc = parts[:, :, : vc.shape[1]]
-        for k in range(n_limbs):
-            pc[:, k] = w @ ((vc >> np.uint64(b * k)) & mask).astype(np.float64)
-        out[:, c0 : c0 + _COLS] = reduce_limbs(pc, b, q)
-    return out
+    return [((v >> np.uint64(b * k)) & mask).astype(np.float64) for k in range(n_limbs)]
