@@ -7,6 +7,7 @@ and loads client inputs through the preprocessing recorded at compile time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from .backends.python2pc import write_program
 from .compiler import CompileError, CompileOptions, run_pipeline
 from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
+from .inputcheck import InputOutOfRange, check_input_range
 from .ir import Graph
 
 # Declared input range per preprocessing (real units after preprocessing).
@@ -32,7 +34,12 @@ def input_meta(graph: Graph) -> dict[str, Any]:
 
 
 def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
-    """A client input as the program expects it: ``.npy`` as is, images preprocessed."""
+    """A client input as the program expects it: ``.npy`` as is, images preprocessed.
+
+    Refused (``InputOutOfRange``, a ValueError naming the file, the range found and the range
+    expected) when it leaves the declared input range ``meta["range"]``: every caller —
+    simulate, run client, eval, calibration — gets the check before any work or traffic.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"input file {p} does not exist")
@@ -56,7 +63,23 @@ def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
             raise ValueError(
                 f"input {p} has shape {list(x.shape)}, the program expects {list(shape)}"
             )
-    return x.astype(np.float64)
+    x = x.astype(np.float64)
+    check_input_range(x, meta, str(p))
+    return x
+
+
+def check_options(input_range: Sequence[float], margin: float) -> None:
+    """Refuse settings that cannot give a correct program (one line naming the option)."""
+    lo, hi = (float(v) for v in input_range)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise CompileError(f"--input-range must be finite, got [{lo}, {hi}]")
+    if not lo < hi:
+        raise CompileError(f"--input-range [{lo}, {hi}] is empty: LO must be below HI")
+    if not (math.isfinite(margin) and margin >= 1.0):
+        raise CompileError(
+            f"--calibration-margin must be a finite number >= 1 (observed range x margin), "
+            f"got {margin}"
+        )
 
 
 def compile_model(
@@ -86,8 +109,7 @@ def compile_model(
     if len(inputs) != 1:
         raise CompileError(f"model has {len(inputs)} inputs; exactly one image input is supported")
     rng = input_range if input_range is not None else PREPROCESS_RANGES[preprocess]
-    if not rng[0] < rng[1]:
-        raise CompileError(f"input range [{rng[0]}, {rng[1]}] is empty")
+    check_options(rng, margin)
     graph.meta["input"] = {
         "name": inputs[0].attrs["name"],
         "shape": list(inputs[0].type.shape),
@@ -98,7 +120,14 @@ def compile_model(
     observe = None
     if calibrate:
         meta = graph.meta["input"]
-        samples = [load_input(f, meta) for f in calibrate]
+        samples = []
+        for f in calibrate:
+            try:
+                samples.append(load_input(f, meta))
+            except InputOutOfRange as e:
+                raise CompileError(
+                    f"calibration {e}; widen the declared range with --input-range LO HI"
+                ) from None
 
         def observe(g: Graph) -> dict[str, tuple[float, float]]:
             return observe_ranges(g, samples)

@@ -87,19 +87,16 @@ class Cleartext(Interpreter):
                 sc = 2.0**node.type.dtype.scale
                 ell = node.type.dtype.ell
                 rlo, rhi = node.meta.get("range", [float("nan")] * 2)
-                near_wrap = hi >= 1 << (ell - 2) or lo < -(1 << (ell - 2))
                 hint = (
-                    "the ring may have wrapped: results are unreliable"
-                    if near_wrap
-                    else "the ring still held it (--no-check accepts it; a larger "
-                    "--calibration-margin or more --calibrate inputs widen the ranges)"
+                    "the result is not reliable and is refused (--no-check only skips "
+                    "this check: it prints the same unreliable values); recompile with "
+                    "more --calibrate inputs or a larger --calibration-margin/--headroom-bits"
                 )
                 raise FixedPointOverflow(
                     f"fixed-point overflow at %{node.name} ({node.op}): values reach "
                     f"[{lo / sc:.6g}, {hi / sc:.6g}], outside the {bits} bits (range "
                     f"[{rlo:.4g}, {rhi:.4g}]) the compiler assumed in ring {ell}; "
-                    f"is the input outside its declared range "
-                    f"{self.graph.meta.get('input', {}).get('range')}? {hint}"
+                    f"{hint}"
                 )
 
     # ------------------------------------------------------------- helpers

@@ -129,8 +129,10 @@ def interval_ranges(
         op, ins = node.op, node.inputs
         ch = _channels(node.type.shape)
         ulp = 2.0**-node.type.dtype.scale
-        if op == "input":
-            iv = np.array([float(input_range[0])]), np.array([float(input_range[1])])
+        if op == "input":  # the quantized declared range: what the client's check admits
+            sc = 2.0**node.type.dtype.scale
+            iv = (np.array([np.floor(float(input_range[0]) * sc) / sc]),
+                  np.array([np.ceil(float(input_range[1]) * sc) / sc]))  # fmt: skip
         elif op in ("weight", "const"):
             iv = _param_interval(g, node.name, ch)
         elif op == "conv2d":

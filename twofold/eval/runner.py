@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..inputcheck import InputOutOfRange
 from .datasets import DatasetError, Sample, load_dataset
 from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
 from .labels import CHEXNET_LABELS, LabelMap
@@ -141,6 +142,10 @@ def _run(
         t0 = time.perf_counter()
         try:
             x = _load_image(s, sim.meta)
+        except InputOutOfRange as e:  # a secure failure, not a bad row: refused, with why
+            log.append({"id": s.id, "line": s.line, "error": f"refused: {e}", "reason": e.reason})
+            say(f"refused {s.id}: {e}")
+            return
         except Exception as e:  # any decoder failure is a bad row, reported with the reason
             log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
             say(f"skipped {s.id}: unreadable image: {e}")
@@ -154,7 +159,14 @@ def _run(
                 # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
                 r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
         except ArithmeticError as e:  # fixed-point overflow on this image: report it
-            log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
+            log.append(
+                {
+                    "id": s.id,
+                    "line": s.line,
+                    "error": f"secure run failed: {e}",
+                    "reason": "overflow",
+                }
+            )
             say(f"skipped {s.id}: secure run failed: {e}")
             return
         if p.values.shape != r.values.shape:
