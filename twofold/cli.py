@@ -46,11 +46,24 @@ def _bitlength(value: str) -> int | str:
 @click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
 @click.option("--disable-pass", multiple=True, help="skip a compiler pass by name")
 @click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
+@click.option(
+    "--headroom-bits",
+    default=1,
+    show_default=True,
+    help="ReLU limits at 2^k × the calibrated range (checked range model)",
+)
+@click.option(
+    "--range-model",
+    type=click.Choice(["checked", "calibrated"]),
+    default="checked",
+    show_default=True,
+    help="checked: in-protocol overflow flags, sound ranges; calibrated: no checks",
+)
 @click.option("--labels", default=None, help="output labels: A,B,C or @FILE (one a line)")
 @click.option("--list-passes", is_flag=True, help="print the pass pipeline and exit")
 def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_range,
-                input_shape, disable_pass, calibration_margin, labels,
-                list_passes) -> None:  # fmt: skip
+                input_shape, disable_pass, calibration_margin, headroom_bits, range_model,
+                labels, list_passes) -> None:  # fmt: skip
     """Compile MODEL.onnx into a secure fixed-point bundle DIR."""
     from .compiler import describe
 
@@ -71,7 +84,8 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         _, report = compile_model(
             model, out_dir, scale=scale, bitlength=_bitlength(bitlength), calibrate=calibrate,
             preprocess=preprocess, input_range=input_range, input_shape=shape,
-            disabled=disable_pass, margin=calibration_margin,
+            disabled=disable_pass, margin=calibration_margin, headroom_bits=headroom_bits,
+            range_model=range_model,
             labels=parse_labels(labels) if labels else None,
         )  # fmt: skip
     except (ValueError, OSError, NotImplementedError) as e:
@@ -81,6 +95,13 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
         f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
     )
+
+
+def _exit_if_invalid(doc: dict) -> None:
+    """A flagged result (out.json has ``"valid": false``, no probabilities): one line, exit 3."""
+    if doc.get("valid") is False:
+        click.echo(f"twofold: error: {doc['error']}", err=True)
+        sys.exit(3)
 
 
 @cli.command("simulate")
@@ -103,6 +124,7 @@ def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN00
         raise UserError(str(e)) from None
     if not out_path:
         click.echo(json.dumps(doc))
+    _exit_if_invalid(doc)
 
 
 @cli.group("run")
@@ -163,6 +185,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
         raise UserError(str(e)) from None
     if not out_path:
         click.echo(json.dumps(doc))
+    _exit_if_invalid(doc)
 
 
 @cli.command("eval")

@@ -94,6 +94,8 @@ def compile_model(
     input_shape: Sequence[int] | None = None,
     disabled: Sequence[str] = (),
     margin: float = 2.0,
+    range_model: str = "checked",
+    headroom_bits: int = 0,
     graph: Graph | None = None,
     labels: Sequence[str] | None = None,
 ) -> tuple[Graph, dict[str, Any]]:
@@ -110,6 +112,8 @@ def compile_model(
         raise CompileError(f"model has {len(inputs)} inputs; exactly one image input is supported")
     rng = input_range if input_range is not None else PREPROCESS_RANGES[preprocess]
     check_options(rng, margin)
+    if not 0 <= headroom_bits <= 16:
+        raise CompileError(f"--headroom-bits must be an integer in 0..16, got {headroom_bits}")
     graph.meta["input"] = {
         "name": inputs[0].attrs["name"],
         "shape": list(inputs[0].type.shape),
@@ -136,6 +140,8 @@ def compile_model(
         scale=scale,
         bitlength=bitlength,
         calibration_margin=margin,
+        range_model=range_model,
+        headroom_bits=headroom_bits,
         disabled=set(disabled),
         observe=observe,
     )

@@ -14,29 +14,49 @@ from __future__ import annotations
 
 from ..ir import Fix, Graph
 from .errors import CompileError
+from .headroom import add_relu_checks, prune_checks
 from .ranges import bits_needed, interval_ranges
 
 MAX_ELL = 64
 
 
-def annotate_ranges(g: Graph, margin: float) -> None:
-    """Set meta range/bits on every node (intervals, tightened by widened observations)."""
+RANGE_MODELS = ("checked", "calibrated")
+
+
+def annotate_ranges(g: Graph, margin: float | None) -> None:
+    """Set meta range/bits on every node: intervals, tightened by widened observations
+    (``margin``) or, with ``margin=None``, sound from the declared range and ReLU limits."""
     inp = g.meta.get("input", {})
     rng = inp.get("range")
     if rng is None:
         raise CompileError("no input range declared (graph.meta['input']['range'])")
     iv = interval_ranges(g, (rng[0], rng[1]), margin)
+    if margin is None:
+        prune_checks(g, iv)
     for node in g.nodes:
         lo, hi = float(iv[node.name][0].min()), float(iv[node.name][1].max())
         node.meta["range"] = [lo, hi]
         node.meta["bits"] = bits_needed(lo, hi, node.type.dtype.scale)
 
 
-def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -> Graph:
+def bitwidth(
+    graph: Graph,
+    bitlength: int | str = "auto",
+    margin: float = 2.0,
+    range_model: str = "checked",
+    headroom_bits: int = 0,
+) -> Graph:
+    """``checked`` (default, compiler/headroom.py): calibrated ReLUs get server-private
+    limits checked in-protocol and all ranges are sound given those checks; ``calibrated``:
+    products cut to observed × margin, no checks (no guarantee beyond the calibration set)."""
+    if range_model not in RANGE_MODELS:
+        raise CompileError(f"unknown range model {range_model!r}; known: {', '.join(RANGE_MODELS)}")
     g = graph.copy()
     if not all(n.type.is_fixed for n in g.nodes):
         return g  # quantize disabled: nothing to size
-    annotate_ranges(g, margin)
+    checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
+    annotate_ranges(g, None if checked else margin)
+    checked = checked and any(n.op == "relu" and len(n.inputs) == 2 for n in g.nodes)
     widest = max(g.nodes, key=lambda n: n.meta["bits"])
     need = widest.meta["bits"]
     if bitlength == "auto":
@@ -61,8 +81,10 @@ def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -
             )
     for n in g.nodes:
         n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
-        n.meta.pop("observed", None)  # raw calibration statistics stay out of the public IR
+        for k in ("observed", "observed_channel_hi", "observed_sample_hi"):
+            n.meta.pop(k, None)  # raw calibration statistics stay out of the public IR
     g.meta["ell"] = ell
     g.meta["bits_needed"] = need
     g.meta["widest_tensor"] = widest.name
+    g.meta["range_model"] = "checked" if checked else "calibrated"
     return g

@@ -157,6 +157,13 @@ def interval_ranges(
         elif op == "relu":
             lo, hi = r[ins[0]]
             iv = np.maximum(lo, 0), np.maximum(hi, 0)
+            if len(ins) == 2:  # checked: a valid run has x < limit (compiler/headroom.py)
+                lim = _param(g, ins[1]).reshape(-1) - ulp
+                if lim.size > 1:
+                    lo, hi = _chan(lim.size, iv)
+                    iv = np.minimum(lo, lim), np.minimum(hi, lim)
+                else:
+                    iv = np.minimum(iv[0], lim), np.minimum(iv[1], lim)
         elif op == "maxpool":
             iv = r[ins[0]]
         elif op == "sumpool":

@@ -22,8 +22,9 @@ import numpy as np
 
 from . import protocols as P
 from .errors import RuntimeProtocolError
+from .protocols.overflow import any_of, exceeds
 from .ring import from_signed, mask, to_signed
-from .sharing import reveal, share
+from .sharing import reveal, reveal_bits, share
 
 #: Layer kind of each op, for the per-kind cost breakdown.
 KIND = {
@@ -32,6 +33,7 @@ KIND = {
     "affine": "linear",
     "mul": "linear",
     "relu": "relu",
+    "check": "check",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -156,6 +158,7 @@ class Executor:
         self.cost = CostLog()
         self.linear_cache = linear_cache
         self._linear_mod: Any = None
+        self.checks: list[tuple[str, np.ndarray]] = []  # (checked ReLU, shares of x ≥ limit)
 
     # ------------------------------------------------------------- accounting
     def _run(self, name: str, op: str, fn: Callable[[], Any]) -> Any:
@@ -368,9 +371,35 @@ class Executor:
         return self._run(name, "sumpool", go)
 
     # ------------------------------------------------------------- protocols
-    def relu(self, name: str, x: np.ndarray) -> np.ndarray:
+    def relu(self, name: str, x: np.ndarray, limit: Private | None = None) -> np.ndarray:
+        """relu(x); with a server-private ``limit`` also the shares of 1{x ≥ limit} per
+        element (overflow detection, ``protocols/overflow.py``), kept for ``verdict``."""
         self._shares(name, x)
-        return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+        y = self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+        if limit is not None:
+            lim = limit.value if self.is_server else None
+            flags = self._run(
+                f"{name}.check", "check", lambda: exceeds(self.party, x, lim, self.ell)
+            )
+            self.checks.append((name, flags))
+        return y
+
+    def verdict(self) -> dict[str, Any] | None:
+        """After the program: the OR of each checked ReLU's flags, opened to the client only.
+        Client: ``{"valid": bool, "overflow_at": first flagged ReLU or None}``; server: None
+        (it learns nothing); no checked ReLU: None on both sides, no traffic."""
+        if not self.checks:
+            return None
+
+        def go() -> np.ndarray | None:
+            bits = any_of(self.party, [f for _, f in self.checks])
+            return reveal_bits(self.party, bits, to="client")
+
+        opened = self._run("verdict", "check", go)
+        if opened is None:
+            return None
+        bad = [name for (name, _), b in zip(self.checks, opened, strict=True) if b]
+        return {"valid": not bad, "overflow_at": bad[0] if bad else None}
 
     def trunc(
         self, name: str, x: np.ndarray, shift: int, kind: str = "faithful", ell: int | None = None

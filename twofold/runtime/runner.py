@@ -24,7 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..ir import graph_from_json, program_hash
-from ..ir.output_function import apply_output_function
+from ..ir.output_function import apply_output_function, invalid_result
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
 from .net import CONTROL_FRAME_MAX, Channel, connect
@@ -120,6 +120,7 @@ def server_session(
             progress=Progress(label, enabled=progress),
         )
         prog.run(rt)
+        rt.verdict()  # the overflow flags go to the client only
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
         chan.send(json.dumps(_summary(doc)).encode())
         chan.flush()
@@ -306,6 +307,7 @@ def run_client(
             progress=Progress("client", enabled=progress),
         )
         res = prog.run(rt)
+        verdict = rt.verdict()
         try:
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
         except (ValueError, UnicodeDecodeError) as e:
@@ -315,6 +317,8 @@ def run_client(
     cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
+    if verdict is not None and not verdict["valid"]:
+        return invalid_result(verdict["overflow_at"]) | {"cost": cost}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]
@@ -322,6 +326,8 @@ def run_client(
         prob = apply_output_function(spec["function"], real)
         outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
     doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if verdict is not None:
+        doc["valid"] = True
     if prog.LABELS:
         doc["labels"] = list(prog.LABELS)
     doc["cost"] = cost
