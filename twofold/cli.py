@@ -59,11 +59,23 @@ def _bitlength(value: str) -> int | str:
     show_default=True,
     help="checked: in-protocol overflow flags, sound ranges; calibrated: no checks",
 )
+@click.option(
+    "--fidelity",
+    type=float,
+    default=None,
+    help="choose the cheapest (l, s) with max |d prob| vs float <= this",
+)
+@click.option(
+    "--holdout",
+    multiple=True,
+    type=click.Path(),
+    help="held-out input for --fidelity (repeat; default: every 4th --calibrate)",
+)
 @click.option("--labels", default=None, help="output labels: A,B,C or @FILE (one a line)")
 @click.option("--list-passes", is_flag=True, help="print the pass pipeline and exit")
 def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_range,
                 input_shape, disable_pass, calibration_margin, headroom_bits, range_model,
-                labels, list_passes) -> None:  # fmt: skip
+                fidelity, holdout, labels, list_passes) -> None:  # fmt: skip
     """Compile MODEL.onnx into a secure fixed-point bundle DIR."""
     from .compiler import describe
 
@@ -85,7 +97,7 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             model, out_dir, scale=scale, bitlength=_bitlength(bitlength), calibrate=calibrate,
             preprocess=preprocess, input_range=input_range, input_shape=shape,
             disabled=disable_pass, margin=calibration_margin, headroom_bits=headroom_bits,
-            range_model=range_model,
+            range_model=range_model, fidelity=fidelity, holdout=holdout,
             labels=parse_labels(labels) if labels else None,
         )  # fmt: skip
     except (ValueError, OSError, NotImplementedError) as e:
@@ -95,6 +107,22 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
         f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
     )
+    fid = report.get("fidelity")
+    if fid:
+        c = fid["chosen"]
+        held = c["max_dprob_holdout"]
+        click.echo(
+            f"--fidelity {fid['target']}: chose s={c['scale']} l={c['ell']} (est. "
+            f"{c['bytes_est'] / 2**20:,.0f} MiB per inference); max |d prob| "
+            f"{c['max_dprob_calibration']:.2e} on calibration, "
+            + (
+                f"{held:.2e} on {fid['holdout_inputs']} held-out"
+                if held is not None
+                else "no held-out inputs"
+            )  # fmt: skip
+            + f"; {len(fid['tried'])} candidates tried"
+            + ("; l > 40: no HE parameters, linear layers go by OT" if c["ell"] > 40 else "")
+        )
 
 
 def _exit_if_invalid(doc: dict) -> None:

@@ -23,6 +23,7 @@ from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
 from .inputcheck import InputOutOfRange, check_input_range
 from .ir import Graph
+from .scale_choice import choose_scale, split_holdout
 
 # Declared input range per preprocessing (real units after preprocessing).
 # chexnet: ImageNet mean/std normalisation of [0, 1] pixels: (0 − 0.485)/0.229 .. (1 − 0.406)/0.225.
@@ -98,8 +99,14 @@ def compile_model(
     headroom_bits: int = 0,
     graph: Graph | None = None,
     labels: Sequence[str] | None = None,
+    fidelity: float | None = None,
+    holdout: Sequence[str | Path] = (),
 ) -> tuple[Graph, dict[str, Any]]:
-    """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``."""
+    """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``.
+
+    ``fidelity``: choose the scale (and so ℓ) instead of ``scale`` — the cheapest meeting
+    max |Δ probability| ≤ fidelity on the calibration and held-out inputs (scale_choice.py).
+    """
     if preprocess not in PREPROCESS_RANGES:
         raise CompileError(f"unknown preprocessing {preprocess!r}; known: chexnet, none")
     if graph is None:
@@ -121,11 +128,18 @@ def compile_model(
         "range": [float(rng[0]), float(rng[1])],
         "preprocess": preprocess,
     }
+    if fidelity is not None:
+        if not (math.isfinite(fidelity) and fidelity > 0):
+            raise CompileError(f"--fidelity must be a positive number, got {fidelity}")
+        if bitlength != "auto":
+            raise CompileError("--fidelity chooses the ring: leave --bitlength at auto")
+        if not calibrate:
+            raise CompileError("--fidelity needs --calibrate inputs to measure fidelity on")
     observe = None
     if calibrate:
         meta = graph.meta["input"]
         samples = []
-        for f in calibrate:
+        for f in [*calibrate, *holdout]:
             try:
                 samples.append(load_input(f, meta))
             except InputOutOfRange as e:
@@ -133,26 +147,47 @@ def compile_model(
                     f"calibration {e}; widen the declared range with --input-range LO HI"
                 ) from None
 
-        def observe(g: Graph) -> dict[str, tuple[float, float]]:
-            return observe_ranges(g, samples)
+        calib_files, held_files = list(calibrate), list(holdout)
+        if fidelity is not None:
+            calib_files, held_files = split_holdout(calibrate, holdout)
+        by_file = dict(zip([*calibrate, *holdout], samples, strict=True))
+        cal_x = [by_file[f] for f in calib_files]
+        held_x = [by_file[f] for f in held_files]
 
-    opts = CompileOptions(
-        scale=scale,
-        bitlength=bitlength,
-        calibration_margin=margin,
-        range_model=range_model,
-        headroom_bits=headroom_bits,
-        disabled=set(disabled),
-        observe=observe,
-    )
+        def observe(g: Graph) -> dict[str, tuple]:
+            return observe_ranges(g, cal_x)
+
     if labels:
         n_out = graph[graph.outputs[0]].type.size
         if len(labels) != n_out:
             raise CompileError(f"{len(labels)} labels given for {n_out} model outputs")
         graph.meta["labels"] = list(labels)
-    secure = run_pipeline(graph, opts)
-    secure.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
-    report = build_report(secure)
+
+    def compile_at(s: int) -> tuple[Graph, dict[str, Any]]:
+        g = graph.copy()
+        g.meta["input"] = dict(graph.meta["input"], scale=s)
+        opts = CompileOptions(
+            scale=s,
+            bitlength=bitlength,
+            calibration_margin=margin,
+            range_model=range_model,
+            headroom_bits=headroom_bits,
+            disabled=set(disabled),
+            observe=observe,
+        )
+        sec = run_pipeline(g, opts)
+        sec.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
+        return sec, build_report(sec)
+
+    if fidelity is None:
+        secure, report = compile_at(scale)
+    else:
+        try:
+            secure, report, summary = choose_scale(fidelity, compile_at, graph, cal_x, held_x)
+        except ValueError as e:
+            raise CompileError(str(e)) from None
+        secure.meta["compile"]["fidelity"] = summary
+        report = build_report(secure)
     if out_dir is not None:
         write_bundle(secure, out_dir, report)
         # The 2PC program is emitted from the bundle as written, so its hash is ir.json's.

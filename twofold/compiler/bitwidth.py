@@ -39,6 +39,18 @@ def annotate_ranges(g: Graph, margin: float | None) -> None:
         node.meta["bits"] = bits_needed(lo, hi, node.type.dtype.scale)
 
 
+def _spare(g: Graph, name: str) -> int:
+    """1 if ``name`` feeds a MaxPool (a − b of two values) or the check of a checked ReLU
+    (x − limit): both must not wrap, so the value needs one bit more than its range."""
+    for u in g.users(name):
+        node = g[u]
+        if node.op == "maxpool" or (
+            node.op == "relu" and len(node.inputs) == 2 and node.inputs[0] == name
+        ):
+            return 1
+    return 0
+
+
 def bitwidth(
     graph: Graph,
     bitlength: int | str = "auto",
@@ -57,10 +69,13 @@ def bitwidth(
     checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
     annotate_ranges(g, None if checked else margin)
     checked = checked and any(n.op == "relu" and len(n.inputs) == 2 for n in g.nodes)
+    if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
+        for n in g.nodes:
+            n.meta["bits"] += _spare(g, n.name)
     widest = max(g.nodes, key=lambda n: n.meta["bits"])
     need = widest.meta["bits"]
     if bitlength == "auto":
-        ell = need + 1
+        ell = need if checked else need + 1
         if ell > MAX_ELL:
             raise CompileError(
                 f"tensor %{widest.name} ({widest.op}) needs {need} bits, more than the "

@@ -90,8 +90,9 @@ def limit_interval(g: Graph, relu: str) -> np.ndarray | None:
 
 def prune_checks(g: Graph, iv: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
     """Drop the checks that can never fire: the ReLU's input is already bounded below its
-    limit by the sound ranges ``iv`` (e.g. relu(r − 6) of a lowered ReLU6 after a checked r).
-    Ranges do not change: a ReLU whose input stays below the limit is clamped by it anyway."""
+    limit by the sound ranges ``iv`` (e.g. relu(r − 6) of a lowered ReLU6 after a checked r);
+    clamp per-channel limits to just above their channel's bound. Ranges do not change: a
+    ReLU whose input stays below the limit is clamped by it anyway."""
     n = 0
     for node in list(g.nodes):
         lim = limit_interval(g, node.name) if node.op == "relu" else None
@@ -100,10 +101,15 @@ def prune_checks(g: Graph, iv: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
         hi = iv[node.inputs[0]][1]
         if hi.size != lim.size:
             hi = np.full(lim.size, hi.max())
+        w = node.inputs[1]
+        key = g[w].attrs["key"]
         if np.all(hi < lim):
-            w = node.inputs[1]
             g.set_inputs(node.name, [node.inputs[0]])
-            g.params.pop(g[w].attrs["key"], None)
+            g.params.pop(key, None)
             g.remove(w)
             n += 1
+        else:  # a channel's limit above its bound never fires: clamp it, so x − limit ≥ −2·|x|
+            sc = 2.0 ** g[w].type.dtype.scale
+            cap = np.ceil(np.maximum(hi, 0.0) * sc).astype(np.int64) + 1
+            g.params[key] = np.minimum(g.params[key], cap.reshape(g.params[key].shape))
     return n

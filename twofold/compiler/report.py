@@ -91,6 +91,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "scale": g.meta.get("scale"),
         "bits_needed": g.meta.get("bits_needed"),
         "range_model": g.meta.get("range_model"),
+        "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),
         "output_function": g.meta.get("output_function"),
