@@ -122,7 +122,7 @@ def test_tampered_program_py_is_never_run(bundle, tmp_path):
         assert marker.exists()
         marker.unlink()
         (bundle / side / "program.py").write_text(src)
-    doc, status = _run_tcp(bundle, bundle, x)
+    doc, status = _run_tcp(bundle / "server", bundle / "client", x)
     assert status == 0
     assert not list(tmp_path.glob("ran-*"))  # ... and nobody imported it
     want = simulate_bundle(bundle, tmp_path / "x.npy")
@@ -230,3 +230,21 @@ def test_weights_of_another_compile_refused(tmp_path):
     np.savez(b / "server" / "weights.npz", **w)
     with pytest.raises(RunError, match="not the weights"):
         load_weights(b)
+
+
+def test_eval_2pc_needs_only_the_client_bundle(bundle, tmp_path):
+    """The hospital's eval --mode 2pc reads the client bundle alone (no simulate oracle then);
+    --mode simulate says it needs the server bundle."""
+    from twofold.eval.engines import EngineError, Simulate, TwoParty
+    from twofold.eval.runner import _has_server_part
+
+    hospital = tmp_path / "hospital"
+    shutil.copytree(bundle / "client", hospital / "client")
+    params = inspect.signature(TwoParty).parameters
+    kw = {"connect_options": {"insecure_plaintext": True}} if "connect_options" in params else {}
+    tp = TwoParty(hospital, "127.0.0.1:9", **kw)
+    assert tp.input_name == "image" and tp.meta["range"] == [-3.0, 3.0]
+    assert tp.digest() == load_program(bundle).PROGRAM_HASH
+    assert not _has_server_part(hospital) and _has_server_part(bundle)
+    with pytest.raises(EngineError, match="only the client bundle; eval --mode simulate needs"):
+        Simulate(hospital)
