@@ -201,6 +201,8 @@ def test_each_command_takes_the_part_it_needs(one, tmp_path):
     assert res.exit_code == 0 and "client bundle" in res.output
     assert "= relu(" in res.output
     assert "# range" not in res.output and "bits needed" not in res.output
+    res = run(cli, ["inspect", str(only)])
+    assert res.exit_code == 0 and "client bundle" in res.output and "# range" not in res.output
     res = run(cli, ["inspect", str(top)])
     assert res.exit_code == 0 and "weights.npz" in res.output and "# range [" in res.output
     assert "client bundle" in res.output and "server bundle" in res.output
