@@ -42,6 +42,7 @@ class EvalConfig:
     out: Path
     mode: str = "simulate"
     connect: str | None = None
+    connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
     jobs: int = 1
     resume: bool = False
     margin: float = 0.01
@@ -83,7 +84,11 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     try:
         plain = Plaintext(cfg.model)
         sim = Simulate(cfg.bundle)
-        secure = sim if cfg.mode == "simulate" else TwoParty(cfg.bundle, cfg.connect)
+        secure = (
+            sim
+            if cfg.mode == "simulate"
+            else TwoParty(cfg.bundle, cfg.connect, cfg.connect_options)
+        )
         out_shape = sim.graph[sim.output].type.shape
         n_out = int(np.prod(out_shape))
         lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import multiprocessing
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -27,9 +26,11 @@ from ..ir import graph_from_json, program_hash
 from ..ir.output_function import apply_output_function
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
-from .net import CONTROL_FRAME_MAX, Channel, connect
+from .gate import GateConfig, client_channel, read_token_file, server_channel
+from .net import CONTROL_FRAME_MAX, Channel, tcp_wire_bytes
 from .report import Progress, cost_doc, format_table
 from .session import Party
+from .tls import cert_fingerprint, ensure_self_signed, server_context
 
 LINEAR = ("he", "ot", "auto")
 
@@ -129,34 +130,54 @@ def server_session(
     return doc
 
 
-def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    if cert is None and key is None:
-        return None
-    if cert is None:
-        raise RunError("--tls-key needs --tls-cert")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as e:
-        raise RunError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
-    return ctx
+def server_gate(
+    directory: str | Path,
+    *,
+    insecure_plaintext: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_dir: str | None = None,
+    token_file: str | None = None,
+    handshake_timeout: float = 10.0,
+) -> tuple[GateConfig, str | None]:
+    """The server's TLS/token settings and the certificate fingerprint to print (None: no TLS).
+
+    Without ``--tls-cert`` the server uses (creating it on first start) a self-signed
+    certificate in ``--tls-dir``, by default ``tls/`` beside the bundle's server side.
+    """
+    tokens = read_token_file(token_file) if token_file else None
+    if handshake_timeout <= 0:
+        raise RunError(f"--handshake-timeout must be positive, got {handshake_timeout}")
+    if insecure_plaintext:
+        if tls_cert or tls_key or tls_dir:
+            raise RunError(
+                "--insecure-plaintext cannot be combined with --tls-cert/--tls-key/--tls-dir"
+            )
+        return GateConfig(None, tokens, handshake_timeout), None
+    if tls_cert is None:
+        if tls_key is not None:
+            raise RunError("--tls-key needs --tls-cert")
+        d = Path(directory)
+        base = d / "server" if (d / "server").is_dir() else d
+        tls_cert, tls_key = (str(p) for p in ensure_self_signed(tls_dir or base / "tls"))
+    ctx = server_context(tls_cert, tls_key)
+    return GateConfig(ctx, tokens, handshake_timeout), cert_fingerprint(tls_cert)
 
 
 def _session_main(
     conn: socket.socket,
     sid: int,
-    ctx: ssl.SSLContext | None,
+    gate: GateConfig,
     timeout: float,
     run: Callable[[Channel, str], Any],
 ) -> None:
     """Body of one forked session process: exit status 0 on success, 1 on any failure."""
     label = f"server[session {sid}]"
     try:
-        if ctx is not None:
-            conn.settimeout(timeout)
-            conn = ctx.wrap_socket(conn, server_side=True)
-        run(Channel(conn, timeout), label)
-    except (RuntimeProtocolError, ssl.SSLError, OSError, ValueError) as e:
+        chan = server_channel(conn, gate, timeout)
+        chan.set_deadline(None)
+        run(chan, label)
+    except (RuntimeProtocolError, OSError, ValueError) as e:
         print(f"twofold: {label}: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     except BaseException as e:  # noqa: BLE001 - a bug must still end only this session
@@ -169,8 +190,12 @@ def serve(
     host: str,
     port: int,
     *,
+    insecure_plaintext: bool = False,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_dir: str | None = None,
+    token_file: str | None = None,
+    handshake_timeout: float = 10.0,
     once: bool = False,
     max_sessions: int = 2,
     linear: str = "auto",
@@ -178,14 +203,21 @@ def serve(
     progress: bool = True,
     ready: Callable[[int], None] | None = None,
 ) -> int:
-    """Serve clients until stopped (or one with ``once``); returns the exit status."""
+    """Serve clients until stopped (or one with ``once``); returns the exit status.
+
+    TLS is on unless ``insecure_plaintext`` (see :func:`server_gate`); with ``token_file`` only
+    clients presenting one of its tokens get a session.
+    """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     prog = load_program(directory)
     weights = load_weights(directory)
-    ctx = _tls_context(tls_cert, tls_key)
+    gate, fp = server_gate(
+        directory, insecure_plaintext=insecure_plaintext, tls_cert=tls_cert, tls_key=tls_key,
+        tls_dir=tls_dir, token_file=token_file, handshake_timeout=handshake_timeout,
+    )  # fmt: skip
     try:
         lst = socket.create_server((host, port))
     except OSError as e:
@@ -193,7 +225,9 @@ def serve(
     port = lst.getsockname()[1]
     print(
         f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
-        f"l={prog.ELL}, linear={linear}) on {host}:{port}" + (", TLS" if ctx else ""),
+        f"l={prog.ELL}, linear={linear}) on {host}:{port}, "
+        + (f"TLS, fingerprint {fp}" if fp else "PLAINTEXT (--insecure-plaintext)")
+        + (", token required" if gate.tokens else ""),
         flush=True,
     )
     if ready is not None:
@@ -207,7 +241,7 @@ def serve(
             conn, _ = lst.accept()
             lst.close()
             try:
-                _session_main(conn, 1, ctx, timeout, run)
+                _session_main(conn, 1, gate, timeout, run)
             except SystemExit as e:
                 return int(e.code or 0)
             return 0
@@ -227,7 +261,7 @@ def serve(
                     continue
                 sid += 1
                 print(f"twofold server: session {sid} from {addr[0]}:{addr[1]}", flush=True)
-                p = mp.Process(target=_child, args=(lst, conn, sid, ctx, timeout, run))
+                p = mp.Process(target=_child, args=(lst, conn, sid, gate, timeout, run))
                 p.start()
                 conn.close()
                 active[sid] = p
@@ -275,12 +309,19 @@ def run_client(
     inputs: dict[str, np.ndarray],
     *,
     tls_ca: str | None = None,
+    server_fingerprint: str | None = None,
+    token: str | None = None,
+    insecure_plaintext: bool = False,
     timeout: float = 600.0,
     connect_timeout: float = 10.0,
     progress: bool = True,
     out: IO[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the program as the client; returns the out.json document (with ``cost``)."""
+    """Run the program as the client; returns the out.json document (with ``cost``).
+
+    The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
+    an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
+    """
     out = out or sys.stdout
     prog = load_program(directory)
     for key, spec in prog.INPUTS.items():
@@ -292,7 +333,10 @@ def run_client(
                 f"input {key!r} has shape {list(shp)}, the program expects {spec['shape']}"
             )
     t0 = time.perf_counter()
-    chan = connect(host, port, timeout, tls_ca, connect_timeout)
+    chan = client_channel(
+        host, port, tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
+        insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
+    )  # fmt: skip
     try:
         party = Party("client", chan, prog.PROGRAM_HASH)
         linear = _session_settings(chan)
@@ -310,9 +354,12 @@ def run_client(
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
         except (ValueError, UnicodeDecodeError) as e:
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
+        wire = tcp_wire_bytes(chan.sock)
     finally:
         chan.close()
     cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
+    if wire is not None:  # what TCP carried: the frames plus TLS records and handshake
+        cost["wire"] = {"bytes_sent": wire[0], "bytes_recv": wire[1]}
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
     logits, outputs = {}, {}
