@@ -152,14 +152,26 @@ def run_group() -> None:
     show_default=True,
     help="seconds a client has to complete TLS + token + program handshake",
 )
+@click.option(
+    "--session-timeout",
+    type=float,
+    default=None,
+    help="seconds a session may last [default: 600 + 2 per program step]",
+)
+@click.option(
+    "--max-pending",
+    default=16,
+    show_default=True,
+    help="connections in the handshake stage at once (more are closed)",
+)
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
-                   handshake_timeout, once, max_sessions, linear, timeout,
-                   quiet) -> None:  # fmt: skip
+                   handshake_timeout, session_timeout, max_pending, once, max_sessions, linear,
+                   timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped.
 
     TLS is on by default: without --tls-cert the server creates a self-signed certificate on
@@ -172,7 +184,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
         code = server_main(
             bundle, listen, tls_cert=tls_cert, tls_key=tls_key, tls_dir=tls_dir,
             insecure_plaintext=insecure_plaintext, token_file=token_file,
-            handshake_timeout=handshake_timeout, once=once,
+            handshake_timeout=handshake_timeout, session_timeout=session_timeout,
+            max_pending=max_pending, once=once,
             max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
         )  # fmt: skip
     except (RuntimeProtocolError, ValueError, OSError) as e:

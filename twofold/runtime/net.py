@@ -31,6 +31,7 @@ _SMALL = 1 << 16  # frames up to this size are coalesced in the send buffer
 _SOCKBUF = 1 << 22
 MAX_FRAME = 1 << 36  # refuse absurd lengths from a malformed header (64 GiB)
 CONTROL_FRAME_MAX = 1 << 24  # handshake and JSON control frames: never allocate more (16 MiB)
+_DISCARD_MAX = 1 << 20
 
 
 @dataclass
@@ -194,13 +195,17 @@ class Channel:
         self._recv_into(memoryview(self._hdr), "frame header")
         n, kind = _HDR.unpack(self._hdr)
         if n > MAX_FRAME:
-            raise PeerError(f"malformed frame header from peer (length {n})")
+            raise PeerError(f"peer sent a frame of {n} bytes: a malformed frame header")
         return n, kind
 
-    def recv_bytes(self, max_len: int | None = None) -> bytes:
-        """Receive one frame as bytes (any kind); PeerError if it is longer than ``max_len``."""
+    def recv_bytes(self, max_len: int = CONTROL_FRAME_MAX) -> bytes:
+        """Receive one frame as bytes (any kind); PeerError if it is longer than ``max_len``.
+
+        The bound is checked on the header, before anything is allocated: callers pass what the
+        program expects at that point (DESIGN.md §5), never more than a control frame by default.
+        """
         n, _ = self._recv_header()
-        if max_len is not None and n > max_len:
+        if n > max_len:
             raise PeerError(f"peer sent a frame of {n} bytes where at most {max_len} are expected")
         buf = bytearray(n)
         self._recv_into(memoryview(buf), "frame payload")
@@ -230,7 +235,10 @@ class Channel:
         return out
 
     def _discard(self, n: int) -> None:
-        """Skip a bad frame's payload (best effort) so the error names the frame, not the stream."""
+        """Skip a small bad frame's payload (best effort) so the error names the frame, not the
+        stream; a large one is not waited for (the session ends with the error anyway)."""
+        if n > _DISCARD_MAX:
+            return
         with contextlib.suppress(PeerError):
             buf = bytearray(min(n, 1 << 20))
             left = n

@@ -164,11 +164,16 @@ def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     return np.fromfile(path, dtype="<u8", offset=_CT_DATA).reshape(ct.size(), k, N)
 
 
+def public_key_size(hp: HEParams) -> int:
+    """Bytes of a serialised public key: 2 polynomials over the data primes and the special one."""
+    return _CT_DATA + 2 * (hp.k + 1) * N * 8
+
+
 def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
     """The public key's residues at the data level as an NTT-form ciphertext (its special-prime
     residues dropped), for products u * pk; raises ValueError if the bytes are no public key."""
     k_key = hp.k + 1
-    size = _CT_DATA + 2 * k_key * N * 8
+    size = public_key_size(hp)
     if len(pk_bytes) != size:
         raise ValueError(f"public key has {len(pk_bytes)} bytes, expected {size}")
     data = np.frombuffer(pk_bytes, dtype="<u8", offset=_CT_DATA).reshape(2, k_key, N)[:, : hp.k]
