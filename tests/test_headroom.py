@@ -98,12 +98,13 @@ def test_headroom_bits_raise_limits_and_ring(checked) -> None:  # noqa: ANN001
 
 
 def test_limits_stay_on_the_server(checked) -> None:  # noqa: ANN001
-    """The limits derive from calibration: weights.npz holds them, ir.json only their shape."""
+    """The limits derive from calibration: the server's weights.npz holds them, the client's
+    ir.json only their shape."""
     d, g, _ = checked
-    ir = (d / "b" / "ir.json").read_text()
+    ir = (d / "b" / "client" / "ir.json").read_text()
     keys = [g[n.inputs[1]].attrs["key"] for n in g.nodes if n.op == "relu" and len(n.inputs) == 2]
     assert keys
-    with np.load(d / "b" / "weights.npz") as z:
+    with np.load(d / "b" / "server" / "weights.npz") as z:
         assert all(k in z.files for k in keys)
         for k in keys:
             assert json.dumps(z[k].ravel().tolist())[1:-1] not in ir

@@ -31,7 +31,7 @@ def test_fidelity_picks_cheapest_scale_meeting_target(tmp_path, zoo_onnx, inputs
     )
     assert res.exit_code == 0, res.output
     assert "--fidelity 0.002: chose s=" in res.output and "held-out" in res.output
-    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    rep = json.loads((tmp_path / "b" / "server" / "report.json").read_text())
     fid = rep["fidelity"]
     c = fid["chosen"]
     assert rep["scale"] == c["scale"] and rep["ell"] == c["ell"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..ir import Fix, Graph
 from .errors import CompileError
-from .headroom import add_relu_checks, prune_checks
+from .headroom import add_relu_checks, clamp_limits
 from .ranges import bits_needed, interval_ranges
 
 MAX_ELL = 64
@@ -32,7 +32,8 @@ def annotate_ranges(g: Graph, margin: float | None) -> None:
         raise CompileError("no input range declared (graph.meta['input']['range'])")
     iv = interval_ranges(g, (rng[0], rng[1]), margin)
     if margin is None:
-        prune_checks(g, iv)
+        clamp_limits(g, iv)
+        iv = interval_ranges(g, (rng[0], rng[1]), None)  # the same, but for the limits
     for node in g.nodes:
         lo, hi = float(iv[node.name][0].min()), float(iv[node.name][1].max())
         node.meta["range"] = [lo, hi]
@@ -68,7 +69,6 @@ def bitwidth(
         return g  # quantize disabled: nothing to size
     checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
     annotate_ranges(g, None if checked else margin)
-    checked = checked and any(n.op == "relu" and len(n.inputs) == 2 for n in g.nodes)
     if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
         for n in g.nodes:
             n.meta["bits"] += _spare(g, n.name)

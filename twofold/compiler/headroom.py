@@ -11,12 +11,13 @@ the estimate *checked*:
   rarely fired from flagging ordinary inputs), ``m = max(margin, spread)`` with ``spread`` =
   (mean + 4σ of the per-input maxima) / hi — how far the next input's maximum may plausibly
   reach given how much the calibration inputs' maxima varied — and ``h`` = ``--headroom-bits``
-  (default 0). A ReLU whose input never went positive on the calibration inputs is not checked
-  (nothing to scale a limit by); its bound stays the interval one. The 2PC program computes
+  (default 0). A ReLU whose input never went positive on the calibration inputs has no limit
+  of its own (nothing to scale one by): its bound stays the interval one. The 2PC program computes
   the shares of 1{x ≥ limit} per element (one DReLU of x − limit,
   ``runtime/protocols/overflow.py``) and reveals to the client only the OR per checked ReLU;
-  the cleartext interpreter computes the same flags. A check that can never fire (the input's
-  sound bound is already below the limit, e.g. relu(r − 6) of a lowered ReLU6) is dropped.
+  the cleartext interpreter computes the same flags. Every ReLU is checked (which ones are is
+  public structure, so it must not depend on weights or calibration); a limit above its
+  channel's sound bound (e.g. relu(r − 6) of a lowered ReLU6) is clamped to it and never fires.
 * ranges are then **sound**: interval analysis from the (quantized) declared input range in
   which a checked ReLU's output lies in [0, limit) — and nothing is cut to observations. The
   ring ℓ is sized from these bounds (one spare bit for MaxPool).
@@ -53,22 +54,31 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
     return np.array([m * hi])
 
 
+#: The integer limit of a ReLU without calibration data: above any value (clamped later).
+NO_LIMIT = 1 << 62
+
+
 def add_relu_checks(g: Graph, margin: float, headroom_bits: int) -> int:
-    """Give every calibrated ReLU its server-private limit operand; returns how many."""
+    """Give every ReLU its server-private limit operand; returns how many. Every ReLU, so the
+    public structure (which ReLUs are checked) never depends on weights or calibration; none
+    without calibration (then the interval ranges alone are sound)."""
+    if not any("observed" in n.meta for n in g.nodes):
+        return 0
     n = 0
     for node in list(g.nodes):
         if node.op != "relu" or len(node.inputs) != 1:
             continue
         lim = _limits(g, node.name, margin, headroom_bits)
-        if lim is None:
-            continue
         src = g[node.inputs[0]]
         scale = src.type.dtype.scale
         shape = [1] * len(src.type.shape)
-        if lim.size > 1:
-            shape[1] = lim.size
+        if len(shape) >= 2:  # per channel: the shape is structure, never calibration
+            shape[1] = src.type.shape[1]
         key = g.fresh_name(f"{node.name}.limit")
-        q = np.ceil(lim * 2.0**scale).astype(np.int64).reshape(shape)
+        if lim is None:  # no calibration data: no limit (clamped to the sound bound later)
+            lim = np.array([np.inf])
+        q = np.minimum(np.ceil(lim * 2.0**scale), NO_LIMIT).astype(np.int64)
+        q = np.broadcast_to(q, (int(np.prod(shape)),)).reshape(shape).copy()
         g.params[key] = q
         ty = TensorType(tuple(shape), Fix(src.type.dtype.ell, scale), Visibility.SERVER)
         w = g.add("weight", attrs={"key": key, "shape": shape}, type=ty, name=key)
@@ -88,28 +98,23 @@ def limit_interval(g: Graph, relu: str) -> np.ndarray | None:
     return np.asarray(g.params[w.attrs["key"]], np.float64).reshape(-1) / 2.0**w.type.dtype.scale
 
 
-def prune_checks(g: Graph, iv: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
-    """Drop the checks that can never fire: the ReLU's input is already bounded below its
-    limit by the sound ranges ``iv`` (e.g. relu(r − 6) of a lowered ReLU6 after a checked r);
-    clamp per-channel limits to just above their channel's bound. Ranges do not change: a
-    ReLU whose input stays below the limit is clamped by it anyway."""
+def clamp_limits(g: Graph, iv: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
+    """Clamp each limit to just above its channel's sound bound ``iv`` (a limit above it can
+    never fire, e.g. relu(r − 6) of a lowered ReLU6 after a checked r, or a ReLU without
+    calibration data), so that x − limit ≥ −2·max|x| cannot wrap. Ranges do not change: a
+    ReLU whose input stays below the limit is clamped by it anyway. Returns how many checks
+    can fire at all (the others still run: which ReLUs are checked is public structure)."""
     n = 0
-    for node in list(g.nodes):
+    for node in g.nodes:
         lim = limit_interval(g, node.name) if node.op == "relu" else None
         if lim is None:
             continue
         hi = iv[node.inputs[0]][1]
         if hi.size != lim.size:
             hi = np.full(lim.size, hi.max())
-        w = node.inputs[1]
-        key = g[w].attrs["key"]
-        if np.all(hi < lim):
-            g.set_inputs(node.name, [node.inputs[0]])
-            g.params.pop(key, None)
-            g.remove(w)
-            n += 1
-        else:  # a channel's limit above its bound never fires: clamp it, so x − limit ≥ −2·|x|
-            sc = 2.0 ** g[w].type.dtype.scale
-            cap = np.ceil(np.maximum(hi, 0.0) * sc).astype(np.int64) + 1
-            g.params[key] = np.minimum(g.params[key], cap.reshape(g.params[key].shape))
+        w = g[node.inputs[1]]
+        key = w.attrs["key"]
+        cap = np.ceil(np.maximum(hi, 0.0) * 2.0**w.type.dtype.scale).astype(np.int64) + 1
+        g.params[key] = np.minimum(g.params[key], cap.reshape(g.params[key].shape))
+        n += int(np.any(hi >= lim))
     return n
