@@ -55,18 +55,23 @@ def run_model(onnx: Path, model: str, cal: list[Path], test: list[Path], plain: 
     overflow = flagged = 0
     diffs = []
     t0 = time.perf_counter()
-    for f, p in zip(test, plain, strict=True):
+    for i, (f, p) in enumerate(zip(test, plain, strict=True), 1):
         x = load_input(f, meta)
         try:
             doc = simulate(g, x)
+            status = "flagged" if doc.get("valid") is False else "valid"
         except FixedPointOverflow:
+            status = "OVERFLOW"
+        if status == "OVERFLOW":
             overflow += 1
-            continue
-        if doc.get("valid") is False:
+        elif status == "flagged":
             flagged += 1
-            continue
-        (out,) = doc["outputs"].values()
-        diffs.append(float(np.abs(np.asarray(out["values"]) - p).max()))
+        else:
+            (out,) = doc["outputs"].values()
+            diffs.append(float(np.abs(np.asarray(out["values"]) - p).max()))
+        print(f"  [{model}] {i}/{len(test)} {Path(f).name}: {status}"
+              + (f" at {doc['overflow_at']}" if status == "flagged" else ""),
+              file=sys.stderr, flush=True)  # fmt: skip
     n = len(test)
     return {
         "range_model": model,
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrate", type=int, default=8, help="calibration images (first ones)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--models", default=",".join(MODELS), help="range models to run")
     a = ap.parse_args(argv)
     if a.quick:
         a.size, a.n = 32, 20
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         next(iter(run_onnxruntime(str(onnx), {"image": load_input(f, meta)}).values())).ravel()
         for f in test
     ]
-    rows = [run_model(onnx, m, cal, test, plain) for m in MODELS]
+    rows = [run_model(onnx, m, cal, test, plain) for m in a.models.split(",")]
     print(f"DenseNet-121 {a.size}x{a.size}, calibrated on {len(cal)} of {len(files)} stress "
           f"images (RG1_UNCR variants), {len(test)} tested in simulate")  # fmt: skip
     hdr = (f"{'range model':<12}{'l':>4}{'est. MiB/inf':>14}{'silent overflow':>17}"
