@@ -122,8 +122,22 @@ class Simulate(_Program):
         return Inference(_probabilities(doc), dt, {"peak_mem_bytes": peak})
 
 
+class ResultInvalid(ArithmeticError):
+    """The secure run flagged its result invalid (a checked ReLU reached its limit): a secure
+    failure of this image, recorded with ``reason`` and the tensor at fault."""
+
+    reason = "result_invalid"
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        super().__init__(doc.get("error", "result invalid"))
+        self.overflow_at = doc.get("overflow_at")
+
+
 def _probabilities(doc: dict[str, Any]) -> np.ndarray:
-    """The single output of the shared ``{"outputs": {NAME: {"shape","values"}}}`` schema."""
+    """The single output of the shared ``{"outputs": {NAME: {"shape","values"}}}`` schema;
+    :class:`ResultInvalid` for a flagged result (it carries no probabilities)."""
+    if doc.get("valid") is False:
+        raise ResultInvalid(doc)
     outs = doc["outputs"]
     if len(outs) != 1:
         raise EngineError(f"the model has {len(outs)} outputs; evaluation needs exactly one")

@@ -173,15 +173,12 @@ def _run(
                 if sim is not None:
                     # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
                     r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-        except ArithmeticError as e:  # fixed-point overflow on this image: report it
-            log.append(
-                {
-                    "id": s.id,
-                    "line": s.line,
-                    "error": f"secure run failed: {e}",
-                    "reason": "overflow",
-                }
-            )
+        except ArithmeticError as e:  # overflow or flagged result on this image: report it
+            rec = {"id": s.id, "line": s.line, "error": f"secure run failed: {e}"}
+            rec["reason"] = getattr(e, "reason", "overflow")
+            if getattr(e, "overflow_at", None):
+                rec["overflow_at"] = e.overflow_at
+            log.append(rec)
             say(f"skipped {s.id}: secure run failed: {e}")
             return
         if p.values.shape != r.values.shape:
