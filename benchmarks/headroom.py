@@ -1,7 +1,7 @@
 """Fixed-point headroom on a stress set of real radiograph variants: old vs new range model.
 
     .venv/bin/python benchmarks/headroom.py [--quick] [--size 224] [--n 240] [--calibrate 8]
-        [--json FILE] [--workdir DIR]
+        [--json FILE] [--workdir DIR] [--models checked,calibrated] [--twopc]
 
 DenseNet-121 (CheXNet head, realistically initialised random weights; tests/zoo.py) at SIZE²,
 compiled with the defaults and calibrated on the first ``--calibrate`` images of the stress set
@@ -17,7 +17,10 @@ other image run in ``simulate`` under two range models:
 Printed per model: ring ℓ, estimated bytes per inference (report.json's estimate), overflow /
 flagged / unflagged counts and rates, max |Δ probability| against the float model (onnxruntime
 on the ONNX file) over the valid results, and simulate seconds per image. ``--quick``: 32², 20
-images (under a minute on a quiet machine).
+images (under a minute on a quiet machine). ``--twopc``: instead, one real two-process run
+(``run server``/``run client``, loopback, TLS) per range model on the first test image: time,
+bytes both ways, rounds, and the share of the overflow check (what headroom and detection
+cost).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "examples" / "chexnet"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import stress_set  # noqa: E402
 import zoo  # noqa: E402
@@ -90,6 +94,21 @@ def run_model(onnx: Path, model: str, cal: list[Path], test: list[Path], plain: 
     }
 
 
+def twopc_cost(onnx: Path, model: str, cal: list[Path], image: Path, work: Path) -> dict:
+    """One real two-process run (loopback, TLS, ``--linear auto``) of the model compiled with
+    ``model``: wall seconds, bytes both ways, rounds, and the check's share (kind "check")."""
+    import e2e
+
+    bundle = work / f"bundle_{model}"
+    _, rep = compile_model(onnx, bundle, calibrate=cal, range_model=model)
+    r = e2e.run_2pc(bundle, work, "auto", str(image), "tls", rep["input"]["shape"][-1])
+    total = r["bytes_client_to_server"] + r["bytes_server_to_client"]
+    chk = r["by_kind"].get("check", {"s": 0.0, "bytes": 0, "rounds": 0})
+    return {"range_model": model, "ell": rep["ell"], "s": r["s"], "bytes": total,
+            "rounds": r["rounds"], "check": chk, "est_bytes": rep["totals"]["comm_bytes"],
+            "by_kind": r["by_kind"]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="32x32, 20 images")
@@ -99,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--models", default=",".join(MODELS), help="range models to run")
+    ap.add_argument("--twopc", action="store_true",
+                    help="instead: one two-process run per range model (bytes, time)")  # fmt: skip
     a = ap.parse_args(argv)
     if a.quick:
         a.size, a.n = 32, 20
@@ -110,6 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     onnx = work / f"densenet121_{a.size}.onnx"
     if not onnx.exists():
         zoo.export("densenet121", onnx, size=a.size)
+    if a.twopc:
+        runs = [twopc_cost(onnx, m, cal, test[0], work) for m in a.models.split(",")]
+        print(f"DenseNet-121 {a.size}x{a.size}, one 2PC inference ({test[0].name}), loopback")
+        for r in runs:
+            c = r["check"]
+            print(f"{r['range_model']:<12} l={r['ell']:2d} {r['s']:8.1f} s "
+                  f"{r['bytes'] / 2**20:10,.1f} MiB {r['rounds']:6d} rounds; check "
+                  f"{c['s']:.1f} s {c['bytes'] / 2**20:,.1f} MiB {c['rounds']} rounds")  # fmt: skip
+        load1 = os.getloadavg()
+        print(f"load average at start {load0[0]:.2f}, at end {load1[0]:.2f}")
+        if a.json:
+            doc = {"size": a.size, "twopc": runs, "loadavg_start": load0, "loadavg_end": load1}
+            a.json.write_text(json.dumps(doc, indent=2))
+        return 0
     meta = {"shape": [1, 3, a.size, a.size], "preprocess": "chexnet"}
     plain = [
         next(iter(run_onnxruntime(str(onnx), {"image": load_input(f, meta)}).values())).ravel()
