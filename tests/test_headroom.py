@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fixedpoint_graphs import small_cnn
+from test_input_checks import small_eval
 from test_run_cli import Server, client
 
 from twofold.backends.cleartext import Cleartext, FixedPointOverflow, simulate
@@ -165,21 +166,9 @@ def test_run_client_refuses_out_of_range_with_a_live_server(checked) -> None:  #
 def test_eval_records_flagged_result_with_reason(tmp_path, zoo_onnx) -> None:  # noqa: ANN001
     """In an evaluation a flagged result is a secure failure with its reason and tensor, not a
     dropped row and not a probability."""
-    from twofold.eval.runner import EvalConfig, run_eval
-
-    onnx = zoo_onnx("resnet", 16)
-    img = tmp_path / "img"
-    img.mkdir()
-    np.save(img / "ok.npy", np.random.default_rng(1).uniform(-0.3, 0.3, (1, 3, 16, 16)))
-    np.save(img / "hi.npy", np.full((1, 3, 16, 16), HI))
-    compile_model(onnx, tmp_path / "b", calibrate=[img / "ok.npy"])
-    (tmp_path / "d.csv").write_text("path,Cardiomegaly\nok.npy,1\nhi.npy,0\n")
-    cfg = EvalConfig(bundle=tmp_path / "b", model=onnx, dataset=tmp_path / "d.csv", fmt="plain",
-                     images=img, out=tmp_path / "out", labels=[f"o{i}" for i in range(10)],
-                     label_map={"Cardiomegaly": "o0"})  # fmt: skip
-    run_eval(cfg)
-    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    by_id = {r["id"]: r for r in map(json.loads, lines) if "id" in r}
+    ok = np.random.default_rng(1).uniform(-0.3, 0.3, (1, 3, 16, 16))
+    hi = np.full((1, 3, 16, 16), HI)
+    by_id = small_eval(tmp_path, zoo_onnx("resnet", 16), {"ok.npy": ok, "hi.npy": hi}, "ok.npy")
     assert "secure" in by_id["ok.npy"]
     bad = by_id["hi.npy"]
     assert bad["reason"] == "result_invalid" and bad["overflow_at"].startswith("%")

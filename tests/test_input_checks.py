@@ -144,28 +144,32 @@ def test_simulate_out_json_untouched_on_refusal(bundle: Path) -> None:
     assert json.loads(out.read_text()) == {"old": True}
 
 
-def test_eval_records_out_of_range_image_as_refused(tmp_path: Path, zoo_onnx) -> None:  # noqa: ANN001
-    """In an evaluation, an out-of-range image is a secure failure with a machine-readable
-    reason, kept in results.jsonl, not a silently dropped bad row."""
+def small_eval(tmp_path: Path, onnx: Path, images: dict[str, np.ndarray], cal: str) -> dict:
+    """``run_eval`` (simulate) of ``onnx`` compiled with calibration image ``cal`` on the
+    ``images`` (one label column); results.jsonl records by image id."""
     from twofold.eval.runner import EvalConfig, run_eval
 
-    onnx = zoo_onnx("resnet", 16)
-    rng = np.random.default_rng(9)
     img = tmp_path / "img"
     img.mkdir()
-    good = rng.uniform(LO, HI, (1, 3, 16, 16))
-    np.save(img / "good.npy", good)
-    np.save(img / "big.npy", good * 10)
-    compile_model(onnx, tmp_path / "b", calibrate=[img / "good.npy"])
-    (tmp_path / "d.csv").write_text("path,Cardiomegaly\ngood.npy,1\nbig.npy,0\n")
+    for name, x in images.items():
+        np.save(img / name, x)
+    compile_model(onnx, tmp_path / "b", calibrate=[img / cal])
+    rows = "".join(f"{name},{i % 2}\n" for i, name in enumerate(images))
+    (tmp_path / "d.csv").write_text("path,Cardiomegaly\n" + rows)
     cfg = EvalConfig(bundle=tmp_path / "b", model=onnx, dataset=tmp_path / "d.csv", fmt="plain",
                      images=img, out=tmp_path / "out", labels=[f"o{i}" for i in range(10)],
                      label_map={"Cardiomegaly": "o0"})  # fmt: skip
     run_eval(cfg)
-    recs = [
-        json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    ]
-    by_id = {r.get("id"): r for r in recs if "id" in r}
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    return {r["id"]: r for r in map(json.loads, lines) if "id" in r}
+
+
+def test_eval_records_out_of_range_image_as_refused(tmp_path: Path, zoo_onnx) -> None:  # noqa: ANN001
+    """In an evaluation, an out-of-range image is a secure failure with a machine-readable
+    reason, kept in results.jsonl, not a silently dropped bad row."""
+    good = np.random.default_rng(9).uniform(LO, HI, (1, 3, 16, 16))
+    by_id = small_eval(tmp_path, zoo_onnx("resnet", 16),
+                       {"good.npy": good, "big.npy": good * 10}, "good.npy")  # fmt: skip
     assert "plain" in by_id["good.npy"]
     assert by_id["big.npy"]["reason"] == "input_out_of_range"
     assert "outside the range" in by_id["big.npy"]["error"]

@@ -49,9 +49,9 @@ def _bitlength(value: str) -> int | str:
 @click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
 @click.option(
     "--headroom-bits",
-    default=1,
+    default=0,
     show_default=True,
-    help="ReLU limits at 2^k × the calibrated range (checked range model)",
+    help="ReLU limits at 2^k × margin × the calibrated range (checked range model)",
 )
 @click.option(
     "--range-model",
