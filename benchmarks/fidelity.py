@@ -75,10 +75,14 @@ def model_rows(name: str, size: int, tmp: Path) -> list[dict]:
             rows.append(row | {"refused": str(e)})
             continue
         try:
-            (out,) = simulate(sg, x)["outputs"].values()
+            doc = simulate(sg, x)
         except FixedPointOverflow as e:
             rows.append(row | {"ell": sg.meta["ell"], "refused": f"simulate: {e}"})
             continue
+        if doc.get("valid") is False:  # checked range model: the result is flagged
+            rows.append(row | {"ell": sg.meta["ell"], "refused": f"flagged: {doc['error']}"})
+            continue
+        (out,) = doc["outputs"].values()
         got = _probs(sg.meta["output_function"][sg.outputs[0]], out["values"])
         rows.append(
             row
