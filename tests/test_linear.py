@@ -368,7 +368,7 @@ def test_auto_method_is_exact_with_and_without_ot(setup_ot: bool) -> None:
 
 
 def test_auto_takes_ot_for_conv_and_gemm_where_he_has_no_parameters() -> None:
-    ell = 44  # BFV parameters exist for ell <= 40 only
+    ell = 44  # BFV parameters exist for ell <= 37 only
     x = rand_ring((2, 5), ell)
     w, b = wts((3, 5)), wts((3,))
     xs, xc = share(x, ell)

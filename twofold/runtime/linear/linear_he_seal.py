@@ -29,6 +29,7 @@ import seal
 N = 8192
 SPECIAL_BITS = 41
 DATA_BITS = (60, 60)
+MAX_ELL = 218 - 20 - sum(DATA_BITS) - SPECIAL_BITS  # 37: the moduli must fit in 218 bits
 
 # Offsets in SEAL 4.x's uncompressed serialisation (SEALHeader = 16 bytes).
 _PT_DATA = 88  # header 16 | parms_id 32 | coeff_count 8 | scale 8 | DynArray header 16 | size 8
@@ -65,8 +66,8 @@ class HEParams:
 @functools.lru_cache(maxsize=8)
 def he_params(ell: int) -> HEParams:
     """Build (once per process and ell) the public BFV parameters both parties derive the same."""
-    if not 16 <= ell <= 40:
-        raise ValueError(f"HE linear layers support ring bit lengths 16..40, got ell={ell}")
+    if not 16 <= ell <= MAX_ELL:
+        raise ValueError(f"HE linear layers support ring bit lengths 16..{MAX_ELL}, got ell={ell}")
     parms = seal.EncryptionParameters(seal.scheme_type.bfv)
     parms.set_poly_modulus_degree(N)
     bits = [first_bits(ell), *DATA_BITS, SPECIAL_BITS]
