@@ -15,7 +15,6 @@ from twofold.runtime.linear.linear_he_seal import (
     coeffs_from_plain,
     ct_from_array,
     he_params,
-    public_key_ct,
 )
 from twofold.runtime.linear.linear_he_seeded import SeededEncryptor, uniform_residues
 from twofold.runtime.linear.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
@@ -96,10 +95,11 @@ def test_noise_samplers_have_the_right_support_and_spread() -> None:
 
 def test_encryptions_of_zero_decrypt_to_zero_and_are_fresh() -> None:
     hp = he_params(32)
-    kg = seal.KeyGenerator(hp.ctx)
-    dec = seal.Decryptor(hp.ctx, kg.secret_key())
-    pk_bytes = kg.create_public_key().to_string()
-    ze = ZeroEncryptor(hp, pk_bytes)
+    sk = seal.KeyGenerator(hp.ctx).secret_key()
+    dec = seal.Decryptor(hp.ctx, sk)
+    a = uniform_residues(PRG(), hp.q, 1)  # the public key the client sends: (p0, a)
+    p0 = SeededEncryptor(hp, sk).encrypt(a, np.zeros((1, N), np.uint64), PRG())
+    ze = ZeroEncryptor(hp, np.stack([p0[0], a[0]]))
     z = ze.sample(PRG(), 3)
     for i in range(3):
         ct = ct_from_array(hp, z[i])
@@ -107,8 +107,6 @@ def test_encryptions_of_zero_decrypt_to_zero_and_are_fresh() -> None:
         assert not coeffs_from_plain(dec.decrypt(ct)).any()
         assert dec.invariant_noise_budget(ct) > 5
     assert not np.array_equal(z[0, 1], z[1, 1])  # c1 differs: fresh u each time
-    with pytest.raises(ValueError, match="public key"):
-        public_key_ct(hp, pk_bytes[:-8])
 
 
 def test_flood_is_uniform_at_the_data_level_and_small_at_q0() -> None:

@@ -48,7 +48,6 @@ from .linear_he_seal import (
     ct_to_array,
     he_params,
     plain_ntt_from_coeffs,
-    public_key_size,
 )
 from .linear_he_seeded import E_MAX, SEED_BYTES, SeededEncryptor, uniform_residues
 from .linear_he_zero import ZeroEncryptor, centred_binomial
@@ -158,25 +157,42 @@ def unpack_c0(hp: HEParams, buf: np.ndarray) -> np.ndarray:
     return out
 
 
+def public_a(party, hp: HEParams) -> np.ndarray:  # noqa: ANN001
+    """The a of the client's public key, uint64 [k, N]: expanded from the session's shared PRG
+    (both parties contributed to its seed), so the client cannot choose a degenerate one."""
+    shared = getattr(party, "shared_prg", None)
+    if shared is None:
+        raise ValueError("HE linear layers need a session Party (with a shared PRG)")
+    return uniform_residues(PRG(shared.bytes(16).tobytes()), hp.q, 1)[0]
+
+
 def keys(party, ell: int) -> _Keys:  # noqa: ANN001
-    """Per-session keys: the client makes them and sends its public key once per ell."""
+    """Per-session keys: the client makes them and sends its public key once per ell.
+
+    The public key is (p0, a) at the data level with a from :func:`public_a` and
+    p0 = -(a*s + e) (the client's seeded encryption of zero), so only p0 travels. The server
+    checks every residue of p0 and that it is not zero: with a client-chosen a, the key
+    (0, 0) would switch off the re-randomisation and the returned c1 = sum a_j * P_j would
+    give the weights away (docs/SECURITY.md)."""
     per = _STATE.setdefault(party, {})
     if ell in per:
         return per[ell]
     hp = he_params(ell)
+    a = public_a(party, hp)
     if party.role == "client":
-        kg = seal.KeyGenerator(hp.ctx)
-        sk = kg.secret_key()
-        party.chan.send(kg.create_public_key().to_string())
-        k = _Keys(hp, SeededEncryptor(hp, sk), seal.Decryptor(hp.ctx, sk))
+        sk = seal.KeyGenerator(hp.ctx).secret_key()
+        enc = SeededEncryptor(hp, sk)
+        prg = getattr(party, "prg", None) or PRG()
+        p0 = enc.encrypt(a[None], np.zeros((1, N), np.uint64), prg)[0]
+        party.chan.send(pack_c0(hp, p0))
+        k = _Keys(hp, enc, seal.Decryptor(hp.ctx, sk))
     else:
-        raw = party.chan.recv_bytes(max_len=public_key_size(hp))
-        try:
-            hp.ctx.from_public_str(raw)  # SEAL validates every residue
-            zero = ZeroEncryptor(hp, raw)
-        except Exception as e:  # noqa: BLE001 - SEAL raises several types
-            raise PeerError(f"HE setup: the client sent an invalid public key ({e})") from None
-        k = _Keys(hp, zero=zero)
+        p0 = unpack_c0(hp, party.chan.recv_array(np.uint8, packed_c0_size(hp)))
+        if (p0 >= np.asarray(hp.q, np.uint64)[:, None]).any():
+            raise PeerError("HE setup: the client sent an invalid public key (residue >= q)")
+        if not p0.any():
+            raise PeerError("HE setup: the client sent a degenerate public key (p0 = 0)")
+        k = _Keys(hp, zero=ZeroEncryptor(hp, np.stack([p0, a])))
     per[ell] = k
     return k
 

@@ -198,26 +198,6 @@ def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     return out
 
 
-def public_key_size(hp: HEParams) -> int:
-    """Bytes of a serialised public key: 2 polynomials over the data primes and the special one."""
-    return _CT_DATA + 2 * (hp.k + 1) * N * 8
-
-
-def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
-    """The public key's residues at the data level as an NTT-form ciphertext (its special-prime
-    residues dropped), for products u * pk; raises ValueError if the bytes are no public key."""
-    k_key = hp.k + 1
-    size = public_key_size(hp)
-    if len(pk_bytes) != size:
-        raise ValueError(f"public key has {len(pk_bytes)} bytes, expected {size}")
-    data = np.frombuffer(pk_bytes, dtype="<u8", offset=_CT_DATA).reshape(2, k_key, N)[:, : hp.k]
-    prefix = bytearray(hp.ct_prefix_first)
-    prefix[_CT_NTT] = 1
-    ct = seal.Ciphertext()
-    ct.load_bytes(hp.ctx, bytes(prefix) + np.ascontiguousarray(data).tobytes())
-    return ct
-
-
 def ct_from_array(hp: HEParams, data: np.ndarray, *, level: str = "first") -> seal.Ciphertext:
     """A 2-poly coefficient-form ciphertext from uint64[2, k, N] at level "first" (k=3) or
     "last" (k=1); SEAL validates every residue."""
