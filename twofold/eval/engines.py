@@ -129,7 +129,14 @@ class TwoParty:
 
     mode = "2pc"
 
-    def __init__(self, bundle: str | Path, connect: str | None, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        bundle: str | Path,
+        connect: str | None,
+        timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        **connect_options: Any,  # noqa: ANN401 - DESIGN decision 3: tls_ca, token, ... as set
+    ) -> None:
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
         try:
@@ -141,7 +148,9 @@ class TwoParty:
             raise EngineError(f"--connect must be HOST:PORT, got {connect!r}")
         self.host, self.port = host.strip("[]"), int(port)
         self.bundle = str(bundle)
-        self.timeout = timeout
+        self.timeout = connect_options.pop("timeout", timeout)
+        self.connect_timeout = connect_timeout
+        self.options = connect_options
         self._run_client = run_client
 
     def __call__(self, x: np.ndarray, input_name: str) -> Inference:
@@ -157,8 +166,10 @@ class TwoParty:
                 self.port,
                 {input_name: x},
                 timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
                 progress=False,
                 out=io.StringIO(),
+                **self.options,
             )
         except (RuntimeProtocolError, OSError) as e:
             raise EngineError(f"two-party run with {self.host}:{self.port} failed: {e}") from None
