@@ -121,12 +121,28 @@ def evaluate_task(
     return kind, out
 
 
+def _token_auth_if_available() -> None:
+    """Joining a cluster: use Ray's token authentication when a token is at hand.
+
+    ``ray start --head`` (Ray >= 2.5x) enables token auth and saves the token to
+    ``~/.ray/auth_token``, but a driver joining with ``ray.init(address=...)`` sends it only
+    when ``RAY_AUTH_MODE=token``. Set it (never unset or weaken it) when a token is available.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    have = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if have or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 class RayEngine:
     """Submit images as Ray tasks; ``outcome`` maps Ray's failures onto transient/fatal."""
 
     def __init__(
         self, model: Path, bundle: Path, address: str | None, jobs: int | None, opts: dict
     ) -> None:
+        if address:
+            _token_auth_if_available()  # before Ray reads its configuration at import
         try:
             import ray
         except ImportError:
@@ -139,7 +155,12 @@ class RayEngine:
                 if address:
                     ray.init(address=address, **kw)
                 else:
-                    ray.init(num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False, **kw)
+                    ray.init(
+                        address="local",
+                        num_cpus=jobs or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        **kw,
+                    )
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = f"at {address}" if address else "(local instance)"
                 raise EngineError(f"cannot start or join Ray {where}: {e}") from None
