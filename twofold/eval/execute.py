@@ -28,7 +28,7 @@ from .progress import Progress
 ENGINES = ("local", "ray")
 # How long one attempt keeps retrying a refused connection before it counts as a failure of
 # that endpoint (the pool's backoff then takes over; a server still starting is retried).
-CONNECT_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 1.0
 
 
 def connect_options(opts: dict[str, Any] | None) -> dict[str, Any]:
