@@ -36,34 +36,41 @@ def connect_options(opts: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (opts or {}).items() if v is not None and v is not False}
 
 
-def secure_engine(sim: Simulate, bundle: Path, endpoint: str | None, opts: dict) -> Any:  # noqa: ANN401
-    """The secure side for one image: the simulation, or a 2PC client of ``endpoint``."""
-    if endpoint is None:
-        return sim
-    return TwoParty(bundle, endpoint, connect_timeout=CONNECT_TIMEOUT_S, **opts)
+class SecureEngines:
+    """The secure side of an image by endpoint: the simulation (no endpoint, simulate mode)
+    or a 2PC client of that endpoint, built once (it parses the client bundle)."""
+
+    def __init__(self, sim: Simulate | None, bundle: Path, opts: dict) -> None:
+        self.sim, self.bundle, self.opts = sim, bundle, opts
+        self._by: dict[str, TwoParty] = {}
+
+    def __call__(self, endpoint: str | None) -> Any:  # noqa: ANN401
+        if endpoint is None:
+            return self.sim
+        if endpoint not in self._by:
+            self._by[endpoint] = TwoParty(
+                self.bundle, endpoint, connect_timeout=CONNECT_TIMEOUT_S, **self.opts
+            )
+        return self._by[endpoint]
 
 
 class LocalEngine:
     """Images on a thread pool of this process (2PC sessions release the GIL on I/O)."""
 
-    def __init__(self, plain: Plaintext, sim: Simulate, bundle: Path, opts: dict, cap: int):
+    def __init__(self, plain: Plaintext, secure: SecureEngines, cap: int) -> None:
         from .runner import evaluate_image
 
         self._eval = evaluate_image
-        self.plain, self.sim, self.bundle, self.opts, self.cap = plain, sim, bundle, opts, cap
-        self._secure: dict[str | None, Any] = {}
+        self.plain, self.secure, self.cap = plain, secure, cap
         self._pool = ThreadPoolExecutor(max_workers=cap)
 
     def describe(self) -> str:
         return f"{self.cap} job(s)"
 
     def submit(self, s: Any, endpoint: str | None) -> Future:  # noqa: ANN401
-        if endpoint not in self._secure:
-            self._secure[endpoint] = secure_engine(self.sim, self.bundle, endpoint, self.opts)
         measure = self.cap == 1  # tracemalloc is process-wide: only with one job
-        return self._pool.submit(
-            attempt, self._eval, s, self.plain, self._secure[endpoint], self.sim, measure
-        )
+        sec = self.secure(endpoint)
+        return self._pool.submit(attempt, self._eval, s, self.plain, sec, self.secure.sim, measure)
 
     def outcome(self, f: Future) -> tuple[str, Any]:
         return f.result()
@@ -73,9 +80,14 @@ class LocalEngine:
 
 
 class Execution:
-    """Engine + endpoint pool + progress for one ``run_eval``; validated at construction."""
+    """Engine + endpoint pool + progress for one ``run_eval``; validated at construction.
 
-    def __init__(self, cfg: Any, plain: Plaintext, sim: Simulate) -> None:  # noqa: ANN401
+    ``sim`` is the fixed-point oracle (None: only the client bundle is at hand); ``secure`` is
+    the secure side eval reads the program's input, output and labels from (``sim`` in
+    simulate mode, else the 2PC client of the first endpoint).
+    """
+
+    def __init__(self, cfg: Any, plain: Plaintext, sim: Simulate | None) -> None:  # noqa: ANN401
         self.cfg, self.plain, self.sim = cfg, plain, sim
         if cfg.engine not in ENGINES:
             raise EngineError(f"unknown --engine {cfg.engine!r} (choose from local, ray)")
@@ -83,6 +95,8 @@ class Execution:
             raise EngineError(f"--retries must be at least 0, got {cfg.retries}")
         self.opts = connect_options(cfg.connect_options)
         self.pool: EndpointPool | None = None
+        self.engines = SecureEngines(sim, Path(cfg.bundle), self.opts)
+        self.secure = sim
         if cfg.mode == "2pc":
             if not cfg.connect:
                 raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -92,7 +106,8 @@ class Execution:
             except EndpointError as e:
                 raise EngineError(str(e)) from None
             for ep in eps:  # checks each address and that the 2PC runtime is importable
-                TwoParty(cfg.bundle, ep)
+                self.engines(ep)
+            self.secure = self.engines(eps[0])
         self.engine: Any = None
         self.run_stats: dict[str, Any] | None = None
 
@@ -103,13 +118,13 @@ class Execution:
         """Start the engine (Ray: connect or start a local instance); describe it."""
         cfg = self.cfg
         if cfg.engine == "local":
-            self.engine = LocalEngine(
-                self.plain, self.sim, cfg.bundle, self.opts, self._cap(cfg.jobs or 1)
-            )
+            self.engine = LocalEngine(self.plain, self.engines, self._cap(cfg.jobs or 1))
         else:
             from .ray_engine import RayEngine
 
-            self.engine = RayEngine(cfg.model, cfg.bundle, cfg.ray_address, cfg.jobs, self.opts)
+            self.engine = RayEngine(
+                cfg.model, cfg.bundle, cfg.ray_address, cfg.jobs, self.opts, self.sim is not None
+            )
             limit = self.engine.cpus if cfg.jobs is None else min(cfg.jobs, self.engine.cpus)
             self.engine.cap = self._cap(limit)
         return self.engine.describe()

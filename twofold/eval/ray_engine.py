@@ -38,7 +38,7 @@ from typing import Any
 from .engines import EngineError
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'twofold[ray]' (or pip install ray)"
-_ENGINES: dict[str, tuple[Any, Any, Path]] = {}  # per worker process: digest -> engines
+_ENGINES: dict[str, tuple[Any, Any]] = {}  # per worker process: digest -> engines
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -80,38 +80,44 @@ def _materialize(key: str, spec: dict[str, dict[str, bytes]]) -> Path:
     return root
 
 
-def _engines(key: str, box: list) -> tuple[Any, Any, Path]:
+def _engines(key: str, box: list, oracle: bool, opts: dict) -> tuple[Any, Any]:
+    """(Plaintext, SecureEngines) of the shipped model and bundle, built once per process."""
     if key not in _ENGINES:
         import ray
 
         from .engines import Plaintext, Simulate
+        from .execute import SecureEngines
 
         root = _materialize(key, ray.get(box[0]))
         model = next((root / "model").iterdir())
-        _ENGINES[key] = (Plaintext(model), Simulate(root / "bundle"), root / "bundle")
+        sim = Simulate(root / "bundle") if oracle else None
+        _ENGINES[key] = (Plaintext(model), SecureEngines(sim, root / "bundle", opts))
     return _ENGINES[key]
 
 
 def evaluate_task(
-    key: str, box: list, sample: Any, data: bytes | None, endpoint: str | None, opts: dict
+    key: str,
+    box: list,
+    sample: Any,  # noqa: ANN401
+    data: bytes | None,
+    endpoint: str | None,
+    opts: dict,
+    oracle: bool,
 ) -> tuple[str, Any]:
     """The Ray task body: one image → outcome (runs on a worker, maybe another machine)."""
     from .dispatch import attempt
-    from .execute import secure_engine
     from .runner import evaluate_image
 
     try:
-        plain, sim, bundle = _engines(key, box)
+        plain, engines = _engines(key, box, oracle, opts)
+        secure, sim = engines(endpoint), engines.sim
     except Exception as e:  # noqa: BLE001 - a worker that cannot load the bundle is fatal
         return "fatal", f"Ray worker cannot load the shipped model/bundle: {type(e).__name__}: {e}"
     if data is None:  # the driver could not read it: let the decoder report the same error
-        return attempt(
-            evaluate_image, sample, plain, secure_engine(sim, bundle, endpoint, opts), sim, True
-        )
-    with tempfile.TemporaryDirectory(prefix="img-", dir=bundle.parent) as td:
+        return attempt(evaluate_image, sample, plain, secure, sim, True)
+    with tempfile.TemporaryDirectory(prefix="img-", dir=engines.bundle.parent) as td:
         local = Path(td) / Path(sample.path).name
         local.write_bytes(data)
-        secure = secure_engine(sim, bundle, endpoint, opts)
         kind, out = attempt(evaluate_image, replace(sample, path=local), plain, secure, sim, True)
     orig = str(sample.path)
     if kind != "ok":
@@ -139,7 +145,13 @@ class RayEngine:
     """Submit images as Ray tasks; ``outcome`` maps Ray's failures onto transient/fatal."""
 
     def __init__(
-        self, model: Path, bundle: Path, address: str | None, jobs: int | None, opts: dict
+        self,
+        model: Path,
+        bundle: Path,
+        address: str | None,
+        jobs: int | None,
+        opts: dict,
+        oracle: bool,
     ) -> None:
         if address:
             _token_auth_if_available()  # before Ray reads its configuration at import
@@ -171,7 +183,7 @@ class RayEngine:
         spec = {"model": _files(Path(model)), "bundle": _files(Path(bundle))}
         self.key = _digest(spec)
         self.box = [ray.put(spec)]  # in a list: workers fetch it only on a cache miss
-        self.opts = opts
+        self.opts, self.oracle = opts, oracle
         self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_task)
 
     def describe(self) -> str:
@@ -182,7 +194,7 @@ class RayEngine:
             data: bytes | None = Path(s.path).read_bytes()
         except OSError:
             data = None
-        ref = self.task.remote(self.key, self.box, s, data, endpoint, self.opts)
+        ref = self.task.remote(self.key, self.box, s, data, endpoint, self.opts, self.oracle)
         return ref.future()
 
     def outcome(self, f: Future) -> tuple[str, Any]:

@@ -89,11 +89,15 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
     try:
         plain = Plaintext(cfg.model)
-        sim = Simulate(cfg.bundle)
-        ex = Execution(cfg, plain, sim)
-        out_shape = sim.graph[sim.output].type.shape
+        # the client bundle suffices for 2PC; with the server's too, check 2PC against simulate
+        sim = (
+            Simulate(cfg.bundle) if cfg.mode == "simulate" or _has_server_part(cfg.bundle) else None
+        )
+        ex = Execution(cfg, plain, sim)  # --engine, --connect endpoints (execute.py)
+        secure = ex.secure
+        out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape))
-        lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)
+        lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain)
     except (EngineError, DatasetError) as e:
         raise EvalError(str(e)) from None
@@ -102,9 +106,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     cfg.out.mkdir(parents=True, exist_ok=True)
     identity = {
         "model_sha256": file_digest(cfg.model),
-        "bundle_sha256": sim.digest(),
+        "bundle_sha256": secure.digest(),
         "mode": cfg.mode,
-        "input": sim.meta,
+        "input": secure.meta,
         "labels": list(lmap.model_labels),
     }
     try:
@@ -136,18 +140,29 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     return write_report(replace(cfg, jobs=ex.cap), ds, lmap, records, identity, projection=proj)
 
 
+def _has_server_part(bundle: Path) -> bool:
+    from ..ir.bundle import SERVER, BundleError, resolve
+
+    try:
+        resolve(bundle, SERVER, "eval")
+    except BundleError:
+        return False
+    return True
+
+
 def evaluate_image(
-    s: Sample, plain: Plaintext, secure: Any, sim: Simulate, measure: bool = False
+    s: Sample, plain: Plaintext, secure: Any, sim: Simulate | None, measure: bool = False
 ) -> dict[str, Any]:
     """One image through plaintext and secure inference; its results.jsonl record.
 
     Pure (no log, no output), so any engine may run it: a thread of this process or a Ray
     task on another machine. An unreadable image or a fixed-point overflow gives an ``error``
     record; a failed 2PC session raises (the engine classifies it, see ``dispatch``).
+    ``sim`` is None when only the client bundle is at hand (no bit-exactness oracle).
     """
     t0 = time.perf_counter()
     try:
-        x = _load_image(s, sim.meta)
+        x = _load_image(s, secure.meta)
     except Exception as e:  # any decoder failure is a bad row, reported with the reason
         return {"id": s.id, "line": s.line, "error": f"unreadable image: {e}"}
     p = plain(x)
@@ -155,9 +170,10 @@ def evaluate_image(
         if secure is sim:
             r = sim(x, measure_memory=measure)
         else:
-            r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
-            # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-            r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+            r = secure(x, secure.input_name)
+            if sim is not None:
+                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
     except ArithmeticError as e:  # fixed-point overflow on this image: report it
         return {"id": s.id, "line": s.line, "error": f"secure run failed: {e}"}
     if p.values.shape != r.values.shape:
