@@ -134,7 +134,7 @@ class Execution:
         return self.engine.cap if self.engine else self._cap(self.cfg.jobs or 1)
 
     def estimate(self, n_images: int) -> dict[str, Any] | None:
-        return projection.estimate(Path(self.cfg.bundle), n_images, self.cap, self.cfg.mode)
+        return projection.estimate(self.secure.graph, n_images, self.cap, self.cfg.mode)
 
     def run(self, todo: list, log: Any, say: Any) -> None:  # noqa: ANN401
         """Every image of ``todo`` once; records appended to ``log`` as they arrive."""

@@ -1,12 +1,12 @@
 """Cost projection of a dataset-scale evaluation: before it starts, and as measured.
 
 *Estimate* (before any image runs): the compile report's communication per inference
-(``report.json`` → ``totals.comm_bytes``, counted from the public op graph and ℓ by the
-per-element anchors of DESIGN.md §7, so the client bundle carries it too) times the number of
-images; time per session = ``SESSION_SETUP_S`` + bytes / ``ASSUMED_BYTES_PER_S``, the
-throughput of the Python runtime measured for DenseNet-121 at 224² in docs/PERFORMANCE.md
-(14.4 GiB in 283 s ≈ 52 MiB/s, two processes on one 2-core machine). It is a prior for
-planning, replaced by the measurement as soon as images finish.
+(``compiler.report.build_report`` → ``totals.comm_bytes``, counted from the public op graph,
+shapes and ℓ by the per-element anchors of DESIGN.md §7, so the client bundle's IR suffices)
+times the number of images; time per session = ``SESSION_SETUP_S`` + bytes /
+``ASSUMED_BYTES_PER_S``, the throughput of the Python runtime measured for DenseNet-121 at
+224² in docs/PERFORMANCE.md (14.4 GiB in 283 s ≈ 52 MiB/s, two processes on one 2-core
+machine). It is a prior for planning, replaced by the measurement as soon as images finish.
 
 *Measured*: per endpoint, from the records (``endpoint``, ``wall_s``, ``comm_bytes``), the
 images served, mean seconds and bytes per session and the rate at ``--per-endpoint K``
@@ -16,28 +16,23 @@ projected onto the images still to run.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 ASSUMED_BYTES_PER_S = 52 * 2**20
 SESSION_SETUP_S = 1.0
 
 
-def _report(bundle: Path) -> dict[str, Any] | None:
-    for d in (bundle / "client", bundle, bundle / "server"):
-        try:
-            return json.loads((d / "report.json").read_text())
-        except (OSError, ValueError):
-            continue
-    return None
+def estimate(graph: Any, n_images: int, sessions: int, mode: str) -> dict[str, Any] | None:  # noqa: ANN401
+    """Expected bytes and wall time for ``n_images`` at ``sessions`` concurrent sessions.
 
+    ``graph``: the program's (public) IR. None in simulate mode (nothing on the wire).
+    """
+    if mode != "2pc":
+        return None
+    from ..compiler.report import build_report
 
-def estimate(bundle: Path, n_images: int, sessions: int, mode: str) -> dict[str, Any] | None:
-    """Expected bytes and wall time for ``n_images`` at ``sessions`` concurrent sessions."""
-    rep = _report(Path(bundle))
-    per = (rep or {}).get("totals", {}).get("comm_bytes")
-    if mode != "2pc" or not per:
+    per = build_report(graph)["totals"]["comm_bytes"]
+    if not per:
         return None
     per_s = SESSION_SETUP_S + per / ASSUMED_BYTES_PER_S
     return {
@@ -48,7 +43,7 @@ def estimate(bundle: Path, n_images: int, sessions: int, mode: str) -> dict[str,
         "total_bytes": int(per) * n_images,
         "total_wall_s": per_s * n_images / max(1, sessions),
         "basis": (
-            "compile-time communication estimate (report.json) at an assumed "
+            "compile-time communication estimate (op counts of the public IR) at an assumed "
             f"{ASSUMED_BYTES_PER_S / 2**20:.0f} MiB/s per session + {SESSION_SETUP_S:.0f} s setup"
         ),
     }
@@ -109,7 +104,7 @@ def _dur(s: float) -> str:
 def describe(est: dict[str, Any] | None) -> str:
     """One line for the start of a run."""
     if est is None:
-        return "projection: no 2PC cost estimate (simulate mode or no report.json in the bundle)"
+        return "projection: no 2PC cost estimate (simulate mode: nothing on the wire)"
     return (
         f"projection: {est['images']} images × {_gib(est['bytes_per_image'])} = "
         f"{_gib(est['total_bytes'])} on the wire, ≈ {_dur(est['total_wall_s'])} at "
