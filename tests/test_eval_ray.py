@@ -170,3 +170,24 @@ def test_an_endpoint_dies_mid_run_nothing_is_lost(model, cluster, servers, tmp_p
     assert any(m.startswith("retrying") and dead in m for m in msgs), msgs
     by = [r["endpoint"] for r in recs]
     assert by.count(dead) >= 1 and by.count(alive) >= n - by.count(dead) > 0
+
+
+def test_endpoint_options_fail_in_one_line(model, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    ds = _dataset(tmp_path, 1)
+    base = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(ds[0]),
+            "--images", str(ds[1]), "-o", str(tmp_path / "o"), "--mode", "2pc",
+            "--quiet"]  # fmt: skip
+    for extra, msg in (
+        (["--connect", "127.0.0.1:1,nope"], "--connect: expected HOST:PORT, got 'nope'"),
+        (["--connect", "@" + str(tmp_path / "none.txt")], "cannot read the endpoint file"),
+        (["--connect", "h:1", "--per-endpoint", "0"], "--per-endpoint must be at least 1"),
+        (["--connect", "h:1", "--connect", "h:1"], "--connect lists h:1 more than once"),
+        (["--connect", "h:1", "--retries", "-1"], "--retries must be at least 0"),
+    ):
+        r = CliRunner().invoke(cli, [*base, *extra])
+        assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o" / "results.jsonl").exists()  # nothing partial written
