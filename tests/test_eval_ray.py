@@ -191,3 +191,17 @@ def test_endpoint_options_fail_in_one_line(model, tmp_path):  # noqa: F811
         r = CliRunner().invoke(cli, [*base, *extra])
         assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "o" / "results.jsonl").exists()  # nothing partial written
+
+
+def test_simulate_mode_on_ray_equals_local(model, cluster, tmp_path):  # noqa: F811
+    ds = _dataset(tmp_path, 3)
+    kw = dict(bundle=model[1], model=model[0], dataset=ds[0], fmt="plain", images=ds[1])
+    a = run_eval(EvalConfig(out=tmp_path / "ray", engine="ray", **kw))
+    b = run_eval(EvalConfig(out=tmp_path / "local", **kw))
+    assert a["dataset"]["evaluated"] == 3 and a["cost"]["jobs"] == 2  # the cluster's CPUs
+    same = ("line", "plain", "secure")
+    ray_recs, local_recs = (
+        {r["id"]: {k: r[k] for k in same} for r in _records(tmp_path / d)} for d in ("ray", "local")
+    )
+    assert ray_recs == local_recs and len(ray_recs) == 3
+    assert {k: a[k] for k in ("labels", "overall")} == {k: b[k] for k in ("labels", "overall")}

@@ -202,7 +202,8 @@ class RayEngine:
         try:
             return f.result()
         except err.RayTaskError as e:  # the task body raised: a bug, not the endpoint
-            return "fatal", f"Ray task failed: {e}"
+            last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            return "fatal", f"Ray task failed: {last}"
         except err.RayError as e:  # a worker or node was lost: try again elsewhere
             return "transient", f"Ray: {type(e).__name__}: {e}"
 
