@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str]:
     line = srv.stdout.readline()
     if " on 127.0.0.1:" not in line:
         raise SystemExit(f"server did not start: {line!r}")
+    # keep reading: a server blocked on a full stdout pipe would stall its sessions
+    threading.Thread(target=srv.stdout.read, daemon=True).start()
     return srv, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
 
 

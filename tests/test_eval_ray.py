@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def _server(bundle: Path, flags: list[str]) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
     )  # fmt: skip
     line = srv.stdout.readline()
+    # keep reading: a server blocked on a full stdout pipe would stall its sessions
+    threading.Thread(target=srv.stdout.read, daemon=True).start()
     return srv, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
 
 
