@@ -108,9 +108,11 @@ def empty_task_ms(files: tuple, repeat: int) -> float:
     """Round trip of a Ray task that does nothing with the arguments an eval task gets."""
     import ray
 
+    from twofold.eval.ray_engine import _files
+
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        box = [ray.put({"bundle": {p.name: p.read_bytes() for p in files[1].iterdir()}})]
+        box = [ray.put({"model": _files(files[0]), "bundle": _files(files[1])})]
         data = next(files[3].iterdir()).read_bytes()
 
         @ray.remote(num_cpus=1, max_retries=0)
@@ -138,17 +140,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         files = prepare(tmp, name, size, n)
+        nop_ms = empty_task_ms(files, 20 if a.quick else 100)
         srv, addr = start_server(files[1], max(ks))
         rows = []
         try:
             for k in ks:
                 for engine in ("local", "ray"):
                     rows.append(run_eval(files, tmp / f"{engine}-{k}", addr, engine, k))
-                    print(f"  {engine} K={k}: {rows[-1]['images_per_min']:.1f} img/min", flush=True)
+                    r = rows[-1]
+                    print(f"  {engine} K={k}: {r['images_per_min']:.1f} img/min, run "
+                          f"{r['run_s']:.1f} s, wall {r['wall_s']:.1f} s, load "
+                          f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         finally:
             srv.terminate()
             srv.wait(timeout=60)
-        nop_ms = empty_task_ms(files, 20 if a.quick else 100)
     by = {(r["engine"], r["sessions"]): r for r in rows}
     for r in rows:
         if r["engine"] == "ray":
