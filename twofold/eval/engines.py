@@ -131,6 +131,11 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["values"], np.float64).ravel()
 
 
+CONNECT_OPTIONS = frozenset(
+    {"tls_ca", "server_fingerprint", "token", "insecure_plaintext", "timeout"}
+)
+
+
 class TwoParty(_Program):
     """The client side of a real two-party run per image against ``twofold run server``.
 
@@ -145,10 +150,13 @@ class TwoParty(_Program):
         self,
         bundle: str | Path,
         connect: str | None,
-        timeout: float = 600.0,
+        connect_options: dict[str, Any] | None = None,
         connect_timeout: float = 10.0,
-        **connect_options: Any,  # noqa: ANN401 - DESIGN decision 3: tls_ca, token, ... as set
     ) -> None:
+        """``connect_options``: the keyword arguments of ``run_client`` that are set, among
+        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``;
+        ``connect_timeout``: how long a refused connection is retried (eval's endpoint pool
+        keeps it short and backs off instead)."""
         super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -161,9 +169,17 @@ class TwoParty(_Program):
             raise EngineError(f"--connect must be HOST:PORT, got {connect!r}")
         self.host, self.port = host.strip("[]"), int(port)
         self.bundle = str(bundle)
-        self.timeout = connect_options.pop("timeout", timeout)
+        opts = dict(connect_options or {})
+        unknown = set(opts) - CONNECT_OPTIONS
+        if unknown:
+            raise EngineError(f"unknown connection option(s) {sorted(unknown)}")
+        if not any(opts.get(k) for k in ("insecure_plaintext", "tls_ca", "server_fingerprint")):
+            raise EngineError(
+                "--mode 2pc needs the server authenticated: pass --server-fingerprint sha256:... "
+                "(printed by `twofold run server`) or --tls-ca CA.pem, or --insecure-plaintext"
+            )
+        self.connect_options = opts
         self.connect_timeout = connect_timeout
-        self.options = connect_options
         self._run_client = run_client
 
     def digest(self) -> str:
@@ -182,11 +198,10 @@ class TwoParty(_Program):
                 self.host,
                 self.port,
                 {input_name: x},
-                timeout=self.timeout,
+                **self.connect_options,
                 connect_timeout=self.connect_timeout,
                 progress=False,
                 out=io.StringIO(),
-                **self.options,
             )
         except (RuntimeProtocolError, OSError) as e:
             raise EngineError(f"two-party run with {self.host}:{self.port} failed: {e}") from None

@@ -49,7 +49,7 @@ class SecureEngines:
             return self.sim
         if endpoint not in self._by:
             self._by[endpoint] = TwoParty(
-                self.bundle, endpoint, connect_timeout=CONNECT_TIMEOUT_S, **self.opts
+                self.bundle, endpoint, self.opts, connect_timeout=CONNECT_TIMEOUT_S
             )
         return self._by[endpoint]
 

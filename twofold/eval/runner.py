@@ -43,6 +43,7 @@ class EvalConfig:
     out: Path
     mode: str = "simulate"
     connect: str | list[str] | None = None
+    connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
     jobs: int | None = None  # None: 1 (local), the Ray cluster's CPUs (ray)
     resume: bool = False
     margin: float = 0.01
@@ -57,7 +58,6 @@ class EvalConfig:
     ray_address: str | None = None
     per_endpoint: int = 2
     retries: int = 3
-    connect_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
