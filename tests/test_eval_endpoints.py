@@ -110,6 +110,8 @@ def test_transient_is_the_connection_never_the_input():
     assert not is_transient(wrapped(OSError(errno.ENOENT, "no such host file")))
     assert not is_transient(ProgramMismatchError("program hash differs"))
     assert not is_transient(PeerError("malformed frame header from peer (length 99)"))
+    assert not is_transient(PeerError("the server at h:1 presented certificate sha256:00, not..."))
+    assert not is_transient(PeerError("the server at h:1 refused the session: bad token"))
     assert not is_transient(OverflowError("fixed-point overflow at %y"))
     assert not is_transient(ValueError("input x.png has values in [0, 300], expected [0, 1]"))
 
