@@ -209,7 +209,9 @@ def _uniform(counts):
 
 def test_views_are_uniform(monkeypatch):
     """The sender's view of the choice bits (u) and the receiver's view of the non-chosen
-    messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6)."""
+    messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6).
+    IKNP source (the silent one: test_silent_ot.py)."""
+    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", "iknp")
     _recording_pair(monkeypatch)
     n = 2048
     runs = 3

@@ -210,9 +210,9 @@ def test_silent_views_are_uniform(monkeypatch, silent):
         return [a for a in p.chan.view if a.dtype == np.uint8 and a.ndim == 1]
 
     def rcv(p):
+        spcot = [a for a in p.chan.view if a.dtype == np.uint64 and a.ndim == 2]  # from setup
         p.chan.view.clear()
         p.ot.rot_recv(ones)
-        spcot = [a for a in p.chan.view if a.dtype == np.uint64 and a.ndim == 2]
         p.ot.ot_recv(ones, 8)
         e_ot = p.chan.view[-1]
         p.ot.kkot_recv(ch16, 16, 4)
@@ -227,7 +227,7 @@ def test_silent_views_are_uniform(monkeypatch, silent):
     ds, (spcot, e_ot, e_kk) = run_parties(snd2, rcv)
     assert len(ds) == 2  # the derandomisation bits of the two batches
     assert chisquare(np.bincount(np.concatenate(ds), minlength=256)).pvalue > 1e-6
-    assert spcot, "the first batch runs a Ferret iteration"
+    assert spcot, "the session setup runs a Ferret iteration per direction"
     sp = np.concatenate([a.reshape(-1) for a in spcot]).view(np.uint8)
     assert chisquare(np.bincount(sp, minlength=256)).pvalue > 1e-6
     e = bitpack.unpack(e_ot, 2 * n, 8).reshape(n, 2)

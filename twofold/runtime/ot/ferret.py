@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..prg import PRG
 from .iknp import ExtReceiver, ExtSender
 from .lpn import LocalCode
 from .spcot import spcot_recv, spcot_send
@@ -78,6 +79,8 @@ class _Pool:
     def pop(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         if n > self.avail:
             raise RuntimeError(f"COT pool: {n} requested, {self.avail} available")
+        if n == 0:
+            return np.empty((0, 2), np.uint64), None if self.bits is None else np.empty(0, np.uint8)
         rows, bits = [], []
         left = n
         while left:
@@ -117,6 +120,31 @@ class _Ferret:
         self.iterations = 0
         self.started = False
 
+    pool: _Pool
+
+    def _bootstrap(self) -> None:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    def _iterate(self, p: Params) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def ensure(self, n: int) -> None:
+        """Make n COTs available (keeping the next bootstrap-set iteration's base COTs): the
+        IKNP bootstrap on first use, then as many iterations as needed. Traffic is attributed
+        to the channel section ``ot-silent`` (as well as to any enclosing section)."""
+        if self.started and self.pool.avail >= n + self.boot.base:
+            return
+        with self.chan.section("ot-silent"):
+            if not self.started:
+                self._bootstrap()
+                self.started = True
+            while self.pool.avail < n + self.boot.base:
+                self._iterate(self._plan(n, self.pool.avail))
+
+    def prime(self) -> None:
+        """Bootstrap and run one iteration now (session setup), not at the first OT."""
+        self.ensure(self.boot.n - 2 * self.boot.base)
+
     def _plan(self, n: int, avail: int) -> Params:
         big = self.served + n >= self.switch and avail >= self.main.base
         return self.main if big else self.boot
@@ -142,19 +170,18 @@ class FerretSender(_Ferret):
 
     def take(self, n: int) -> np.ndarray:
         """The next n COT rows K, uint64[n, 2] (a fresh array)."""
-        if not self.started:
-            rows = np.empty((self.boot.base, 2), np.uint64)
-
-            def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-                rows[lo:hi] = q
-
-            self.iknp.extend(self.chan, self.boot.base, each)
-            self.pool.push(rows)
-            self.started = True
-        while self.pool.avail < n + self.boot.base:
-            self._iterate(self._plan(n, self.pool.avail))
+        self.ensure(n)
         self.served += n
         return self.pool.pop(n)[0]
+
+    def _bootstrap(self) -> None:
+        rows = np.empty((self.boot.base, 2), np.uint64)
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = q
+
+        self.iknp.extend(self.chan, self.boot.base, each)
+        self.pool.push(rows)
 
     def _iterate(self, p: Params) -> None:
         base, _ = self.pool.pop(p.base)
@@ -184,27 +211,22 @@ class FerretReceiver(_Ferret):
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (fresh arrays)."""
-        if not self.started:
-            from ..prg import PRG
-
-            m = self.boot.base
-            bits = PRG().bits(m)
-            packed = np.packbits(
-                np.concatenate([bits, np.zeros(-m % 64, np.uint8)]), bitorder="little"
-            )
-            rows = np.empty((m, 2), np.uint64)
-
-            def each(w: np.ndarray, tw: int, lo: int, hi: int) -> None:
-                rows[lo:hi] = w
-
-            self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
-            self.pool.push(rows, bits)
-            self.started = True
-        while self.pool.avail < n + self.boot.base:
-            self._iterate(self._plan(n, self.pool.avail))
+        self.ensure(n)
         self.served += n
         rows, bits = self.pool.pop(n)
         return bits, rows
+
+    def _bootstrap(self) -> None:
+        m = self.boot.base
+        bits = PRG().bits(m)
+        packed = np.packbits(np.concatenate([bits, np.zeros(-m % 64, np.uint8)]), bitorder="little")
+        rows = np.empty((m, 2), np.uint64)
+
+        def each(w: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = w
+
+        self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
+        self.pool.push(rows, bits)
 
     def _iterate(self, p: Params) -> None:
         base, u = self.pool.pop(p.base)

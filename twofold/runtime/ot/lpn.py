@@ -17,7 +17,7 @@ import numpy as np
 from ..prg import PRG
 
 D = 10
-_CHUNK = 1 << 16  # outputs per chunk
+_CHUNK = 1 << 15  # outputs per chunk
 
 
 class LocalCode:
@@ -29,12 +29,14 @@ class LocalCode:
         self.n, self.k = int(n), int(k)
         self._seed = hashlib.sha256(f"twofold LPN {name} {n} {k}".encode()).digest()[:16]
 
-    def indices(self, prg: PRG, m: int) -> np.ndarray:
-        """The next m outputs' indices as intp[D, m] (row c = the c-th nonzero of each)."""
-        r = prg.fill(np.empty((D, m), np.uint32)).astype(np.uint64)
-        r *= np.uint64(self.k)
-        r >>= np.uint64(32)
-        return r.astype(np.intp)
+    def indices(self, prg: PRG, m: int, buf: np.ndarray | None = None) -> np.ndarray:
+        """The next m outputs' indices as intp[D, m] (row c = the c-th nonzero of each);
+        ``buf`` (uint64[D, >= m]) is reused when given."""
+        r = prg.fill(np.empty((D, m), np.uint32))
+        out = np.empty((D, m), np.uint64) if buf is None else buf[:, :m]
+        np.multiply(r, np.uint64(self.k), out=out)
+        out >>= np.uint64(32)
+        return out.view(np.intp)  # < k < 2^32: the same bits as int64
 
     def encode(
         self,
@@ -53,16 +55,17 @@ class LocalCode:
         prg = PRG(self._seed)
         tmp = np.empty(_CHUNK, np.complex128)
         tb = np.empty(_CHUNK, np.uint8)
+        buf = np.empty((D, _CHUNK), np.uint64)
         for j0 in range(0, self.n, _CHUNK):
             m = min(_CHUNK, self.n - j0)
-            idx = self.indices(prg, m)
+            idx = self.indices(prg, m, buf)
             acc = out[j0 : j0 + m].reshape(-1)
             g = tmp[:m].view(np.uint64)
             for c in range(D):
-                np.take(vc, idx[c], out=tmp[:m])
+                np.take(vc, idx[c], out=tmp[:m], mode="wrap")  # in range: no checks
                 acc ^= g
             if u is not None:
                 bits = out_bits[j0 : j0 + m]
                 for c in range(D):
-                    np.take(u, idx[c], out=tb[:m])
+                    np.take(u, idx[c], out=tb[:m], mode="wrap")
                     bits ^= tb[:m]

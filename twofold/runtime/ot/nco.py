@@ -22,7 +22,7 @@ from .. import bitpack
 from ..ring import mask
 from .crhash import crhash_wide
 
-_SUB = 1 << 14  # OTs per hashing batch on the sender
+_SUB = 1 << 15  # OTs per hashing batch
 
 
 def layout(nmsg: int, k: int) -> tuple[int, int, int, int]:
@@ -70,21 +70,31 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
 
     ext.extend(chan, n * m, each)
     base = start[0] if start else 0
-    perm = _perm(nmsg, m, f)
     out = np.empty((n, nmsg), np.uint64)
     s = np.asarray(ext.s, np.uint64)
+    word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
+    perm = _perm(nmsg, m, f)
+    x = np.arange(nmsg, dtype=np.int64)
     for j0 in range(0, n, _SUB):
         j1 = min(n, j0 + _SUB)
         r = rows[j0 * m : j1 * m]
-        f0 = _fields(crhash_wide(r, base + j0 * m, domain, nblk), f, kk)
         r1 = r.copy()
         r1[:, 0] ^= s[0]
         r1[:, 1] ^= s[1]
-        f1 = _fields(crhash_wide(r1, base + j0 * m, domain, nblk), f, kk)
-        both = np.concatenate([f0.reshape(j1 - j0, m, f), f1.reshape(j1 - j0, m, f)], axis=2)
+        h0 = crhash_wide(r, base + j0 * m, domain, nblk)
+        h1 = crhash_wide(r1, base + j0 * m, domain, nblk)
         key = np.array(tables[j0:j1], dtype=np.uint64)
-        for i in range(m):
-            key ^= both[:, i, perm[i]]
+        if word:
+            both = np.stack([h0[:, 0], h1[:, 0]], axis=1).reshape(j1 - j0, m, 2)
+            for i in range(m):
+                sh = (_drop_bit(x, i) * kk).astype(np.uint64)
+                key ^= both[:, i, (x >> i) & 1] >> sh[None, :]
+        else:
+            f0 = _fields(h0, f, kk).reshape(j1 - j0, m, f)
+            f1 = _fields(h1, f, kk).reshape(j1 - j0, m, f)
+            both = np.concatenate([f0, f1], axis=2)
+            for i in range(m):
+                key ^= both[:, i, perm[i]]
         out[j0:j1] = key
     out &= mask(k)
     chan.send(bitpack.pack(out, k))
@@ -112,13 +122,19 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> 
     base = start[0] if start else 0
     key = np.zeros(n, np.uint64)
     ar = np.arange(n)
+    word = f * kk <= 64
     for j0 in range(0, n, _SUB):
         j1 = min(n, j0 + _SUB)
-        fr = _fields(crhash_wide(rows[j0 * m : j1 * m], base + j0 * m, domain, nblk), f, kk)
-        fr = fr.reshape(j1 - j0, m, f)
+        h = crhash_wide(rows[j0 * m : j1 * m], base + j0 * m, domain, nblk)
         cj = c[j0:j1]
-        for i in range(m):
-            key[j0:j1] ^= fr[ar[: j1 - j0], i, _drop_bit(cj, i)]
+        if word:
+            w = h[:, 0].reshape(j1 - j0, m)
+            for i in range(m):
+                key[j0:j1] ^= w[:, i] >> (_drop_bit(cj, i) * kk).astype(np.uint64)
+        else:
+            fr = _fields(h, f, kk).reshape(j1 - j0, m, f)
+            for i in range(m):
+                key[j0:j1] ^= fr[ar[: j1 - j0], i, _drop_bit(cj, i)]
     wire = chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k))
     got = bitpack.take(wire, np.arange(n, dtype=np.int64) * nmsg + c, n * nmsg, k)
     got ^= key

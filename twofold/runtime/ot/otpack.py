@@ -1,14 +1,18 @@
 """OTPack: all OT state of one connection, built once per session (as in EzPC SCI's OTPack).
 
-Setup (both parties, fixed order): 128 Chou-Orlandi base OTs with the server as extension sender,
-then 128 with the client as extension sender; then, for each direction, 256 random OTs from the
-opposite IKNP instance seed a width-256 extension for KK13. Every call below is batched (one numpy
-pass per batch) and must be matched by the peer's counterpart call with the same n (and k, N, d):
-the caller of ``*_send`` is the OT sender, either party may be. Flavours:
+Setup (both parties, fixed order): the OT source names are compared; 128 Chou-Orlandi base OTs
+with the server as extension sender, then 128 with the client as extension sender; then on the
+IKNP source, for each direction, 256 random OTs from the opposite IKNP instance seed a
+width-256 extension for KK13; on the silent source, each direction bootstraps Ferret from 41,030
+IKNP COTs and runs its first iteration (~1.9 MB and a few tenths of a second per session; later
+iterations run when a batch needs them, their traffic also counted in the section
+``ot-silent``). Every call below is batched (one numpy pass per batch) and must be
+matched by the peer's counterpart call with the same n (and k, N, d): the caller of ``*_send``
+is the OT sender, either party may be. Flavours (wire cost per OT: IKNP / silent):
 
-* random OT: 128-bit messages, uint64[n, 2] (ALSZ: 16 bytes/OT on the wire);
+* random OT: 128-bit messages, uint64[n, 2] (16 bytes / 1 bit);
 * correlated OT over Z_2^k: the sender gives corr (uint64[n] or [n, d]) and gets x; the receiver
-  gives b and gets x + b*corr mod 2^k (16 bytes + d*k bits/OT);
+  gives b and gets x + b*corr mod 2^k (16 bytes / 1 bit, + d*k bits);
 * chosen-message OT of k-bit values (uint64[n] or [n, d] each);
 * 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages;
 * random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``);
@@ -17,11 +21,10 @@ the caller of ``*_send`` is the OT sender, either party may be. Flavours:
 Two sources of the correlated OTs underneath, chosen per session by ``source`` (both parties must
 pass the same; the setup compares them and refuses a mismatch):
 
-* ``"silent"``: Ferret LPN-based COT extension
+* ``"silent"`` (the default, :data:`DEFAULT_SOURCE`): Ferret LPN-based COT extension
   (``ferret.py``, bootstrapped by IKNP), ~0.44 bits per COT plus 1 bit per chosen choice bit;
   1-out-of-N OT from log2 N COTs (``nco.py``);
-* ``"iknp"`` (the default, :data:`DEFAULT_SOURCE`): IKNP/ALSZ, 128 bits per OT; 1-out-of-N
-  by KK13 on a width-256 extension.
+* ``"iknp"``: IKNP/ALSZ, 128 bits per OT; 1-out-of-N by KK13 on a width-256 extension.
 
 The flavours hash the COT rows the same way for both sources, so their results are identical in
 distribution; only the traffic and the 1-out-of-N construction differ.
@@ -48,7 +51,7 @@ from .silent import SilentReceiver, SilentSender
 KAPPA = 128
 _ROT, _COT, _OT, _KK, _LROT, _FERRET = 1, 2, 3, 4, 5, 6
 SOURCES = ("silent", "iknp")
-DEFAULT_SOURCE = "iknp"
+DEFAULT_SOURCE = "silent"
 
 
 def _check_k(k: int) -> int:
@@ -113,11 +116,16 @@ class OTPack:
             else:
                 self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
                 self._snd = ExtSender(s, base_ot_recv(chan, s))
-            if self.silent:  # Ferret on top of IKNP, one instance per direction (lazy)
+            if self.silent:  # Ferret on top of IKNP, one instance per direction
                 self._snd = SilentSender(FerretSender(chan, self._snd, self._dom(_FERRET, True)))
                 self._rcv = SilentReceiver(
                     FerretReceiver(chan, self._rcv, self._dom(_FERRET, False))
                 )
+                first, second = (
+                    (self._snd, self._rcv) if role == "server" else (self._rcv, self._snd)
+                )
+                first.ferret.prime()  # the server-to-client direction first on both sides
+                second.ferret.prime()
                 return
             # KK13 bases: my KK sender is a base-OT receiver -> random OTs where I receive.
             s2 = prg.bits(KK_WIDTH)
