@@ -29,8 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _densenet_layers import densenet121_layers  # noqa: E402
 from _twoproc import connect, run_workers  # noqa: E402
-from linear import densenet121_layers  # noqa: E402
 
 QUICK_LAYERS = 40  # --quick: conv0, dense block 1, transition 1, the start of block 2
 
@@ -59,7 +59,7 @@ def _kind(lay: tuple) -> str:
 
 
 def _reference(lay: tuple, x: np.ndarray, w: np.ndarray, ell: int) -> np.ndarray:
-    from twofold.runtime.protocols.linear_local import conv2d_mod, matmul_mod
+    from twofold.runtime.linear.linear_local import conv2d_mod, matmul_mod
 
     m = np.uint64((1 << ell) - 1)
     if lay[0] == "conv":
@@ -72,10 +72,10 @@ def _reference(lay: tuple, x: np.ndarray, w: np.ndarray, ell: int) -> np.ndarray
 
 
 def worker(role: str, port: int, size: int, ell: int, n_layers: int | None = None) -> None:
+    from twofold.runtime.linear import linear as L
+    from twofold.runtime.linear import linear_he as he
+    from twofold.runtime.linear.linear_he_seal import he_params
     from twofold.runtime.prg import PRG
-    from twofold.runtime.protocols import linear as L
-    from twofold.runtime.protocols import linear_he as he
-    from twofold.runtime.protocols.linear_he_seal import he_params
 
     party = connect(role, port, "bench-densenet-linear")
     ch = party.chan

@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     cal = [a for f in calibration_images(work) for a in ("--calibrate", str(f))]
     run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal])
     print(f"   {time.perf_counter() - t:.1f} s")
+    print(f"   vendor keeps {bundle / 'server'} (weights); the hospital gets {bundle / 'client'}")
 
     t = step("twofold run server | twofold run client (two processes, loopback TCP)")
     server = subprocess.Popen(
-        [*TWOFOLD, "run", "server", str(bundle), "--listen", f"127.0.0.1:{args.port}",
+        [*TWOFOLD, "run", "server", str(bundle / "server"), "--listen", f"127.0.0.1:{args.port}",
          "--once", "--linear", args.linear, "--quiet"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -108,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     if "serving" not in line:
         server.kill()
         sys.exit("demo: the server did not start")
-    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    sys.path.insert(0, str(ROOT))
+    from twofold.twoparty import parse_banner
+
+    addr, fingerprint = parse_banner(line)  # TLS by default: pin the certificate it printed
     out_json = work / "out.json"
     out_json.unlink(missing_ok=True)
     try:
-        run([*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", dcm,
-             "-o", str(out_json)])  # fmt: skip
+        run([*TWOFOLD, "run", "client", str(bundle / "client"), "--connect", addr, "--input", dcm,
+             "-o", str(out_json), "--server-fingerprint", fingerprint])  # fmt: skip
     finally:
         server_out, _ = server.communicate(timeout=600)
     wall = time.perf_counter() - t
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from twofold.compiler.bundle import read_bundle
     from twofold.toolchain import input_meta, load_input
 
-    image = load_input(dcm, input_meta(read_bundle(bundle, weights=False)))
+    image = load_input(dcm, input_meta(read_bundle(bundle / "client", weights=False)))
     ref = plaintext(onnx_path, image)
     doc = json.loads(out_json.read_text())
     (name,) = doc["outputs"]
