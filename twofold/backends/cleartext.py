@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ir.ops import pool_out_dim
+from ..ir.ops import pool_out_dim, slice_index
 from ..ir.output_function import apply_output_function
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
 from .interpreter import Interpreter, InterpreterError
@@ -207,9 +207,19 @@ class Cleartext(Interpreter):
     def op_transpose(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         return np.ascontiguousarray(x.transpose(node.attrs["perm"]))
 
+    def op_slice(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return np.ascontiguousarray(x[slice_index(x.shape, node.attrs)])
+
+    def op_reduce_sum(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        axes = tuple(a % x.ndim for a in node.attrs["axes"])
+        return x.sum(axis=axes, keepdims=bool(node.attrs["keepdims"])) & mask(self.ell(node))
+
     def op_pad(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         r = x.ndim
         pads = node.attrs["pads"]
+        if node.attrs.get("mode", "constant") != "constant":
+            width = [(pads[i], pads[i + r]) for i in range(r)]
+            return np.pad(x, width, mode=node.attrs["mode"])
         fill = int(round(float(node.attrs.get("value", 0.0)) * 2**node.type.dtype.scale))
         width = [(pads[i], pads[i + r]) for i in range(r)]
         return self.ring(node, np.pad(self.sig(node, x), width, constant_values=fill))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ir.ops import pool_out_dim
+from ..ir.ops import pool_out_dim, slice_index
 from .interpreter import Interpreter
 
 
@@ -196,7 +196,31 @@ class FloatReference(Interpreter):
 
     def op_pad(self, node: Node, x):  # noqa: ANN001, ANN201
         p, r = node.attrs["pads"], x.ndim
-        return np.pad(x, [(p[i], p[i + r]) for i in range(r)], constant_values=node.attrs["value"])
+        width = [(p[i], p[i + r]) for i in range(r)]
+        mode = node.attrs.get("mode", "constant")
+        if mode != "constant":
+            return np.pad(x, width, mode=mode)
+        return np.pad(x, width, constant_values=node.attrs["value"])
+
+    def op_slice(self, node: Node, x):  # noqa: ANN001, ANN201
+        return np.ascontiguousarray(x[slice_index(x.shape, node.attrs)])
+
+    def op_reduce_sum(self, node: Node, x):  # noqa: ANN001, ANN201
+        axes = tuple(a % x.ndim for a in node.attrs["axes"])
+        y = x.sum(axis=axes, keepdims=bool(node.attrs["keepdims"]), dtype=np.float64)
+        return np.asarray(y, self.dtype)
+
+    def op_max(self, node: Node, a, b):  # noqa: ANN001, ANN201
+        return np.maximum(a, b)
+
+    def op_min(self, node: Node, a, b):  # noqa: ANN001, ANN201
+        return np.minimum(a, b)
+
+    def op_abs(self, node: Node, x):  # noqa: ANN001, ANN201
+        return np.abs(x)
+
+    def op_prelu(self, node: Node, x, slope):  # noqa: ANN001, ANN201
+        return np.where(x >= 0, x, x * slope)
 
 
 def run_float(

@@ -20,7 +20,9 @@ from .errors import CompileError
 
 PLACEHOLDER_ELL = 64
 _PRODUCTS = {"conv2d", "gemm", "affine", "mul"}
-_SAME_SCALE = {"relu", "maxpool", "sumpool", "flatten", "reshape", "transpose", "pad"}
+_SAME_SCALE = {
+    "relu", "maxpool", "sumpool", "flatten", "reshape", "transpose", "pad", "slice", "reduce_sum",
+}  # fmt: skip
 _ALIGN = {"add", "sub", "concat"}
 
 
@@ -89,6 +91,12 @@ class _Quantizer:
 
     def run(self) -> Graph:
         g, s = self.g, self.s
+        for o in g.outputs:
+            if self.is_param(o):
+                raise CompileError(
+                    f"output %{o} does not depend on the input (a constant of the model); "
+                    "a secure program reveals only computed outputs"
+                )
         for node in g.nodes:
             if node.op in ("weight", "const"):
                 continue
@@ -97,6 +105,8 @@ class _Quantizer:
                 out = s
             elif node.op in _PRODUCTS:
                 secret = [i for i in ins[:2] if not self.is_param(i)]
+                if any(not self.is_param(i) for i in ins[2:]):
+                    raise CompileError(f"%{node.name}: {node.op}'s addend must be a parameter")
                 if len(secret) != 1:
                     raise CompileError(
                         f"%{node.name}: {node.op} of two run-time tensors is not supported; "

@@ -105,7 +105,7 @@ def _channels(shape: tuple[int, ...]) -> int | None:
 
 
 # Ops whose interval bound grows fastest (sums of many products): where calibration helps.
-TIGHTEN = {"conv2d", "gemm", "affine", "mul", "mul_const", "sumpool"}
+TIGHTEN = {"conv2d", "gemm", "affine", "mul", "mul_const", "sumpool", "reduce_sum"}
 
 
 def widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
@@ -173,6 +173,14 @@ def interval_ranges(
             else:
                 iv = (np.array([min(p[0].min() for p in parts)]),
                       np.array([max(p[1].max() for p in parts)]))  # fmt: skip
+        elif op == "reduce_sum":
+            shape = g[ins[0]].type.shape
+            k = int(np.prod([shape[a % len(shape)] for a in node.attrs["axes"]]))
+            keeps_ch = ch is not None and 1 not in {a % len(shape) for a in node.attrs["axes"]}
+            lo, hi = r[ins[0]] if keeps_ch and node.attrs["keepdims"] else _scalar(r[ins[0]])
+            iv = np.where(lo < 0, lo * k, 0.0), np.where(hi > 0, hi * k, 0.0)
+        elif op == "pad" and node.attrs.get("mode", "constant") != "constant":
+            iv = r[ins[0]]
         elif op == "pad":
             v = float(node.attrs.get("value", 0.0))
             lo, hi = r[ins[0]]
@@ -183,7 +191,7 @@ def interval_ranges(
             lo, hi = r[ins[0]]
             hw = g[ins[0]].type.shape[2] * g[ins[0]].type.shape[3]
             iv = (np.repeat(lo, hw), np.repeat(hi, hw)) if lo.size > 1 else (lo, hi)
-        elif op in ("flatten", "reshape", "transpose"):
+        elif op in ("flatten", "reshape", "transpose", "slice"):
             iv = _scalar(r[ins[0]])
         else:
             raise CompileError(f"%{node.name}: no range rule for op {op}")

@@ -71,6 +71,16 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     return row
 
 
+def _onnx_note(g: Graph) -> dict[str, Any] | None:
+    """The model's ONNX opset, and the one it was raised from by onnx.version_converter."""
+    if "onnx_opset" not in g.meta:
+        return None
+    note: dict[str, Any] = {"opset": g.meta["onnx_opset"]}
+    if "onnx_opset_converted_from" in g.meta:
+        note["converted_from"] = g.meta["onnx_opset_converted_from"]
+    return note
+
+
 def build_report(g: Graph) -> dict[str, Any]:
     ell = g.meta.get("ell", 64)
     rows = [layer_row(g, n, ell) for n in g.nodes if n.op not in ("weight", "const")]
@@ -86,6 +96,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "bits_needed": g.meta.get("bits_needed"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),
+        "onnx": _onnx_note(g),
         "output_function": g.meta.get("output_function"),
         "totals": {
             "relu_elements": sum(r["relu"] for r in rows),
@@ -126,4 +137,10 @@ def format_summary(report: dict[str, Any]) -> str:
         f"estimated communication: {t['comm_bytes'] / 2**20:,.1f} MiB ({report['estimate']})",
         f"output function: {report['output_function']}",
     ]
+    onnx = report.get("onnx") or {}
+    if "converted_from" in onnx:
+        lines.append(
+            f"ONNX opset {onnx['converted_from']} raised to {onnx['opset']} "
+            "by onnx.version_converter"
+        )
     return "\n".join(lines) + "\n"

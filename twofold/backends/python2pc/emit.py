@@ -23,7 +23,7 @@ _TEMPLATES = Path(__file__).parent / "templates"
 #: Ops the emitted program may call; each is a method of twofold.runtime.executor.Executor.
 SUPPORTED = (
     "input weight const conv2d gemm affine add sub mul mul_const relu maxpool sumpool "
-    "concat flatten reshape transpose pad trunc"
+    "concat flatten reshape transpose pad slice reduce_sum trunc"
 ).split()
 
 
