@@ -159,3 +159,19 @@ def test_prelu_slope_varying_within_a_channel_is_refused(tmp_path):
     path = _save(tmp_path, nodes, [1, 2, 3], "y", [_w("slope", 2, 3)])
     with pytest.raises(CompileError, match="one slope per channel"):
         compile_model(path, None, preprocess="none", input_range=(-4, 4))
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"strides": [2, 2], "pads": [1, 0, 1, 0], "output_padding": [1, 0]},
+        {"strides": [3, 1], "pads": [3, 0, 3, 1], "dilations": [1, 2], "group": 2},
+    ],
+)
+def test_conv_transpose_on_the_conv_protocols(tmp_path, attrs):
+    """ConvTranspose = zero insertion + padding + conv2d with the flipped kernel; in 2PC it
+    is the conv2d protocol on a data-moved share (pads larger than the kernel crop)."""
+    g = attrs.get("group", 1)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **attrs)]
+    path = _save(tmp_path, nodes, [1, 4, 3, 4], "y", [_w("w", 4, 6 // g, 3, 3), _w("b", 6)])
+    _check(path, RNG.uniform(-2, 2, (1, 4, 3, 4)))

@@ -152,6 +152,11 @@ class FloatReference(Interpreter):
         e = np.exp(x.astype(np.float64) - x.max(axis=ax, keepdims=True))
         return (e / e.sum(axis=ax, keepdims=True)).astype(self.dtype)
 
+    def op_log_softmax(self, node: Node, x):  # noqa: ANN001, ANN201
+        ax = node.attrs["axis"]
+        z = x.astype(np.float64) - x.max(axis=ax, keepdims=True)
+        return (z - np.log(np.exp(z).sum(axis=ax, keepdims=True))).astype(self.dtype)
+
     # ------------------------------------------------------------- pooling
     def op_maxpool(self, node: Node, x):  # noqa: ANN001, ANN201
         k = node.attrs["kernel"]

@@ -345,7 +345,7 @@ class _Converter:
                 ir = self._rename(ir, o)
             self.g.outputs.append(ir)
             op = self.g[ir].op
-            fns[ir] = op if op in ("sigmoid", "softmax") else None
+            fns[ir] = op if op in ("sigmoid", "softmax", "log_softmax") else None
         self.g.remove_dead()
         self.g.meta.update(
             {"model": self.path.name, "onnx_opset": self.opset, "output_function": fns}
@@ -502,6 +502,57 @@ def _conv(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("conv2d", args, attrs)
 
 
+@_reg("ConvTranspose")
+def _conv_transpose(c: _Converter, ins: list[str], a: dict) -> str:
+    """Transposed convolution = zero insertion + padding + a stride-1 convolution with the
+    kernel flipped and its in/out channels swapped (per group), so it runs on the conv2d
+    protocols. Zero insertion is data movement: [N,C,H,W] → [N,C,H,1,W,1], zero-pad the unit
+    axes to s, reshape to [N,C,Hs,Ws], slice off the trailing s − 1 zeros."""
+    x_shape, w_shape = c.shape(ins[0]), c.shape(ins[1])
+    if len(w_shape) != 4 or len(x_shape) != 4 or ins[1] not in c.consts:
+        raise c.fail(f"only 2-D ConvTranspose with a constant weight (weight {list(w_shape)})")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID") or "output_shape" in a:
+        raise c.fail("ConvTranspose with auto_pad SAME or output_shape is not supported")
+    g = int(a.get("group", 1))
+    n, cin, h, w = x_shape
+    k = list(w_shape[2:])
+    st = [int(v) for v in a.get("strides", [1, 1])]
+    dil = [int(v) for v in a.get("dilations", [1, 1])]
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    if a.get("auto_pad") == "VALID":
+        pads = [0, 0, 0, 0]
+    outpad = [int(v) for v in a.get("output_padding", [0, 0])]
+    wt = c.const(ins[1], "ConvTranspose weight").astype(np.float32)
+    cout_g = wt.shape[1]
+    wt = wt.reshape(g, cin // g, cout_g, k[0], k[1]).transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt[..., ::-1, ::-1]).reshape(g * cout_g, cin // g, k[0], k[1])
+    y = c.val(ins[0])
+    if st != [1, 1]:
+        y = c.add("reshape", [y], {"shape": [n, cin, h, 1, w, 1]})
+        zeros = [0, 0, 0, 0, 0, 0, 0, 0, 0, st[0] - 1, 0, st[1] - 1]
+        y = c.add("pad", [y], {"pads": zeros, "value": 0.0})
+        y = c.add("reshape", [y], {"shape": [n, cin, h * st[0], w * st[1]]})
+        hz, wz = (h - 1) * st[0] + 1, (w - 1) * st[1] + 1
+        y = c.add("slice", [y], {"starts": [0, 0], "ends": [hz, wz], "axes": [2, 3]})
+    edge = [dil[0] * (k[0] - 1), dil[1] * (k[1] - 1)]
+    lo = [edge[0] - pads[0], edge[1] - pads[1]]
+    hi = [edge[0] - pads[2] + outpad[0], edge[1] - pads[3] + outpad[1]]
+    grow = [max(0, lo[0]), max(0, lo[1]), max(0, hi[0]), max(0, hi[1])]
+    if any(grow):
+        y = c.add("pad", [y], {"pads": [0, 0, grow[0], grow[1], 0, 0, grow[2], grow[3]]})
+    if min(lo + hi) < 0:  # pads larger than the kernel crop the zero-inserted input
+        hh, ww = c.shape_of(y)[2:]
+        crop = {"starts": [max(0, -lo[0]), max(0, -lo[1])], "axes": [2, 3],
+                "ends": [hh - max(0, -hi[0]), ww - max(0, -hi[1])]}  # fmt: skip
+        y = c.add("slice", [y], crop)
+    key = c.g.fresh_name(c._scoped(ins[1], "weight"))
+    args = [y, c.g.add_param(key, wt)]
+    if len(ins) > 2 and ins[2]:
+        args.append(c.val(ins[2], "bias"))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": dil, "group": g}
+    return c.add("conv2d", args, attrs)
+
+
 @_reg("MaxPool", "AveragePool")
 def _pool(c: _Converter, ins: list[str], a: dict) -> str:
     if len(c.shape(ins[0])) == 3 and len(a.get("kernel_shape", [])) == 1:
@@ -600,13 +651,14 @@ def _sigmoid(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("sigmoid", [c.val(ins[0])])
 
 
-@_reg("Softmax")
+@_reg("Softmax", "LogSoftmax")
 def _softmax(c: _Converter, ins: list[str], a: dict) -> str:
     shape = c.shape(ins[0])
     axis = int(a.get("axis", -1 if c.opset >= 13 else 1)) % len(shape)
     if c.opset < 13 and axis != len(shape) - 1:
-        raise c.fail("Softmax (opset < 13) is supported over the last axis only")
-    return c.add("softmax", [c.val(ins[0])], {"axis": axis})
+        raise c.fail(f"{c.node.op_type} (opset < 13) is supported over the last axis only")
+    op = "softmax" if c.node.op_type == "Softmax" else "log_softmax"
+    return c.add(op, [c.val(ins[0])], {"axis": axis})
 
 
 @_reg("Concat")

@@ -367,6 +367,7 @@ for _spec in [
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
     OpSpec("softmax", 1, 1, _same, {"axis": -1}, float_only=True),
+    OpSpec("log_softmax", 1, 1, _same, {"axis": -1}, float_only=True),
     OpSpec(
         "trunc",
         1,
