@@ -136,13 +136,13 @@ def test_wrong_input_shape_says_what_the_model_expects(zoo_onnx):
 def test_unsupported_op_names_op_node_and_supported_list(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Tanh", ["r"], ["y"],
-                                                                      name="my_tanh")]  # fmt: skip
-    path = _save(_model(nodes, [x], [y]), tmp_path / "tanh.onnx")
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("LRN", ["r"], ["y"], size=3,
+                                                                      name="my_lrn")]  # fmt: skip
+    path = _save(_model(nodes, [x], [y]), tmp_path / "lrn.onnx")
     with pytest.raises(FrontendError) as e:
         load_onnx(path)
     msg = str(e.value)
-    assert "unsupported op 'Tanh'" in msg and "'my_tanh'" in msg
+    assert "unsupported op 'LRN'" in msg and "'my_lrn'" in msg
     assert "supported ops: " in msg and "Conv" in msg and "BatchNormalization" in msg
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Node
+from ..ir import Graph, Node, lut
 from ..ir.ops import pool_out_dim, slice_index
 from ..ir.output_function import apply_output_function
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
@@ -167,6 +167,12 @@ class Cleartext(Interpreter):
     # ------------------------------------------------------------- nonlinear
     def op_relu(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         return np.where(self.sig(node, x) > 0, x, np.uint64(0))
+
+    def op_lut(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        """The table lookup of ir/lut.py, as the 2PC protocol computes it."""
+        fn, sc = node.attrs["fn"], node.type.dtype.scale
+        t = lut.table(fn, float(node.attrs["alpha"]), sc)
+        return self.ring(node, t[lut.index(self.sig(node, x), fn, sc)])
 
     def op_trunc(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         src = self.graph[node.inputs[0]].type.dtype.ell

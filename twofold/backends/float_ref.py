@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ir.lut import spec as lut_spec
 from ..ir.ops import pool_out_dim, slice_index
 from .interpreter import Interpreter
 
@@ -151,6 +152,11 @@ class FloatReference(Interpreter):
         ax = node.attrs["axis"]
         e = np.exp(x.astype(np.float64) - x.max(axis=ax, keepdims=True))
         return (e / e.sum(axis=ax, keepdims=True)).astype(self.dtype)
+
+    def op_lut(self, node: Node, x):  # noqa: ANN001, ANN201
+        """The function itself (the meaning the table approximates, ir/lut.py)."""
+        f = lut_spec(node.attrs["fn"]).f
+        return f(x.astype(np.float64), float(node.attrs["alpha"])).astype(self.dtype)
 
     def op_log_softmax(self, node: Node, x):  # noqa: ANN001, ANN201
         ax = node.attrs["axis"]

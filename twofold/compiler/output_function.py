@@ -1,7 +1,8 @@
 """Pass ``output_function``: take a final Sigmoid/Softmax out of the secure program.
 
 The client applies the public, monotone function to the revealed logits in the clear
-(DESIGN.md §4, pass 7). A function followed only by data movement (reshape, flatten,
+(DESIGN.md §4, pass 7); a sigmoid inside the network becomes a table lookup (``lut``,
+SIRNN-style, ir/lut.py). A function followed only by data movement (reshape, flatten,
 transpose, e.g. SqueezeNet's softmax over channels then a reshape) counts as final: the
 data movement is applied to the logits instead, provided each softmax group still ends up
 as one row of the last axis. Invariant established: no sigmoid/softmax node remains, and
@@ -79,11 +80,17 @@ def output_function(graph: Graph) -> Graph:
         fns[o] = fn
     g.outputs = outs
     g.remove_dead()
+    for n in list(g.nodes):
+        if n.op == "sigmoid":  # inside the network: by table lookup (ir/lut.py)
+            new = g.add("lut", n.inputs, {"fn": "sigmoid"}, name=n.name + "_lut")
+            g.replace_uses(n.name, new)
+            g.remove(n.name)
+    g.toposort()
     for n in g.nodes:
         if n.op in _FUNCTIONS:
             raise CompileError(
                 f"%{n.name}: {n.op} inside the network has no secure form; "
-                "only a final sigmoid/softmax is supported"
+                "only a final softmax (or one followed by reshapes) is supported"
             )
     g.meta["output_function"] = fns
     return g

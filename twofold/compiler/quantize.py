@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..ir import Fix, Graph, TensorType, Visibility
+from ..ir.lut import shift as lut_shift
 from .errors import CompileError
 
 PLACEHOLDER_ELL = 64
@@ -128,6 +129,12 @@ class _Quantizer:
                 )
             elif node.op in _SAME_SCALE:
                 out = self.scale[ins[0]]
+            elif node.op == "lut":
+                out = self.scale[ins[0]]
+                try:
+                    lut_shift(node.attrs["fn"], out)
+                except ValueError as e:
+                    raise CompileError(f"%{node.name}: {e}; raise --scale") from None
             else:
                 raise CompileError(
                     f"%{node.name}: op {node.op} has no fixed-point form "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph
+from ..ir import Graph, lut
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 HE_SLOTS, HE_LOGQ = 4096, 109
@@ -60,6 +60,10 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     elif node.op == "maxpool":
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
+    elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
+        m = lut.spec(node.attrs["fn"]).bits
+        clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
+        bits = n * (clamp * per + (ell << m))
     elif node.op == "input":
         bits = n * ell
     comm = int(bits // 8)

@@ -646,6 +646,31 @@ def _clip(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("clip", [c.val(ins[0])], {"min": lo, "max": hi})
 
 
+@_reg("Tanh", "Exp")
+def _math(c: _Converter, ins: list[str], a: dict) -> str:
+    """Smooth functions inside the network by table lookup (ir/lut.py)."""
+    return c.add("lut", [c.val(ins[0])], {"fn": c.node.op_type.lower()})
+
+
+@_reg("Elu", "Selu")
+def _elu(c: _Converter, ins: list[str], a: dict) -> str:
+    """ELU = relu(x) + α(exp(min(x, 0)) − 1) (the second term a table); SELU = γ·ELU."""
+    selu = c.node.op_type == "Selu"
+    alpha = float(a.get("alpha", 1.6732632423543772 if selu else 1.0))
+    x = c.val(ins[0])
+    y = c.add("add", [c.add("relu", [x]), c.add("lut", [x], {"fn": "elu_neg", "alpha": alpha})])
+    if selu:
+        y = c.add("mul_const", [y], {"value": float(a.get("gamma", 1.0507009873554805))})
+    return y
+
+
+@_reg("Softplus")
+def _softplus(c: _Converter, ins: list[str], a: dict) -> str:
+    """softplus(x) = relu(x) + log(1 + exp(−|x|)) (the second term a table)."""
+    x = c.val(ins[0])
+    return c.add("add", [c.add("relu", [x]), c.add("lut", [x], {"fn": "softplus_g"})])
+
+
 @_reg("Sigmoid")
 def _sigmoid(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("sigmoid", [c.val(ins[0])])

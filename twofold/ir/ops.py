@@ -366,6 +366,15 @@ for _spec in [
         doc="relu(x) + slope (x - relu(x)), slope a weight (lowered)",
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
+    OpSpec(
+        "lut",
+        1,
+        1,
+        _same,
+        {"fn": "tanh", "alpha": 1.0},
+        scale=_scale_first,
+        doc="f(x) by table lookup (ir/lut.py): tanh, sigmoid, exp, elu_neg, softplus_g",
+    ),
     OpSpec("softmax", 1, 1, _same, {"axis": -1}, float_only=True),
     OpSpec("log_softmax", 1, 1, _same, {"axis": -1}, float_only=True),
     OpSpec(

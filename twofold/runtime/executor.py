@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from ..ir import lut
 from . import protocols as P
 from .errors import RuntimeProtocolError
+from .protocols.lut import lut as lut_protocol
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, share
 
@@ -32,6 +34,7 @@ KIND = {
     "affine": "linear",
     "mul": "linear",
     "relu": "relu",
+    "lut": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -406,6 +409,18 @@ class Executor:
     def relu(self, name: str, x: np.ndarray) -> np.ndarray:
         self._shares(name, x)
         return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+
+    def lut(
+        self, name: str, x: np.ndarray, fn: str, alpha: float = 1.0, scale: int = 0
+    ) -> np.ndarray:
+        """A public function by table lookup (SIRNN-style; ir/lut.py, protocols/lut.py)."""
+        self._shares(name, x)
+        table = lut.table(fn, float(alpha), int(scale))
+        lo, hi = lut.bounds(fn, int(scale))
+        sh = lut.shift(fn, int(scale))
+        return self._run(
+            name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+        )
 
     def trunc(
         self, name: str, x: np.ndarray, shift: int, kind: str = "faithful", ell: int | None = None

@@ -23,7 +23,7 @@ _TEMPLATES = Path(__file__).parent / "templates"
 #: Ops the emitted program may call; each is a method of twofold.runtime.executor.Executor.
 SUPPORTED = (
     "input weight const conv2d gemm affine add sub mul mul_const relu maxpool sumpool "
-    "concat flatten reshape transpose pad slice reduce_sum trunc"
+    "concat flatten reshape transpose pad slice reduce_sum lut trunc"
 ).split()
 
 
@@ -99,7 +99,7 @@ def _call(graph: Graph, node: Node, ids: dict[str, str], ell: int) -> str:
     else:
         args = [ids[i] for i in node.inputs]
         args += [f"{k}={_lit(v)}" for k, v in node.attrs.items()]
-        if node.op == "pad":
+        if node.op in ("pad", "lut"):
             args.append(f"scale={t.dtype.scale}")
     if t.dtype.ell != ell:
         args.append(f"ell={t.dtype.ell}")
