@@ -7,8 +7,6 @@ Local ops (Neg, Sum, Slice, Split, Tile, ReduceSum/Mean, Pad reflect/edge, 1-D c
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,9 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from twofold.backends.cleartext import Cleartext, simulate
-from twofold.backends.python2pc import emit_program
 from twofold.compiler import CompileError
 from twofold.runtime.executor import Executor
+from twofold.runtime.program import Program
 from twofold.runtime.ring import to_signed
 from twofold.runtime.session import run_parties
 from twofold.toolchain import compile_model
@@ -49,8 +47,8 @@ def _save(tmp_path, nodes, x_shape, y_name, inits=(), opset=17):  # noqa: ANN001
 
 
 def _two_party(g, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    mod = types.ModuleType("program")
-    exec(compile(emit_program(g, "m"), "program.py", "exec"), mod.__dict__)  # noqa: S102
+    """Both parties walk the public IR (runtime.program), as ``twofold run`` does."""
+    mod = Program(g)
     weights = dict(g.params)
 
     def server(party):  # noqa: ANN001, ANN202
