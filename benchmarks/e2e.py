@@ -8,6 +8,7 @@ Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-
 ≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB).
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
+                             [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
 
 ``--quick`` runs 32² and 64² (same keys).
 """
@@ -39,12 +40,29 @@ def _check(res: subprocess.CompletedProcess, what: str) -> None:
         sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
 
 
-def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
-    d = work / f"densenet121_{size}"
+# --- issue 17 (--models): vendors' CNNs from tests/cnn_zoo.py beside DenseNet-121 -------------
+MODELS = ("densenet121", "resnet50", "mobilenetv2", "efficientnet_b0")
+
+
+def _export(model: str, path: Path, size: int) -> None:
+    if model == "densenet121":
+        _demo().export(path, size)
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    import cnn_zoo
+
+    cnn_zoo.export(model, path, size)
+
+
+# --- end issue 17 -----------------------------------------------------------------------------
+
+
+def bench_size(size: int, work: Path, linear: str, image: str, model: str = "densenet121") -> dict:
+    d = work / f"{model}_{size}"
     d.mkdir(parents=True, exist_ok=True)
-    onnx_path = d / "densenet121.onnx"
+    onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
-        _demo().export(onnx_path, size)
+        _export(model, onnx_path, size)
     bundle = d / "bundle"
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     t = time.perf_counter()
@@ -133,16 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     args = ap.parse_args(argv)
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
     sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
     results = {}
-    for size in sizes:
-        print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
-        results[f"densenet121_{size}"] = bench_size(size, Path(args.workdir), args.linear, image)
-        print(json.dumps(results[f"densenet121_{size}"]), file=sys.stderr, flush=True)
+    for model in args.models:
+        for size in sizes:
+            key = f"{model}_{size}"
+            print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
+            results[key] = bench_size(size, Path(args.workdir), args.linear, image, model)
+            print(json.dumps(results[key]), file=sys.stderr, flush=True)
     print(table(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=1))

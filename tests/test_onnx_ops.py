@@ -209,3 +209,17 @@ def test_lut_error_within_its_stated_bound(fn):
         assert np.all(err <= want * np.expm1(delta / 2) + 2.0 ** -(s + 1) + 1e-12)
     else:
         assert err.max() <= lut.error_bound(fn, alpha, s) + 1e-12
+
+
+def test_product_of_two_shared_tensors_silu_and_gating(tmp_path):
+    """SiLU x·sigmoid(x) and a squeeze-excitation style gate (a per-channel shared tensor
+    broadcast over a feature map): products of two shared tensors by correlated OT."""
+    nodes = [
+        helper.make_node("Sigmoid", ["x"], ["s"]),
+        helper.make_node("Mul", ["x", "s"], ["silu"]),
+        helper.make_node("GlobalAveragePool", ["silu"], ["g"]),
+        helper.make_node("Sigmoid", ["g"], ["gate"]),
+        helper.make_node("Mul", ["silu", "gate"], ["y"]),
+    ]
+    path = _save(tmp_path, nodes, [1, 2, 4, 4], "y")
+    _check(path, RNG.uniform(-3, 3, (1, 2, 4, 4)))

@@ -108,6 +108,12 @@ class _Quantizer:
                 secret = [i for i in ins[:2] if not self.is_param(i)]
                 if any(not self.is_param(i) for i in ins[2:]):
                     raise CompileError(f"%{node.name}: {node.op}'s addend must be a parameter")
+                if len(secret) == 2 and node.op == "mul":  # both shared: a COT product
+                    out = self.scale[ins[0]] + self.scale[ins[1]]
+                    self.scale[node.name] = out
+                    node.type = node.type.with_(dtype=self.fix(out))
+                    self.rescale(node.name)
+                    continue
                 if len(secret) != 1:
                     raise CompileError(
                         f"%{node.name}: {node.op} of two run-time tensors is not supported; "

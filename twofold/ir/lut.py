@@ -46,13 +46,13 @@ FUNCTIONS: dict[str, MathFn] = {
     ),
     "sigmoid": MathFn(
         lambda x, a: 1.0 / (1.0 + np.exp(-x)),
-        -16,
-        16,
+        -8,
+        8,
         12,
         lambda a: 0.25,
-        lambda a: 1.0 / (1.0 + math.exp(16)),
+        lambda a: 1.0 / (1.0 + math.exp(8)),
         "1 / (1 + exp(-x))",
-    ),  # fmt: skip
+    ),
     "exp": MathFn(
         lambda x, a: np.exp(x),
         -24,
@@ -61,7 +61,7 @@ FUNCTIONS: dict[str, MathFn] = {
         lambda a: math.exp(8),
         None,
         "exp(x), input below 8: |error| ≤ exp(x)·(e^(δ/2) − 1) + 2^-(s+1)",
-    ),  # fmt: skip
+    ),
     "elu_neg": MathFn(
         _elu_neg,
         -16,
@@ -70,7 +70,7 @@ FUNCTIONS: dict[str, MathFn] = {
         lambda a: abs(a),
         lambda a: abs(a) * math.exp(-16),
         "alpha·(exp(min(x, 0)) − 1): ELU = relu(x) + this, SELU = gamma·ELU",
-    ),  # fmt: skip
+    ),
     "softplus_g": MathFn(
         lambda x, a: np.log1p(np.exp(-np.abs(x))),
         -16,
@@ -79,7 +79,7 @@ FUNCTIONS: dict[str, MathFn] = {
         lambda a: 0.5,
         lambda a: math.log1p(math.exp(-16)),
         "log(1 + exp(-|x|)): softplus = relu(x) + this",
-    ),  # fmt: skip
+    ),
 }
 
 

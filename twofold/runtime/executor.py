@@ -24,6 +24,7 @@ from ..ir import lut
 from . import protocols as P
 from .errors import RuntimeProtocolError
 from .protocols.lut import lut as lut_protocol
+from .protocols.mul import mul as mul_protocol
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, share
 
@@ -375,12 +376,15 @@ class Executor:
 
     def mul(self, name: str, a: Any, b: Any) -> Any:
         """Elementwise product: by a public tensor locally, by a server weight via the linear
-        protocol (an affine map with the weight as the multiplier)."""
+        protocol (an affine map with the weight as the multiplier), of two shared tensors by
+        correlated OT."""
         if not isinstance(a, np.ndarray):
             a, b = b, a
         if not isinstance(a, np.ndarray):
             return self._known(name, "mul", a, b, lambda p, q: p * q)
         self._shares(name, a)
+        if isinstance(b, np.ndarray):  # both shared: the COT product (protocols/mul.py)
+            return self._run(name, "mul", lambda: mul_protocol(self.party, a, b, self.ell))
         if isinstance(b, Public):
             c = self._ring(b.value)
             return self._run(name, "mul", lambda: (a * c) & self._m())
