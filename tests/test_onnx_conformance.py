@@ -30,3 +30,15 @@ def test_case_outcome_as_recorded(case):
     o = onnx_suite.run_case(case)
     assert o.status not in ("wrong", "traceback"), o.detail
     assert o.status == onnx_suite.read_table(TABLE)[case.name], o.detail
+
+
+def test_every_zoo_model_inspects():
+    """The light model-zoo models (opset 9) all inspect, LRN ones included (issue 17)."""
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    for case in (c for c in onnx_suite.cases() if c.suite == "light"):
+        res = CliRunner().invoke(cli, ["inspect", str(case.model)])
+        assert res.exit_code == 0, res.output
+        assert "ReLU count" in res.output

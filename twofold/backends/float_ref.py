@@ -158,6 +158,14 @@ class FloatReference(Interpreter):
         f = lut_spec(node.attrs["fn"]).f
         return f(x.astype(np.float64), float(node.attrs["alpha"])).astype(self.dtype)
 
+    def op_lrn(self, node: Node, x):  # noqa: ANN001, ANN201
+        """ONNX LRN: x / (bias + alpha/size · Σ x² over a channel window)^beta."""
+        a, c = node.attrs, x.shape[1]
+        sq = np.pad(x.astype(np.float64) ** 2, [(0, 0), ((a["size"] - 1) // 2, a["size"] // 2)]
+                    + [(0, 0)] * (x.ndim - 2))  # fmt: skip
+        win = sum(sq[:, i : i + c] for i in range(a["size"]))
+        return (x / (a["bias"] + a["alpha"] / a["size"] * win) ** a["beta"]).astype(self.dtype)
+
     def op_log_softmax(self, node: Node, x):  # noqa: ANN001, ANN201
         ax = node.attrs["axis"]
         z = x.astype(np.float64) - x.max(axis=ax, keepdims=True)

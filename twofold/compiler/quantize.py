@@ -141,6 +141,11 @@ class _Quantizer:
                     lut_shift(node.attrs["fn"], out)
                 except ValueError as e:
                     raise CompileError(f"%{node.name}: {e}; raise --scale") from None
+            elif node.op == "lrn":
+                raise CompileError(
+                    f"%{node.name}: LRN has no secure form (it divides by a power of a secret "
+                    "sum; reciprocal/power protocols are not built)"
+                )
             else:
                 raise CompileError(
                     f"%{node.name}: op {node.op} has no fixed-point form "

@@ -836,6 +836,14 @@ def _pad(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("pad", [c.val(ins[0])], attrs)
 
 
+@_reg("LRN")
+def _lrn(c: _Converter, ins: list[str], a: dict) -> str:
+    """Local response normalisation: kept in the float IR (inspect, float reference); the
+    compiler refuses it (a power of a secret sum divides the input)."""
+    attrs = {k: float(a.get(k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0))}
+    return c.add("lrn", [c.val(ins[0])], dict(attrs, size=int(a["size"])))
+
+
 @_reg("Neg")
 def _neg(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("mul_const", [c.val(ins[0])], {"value": -1.0})

@@ -367,6 +367,15 @@ for _spec in [
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
     OpSpec(
+        "lrn",
+        1,
+        1,
+        _same,
+        {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
+        float_only=True,
+        doc="ONNX LRN over channels (float IR only: no secure form)",
+    ),
+    OpSpec(
         "lut",
         1,
         1,
