@@ -39,6 +39,13 @@ def _window_hw(node: Node, x_shape: tuple[int, ...], kernel: list[int]) -> tuple
     )
 
 
+def _per_image(fn, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """``fn`` of each image of a batch [N, ...] (kernels that take one image), stacked."""
+    if x.shape[0] == 1:
+        return fn(x)
+    return np.concatenate([fn(x[i : i + 1]) for i in range(x.shape[0])])
+
+
 class Cleartext(Interpreter):
     """Interpreter of a secure IR graph. ``params`` hold signed integer parameter values."""
 
@@ -136,7 +143,8 @@ class Cleartext(Interpreter):
     # ------------------------------------------------------------- linear
     def op_conv2d(self, node: Node, x, w, b=None) -> np.ndarray:  # noqa: ANN001
         out_hw = tuple(node.type.shape[2:])
-        y = conv2d_exact(self.sig(node, x), self.sig(node, w), node.attrs, out_hw, self.ell(node))
+        sw, ell = self.sig(node, w), self.ell(node)
+        y = _per_image(lambda xi: conv2d_exact(xi, sw, node.attrs, out_hw, ell), self.sig(node, x))
         if b is not None:
             y = y + b.reshape(1, -1, 1, 1)
         return y & mask(self.ell(node))
@@ -182,23 +190,29 @@ class Cleartext(Interpreter):
     def op_maxpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         k = node.attrs["kernel"]
         out_hw = _window_hw(node, x.shape, k)
-        s = self.sig(node, x)
         lowest = np.iinfo(np.int64).min
-        cols = im2col(
-            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
-            node.attrs.get("dilations", [1, 1]), out_hw, fill=lowest,
-        )  # fmt: skip
-        return self.ring(node, cols.max(axis=(1, 2))[None])
+
+        def one(xi: np.ndarray) -> np.ndarray:
+            cols = im2col(
+                xi, tuple(k), node.attrs["strides"], node.attrs["pads"],
+                node.attrs.get("dilations", [1, 1]), out_hw, fill=lowest,
+            )  # fmt: skip
+            return cols.max(axis=(1, 2))[None]
+
+        return self.ring(node, _per_image(one, self.sig(node, x)))
 
     def op_sumpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         k = node.attrs["kernel"]
         out_hw = _window_hw(node, x.shape, k)
-        s = self.sig(node, x)
-        cols = im2col(
-            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
-            node.attrs.get("dilations", [1, 1]), out_hw, fill=0,
-        )  # fmt: skip
-        return self.ring(node, cols.sum(axis=(1, 2))[None])
+
+        def one(xi: np.ndarray) -> np.ndarray:
+            cols = im2col(
+                xi, tuple(k), node.attrs["strides"], node.attrs["pads"],
+                node.attrs.get("dilations", [1, 1]), out_hw, fill=0,
+            )  # fmt: skip
+            return cols.sum(axis=(1, 2))[None]
+
+        return self.ring(node, _per_image(one, self.sig(node, x)))
 
     # ------------------------------------------------------------- data movement
     def op_concat(self, node: Node, *xs) -> np.ndarray:  # noqa: ANN001

@@ -1,6 +1,7 @@
 """ONNX → float IR: load, check, infer shapes, fold shape arithmetic, map each op (DESIGN.md §2).
 
-Initializers become server ``weight`` nodes, graph inputs client ``input`` nodes, batch 1.
+Initializers become server ``weight`` nodes, graph inputs client ``input`` nodes; a symbolic
+batch is 1 unless ``input_shape`` says N (a batch of N images runs as one program).
 Shape/Gather/Unsqueeze/Concat/... chains over known shapes and constants are evaluated here
 (the values are public facts of the model), so the IR only holds tensor computations.
 A final Sigmoid/Softmax stays in the float IR and is recorded in
@@ -89,7 +90,8 @@ def _input_dims(vi) -> list[int | str]:  # noqa: ANN001 - onnx.ValueInfoProto
 
 
 def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: str) -> list[int]:
-    """Concrete shape of an input: symbolic batch → 1; ``want`` must fit the model's dims."""
+    """Concrete shape of an input: symbolic batch → 1 (or ``want``'s N); ``want`` must fit the
+    model's static dims."""
     shown = "[" + ",".join(str(d) for d in dims) + "]"
     if want is None:
         out = []
@@ -103,8 +105,6 @@ def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: st
                     f"input {name!r} has symbolic dimension {d!r} at axis {i} (shape {shown}); "
                     "give --input-shape"
                 )
-        if out and out[0] != 1:
-            raise FrontendError(f"input {name!r} has batch {out[0]}; only batch 1 is supported")
         return out
     want = [int(d) for d in want]
     ok = len(want) == len(dims) and all(
@@ -115,8 +115,6 @@ def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: st
         raise FrontendError(
             f"input shape {list(want)} does not fit the model: input {name!r} expects {shown}"
         )
-    if want[0] != 1:
-        raise FrontendError(f"input shape {list(want)}: only batch 1 is supported")
     return want
 
 
@@ -932,10 +930,11 @@ def _identity(c: _Converter, ins: list[str], a: dict) -> str:
 
 
 def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> Graph:
-    """Read, check and convert an ONNX model to a verified float IR graph (batch 1).
+    """Read, check and convert an ONNX model to a verified float IR graph.
 
-    ``input_shape`` (e.g. ``(1, 3, 224, 224)``) fixes the shape of the single image input; it
-    must agree with every static dimension of the model.
+    ``input_shape`` (e.g. ``(8, 3, 224, 224)``) fixes the shape of the single image input; it
+    must agree with every static dimension of the model. Its first axis is the batch: N images
+    run as one program (shares, OTs and HE packing over the whole batch).
     """
     p = Path(path)
     model = _read_model(p)
