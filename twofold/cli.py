@@ -82,6 +82,12 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
         f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
     )
+    onnx = report.get("onnx") or {}
+    if "converted_from" in onnx:
+        click.echo(
+            f"note: ONNX opset {onnx['converted_from']} raised to {onnx['opset']} "
+            "by onnx.version_converter"
+        )
 
 
 @cli.command("simulate")
