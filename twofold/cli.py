@@ -118,10 +118,13 @@ def run_group() -> None:
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default="iknp",
+              show_default=True, help="correlated-OT source of the non-linear layers")  # fmt: skip
+@click.option("--no-fuse", is_flag=True, help="run ReLU and truncation apart (to measure)")
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear, timeout,
-                   quiet) -> None:  # fmt: skip
+def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear, ot_source,
+                   no_fuse, timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped."""
     from .runtime.errors import RuntimeProtocolError
     from .twoparty import server_main
@@ -129,7 +132,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear
     try:
         code = server_main(
             bundle, listen, tls_cert=tls_cert, tls_key=tls_key, once=once,
-            max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
+            max_sessions=max_sessions, linear=linear, ot=ot_source, fuse=not no_fuse,
+            timeout=timeout, progress=not quiet,
         )  # fmt: skip
     except (RuntimeProtocolError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
@@ -142,9 +146,17 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
 @click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA file: use TLS, check server")
+@click.option(
+    "--ot",
+    "ot_source",
+    type=click.Choice(["silent", "iknp"]),
+    default=None,
+    help="refuse a server that chose another OT source (default: the server's)",
+)
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet) -> None:  # noqa: ANN001
+def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, ot_source, timeout,
+                   quiet) -> None:  # noqa: ANN001  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
 
@@ -155,7 +167,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
     try:
         doc = client_main(
             bundle, connect, input_path, tls_ca=tls_ca, timeout=timeout,
-            progress=not quiet, table_to_stderr=not out_path,
+            progress=not quiet, table_to_stderr=not out_path, ot=ot_source,
         )  # fmt: skip
         if out_path:
             write_json_atomic(doc, out_path)

@@ -52,6 +52,7 @@ def client_main(
     timeout: float = 600.0,
     progress: bool = True,
     table_to_stderr: bool = False,
+    ot: str | None = None,
 ) -> dict[str, Any]:
     host, port = parse_address(connect, "--connect")
     if not Path(bundle).is_dir():
@@ -66,4 +67,5 @@ def client_main(
         timeout=timeout,
         progress=progress,
         out=sys.stderr if table_to_stderr else sys.stdout,
+        ot=ot,
     )

@@ -27,9 +27,10 @@ from ..ir import graph_from_json, program_hash
 from ..ir.output_function import apply_output_function
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
+from .fusion import relu_trunc_plan
 from .net import CONTROL_FRAME_MAX, Channel, connect
 from .report import Progress, cost_doc, format_table
-from .session import Party
+from .session import OT_PLANNED, OT_SOURCES, Party, check_ot_source
 
 LINEAR = ("he", "ot", "auto")
 
@@ -45,7 +46,8 @@ def load_program(directory: str | Path) -> ModuleType:
     if not path.is_file():
         raise RunError(f"{path} is missing (compile the model with `twofold compile -o {d}`)")
     try:
-        expected = program_hash(graph_from_json((d / "ir.json").read_text()))
+        graph = graph_from_json((d / "ir.json").read_text())
+        expected = program_hash(graph)
     except FileNotFoundError:
         raise RunError(f"{d / 'ir.json'} is missing") from None
     except (ValueError, KeyError) as e:
@@ -61,6 +63,7 @@ def load_program(directory: str | Path) -> ModuleType:
             raise RunError(f"{path} is not a twofold program (no {attr})")
     if mod.PROGRAM_HASH != expected:
         raise RunError(f"{path} was generated from a different ir.json; recompile {d}")
+    mod.FUSED_RELUS = relu_trunc_plan(graph)  # run-time fusion plan (runtime/fusion.py)
     return mod
 
 
@@ -100,6 +103,8 @@ def server_session(
     weights: dict[str, np.ndarray],
     *,
     linear: str = "auto",
+    ot: str = "iknp",
+    fuse: bool = True,
     label: str = "server",
     progress: bool = True,
     out: IO[str] | None = None,
@@ -108,8 +113,10 @@ def server_session(
     out = out or sys.stdout
     t0 = time.perf_counter()
     try:
-        party = Party("server", chan, prog.PROGRAM_HASH)
-        chan.send(json.dumps({"linear": linear}).encode())  # the server picks the protocol
+        party = Party("server", chan, prog.PROGRAM_HASH, setup_ot=False)
+        # the server picks the protocols, before the OT setup that depends on them
+        chan.send(json.dumps({"linear": linear, "ot": ot, "fuse": fuse}).encode())
+        party.setup_ot(ot)
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
@@ -118,6 +125,7 @@ def server_session(
             linear=linear,
             steps=prog.STEPS,
             progress=Progress(label, enabled=progress),
+            fuse=prog.FUSED_RELUS if fuse else frozenset(),
         )
         prog.run(rt)
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
@@ -174,6 +182,8 @@ def serve(
     once: bool = False,
     max_sessions: int = 2,
     linear: str = "auto",
+    ot: str = "iknp",
+    fuse: bool = True,
     timeout: float = 600.0,
     progress: bool = True,
     ready: Callable[[int], None] | None = None,
@@ -181,6 +191,10 @@ def serve(
     """Serve clients until stopped (or one with ``once``); returns the exit status."""
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+    try:
+        check_ot_source(ot)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     prog = load_program(directory)
@@ -193,14 +207,16 @@ def serve(
     port = lst.getsockname()[1]
     print(
         f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
-        f"l={prog.ELL}, linear={linear}) on {host}:{port}" + (", TLS" if ctx else ""),
+        f"l={prog.ELL}, linear={linear}, ot={ot}) on {host}:{port}" + (", TLS" if ctx else ""),
         flush=True,
     )
     if ready is not None:
         ready(port)
 
     def run(chan: Channel, label: str) -> Any:  # noqa: ANN401
-        return server_session(chan, prog, weights, linear=linear, label=label, progress=progress)
+        return server_session(
+            chan, prog, weights, linear=linear, ot=ot, fuse=fuse, label=label, progress=progress
+        )
 
     with lst:
         if once:
@@ -257,15 +273,27 @@ def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
 # ----------------------------------------------------------------------------------- client
 
 
-def _session_settings(chan: Channel) -> str:
-    """The linear-layer method the server chose (sent right after the handshake)."""
+SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
+
+
+def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
+    """The linear-layer method, OT source and ReLU-truncation fusion the server chose (sent
+    right after the handshake); ``want_ot``: the source this client insists on, if any."""
     try:
-        linear = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode()).get("linear")
+        doc = json.loads(chan.recv_bytes(max_len=SETTINGS_MAX).decode())
+        linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
     except (ValueError, UnicodeDecodeError, AttributeError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
-    return linear
+    if ot not in OT_SOURCES:
+        why = "not available in this client" if ot in OT_PLANNED else "unknown"
+        raise PeerError(f"server chose OT source {ot!r}, {why} (this client runs {OT_SOURCES})")
+    if want_ot is not None and ot != want_ot:
+        raise PeerError(f"server chose --ot {ot}, this client was asked for --ot {want_ot}")
+    if not isinstance(fuse, bool):
+        raise PeerError(f"server sent a malformed fusion setting {fuse!r}")
+    return linear, ot, fuse
 
 
 def run_client(
@@ -279,9 +307,16 @@ def run_client(
     connect_timeout: float = 10.0,
     progress: bool = True,
     out: IO[str] | None = None,
+    ot: str | None = None,
 ) -> dict[str, Any]:
-    """Run the program as the client; returns the out.json document (with ``cost``)."""
+    """Run the program as the client; returns the out.json document (with ``cost``).
+    ``ot``: refuse a server that chose another OT source (None: accept the server's)."""
     out = out or sys.stdout
+    if ot is not None:
+        try:
+            check_ot_source(ot)
+        except ValueError as e:
+            raise RunError(str(e)) from None
     prog = load_program(directory)
     for key, spec in prog.INPUTS.items():
         if key not in inputs:
@@ -294,8 +329,9 @@ def run_client(
     t0 = time.perf_counter()
     chan = connect(host, port, timeout, tls_ca, connect_timeout)
     try:
-        party = Party("client", chan, prog.PROGRAM_HASH)
-        linear = _session_settings(chan)
+        party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
+        linear, ot_source, fuse = _session_settings(chan, ot)
+        party.setup_ot(ot_source)
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
@@ -304,6 +340,7 @@ def run_client(
             linear=linear,
             steps=prog.STEPS,
             progress=Progress("client", enabled=progress),
+            fuse=prog.FUSED_RELUS if fuse else frozenset(),
         )
         res = prog.run(rt)
         try:
@@ -315,6 +352,7 @@ def run_client(
     cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
+    cost["settings"] = {"linear": linear, "ot": ot_source, "fuse": fuse}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]

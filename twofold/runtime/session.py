@@ -3,8 +3,10 @@
 Setup = handshake then OT setup. The handshake exchanges the protocol version, the role and the
 compiled program's hash (SHA-256 of IR JSON, ell, s, given by the caller); both sides compare the
 same two records, so a mismatch raises :class:`ProgramMismatchError` on *both* sides. Then the
-:class:`~twofold.runtime.ot.otpack.OTPack` is built once (base OTs in both directions) and
-shared by every protocol through ``party.ot`` (as in EzPC SCI). DESIGN.md §5.
+:class:`~twofold.runtime.ot.otpack.OTPack` is built once on the chosen OT source (base OTs in
+both directions) and shared by every protocol through ``party.ot`` (as in EzPC SCI). A runner
+that lets the server choose the source builds the Party with ``setup_ot=False``, agrees on the
+source, then calls :meth:`Party.setup_ot`. DESIGN.md §5.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ from .prg import PRG
 PROTOCOL = "twofold-2pc"
 PROTOCOL_VERSION = 1
 ROLES = ("server", "client")
+#: Correlated-OT sources a session can run on (``twofold run server --ot``). "silent" (Ferret,
+#: runtime/ot/) joins this tuple when it lands; until then only IKNP is built.
+OT_SOURCES = ("iknp",)
+OT_PLANNED = ("silent",)
+
+
+def check_ot_source(source: str) -> str:
+    """``source`` if this build can run it; ValueError with one clear line otherwise."""
+    if source in OT_SOURCES:
+        return source
+    if source in OT_PLANNED:
+        raise ValueError(
+            f"--ot {source} is not available in this build (silent OT has not landed yet); "
+            f"use --ot {OT_SOURCES[0]}"
+        )
+    raise ValueError(f"--ot must be one of {', '.join(OT_SOURCES + OT_PLANNED)}, got {source!r}")
 
 
 class Party:
@@ -31,7 +49,13 @@ class Party:
     ``prg`` (private randomness) and ``shared_prg`` (a seed both parties contributed to)."""
 
     def __init__(
-        self, role: str, chan: Channel, program_hash: str = "", *, setup_ot: bool = True
+        self,
+        role: str,
+        chan: Channel,
+        program_hash: str = "",
+        *,
+        setup_ot: bool = True,
+        ot_source: str = "iknp",
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
@@ -44,7 +68,17 @@ class Party:
         self.prg = PRG()
         with chan.section("handshake"):
             self.shared_prg = self._handshake()
-        self.ot: OTPack | None = OTPack(chan, role) if setup_ot else None
+        self.ot: OTPack | None = None
+        self.ot_source: str | None = None
+        if setup_ot:
+            self.setup_ot(ot_source)
+
+    def setup_ot(self, source: str = "iknp") -> None:
+        """Build the session's OT state on ``source`` (both parties, after the handshake, with
+        the same source: the server announces it, see runner.py)."""
+        check_ot_source(source)
+        self.ot = OTPack(self.chan, self.role)
+        self.ot_source = source
 
     def _handshake(self) -> PRG:
         mine = {
