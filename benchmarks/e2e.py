@@ -5,11 +5,17 @@ For each input size: export, ``twofold compile``, ``twofold run server --once`` 
 then ``twofold simulate`` on the same input: the secure logits must equal it bit for bit.
 Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-kind breakdown
 (linear / ReLU / truncation / pooling), to compare with DESIGN.md §7 (SCI_HE ≈ 1,500 s and
-≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB).
+≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB), for each OT source (``--ot iknp silent``,
+all in the same run), and beside the loopback time a WAN projection (:func:`project`) for
+1 Gbit/s with 10 ms round trips and 100 Mbit/s with 40 ms. ``--shaped SIZE`` checks the
+100 Mbit/s projection once against a real run through benchmarks/_relay.py (rate and delay per
+direction on loopback; tc/netem is not available here) and reports measured / projected.
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
+                             [--ot iknp silent] [--unfused-too] [--shaped 32]
 
-``--quick`` runs 32² and 64² (same keys).
+``--quick`` runs 32² and 64²; keys are ``densenet121_SIZE_OT`` (``_nofuse`` for
+``--unfused-too``) and ``shaped``.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_relay.py
 TWOFOLD = [sys.executable, "-m", "twofold.cli"]
 KINDS = ("linear", "relu", "truncation", "pooling", "local", "io")
 
@@ -39,7 +47,20 @@ def _check(res: subprocess.CompletedProcess, what: str) -> None:
         sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
 
 
-def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
+#: WAN links of the projection: (name, bits per second, round-trip time in seconds).
+LINKS = (("1 Gbit/s, 10 ms", 1e9, 0.010), ("100 Mbit/s, 40 ms", 100e6, 0.040))
+
+
+def project(r: dict, rate_bps: float, rtt_s: float) -> float:
+    """Seconds the run would take on a link of ``rate_bps`` and ``rtt_s``: the loopback time
+    (compute, plus the loopback transfers it already paid), every byte of both directions at
+    the link rate (the protocol's flights alternate, so the directions rarely overlap), and one
+    round trip per round the client counted."""
+    bytes_ = r["bytes_client_to_server"] + r["bytes_server_to_client"]
+    return r["s"] + bytes_ * 8 / rate_bps + r["rounds"] * rtt_s
+
+
+def compile_size(size: int, work: Path) -> tuple[Path, float]:
     d = work / f"densenet121_{size}"
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / "densenet121.onnx"
@@ -53,36 +74,58 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
                        capture_output=True, text=True),
         "compile",
     )  # fmt: skip
-    compile_s = time.perf_counter() - t
+    return bundle, time.perf_counter() - t
+
+
+def run_once(
+    bundle: Path, linear: str, image: str, *, ot: str = "iknp", fuse: bool = True,
+    link: tuple[float, float] | None = None, bound: tuple[float, int] | None = None,
+) -> dict:  # fmt: skip
+    """One 2PC run (server and client processes) and its check against simulate. ``link``:
+    (bits per second, round trip s) of a shaped run through benchmarks/_relay.py, with
+    ``bound`` = (max seconds, max bytes) for the relay."""
+    tag = f"{ot}{'' if fuse else '_nofuse'}{'_shaped' if link else ''}"
     server = subprocess.Popen(
         [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
-         "--linear", linear, "--quiet"],
+         "--linear", linear, "--ot", ot, "--quiet", *([] if fuse else ["--no-fuse"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = server.stdout.readline()
     if "serving" not in line:
         sys.exit(f"e2e: server did not start: {server.stderr.read()[-2000:]}")
-    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
-    out = d / "out.json"
+    port = int(line.split(" on 127.0.0.1:")[1].split(",")[0].strip())
+    relay = None
+    if link is not None:
+        from _relay import Relay
+
+        max_s, max_bytes = bound or (1800.0, 64 << 30)
+        relay = Relay(port, link[0], link[1] / 2, max_seconds=max_s, max_bytes=max_bytes)
+        port = relay.port
+    out = bundle.parent / f"out_{tag}.json"
     t = time.perf_counter()
-    cli = subprocess.run(
-        [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
-         "-o", str(out), "--quiet"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - t
-    _, serr = server.communicate(timeout=600)
-    _check(cli, f"2PC run at {size}² (server: {serr.strip()[-500:]})")
-    sim_path = d / "simulate.json"
-    _check(
-        subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image, "-o", str(sim_path)],
-                       capture_output=True, text=True),
-        "simulate",
-    )  # fmt: skip
+    try:
+        cli = subprocess.run(
+            [*TWOFOLD, "run", "client", str(bundle), "--connect", f"127.0.0.1:{port}",
+             "--input", image, "-o", str(out), "--quiet"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - t
+        _, serr = server.communicate(timeout=600)
+    finally:
+        if relay is not None:
+            relay.close()
+    _check(cli, f"2PC run {tag} (server: {serr.strip()[-500:]})")
+    sim_path = bundle.parent / "simulate.json"
+    if not sim_path.exists():
+        _check(
+            subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image,
+                            "-o", str(sim_path)], capture_output=True, text=True),
+            "simulate",
+        )  # fmt: skip
     doc = json.loads(out.read_text())
     sim = json.loads(sim_path.read_text())
     c, s = doc["cost"], doc["cost"]["server"]
-    return {
+    r = {
         "s": round(wall, 3),
         "bytes_client_to_server": c["bytes_sent"],
         "bytes_server_to_client": c["bytes_recv"],
@@ -90,7 +133,6 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
         "peak_rss_mb_server": s["peak_rss_mb"],
         "peak_rss_mb_client": c["peak_rss_mb"],
         "exact": doc["logits"] == sim["logits"],
-        "compile_s": round(compile_s, 3),
         "setup": c["setup"],
         "by_kind": {
             k: {
@@ -102,27 +144,53 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
             if k in c["by_kind"]
         },
         "linear": linear,
+        "ot": ot,
+        "fuse": fuse,
+        "load_avg": list(os.getloadavg()),
     }
+    if link is None:
+        r["wan_projection_s"] = {name: round(project(r, bps, rtt), 1) for name, bps, rtt in LINKS}
+    else:
+        r["link"] = {"rate_bps": link[0], "rtt_s": link[1], "relay_stopped_by": relay.stopped_by}
+    return r
 
 
 def table(results: dict) -> str:
     rows = [
         "| run | time s | client→server GiB | server→client GiB | rounds | RSS server MiB "
-        "| RSS client MiB | exact |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| RSS client MiB | exact | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for k, r in results.items():
+        if k == "shaped":
+            continue
         rows.append(
             f"| {k} | {r['s']:.1f} | {r['bytes_client_to_server'] / 2**30:.3f} | "
             f"{r['bytes_server_to_client'] / 2**30:.3f} | {r['rounds']:,} | "
-            f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} |"
+            f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} | "
+            f"{r['load_avg'][0]:.1f} |"
         )
     rows += ["", "| run | kind | time s | GiB | rounds |", "| --- | --- | ---: | ---: | ---: |"]
     for k, r in results.items():
-        for kind, v in r["by_kind"].items():
+        for kind, v in r.get("by_kind", {}).items() if k != "shaped" else ():
             rows.append(
                 f"| {k} | {kind} | {v['s']:.1f} | {v['bytes'] / 2**30:.3f} | {v['rounds']:,} |"
             )
+    rows += ["", "| run | loopback s | " + " | ".join(f"{n} (projected) s" for n, _, _ in LINKS)
+             + " |", "| --- | ---: |" + " ---: |" * len(LINKS)]  # fmt: skip
+    for k, r in results.items():
+        if "wan_projection_s" in r:
+            proj = " | ".join(f"{r['wan_projection_s'][n]:.1f}" for n, _, _ in LINKS)
+            rows.append(f"| {k} | {r['s']:.1f} | {proj} |")
+    sh = results.get("shaped")
+    if sh:
+        rows += [
+            "",
+            "| shaped run | link | projected s | measured s | measured / projected |",
+            "| --- | --- | ---: | ---: | ---: |",
+            f"| {sh['of']} | {sh['link']} | {sh['projected_s']:.1f} | {sh['measured_s']:.1f} | "
+            f"{sh['ratio']:.3f} |",
+        ]
     return "\n".join(rows)
 
 
@@ -132,17 +200,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
+    ap.add_argument("--ot", nargs="+", choices=["iknp", "silent"], default=["iknp"],
+                    help="OT sources to run, each on every size, in this run")  # fmt: skip
+    ap.add_argument("--unfused-too", action="store_true",
+                    help="also run each size with --no-fuse (before/after)")  # fmt: skip
+    ap.add_argument("--shaped", type=int, metavar="SIZE",
+                    help="check the 100 Mbit/s, 40 ms projection once at this size through "
+                         "a shaping relay (benchmarks/_relay.py)")  # fmt: skip
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
     args = ap.parse_args(argv)
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
     sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
-    results = {}
-    for size in sizes:
+    results: dict = {}
+
+    def log(key: str, r: dict) -> None:
+        results[key] = r
+        print(json.dumps({key: r}), file=sys.stderr, flush=True)
+
+    for size in [*sizes, *([args.shaped] if args.shaped and args.shaped not in sizes else [])]:
         print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
-        results[f"densenet121_{size}"] = bench_size(size, Path(args.workdir), args.linear, image)
-        print(json.dumps(results[f"densenet121_{size}"]), file=sys.stderr, flush=True)
+        bundle, compile_s = compile_size(size, Path(args.workdir))
+        for ot in args.ot:
+            fuses = (True, False) if args.unfused_too else (True,)
+            for fuse in fuses:
+                key = f"densenet121_{size}_{ot}" + ("" if fuse else "_nofuse")
+                log(key, run_once(bundle, args.linear, image, ot=ot, fuse=fuse)
+                    | {"compile_s": round(compile_s, 3)})  # fmt: skip
+        if size == args.shaped:
+            base = results[f"densenet121_{size}_{args.ot[0]}"]
+            name, bps, rtt = LINKS[1]
+            proj = project(base, bps, rtt)
+            wire = base["bytes_client_to_server"] + base["bytes_server_to_client"]
+            r = run_once(bundle, args.linear, image, ot=args.ot[0], link=(bps, rtt),
+                         bound=(3 * proj + 120, 2 * wire + (64 << 20)))  # fmt: skip
+            log("shaped", {
+                "of": f"densenet121_{size}_{args.ot[0]}", "link": name,
+                "projected_s": round(proj, 2), "measured_s": r["s"],
+                "ratio": round(r["s"] / proj, 3), "run": r,
+            })  # fmt: skip
     print(table(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=1))

@@ -114,3 +114,27 @@ def test_plan_fuses_only_a_relu_read_by_its_msb0_trunc_alone():
     g[t].attrs["kind"] = "msb0"
     g.add("add", [name, name], name="second_reader")  # two readers: the ReLU itself is needed
     assert name not in relu_trunc_plan(g)
+
+
+def test_one_pass_per_tensor_costs_the_rounds_of_one():
+    """A tensor of 4 passes (party.chunk) pays 4x the rounds of one pass for the same bytes."""
+    ell, s, n = 31, 12, 4096
+    v = _values(ell, s, n)
+    x = from_signed(v, ell)
+    r = PRG().ring(n, ell)
+    shares = (r, (x - r) & np.uint64((1 << ell) - 1))
+
+    def party(i: int, chunk: int):  # noqa: ANN202
+        def run(p):  # noqa: ANN001, ANN202
+            p.chunk = chunk
+            r0 = p.chan.rounds
+            return P.relu_trunc(p, shares[i], ell, s), p.chan.rounds - r0
+
+        return run
+
+    rounds = {}
+    for chunk in (n // 4, n):
+        (y0, _), (y1, rounds[chunk]) = run_parties(party(0, chunk), party(1, chunk))
+        y = to_signed((y0 + y1) & np.uint64((1 << ell) - 1), ell)
+        assert np.array_equal(y, np.maximum(v, 0) >> s)
+    assert rounds[n] * 3 < rounds[n // 4], rounds

@@ -120,7 +120,8 @@ def run_group() -> None:
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
 @click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default="iknp",
               show_default=True, help="correlated-OT source of the non-linear layers")  # fmt: skip
-@click.option("--no-fuse", is_flag=True, help="run ReLU and truncation apart (to measure)")
+@click.option("--no-fuse", is_flag=True,
+              help="ReLU and truncation apart, 2^16-element passes (to measure)")  # fmt: skip
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear, ot_source,

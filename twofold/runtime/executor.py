@@ -141,7 +141,8 @@ class Executor:
     "auto" (passed to the linear protocols). ``progress(done, total, name, op)`` is called
     after every op. ``fuse``: names of the ReLUs run together with the truncation that reads
     them (:func:`~twofold.runtime.fusion.relu_trunc_plan` of the program's IR; both parties
-    must pass the same plan).
+    must pass the same plan). ``chunk``: elements per pass of the non-linear protocols (both
+    parties the same; None keeps the party's, by default ``protocols._util.CHUNK``).
     """
 
     def __init__(
@@ -156,9 +157,12 @@ class Executor:
         progress: Callable[[int, int, str, str], None] | None = None,
         linear_cache: Any = None,
         fuse: frozenset[str] = frozenset(),
+        chunk: int | None = None,
     ) -> None:
         self.party = party
         self.fuse = frozenset(fuse)
+        if chunk is not None:
+            party.chunk = int(chunk)
         self.ell = int(ell)
         self.is_server = party.role == "server"
         self.weights = weights

@@ -29,6 +29,7 @@ from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
 from .fusion import relu_trunc_plan
 from .net import CONTROL_FRAME_MAX, Channel, connect
+from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
 from .session import OT_PLANNED, OT_SOURCES, Party, check_ot_source
 
@@ -126,6 +127,7 @@ def server_session(
             steps=prog.STEPS,
             progress=Progress(label, enabled=progress),
             fuse=prog.FUSED_RELUS if fuse else frozenset(),
+            chunk=None if fuse else SMALL_CHUNK,
         )
         prog.run(rt)
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
@@ -341,6 +343,7 @@ def run_client(
             steps=prog.STEPS,
             progress=Progress("client", enabled=progress),
             fuse=prog.FUSED_RELUS if fuse else frozenset(),
+            chunk=None if fuse else SMALL_CHUNK,
         )
         res = prog.run(rt)
         try:

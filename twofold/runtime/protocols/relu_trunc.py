@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import cot, kkot
-from ._util import CHUNK, as_ring, mask, prg, wrap
+from ._util import as_ring, chunk_of, mask, prg, wrap
 from .millionaire import millionaire
 
 _J = np.arange(8, dtype=np.uint64)
@@ -46,8 +46,9 @@ def relu_trunc(party, x: np.ndarray, ell: int, shift: int) -> np.ndarray:  # noq
         raise ValueError(f"relu_trunc: shift {shift} must be in 1..{ell - 2} for ell={ell}")
     flat = x.reshape(-1)
     out = np.empty_like(flat)
-    for lo in range(0, flat.size, CHUNK):
-        out[lo : lo + CHUNK] = _chunk(party, flat[lo : lo + CHUNK], ell, shift)
+    step = chunk_of(party)
+    for lo in range(0, flat.size, step):
+        out[lo : lo + step] = _chunk(party, flat[lo : lo + step], ell, shift)
     return out.reshape(x.shape)
 
 
