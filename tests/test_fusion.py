@@ -4,19 +4,17 @@ running the pair apart."""
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from fixedpoint_graphs import small_cnn
 
 from twofold.backends.cleartext import Cleartext
-from twofold.backends.python2pc import emit_program
 from twofold.compiler.pipeline import CompileOptions, run_pipeline
 from twofold.ir import Graph
 from twofold.runtime import protocols as P
 from twofold.runtime.executor import Executor
 from twofold.runtime.fusion import relu_trunc_plan
 from twofold.runtime.prg import PRG
+from twofold.runtime.program import Program
 from twofold.runtime.ring import from_signed, to_signed
 from twofold.runtime.session import run_parties
 
@@ -51,14 +49,8 @@ def test_relu_trunc_protocol_exact_on_every_ring():
         assert np.array_equal(y, want), (ell, s)
 
 
-def _load(src: str) -> types.ModuleType:
-    mod = types.ModuleType("program")
-    exec(compile(src, "program.py", "exec"), mod.__dict__)  # noqa: S102 - our own output
-    return mod
-
-
 def _run(g: Graph, x: np.ndarray, fuse: frozenset[str]) -> tuple[dict, Executor]:
-    mod = _load(emit_program(g, "m"))
+    mod = Program(g)
     weights = dict(g.params)
 
     def server(party):  # noqa: ANN001, ANN202

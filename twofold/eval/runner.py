@@ -82,11 +82,14 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
     try:
         plain = Plaintext(cfg.model)
-        sim = Simulate(cfg.bundle)
-        secure = sim if cfg.mode == "simulate" else TwoParty(cfg.bundle, cfg.connect)
-        out_shape = sim.graph[sim.output].type.shape
+        if cfg.mode == "simulate":
+            secure = sim = Simulate(cfg.bundle)
+        else:  # the client bundle suffices; with the server's too, check 2PC against simulate
+            secure = TwoParty(cfg.bundle, cfg.connect)
+            sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
+        out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape))
-        lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)
+        lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain)
     except (EngineError, DatasetError) as e:
         raise EvalError(str(e)) from None
@@ -95,9 +98,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     cfg.out.mkdir(parents=True, exist_ok=True)
     identity = {
         "model_sha256": file_digest(cfg.model),
-        "bundle_sha256": sim.digest(),
+        "bundle_sha256": secure.digest(),
         "mode": cfg.mode,
-        "input": sim.meta,
+        "input": secure.meta,
         "labels": list(lmap.model_labels),
     }
     try:
@@ -124,11 +127,21 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
 
 
+def _has_server_part(bundle: Path) -> bool:
+    from ..ir.bundle import SERVER, BundleError, resolve
+
+    try:
+        resolve(bundle, SERVER, "eval")
+    except BundleError:
+        return False
+    return True
+
+
 def _run(
     todo: list[Sample],
     plain: Plaintext,
     secure: Any,
-    sim: Simulate,
+    sim: Simulate | None,
     log: ResultsLog,
     cfg: EvalConfig,
     say: Callable[[str], None],
@@ -140,7 +153,7 @@ def _run(
     def one(s: Sample) -> None:
         t0 = time.perf_counter()
         try:
-            x = _load_image(s, sim.meta)
+            x = _load_image(s, secure.meta)
         except Exception as e:  # any decoder failure is a bad row, reported with the reason
             log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
             say(f"skipped {s.id}: unreadable image: {e}")
@@ -150,9 +163,10 @@ def _run(
             if secure is sim:
                 r = sim(x, measure_memory=measure)
             else:
-                r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
-                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+                r = secure(x, secure.input_name)
+                if sim is not None:
+                    # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                    r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
         except ArithmeticError as e:  # fixed-point overflow on this image: report it
             log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
             say(f"skipped {s.id}: secure run failed: {e}")
