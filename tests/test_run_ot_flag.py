@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from test_run_cli import TWOFOLD, Server, bundles, client, one_line_error  # noqa: F401
 
 from twofold.runtime.session import OT_PLANNED, OT_SOURCES
@@ -39,6 +40,7 @@ def test_client_refuses_another_ot_source(bundles):  # noqa: F811
     assert not (d / "refused.json").exists()
 
 
+@pytest.mark.skipif(not OT_PLANNED, reason="every OT source is built")
 def test_unavailable_ot_source_is_one_clear_line(bundles):  # noqa: F811
     for source in OT_PLANNED:
         res = subprocess.run(

@@ -110,6 +110,12 @@ def run_group() -> None:
     """Run a compiled bundle as one party of the two-party protocol (server or client)."""
 
 
+def _ot_default() -> str:
+    from .runtime.session import OT_DEFAULT
+
+    return OT_DEFAULT
+
+
 @run_group.command("server")
 @click.argument("bundle", type=click.Path())
 @click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)")
@@ -118,8 +124,8 @@ def run_group() -> None:
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
-@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default="iknp",
-              show_default=True, help="correlated-OT source of the non-linear layers")  # fmt: skip
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=_ot_default,
+              help="correlated-OT source of ReLU etc. (default: the runtime's)")  # fmt: skip
 @click.option("--no-fuse", is_flag=True,
               help="ReLU and truncation apart, 2^16-element passes (to measure)")  # fmt: skip
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")

@@ -35,7 +35,7 @@ from .net import CONTROL_FRAME_MAX, Channel, connect
 from .program import Program
 from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
-from .session import OT_PLANNED, OT_SOURCES, Party, check_ot_source
+from .session import OT_DEFAULT, OT_PLANNED, OT_SOURCES, Party, check_ot_source
 
 LINEAR = ("he", "ot", "auto")
 
@@ -96,7 +96,7 @@ def server_session(
     weights: dict[str, np.ndarray],
     *,
     linear: str = "auto",
-    ot: str = "iknp",
+    ot: str = OT_DEFAULT,
     fuse: bool = True,
     label: str = "server",
     progress: bool = True,
@@ -176,7 +176,7 @@ def serve(
     once: bool = False,
     max_sessions: int = 2,
     linear: str = "auto",
-    ot: str = "iknp",
+    ot: str = OT_DEFAULT,
     fuse: bool = True,
     timeout: float = 600.0,
     progress: bool = True,

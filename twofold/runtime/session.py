@@ -20,16 +20,19 @@ from typing import Any
 from .alloc import keep_freed_memory
 from .errors import PeerError, ProgramMismatchError
 from .net import CONTROL_FRAME_MAX, Channel, connect, listen, run_pair
+from .ot import otpack as _otpack
 from .ot.otpack import OTPack
 from .prg import PRG
 
 PROTOCOL = "twofold-2pc"
 PROTOCOL_VERSION = 1
 ROLES = ("server", "client")
-#: Correlated-OT sources a session can run on (``twofold run server --ot``). "silent" (Ferret,
-#: runtime/ot/) joins this tuple when it lands; until then only IKNP is built.
-OT_SOURCES = ("iknp",)
-OT_PLANNED = ("silent",)
+#: Correlated-OT sources a session can run on (``twofold run server --ot``): what this build's
+#: OTPack offers (``ot.otpack.SOURCES``, with silent OT), else IKNP alone; the default is the
+#: OTPack's own (``DEFAULT_SOURCE``), so the CLI follows when silent OT becomes the default.
+OT_SOURCES: tuple[str, ...] = tuple(getattr(_otpack, "SOURCES", ("iknp",)))
+OT_DEFAULT: str = getattr(_otpack, "DEFAULT_SOURCE", "iknp")
+OT_PLANNED = tuple(s for s in ("silent", "iknp") if s not in OT_SOURCES)
 
 
 def check_ot_source(source: str) -> str:
@@ -55,7 +58,7 @@ class Party:
         program_hash: str = "",
         *,
         setup_ot: bool = True,
-        ot_source: str = "iknp",
+        ot_source: str = OT_DEFAULT,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
@@ -73,11 +76,14 @@ class Party:
         if setup_ot:
             self.setup_ot(ot_source)
 
-    def setup_ot(self, source: str = "iknp") -> None:
+    def setup_ot(self, source: str = OT_DEFAULT) -> None:
         """Build the session's OT state on ``source`` (both parties, after the handshake, with
         the same source: the server announces it, see runner.py)."""
         check_ot_source(source)
-        self.ot = OTPack(self.chan, self.role)
+        if hasattr(_otpack, "SOURCES"):
+            self.ot = OTPack(self.chan, self.role, source=source)
+        else:  # an OTPack without sources is IKNP
+            self.ot = OTPack(self.chan, self.role)
         self.ot_source = source
 
     def _handshake(self) -> PRG:
