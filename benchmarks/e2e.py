@@ -191,6 +191,11 @@ def table(results: dict) -> str:
             "| --- | --- | --- | ---: | ---: | ---: |",
             f"| {sh['of']} | {sh['link']} | {sh['loopback_s'][0]:.1f}, {sh['loopback_s'][1]:.1f} "
             f"| {sh['projected_s']:.1f} | {sh['measured_s']:.1f} | {sh['ratio']:.3f} |",
+            *(
+                f"| {sh['of']} [{k}] | {sh['link']} | | {v['projected_s']:.1f} | "
+                f"{v['measured_s']:.1f} | {v['ratio']:.3f} |"
+                for k, v in sh["by_kind"].items()
+            ),
         ]
     return "\n".join(rows)
 
@@ -240,10 +245,18 @@ def main(argv: list[str] | None = None) -> int:
             log(key + "_again", run_once(bundle, args.linear, image, ot=args.ot[0]))
             loop = (results[key]["s"] + results[key + "_again"]["s"]) / 2
             proj = project(results[key] | {"s": loop}, bps, rtt)
+            kinds = {}
+            for kind, v in r["by_kind"].items():  # the same check per layer kind
+                ks = [results[k]["by_kind"][kind]["s"] for k in (key, key + "_again")]
+                pk = sum(ks) / 2 + v["bytes"] * 8 / bps + v["rounds"] * rtt
+                if pk > 0.5:
+                    kinds[kind] = {"projected_s": round(pk, 2), "measured_s": v["s"],
+                                   "ratio": round(v["s"] / pk, 3)}  # fmt: skip
             log("shaped", {
                 "of": key, "link": name, "loopback_s": [results[key]["s"],
                 results[key + "_again"]["s"]], "projected_s": round(proj, 2),
-                "measured_s": r["s"], "ratio": round(r["s"] / proj, 3), "run": r,
+                "measured_s": r["s"], "ratio": round(r["s"] / proj, 3), "by_kind": kinds,
+                "run": r,
             })  # fmt: skip
     print(table(results))
     if args.json_path:
