@@ -12,10 +12,14 @@ all in the same run), and beside the loopback time a WAN projection (:func:`proj
 direction on loopback; tc/netem is not available here) and reports measured / projected.
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
-                             [--ot iknp silent] [--unfused-too] [--shaped 32]
+                             [--transport tls|plaintext|both] [--ot iknp silent]
+                             [--unfused-too] [--shaped 32]
 
 ``--quick`` runs 32² and 64²; keys are ``densenet121_SIZE_OT`` (``_nofuse`` for
-``--unfused-too``) and ``shaped``.
+``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
+self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``
+by default (``--transport both``), and a second table gives the time ratio and the TCP bytes
+TLS adds (kernel TCP_INFO counts).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ def project(r: dict, rate_bps: float, rtt_s: float) -> float:
     return r["s"] + bytes_ * 8 / rate_bps + r["rounds"] * rtt_s
 
 
-def compile_size(size: int, work: Path) -> tuple[Path, float]:
+def compile_size(size: int, work: Path, image: str) -> tuple[Path, float]:
+    """Export, compile and simulate once; the bundle and the compile time."""
     d = work / f"densenet121_{size}"
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / "densenet121.onnx"
@@ -74,39 +79,53 @@ def compile_size(size: int, work: Path) -> tuple[Path, float]:
                        capture_output=True, text=True),
         "compile",
     )  # fmt: skip
-    return bundle, time.perf_counter() - t
+    compile_s = time.perf_counter() - t
+    _check(
+        subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image,
+                        "-o", str(d / "simulate.json")], capture_output=True, text=True),
+        "simulate",
+    )  # fmt: skip
+    return bundle, compile_s
 
 
 def run_once(
     bundle: Path, linear: str, image: str, *, ot: str = "iknp", fuse: bool = True,
-    link: tuple[float, float] | None = None, bound: tuple[float, int] | None = None,
+    transport: str = "tls", link: tuple[float, float] | None = None,
+    bound: tuple[float, int] | None = None,
 ) -> dict:  # fmt: skip
-    """One 2PC run (server and client processes) and its check against simulate. ``link``:
-    (bits per second, round trip s) of a shaped run through benchmarks/_relay.py, with
-    ``bound`` = (max seconds, max bytes) for the relay."""
-    tag = f"{ot}{'' if fuse else '_nofuse'}{'_shaped' if link else ''}"
+    """One ``run server --once`` / ``run client`` pair (TLS with the pinned self-signed
+    certificate, or ``--insecure-plaintext`` on both sides) and its check against simulate.
+    ``link``: (bits per second, round trip s) of a shaped run through benchmarks/_relay.py,
+    with ``bound`` = (max seconds, max bytes) for the relay."""
+    tag = f"{ot}{'' if fuse else '_nofuse'}{'_shaped' if link else ''}-{transport}"
+    plain = ["--insecure-plaintext"] if transport == "plaintext" else []
     server = subprocess.Popen(
         [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
-         "--linear", linear, "--ot", ot, "--quiet", *([] if fuse else ["--no-fuse"])],
+         "--linear", linear, "--ot", ot, "--quiet", *plain, *([] if fuse else ["--no-fuse"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = server.stdout.readline()
     if "serving" not in line:
         sys.exit(f"e2e: server did not start: {server.stderr.read()[-2000:]}")
-    port = int(line.split(" on 127.0.0.1:")[1].split(",")[0].strip())
+    sys.path.insert(0, str(ROOT))
+    from twofold.twoparty import parse_banner
+
+    addr, fp = parse_banner(line)
+    pin = plain or ["--server-fingerprint", fp]
     relay = None
     if link is not None:
         from _relay import Relay
 
         max_s, max_bytes = bound or (1800.0, 64 << 30)
+        port = int(addr.rpartition(":")[2])
         relay = Relay(port, link[0], link[1] / 2, max_seconds=max_s, max_bytes=max_bytes)
-        port = relay.port
+        addr = f"127.0.0.1:{relay.port}"
     out = bundle.parent / f"out_{tag}.json"
     t = time.perf_counter()
     try:
         cli = subprocess.run(
-            [*TWOFOLD, "run", "client", str(bundle), "--connect", f"127.0.0.1:{port}",
-             "--input", image, "-o", str(out), "--quiet"],
+            [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
+             "-o", str(out), "--quiet", *pin],
             capture_output=True, text=True,
         )  # fmt: skip
         wall = time.perf_counter() - t
@@ -115,20 +134,15 @@ def run_once(
         if relay is not None:
             relay.close()
     _check(cli, f"2PC run {tag} (server: {serr.strip()[-500:]})")
-    sim_path = bundle.parent / "simulate.json"
-    if not sim_path.exists():
-        _check(
-            subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image,
-                            "-o", str(sim_path)], capture_output=True, text=True),
-            "simulate",
-        )  # fmt: skip
     doc = json.loads(out.read_text())
-    sim = json.loads(sim_path.read_text())
+    sim = json.loads((bundle.parent / "simulate.json").read_text())
     c, s = doc["cost"], doc["cost"]["server"]
+    wire = c.get("wire", {})
     r = {
         "s": round(wall, 3),
         "bytes_client_to_server": c["bytes_sent"],
         "bytes_server_to_client": c["bytes_recv"],
+        "wire_bytes": wire.get("bytes_sent", 0) + wire.get("bytes_recv", 0) or None,
         "rounds": c["rounds"],
         "peak_rss_mb_server": s["peak_rss_mb"],
         "peak_rss_mb_client": c["peak_rss_mb"],
@@ -146,6 +160,7 @@ def run_once(
         "linear": linear,
         "ot": ot,
         "fuse": fuse,
+        "transport": transport,
         "load_avg": list(os.getloadavg()),
     }
     if link is None:
@@ -153,6 +168,26 @@ def run_once(
     else:
         r["link"] = {"rate_bps": link[0], "rtt_s": link[1], "relay_stopped_by": relay.stopped_by}
     return r
+
+
+def tls_table(results: dict) -> str:
+    """TLS against plaintext for each size run both ways: time ratio and TCP bytes added."""
+    rows = [
+        "| run | plaintext s | TLS s | TLS/plain time | plaintext wire MiB | TLS wire MiB "
+        "| TLS adds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k, r in results.items():
+        if not k.endswith("/tls") or k[:-4] + "/plaintext" not in results:
+            continue
+        p = results[k[:-4] + "/plaintext"]
+        wt, wp = r["wire_bytes"] or 0, p["wire_bytes"] or 0
+        added = f"{(wt - wp) / wp:+.2%}" if wp else "n/a"
+        rows.append(
+            f"| {k[:-4]} | {p['s']:.1f} | {r['s']:.1f} | {r['s'] / p['s']:.3f} | "
+            f"{wp / 2**20:.1f} | {wt / 2**20:.1f} | {added} |"
+        )
+    return "\n".join(rows)
 
 
 def table(results: dict) -> str:
@@ -213,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shaped", type=int, metavar="SIZE",
                     help="check the 100 Mbit/s, 40 ms projection once at this size through "
                          "a shaping relay (benchmarks/_relay.py)")  # fmt: skip
+    ap.add_argument(
+        "--transport",
+        choices=["tls", "plaintext", "both"],
+        default="both",
+        help="TLS (the default of twofold run), plaintext, or both to compare",
+    )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
     args = ap.parse_args(argv)
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
     sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
+    transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
     results: dict = {}
 
     def log(key: str, r: dict) -> None:
@@ -227,38 +269,42 @@ def main(argv: list[str] | None = None) -> int:
 
     for size in [*sizes, *([args.shaped] if args.shaped and args.shaped not in sizes else [])]:
         print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
-        bundle, compile_s = compile_size(size, Path(args.workdir))
+        bundle, compile_s = compile_size(size, Path(args.workdir), image)
         for ot in args.ot:
-            fuses = (True, False) if args.unfused_too else (True,)
-            for fuse in fuses:
-                key = f"densenet121_{size}_{ot}" + ("" if fuse else "_nofuse")
-                log(key, run_once(bundle, args.linear, image, ot=ot, fuse=fuse)
-                    | {"compile_s": round(compile_s, 3)})  # fmt: skip
+            for fuse in (True, False) if args.unfused_too else (True,):
+                for tr in transports:
+                    key = f"densenet121_{size}_{ot}" + ("" if fuse else "_nofuse") + f"/{tr}"
+                    log(key, run_once(bundle, args.linear, image, ot=ot, fuse=fuse, transport=tr)
+                        | {"compile_s": round(compile_s, 3)})  # fmt: skip
         if size == args.shaped:
             # loopback, shaped, loopback again: the compute time of the projection is the mean of
             # the two loopback runs around the shaped one (other jobs' load drifts in minutes)
-            key = f"densenet121_{size}_{args.ot[0]}"
+            ot, tr = args.ot[0], transports[0]
+            key, again = f"densenet121_{size}_{ot}/{tr}", f"densenet121_{size}_{ot}_again/{tr}"
             name, bps, rtt = LINKS[1]
             wire = results[key]["bytes_client_to_server"] + results[key]["bytes_server_to_client"]
             bound = (3 * project(results[key], bps, rtt) + 120, 2 * wire + (64 << 20))
-            r = run_once(bundle, args.linear, image, ot=args.ot[0], link=(bps, rtt), bound=bound)
-            log(key + "_again", run_once(bundle, args.linear, image, ot=args.ot[0]))
-            loop = (results[key]["s"] + results[key + "_again"]["s"]) / 2
+            r = run_once(bundle, args.linear, image, ot=ot, transport=tr, link=(bps, rtt),
+                         bound=bound)  # fmt: skip
+            log(again, run_once(bundle, args.linear, image, ot=ot, transport=tr))
+            loop = (results[key]["s"] + results[again]["s"]) / 2
             proj = project(results[key] | {"s": loop}, bps, rtt)
             kinds = {}
             for kind, v in r["by_kind"].items():  # the same check per layer kind
-                ks = [results[k]["by_kind"][kind]["s"] for k in (key, key + "_again")]
+                ks = [results[k]["by_kind"][kind]["s"] for k in (key, again)]
                 pk = sum(ks) / 2 + v["bytes"] * 8 / bps + v["rounds"] * rtt
                 if pk > 0.5:
                     kinds[kind] = {"projected_s": round(pk, 2), "measured_s": v["s"],
                                    "ratio": round(v["s"] / pk, 3)}  # fmt: skip
             log("shaped", {
                 "of": key, "link": name, "loopback_s": [results[key]["s"],
-                results[key + "_again"]["s"]], "projected_s": round(proj, 2),
+                results[again]["s"]], "projected_s": round(proj, 2),
                 "measured_s": r["s"], "ratio": round(r["s"] / proj, 3), "by_kind": kinds,
                 "run": r,
             })  # fmt: skip
     print(table(results))
+    print()
+    print(tls_table(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=1))
     return 0

@@ -151,16 +151,20 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     import subprocess
     import sys
 
+    from twofold.twoparty import parse_banner
+
     srv = subprocess.Popen(
         [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
          "--listen", "127.0.0.1:0", "--quiet"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        line = srv.stdout.readline()
-        addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+        addr, fp = parse_banner(srv.stdout.readline())
+        pin = {"server_fingerprint": fp}
+        with pytest.raises(EvalError, match="--server-fingerprint"):  # TLS is not optional
+            run_eval(_cfg(model, dataset, tmp_path / "o0", mode="2pc", connect=addr))
         s = run_eval(_cfg(model, dataset, tmp_path / "o", mode="2pc", connect=addr, jobs=2,
-                          limit=3))  # fmt: skip
+                          limit=3, connect_options=pin))  # fmt: skip
     finally:
         srv.terminate()
         srv.wait(timeout=30)
@@ -172,7 +176,8 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     assert per["comm_bytes"]["mean"] > 0 and per["rounds"]["mean"] > 0
     assert "bit-identical" in (tmp_path / "o" / "report.md").read_text()
     with pytest.raises(EvalError, match="two-party run with 127.0.0.1:.* failed"):
-        run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr))  # server gone
+        run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr,
+                      connect_options=pin))  # server gone  # fmt: skip
 
 
 def test_sigkill_mid_run_then_resume(model, tmp_path):

@@ -131,6 +131,11 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["values"], np.float64).ravel()
 
 
+CONNECT_OPTIONS = frozenset(
+    {"tls_ca", "server_fingerprint", "token", "insecure_plaintext", "timeout"}
+)
+
+
 class TwoParty(_Program):
     """The client side of a real two-party run per image against ``twofold run server``.
 
@@ -141,7 +146,14 @@ class TwoParty(_Program):
 
     mode = "2pc"
 
-    def __init__(self, bundle: str | Path, connect: str | None, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        bundle: str | Path,
+        connect: str | None,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
+        """``connect_options``: the keyword arguments of ``run_client`` that are set, among
+        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``."""
         super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -154,7 +166,16 @@ class TwoParty(_Program):
             raise EngineError(f"--connect must be HOST:PORT, got {connect!r}")
         self.host, self.port = host.strip("[]"), int(port)
         self.bundle = str(bundle)
-        self.timeout = timeout
+        opts = dict(connect_options or {})
+        unknown = set(opts) - CONNECT_OPTIONS
+        if unknown:
+            raise EngineError(f"unknown connection option(s) {sorted(unknown)}")
+        if not any(opts.get(k) for k in ("insecure_plaintext", "tls_ca", "server_fingerprint")):
+            raise EngineError(
+                "--mode 2pc needs the server authenticated: pass --server-fingerprint sha256:... "
+                "(printed by `twofold run server`) or --tls-ca CA.pem, or --insecure-plaintext"
+            )
+        self.connect_options = opts
         self._run_client = run_client
 
     def digest(self) -> str:
@@ -173,7 +194,7 @@ class TwoParty(_Program):
                 self.host,
                 self.port,
                 {input_name: x},
-                timeout=self.timeout,
+                **self.connect_options,
                 progress=False,
                 out=io.StringIO(),
             )

@@ -42,6 +42,7 @@ class EvalConfig:
     out: Path
     mode: str = "simulate"
     connect: str | None = None
+    connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
     jobs: int = 1
     resume: bool = False
     margin: float = 0.01
@@ -85,7 +86,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         if cfg.mode == "simulate":
             secure = sim = Simulate(cfg.bundle)
         else:  # the client bundle suffices; with the server's too, check 2PC against simulate
-            secure = TwoParty(cfg.bundle, cfg.connect)
+            secure = TwoParty(cfg.bundle, cfg.connect, cfg.connect_options)
             sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
         out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape))

@@ -78,7 +78,8 @@ class Party:
 
     def setup_ot(self, source: str = OT_DEFAULT) -> None:
         """Build the session's OT state on ``source`` (both parties, after the handshake, with
-        the same source: the server announces it, see runner.py)."""
+        the same source: the server announces it, see runner.py); a server admits the client
+        before this."""
         check_ot_source(source)
         if hasattr(_otpack, "SOURCES"):
             self.ot = OTPack(self.chan, self.role, source=source)

@@ -16,10 +16,9 @@ the little-endian uint64 coefficients. ``load_bytes`` re-validates every coeffic
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import functools
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import seal
 N = 8192
 SPECIAL_BITS = 41
 DATA_BITS = (60, 60)
+MAX_ELL = 218 - 20 - sum(DATA_BITS) - SPECIAL_BITS  # 37: the moduli must fit in 218 bits
 
 # Offsets in SEAL 4.x's uncompressed serialisation (SEALHeader = 16 bytes).
 _PT_DATA = 88  # header 16 | parms_id 32 | coeff_count 8 | scale 8 | DynArray header 16 | size 8
@@ -66,8 +66,8 @@ class HEParams:
 @functools.lru_cache(maxsize=8)
 def he_params(ell: int) -> HEParams:
     """Build (once per process and ell) the public BFV parameters both parties derive the same."""
-    if not 16 <= ell <= 40:
-        raise ValueError(f"HE linear layers support ring bit lengths 16..40, got ell={ell}")
+    if not 16 <= ell <= MAX_ELL:
+        raise ValueError(f"HE linear layers support ring bit lengths 16..{MAX_ELL}, got ell={ell}")
     parms = seal.EncryptionParameters(seal.scheme_type.bfv)
     parms.set_poly_modulus_degree(N)
     bits = [first_bits(ell), *DATA_BITS, SPECIAL_BITS]
@@ -146,37 +146,56 @@ def coeffs_from_plain(pt: seal.Plaintext) -> np.ndarray:
     return out
 
 
-@functools.cache
-def _export_dir() -> str:
-    """A private directory in memory (/dev/shm where there is one) for ciphertext exports."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    d = tempfile.mkdtemp(prefix="twofold-ct-", dir=base)
-    atexit.register(shutil.rmtree, d, True)
-    return d
+class _MemFile:
+    """An anonymous in-memory file (``memfd_create``) with a path SEAL can ``save`` to.
+
+    ``/proc/self/fd/N`` names the memfd only while this process holds it: there is no name in
+    any file system, so nothing survives the process however it ends (SIGKILL included), and
+    no other process can open it by name. One per thread and process (a forked session makes
+    its own; the parent's descriptor is closed in the child).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("twofold-ct", os.MFD_CLOEXEC)
+        else:  # no memfd: an already-unlinked temporary file (nothing left to clean up)
+            self.fd = os.dup(tempfile.TemporaryFile().fileno())
+        self.path = (
+            f"/proc/self/fd/{self.fd}" if os.path.isdir("/proc/self/fd") else (f"/dev/fd/{self.fd}")
+        )
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+_LOCAL = threading.local()
+
+
+def _memfile() -> _MemFile:
+    mf = getattr(_LOCAL, "mf", None)
+    if mf is None or mf.pid != os.getpid():
+        if mf is not None:
+            with contextlib.suppress(OSError):
+                os.close(mf.fd)  # the parent's descriptor, inherited by fork
+        mf = _LOCAL.mf = _MemFile()
+    return mf
 
 
 def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     """Raw RNS data of a ciphertext as uint64[size, k, N] (a copy). seal-python has no raw
-    buffer access; ``save`` to a file in memory costs 0.3 ms against 1.1 ms for ``to_string``."""
-    path = os.path.join(_export_dir(), f"{os.getpid()}-{threading.get_ident()}")
-    ct.save(path)
+    buffer access; ``save`` to an in-memory file (see :class:`_MemFile`) costs ~1.0 ms against
+    2.7 ms for ``to_string`` (N = 8192, 3 primes; measured as the same as /dev/shm)."""
+    mf = _memfile()
+    ct.save(mf.path)
     k = ct.coeff_modulus_size()
-    return np.fromfile(path, dtype="<u8", offset=_CT_DATA).reshape(ct.size(), k, N)
-
-
-def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
-    """The public key's residues at the data level as an NTT-form ciphertext (its special-prime
-    residues dropped), for products u * pk; raises ValueError if the bytes are no public key."""
-    k_key = hp.k + 1
-    size = _CT_DATA + 2 * k_key * N * 8
-    if len(pk_bytes) != size:
-        raise ValueError(f"public key has {len(pk_bytes)} bytes, expected {size}")
-    data = np.frombuffer(pk_bytes, dtype="<u8", offset=_CT_DATA).reshape(2, k_key, N)[:, : hp.k]
-    prefix = bytearray(hp.ct_prefix_first)
-    prefix[_CT_NTT] = 1
-    ct = seal.Ciphertext()
-    ct.load_bytes(hp.ctx, bytes(prefix) + np.ascontiguousarray(data).tobytes())
-    return ct
+    out = np.empty((ct.size(), k, N), dtype="<u8")
+    got = os.preadv(mf.fd, [memoryview(out).cast("B")], _CT_DATA)
+    if got != out.nbytes:
+        raise ValueError(f"SEAL wrote {got} ciphertext bytes, expected {out.nbytes}")
+    return out
 
 
 def ct_from_array(hp: HEParams, data: np.ndarray, *, level: str = "first") -> seal.Ciphertext:
