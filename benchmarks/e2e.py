@@ -14,8 +14,9 @@ direction on loopback; tc/netem is not available here) and reports measured / pr
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
                              [--transport tls|plaintext|both] [--ot iknp silent]
                              [--unfused-too] [--shaped 32]
+                             [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
 
-``--quick`` runs 32² and 64²; keys are ``densenet121_SIZE_OT`` (``_nofuse`` for
+``--quick`` runs 32² and 64²; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
 ``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
 self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``
 by default (``--transport both``), and a second table gives the time ratio and the TCP bytes
@@ -64,13 +65,32 @@ def project(r: dict, rate_bps: float, rtt_s: float) -> float:
     return r["s"] + bytes_ * 8 / rate_bps + r["rounds"] * rtt_s
 
 
-def compile_size(size: int, work: Path, image: str) -> tuple[Path, float]:
+# --- issue 17 (--models): vendors' CNNs from tests/cnn_zoo.py beside DenseNet-121 -------------
+MODELS = ("densenet121", "resnet50", "mobilenetv2", "efficientnet_b0")
+
+
+def _export(model: str, path: Path, size: int) -> None:
+    if model == "densenet121":
+        _demo().export(path, size)
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    import cnn_zoo
+
+    cnn_zoo.export(model, path, size)
+
+
+# --- end issue 17 -----------------------------------------------------------------------------
+
+
+def compile_size(
+    size: int, work: Path, image: str, model: str = "densenet121"
+) -> tuple[Path, float]:
     """Export, compile and simulate once; the bundle and the compile time."""
-    d = work / f"densenet121_{size}"
+    d = work / f"{model}_{size}"
     d.mkdir(parents=True, exist_ok=True)
-    onnx_path = d / "densenet121.onnx"
+    onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
-        _demo().export(onnx_path, size)
+        _export(model, onnx_path, size)
     bundle = d / "bundle"
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     t = time.perf_counter()
@@ -241,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
-    ap.add_argument("--ot", nargs="+", choices=["iknp", "silent"], default=["iknp"],
-                    help="OT sources to run, each on every size, in this run")  # fmt: skip
+    ap.add_argument("--ot", nargs="+", choices=["iknp", "silent"],
+                    help="OT sources to run, each on every size, in this run "
+                         "(default: the runtime's default source)")  # fmt: skip
     ap.add_argument("--unfused-too", action="store_true",
                     help="also run each size with --no-fuse (before/after)")  # fmt: skip
     ap.add_argument("--shaped", type=int, metavar="SIZE",
@@ -255,7 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         help="TLS (the default of twofold run), plaintext, or both to compare",
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     args = ap.parse_args(argv)
+    if not args.ot:
+        sys.path.insert(0, str(ROOT))
+        from twofold.runtime.session import OT_DEFAULT
+
+        args.ot = [OT_DEFAULT]
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
@@ -267,20 +294,21 @@ def main(argv: list[str] | None = None) -> int:
         results[key] = r
         print(json.dumps({key: r}), file=sys.stderr, flush=True)
 
-    for size in [*sizes, *([args.shaped] if args.shaped and args.shaped not in sizes else [])]:
-        print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
-        bundle, compile_s = compile_size(size, Path(args.workdir), image)
+    shaped = [args.shaped] if args.shaped and args.shaped not in sizes else []
+    for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
+        print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
+        bundle, compile_s = compile_size(size, Path(args.workdir), image, model)
         for ot in args.ot:
             for fuse in (True, False) if args.unfused_too else (True,):
                 for tr in transports:
-                    key = f"densenet121_{size}_{ot}" + ("" if fuse else "_nofuse") + f"/{tr}"
+                    key = f"{model}_{size}_{ot}" + ("" if fuse else "_nofuse") + f"/{tr}"
                     log(key, run_once(bundle, args.linear, image, ot=ot, fuse=fuse, transport=tr)
                         | {"compile_s": round(compile_s, 3)})  # fmt: skip
         if size == args.shaped:
             # loopback, shaped, loopback again: the compute time of the projection is the mean of
             # the two loopback runs around the shaped one (other jobs' load drifts in minutes)
             ot, tr = args.ot[0], transports[0]
-            key, again = f"densenet121_{size}_{ot}/{tr}", f"densenet121_{size}_{ot}_again/{tr}"
+            key, again = f"{model}_{size}_{ot}/{tr}", f"{model}_{size}_{ot}_again/{tr}"
             name, bps, rtt = LINKS[1]
             wire = results[key]["bytes_client_to_server"] + results[key]["bytes_server_to_client"]
             bound = (3 * project(results[key], bps, rtt) + 120, 2 * wire + (64 << 20))

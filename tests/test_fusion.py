@@ -5,6 +5,7 @@ running the pair apart."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fixedpoint_graphs import small_cnn
 
 from twofold.backends.cleartext import Cleartext
@@ -13,10 +14,11 @@ from twofold.ir import Graph
 from twofold.runtime import protocols as P
 from twofold.runtime.executor import Executor
 from twofold.runtime.fusion import relu_trunc_plan
+from twofold.runtime.net import run_pair
 from twofold.runtime.prg import PRG
 from twofold.runtime.program import Program
 from twofold.runtime.ring import from_signed, to_signed
-from twofold.runtime.session import run_parties
+from twofold.runtime.session import OT_SOURCES, Party, run_parties
 
 CASES = [(8, 1), (8, 6), (16, 4), (31, 12), (32, 11), (37, 13), (64, 20), (64, 62)]
 
@@ -30,7 +32,8 @@ def _values(ell: int, shift: int, n: int = 600) -> np.ndarray:
     return v
 
 
-def test_relu_trunc_protocol_exact_on_every_ring():
+@pytest.mark.parametrize("source", OT_SOURCES)
+def test_relu_trunc_protocol_exact_on_every_ring(source):
     xs = {c: from_signed(_values(*c), c[0]) for c in CASES}
     shares = {}
     for (ell, s), x in xs.items():
@@ -40,7 +43,9 @@ def test_relu_trunc_protocol_exact_on_every_ring():
     def party(i: int):  # noqa: ANN202
         return lambda p: {c: P.relu_trunc(p, sh[i], c[0], c[1]) for c, sh in shares.items()}
 
-    a, b = run_parties(party(0), party(1), timeout=120)
+    a, b = run_pair(
+        party(0), party(1), timeout=120, make=lambda r, ch: Party(r, ch, "t", ot_source=source)
+    )
     for (ell, s), y0 in a.items():
         y = to_signed(
             (y0 + b[(ell, s)]) & np.uint64((1 << ell) - 1) if ell < 64 else y0 + b[(ell, s)], ell

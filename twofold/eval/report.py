@@ -79,6 +79,7 @@ def write_report(
     lmap: LabelMap,
     records: dict[str, dict[str, Any]],
     identity: dict[str, Any],
+    projection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse and write every artefact into ``cfg.out``; returns the summary dict."""
     out = Path(cfg.out)
@@ -93,6 +94,7 @@ def write_report(
         **summary,
     }
     summary["figures"] = _figures(out, ds, lmap, records, summary)
+    summary["projection"] = projection  # execution side (eval/projection.py)
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
     blocks = _blocks(summary)
     _atomic_write(out / "report.md", _markdown(blocks).encode())
@@ -316,6 +318,10 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                 "peak of Python/numpy allocations during one image (tracemalloc, 1 job).",
             )
         )
+
+    from .projection import blocks as projection_blocks  # execution side (eval/projection.py)
+
+    b += projection_blocks(s.get("projection"))
 
     b.append(("h2", "Skipped rows"))
     if d["bad_rows"]:

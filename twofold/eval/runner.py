@@ -8,19 +8,20 @@ resume. Statistics and the report are computed from the results file alone.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .datasets import DatasetError, Sample, load_dataset
-from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
+from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
+from .engines import EngineError, Plaintext, Simulate, file_digest
+from .execute import Execution
 from .labels import CHEXNET_LABELS, LabelMap
+from .projection import describe as describe_estimate
 from .results import FILENAME, ResultsError, ResultsLog
 
 MODES = ("simulate", "2pc")
@@ -41,9 +42,9 @@ class EvalConfig:
     images: Path
     out: Path
     mode: str = "simulate"
-    connect: str | None = None
+    connect: str | list[str] | None = None
     connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
-    jobs: int = 1
+    jobs: int | None = None  # None: 1 (local), the Ray cluster's CPUs (ray)
     resume: bool = False
     margin: float = 0.01
     uncertain: str = "zeros"
@@ -52,6 +53,11 @@ class EvalConfig:
     limit: int | None = None
     title: str = "twofold eval"
     note: str = ""
+    # --- execution (engine, endpoints, retries; see execute.py) ---
+    engine: str = "local"
+    ray_address: str | None = None
+    per_endpoint: int = 2
+    retries: int = 3
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -77,17 +83,18 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     say = progress or (lambda _m: None)
     if cfg.mode not in MODES:
         raise EvalError(f"unknown --mode {cfg.mode!r} (choose from {', '.join(MODES)})")
-    if cfg.jobs < 1:
+    if cfg.jobs is not None and cfg.jobs < 1:
         raise EvalError(f"--jobs must be at least 1, got {cfg.jobs}")
     if not cfg.margin > 0:
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
     try:
         plain = Plaintext(cfg.model)
-        if cfg.mode == "simulate":
-            secure = sim = Simulate(cfg.bundle)
-        else:  # the client bundle suffices; with the server's too, check 2PC against simulate
-            secure = TwoParty(cfg.bundle, cfg.connect, cfg.connect_options)
-            sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
+        # the client bundle suffices for 2PC; with the server's too, check 2PC against simulate
+        sim = (
+            Simulate(cfg.bundle) if cfg.mode == "simulate" or _has_server_part(cfg.bundle) else None
+        )
+        ex = Execution(cfg, plain, sim)  # --engine, --connect endpoints (execute.py)
+        secure = ex.secure
         out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape))
         lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
@@ -115,17 +122,22 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         if cfg.limit is not None:
             todo = todo[: max(0, cfg.limit)]
         done = sum(1 for s in ds.samples if "plain" in log.done.get(s.id, {}))
-        say(
-            f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
-            f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
-        )
         try:
-            _run(todo, plain, secure, sim, log, cfg, say)
-        except EngineError as e:
+            engine = ex.start() if todo else "nothing to run"
+            say(
+                f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
+                f"{len(todo)} to run ({cfg.mode}, {engine})"
+            )
+            if todo:
+                say(describe_estimate(ex.estimate(len(todo))))
+                ex.run(todo, log, say)
+        except (EngineError, DispatchError) as e:
             raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
 
-    return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
+    records = _records(cfg.out / FILENAME)
+    proj = ex.projection(list(records.values()), len(ds.samples))
+    return write_report(replace(cfg, jobs=ex.cap), ds, lmap, records, identity, projection=proj)
 
 
 def _has_server_part(bundle: Path) -> bool:
@@ -138,67 +150,44 @@ def _has_server_part(bundle: Path) -> bool:
     return True
 
 
-def _run(
-    todo: list[Sample],
-    plain: Plaintext,
-    secure: Any,
-    sim: Simulate | None,
-    log: ResultsLog,
-    cfg: EvalConfig,
-    say: Callable[[str], None],
-) -> None:
-    count = [0]
-    lock = threading.Lock()
-    measure = cfg.jobs == 1
+def evaluate_image(
+    s: Sample, plain: Plaintext, secure: Any, sim: Simulate | None, measure: bool = False
+) -> dict[str, Any]:
+    """One image through plaintext and secure inference; its results.jsonl record.
 
-    def one(s: Sample) -> None:
-        t0 = time.perf_counter()
-        try:
-            x = _load_image(s, secure.meta)
-        except Exception as e:  # any decoder failure is a bad row, reported with the reason
-            log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
-            say(f"skipped {s.id}: unreadable image: {e}")
-            return
-        p = plain(x)
-        try:
-            if secure is sim:
-                r = sim(x, measure_memory=measure)
-            else:
-                r = secure(x, secure.input_name)
-                if sim is not None:
-                    # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                    r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-        except ArithmeticError as e:  # fixed-point overflow on this image: report it
-            log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
-            say(f"skipped {s.id}: secure run failed: {e}")
-            return
-        if p.values.shape != r.values.shape:
-            raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
-        rec = {
-            "id": s.id,
-            "line": s.line,
-            "plain": p.values.tolist(),
-            "secure": r.values.tolist(),
-            "time_plain_s": p.time_s,
-            "time_secure_s": r.time_s,
-            "wall_s": time.perf_counter() - t0,
-            **r.cost,
-        }
-        log.append(rec)
-        with lock:
-            count[0] += 1
-            say(
-                f"[{count[0]}/{len(todo)}] {s.id}: max |secure - plain| = "
-                f"{float(np.max(np.abs(r.values - p.values))):.2e}"
-            )
-
-    if cfg.jobs == 1:
-        for s in todo:
-            one(s)
-    else:
-        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            for f in [pool.submit(one, s) for s in todo]:
-                f.result()
+    Pure (no log, no output), so any engine may run it: a thread of this process or a Ray
+    task on another machine. An unreadable image or a fixed-point overflow gives an ``error``
+    record; a failed 2PC session raises (the engine classifies it, see ``dispatch``).
+    ``sim`` is None when only the client bundle is at hand (no bit-exactness oracle).
+    """
+    t0 = time.perf_counter()
+    try:
+        x = _load_image(s, secure.meta)
+    except Exception as e:  # any decoder failure is a bad row, reported with the reason
+        return {"id": s.id, "line": s.line, "error": f"unreadable image: {e}"}
+    p = plain(x)
+    try:
+        if secure is sim:
+            r = sim(x, measure_memory=measure)
+        else:
+            r = secure(x, secure.input_name)
+            if sim is not None:
+                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+    except ArithmeticError as e:  # fixed-point overflow on this image: report it
+        return {"id": s.id, "line": s.line, "error": f"secure run failed: {e}"}
+    if p.values.shape != r.values.shape:
+        raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
+    return {
+        "id": s.id,
+        "line": s.line,
+        "plain": p.values.tolist(),
+        "secure": r.values.tolist(),
+        "time_plain_s": p.time_s,
+        "time_secure_s": r.time_s,
+        "wall_s": time.perf_counter() - t0,
+        **r.cost,
+    }
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:

@@ -36,7 +36,7 @@ from .net import CONTROL_FRAME_MAX, Channel, tcp_wire_bytes
 from .program import Program
 from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
-from .session import OT_DEFAULT, OT_PLANNED, OT_SOURCES, Party, check_ot_source
+from .session import OT_DEFAULT, OT_SOURCES, Party, check_ot_source
 from .tls import cert_fingerprint, ensure_self_signed, server_context
 
 LINEAR = ("he", "ot", "auto")
@@ -294,8 +294,7 @@ def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, s
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
     if ot not in OT_SOURCES:
-        why = "not available in this client" if ot in OT_PLANNED else "unknown"
-        raise PeerError(f"server chose OT source {ot!r}, {why} (this client runs {OT_SOURCES})")
+        raise PeerError(f"server chose an unknown OT source {ot!r} (this client runs {OT_SOURCES})")
     if want_ot is not None and ot != want_ot:
         raise PeerError(f"server chose --ot {ot}, this client was asked for --ot {want_ot}")
     if not isinstance(fuse, bool):

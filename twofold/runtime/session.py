@@ -27,24 +27,17 @@ from .prg import PRG
 PROTOCOL = "twofold-2pc"
 PROTOCOL_VERSION = 1
 ROLES = ("server", "client")
-#: Correlated-OT sources a session can run on (``twofold run server --ot``): what this build's
-#: OTPack offers (``ot.otpack.SOURCES``, with silent OT), else IKNP alone; the default is the
-#: OTPack's own (``DEFAULT_SOURCE``), so the CLI follows when silent OT becomes the default.
-OT_SOURCES: tuple[str, ...] = tuple(getattr(_otpack, "SOURCES", ("iknp",)))
-OT_DEFAULT: str = getattr(_otpack, "DEFAULT_SOURCE", "iknp")
-OT_PLANNED = tuple(s for s in ("silent", "iknp") if s not in OT_SOURCES)
+#: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
+#: the OTPack's (silent Ferret COT, or IKNP).
+OT_SOURCES: tuple[str, ...] = tuple(_otpack.SOURCES)
+OT_DEFAULT: str = _otpack.DEFAULT_SOURCE
 
 
 def check_ot_source(source: str) -> str:
     """``source`` if this build can run it; ValueError with one clear line otherwise."""
-    if source in OT_SOURCES:
-        return source
-    if source in OT_PLANNED:
-        raise ValueError(
-            f"--ot {source} is not available in this build (silent OT has not landed yet); "
-            f"use --ot {OT_SOURCES[0]}"
-        )
-    raise ValueError(f"--ot must be one of {', '.join(OT_SOURCES + OT_PLANNED)}, got {source!r}")
+    if source not in OT_SOURCES:
+        raise ValueError(f"--ot must be one of {', '.join(OT_SOURCES)}, got {source!r}")
+    return source
 
 
 class Party:
@@ -80,11 +73,7 @@ class Party:
         """Build the session's OT state on ``source`` (both parties, after the handshake, with
         the same source: the server announces it, see runner.py); a server admits the client
         before this."""
-        check_ot_source(source)
-        if hasattr(_otpack, "SOURCES"):
-            self.ot = OTPack(self.chan, self.role, source=source)
-        else:  # an OTPack without sources is IKNP
-            self.ot = OTPack(self.chan, self.role)
+        self.ot = OTPack(self.chan, self.role, source=check_ot_source(source))
         self.ot_source = source
 
     def _handshake(self) -> PRG:
