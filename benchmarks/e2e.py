@@ -83,15 +83,18 @@ def _export(model: str, path: Path, size: int) -> None:
 
 
 def compile_size(
-    size: int, work: Path, image: str, model: str = "densenet121"
+    size: int, work: Path, image: str, model: str = "densenet121", reuse: bool = False
 ) -> tuple[Path, float]:
-    """Export, compile and simulate once; the bundle and the compile time."""
+    """Export, compile and simulate once; the bundle and the compile time (``reuse``: keep a
+    bundle and simulate.json a previous run left in the work directory; compile time 0)."""
     d = work / f"{model}_{size}"
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
         _export(model, onnx_path, size)
     bundle = d / "bundle"
+    if reuse and (d / "simulate.json").exists() and (bundle / "server").is_dir():
+        return bundle, 0.0
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     t = time.perf_counter()
     _check(
@@ -276,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         help="TLS (the default of twofold run), plaintext, or both to compare",
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the bundle and simulate.json in --workdir")  # fmt: skip
+    ap.add_argument("--prepare", action="store_true",
+                    help="only export, compile and simulate (for a later --reuse run)")  # fmt: skip
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     args = ap.parse_args(argv)
     if not args.ot:
@@ -297,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     shaped = [args.shaped] if args.shaped and args.shaped not in sizes else []
     for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
-        bundle, compile_s = compile_size(size, Path(args.workdir), image, model)
+        bundle, compile_s = compile_size(size, Path(args.workdir), image, model, args.reuse)
+        if args.prepare:
+            continue
         for ot in args.ot:
             for fuse in (True, False) if args.unfused_too else (True,):
                 for tr in transports:
