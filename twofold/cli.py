@@ -178,7 +178,17 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
 @click.option("--connect", help="server HOST:PORT for --mode 2pc")
 @click.option("--jobs", default=1, show_default=True, help="images in parallel (2pc sessions)")
 @click.option("--resume", is_flag=True, help="continue the run in OUT (keeps finished images)")
-@click.option("--margin", default=0.01, show_default=True, help="TOST equivalence margin")
+@click.option("--margin", default=0.01, show_default=True,
+              help="margin δ on each output (TOST and limits of agreement)")  # fmt: skip
+@click.option("--auroc-margin", type=float, help="AUROC equivalence margin (TOST on ΔAUROC)")
+@click.option("--group-column", help="CSV column to report per group as well as pooled, e.g. site")
+@click.option("--retry-failed", is_flag=True,
+              help="with --resume: run failed images (unusable, secure failure) again")  # fmt: skip
+@click.option("--tls-ca", help="2pc: CA file the server's certificate must chain to")
+@click.option("--server-fingerprint", help="2pc: SHA-256 fingerprint of the server's certificate")
+@click.option("--token", help="2pc: access token the server asks for")
+@click.option("--insecure-plaintext", is_flag=True, help="2pc: no TLS (testing on loopback only)")
+@click.option("--timeout", type=float, help="2pc: seconds to wait for the server per step")
 @click.option("--uncertain", type=click.Choice(["zeros", "ones", "ignore"]), default="zeros",
               show_default=True, help="CheXpert -1 labels")  # fmt: skip
 @click.option("--labels", help="model output names A,B,... (default: bundle's, or CheXNet 14)")
@@ -188,27 +198,39 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
 @click.option("--note", default="", help="a note shown at the top of the report")
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
 def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, resume, margin,
-             uncertain, labels, label_map, limit, title, note, quiet) -> None:  # fmt: skip
+             auroc_margin, group_column, retry_failed, tls_ca, server_fingerprint, token,
+             insecure_plaintext, timeout, uncertain, labels, label_map, limit, title, note,
+             quiet) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
 
     from .eval.labels import parse_label_map
     from .eval.runner import EvalConfig, EvalError, run_eval
 
+    options = {
+        "tls_ca": tls_ca, "server_fingerprint": server_fingerprint, "token": token,
+        "insecure_plaintext": insecure_plaintext or None, "timeout": timeout,
+    }  # fmt: skip
+    if retry_failed and not resume:
+        raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
     try:
         cfg = EvalConfig(
             bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
             images=Path(images), out=Path(out_dir), mode=mode, connect=connect, jobs=jobs,
-            resume=resume, margin=margin, uncertain=uncertain, label_map=parse_label_map(label_map),
+            resume=resume, margin=margin, auroc_margin=auroc_margin, group_column=group_column,
+            retry_failed=retry_failed,
+            connect_options={k: v for k, v in options.items() if v is not None},
+            uncertain=uncertain, label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
             title=title, note=note,
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
     except (EvalError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
-    d = s["dataset"]
+    d, f = s["dataset"], s["secure_failures"]
     click.echo(
-        f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
+        (f"SECURE FAILURES: {f['failed']} of {f['attempted']} images; " if f["failed"] else "")
+        + f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
         f"{d['pending']} pending; report: {Path(out_dir) / 'report.md'}"
     )
 

@@ -27,7 +27,8 @@ class AUC:
 
 @dataclass(frozen=True)
 class PairedAUC:
-    """Paired DeLong test of H0: AUC_a = AUC_b on the same cases (two-sided)."""
+    """Paired DeLong test of H0: AUC_a = AUC_b on the same cases (two-sided), with the Wald
+    (1 - alpha) interval ``diff ± z·se`` of the difference AUC_a - AUC_b."""
 
     auc_a: float
     auc_b: float
@@ -35,10 +36,38 @@ class PairedAUC:
     se_diff: float
     z: float
     p_value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class AUCEquivalence:
+    """TOST of |AUC_a - AUC_b| < margin with the DeLong SE (normal approximation).
+
+    H0: diff <= -margin and H0: diff >= +margin, each one-sided at alpha; equivalence when both
+    reject, i.e. when the (1 - 2·alpha) interval lies inside (-margin, +margin). p = max.
+    """
+
+    margin: float
+    diff: float
+    se_diff: float
+    p_lower: float
+    p_upper: float
+    p_value: float
+    ci90_low: float
+    ci90_high: float
+
+    def equivalent(self, alpha: float = 0.05) -> bool:
+        return self.p_value < alpha
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` with ties given the mean of their ranks (Sun & Xu, Alg. 1)."""
+    """Ranks 1..n of ``x`` with ties given the mean of their ranks (Sun & Xu, Alg. 1).
+
+    NaN never equals itself, so the tie scan below would not advance on it: refuse it.
+    """
+    if not np.all(np.isfinite(x)):
+        raise ValueError("scores must be finite (NaN or inf found)")
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
     n = len(x)
@@ -62,6 +91,8 @@ def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} do not match")
     if not np.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be 0 or 1")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite (NaN or inf found)")
     pos, neg = scores[:, labels == 1], scores[:, labels == 0]
     if pos.shape[1] == 0 or neg.shape[1] == 0:
         raise ValueError(
@@ -113,11 +144,13 @@ def auc_ci(labels: np.ndarray, scores: np.ndarray, alpha: float = 0.05) -> AUC:
     )
 
 
-def paired_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> PairedAUC:
+def paired_test(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, alpha: float = 0.05
+) -> PairedAUC:
     """Paired DeLong test of two correlated AUROCs (DeLong 1988, eq. for L = (1, -1)).
 
     When the variance of the difference is zero (e.g. identical rankings) the difference is
-    exactly known: p = 1 if it is zero, else 0.
+    exactly known: p = 1 if it is zero, else 0, and the interval is the point itself.
     """
     scores = np.vstack([np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)])
     aucs, cov = delong_components(labels, scores)
@@ -126,8 +159,28 @@ def paired_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
     if var <= 1e-300:
         z = 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
         p = 1.0 if diff == 0.0 else 0.0
-        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, z, p)
+        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, z, p, diff, diff)
     se = float(np.sqrt(var))
     z = diff / se
     p = float(2.0 * stats.norm.sf(abs(z)))
-    return PairedAUC(float(aucs[0]), float(aucs[1]), diff, se, z, p)
+    q = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    return PairedAUC(float(aucs[0]), float(aucs[1]), diff, se, z, p, diff - q * se, diff + q * se)
+
+
+def auc_equivalence(diff: float, se: float, margin: float) -> AUCEquivalence:
+    """TOST on a paired AUROC difference with its DeLong SE (see :class:`AUCEquivalence`).
+
+    With se = 0 the difference is known exactly: p = 0 inside the margin, 1 outside.
+    """
+    if not margin > 0:
+        raise ValueError(f"AUROC equivalence margin must be positive, got {margin}")
+    if se <= 0.0:
+        p_lo = 0.0 if diff > -margin else 1.0
+        p_hi = 0.0 if diff < margin else 1.0
+        return AUCEquivalence(margin, diff, 0.0, p_lo, p_hi, max(p_lo, p_hi), diff, diff)
+    p_lo = float(stats.norm.sf((diff + margin) / se))
+    p_hi = float(stats.norm.cdf((diff - margin) / se))
+    q = float(stats.norm.ppf(0.95))
+    return AUCEquivalence(
+        margin, diff, se, p_lo, p_hi, max(p_lo, p_hi), diff - q * se, diff + q * se
+    )

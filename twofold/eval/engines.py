@@ -21,6 +21,11 @@ class EngineError(ValueError):
     """An engine cannot be set up (bad model, bad bundle, mode not available)."""
 
 
+class SecureFailure(ArithmeticError):
+    """The secure run of one image gave no trustworthy output (e.g. flagged ``valid: false``
+    with ``overflow_at``): a result of the evaluation, reported, not a reason to stop."""
+
+
 @dataclass
 class Inference:
     """Probabilities (flattened model output) and per-image cost figures."""
@@ -59,6 +64,7 @@ class Plaintext:
         if len(ins) != 1:
             raise EngineError(f"{self.path} has {len(ins)} inputs; one image input is supported")
         self.input_name = ins[0].name
+        self.input_shape = list(ins[0].shape)  # ints, or names/None for dynamic axes
         self.output_names = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray, output: str | None = None) -> Inference:
@@ -117,6 +123,9 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     if len(outs) != 1:
         raise EngineError(f"the model has {len(outs)} outputs; evaluation needs exactly one")
     (out,) = outs.values()
+    if doc.get("valid") is False or out.get("valid") is False:
+        at = out.get("overflow_at") or doc.get("overflow_at") or "an unnamed node"
+        raise SecureFailure(f"output flagged invalid: overflow at {at}")
     return np.asarray(out["values"], np.float64).ravel()
 
 
@@ -129,7 +138,13 @@ class TwoParty:
 
     mode = "2pc"
 
-    def __init__(self, bundle: str | Path, connect: str | None, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        bundle: str | Path,
+        connect: str | None,
+        timeout: float = 600.0,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
         try:
@@ -141,7 +156,16 @@ class TwoParty:
             raise EngineError(f"--connect must be HOST:PORT, got {connect!r}")
         self.host, self.port = host.strip("[]"), int(port)
         self.bundle = str(bundle)
-        self.timeout = timeout
+        # DESIGN decision 3: only the keys the user set; a key this runtime does not know is
+        # a clear error here rather than a TypeError per image.
+        self.options = {"timeout": timeout, **(connect_options or {})}
+        import inspect
+
+        known = inspect.signature(run_client).parameters
+        unknown = [k for k in self.options if k not in known]
+        if unknown:
+            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+            raise EngineError(f"this twofold's 2PC client does not support {flags}")
         self._run_client = run_client
 
     def __call__(self, x: np.ndarray, input_name: str) -> Inference:
@@ -156,7 +180,7 @@ class TwoParty:
                 self.host,
                 self.port,
                 {input_name: x},
-                timeout=self.timeout,
+                **self.options,
                 progress=False,
                 out=io.StringIO(),
             )

@@ -1,9 +1,12 @@
 """``twofold eval``: run a labelled dataset through plaintext and secure inference, then report.
 
 Every finished image is appended to ``results.jsonl`` before the next is taken, so a killed
-run resumes (``resume=True``) without losing or recomputing anything. Images that cannot be
-read are recorded as errors and reported with the dataset's bad rows; they are retried on
-resume. Statistics and the report are computed from the results file alone.
+run resumes (``resume=True``) without losing or recomputing anything. Each record carries the
+SHA-256 of its image file and the header the dataset CSV's, so a resume against other data is
+refused. Images that cannot be used (unreadable, non-finite plaintext output) are recorded as
+``error``; images whose secure run fails (overflow, input out of the compiled range, non-finite
+output) as ``secure_error`` — a result, reported first. Both are kept on resume and retried only
+with ``retry_failed``. Statistics and the report are computed from the results file alone.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .datasets import DatasetError, Sample, load_dataset
-from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
+from .engines import EngineError, Plaintext, SecureFailure, Simulate, TwoParty, file_digest
 from .labels import CHEXNET_LABELS, LabelMap
-from .results import FILENAME, ResultsError, ResultsLog
+from .results import FILENAME, ResultsError, ResultsLog, failed
 
 MODES = ("simulate", "2pc")
 
@@ -45,6 +48,10 @@ class EvalConfig:
     jobs: int = 1
     resume: bool = False
     margin: float = 0.01
+    auroc_margin: float | None = None
+    group_column: str | None = None
+    retry_failed: bool = False
+    connect_options: dict[str, Any] = field(default_factory=dict)
     uncertain: str = "zeros"
     label_map: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None
@@ -71,6 +78,34 @@ def _load_image(sample: Sample, meta: dict[str, Any]) -> np.ndarray:
     return load_input(sample.path, meta)
 
 
+def _out_of_range(e: BaseException) -> bool:
+    """The range check's InputOutOfRange (DESIGN decision 2), wherever it is defined."""
+    return any(c.__name__ == "InputOutOfRange" for c in type(e).__mro__)
+
+
+def _check_model_matches(plain: Plaintext, sim: Simulate, n_out: int, model: Path) -> None:
+    """--model must be the network the bundle was compiled from: same input shape and size."""
+    want = [int(d) for d in sim.meta.get("shape") or []]
+    got = plain.input_shape
+    fixed = [d if isinstance(d, int) else None for d in got]
+    same = len(got) == len(want) and all(
+        g is None or g == w for g, w in zip(fixed, want, strict=False)
+    )
+    if want and not same:
+        shown = [d if isinstance(d, int) else "?" for d in got]
+        raise EvalError(
+            f"--model {model.name} takes input {shown}, the bundle {want}: "
+            "they are not the same network"
+        )
+    for o in plain.sess.get_outputs()[:1]:
+        dims = o.shape
+        if all(isinstance(d, int) for d in dims) and int(np.prod(dims)) != n_out:
+            raise EvalError(
+                f"--model {model.name} gives {int(np.prod(dims))} outputs, the bundle "
+                f"{n_out}: they are not the same network"
+            )
+
+
 def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation in ``cfg.out``; returns the summary it wrote."""
     say = progress or (lambda _m: None)
@@ -80,14 +115,19 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         raise EvalError(f"--jobs must be at least 1, got {cfg.jobs}")
     if not cfg.margin > 0:
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
+    if cfg.auroc_margin is not None and not 0 < cfg.auroc_margin < 1:
+        raise EvalError(f"--auroc-margin must be in (0, 1), got {cfg.auroc_margin}")
     try:
         plain = Plaintext(cfg.model)
         sim = Simulate(cfg.bundle)
-        secure = sim if cfg.mode == "simulate" else TwoParty(cfg.bundle, cfg.connect)
         out_shape = sim.graph[sim.output].type.shape
         n_out = int(np.prod(out_shape))
+        _check_model_matches(plain, sim, n_out, cfg.model)
+        secure: Any = sim
+        if cfg.mode == "2pc":
+            secure = TwoParty(cfg.bundle, cfg.connect, connect_options=cfg.connect_options)
         lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)
-        ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain)
+        ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain, cfg.group_column)
     except (EngineError, DatasetError) as e:
         raise EvalError(str(e)) from None
     except ValueError as e:
@@ -99,29 +139,56 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         "mode": cfg.mode,
         "input": sim.meta,
         "labels": list(lmap.model_labels),
+        "dataset_sha256": ds.sha256,
     }
     try:
-        log = ResultsLog(cfg.out / FILENAME, identity, cfg.resume)
+        log = ResultsLog(
+            cfg.out / FILENAME, identity, cfg.resume, failed if cfg.retry_failed else None
+        )
     except ResultsError as e:
         raise EvalError(str(e)) from None
     with log:
         if log.torn:
             say("resume: dropped a partial last record (the run was killed mid-write)")
-        todo = [s for s in ds.samples if "error" in log.done.get(s.id, {"error": 1})]
+        _check_digests(ds.samples, log)
+        todo = [s for s in ds.samples if s.id not in log.done]
         if cfg.limit is not None:
             todo = todo[: max(0, cfg.limit)]
-        done = sum(1 for s in ds.samples if "plain" in log.done.get(s.id, {}))
+        done = sum(1 for s in ds.samples if s.id in log.done)
+        kept = sum(1 for s in ds.samples if s.id in log.done and failed(log.done[s.id]))
         say(
             f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
             f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
+            + (f"; {kept} failed image(s) kept (--retry-failed runs them again)" if kept else "")
+            + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
         )
         try:
-            _run(todo, plain, secure, sim, log, cfg, say)
+            _run(todo, plain, secure, sim, log, cfg, lmap.model_labels, say)
         except EngineError as e:
             raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
 
     return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
+
+
+def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
+    """Refuse to resume when an image already evaluated now has other content."""
+    for s in samples:
+        rec = log.done.get(s.id)
+        if rec and "sha256" in rec and file_digest(s.path) != rec["sha256"]:
+            raise EvalError(
+                f"{log.path}: image {s.id} has other content than when it was evaluated "
+                "(SHA-256 differs); --resume needs the same images: use another -o"
+            )
+
+
+def _nonfinite(values: np.ndarray, names: tuple[str, ...]) -> str | None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:
+        return None
+    j = int(bad[0])
+    name = names[j] if j < len(names) else f"output {j}"
+    return f"output for {name} is {values[j]}"
 
 
 def _run(
@@ -131,37 +198,75 @@ def _run(
     sim: Simulate,
     log: ResultsLog,
     cfg: EvalConfig,
+    names: tuple[str, ...],
     say: Callable[[str], None],
 ) -> None:
     count = [0]
     lock = threading.Lock()
+    abort = threading.Event()  # set by the first engine failure (e.g. the server is gone)
     measure = cfg.jobs == 1
 
+    def rel(msg: str, s: Sample) -> str:  # no absolute paths of this machine in the report
+        return msg.replace(str(s.path), s.id).replace(str(cfg.images), "<images>")
+
     def one(s: Sample) -> None:
+        if abort.is_set():
+            return
         t0 = time.perf_counter()
+        base: dict[str, Any] = {"id": s.id, "line": s.line}
         try:
+            base["sha256"] = file_digest(s.path)
             x = _load_image(s, sim.meta)
         except Exception as e:  # any decoder failure is a bad row, reported with the reason
-            log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
-            say(f"skipped {s.id}: unreadable image: {e}")
+            if _out_of_range(e):
+                msg = rel(str(e), s)
+                log.append({**base, "failure": "input out of range", "secure_error": msg})
+                say(f"secure failure {s.id}: {msg}")
+                return
+            log.append({**base, "error": f"unreadable image: {rel(str(e), s)}"})
+            say(f"skipped {s.id}: unreadable image: {rel(str(e), s)}")
             return
         p = plain(x)
+        bad = _nonfinite(p.values, names)
+        if bad:
+            log.append({**base, "error": f"plaintext {bad}"})
+            say(f"skipped {s.id}: plaintext {bad}")
+            return
         try:
+            if abort.is_set():
+                return
             if secure is sim:
                 r = sim(x, measure_memory=measure)
             else:
                 r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
                 # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
                 r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-        except ArithmeticError as e:  # fixed-point overflow on this image: report it
-            log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
-            say(f"skipped {s.id}: secure run failed: {e}")
+            bad = _nonfinite(r.values, names)
+            if bad:
+                raise SecureFailure(f"secure {bad}")
+        except EngineError:
+            abort.set()
+            raise
+        except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
+            if isinstance(e, ValueError) and not _out_of_range(e):
+                raise
+            kind = (
+                "input out of range"
+                if _out_of_range(e)
+                else "non-finite output"
+                if str(e).startswith("secure output for")
+                else "overflow"
+                if "overflow" in str(e).lower()
+                else "secure run failed"
+            )
+            msg = rel(str(e), s)
+            log.append({**base, "plain": p.values.tolist(), "failure": kind, "secure_error": msg})
+            say(f"secure failure {s.id}: {msg}")
             return
         if p.values.shape != r.values.shape:
             raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
         rec = {
-            "id": s.id,
-            "line": s.line,
+            **base,
             "plain": p.values.tolist(),
             "secure": r.values.tolist(),
             "time_plain_s": p.time_s,
@@ -182,8 +287,11 @@ def _run(
             one(s)
     else:
         with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            for f in [pool.submit(one, s) for s in todo]:
-                f.result()
+            futures = [pool.submit(one, s) for s in todo]
+            errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:
