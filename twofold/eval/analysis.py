@@ -155,10 +155,10 @@ def _verdicts(rows: list[dict[str, Any]], auroc_margin: float | None) -> dict[st
         r["delta_auc"]["p_holm"] = p
     v["auc_tested"] = len(tested)
     if tested:
-        i = int(np.argmin(adj))
+        i = int(np.argmin([r["delta_auc"]["p_value"] for r in tested]))
         v["auc_significant"] = [r["label"] for r, p in zip(tested, adj, strict=True) if p < ALPHA]
         v["auc_min_p_holm"] = adj[i]
-        v["auc_min_p"] = min(r["delta_auc"]["p_value"] for r in tested)
+        v["auc_min_p"] = tested[i]["delta_auc"]["p_value"]
         v["auc_min_p_label"] = tested[i]["label"]
         if auroc_margin is not None:
             v["auc_equivalent"] = all(r["auc_tost"]["equivalent"] for r in tested)
@@ -207,8 +207,8 @@ def _heterogeneity(sections: list[dict[str, Any]], labels: list[str]) -> list[di
         else:
             h = cochran_q([d["diff"] for _, d in used], [d["se"] ** 2 for _, d in used])
             row.update(asdict(h))
-            if h.q is None:
-                row["note"] = "a group has zero DeLong variance while the ΔAUROCs differ"
+            if zero := [g for g, d in used if d["se"] == 0.0]:
+                row["note"] = f"zero DeLong variance (exact ΔAUROC) in: {', '.join(zero)}"
         out.append(row)
     return out
 

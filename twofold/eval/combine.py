@@ -11,6 +11,7 @@ I² = max(0, (Q − df)/Q) is the share of variation beyond chance.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,25 +34,24 @@ def holm(pvalues: list[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class Heterogeneity:
-    """Cochran's Q across groups: statistic, df, p, I² and the fixed-effect pooled estimate.
-
-    ``q`` is None (not computable) when a group's variance is zero while the estimates differ.
-    """
+    """Cochran's Q across groups: statistic, df, p, I² and the fixed-effect pooled estimate
+    (None when groups known exactly disagree: Q is then infinite)."""
 
     groups: int
-    q: float | None
+    q: float
     df: int
-    p_value: float | None
-    i2: float | None
+    p_value: float
+    i2: float
     pooled: float | None
 
 
 def cochran_q(estimates: list[float], variances: list[float]) -> Heterogeneity:
     """Cochran's Q of ``estimates`` with ``variances`` (needs at least two groups).
 
-    A zero variance means the estimate is known exactly (e.g. identical rankings, Δ = 0): if all
-    estimates are equal there is no heterogeneity (Q = 0, p = 1); otherwise Q is infinite and
-    not reported as a number (``q`` None).
+    A zero variance (e.g. identical rankings give ΔAUROC = 0 with DeLong variance 0) is the
+    limit of an infinite weight: θ̄ becomes that group's estimate and its own term vanishes, so
+    Q = Σ over the other groups of (θ_g − θ̄)²/v_g, still with G − 1 df. If groups with zero
+    variance disagree among themselves, Q is infinite (p = 0).
     """
     th = np.asarray(estimates, np.float64)
     v = np.asarray(variances, np.float64)
@@ -59,13 +59,17 @@ def cochran_q(estimates: list[float], variances: list[float]) -> Heterogeneity:
     if g < 2 or v.size != g:
         raise ValueError(f"Cochran's Q needs at least two groups with variances, got {g}")
     df = g - 1
-    if np.any(v <= 0.0):
-        if np.all(th == th[0]):
-            return Heterogeneity(g, 0.0, df, 1.0, 0.0, float(th[0]))
-        return Heterogeneity(g, None, df, None, None, None)
-    w = 1.0 / v
-    pooled = float(np.sum(w * th) / np.sum(w))
-    q = float(np.sum(w * (th - pooled) ** 2))
+    exact = v <= 0.0
+    if np.any(exact):
+        fixed = th[exact]
+        if np.any(fixed != fixed[0]):
+            return Heterogeneity(g, math.inf, df, 0.0, 1.0, None)
+        pooled = float(fixed[0])
+        q = float(np.sum((th[~exact] - pooled) ** 2 / v[~exact]))
+    else:
+        w = 1.0 / v
+        pooled = float(np.sum(w * th) / np.sum(w))
+        q = float(np.sum(w * (th - pooled) ** 2))
     p = float(stats.chi2.sf(q, df))
     i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
     return Heterogeneity(g, q, df, p, i2, pooled)

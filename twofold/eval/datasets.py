@@ -88,7 +88,8 @@ def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str
             if len(fields) != len(header):
                 what = "fewer" if len(fields) < len(header) else "more"
                 reason = f"{len(fields)} fields, {what} than the {len(header)} of the header"
-                rows.append((reader.line_num, {_BAD_LENGTH: reason}))
+                first = fields[0].strip() if fields else ""
+                rows.append((reader.line_num, {_BAD_LENGTH: reason, "": first}))
                 continue
             rows.append(
                 (reader.line_num, {k: v.strip() for k, v in zip(header, fields, strict=True)})
@@ -185,7 +186,7 @@ def load_dataset(
     nih_vocab = {normalise(x) for x in CHEXNET_LABELS} | {normalise(NIH_NO_FINDING)}
     for line, row in rows:
         if _BAD_LENGTH in row:  # a row of the wrong length (see _read_rows)
-            bad.append(BadRow(line, "", row[_BAD_LENGTH]))
+            bad.append(BadRow(line, row[""], row[_BAD_LENGTH]))
             continue
         rid = row.get(path_col, "")
         if not rid:

@@ -158,11 +158,11 @@ def _figures(
 
 
 def _signed(x: float, fmt: str = "+.4f") -> str:
-    return format(x, fmt).replace("-", "−")
+    return format(x, fmt)
 
 
 def _ci(lo: float, hi: float, fmt: str = ".3f") -> str:
-    return f"[{format(lo, fmt)}, {format(hi, fmt)}]".replace("-", "−")
+    return f"[{format(lo, fmt)}, {format(hi, fmt)}]"
 
 
 def _names(xs: list[str]) -> str:
@@ -219,10 +219,10 @@ def _agreement_table(sec: dict[str, Any], margin: float) -> Block:
             [
                 r["label"],
                 str(a["n"]),
-                f"{t['mean_diff']:+.1e}".replace("-", "−"),
+                f"{t['mean_diff']:+.1e}",
                 f"{a['max_abs_diff']:.1e}",
                 _p(t["p_value"]),
-                f"[{ba['loa_low']:+.1e}, {ba['loa_high']:+.1e}]".replace("-", "−"),
+                f"[{ba['loa_low']:+.1e}, {ba['loa_high']:+.1e}]",
                 f"{100 * a['within_margin']:.1f}%",
                 "yes" if a["equivalent"] else "**no**",
                 warn,
@@ -368,7 +368,7 @@ def _headline(s: dict[str, Any]) -> list[Block]:
     )
     g = s["groups"]
     if g:
-        het = [h for h in g["heterogeneity"] if h.get("p_value") is not None]
+        het = [h for h in g["heterogeneity"] if "p_value" in h]
         sig = [h["label"] for h in het if h["p_value"] < s["alpha"]]
         claims.append(
             f"Per {g['column']}: {len(g['sections'])} groups. Heterogeneity of ΔAUROC across "
@@ -489,21 +489,22 @@ def _group_blocks(s: dict[str, Any]) -> list[Block]:
         (
             "p",
             "Cochran's Q on the per-group ΔAUROC with their DeLong variances (weights 1/var), "
-            "χ² with (groups − 1) df; I² = share of variation beyond chance. Groups where AUROC "
-            "is not computed are left out.",
+            "χ² with (groups − 1) df; I² = share of variation beyond chance. A group whose "
+            "ΔAUROC has zero DeLong variance enters as an exact value (the limit of an infinite "
+            "weight). Groups where AUROC is not computed are left out.",
         )
     )
     rows = []
     for h in g["heterogeneity"]:
         used = len(h["groups_used"])
-        if h.get("q") is None:
+        if "q" not in h:
             rows.append([h["label"], str(used), "–", "–", "–", "–", h.get("note", "")])
         else:
             rows.append(
                 [
                     h["label"],
                     str(used),
-                    _signed(h["pooled"]),
+                    "–" if h["pooled"] is None else _signed(h["pooled"]),
                     f"{h['q']:.3g}",
                     _p(h["p_value"]),
                     f"{100 * h['i2']:.0f}%",

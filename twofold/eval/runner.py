@@ -176,9 +176,10 @@ def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
     for s in samples:
         rec = log.done.get(s.id)
         if rec and "sha256" in rec and file_digest(s.path) != rec["sha256"]:
+            hint = " (or --retry-failed to run this failed image again)" if failed(rec) else ""
             raise EvalError(
                 f"{log.path}: image {s.id} has other content than when it was evaluated "
-                "(SHA-256 differs); --resume needs the same images: use another -o"
+                f"(SHA-256 differs); --resume needs the same images: use another -o{hint}"
             )
 
 
