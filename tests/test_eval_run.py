@@ -144,6 +144,13 @@ def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
     assert r.exit_code == 1 and "'Image Index', 'Finding Labels'" in r.output
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o3"), "--label-map", "x"])
     assert r.exit_code == 1 and "DATASET_LABEL=MODEL_LABEL" in r.output
+    (tmp_path / "h.csv").write_text("path,Cardiomegaly\n")
+    hdr = [*base[:5], str(tmp_path / "h.csv"), *base[6:], "-o", str(tmp_path / "o4")]
+    r = CliRunner().invoke(cli, hdr)
+    assert r.exit_code == 1 and "has a header but no data rows" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o4").exists()
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o"), "--retry-failed"])
+    assert r.exit_code != 0 and "--retry-failed goes with --resume" in r.output
 
 
 def test_two_party_mode_against_a_server(model, dataset, tmp_path):
