@@ -199,7 +199,7 @@ def test_verdicts_say_what_they_test(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert s["verdicts"]["equivalent"]
     assert "intersection–union over the 3 findings" in md
-    assert "Holm-adjusted over 3 findings" in md and "smallest unadjusted p" in md
+    assert "Holm-adjusted over 3 findings" in md and "unadjusted" in md
     assert "non-significant AUROC difference is not evidence of equivalence" in md
     assert "no AUROC equivalence is claimed" in md  # no --auroc-margin given
     assert "/abs/" not in md and "/abs/" not in (tmp_path / "summary.json").read_text()

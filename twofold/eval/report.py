@@ -278,8 +278,9 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
         else:
             out.append(
                 f"No finding shows a significant AUROC difference (paired DeLong, Holm-adjusted "
-                f"over {tested} findings: smallest adjusted p = {_p(v['auc_min_p_holm'])} "
-                f"for {v['auc_min_p_label']}, smallest unadjusted p = {_p(v['auc_min_p'])})."
+                f"over {tested} findings at α = {s['alpha']:g}; smallest p: "
+                f"{v['auc_min_p_label']}, unadjusted {_p(v['auc_min_p'])}, Holm-adjusted "
+                f"{_p(v['auc_min_p_holm'])})."
             )
         if am is not None:
             if v["auc_equivalent"]:
@@ -317,7 +318,7 @@ def _section_blocks(sec: dict[str, Any], s: dict[str, Any], level: str, tag: str
             f"Per finding over all evaluated images: Δ = secure − plaintext probability; TOST of "
             f"the mean Δ within ±{s['margin']:g} (paired t, two one-sided tests); Bland–Altman "
             f"95% limits of agreement (mean ± 1.96 SD of Δ); share of images with |Δ| < "
-            f"{s['margin']:g}. *equivalent* = TOST passes and the limits lie inside the margin.",
+            f'{s["margin"]:g}. "equivalent" = TOST passes and the limits lie inside the margin.',
         )
     )
     b.append(_agreement_table(sec, s["margin"]))
