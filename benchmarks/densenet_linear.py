@@ -29,8 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _densenet_layers import densenet121_layers  # noqa: E402
 from _twoproc import connect, run_workers  # noqa: E402
-from linear import densenet121_layers  # noqa: E402
 
 QUICK_LAYERS = 40  # --quick: conv0, dense block 1, transition 1, the start of block 2
 

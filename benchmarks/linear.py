@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _densenet_layers import densenet121_layers  # noqa: E402
 from _twoproc import connect, run_workers  # noqa: E402
 
 # name: (kind, x shape, w shape, strides, pads, full-size spatial for --quick scaling)
@@ -220,32 +221,6 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
 
 
 # ---- DenseNet-121 (224x224) linear layers and the cost model -------------------------------
-def densenet121_layers(fold_bn: bool = True) -> list[tuple]:
-    """(kind, C_in, H, W, C_out, k, stride, pad) for every linear layer of DenseNet-121.
-    With fold_bn, a BN right after a conv is folded (as the compiler does): 62 affine layers
-    remain (norm1 of each dense layer, the 3 transitions, norm5); without, all 121 BNs."""
-    L = [("conv", 3, 224, 224, 64, 7, 2, 3)]
-    if not fold_bn:
-        L.append(("affine", 64, 112, 112))
-    c, hw = 64, 56
-    for bi, nl in enumerate((6, 12, 24, 16)):
-        for _ in range(nl):
-            L.append(("affine", c, hw, hw))
-            L.append(("conv", c, hw, hw, 128, 1, 1, 0))
-            if not fold_bn:
-                L.append(("affine", 128, hw, hw))
-            L.append(("conv", 128, hw, hw, 32, 3, 1, 1))
-            c += 32
-        if bi < 3:
-            L.append(("affine", c, hw, hw))
-            L.append(("conv", c, hw, hw, c // 2, 1, 1, 0))
-            c //= 2
-            hw //= 2
-    L.append(("affine", c, hw, hw))
-    L.append(("gemm", c, 14))
-    return L
-
-
 def he_counts(layer: tuple, ell: int) -> dict:
     """Ciphertext counts and exact bytes of the HE protocol for one layer (N = 8192)."""
     from twofold.runtime import bitpack

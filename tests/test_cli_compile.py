@@ -83,7 +83,7 @@ def test_cli_inspect_bundle_dir(tmp_path):
     res = CliRunner().invoke(cli, ["inspect", str(out), "--format", "json"])
     assert json.loads(res.output)["totals"]["relu_elements"] > 0
     res = CliRunner().invoke(cli, ["inspect", str(tmp_path)])  # a directory, not a bundle
-    assert res.exit_code == 1 and "ir.json" in res.output
+    assert res.exit_code == 1 and "not a compiled bundle" in res.output
 
 
 def test_labels_recorded_and_checked(tmp_path):

@@ -134,13 +134,13 @@ def test_bundle_round_trip(tmp_path):
     g = _with_input(small_cnn())
     sg = run_pipeline(g, CompileOptions())
     write_bundle(sg, tmp_path / "b", build_report(sg))
-    text = (tmp_path / "b" / "ir.json").read_text()
+    text = (tmp_path / "b" / "server" / "ir.json").read_text()
     w = sg.params["c1.w_bn"] if "c1.w_bn" in sg.params else next(iter(sg.params.values()))
     assert str(int(np.asarray(w).ravel()[3])) not in json.dumps(graph_from_json(text).meta)
     back = read_bundle(tmp_path / "b")
     x = _image()
     assert simulate(back, x) == simulate(sg, x)
-    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    rep = json.loads((tmp_path / "b" / "server" / "report.json").read_text())
     assert rep["totals"]["relu_elements"] == sum(n.type.size for n in sg.nodes if n.op == "relu")
 
 

@@ -158,11 +158,6 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     import subprocess
     import sys
 
-    from twofold.backends.python2pc.emit import write_program
-    from twofold.compiler.bundle import read_bundle
-
-    if not (model[1] / "program.py").exists():
-        write_program(read_bundle(model[1]), model[1])
     srv = subprocess.Popen(
         [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
          "--listen", "127.0.0.1:0", "--quiet"],

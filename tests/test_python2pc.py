@@ -119,7 +119,10 @@ def test_compile_writes_identical_program_twice(tmp_path):
     for d in ("a", "b"):
         compile_model(None, tmp_path / d, graph=local_ops_graph(), preprocess="none",
                       input_range=(-3, 3))  # fmt: skip
-    a, b = (tmp_path / d / "program.py" for d in ("a", "b"))
+    a, b = (tmp_path / d / "server" / "program.py" for d in ("a", "b"))
     assert a.read_bytes() == b.read_bytes()
+    assert not (tmp_path / "a" / "client" / "program.py").exists()  # the client runs the IR
     mod = load(a.read_text())
-    assert mod.PROGRAM_HASH == program_hash(graph_from_json((tmp_path / "a/ir.json").read_text()))
+    for part in ("server", "client"):  # one hash: the public view of the IR
+        ir = graph_from_json((tmp_path / "a" / part / "ir.json").read_text())
+        assert mod.PROGRAM_HASH == program_hash(ir)

@@ -75,7 +75,7 @@ def test_unfoldable_bn_runs_by_ot_under_auto(bundle, linear: str, tmp_path) -> N
     aff = [r for r in got["cost"]["layers"] if r["op"] == "affine"]
     assert len(aff) == 1, [r["op"] for r in got["cost"]["layers"]]
     traffic = aff[0]["bytes_sent"] + aff[0]["bytes_recv"]
-    ell = int((bundle / "bundle" / "program.py").read_text().split("\nELL = ")[1].split()[0])
+    ell = json.loads((bundle / "bundle" / "client" / "ir.json").read_text())["meta"]["ell"]
     fields = 3 * SIZE * SIZE * layout(ell).bytes_per_element  # the OT affine's packed fields
     if linear == "auto":
         assert fields <= traffic <= fields + 16 * 128 + 200  # + C*ell <= 128 OTs' IKNP columns

@@ -242,20 +242,19 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
 def inspect_cmd(model, fmt, input_shape) -> None:  # noqa: ANN001
     """Print the IR of MODEL.onnx and its summary (ops, params, MACs, ReLU count).
 
-    MODEL may also be a compiled bundle DIR: the secure IR with types, ranges and bits,
-    ReLU elements and truncations of each kind (``--format json``: its report.json).
+    MODEL may also be a compiled bundle: DIR or DIR/server shows the secure IR with types,
+    ranges and bits, ReLU elements and truncations of each kind (``--format json``: its
+    report.json); DIR/client shows the public IR the client runs (no ranges).
     """
-    import json
     from pathlib import Path
 
     from .inspect import inspect_model, parse_shape
 
     if Path(model).is_dir():
-        from .compiler.bundle import read_report
         from .toolchain import inspect_bundle
 
         try:
-            text = inspect_bundle(model) if fmt == "text" else json.dumps(read_report(model))
+            text = inspect_bundle(model, fmt)
         except (ValueError, OSError) as e:
             raise UserError(str(e)) from None
         click.echo(text)

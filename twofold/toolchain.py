@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from .backends.cleartext import observe_ranges, simulate
-from .backends.python2pc import write_program
+from .backends.python2pc import emit_program
 from .compiler import CompileError, CompileOptions, run_pipeline
 from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
 from .ir import Graph
+from .ir.public import public_ir
+from .runtime.program import check_program
 
 # Declared input range per preprocessing (real units after preprocessing).
 # chexnet: ImageNet mean/std normalisation of [0, 1] pixels: (0 − 0.485)/0.229 .. (1 − 0.406)/0.225.
@@ -119,10 +121,12 @@ def compile_model(
     secure.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
     report = build_report(secure)
     if out_dir is not None:
-        write_bundle(secure, out_dir, report)
-        # The 2PC program is emitted from the bundle as written, so its hash is ir.json's.
+        # Everything is produced before the bundle is written: a graph nobody could run (e.g.
+        # a disabled quantize pass) fails here and leaves an existing bundle as it was.
         name = Path(model).name if model else "model"
-        write_program(read_bundle(out_dir, weights=False), out_dir, model=name)
+        check_program(public_ir(secure))
+        program = emit_program(secure, model=name)
+        write_bundle(secure, out_dir, report, model=name, server_files={"program.py": program})
     return secure, report
 
 
@@ -151,17 +155,46 @@ def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
 
 
 def simulate_bundle(bundle: str | Path, input_path: str | Path, check: bool = True) -> dict:
-    """Run a compiled bundle in the cleartext fixed-point backend on one input file."""
-    g = read_bundle(bundle)
+    """Run a compiled bundle in the cleartext fixed-point backend on one input file (needs the
+    server bundle: the weights)."""
+    g = read_bundle(bundle, command="simulate")
     x = load_input(input_path, input_meta(g))
     return simulate(g, x, check=check)
 
 
-def inspect_bundle(bundle: str | Path) -> str:
-    """``twofold inspect DIR``: the secure IR (types, ranges, bits) and the report totals."""
+def inspect_bundle(bundle: str | Path, fmt: str = "text") -> str:
+    """``twofold inspect DIR``: what each part of the bundle holds.
+
+    The server bundle: the secure IR with ranges and bits and the report totals (``json``:
+    report.json). The client bundle: its public IR (no ranges) and the totals computed from
+    it. The top DIR: both parts' files, then the server bundle's view.
+    """
     from .compiler.bundle import read_report
     from .compiler.report import format_summary
     from .ir import format_graph
+    from .ir.bundle import CLIENT, MANIFEST, PARTS, SERVER, part_of, read_manifest, resolve
 
-    g = read_bundle(bundle, weights=False)
-    return format_graph(g) + "\n" + format_summary(read_report(bundle))
+    d = Path(bundle)
+    part = part_of(d) if d.is_dir() else None
+    if part == CLIENT:
+        g = read_bundle(d, weights=False, command="inspect")
+        report = build_report(g)
+        if fmt == "json":
+            return json.dumps(report)
+        head = f"client bundle {d} (public: no weights, ranges or calibration data)\n"
+        return head + format_graph(g) + "\n" + format_summary(report)
+    srv = resolve(d, SERVER, "inspect")
+    if fmt == "json":
+        return json.dumps(read_report(srv))
+    head = ""
+    if part is None:
+        for p in PARTS:
+            sub = d / p
+            if sub.is_dir():
+                files = ", ".join(sorted(f.name for f in sub.iterdir()))
+                h = read_manifest(sub)["program_hash"] if (sub / MANIFEST).is_file() else "?"
+                head += f"{p} bundle {sub}: {files} (program {h[:16]})\n"
+        head += "\n"
+    head += f"server bundle {srv} (the vendor's: weights, ranges, calibration)\n"
+    g = read_bundle(srv, weights=False, part=SERVER, command="inspect")
+    return head + format_graph(g) + "\n" + format_summary(read_report(srv))

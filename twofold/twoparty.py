@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler.bundle import read_bundle
-from .runtime.runner import RunError, run_client, serve
+from .runtime.runner import run_client, serve
 from .toolchain import input_meta, load_input
 
 
@@ -31,7 +31,7 @@ def server_main(bundle: str, listen: str, **kw: Any) -> int:  # noqa: ANN401
 
 def load_client_input(bundle: str | Path, input_path: str | Path) -> dict[str, Any]:
     """The client's input by program input name, preprocessed and shape-checked."""
-    g = read_bundle(bundle, weights=False)
+    g = read_bundle(bundle, weights=False, command="run client")
     meta = input_meta(g)
     try:
         x = load_input(input_path, meta)
@@ -54,8 +54,6 @@ def client_main(
     table_to_stderr: bool = False,
 ) -> dict[str, Any]:
     host, port = parse_address(connect, "--connect")
-    if not Path(bundle).is_dir():
-        raise RunError(f"{bundle} is not a compiled bundle directory (twofold compile -o DIR)")
     inputs = load_client_input(bundle, input_path)
     return run_client(
         bundle,

@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     cal = [a for f in calibration_images(work) for a in ("--calibrate", str(f))]
     run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal])
     print(f"   {time.perf_counter() - t:.1f} s")
+    print(f"   vendor keeps {bundle / 'server'} (weights); the hospital gets {bundle / 'client'}")
 
     t = step("twofold run server | twofold run client (two processes, loopback TCP)")
     server = subprocess.Popen(
-        [*TWOFOLD, "run", "server", str(bundle), "--listen", f"127.0.0.1:{args.port}",
+        [*TWOFOLD, "run", "server", str(bundle / "server"), "--listen", f"127.0.0.1:{args.port}",
          "--once", "--linear", args.linear, "--quiet"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json = work / "out.json"
     out_json.unlink(missing_ok=True)
     try:
-        run([*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", dcm,
+        run([*TWOFOLD, "run", "client", str(bundle / "client"), "--connect", addr, "--input", dcm,
              "-o", str(out_json)])  # fmt: skip
     finally:
         server_out, _ = server.communicate(timeout=600)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from twofold.compiler.bundle import read_bundle
     from twofold.toolchain import input_meta, load_input
 
-    image = load_input(dcm, input_meta(read_bundle(bundle, weights=False)))
+    image = load_input(dcm, input_meta(read_bundle(bundle / "client", weights=False)))
     ref = plaintext(onnx_path, image)
     doc = json.loads(out_json.read_text())
     (name,) = doc["outputs"]

@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print("== build the image set", flush=True)
         root, fmt, note, group = work / "data", "chexpert", NOTE, "Site"
         paths = make_images(root, args.n)
-    if not (bundle / "program.py").exists():
+    if not (bundle / "server" / "manifest.json").exists():
         cal = [str(root / p) for p in paths[:: max(1, len(paths) // 6)]]
         run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), "--preprocess", "chexnet",
              *[a for c in cal for a in ("--calibrate", c)]])  # fmt: skip

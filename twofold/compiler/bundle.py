@@ -1,9 +1,11 @@
-"""Compiled bundle on disk: ``ir.txt``, ``ir.json``, ``weights.npz``, ``report.json``.
+"""Writing and reading a compiled bundle: ``DIR/server/`` (vendor) and ``DIR/client/`` (hospital).
 
-``ir.json``/``ir.txt`` are public (no server weight values; small public constants travel
-in ``meta["public_params"]``); ``weights.npz`` holds the server's fixed-point weights as
-signed integers (int64, value·2^scale) by parameter key. Files are written to a
-temporary directory and moved into place, so a failed compile leaves no partial bundle.
+The layout is described in ``ir.bundle``. ``weights.npz`` holds the server's fixed-point
+weights as signed integers (int64, value·2^scale) by parameter key, mode 0600 in a 0700
+directory; small public constants travel in ``meta["public_params"]``. Everything is first
+written to a temporary directory beside ``DIR``; only when both parts are complete are they
+moved into place together, so a failed compile never damages an existing bundle, and a
+recompile never leaves one part of the old bundle beside one of the new.
 """
 
 from __future__ import annotations
@@ -12,82 +14,152 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, format_graph, graph_from_json, graph_to_json
+from ..ir import Graph, format_graph, graph_to_json, program_hash
+from ..ir.bundle import (
+    CLIENT,
+    LEGACY_FILES,
+    MANIFEST,
+    PARTS,
+    SERVER,
+    BundleError,
+    load_ir,
+    load_weights,
+    manifest,
+    resolve,
+    weights_digest,
+)
+from ..ir.public import public_ir, public_params
 
-FILES = ("ir.txt", "ir.json", "weights.npz", "report.json")
+__all__ = ["BundleError", "read_bundle", "read_report", "write_bundle"]
 
 
-class BundleError(ValueError):
-    """A bundle directory is missing or malformed; the message names the file."""
+def _weights(g: Graph) -> dict[str, np.ndarray]:
+    return {
+        n.attrs["key"]: np.asarray(g.params[n.attrs["key"]], np.int64)
+        for n in g.nodes
+        if n.op == "weight"
+    }
 
 
-def _split_params(g: Graph) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    weights, public = {}, {}
-    for n in g.nodes:
-        if n.op == "weight":
-            weights[n.attrs["key"]] = np.asarray(g.params[n.attrs["key"]], np.int64)
-        elif n.op == "const":
-            v = np.asarray(g.params[n.attrs["key"]], np.int64)
-            public[n.attrs["key"]] = {"shape": list(v.shape), "values": v.ravel().tolist()}
-    return weights, public
+def _json(doc: Any) -> str:  # noqa: ANN401
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
-def write_bundle(graph: Graph, out_dir: str | Path, report: dict[str, Any]) -> Path:
-    out = Path(out_dir)
+def _write_parts(
+    tmp: Path,
+    graph: Graph,
+    report: dict[str, Any],
+    model: str,
+    server_files: Mapping[str, str],
+) -> None:
     g = graph.copy()
-    weights, public = _split_params(g)
-    g.meta["public_params"] = public
+    g.meta["public_params"] = public_params(g)
+    pub = public_ir(g)
+    phash = program_hash(pub)
+    weights = _weights(g)
+    srv, cli = tmp / SERVER, tmp / CLIENT
+    srv.mkdir(mode=0o700)
+    os.chmod(srv, 0o700)  # the vendor's part: weights, ranges, calibration file names
+    cli.mkdir()
+    (srv / "ir.txt").write_text(format_graph(g))
+    (srv / "ir.json").write_text(graph_to_json(g))
+    fd = os.open(srv / "weights.npz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **weights)
+    (srv / "report.json").write_text(json.dumps(report, indent=1))
+    for name, text in server_files.items():
+        (srv / name).write_text(text)
+    extra = {"model": model, "weights_sha256": weights_digest(weights)}
+    (srv / MANIFEST).write_text(_json(manifest(SERVER, phash, **extra)))
+    (cli / "ir.txt").write_text(format_graph(pub))
+    (cli / "ir.json").write_text(graph_to_json(pub))
+    (cli / MANIFEST).write_text(_json(manifest(CLIENT, phash)))
+
+
+def write_bundle(
+    graph: Graph,
+    out_dir: str | Path,
+    report: dict[str, Any],
+    *,
+    model: str = "model",
+    server_files: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``out_dir/server`` and ``out_dir/client`` (``server_files``: extra text files for
+    the server part, e.g. the emitted ``program.py``); all or nothing."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out} exists and is not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a bundle gets ordinary permissions
     try:
-        (tmp / "ir.txt").write_text(format_graph(g))
-        (tmp / "ir.json").write_text(graph_to_json(g))
-        with open(tmp / "weights.npz", "wb") as f:
-            np.savez(f, **weights)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1))
-        if out.exists():
-            if not out.is_dir():
-                raise BundleError(f"{out} exists and is not a directory")
-            for name in FILES:
-                (out / name).unlink(missing_ok=True)
-            for name in FILES:
-                os.replace(tmp / name, out / name)
-            shutil.rmtree(tmp)
-        else:
+        _write_parts(tmp, graph, report, model, server_files or {})
+        if not out.exists():
             os.replace(tmp, out)
-    except BaseException:
+            return out
+        _swap(tmp, out)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
-def read_bundle(path: str | Path, weights: bool = True) -> Graph:
-    """The secure IR with parameter values (public constants always; weights if asked)."""
-    d = Path(path)
-    if not d.is_dir():
-        raise BundleError(f"{d} is not a compiled bundle directory (twofold compile -o DIR)")
+def _swap(tmp: Path, out: Path) -> None:
+    """Move ``tmp/{server,client}`` over ``out/{server,client}``; put the old ones back if a
+    move fails. Entries of an old part that the compiler does not write (e.g. the server's
+    TLS key in ``server/tls/``) are carried over; the single-directory layout's files go."""
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    moved: list[str] = []
+    placed: list[str] = []
     try:
-        g = graph_from_json((d / "ir.json").read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{d / 'ir.json'} is missing") from None
-    except (ValueError, KeyError) as e:
-        raise BundleError(f"{d / 'ir.json'} is malformed: {e}") from None
-    for key, pv in g.meta.get("public_params", {}).items():
-        g.params[key] = np.asarray(pv["values"], np.int64).reshape(pv["shape"])
+        for part in PARTS:
+            if os.path.lexists(out / part):
+                os.replace(out / part, old / part)
+                moved.append(part)
+        for part in PARTS:
+            os.replace(tmp / part, out / part)
+            placed.append(part)
+    except BaseException:
+        for part in placed:
+            shutil.rmtree(out / part, ignore_errors=True)
+        for part in moved:
+            os.replace(old / part, out / part)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    try:
+        for part in moved:
+            if (old / part).is_dir():
+                for entry in (old / part).iterdir():
+                    if not os.path.lexists(out / part / entry.name):
+                        os.replace(entry, out / part / entry.name)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    for name in LEGACY_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def read_bundle(
+    path: str | Path, weights: bool = True, part: str | None = None, command: str = "this"
+) -> Graph:
+    """The IR of one part of a bundle, with public constants' values in ``graph.params``.
+
+    ``part`` defaults to the server part when ``weights`` are wanted (then checked against the
+    manifest's digest), else to the client part. ``path`` is the top DIR or the part itself.
+    """
+    part = part or (SERVER if weights else CLIENT)
+    if weights and part != SERVER:
+        raise BundleError("only the server bundle has weights")
+    d = resolve(path, part, command)
+    g = load_ir(d)
     if weights:
-        try:
-            with np.load(d / "weights.npz") as z:
-                g.params.update({k: z[k] for k in z.files})
-        except FileNotFoundError:
-            raise BundleError(f"{d / 'weights.npz'} is missing") from None
+        g.params.update(load_weights(d))
         missing = [
             n.attrs["key"] for n in g.nodes if n.op == "weight" and n.attrs["key"] not in g.params
         ]
@@ -97,7 +169,8 @@ def read_bundle(path: str | Path, weights: bool = True) -> Graph:
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    f = Path(path) / "report.json"
+    """The server bundle's report.json (per-layer ranges and bits: the vendor's)."""
+    f = resolve(path, SERVER, "the compile report") / "report.json"
     try:
         return json.loads(f.read_text())
     except FileNotFoundError:

@@ -104,4 +104,7 @@ def run_pipeline(graph: Graph, opts: CompileOptions) -> Graph:
         "disabled_passes": sorted(opts.disabled),
         "calibrated": opts.observe is not None,
     }
+    # Who learns each output: the client, and nobody else (checked by the runtime before
+    # any traffic, runtime.program.check_program).
+    g.meta["reveal"] = {o: "client" for o in g.outputs}
     return g

@@ -109,8 +109,12 @@ def format_summary(report: dict[str, Any]) -> str:
     """Human-readable totals for ``twofold inspect DIR``."""
     t = report["totals"]
     lines = [
-        f"ring l = {report['ell']}, scale s = {report['scale']}, "
-        f"bits needed {report['bits_needed']} (widest %{report['widest_tensor']})",
+        f"ring l = {report['ell']}, scale s = {report['scale']}"
+        + (
+            f", bits needed {report['bits_needed']} (widest %{report['widest_tensor']})"
+            if report.get("bits_needed") is not None
+            else ""
+        ),
         f"ReLU elements: {t['relu_elements']:,} in {t['relu_layers']} layers",
         "truncations: "
         + (

@@ -75,17 +75,19 @@ class Plaintext:
         return Inference(np.asarray(y, np.float64).ravel(), dt)
 
 
-class Simulate:
-    """The compiled bundle in the cleartext fixed-point backend (bit-exact oracle of 2PC)."""
+class _Program:
+    """What eval needs from one part of a bundle: input meta, labels, the single output."""
 
-    mode = "simulate"
-
-    def __init__(self, bundle: str | Path) -> None:
+    def __init__(self, bundle: str | Path, weights: bool, command: str) -> None:
         from ..compiler.bundle import BundleError, read_bundle
+        from ..ir.bundle import read_manifest, resolve
 
         self.path = Path(bundle)
         try:
-            self.graph = read_bundle(self.path)
+            self.graph = read_bundle(self.path, weights=weights, command=command)
+            self.manifest = read_manifest(
+                resolve(self.path, "server" if weights else "client", command)
+            )
         except BundleError as e:
             raise EngineError(str(e)) from None
         self.meta = self.graph.meta.get("input", {})
@@ -94,12 +96,21 @@ class Simulate:
         if len(outs) != 1:
             raise EngineError(f"{self.path}: the model has {len(outs)} outputs; eval needs one")
         self.output = outs[0]
+        self.input_name = self.meta.get("name") or self.graph.inputs()[0].attrs["name"]
+
+
+class Simulate(_Program):
+    """The compiled server bundle in the cleartext fixed-point backend (bit-exact oracle of 2PC)."""
+
+    mode = "simulate"
+
+    def __init__(self, bundle: str | Path) -> None:
+        super().__init__(bundle, weights=True, command="eval --mode simulate")
 
     def digest(self) -> str:
-        h = hashlib.sha256()
-        for name in ("ir.json", "weights.npz"):
-            h.update(file_digest(self.path / name).encode())
-        return h.hexdigest()
+        """The program and its weights (the manifest's digests, independent of file layout)."""
+        m = self.manifest
+        return hashlib.sha256(f"{m['program_hash']}:{m['weights_sha256']}".encode()).hexdigest()
 
     def __call__(self, x: np.ndarray, measure_memory: bool = True) -> Inference:
         from ..backends.cleartext import simulate
@@ -129,11 +140,12 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["values"], np.float64).ravel()
 
 
-class TwoParty:
+class TwoParty(_Program):
     """The client side of a real two-party run per image against ``twofold run server``.
 
-    Secure by the runtime's protocols (DESIGN.md §5); cost is what the client measured
-    (time, bytes both ways, rounds, peak RSS) plus the server's own summary.
+    Needs only the client bundle. Secure by the runtime's protocols (DESIGN.md §5); cost is
+    what the client measured (time, bytes both ways, rounds, peak RSS) plus the server's own
+    summary.
     """
 
     mode = "2pc"
@@ -145,6 +157,7 @@ class TwoParty:
         timeout: float = 600.0,
         connect_options: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
         try:
@@ -167,6 +180,10 @@ class TwoParty:
             flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
             raise EngineError(f"this twofold's 2PC client does not support {flags}")
         self._run_client = run_client
+
+    def digest(self) -> str:
+        """The public program (the client holds no weights)."""
+        return str(self.manifest["program_hash"])
 
     def __call__(self, x: np.ndarray, input_name: str) -> Inference:
         import io

@@ -83,9 +83,9 @@ def _out_of_range(e: BaseException) -> bool:
     return any(c.__name__ == "InputOutOfRange" for c in type(e).__mro__)
 
 
-def _check_model_matches(plain: Plaintext, sim: Simulate, n_out: int, model: Path) -> None:
+def _check_model_matches(plain: Plaintext, secure: Any, n_out: int, model: Path) -> None:
     """--model must be the network the bundle was compiled from: same input shape and size."""
-    want = [int(d) for d in sim.meta.get("shape") or []]
+    want = [int(d) for d in secure.meta.get("shape") or []]
     got = plain.input_shape
     fixed = [d if isinstance(d, int) else None for d in got]
     same = len(got) == len(want) and all(
@@ -119,14 +119,15 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         raise EvalError(f"--auroc-margin must be in (0, 1), got {cfg.auroc_margin}")
     try:
         plain = Plaintext(cfg.model)
-        sim = Simulate(cfg.bundle)
-        out_shape = sim.graph[sim.output].type.shape
-        n_out = int(np.prod(out_shape))
-        _check_model_matches(plain, sim, n_out, cfg.model)
-        secure: Any = sim
-        if cfg.mode == "2pc":
+        if cfg.mode == "simulate":
+            secure = sim = Simulate(cfg.bundle)
+        else:  # the client bundle suffices; with the server's too, check 2PC against simulate
             secure = TwoParty(cfg.bundle, cfg.connect, connect_options=cfg.connect_options)
-        lmap = LabelMap(_model_labels(cfg, n_out, sim.labels), cfg.label_map)
+            sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
+        out_shape = secure.graph[secure.output].type.shape
+        n_out = int(np.prod(out_shape))
+        _check_model_matches(plain, secure, n_out, cfg.model)
+        lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain, cfg.group_column)
     except (EngineError, DatasetError) as e:
         raise EvalError(str(e)) from None
@@ -135,9 +136,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     cfg.out.mkdir(parents=True, exist_ok=True)
     identity = {
         "model_sha256": file_digest(cfg.model),
-        "bundle_sha256": sim.digest(),
+        "bundle_sha256": secure.digest(),
         "mode": cfg.mode,
-        "input": sim.meta,
+        "input": secure.meta,
         "labels": list(lmap.model_labels),
         "dataset_sha256": ds.sha256,
     }
@@ -192,11 +193,21 @@ def _nonfinite(values: np.ndarray, names: tuple[str, ...]) -> str | None:
     return f"output for {name} is {values[j]}"
 
 
+def _has_server_part(bundle: Path) -> bool:
+    from ..ir.bundle import SERVER, BundleError, resolve
+
+    try:
+        resolve(bundle, SERVER, "eval")
+    except BundleError:
+        return False
+    return True
+
+
 def _run(
     todo: list[Sample],
     plain: Plaintext,
     secure: Any,
-    sim: Simulate,
+    sim: Simulate | None,
     log: ResultsLog,
     cfg: EvalConfig,
     names: tuple[str, ...],
@@ -217,7 +228,7 @@ def _run(
         base: dict[str, Any] = {"id": s.id, "line": s.line}
         try:
             base["sha256"] = file_digest(s.path)
-            x = _load_image(s, sim.meta)
+            x = _load_image(s, secure.meta)
         except Exception as e:  # any decoder failure is a bad row, reported with the reason
             if _out_of_range(e):
                 msg = rel(str(e), s)
@@ -239,9 +250,10 @@ def _run(
             if secure is sim:
                 r = sim(x, measure_memory=measure)
             else:
-                r = secure(x, sim.meta.get("name") or sim.graph.inputs()[0].attrs["name"])
-                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+                r = secure(x, secure.input_name)
+                if sim is not None:
+                    # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                    r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
             bad = _nonfinite(r.values, names)
             if bad:
                 raise SecureFailure(f"secure {bad}")

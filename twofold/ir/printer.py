@@ -10,8 +10,10 @@ comment, so an overflow risk is visible by reading (DESIGN.md §3).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from .graph import Graph, Node
+if TYPE_CHECKING:  # annotations only: graph.py imports this module for Graph.__str__
+    from .graph import Graph, Node
 
 
 def _attr(v: object) -> str:

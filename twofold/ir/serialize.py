@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .graph import Graph, Node
+from .public import public_ir
 from .types import parse_type
 
 FORMAT_VERSION = 1
@@ -72,6 +73,11 @@ def graph_from_json(text: str) -> Graph:
 
 
 def program_hash(graph: Graph) -> str:
-    """SHA-256 over the canonical IR JSON; ring and scale are part of the types and meta."""
-    canon = json.dumps(graph_to_dict(graph), sort_keys=True, separators=(",", ":"))
+    """SHA-256 over the canonical JSON of the graph's *public view* (``ir.public``).
+
+    Ring and scales are part of the types and meta. Only the public view counts, so the
+    server's full IR and the client bundle's IR give the same hash, and two compiles of one
+    architecture with different weights or calibration give the same program.
+    """
+    canon = json.dumps(graph_to_dict(public_ir(graph)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()

@@ -1,4 +1,8 @@
-"""``twofold run server|client``: load DIR/program.py and run it as one party over TCP.
+"""``twofold run server|client``: run a bundle's program as one party over TCP.
+
+Each party walks the IR of its own bundle (the server DIR/server, the client DIR/client;
+``runtime.program``); the program hashes of the two must agree in the handshake, and the
+server's weights must be the compiled ones (manifest digest).
 
 Session = connect/accept, handshake (protocol version, roles, program hash, DESIGN.md §5),
 OT setup, the program, then the server sends its own cost summary (time, bytes, peak RSS) so
@@ -9,7 +13,6 @@ process (``--max-sessions`` at once), so one session's failure never reaches ano
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import socket
@@ -18,16 +21,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
 
 import numpy as np
 
-from ..ir import graph_from_json, program_hash
+from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
+from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor
 from .net import CONTROL_FRAME_MAX, Channel, connect
+from .program import Program
 from .report import Progress, cost_doc, format_table
 from .session import Party
 
@@ -38,42 +42,32 @@ class RunError(RuntimeProtocolError):
     """The bundle or the arguments of a run are unusable (the message names what and why)."""
 
 
-def load_program(directory: str | Path) -> ModuleType:
-    """Import DIR/program.py after checking it was generated from DIR/ir.json."""
-    d = Path(directory)
-    path = d / "program.py"
-    if not path.is_file():
-        raise RunError(f"{path} is missing (compile the model with `twofold compile -o {d}`)")
+def load_program(directory: str | Path, part: str = CLIENT) -> Program:
+    """The program of a bundle: its IR (``part`` of the top DIR, or DIR itself), checked to
+    reveal only its outputs, only to the client (``runtime.program``). No file of the bundle is
+    executed: a ``program.py`` beside the IR is a listing for people, never imported."""
+    command = "run server" if part == SERVER else "run client"
     try:
-        expected = program_hash(graph_from_json((d / "ir.json").read_text()))
-    except FileNotFoundError:
-        raise RunError(f"{d / 'ir.json'} is missing") from None
-    except (ValueError, KeyError) as e:
-        raise RunError(f"{d / 'ir.json'} is malformed: {e}") from None
-    spec = importlib.util.spec_from_file_location(f"twofold_program_{expected[:16]}", path)
-    mod = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as e:  # noqa: BLE001 - any failure to import is a bad bundle
-        raise RunError(f"{path} cannot be loaded: {type(e).__name__}: {e}") from None
-    for attr in ("PROGRAM_HASH", "ELL", "INPUTS", "OUTPUTS", "STEPS", "run"):
-        if not hasattr(mod, attr):
-            raise RunError(f"{path} is not a twofold program (no {attr})")
-    if mod.PROGRAM_HASH != expected:
-        raise RunError(f"{path} was generated from a different ir.json; recompile {d}")
-    return mod
+        d = resolve(directory, part, command)
+        prog = Program(load_ir(d))
+        want = read_manifest(d)["program_hash"]
+    except BundleError as e:
+        raise RunError(str(e)) from None
+    if prog.PROGRAM_HASH != want:
+        raise RunError(
+            f"{d / 'ir.json'} is not the program {d / 'manifest.json'} names (hash "
+            f"{prog.PROGRAM_HASH[:16]}... vs {str(want)[:16]}...): the bundle was modified"
+        )
+    return prog
 
 
 def load_weights(directory: str | Path) -> dict[str, np.ndarray]:
-    """The server's integer weights by key, read once (forked sessions share them)."""
-    f = Path(directory) / "weights.npz"
+    """The server's integer weights by key, read once (forked sessions share them); refused
+    unless they are the ones the program was compiled with (the manifest's digest)."""
     try:
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise RunError(f"{f} is missing (the server needs the compiled weights)") from None
-    except (ValueError, OSError) as e:
-        raise RunError(f"{f} is unreadable: {e}") from None
+        return load_bundle_weights(resolve(directory, SERVER, "run server"))
+    except BundleError as e:
+        raise RunError(str(e)) from None
 
 
 def _setup_cost(chan: Channel, t0: float) -> dict[str, Any]:
@@ -96,7 +90,7 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 def server_session(
     chan: Channel,
-    prog: ModuleType,
+    prog: Program,
     weights: dict[str, np.ndarray],
     *,
     linear: str = "auto",
@@ -183,7 +177,7 @@ def serve(
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
-    prog = load_program(directory)
+    prog = load_program(directory, SERVER)
     weights = load_weights(directory)
     ctx = _tls_context(tls_cert, tls_key)
     try:

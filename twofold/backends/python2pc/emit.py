@@ -1,9 +1,10 @@
 """Emitter: secure IR -> ``program.py``, one runtime call per IR op (DESIGN.md §2, §5).
 
-The program holds no weights (the server's runtime loads them by key) and is deterministic:
-the same graph always renders to the same bytes, so both parties can check they run the same
-thing (the handshake compares ``PROGRAM_HASH``, the hash of the IR, DESIGN.md §5).
-Each tensor is ``del``-ed right after its last reader so memory is freed as the program runs.
+``program.py`` is written into the server bundle *for reading*: nobody imports it. Both
+parties run the program by walking the public IR (``runtime.program``), and this emitter
+renders exactly the calls that walker makes (the same ``call_args``), with the IR line and
+the scales as comments, so the file is a faithful listing. It holds no weights and is
+deterministic: the same graph always renders to the same bytes.
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ import jinja2
 import numpy as np
 
 from ...ir import Graph, Node, format_node, program_hash
+from ...runtime.program import ProgramError, Ref, call_args, check_ops, last_uses
 
 _TEMPLATES = Path(__file__).parent / "templates"
-#: Ops the emitted program may call; each is a method of twofold.runtime.executor.Executor.
-SUPPORTED = (
-    "input weight const conv2d gemm affine add sub mul mul_const relu maxpool sumpool "
-    "concat flatten reshape transpose pad trunc"
-).split()
 
 
 class EmitError(ValueError):
@@ -48,22 +45,6 @@ def _identifiers(graph: Graph) -> dict[str, str]:
     return out
 
 
-def _last_uses(graph: Graph) -> dict[str, list[str]]:
-    """For each node, the values whose last reader it is (outputs are never freed)."""
-    last: dict[str, str] = {}
-    for node in graph.nodes:
-        for i in node.inputs:
-            last[i] = node.name
-    frees: dict[str, list[str]] = {n.name: [] for n in graph.nodes}
-    for value, reader in last.items():
-        if value not in graph.outputs:
-            frees[reader].append(value)
-    order = {n.name: k for k, n in enumerate(graph.nodes)}
-    for v in frees.values():
-        v.sort(key=order.__getitem__)
-    return frees
-
-
 def _lit(value: Any) -> str:
     """A Python literal for a JSON-like attribute value (lists become tuples)."""
     if isinstance(value, list | tuple):
@@ -84,41 +65,22 @@ def _scales(graph: Graph, node: Node) -> str:
 
 
 def _call(graph: Graph, node: Node, ids: dict[str, str], ell: int) -> str:
-    t = node.type
-    shape = _lit(list(t.shape))
-    if node.op == "input":
-        args = [repr(node.attrs["name"]), shape, f"scale={t.dtype.scale}"]
-    elif node.op == "weight":
-        args = [repr(node.attrs["key"]), shape]
-    elif node.op == "const":
-        key = node.attrs["key"]
-        if key not in graph.params:
-            raise EmitError(f"%{node.name}: public constant {key!r} has no value in graph.params")
-        vals = np.asarray(graph.params[key]).astype(np.int64).ravel().tolist()
-        args = [_lit(vals), shape]
-    else:
-        args = [ids[i] for i in node.inputs]
-        args += [f"{k}={_lit(v)}" for k, v in node.attrs.items()]
-        if node.op == "pad":
-            args.append(f"scale={t.dtype.scale}")
-    if t.dtype.ell != ell:
-        args.append(f"ell={t.dtype.ell}")
-    return f"{ids[node.name]} = rt.{node.op}({', '.join([repr(node.name), *args])})"
+    try:
+        args, kw = call_args(graph, node, ell)
+    except ProgramError as e:
+        raise EmitError(str(e)) from None
+    parts = [repr(node.name)]
+    parts += [ids[a.name] if isinstance(a, Ref) else _lit(a) for a in args]
+    parts += [f"{k}={_lit(v)}" for k, v in kw.items()]
+    return f"{ids[node.name]} = rt.{node.op}({', '.join(parts)})"
 
 
 def check_emittable(graph: Graph) -> int:
     """The single ring ℓ of the graph; EmitError naming the node if it is not a secure IR."""
-    ells = set()
-    for node in graph.nodes:
-        if node.op not in SUPPORTED:
-            raise EmitError(
-                f"%{node.name}: op {node.op!r} has no 2PC form; supported: {', '.join(SUPPORTED)}"
-            )
-        if not node.type.is_fixed:
-            raise EmitError(f"%{node.name}: type {node.type} is not fixed point (not compiled?)")
-        ells.add(node.type.dtype.ell)
-    ell = graph.meta.get("ell", max(ells, default=32))
-    return int(ell)
+    try:
+        return check_ops(graph)
+    except ProgramError as e:
+        raise EmitError(str(e)) from None
 
 
 def emit_program(graph: Graph, model: str = "model") -> str:
@@ -127,7 +89,7 @@ def emit_program(graph: Graph, model: str = "model") -> str:
 
     ell = check_emittable(graph)
     ids = _identifiers(graph)
-    frees = _last_uses(graph)
+    frees = last_uses(graph)
     width = max((len(n.name) + 1 for n in graph.nodes), default=0)
     statements = []
     emitted: set[str] = set()

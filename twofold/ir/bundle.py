@@ -1,0 +1,165 @@
+"""On-disk layout of a compiled bundle: the vendor's server bundle and the hospital's client bundle.
+
+``twofold compile -o DIR`` writes two directories (DESIGN.md §1):
+
+* ``DIR/server/`` — the vendor keeps it: ``ir.json``/``ir.txt`` (full IR with per-tensor
+  ranges and bits), ``weights.npz`` (mode 0600), ``report.json``, ``program.py`` (the emitted
+  program, for reading only: nobody imports it) and ``manifest.json`` with the program hash
+  and the SHA-256 of the weights (:func:`weights_digest`), checked whenever weights are loaded;
+* ``DIR/client/`` — the vendor hands it to the hospital: ``ir.json``/``ir.txt`` of the public
+  view (``ir.public``: nothing derived from weights or calibration) and ``manifest.json``
+  with the program hash.
+
+The compiler writes it, the runtime and the CLI read it, so it lives with the IR (the one
+layer both may import). Every command accepts the top ``DIR`` or a sub-bundle and takes the
+part it needs (:func:`resolve`); the wrong part is refused naming what is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .graph import Graph
+from .serialize import graph_from_json
+
+SERVER, CLIENT = "server", "client"
+PARTS = (SERVER, CLIENT)
+MANIFEST = "manifest.json"
+FORMAT, VERSION = "twofold-bundle", 1
+#: Files of the single-directory layout before the split (removed by a recompile).
+LEGACY_FILES = ("ir.txt", "ir.json", "weights.npz", "report.json", "program.py")
+_WHY = {
+    SERVER: "it holds the weights; the vendor keeps it",
+    CLIENT: "the public program the vendor hands to the client",
+}
+
+
+class BundleError(ValueError):
+    """A bundle directory is missing, malformed or the wrong part; the message names the file."""
+
+
+def manifest(part: str, program_hash: str, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    head = {"format": FORMAT, "version": VERSION, "bundle": part, "program_hash": program_hash}
+    return head | extra
+
+
+def read_manifest(d: Path) -> dict[str, Any]:
+    f = d / MANIFEST
+    try:
+        m = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{f} is missing") from None
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise BundleError(f"{f} is malformed: {e}") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("bundle") not in PARTS:
+        raise BundleError(f"{f} is not a twofold bundle manifest")
+    if m.get("version") != VERSION:
+        raise BundleError(f"{f}: bundle version {m.get('version')!r} is not supported")
+    return m
+
+
+def part_of(d: Path) -> str | None:
+    """``server``/``client`` if ``d`` is a sub-bundle, None otherwise."""
+    return read_manifest(d)["bundle"] if (d / MANIFEST).is_file() else None
+
+
+def resolve(path: str | Path, need: str, command: str) -> Path:
+    """The ``need`` sub-bundle of ``path`` (the top DIR or the sub-bundle itself)."""
+    d = Path(path)
+    if not d.is_dir():
+        raise BundleError(f"{d} is not a compiled bundle directory (twofold compile -o DIR)")
+    kind = part_of(d)
+    if kind == need:
+        return d
+    if kind is not None:
+        raise BundleError(
+            f"{d} is the {kind} bundle; {command} needs the {need} bundle ({_WHY[need]})"
+        )
+    sub = d / need
+    if sub.is_dir():
+        if part_of(sub) == need:
+            return sub
+        raise BundleError(f"{sub / MANIFEST} is missing or not a {need} bundle manifest")
+    other = CLIENT if need == SERVER else SERVER
+    if (d / other).is_dir():
+        raise BundleError(
+            f"{d} holds only the {other} bundle; {command} needs the {need} bundle "
+            f"({_WHY[need]}): {sub} is missing"
+        )
+    if (d / "ir.json").is_file():
+        raise BundleError(
+            f"{d} is a bundle of the old single-directory layout; recompile it "
+            "(twofold compile -o DIR writes DIR/server and DIR/client)"
+        )
+    raise BundleError(f"{d} is not a compiled bundle directory (twofold compile -o DIR)")
+
+
+def load_ir(d: Path) -> Graph:
+    """``d/ir.json`` with the public constants' values in ``graph.params``."""
+    f = d / "ir.json"
+    try:
+        g = graph_from_json(f.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{f} is missing") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{f} is malformed: {e}") from None
+    try:
+        for key, pv in g.meta.get("public_params", {}).items():
+            g.params[key] = np.asarray(pv["values"], np.int64).reshape(pv["shape"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BundleError(f"{f}: malformed public_params: {e}") from None
+    return g
+
+
+def weights_digest(weights: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over the weights as signed 64-bit integers, by key (independent of the file's
+    zip layout and timestamps)."""
+    h = hashlib.sha256(b"twofold-weights-v1")
+    for key in sorted(weights):
+        v = np.ascontiguousarray(np.asarray(weights[key]), dtype="<i8")
+        h.update(json.dumps([key, list(v.shape)]).encode() + b"\0")
+        h.update(v.tobytes())
+    return h.hexdigest()
+
+
+def load_weights(d: Path) -> dict[str, np.ndarray]:
+    """The server's integer weights by key; refused unless they are the compiled ones (the
+    digest in ``d/manifest.json``)."""
+    f = d / "weights.npz"
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            weights = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise BundleError(f"{f} is missing (the server needs the compiled weights)") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise BundleError(f"{f} is unreadable: {e}") from None
+    want = read_manifest(d).get("weights_sha256")
+    got = weights_digest(weights)
+    if got != want:
+        raise BundleError(
+            f"{f} is not the weights this program was compiled with (SHA-256 {got[:16]}..., "
+            f"{d / MANIFEST} expects {str(want)[:16]}...); recompile, or restore the weights"
+        )
+    return weights
+
+
+__all__ = [
+    "CLIENT",
+    "LEGACY_FILES",
+    "MANIFEST",
+    "SERVER",
+    "BundleError",
+    "load_ir",
+    "load_weights",
+    "manifest",
+    "part_of",
+    "read_manifest",
+    "resolve",
+    "weights_digest",
+]
