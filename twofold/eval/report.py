@@ -371,14 +371,15 @@ def _headline(s: dict[str, Any]) -> list[Block]:
     if g:
         het = [h for h in g["heterogeneity"] if "p_value" in h]
         sig = [h["label"] for h in het if h["p_value"] < s["alpha"]]
+        if not het:
+            verdict = "could not be tested (it needs ΔAUROC in at least two groups)."
+        elif sig:
+            verdict = f"is significant for {_names(sig)}."
+        else:
+            verdict = f"is not significant for any of the {len(het)} findings it could test."
         claims.append(
             f"Per {g['column']}: {len(g['sections'])} groups. Heterogeneity of ΔAUROC across "
-            f"them (Cochran's Q) "
-            + (
-                f"is significant for {_names(sig)}."
-                if sig
-                else f"is not significant for any of the {len(het)} findings it could test."
-            )
+            f"them (Cochran's Q, α = {s['alpha']:g}) {verdict}"
         )
     unusable = len(d["bad_rows"])
     claims.append(
