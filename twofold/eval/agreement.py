@@ -18,15 +18,11 @@ from scipy import stats
 
 
 @dataclass(frozen=True)
-class TOST:
-    """Paired two one-sided tests for |mean(a - b)| < margin."""
+class Equivalence:
+    """Two one-sided tests against ±margin: p = max of the two, and the 90% interval that lies
+    inside (-margin, +margin) exactly when both reject at 5%."""
 
     margin: float
-    mean_diff: float
-    sd_diff: float
-    n: int
-    t_lower: float
-    t_upper: float
     p_lower: float
     p_upper: float
     p_value: float
@@ -35,6 +31,17 @@ class TOST:
 
     def equivalent(self, alpha: float = 0.05) -> bool:
         return self.p_value < alpha
+
+
+@dataclass(frozen=True)
+class TOST(Equivalence):
+    """Paired two one-sided t-tests for |mean(a - b)| < margin."""
+
+    mean_diff: float
+    sd_diff: float
+    n: int
+    t_lower: float
+    t_upper: float
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ def tost_paired(a: np.ndarray, b: np.ndarray, margin: float = 0.01) -> TOST:
         p_lo = 0.0 if mean > -margin else 1.0
         p_hi = 0.0 if mean < margin else 1.0
         p = 0.0 if inside else 1.0
-        return TOST(margin, mean, sd, n, t_lo, t_hi, p_lo, p_hi, p, mean, mean)
+        return TOST(margin, p_lo, p_hi, p, mean, mean, mean, sd, n, t_lo, t_hi)
     df = n - 1
     t_lo = (mean + margin) / se  # H0: mean <= -margin, reject for large t
     t_hi = (mean - margin) / se  # H0: mean >= +margin, reject for small t

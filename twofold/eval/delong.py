@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .agreement import Equivalence
+
 
 @dataclass(frozen=True)
 class AUC:
@@ -41,24 +43,12 @@ class PairedAUC:
 
 
 @dataclass(frozen=True)
-class AUCEquivalence:
-    """TOST of |AUC_a - AUC_b| < margin with the DeLong SE (normal approximation).
+class AUCEquivalence(Equivalence):
+    """TOST of |AUC_a - AUC_b| < margin with the DeLong SE (normal approximation): H0: diff <=
+    -margin and H0: diff >= +margin, each one-sided z-test."""
 
-    H0: diff <= -margin and H0: diff >= +margin, each one-sided at alpha; equivalence when both
-    reject, i.e. when the (1 - 2·alpha) interval lies inside (-margin, +margin). p = max.
-    """
-
-    margin: float
     diff: float
     se_diff: float
-    p_lower: float
-    p_upper: float
-    p_value: float
-    ci90_low: float
-    ci90_high: float
-
-    def equivalent(self, alpha: float = 0.05) -> bool:
-        return self.p_value < alpha
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
@@ -177,10 +167,10 @@ def auc_equivalence(diff: float, se: float, margin: float) -> AUCEquivalence:
     if se <= 0.0:
         p_lo = 0.0 if diff > -margin else 1.0
         p_hi = 0.0 if diff < margin else 1.0
-        return AUCEquivalence(margin, diff, 0.0, p_lo, p_hi, max(p_lo, p_hi), diff, diff)
+        return AUCEquivalence(margin, p_lo, p_hi, max(p_lo, p_hi), diff, diff, diff, 0.0)
     p_lo = float(stats.norm.sf((diff + margin) / se))
     p_hi = float(stats.norm.cdf((diff - margin) / se))
     q = float(stats.norm.ppf(0.95))
     return AUCEquivalence(
-        margin, diff, se, p_lo, p_hi, max(p_lo, p_hi), diff - q * se, diff + q * se
+        margin, p_lo, p_hi, max(p_lo, p_hi), diff - q * se, diff + q * se, diff, se
     )
