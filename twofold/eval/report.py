@@ -326,8 +326,9 @@ def _section_blocks(sec: dict[str, Any], s: dict[str, Any], level: str, tag: str
 
 
 def _headline(s: dict[str, Any]) -> list[Block]:
+    """Title, then a non-zero secure failure rate before anything else, then the claims."""
     d, f = s["dataset"], s["secure_failures"]
-    b: list[Block] = [("h2", "Summary")]
+    b: list[Block] = [("h1", s["title"])]
     if f["failed"]:
         why = ", ".join(f"{k}: {n}" for k, n in f["reasons"].items())
         b.append(
@@ -338,7 +339,10 @@ def _headline(s: dict[str, Any]) -> list[Block]:
                 "are left out of every statistic below; they are listed under Secure failures.",
             )
         )
-    else:
+    if s["note"]:
+        b.append(("note", s["note"]))
+    b.append(("h2", "Summary"))
+    if not f["failed"]:
         b.append(
             (
                 "p",
@@ -394,10 +398,7 @@ def _headline(s: dict[str, Any]) -> list[Block]:
 
 def _blocks(s: dict[str, Any]) -> list[Block]:
     d, o, c = s["dataset"], s["overall"], s["cost"]
-    b: list[Block] = [("h1", s["title"])]
-    if s["note"]:
-        b.append(("note", s["note"]))
-    b += _headline(s)
+    b = _headline(s)
     b.append(
         (
             "p",
