@@ -59,7 +59,7 @@ def _kind(lay: tuple) -> str:
 
 
 def _reference(lay: tuple, x: np.ndarray, w: np.ndarray, ell: int) -> np.ndarray:
-    from twofold.runtime.protocols.linear_local import conv2d_mod, matmul_mod
+    from twofold.runtime.linear.linear_local import conv2d_mod, matmul_mod
 
     m = np.uint64((1 << ell) - 1)
     if lay[0] == "conv":
@@ -72,10 +72,10 @@ def _reference(lay: tuple, x: np.ndarray, w: np.ndarray, ell: int) -> np.ndarray
 
 
 def worker(role: str, port: int, size: int, ell: int, n_layers: int | None = None) -> None:
+    from twofold.runtime.linear import linear as L
+    from twofold.runtime.linear import linear_he as he
+    from twofold.runtime.linear.linear_he_seal import he_params
     from twofold.runtime.prg import PRG
-    from twofold.runtime.protocols import linear as L
-    from twofold.runtime.protocols import linear_he as he
-    from twofold.runtime.protocols.linear_he_seal import he_params
 
     party = connect(role, port, "bench-densenet-linear")
     ch = party.chan

@@ -8,8 +8,11 @@ Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-
 ≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB).
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
+                             [--transport tls|plaintext|both]
 
-``--quick`` runs 32² and 64² (same keys).
+``--quick`` runs 32² and 64² (same keys). Each size runs twice by default, over TLS (the
+pinned self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``,
+and a second table gives the time ratio and the TCP bytes TLS adds (kernel TCP_INFO counts).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,7 +43,7 @@ def _check(res: subprocess.CompletedProcess, what: str) -> None:
         sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
 
 
-def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
+def bench_size(size: int, work: Path, linear: str, image: str, transports: list[str]) -> dict:
     d = work / f"densenet121_{size}"
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / "densenet121.onnx"
@@ -54,43 +58,60 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
         "compile",
     )  # fmt: skip
     compile_s = time.perf_counter() - t
-    server = subprocess.Popen(
-        [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
-         "--linear", linear, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    line = server.stdout.readline()
-    if "serving" not in line:
-        sys.exit(f"e2e: server did not start: {server.stderr.read()[-2000:]}")
-    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
-    out = d / "out.json"
-    t = time.perf_counter()
-    cli = subprocess.run(
-        [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
-         "-o", str(out), "--quiet"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - t
-    _, serr = server.communicate(timeout=600)
-    _check(cli, f"2PC run at {size}² (server: {serr.strip()[-500:]})")
     sim_path = d / "simulate.json"
     _check(
         subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image, "-o", str(sim_path)],
                        capture_output=True, text=True),
         "simulate",
     )  # fmt: skip
-    doc = json.loads(out.read_text())
     sim = json.loads(sim_path.read_text())
+    runs = {}
+    for transport in transports:
+        r = run_2pc(bundle, d, linear, image, transport, size)
+        r["exact"] = r.pop("logits") == sim["logits"]
+        runs[transport] = r | {"compile_s": round(compile_s, 3), "linear": linear}
+    return runs
+
+
+def run_2pc(bundle: Path, d: Path, linear: str, image: str, transport: str, size: int) -> dict:
+    """One ``run server --once`` / ``run client`` pair; TLS with the pinned self-signed
+    certificate, or ``--insecure-plaintext`` on both sides."""
+    plain = ["--insecure-plaintext"] if transport == "plaintext" else []
+    server = subprocess.Popen(
+        [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
+         "--linear", linear, "--quiet", *plain],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = server.stdout.readline()
+    if "serving" not in line:
+        sys.exit(f"e2e: server did not start: {server.stderr.read()[-2000:]}")
+    sys.path.insert(0, str(ROOT))
+    from twofold.twoparty import parse_banner
+
+    addr, fp = parse_banner(line)
+    pin = plain or ["--server-fingerprint", fp]
+    out = d / f"out-{transport}.json"
+    t = time.perf_counter()
+    cli = subprocess.run(
+        [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
+         "-o", str(out), "--quiet", *pin],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t
+    _, serr = server.communicate(timeout=600)
+    _check(cli, f"2PC run at {size}² over {transport} (server: {serr.strip()[-500:]})")
+    doc = json.loads(out.read_text())
     c, s = doc["cost"], doc["cost"]["server"]
+    wire = c.get("wire", {})
     return {
         "s": round(wall, 3),
         "bytes_client_to_server": c["bytes_sent"],
         "bytes_server_to_client": c["bytes_recv"],
+        "wire_bytes": wire.get("bytes_sent", 0) + wire.get("bytes_recv", 0) or None,
         "rounds": c["rounds"],
         "peak_rss_mb_server": s["peak_rss_mb"],
         "peak_rss_mb_client": c["peak_rss_mb"],
-        "exact": doc["logits"] == sim["logits"],
-        "compile_s": round(compile_s, 3),
+        "logits": doc["logits"],
         "setup": c["setup"],
         "by_kind": {
             k: {
@@ -101,8 +122,27 @@ def bench_size(size: int, work: Path, linear: str, image: str) -> dict:
             for k in KINDS
             if k in c["by_kind"]
         },
-        "linear": linear,
     }
+
+
+def tls_table(results: dict) -> str:
+    """TLS against plaintext for each size run both ways: time ratio and TCP bytes added."""
+    rows = [
+        "| size | plaintext s | TLS s | TLS/plain time | plaintext wire MiB | TLS wire MiB "
+        "| TLS adds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k, r in results.items():
+        if not k.endswith("/tls") or k[:-4] + "/plaintext" not in results:
+            continue
+        p = results[k[:-4] + "/plaintext"]
+        wt, wp = r["wire_bytes"] or 0, p["wire_bytes"] or 0
+        added = f"{(wt - wp) / wp:+.2%}" if wp else "n/a"
+        rows.append(
+            f"| {k[:-4]} | {p['s']:.1f} | {r['s']:.1f} | {r['s'] / p['s']:.3f} | "
+            f"{wp / 2**20:.1f} | {wt / 2**20:.1f} | {added} |"
+        )
+    return "\n".join(rows)
 
 
 def table(results: dict) -> str:
@@ -132,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
+    ap.add_argument(
+        "--transport",
+        choices=["tls", "plaintext", "both"],
+        default="both",
+        help="TLS (the default of twofold run), plaintext, or both to compare",
+    )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
     args = ap.parse_args(argv)
     import pydicom.data
@@ -141,9 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for size in sizes:
         print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
-        results[f"densenet121_{size}"] = bench_size(size, Path(args.workdir), args.linear, image)
-        print(json.dumps(results[f"densenet121_{size}"]), file=sys.stderr, flush=True)
+        transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
+        runs = bench_size(size, Path(args.workdir), args.linear, image, transports)
+        for transport, r in runs.items():
+            results[f"densenet121_{size}/{transport}"] = r | {"load_avg": os.getloadavg()}
+            print(json.dumps(r), file=sys.stderr, flush=True)
     print(table(results))
+    print()
+    print(tls_table(results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=1))
     return 0

@@ -79,7 +79,7 @@ def _ot_slice(kind: str, xs: tuple, pads) -> tuple[tuple, tuple, float]:  # noqa
 
 
 def _layer_call(party, kind, x, w, b, spec, ell, method, cache, name):  # noqa: ANN001, ANN202
-    from twofold.runtime.protocols import linear as L
+    from twofold.runtime.linear import linear as L
 
     srv = party.role == "server"
     if kind == "conv":
@@ -95,7 +95,7 @@ def _layer_call(party, kind, x, w, b, spec, ell, method, cache, name):  # noqa: 
 
 
 def _reference(kind, x, w, b, spec, ell):  # noqa: ANN001, ANN202
-    from twofold.runtime.protocols.linear_local import conv2d_mod, matmul_mod
+    from twofold.runtime.linear.linear_local import conv2d_mod, matmul_mod
 
     m = np.uint64((1 << ell) - 1)
     bb = b.astype(np.int64).astype(np.uint64)
@@ -109,9 +109,9 @@ def _reference(kind, x, w, b, spec, ell):  # noqa: ANN001, ANN202
 
 
 def worker(role: str, port: int, quick: bool, ell: int, profile: str | None = None) -> None:
+    from twofold.runtime.linear import linear as L
+    from twofold.runtime.linear import linear_he as he
     from twofold.runtime.prg import PRG
-    from twofold.runtime.protocols import linear as L
-    from twofold.runtime.protocols import linear_he as he
 
     party = connect(role, port, "bench-linear")
     ch = party.chan
@@ -195,11 +195,11 @@ def worker(role: str, port: int, quick: bool, ell: int, profile: str | None = No
 def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: ANN001
     """Server: build the layer's plaintexts into the cache outside the timed region (the
     generated program does this once per model, before the first image)."""
-    from twofold.runtime.protocols import linear as L
-    from twofold.runtime.protocols import linear_he as he
-    from twofold.runtime.protocols import linear_he_pack as pk
-    from twofold.runtime.protocols.linear import _key
-    from twofold.runtime.protocols.linear_he_seal import he_params
+    from twofold.runtime.linear import linear as L
+    from twofold.runtime.linear import linear_he as he
+    from twofold.runtime.linear import linear_he_pack as pk
+    from twofold.runtime.linear.linear import _key
+    from twofold.runtime.linear.linear_he_seal import he_params
 
     hp = he_params(ell)
     xs = spec[1]
@@ -224,11 +224,11 @@ def _layer_call_prep(party, kind, w, spec, ell, cache, name) -> None:  # noqa: A
 def he_counts(layer: tuple, ell: int) -> dict:
     """Ciphertext counts and exact bytes of the HE protocol for one layer (N = 8192)."""
     from twofold.runtime import bitpack
-    from twofold.runtime.protocols import linear as L  # noqa: N812
-    from twofold.runtime.protocols import linear_he as he
-    from twofold.runtime.protocols import linear_he_coef as coef
-    from twofold.runtime.protocols import linear_he_pack as pk
-    from twofold.runtime.protocols.linear_he_seal import N, he_params
+    from twofold.runtime.linear import linear as L  # noqa: N812
+    from twofold.runtime.linear import linear_he as he
+    from twofold.runtime.linear import linear_he_coef as coef
+    from twofold.runtime.linear import linear_he_pack as pk
+    from twofold.runtime.linear.linear_he_seal import N, he_params
 
     hp = he_params(ell)
     hdr = 9  # frame header
@@ -288,8 +288,8 @@ def ot_affine_bytes(C: int, M: int, ell: int) -> int:  # noqa: N803
     IKNP extension of C*ell random OTs (its batch size, then 128 bit columns per OT, padded to
     64 OTs per extension chunk) and the client's packed fields (ell(ell+1)/2 bits per element,
     rounded up to bytes), one frame (9-byte header) per chunk."""
+    from twofold.runtime.linear import linear_ot_cot as aff
     from twofold.runtime.ot.iknp import chunks as ot_chunks
-    from twofold.runtime.protocols import linear_ot_cot as aff
 
     hdr = 9
     iknp = hdr + 8 + sum(hdr + 16 * (hp - lo) for lo, _, hp in ot_chunks(C * ell))

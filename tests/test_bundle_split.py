@@ -16,7 +16,9 @@ from onnx import numpy_helper
 
 from twofold.cli import cli
 
-MODEL = "mobilenet"  # Clip (ReLU6: public constants), depthwise convs, global average pool
+# mobilenet: Clip (ReLU6: public constants), depthwise convs, global average pool;
+# squeezenet: MaxPool, Concat, softmax output.
+MODELS = ("mobilenet", "squeezenet")
 ARGS = ["--preprocess", "none", "--bitlength", "40", "--scale", "12"]
 
 
@@ -53,16 +55,36 @@ def _compile(model: Path, out: Path, cal: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def two(zoo_onnx, tmp_path_factory):
-    """Two compiles of one architecture: other weights, other calibration images and names."""
-    d = tmp_path_factory.mktemp("split")
-    onnx_a = zoo_onnx(MODEL, 32)
-    onnx_b = _reweighted(onnx_a, d / "other.onnx", seed=7)
-    cal_a = _calibration(d / "ca", ["patient-0471-mrn88213.npy", "patient-0472.npy"], 1, 2.9)
-    cal_b = _calibration(d / "cb", ["case-XJ2931.npy"], 2, 1.7)
-    _compile(onnx_a, d / "a", cal_a)
-    _compile(onnx_b, d / "b", cal_b)
-    return d, (onnx_a, onnx_b), (cal_a, cal_b)
+def compiles(zoo_onnx, tmp_path_factory):
+    """``get(model)``: two compiles of one architecture with other weights, other calibration
+    images and other calibration file names (cached per model)."""
+    cache: dict[str, tuple] = {}
+
+    def get(model: str) -> tuple:
+        if model not in cache:
+            d = tmp_path_factory.mktemp(f"split-{model}")
+            onnx_a = zoo_onnx(model, 32)
+            onnx_b = _reweighted(onnx_a, d / "other.onnx", seed=7)
+            cal_a = _calibration(
+                d / "ca", ["patient-0471-mrn88213.npy", "patient-0472.npy"], 1, 2.9
+            )
+            cal_b = _calibration(d / "cb", ["case-XJ2931.npy"], 2, 1.7)
+            _compile(onnx_a, d / "a", cal_a)
+            _compile(onnx_b, d / "b", cal_b)
+            cache[model] = d, (onnx_a, onnx_b), (cal_a, cal_b)
+        return cache[model]
+
+    return get
+
+
+@pytest.fixture(params=MODELS)
+def two(compiles, request):
+    return compiles(request.param)
+
+
+@pytest.fixture()
+def one(compiles):
+    return compiles(MODELS[0])
 
 
 def _files(d: Path) -> dict[str, bytes]:
@@ -135,8 +157,8 @@ def test_client_bundle_holds_no_weight_or_calibration_value(two):
             assert repr(float(v)) not in floats and f"{v:.4g}" not in floats  # ... not the client
 
 
-def test_server_bundle_private_and_complete(two):
-    d, _, _ = two
+def test_server_bundle_private_and_complete(one):
+    d, _, _ = one
     srv = d / "a" / "server"
     assert stat.S_IMODE((srv / "weights.npz").stat().st_mode) == 0o600
     assert stat.S_IMODE(srv.stat().st_mode) == 0o700
@@ -152,8 +174,8 @@ def test_server_bundle_private_and_complete(two):
     ]
 
 
-def test_each_command_takes_the_part_it_needs(two, tmp_path):
-    d, _, (cal_a, _) = two
+def test_each_command_takes_the_part_it_needs(one, tmp_path):
+    d, _, (cal_a, _) = one
     top, cli_b, srv_b = d / "a", d / "a" / "client", d / "a" / "server"
     run = CliRunner().invoke
     x = cal_a[0]
@@ -179,15 +201,17 @@ def test_each_command_takes_the_part_it_needs(two, tmp_path):
     assert res.exit_code == 0 and "client bundle" in res.output
     assert "= relu(" in res.output
     assert "# range" not in res.output and "bits needed" not in res.output
+    res = run(cli, ["inspect", str(only)])
+    assert res.exit_code == 0 and "client bundle" in res.output and "# range" not in res.output
     res = run(cli, ["inspect", str(top)])
     assert res.exit_code == 0 and "weights.npz" in res.output and "# range [" in res.output
     assert "client bundle" in res.output and "server bundle" in res.output
 
 
-def test_failed_recompile_keeps_the_bundle(two, tmp_path):
+def test_failed_recompile_keeps_the_bundle(one, tmp_path):
     """A recompile that fails (a pass disabled, so nothing runnable) leaves both parts intact;
     a successful one replaces both and drops the old single-directory files."""
-    d, (onnx_a, _), _ = two
+    d, (onnx_a, _), _ = one
     out = tmp_path / "b"
     _compile(onnx_a, out, [])
     before = _files(out)

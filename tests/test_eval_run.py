@@ -158,16 +158,20 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     import subprocess
     import sys
 
+    from twofold.twoparty import parse_banner
+
     srv = subprocess.Popen(
         [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
          "--listen", "127.0.0.1:0", "--quiet"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        line = srv.stdout.readline()
-        addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+        addr, fp = parse_banner(srv.stdout.readline())
+        pin = {"server_fingerprint": fp}
+        with pytest.raises(EvalError, match="--server-fingerprint"):  # TLS is not optional
+            run_eval(_cfg(model, dataset, tmp_path / "o0", mode="2pc", connect=addr))
         s = run_eval(_cfg(model, dataset, tmp_path / "o", mode="2pc", connect=addr, jobs=2,
-                          limit=3))  # fmt: skip
+                          limit=3, connect_options=pin))  # fmt: skip
     finally:
         srv.terminate()
         srv.wait(timeout=30)
@@ -179,7 +183,8 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
     assert per["comm_bytes"]["mean"] > 0 and per["rounds"]["mean"] > 0
     assert "bit-identical" in (tmp_path / "o" / "report.md").read_text()
     with pytest.raises(EvalError, match="two-party run with 127.0.0.1:.* failed"):
-        run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr))  # server gone
+        run_eval(_cfg(model, dataset, tmp_path / "o2", mode="2pc", connect=addr,
+                      connect_options=pin))  # server gone  # fmt: skip
 
 
 def test_sigkill_mid_run_then_resume(model, tmp_path):
@@ -314,23 +319,17 @@ def test_non_finite_input_and_secure_failures_are_recorded(model, dataset, tmp_p
         _probabilities(doc)
 
 
-def test_two_party_options_and_a_dead_server_fail_fast(model, dataset, tmp_path):
-    import inspect
+def test_a_dead_server_fails_fast_with_two_jobs(model, dataset, tmp_path):
     import socket
     import time
 
-    from twofold.runtime.runner import run_client
-
-    if "token" not in inspect.signature(run_client).parameters:
-        with pytest.raises(EvalError, match="does not support --token"):
-            run_eval(_cfg(model, dataset, tmp_path / "t", mode="2pc", connect="127.0.0.1:9",
-                          connect_options={"token": "abc"}))  # fmt: skip
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.monotonic()
     with pytest.raises(EvalError, match="failed.*finished images are kept"):
+        opts = {"timeout": 5.0, "insecure_plaintext": True}
         run_eval(_cfg(model, dataset, tmp_path / "d", mode="2pc", connect=f"127.0.0.1:{port}",
-                      jobs=2, connect_options={"timeout": 5.0}))  # fmt: skip
+                      jobs=2, connect_options=opts))  # fmt: skip
     took = time.monotonic() - t0
     assert took < 25, f"a dead server cost {took:.0f} s for 14 images"  # not ~10 s per image

@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 import seal
 
-from twofold.runtime.prg import PRG
-from twofold.runtime.protocols import linear_he as he
-from twofold.runtime.protocols import linear_he_coef as coef
-from twofold.runtime.protocols import linear_he_pack as pk
-from twofold.runtime.protocols import rns
-from twofold.runtime.protocols.linear_he_seal import (
+from twofold.runtime.linear import linear_he as he
+from twofold.runtime.linear import linear_he_coef as coef
+from twofold.runtime.linear import linear_he_pack as pk
+from twofold.runtime.linear import rns
+from twofold.runtime.linear.linear_he_seal import (
     N,
     coeffs_from_plain,
     ct_from_array,
     he_params,
     public_key_ct,
 )
-from twofold.runtime.protocols.linear_he_seeded import SeededEncryptor, uniform_residues
-from twofold.runtime.protocols.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
+from twofold.runtime.linear.linear_he_seeded import SeededEncryptor, uniform_residues
+from twofold.runtime.linear.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
+from twofold.runtime.prg import PRG
 
 RNG = np.random.default_rng(7)  # public test data only
 PRIMES = (4503599627124737, 1152921504606748673, 2**61 - 1, 65537)

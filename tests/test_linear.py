@@ -8,11 +8,11 @@ from scipy import stats
 
 from twofold.runtime import bitpack
 from twofold.runtime.errors import PeerError
+from twofold.runtime.linear import linear as L
+from twofold.runtime.linear import linear_he as he
+from twofold.runtime.linear import linear_he_pack as pk
+from twofold.runtime.linear.linear_he_seal import N, coeffs_from_plain, ct_from_array, he_params
 from twofold.runtime.prg import PRG
-from twofold.runtime.protocols import linear as L
-from twofold.runtime.protocols import linear_he as he
-from twofold.runtime.protocols import linear_he_pack as pk
-from twofold.runtime.protocols.linear_he_seal import N, coeffs_from_plain, ct_from_array, he_params
 from twofold.runtime.session import run_parties
 
 RNG = np.random.default_rng(20240611)  # public test data only
@@ -93,7 +93,7 @@ CONVS = [
 def test_both_he_conv_paths_are_exercised() -> None:
     """The shape classes above reach both server paths: BLAS on shifted ciphertexts for kernels
     with few terms per polynomial, SEAL NTT products for many."""
-    from twofold.runtime.protocols import linear_he_coef as coef
+    from twofold.runtime.linear import linear_he_coef as coef
 
     paths = set()
     for _, xs, ws, st, pd, dl, g in CONVS:

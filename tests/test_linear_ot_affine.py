@@ -8,10 +8,10 @@ import pytest
 
 from twofold.runtime.errors import PeerError
 from twofold.runtime.executor import Private
+from twofold.runtime.linear import linear as L  # noqa: N812
+from twofold.runtime.linear import linear_ot_cot as aff
 from twofold.runtime.linear_ops import LinearError, LinearOps, he_supports, pick
 from twofold.runtime.prg import PRG
-from twofold.runtime.protocols import linear as L  # noqa: N812
-from twofold.runtime.protocols import linear_ot_cot as aff
 from twofold.runtime.session import run_parties
 
 RNG = np.random.default_rng(6)  # public test data only

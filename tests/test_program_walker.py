@@ -170,6 +170,11 @@ def _unknown_op(doc: dict) -> None:
     relu["op"] = "open"
 
 
+def _bad_shape(doc: dict) -> None:
+    relu = next(n for n in doc["nodes"] if n["op"] == "relu")
+    relu["type"] = relu["type"].split("[")[0] + "[1,1,1,1] @secret"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -178,6 +183,7 @@ def _unknown_op(doc: dict) -> None:
         (_reveal_input, "reveals its input directly"),
         (_undeclared_reveal, "no recipient declared"),
         (_unknown_op, "op 'open' has no 2PC form"),
+        (_bad_shape, "declared shape \\[1, 1, 1, 1\\]"),
     ],
 )
 def test_tampered_ir_refused_before_connecting(bundle, tmp_path, edit, message):

@@ -12,7 +12,7 @@ import torch
 from test_run_cli import Server, client
 from torch import nn
 
-from twofold.runtime.protocols.linear_ot_cot import layout
+from twofold.runtime.linear.linear_ot_cot import layout
 from twofold.toolchain import compile_model, simulate_bundle
 
 SIZE = 8

@@ -34,8 +34,12 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"a": a, "b": b, "dir": d, "x": d / "x.npy"}
 
 
+PINS: dict[str, str] = {}  # server address -> the certificate fingerprint it printed
+
+
 class Server:
-    """A ``twofold run server`` process on a free loopback port."""
+    """A ``twofold run server`` process on a free loopback port (TLS with its self-signed
+    certificate unless told otherwise; :func:`client` pins the fingerprint it prints)."""
 
     def __init__(self, bundle: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
@@ -47,6 +51,11 @@ class Server:
         line = self.proc.stdout.readline()
         assert "serving" in line, line + self.proc.stderr.read()
         self.addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+        self.fingerprint = (
+            line.split("fingerprint ")[1].split(",")[0].strip() if "TLS" in line else None
+        )
+        if self.fingerprint:
+            PINS[self.addr] = self.fingerprint
 
     def stop(self) -> tuple[str, str]:
         if self.proc.poll() is None:
@@ -60,9 +69,12 @@ class Server:
 
 
 def client(bundle: Path, addr: str, inp: Path, out: Path, *extra: str, **kw):  # noqa: ANN003, ANN201
+    """``twofold run client``; pins the server's fingerprint unless ``extra`` sets TLS options."""
+    tls_set = {"--tls-ca", "--server-fingerprint", "--insecure-plaintext"} & set(extra)
+    pin = ["--server-fingerprint", PINS[addr]] if addr in PINS and not tls_set else []
     return subprocess.run(
         [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", str(inp),
-         "-o", str(out), *extra],
+         "-o", str(out), *pin, *extra],
         capture_output=True, text=True, timeout=120, **kw,
     )  # fmt: skip
 
@@ -103,6 +115,8 @@ def test_run_equals_simulate_and_server_survives_bad_client(bundles):
                     "-o",
                     str(d / f"c{i}.json"),
                     "--quiet",
+                    "--server-fingerprint",
+                    srv.fingerprint,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -140,7 +154,8 @@ def test_server_dying_mid_run(bundles):
     srv = Server(bundles["a"], "--once")
     proc = subprocess.Popen(
         [*TWOFOLD, "run", "client", str(bundles["a"]), "--connect", srv.addr,
-         "--input", str(bundles["x"]), "-o", str(d / "dead.json")],
+         "--input", str(bundles["x"]), "-o", str(d / "dead.json"),
+         "--server-fingerprint", srv.fingerprint],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     first = proc.stderr.readline()  # progress after the input layer: the protocol is running
@@ -169,14 +184,22 @@ def test_malformed_image_and_wrong_shape(bundles):
 
 
 def test_tls_run_and_plaintext_client_refused(bundles):
+    """An operator's own certificate (--tls-cert): a CA-checking client runs; a plaintext
+    client is told that TLS is expected; a client without any TLS option is told what to pass."""
     d = bundles["dir"]
     cert, key = _self_signed(d)
     srv = Server(bundles["a"], "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         plain = client(bundles["a"], srv.addr, bundles["x"], d / "plain.json", "--quiet",
-                       "--timeout", "5")  # fmt: skip
-        one_line_error(plain)
+                       "--timeout", "5", "--insecure-plaintext")  # fmt: skip
+        one_line_error(plain, "requires TLS", "--server-fingerprint")
         assert not (d / "plain.json").exists()
+        bare = subprocess.run(
+            [*TWOFOLD, "run", "client", str(bundles["a"]), "--connect", srv.addr,
+             "--input", str(bundles["x"]), "-o", str(d / "bare.json")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        one_line_error(bare, "--server-fingerprint", "--tls-ca", "--insecure-plaintext")
         ok = client(bundles["a"], srv.addr, bundles["x"], d / "tls.json", "--tls-ca", str(cert))
         assert ok.returncode == 0, ok.stderr
     finally:

@@ -7,6 +7,7 @@ one readable line on stderr and a non-zero exit; no tracebacks for user errors.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -105,6 +106,25 @@ def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN00
         click.echo(json.dumps(doc))
 
 
+def connect_options(f: Callable) -> Callable:
+    """The client's connection options (shared by ``run client`` and ``eval``)."""
+    opts = [
+        click.option("--tls-ca", type=click.Path(dir_okay=False),
+                     help="CA file the server's certificate must chain to"),
+        click.option("--server-fingerprint",
+                     help="pin the server's certificate: the sha256:... it printed at start"),
+        click.option("--token", envvar="TWOFOLD_TOKEN",
+                     help="access token (or @FILE; env TWOFOLD_TOKEN)"),
+        click.option("--insecure-plaintext", is_flag=True,
+                     help="no TLS, server not authenticated (trusted networks only)"),
+        click.option("--timeout", default=600.0, show_default=True,
+                     help="seconds to wait for the peer"),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @cli.group("run")
 def run_group() -> None:
     """Run a compiled bundle as one party of the two-party protocol (server or client)."""
@@ -113,22 +133,59 @@ def run_group() -> None:
 @run_group.command("server")
 @click.argument("bundle", type=click.Path())
 @click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS)")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate chain")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key")
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False),
+    help="where the self-signed certificate lives [default: tls/ beside the bundle]",
+)
+@click.option("--insecure-plaintext", is_flag=True, help="no TLS (trusted networks only)")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="accepted client tokens, one a line (mode 0600)",
+)
+@click.option(
+    "--handshake-timeout",
+    default=10.0,
+    show_default=True,
+    help="seconds a client has to complete TLS + token + program handshake",
+)
+@click.option(
+    "--session-timeout",
+    type=float,
+    default=None,
+    help="seconds a session may last [default: 600 + 2 per program step]",
+)
+@click.option(
+    "--max-pending",
+    default=16,
+    show_default=True,
+    help="connections in the handshake stage at once (more are closed)",
+)
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear, timeout,
-                   quiet) -> None:  # fmt: skip
-    """Serve BUNDLE (its weights stay here) to clients until stopped."""
+def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
+                   handshake_timeout, session_timeout, max_pending, once, max_sessions, linear,
+                   timeout, quiet) -> None:  # fmt: skip
+    """Serve BUNDLE (its weights stay here) to clients until stopped.
+
+    TLS is on by default: without --tls-cert the server creates a self-signed certificate on
+    first start and prints its fingerprint, which clients pin with --server-fingerprint.
+    """
     from .runtime.errors import RuntimeProtocolError
     from .twoparty import server_main
 
     try:
         code = server_main(
-            bundle, listen, tls_cert=tls_cert, tls_key=tls_key, once=once,
+            bundle, listen, tls_cert=tls_cert, tls_key=tls_key, tls_dir=tls_dir,
+            insecure_plaintext=insecure_plaintext, token_file=token_file,
+            handshake_timeout=handshake_timeout, session_timeout=session_timeout,
+            max_pending=max_pending, once=once,
             max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
         )  # fmt: skip
     except (RuntimeProtocolError, ValueError, OSError) as e:
@@ -141,10 +198,10 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, once, max_sessions, linear
 @click.option("--connect", required=True, help="server HOST:PORT")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
 @click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
-@click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA file: use TLS, check server")
-@click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
+@connect_options
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet) -> None:  # noqa: ANN001
+def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
+                   insecure_plaintext, timeout, quiet) -> None:  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
 
@@ -154,7 +211,8 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
 
     try:
         doc = client_main(
-            bundle, connect, input_path, tls_ca=tls_ca, timeout=timeout,
+            bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
+            token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,
             progress=not quiet, table_to_stderr=not out_path,
         )  # fmt: skip
         if out_path:
@@ -184,11 +242,6 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
 @click.option("--group-column", help="CSV column to report per group as well as pooled, e.g. site")
 @click.option("--retry-failed", is_flag=True,
               help="with --resume: run failed images (unusable, secure failure) again")  # fmt: skip
-@click.option("--tls-ca", help="2pc: CA file the server's certificate must chain to")
-@click.option("--server-fingerprint", help="2pc: SHA-256 fingerprint of the server's certificate")
-@click.option("--token", help="2pc: access token the server asks for")
-@click.option("--insecure-plaintext", is_flag=True, help="2pc: no TLS (testing on loopback only)")
-@click.option("--timeout", type=float, help="2pc: seconds to wait for the server per step")
 @click.option("--uncertain", type=click.Choice(["zeros", "ones", "ignore"]), default="zeros",
               show_default=True, help="CheXpert -1 labels")  # fmt: skip
 @click.option("--labels", help="model output names A,B,... (default: bundle's, or CheXNet 14)")
@@ -197,32 +250,32 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, timeout, quiet
 @click.option("--title", default="twofold eval: secure vs plaintext", help="report title")
 @click.option("--note", default="", help="a note shown at the top of the report")
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
+@connect_options
 def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, resume, margin,
-             auroc_margin, group_column, retry_failed, tls_ca, server_fingerprint, token,
-             insecure_plaintext, timeout, uncertain, labels, label_map, limit, title, note,
-             quiet) -> None:  # fmt: skip
+             auroc_margin, group_column, retry_failed, uncertain, labels, label_map, limit,
+             title, note, quiet, tls_ca, server_fingerprint, token, insecure_plaintext,
+             timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
 
     from .eval.labels import parse_label_map
     from .eval.runner import EvalConfig, EvalError, run_eval
+    from .twoparty import read_token
 
-    options = {
-        "tls_ca": tls_ca, "server_fingerprint": server_fingerprint, "token": token,
-        "insecure_plaintext": insecure_plaintext or None, "timeout": timeout,
-    }  # fmt: skip
     if retry_failed and not resume:
         raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
     try:
+        conn = {"tls_ca": tls_ca, "server_fingerprint": server_fingerprint,
+                "token": read_token(token), "insecure_plaintext": insecure_plaintext,
+                "timeout": timeout}  # fmt: skip
         cfg = EvalConfig(
             bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
             images=Path(images), out=Path(out_dir), mode=mode, connect=connect, jobs=jobs,
             resume=resume, margin=margin, auroc_margin=auroc_margin, group_column=group_column,
-            retry_failed=retry_failed,
-            connect_options={k: v for k, v in options.items() if v is not None},
-            uncertain=uncertain, label_map=parse_label_map(label_map),
+            retry_failed=retry_failed, uncertain=uncertain, label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
             title=title, note=note,
+            connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
     except (EvalError, ValueError, OSError) as e:

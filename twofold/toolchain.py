@@ -167,7 +167,8 @@ def inspect_bundle(bundle: str | Path, fmt: str = "text") -> str:
 
     The server bundle: the secure IR with ranges and bits and the report totals (``json``:
     report.json). The client bundle: its public IR (no ranges) and the totals computed from
-    it. The top DIR: both parts' files, then the server bundle's view.
+    it. The top DIR: both parts' files, then the server bundle's view (the client's if it
+    holds only that).
     """
     from .compiler.bundle import read_report
     from .compiler.report import format_summary
@@ -176,6 +177,8 @@ def inspect_bundle(bundle: str | Path, fmt: str = "text") -> str:
 
     d = Path(bundle)
     part = part_of(d) if d.is_dir() else None
+    if part is None and (d / CLIENT).is_dir() and not (d / SERVER).exists():
+        d, part = d / CLIENT, CLIENT  # the hospital's copy: DIR/client only
     if part == CLIENT:
         g = read_bundle(d, weights=False, command="inspect")
         report = build_report(g)

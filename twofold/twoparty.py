@@ -24,6 +24,15 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_banner(line: str) -> tuple[str, str | None]:
+    """``(HOST:PORT, fingerprint or None)`` from the line ``twofold run server`` prints first."""
+    if " on " not in line or "serving" not in line:
+        raise ValueError(f"not a twofold server banner: {line.strip()!r}")
+    addr = line.split(" on ", 1)[1].split(",")[0].strip()
+    fp = line.split("fingerprint ", 1)[1].split(",")[0].strip() if "fingerprint " in line else None
+    return addr, fp
+
+
 def server_main(bundle: str, listen: str, **kw: Any) -> int:  # noqa: ANN401
     host, port = parse_address(listen, "--listen")
     return serve(bundle, host, port, **kw)
@@ -43,16 +52,30 @@ def load_client_input(bundle: str | Path, input_path: str | Path) -> dict[str, A
     return {name: x}
 
 
+def read_token(text: str | None) -> str | None:
+    """``--token``: the token itself, or ``@FILE`` holding it (keeps it out of ``ps``)."""
+    if text is None or not text.startswith("@"):
+        return text
+    try:
+        return Path(text[1:]).read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read --token {text}: {e}") from None
+
+
 def client_main(
     bundle: str,
     connect: str,
     input_path: str,
     *,
     tls_ca: str | None = None,
+    server_fingerprint: str | None = None,
+    token: str | None = None,
+    insecure_plaintext: bool = False,
     timeout: float = 600.0,
     progress: bool = True,
     table_to_stderr: bool = False,
 ) -> dict[str, Any]:
+    """Run BUNDLE as the client against the server at CONNECT (see ``run_client``)."""
     host, port = parse_address(connect, "--connect")
     inputs = load_client_input(bundle, input_path)
     return run_client(
@@ -61,6 +84,9 @@ def client_main(
         port,
         inputs,
         tls_ca=tls_ca,
+        server_fingerprint=server_fingerprint,
+        token=read_token(token),
+        insecure_plaintext=insecure_plaintext,
         timeout=timeout,
         progress=progress,
         out=sys.stderr if table_to_stderr else sys.stdout,

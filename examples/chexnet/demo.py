@@ -109,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     if "serving" not in line:
         server.kill()
         sys.exit("demo: the server did not start")
-    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    sys.path.insert(0, str(ROOT))
+    from twofold.twoparty import parse_banner
+
+    addr, fingerprint = parse_banner(line)  # TLS by default: pin the certificate it printed
     out_json = work / "out.json"
     out_json.unlink(missing_ok=True)
     try:
         run([*TWOFOLD, "run", "client", str(bundle / "client"), "--connect", addr, "--input", dcm,
-             "-o", str(out_json)])  # fmt: skip
+             "-o", str(out_json), "--server-fingerprint", fingerprint])  # fmt: skip
     finally:
         server_out, _ = server.communicate(timeout=600)
     wall = time.perf_counter() - t

@@ -222,7 +222,8 @@ def killed_then_resumed(cmd: list[str], out: Path, after: int) -> None:
     run([*cmd, "--resume"])
 
 
-def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str, str]:
+    """A ``twofold run server`` on a free port: (process, HOST:PORT, certificate fingerprint)."""
     server = subprocess.Popen(
         [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0",
          "--max-sessions", str(sessions), "--quiet"],
@@ -232,7 +233,11 @@ def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str]:
     if "serving" not in line:
         server.kill()
         sys.exit(f"make_eval_set: the server did not start: {line!r}")
-    return server, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    sys.path.insert(0, str(ROOT))
+    from twofold.twoparty import parse_banner
+
+    addr, fingerprint = parse_banner(line)
+    return server, addr, fingerprint
 
 
 def publish(src: Path, dst: Path) -> None:
@@ -298,12 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         out2 = work / "report-2pc"
         if not args.dataset:
             shutil.rmtree(out2, ignore_errors=True)
-        server, addr = start_server(bundle, args.jobs)
+        server, addr, fingerprint = start_server(bundle, args.jobs)
         resume = ["--resume"] if args.dataset else []
         try:
             run([*eval_cmd(bundle, onnx_path, csv_path, root, out2, fmt, note, group),
-                 "--mode", "2pc",
-                 "--connect", addr, "--jobs", str(args.jobs), "--limit", str(args.n_2pc),
+                 "--mode", "2pc", "--connect", addr, "--server-fingerprint", fingerprint,
+                 "--jobs", str(args.jobs), "--limit", str(args.n_2pc),
                  "--title", "twofold eval (2PC)", *resume])  # fmt: skip
         finally:
             server.terminate()

@@ -45,13 +45,13 @@ class EvalConfig:
     out: Path
     mode: str = "simulate"
     connect: str | None = None
+    connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
     jobs: int = 1
     resume: bool = False
     margin: float = 0.01
     auroc_margin: float | None = None
     group_column: str | None = None
     retry_failed: bool = False
-    connect_options: dict[str, Any] = field(default_factory=dict)
     uncertain: str = "zeros"
     label_map: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from .errors import RuntimeProtocolError
-from .protocols import linear as L  # noqa: N812
-from .protocols.linear_he_seal import he_supports
+from .linear import linear as L  # noqa: N812
+from .linear.linear_he_seal import he_supports
 
 
 class LinearError(RuntimeProtocolError):

@@ -31,6 +31,7 @@ _SMALL = 1 << 16  # frames up to this size are coalesced in the send buffer
 _SOCKBUF = 1 << 22
 MAX_FRAME = 1 << 36  # refuse absurd lengths from a malformed header (64 GiB)
 CONTROL_FRAME_MAX = 1 << 24  # handshake and JSON control frames: never allocate more (16 MiB)
+_DISCARD_MAX = 1 << 20
 
 
 @dataclass
@@ -78,6 +79,34 @@ class Channel:
         self._sent_since_recv = False
         self._closed = False
         self._hdr = bytearray(_HDR.size)
+        self.deadline: float | None = None
+        self._deadline_what = ""
+
+    # -- deadline ---------------------------------------------------------------------------
+    def set_deadline(self, deadline: float | None, what: str = "deadline") -> None:
+        """Bound every later send/receive by the monotonic time ``deadline`` (None: no bound).
+
+        Unlike the per-operation ``timeout``, a deadline covers the whole handshake or session:
+        a peer trickling one byte per period still runs into it.
+        """
+        self.deadline = deadline
+        self._deadline_what = what
+        if deadline is None:
+            self.sock.settimeout(self.timeout)
+
+    def _arm(self, what: str) -> None:
+        """Set the socket timeout to what is left of timeout/deadline; PeerError if none is."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise PeerError(f"{self._deadline_what} passed ({what})")
+        self.sock.settimeout(left if self.timeout is None else min(self.timeout, left))
+
+    def _timed_out(self, what: str) -> str:
+        if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
+            return f"{self._deadline_what} passed ({what})"
+        return f"timed out after {self.timeout} s waiting for the peer ({what})"
 
     # -- accounting -------------------------------------------------------------------------
     def _count(self, sent: int = 0, recv: int = 0, rounds: int = 0) -> None:
@@ -136,9 +165,10 @@ class Channel:
 
     def _sendall(self, mv: memoryview) -> None:
         try:
+            self._arm("sending")
             self.sock.sendall(mv)
         except TimeoutError as e:
-            raise PeerError(f"timed out after {self.timeout} s sending to the peer") from e
+            raise PeerError(self._timed_out("sending")) from e
         except OSError as e:
             raise PeerError(f"peer connection lost while sending: {e}") from e
 
@@ -147,11 +177,10 @@ class Channel:
         got, n = 0, mv.nbytes
         while got < n:
             try:
+                self._arm(what)
                 k = self.sock.recv_into(mv[got:], min(n - got, 1 << 24))
             except TimeoutError as e:
-                raise PeerError(
-                    f"timed out after {self.timeout} s waiting for the peer ({what})"
-                ) from e
+                raise PeerError(self._timed_out(what)) from e
             except OSError as e:
                 raise PeerError(f"peer connection lost while receiving {what}: {e}") from e
             if k == 0:
@@ -166,13 +195,17 @@ class Channel:
         self._recv_into(memoryview(self._hdr), "frame header")
         n, kind = _HDR.unpack(self._hdr)
         if n > MAX_FRAME:
-            raise PeerError(f"malformed frame header from peer (length {n})")
+            raise PeerError(f"peer sent a frame of {n} bytes: a malformed frame header")
         return n, kind
 
-    def recv_bytes(self, max_len: int | None = None) -> bytes:
-        """Receive one frame as bytes (any kind); PeerError if it is longer than ``max_len``."""
+    def recv_bytes(self, max_len: int = CONTROL_FRAME_MAX) -> bytes:
+        """Receive one frame as bytes (any kind); PeerError if it is longer than ``max_len``.
+
+        The bound is checked on the header, before anything is allocated: callers pass what the
+        program expects at that point (DESIGN.md §5), never more than a control frame by default.
+        """
         n, _ = self._recv_header()
-        if max_len is not None and n > max_len:
+        if n > max_len:
             raise PeerError(f"peer sent a frame of {n} bytes where at most {max_len} are expected")
         buf = bytearray(n)
         self._recv_into(memoryview(buf), "frame payload")
@@ -202,7 +235,10 @@ class Channel:
         return out
 
     def _discard(self, n: int) -> None:
-        """Skip a bad frame's payload (best effort) so the error names the frame, not the stream."""
+        """Skip a small bad frame's payload (best effort) so the error names the frame, not the
+        stream; a large one is not waited for (the session ends with the error anyway)."""
+        if n > _DISCARD_MAX:
+            return
         with contextlib.suppress(PeerError):
             buf = bytearray(min(n, 1 << 20))
             left = n
@@ -235,10 +271,41 @@ class Channel:
         self.close()
 
 
+_TCP_INFO_BYTES = struct.Struct("<QQ")  # tcpi_bytes_acked, tcpi_bytes_received (Linux >= 4.1)
+_TCP_INFO_OFFSET = 120
+
+
+def tcp_wire_bytes(sock: socket.socket) -> tuple[int, int] | None:
+    """TCP payload bytes (sent and acknowledged, received) on this connection, as the kernel
+    counts them, i.e. including TLS records; None where TCP_INFO does not report them."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _TCP_INFO_OFFSET + _TCP_INFO_BYTES.size:
+        return None
+    sent, recv = _TCP_INFO_BYTES.unpack_from(info, _TCP_INFO_OFFSET)
+    return sent, recv
+
+
 def socketpair_channels(timeout: float = 30.0) -> tuple[Channel, Channel]:
     """Two connected channels over a real OS socketpair (for tests and in-process runs)."""
     a, b = socket.socketpair()
     return Channel(a, timeout), Channel(b, timeout)
+
+
+def connect_tcp(host: str, port: int, connect_timeout: float = 10.0) -> socket.socket:
+    """A TCP connection to host:port, retrying refused connections for ``connect_timeout`` s."""
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=connect_timeout)
+        except (ConnectionRefusedError, FileNotFoundError) as e:
+            if time.monotonic() >= deadline:
+                raise PeerError(f"cannot connect to {host}:{port}: {e}") from e
+            time.sleep(0.05)
+        except OSError as e:
+            raise PeerError(f"cannot connect to {host}:{port}: {e}") from e
 
 
 def connect(
@@ -248,22 +315,12 @@ def connect(
     tls_ca: str | None = None,
     connect_timeout: float = 10.0,
 ) -> Channel:
-    """Connect to a listening peer, retrying refused connections for ``connect_timeout`` seconds.
+    """Connect to a listening peer (tests, benchmarks; the 2PC client uses :mod:`.gate`).
 
     With ``tls_ca`` the connection is TLS and the server's certificate must chain to that CA file
     and match ``host``.
     """
-    deadline = time.monotonic() + connect_timeout
-    while True:
-        try:
-            sock = socket.create_connection((host, port), timeout=min(timeout, connect_timeout))
-            break
-        except (ConnectionRefusedError, FileNotFoundError) as e:
-            if time.monotonic() >= deadline:
-                raise PeerError(f"cannot connect to {host}:{port}: {e}") from e
-            time.sleep(0.05)
-        except OSError as e:
-            raise PeerError(f"cannot connect to {host}:{port}: {e}") from e
+    sock = connect_tcp(host, port, connect_timeout)
     if tls_ca is not None:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_ca)
         try:
@@ -391,7 +448,9 @@ __all__ = [
     "RuntimeProtocolError",
     "SectionStats",
     "connect",
+    "connect_tcp",
     "listen",
     "run_pair",
     "socketpair_channels",
+    "tcp_wire_bytes",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Node, program_hash
+from ..ir import Graph, IRVerifyError, Node, program_hash, verify
 from .errors import RuntimeProtocolError
 
 #: Ops the runtime executes; each is a method of twofold.runtime.executor.Executor.
@@ -119,9 +119,16 @@ def reveals(graph: Graph) -> dict[str, str]:
 
 
 def check_program(graph: Graph) -> int:
-    """Refuse, before any traffic, a program that could reveal anything but its declared outputs
-    to the client (see the module doc); returns ℓ."""
+    """Refuse, before any traffic, a malformed program (``ir.verify``: operands defined before
+    use, shapes, rings and scales re-derived) or one that could reveal anything but its
+    declared outputs to the client (see the module doc); returns ℓ."""
     ell = check_ops(graph)
+    bare = graph.copy()
+    bare.params = {}  # the client has no weight values; verify the structure alone
+    try:
+        verify(bare, "loading the bundle")
+    except IRVerifyError as e:
+        raise ProgramError(str(e)) from None
     if not graph.outputs:
         raise ProgramError("the program declares no output")
     rev = reveals(graph)

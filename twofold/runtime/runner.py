@@ -4,19 +4,18 @@ Each party walks the IR of its own bundle (the server DIR/server, the client DIR
 ``runtime.program``); the program hashes of the two must agree in the handshake, and the
 server's weights must be the compiled ones (manifest digest).
 
-Session = connect/accept, handshake (protocol version, roles, program hash, DESIGN.md §5),
-OT setup, the program, then the server sends its own cost summary (time, bytes, peak RSS) so
-the client's report covers both parties. The server serves each client in its own forked
-process (``--max-sessions`` at once), so one session's failure never reaches another;
-``once`` serves a single client in-process and returns its status.
+Session = connect/accept, TLS and token (:mod:`.gate`), handshake (protocol version, roles,
+program hash, DESIGN.md §5), OT setup, the program, then the server sends its own cost summary
+(time, bytes, peak RSS) so the client's report covers both parties. The server serves each
+client in its own forked process, admitted by :mod:`.admission` (a slot only after the
+handshake, ``--max-sessions`` at once), so one session's failure never reaches another;
+``once`` serves a single client and returns its status.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -28,12 +27,15 @@ import numpy as np
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function
+from .admission import serve_forked
 from .errors import PeerError, RuntimeProtocolError
-from .executor import Executor
-from .net import CONTROL_FRAME_MAX, Channel, connect
+from .executor import Executor, peak_rss_mb
+from .gate import GateConfig, client_channel, read_token_file, server_channel
+from .net import CONTROL_FRAME_MAX, Channel, tcp_wire_bytes
 from .program import Program
 from .report import Progress, cost_doc, format_table
 from .session import Party
+from .tls import cert_fingerprint, ensure_self_signed, server_context
 
 LINEAR = ("he", "ot", "auto")
 
@@ -97,12 +99,20 @@ def server_session(
     label: str = "server",
     progress: bool = True,
     out: IO[str] | None = None,
+    party: Party | None = None,
 ) -> dict[str, Any]:
-    """Run the program as the server on one connected channel; returns its cost document."""
+    """Run the program as the server on one connected channel; returns its cost document.
+
+    ``party``: a Party whose program handshake already ran on ``chan`` (the admission stage);
+    its OT setup runs here.
+    """
     out = out or sys.stdout
     t0 = time.perf_counter()
     try:
-        party = Party("server", chan, prog.PROGRAM_HASH)
+        if party is None:
+            party = Party("server", chan, prog.PROGRAM_HASH)
+        elif party.ot is None:
+            party.setup_ot()
         chan.send(json.dumps({"linear": linear}).encode())  # the server picks the protocol
         setup = _setup_cost(chan, t0)
         rt = Executor(
@@ -123,39 +133,49 @@ def server_session(
     return doc
 
 
-def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    if cert is None and key is None:
-        return None
-    if cert is None:
-        raise RunError("--tls-key needs --tls-cert")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as e:
-        raise RunError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
-    return ctx
+def server_gate(
+    directory: str | Path,
+    *,
+    insecure_plaintext: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_dir: str | None = None,
+    token_file: str | None = None,
+    handshake_timeout: float = 10.0,
+) -> tuple[GateConfig, str | None]:
+    """The server's TLS/token settings and the certificate fingerprint to print (None: no TLS).
+
+    Without ``--tls-cert`` the server uses (creating it on first start) a self-signed
+    certificate in ``--tls-dir``, by default ``tls/`` beside the bundle's server side.
+    """
+    tokens = read_token_file(token_file) if token_file else None
+    if handshake_timeout <= 0:
+        raise RunError(f"--handshake-timeout must be positive, got {handshake_timeout}")
+    if insecure_plaintext:
+        if tls_cert or tls_key or tls_dir:
+            raise RunError(
+                "--insecure-plaintext cannot be combined with --tls-cert/--tls-key/--tls-dir"
+            )
+        return GateConfig(None, tokens, handshake_timeout), None
+    if tls_cert is None:
+        if tls_key is not None:
+            raise RunError("--tls-key needs --tls-cert")
+        d = Path(directory)
+        base = d / "server" if (d / "server").is_dir() else d
+        tls_cert, tls_key = (str(p) for p in ensure_self_signed(tls_dir or base / "tls"))
+    ctx = server_context(tls_cert, tls_key)
+    return GateConfig(ctx, tokens, handshake_timeout), cert_fingerprint(tls_cert)
 
 
-def _session_main(
-    conn: socket.socket,
-    sid: int,
-    ctx: ssl.SSLContext | None,
-    timeout: float,
-    run: Callable[[Channel, str], Any],
-) -> None:
-    """Body of one forked session process: exit status 0 on success, 1 on any failure."""
-    label = f"server[session {sid}]"
-    try:
-        if ctx is not None:
-            conn.settimeout(timeout)
-            conn = ctx.wrap_socket(conn, server_side=True)
-        run(Channel(conn, timeout), label)
-    except (RuntimeProtocolError, ssl.SSLError, OSError, ValueError) as e:
-        print(f"twofold: {label}: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    except BaseException as e:  # noqa: BLE001 - a bug must still end only this session
-        print(f"twofold: {label}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(2)
+def session_deadline(prog: Program, session_timeout: float | None) -> float:
+    """Seconds one session may hold a slot: ``--session-timeout``, else derived from the
+    program's size (10 min plus 2 s per step: DenseNet-121 224² has ~1,000 steps and needs
+    ~5 min on 2 cores, so the bound is generous yet finite)."""
+    if session_timeout is not None:
+        if session_timeout <= 0:
+            raise RunError(f"--session-timeout must be positive, got {session_timeout}")
+        return float(session_timeout)
+    return 600.0 + 2.0 * int(prog.STEPS)
 
 
 def serve(
@@ -163,23 +183,41 @@ def serve(
     host: str,
     port: int,
     *,
+    insecure_plaintext: bool = False,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_dir: str | None = None,
+    token_file: str | None = None,
+    handshake_timeout: float = 10.0,
+    session_timeout: float | None = None,
     once: bool = False,
     max_sessions: int = 2,
+    max_pending: int = 16,
     linear: str = "auto",
     timeout: float = 600.0,
     progress: bool = True,
     ready: Callable[[int], None] | None = None,
 ) -> int:
-    """Serve clients until stopped (or one with ``once``); returns the exit status."""
+    """Serve clients until stopped (or one with ``once``); returns the exit status.
+
+    TLS is on unless ``insecure_plaintext`` (see :func:`server_gate`); with ``token_file`` only
+    clients presenting one of its tokens get a session. Admission (see :mod:`.admission`): a
+    connection gets a session slot only after its handshake completed within
+    ``handshake_timeout``; a session holds its slot at most :func:`session_deadline`.
+    """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
+    if max_pending < 1:
+        raise RunError(f"--max-pending must be at least 1, got {max_pending}")
     prog = load_program(directory, SERVER)
     weights = load_weights(directory)
-    ctx = _tls_context(tls_cert, tls_key)
+    gate, fp = server_gate(
+        directory, insecure_plaintext=insecure_plaintext, tls_cert=tls_cert, tls_key=tls_key,
+        tls_dir=tls_dir, token_file=token_file, handshake_timeout=handshake_timeout,
+    )  # fmt: skip
+    session_s = session_deadline(prog, session_timeout)
     try:
         lst = socket.create_server((host, port))
     except OSError as e:
@@ -187,65 +225,43 @@ def serve(
     port = lst.getsockname()[1]
     print(
         f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
-        f"l={prog.ELL}, linear={linear}) on {host}:{port}" + (", TLS" if ctx else ""),
+        f"l={prog.ELL}, linear={linear}) on {host}:{port}, "
+        + (f"TLS, fingerprint {fp}" if fp else "PLAINTEXT (--insecure-plaintext)")
+        + (", token required" if gate.tokens else ""),
         flush=True,
     )
     if ready is not None:
         ready(port)
 
-    def run(chan: Channel, label: str) -> Any:  # noqa: ANN401
-        return server_session(chan, prog, weights, linear=linear, label=label, progress=progress)
+    def handshake(conn: socket.socket, label: str) -> Party:
+        """TLS, token and program handshake, all within the handshake deadline."""
+        chan = server_channel(conn, gate, timeout)  # leaves the handshake deadline set
+        try:
+            party = Party("server", chan, prog.PROGRAM_HASH, setup_ot=False)
+        except BaseException:
+            chan.abort()
+            raise
+        chan.set_deadline(None)
+        return party
+
+    def session(party: Party, label: str) -> None:
+        party.chan.set_deadline(
+            time.monotonic() + session_s, f"session deadline of {session_s:g} s"
+        )
+        try:
+            server_session(
+                party.chan, prog, weights, linear=linear, label=label, progress=progress,
+                party=party,
+            )  # fmt: skip
+        except RuntimeProtocolError as e:
+            raise RuntimeProtocolError(f"{e} (peak RSS {peak_rss_mb():.0f} MiB)") from None
 
     with lst:
-        if once:
-            conn, _ = lst.accept()
-            lst.close()
-            try:
-                _session_main(conn, 1, ctx, timeout, run)
-            except SystemExit as e:
-                return int(e.code or 0)
-            return 0
-        mp = multiprocessing.get_context("fork")
-        active: dict[int, Any] = {}
-        sid = 0
-        lst.settimeout(0.2)
-        try:
-            while True:
-                _reap(active)
-                if len(active) >= max_sessions:
-                    time.sleep(0.05)
-                    continue
-                try:
-                    conn, addr = lst.accept()
-                except TimeoutError:
-                    continue
-                sid += 1
-                print(f"twofold server: session {sid} from {addr[0]}:{addr[1]}", flush=True)
-                p = mp.Process(target=_child, args=(lst, conn, sid, ctx, timeout, run))
-                p.start()
-                conn.close()
-                active[sid] = p
-        except KeyboardInterrupt:
-            lst.close()  # stop accepting; let running sessions finish and report them
-            _reap(active, wait=True)
-            raise
-
-
-def _reap(active: dict[int, Any], wait: bool = False) -> None:
-    """Join finished session processes (all of them with ``wait``) and log their status."""
-    for k, p in list(active.items()):
-        if wait:
-            p.join()
-        if not p.is_alive():
-            p.join()
-            status = "done" if p.exitcode == 0 else f"failed (exit {p.exitcode})"
-            print(f"twofold server: session {k} {status}", flush=True)
-            del active[k]
-
-
-def _child(lst: socket.socket, *args: Any) -> None:  # noqa: ANN401
-    lst.close()  # the session process must not hold the listening port
-    _session_main(*args)
+        lst.setblocking(False)
+        return serve_forked(
+            lst, handshake, session, once=once, max_sessions=max_sessions,
+            max_pending=max_pending, slot_wait=timeout, once_wait=timeout if once else None,
+        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- client
@@ -269,12 +285,19 @@ def run_client(
     inputs: dict[str, np.ndarray],
     *,
     tls_ca: str | None = None,
+    server_fingerprint: str | None = None,
+    token: str | None = None,
+    insecure_plaintext: bool = False,
     timeout: float = 600.0,
     connect_timeout: float = 10.0,
     progress: bool = True,
     out: IO[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the program as the client; returns the out.json document (with ``cost``)."""
+    """Run the program as the client; returns the out.json document (with ``cost``).
+
+    The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
+    an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
+    """
     out = out or sys.stdout
     prog = load_program(directory)
     for key, spec in prog.INPUTS.items():
@@ -286,7 +309,10 @@ def run_client(
                 f"input {key!r} has shape {list(shp)}, the program expects {spec['shape']}"
             )
     t0 = time.perf_counter()
-    chan = connect(host, port, timeout, tls_ca, connect_timeout)
+    chan = client_channel(
+        host, port, tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
+        insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
+    )  # fmt: skip
     try:
         party = Party("client", chan, prog.PROGRAM_HASH)
         linear = _session_settings(chan)
@@ -304,9 +330,12 @@ def run_client(
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
         except (ValueError, UnicodeDecodeError) as e:
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
+        wire = tcp_wire_bytes(chan.sock)
     finally:
         chan.close()
     cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
+    if wire is not None:  # what TCP carried: the frames plus TLS records and handshake
+        cost["wire"] = {"bytes_sent": wire[0], "bytes_recv": wire[1]}
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
     logits, outputs = {}, {}

@@ -44,7 +44,13 @@ class Party:
         self.prg = PRG()
         with chan.section("handshake"):
             self.shared_prg = self._handshake()
-        self.ot: OTPack | None = OTPack(chan, role) if setup_ot else None
+        self.ot: OTPack | None = None
+        if setup_ot:
+            self.setup_ot()
+
+    def setup_ot(self) -> None:
+        """Build the OT pack (base OTs both ways); a server admits the client before this."""
+        self.ot = OTPack(self.chan, self.role)
 
     def _handshake(self) -> PRG:
         mine = {

@@ -57,7 +57,7 @@ def base_ot_send(chan, n: int) -> list[tuple[bytes, bytes]]:  # noqa: ANN001 - C
 
 def base_ot_recv(chan, choices: np.ndarray) -> list[bytes]:  # noqa: ANN001 - Channel
     """Run len(choices) base OTs as receiver; returns [k_i^{c_i}]."""
-    big_a = chan.recv_bytes()
+    big_a = chan.recv_bytes(max_len=_PT)
     if not _valid(big_a):
         raise PeerError("base OT: peer sent an invalid curve point A")
     n = len(choices)

@@ -43,6 +43,7 @@ from .linear_he_seal import (
     ct_to_array,
     he_params,
     plain_ntt_from_coeffs,
+    public_key_size,
 )
 from .linear_he_seeded import E_MAX, SEED_BYTES, SeededEncryptor, uniform_residues
 from .linear_he_zero import ZeroEncryptor, centred_binomial
@@ -141,7 +142,7 @@ def keys(party, ell: int) -> _Keys:  # noqa: ANN001
         party.chan.send(kg.create_public_key().to_string())
         k = _Keys(hp, SeededEncryptor(hp, sk), seal.Decryptor(hp.ctx, sk))
     else:
-        raw = party.chan.recv_bytes()
+        raw = party.chan.recv_bytes(max_len=public_key_size(hp))
         try:
             hp.ctx.from_public_str(raw)  # SEAL validates every residue
             zero = ZeroEncryptor(hp, raw)

@@ -16,10 +16,9 @@ the little-endian uint64 coefficients. ``load_bytes`` re-validates every coeffic
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import functools
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -146,29 +145,68 @@ def coeffs_from_plain(pt: seal.Plaintext) -> np.ndarray:
     return out
 
 
-@functools.cache
-def _export_dir() -> str:
-    """A private directory in memory (/dev/shm where there is one) for ciphertext exports."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    d = tempfile.mkdtemp(prefix="twofold-ct-", dir=base)
-    atexit.register(shutil.rmtree, d, True)
-    return d
+class _MemFile:
+    """An anonymous in-memory file (``memfd_create``) with a path SEAL can ``save`` to.
+
+    ``/proc/self/fd/N`` names the memfd only while this process holds it: there is no name in
+    any file system, so nothing survives the process however it ends (SIGKILL included), and
+    no other process can open it by name. One per thread and process (a forked session makes
+    its own; the parent's descriptor is closed in the child).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("twofold-ct", os.MFD_CLOEXEC)
+        else:  # no memfd: an already-unlinked temporary file (nothing left to clean up)
+            self.fd = os.dup(tempfile.TemporaryFile().fileno())
+        self.path = (
+            f"/proc/self/fd/{self.fd}" if os.path.isdir("/proc/self/fd") else (f"/dev/fd/{self.fd}")
+        )
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+_LOCAL = threading.local()
+
+
+def _memfile() -> _MemFile:
+    mf = getattr(_LOCAL, "mf", None)
+    if mf is None or mf.pid != os.getpid():
+        if mf is not None:
+            with contextlib.suppress(OSError):
+                os.close(mf.fd)  # the parent's descriptor, inherited by fork
+        mf = _LOCAL.mf = _MemFile()
+    return mf
 
 
 def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     """Raw RNS data of a ciphertext as uint64[size, k, N] (a copy). seal-python has no raw
-    buffer access; ``save`` to a file in memory costs 0.3 ms against 1.1 ms for ``to_string``."""
-    path = os.path.join(_export_dir(), f"{os.getpid()}-{threading.get_ident()}")
-    ct.save(path)
+    buffer access; ``save`` to an in-memory file (see :class:`_MemFile`) costs ~1.0 ms against
+    2.7 ms for ``to_string`` (N = 8192, 3 primes; measured as the same as /dev/shm)."""
+    mf = _memfile()
+    ct.save(mf.path)
     k = ct.coeff_modulus_size()
-    return np.fromfile(path, dtype="<u8", offset=_CT_DATA).reshape(ct.size(), k, N)
+    out = np.empty((ct.size(), k, N), dtype="<u8")
+    got = os.preadv(mf.fd, [memoryview(out).cast("B")], _CT_DATA)
+    if got != out.nbytes:
+        raise ValueError(f"SEAL wrote {got} ciphertext bytes, expected {out.nbytes}")
+    return out
+
+
+def public_key_size(hp: HEParams) -> int:
+    """Bytes of a serialised public key: 2 polynomials over the data primes and the special one."""
+    return _CT_DATA + 2 * (hp.k + 1) * N * 8
 
 
 def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
     """The public key's residues at the data level as an NTT-form ciphertext (its special-prime
     residues dropped), for products u * pk; raises ValueError if the bytes are no public key."""
     k_key = hp.k + 1
-    size = _CT_DATA + 2 * k_key * N * 8
+    size = public_key_size(hp)
     if len(pk_bytes) != size:
         raise ValueError(f"public key has {len(pk_bytes)} bytes, expected {size}")
     data = np.frombuffer(pk_bytes, dtype="<u8", offset=_CT_DATA).reshape(2, k_key, N)[:, : hp.k]

@@ -1,0 +1,273 @@
+"""Opening a session: TLS, the client's access token, all under one deadline (DESIGN.md §5).
+
+Wire order, before the program handshake of :class:`~twofold.runtime.session.Party`:
+
+1. TCP connect; TLS 1.3 unless both sides run ``--insecure-plaintext``. The server peeks at the
+   first byte: a TLS ClientHello starts with 0x16, a twofold frame header (a length < 2^56)
+   does not, so a mismatch is named on both sides instead of hanging.
+2. client -> server: one frame ``{"token": T}`` (``T`` may be null), at most
+   :data:`GATE_FRAME_MAX` bytes; inside TLS, so the token is never in the clear.
+3. server -> client: ``{"ok": true}`` or ``{"error": "..."}``. Tokens are compared as SHA-256
+   digests with :func:`hmac.compare_digest` against every accepted token (no early exit).
+
+On the server the whole opening (TLS handshake included) runs against one monotonic deadline,
+so a peer trickling one byte per period cannot hold it longer than the handshake timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PeerError
+from .net import Channel, connect_tcp
+from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
+
+GATE_FRAME_MAX = 4096
+TOKEN_MIN_CHARS = 16
+_TLS_RECORD_HANDSHAKE = 0x16
+_PLAINTEXT_HINT = (
+    "the server did not offer TLS (it runs --insecure-plaintext?); pass --insecure-plaintext "
+    "to talk to it in the clear"
+)
+
+
+def _wait(sock: socket.socket, deadline: float, write: bool, what: str) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PeerError(f"{what}: deadline passed")
+    r, w, _ = select.select([] if write else [sock], [sock] if write else [], [], left)
+    if not r and not w:
+        raise PeerError(f"{what}: deadline passed")
+
+
+def tls_handshake(sock: ssl.SSLSocket, deadline: float, what: str) -> None:
+    """Run the TLS handshake of a socket wrapped with ``do_handshake_on_connect=False``,
+    non-blocking, so the deadline bounds the whole handshake, not each read."""
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                _wait(sock, deadline, False, what)
+            except ssl.SSLWantWriteError:
+                _wait(sock, deadline, True, what)
+    finally:
+        sock.setblocking(True)
+
+
+def _peek_first_byte(sock: socket.socket, deadline: float) -> int | None:
+    """The first byte the client sent (not consumed), None if it closed without sending."""
+    _wait(sock, deadline, False, "waiting for the client's first bytes")
+    try:
+        b = sock.recv(1, socket.MSG_PEEK)
+    except OSError as e:
+        raise PeerError(f"connection lost before the client spoke: {e}") from None
+    return b[0] if b else None
+
+
+# ------------------------------------------------------------------------------------- client
+
+
+def client_channel(
+    host: str,
+    port: int,
+    *,
+    tls_ca: str | None = None,
+    server_fingerprint: str | None = None,
+    token: str | None = None,
+    insecure_plaintext: bool = False,
+    timeout: float = 600.0,
+    connect_timeout: float = 10.0,
+) -> Channel:
+    """Connect, authenticate the server (pin or CA), present the token; return the channel."""
+    where = f"{host}:{port}"
+    if insecure_plaintext and (tls_ca or server_fingerprint):
+        raise TLSConfigError(
+            "--insecure-plaintext cannot be combined with --tls-ca or --server-fingerprint"
+        )
+    if not insecure_plaintext and not tls_ca and not server_fingerprint:
+        raise TLSConfigError(
+            "the server must be authenticated: pass --server-fingerprint sha256:... (printed by "
+            "`twofold run server` at start) or --tls-ca CA.pem; --insecure-plaintext turns TLS "
+            "off (trusted networks only)"
+        )
+    pin = parse_fingerprint(server_fingerprint) if server_fingerprint else None
+    ctx = None if insecure_plaintext else client_context(tls_ca, server_fingerprint)
+    sock = connect_tcp(host, port, connect_timeout)
+    deadline = time.monotonic() + max(connect_timeout, 1.0) + min(timeout, 60.0)
+    try:
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            try:
+                tls_handshake(sock, deadline, f"TLS handshake with {where}")
+            except (ssl.SSLEOFError, ConnectionError) as e:
+                msg = f"TLS handshake with {where} failed ({e}): {_PLAINTEXT_HINT}"
+                raise PeerError(msg) from None
+            except ssl.SSLCertVerificationError as e:
+                raise PeerError(
+                    f"TLS: the server at {where} is not trusted by --tls-ca {tls_ca}: "
+                    f"{e.verify_message}"
+                ) from None
+            except (ssl.SSLError, OSError) as e:
+                raise PeerError(f"TLS handshake with {where} failed: {e}") from None
+            if pin is not None:
+                check_pin(sock, pin, where)
+        chan = Channel(sock, timeout)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        chan.send(json.dumps({"token": token}).encode())
+        reply = _recv_reply(chan, where, insecure_plaintext)
+    except BaseException:
+        chan.abort()
+        raise
+    if "error" in reply:
+        chan.abort()
+        raise PeerError(f"the server at {where} refused the session: {reply['error']}")
+    return chan
+
+
+def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
+    try:
+        raw = chan.recv_bytes(max_len=GATE_FRAME_MAX)
+    except PeerError as e:
+        if plaintext:
+            raise PeerError(
+                f"the server at {where} closed the connection at once ({e}); it expects TLS "
+                "unless it runs --insecure-plaintext: pass --server-fingerprint or --tls-ca"
+            ) from None
+        raise
+    try:
+        reply = json.loads(raw.decode())
+        if not isinstance(reply, dict) or not ("ok" in reply or "error" in reply):
+            raise ValueError("not a gate reply")
+        return {"error": str(reply["error"])} if "error" in reply else reply
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PeerError(f"the server at {where} sent a malformed reply ({e})") from None
+
+
+# ------------------------------------------------------------------------------------- server
+
+
+def read_token_file(path: str | Path) -> list[bytes]:
+    """Accepted tokens (one a line, # comments) as SHA-256 digests; the file must be 0600."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+        mode = p.stat().st_mode
+    except (OSError, UnicodeDecodeError) as e:
+        raise TLSConfigError(f"cannot read --token-file {p}: {e}") from None
+    if mode & 0o077:
+        raise TLSConfigError(f"--token-file {p} is readable by others; chmod 600 it")
+    out = []
+    for i, line in enumerate(lines, 1):
+        t = line.strip()
+        if not t or t.startswith("#"):
+            continue
+        if len(t) < TOKEN_MIN_CHARS:
+            raise TLSConfigError(
+                f"--token-file {p} line {i}: a token needs at least {TOKEN_MIN_CHARS} characters"
+            )
+        out.append(hashlib.sha256(t.encode()).digest())
+    if not out:
+        raise TLSConfigError(f"--token-file {p} lists no token")
+    return out
+
+
+def token_accepted(token: object, accepted: list[bytes]) -> bool:
+    """Constant-time membership of ``token`` among the accepted digests."""
+    d = hashlib.sha256(token.encode() if isinstance(token, str) else b"\0invalid").digest()
+    ok = False
+    for t in accepted:
+        ok |= hmac.compare_digest(d, t)
+    return ok and isinstance(token, str)
+
+
+@dataclass
+class GateConfig:
+    """The server's side of the opening: TLS context (None = plaintext), accepted tokens."""
+
+    ctx: ssl.SSLContext | None
+    tokens: list[bytes] | None = None
+    handshake_timeout: float = 10.0
+
+
+def _refuse_plaintext(sock: socket.socket, msg: str) -> None:
+    """Tell a plaintext client in its own framing that TLS is expected, then close."""
+    body = json.dumps({"error": msg}).encode()
+    with contextlib.suppress(OSError):
+        sock.settimeout(1.0)
+        sock.sendall(len(body).to_bytes(8, "little") + b"\0" + body)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(GATE_FRAME_MAX)  # let the client's bytes in flight arrive (no RST on close)
+
+
+def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Channel:
+    """Open the session on an accepted socket (TLS, token) within ``gate.handshake_timeout``.
+
+    Returns the channel with its deadline still set (the caller continues the handshake under
+    it); PeerError naming what went wrong otherwise (the socket is closed).
+    """
+    deadline = time.monotonic() + gate.handshake_timeout
+    try:
+        first = _peek_first_byte(conn, deadline)
+        if first is None:
+            raise PeerError("the client closed the connection without a word (a port probe?)")
+        tls = first == _TLS_RECORD_HANDSHAKE
+        if gate.ctx is not None and not tls:
+            msg = (
+                "this server requires TLS: pass --server-fingerprint (printed by the server) "
+                "or --tls-ca to the client"
+            )
+            _refuse_plaintext(conn, msg)
+            raise PeerError("a plaintext client connected; told it that TLS is required")
+        if gate.ctx is None and tls:
+            raise PeerError("the client started TLS, but this server runs --insecure-plaintext")
+        if gate.ctx is not None:
+            conn = gate.ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            try:
+                tls_handshake(conn, deadline, "TLS handshake with the client")
+            except (ssl.SSLError, OSError) as e:
+                raise PeerError(f"TLS handshake with the client failed: {e}") from None
+    except BaseException:
+        conn.close()
+        raise
+    chan = Channel(conn, timeout)
+    chan.set_deadline(deadline, f"handshake deadline of {gate.handshake_timeout:g} s")
+    try:
+        try:
+            hello = json.loads(chan.recv_bytes(max_len=GATE_FRAME_MAX).decode())
+            token = hello.get("token") if isinstance(hello, dict) else None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PeerError(f"the client sent a malformed opening frame ({e})") from None
+        if gate.tokens is not None and not token_accepted(token, gate.tokens):
+            chan.send(json.dumps({"error": "access token missing or not accepted"}).encode())
+            chan.flush()
+            raise PeerError("the client presented no accepted access token")
+        chan.send(b'{"ok": true}')
+    except BaseException:
+        chan.abort()
+        raise
+    return chan
+
+
+__all__ = [
+    "GATE_FRAME_MAX",
+    "GateConfig",
+    "client_channel",
+    "read_token_file",
+    "server_channel",
+    "token_accepted",
+]
