@@ -31,6 +31,12 @@ def test_results_log_resume_drops_torn_line_and_checks_identity(tmp_path):
         log.append({"id": "c", "plain": [0.3]})
     lines = p.read_text().splitlines()
     assert len(lines) == 4 and [json.loads(x)["id"] for x in lines[1:]] == ["a", "b", "c"]
+    with ResultsLog(p, ID, resume=True) as log, pytest.raises(ResultsError, match="already has"):
+        log.append({"id": "a", "plain": [0.9]})  # never two records for one image
+    with p.open("a") as f:
+        f.write('{"plain":[0.4]}\n')
+    with pytest.raises(ResultsError, match=":5: corrupt record"):
+        ResultsLog(p, ID, resume=True)
 
 
 def _synthetic(n=30, noise=3e-4, seed=0, bias=0.0):

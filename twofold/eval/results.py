@@ -101,6 +101,8 @@ class ResultsLog:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ResultsError(f"{self.path}:{i}: corrupt record ({e})") from e
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+                raise ResultsError(f"{self.path}:{i}: corrupt record (no image id)")
             self.done[rec["id"]] = rec  # a later duplicate (older versions) wins
         return header, len(lines) - 1
 
