@@ -19,7 +19,10 @@ def free_port() -> int:
 
 
 def connect(role: str, port: int, label: str, timeout: float = 900) -> Any:  # noqa: ANN401
-    """The worker's set-up Party over loopback TCP (the server listens, the client joins)."""
+    """The worker's set-up Party over loopback TCP (the server listens, the client joins).
+
+    Plaintext on purpose: these scripts measure the protocols themselves; what TLS adds to a
+    whole run is measured by ``benchmarks/e2e.py`` (TLS beside ``--insecure-plaintext``)."""
     from twofold.runtime.session import join, serve
 
     if role == "server":

@@ -9,6 +9,7 @@ Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
                              [--transport tls|plaintext|both]
+                             [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
 
 ``--quick`` runs 32² and 64² (same keys). Each size runs twice by default, over TLS (the
 pinned self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``,
@@ -43,12 +44,36 @@ def _check(res: subprocess.CompletedProcess, what: str) -> None:
         sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
 
 
-def bench_size(size: int, work: Path, linear: str, image: str, transports: list[str]) -> dict:
-    d = work / f"densenet121_{size}"
+# --- issue 17 (--models): vendors' CNNs from tests/cnn_zoo.py beside DenseNet-121 -------------
+MODELS = ("densenet121", "resnet50", "mobilenetv2", "efficientnet_b0")
+
+
+def _export(model: str, path: Path, size: int) -> None:
+    if model == "densenet121":
+        _demo().export(path, size)
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    import cnn_zoo
+
+    cnn_zoo.export(model, path, size)
+
+
+# --- end issue 17 -----------------------------------------------------------------------------
+
+
+def bench_size(
+    size: int,
+    work: Path,
+    linear: str,
+    image: str,
+    transports: list[str],
+    model: str = "densenet121",
+) -> dict:
+    d = work / f"{model}_{size}"
     d.mkdir(parents=True, exist_ok=True)
-    onnx_path = d / "densenet121.onnx"
+    onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
-        _demo().export(onnx_path, size)
+        _export(model, onnx_path, size)
     bundle = d / "bundle"
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     t = time.perf_counter()
@@ -179,18 +204,19 @@ def main(argv: list[str] | None = None) -> int:
         help="TLS (the default of twofold run), plaintext, or both to compare",
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     args = ap.parse_args(argv)
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
     sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
     results = {}
-    for size in sizes:
-        print(f"densenet121 at {size}x{size} ...", file=sys.stderr, flush=True)
+    for model, size in ((m, z) for m in args.models for z in sizes):
+        print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
         transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
-        runs = bench_size(size, Path(args.workdir), args.linear, image, transports)
+        runs = bench_size(size, Path(args.workdir), args.linear, image, transports, model)
         for transport, r in runs.items():
-            results[f"densenet121_{size}/{transport}"] = r | {"load_avg": os.getloadavg()}
+            results[f"{model}_{size}/{transport}"] = r | {"load_avg": os.getloadavg()}
             print(json.dumps(r), file=sys.stderr, flush=True)
     print(table(results))
     print()

@@ -258,7 +258,7 @@ def test_failed_images_kept_retried_only_on_request_one_record_each(model, datas
     assert ids() == ["x0.npy", "x3.npy", "broken.npy"]
     msgs = []
     run_eval(EvalConfig(**cfg, out=out, resume=True), msgs.append)
-    assert len(ids()) == 3 and any("1 failed image(s) kept" in m for m in msgs)
+    assert len(ids()) == 3 and any("1 failed image(s) kept (--retry-failed" in m for m in msgs)
     np.save(img / "broken.npy", np.zeros((1, 3, SIZE, SIZE)))  # repaired: new content
     with pytest.raises(EvalError, match="broken.npy has other content.*--retry-failed"):
         run_eval(EvalConfig(**cfg, out=out, resume=True))

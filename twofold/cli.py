@@ -82,6 +82,12 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
         f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
     )
+    onnx = report.get("onnx") or {}
+    if "converted_from" in onnx:
+        click.echo(
+            f"note: ONNX opset {onnx['converted_from']} raised to {onnx['opset']} "
+            "by onnx.version_converter"
+        )
 
 
 @cli.command("simulate")
@@ -233,8 +239,35 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="output directory")
 @click.option("--mode", type=click.Choice(["simulate", "2pc"]), default="simulate",
               show_default=True)  # fmt: skip
-@click.option("--connect", help="server HOST:PORT for --mode 2pc")
-@click.option("--jobs", default=1, show_default=True, help="images in parallel (2pc sessions)")
+@click.option(
+    "--connect",
+    multiple=True,
+    help="vendor HOST:PORT for --mode 2pc; several: A:1,B:2, repeat, or @FILE",
+)
+@click.option(
+    "--jobs", type=int, default=None, help="images in parallel [local: 1; ray: the cluster's CPUs]"
+)
+# --- execution engine (twofold/eval/execute.py) ---
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local threads, or one Ray task per image",
+)
+@click.option("--ray-address", default=None, help="join this Ray cluster (default: start one)")
+@click.option(
+    "--per-endpoint",
+    default=2,
+    show_default=True,
+    help="concurrent sessions per vendor endpoint (its --max-sessions)",
+)
+@click.option(
+    "--retries",
+    default=3,
+    show_default=True,
+    help="retries of an image after a connection failure (never after others)",
+)
 @click.option("--resume", is_flag=True, help="continue the run in OUT (keeps finished images)")
 @click.option("--margin", default=0.01, show_default=True,
               help="margin δ on each output (TOST and limits of agreement)")  # fmt: skip
@@ -251,9 +284,10 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("--note", default="", help="a note shown at the top of the report")
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
 @connect_options
-def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, resume, margin,
-             auroc_margin, group_column, retry_failed, uncertain, labels, label_map, limit,
-             title, note, quiet, tls_ca, server_fingerprint, token, insecure_plaintext,
+def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, engine,
+             ray_address, per_endpoint, retries, resume, margin, auroc_margin, group_column,
+             retry_failed, uncertain, labels, label_map, limit, title, note, quiet, tls_ca,
+             server_fingerprint, token, insecure_plaintext,
              timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
@@ -270,11 +304,13 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
                 "timeout": timeout}  # fmt: skip
         cfg = EvalConfig(
             bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
-            images=Path(images), out=Path(out_dir), mode=mode, connect=connect, jobs=jobs,
-            resume=resume, margin=margin, auroc_margin=auroc_margin, group_column=group_column,
-            retry_failed=retry_failed, uncertain=uncertain, label_map=parse_label_map(label_map),
+            images=Path(images), out=Path(out_dir), mode=mode, connect=list(connect) or None,
+            jobs=jobs, resume=resume, margin=margin, auroc_margin=auroc_margin,
+            group_column=group_column, retry_failed=retry_failed, uncertain=uncertain,
+            label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
-            title=title, note=note,
+            title=title, note=note, engine=engine, ray_address=ray_address,
+            per_endpoint=per_endpoint, retries=retries,
             connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))

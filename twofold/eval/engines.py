@@ -160,9 +160,12 @@ class TwoParty(_Program):
         bundle: str | Path,
         connect: str | None,
         connect_options: dict[str, Any] | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         """``connect_options``: the keyword arguments of ``run_client`` that are set, among
-        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``."""
+        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``;
+        ``connect_timeout``: how long a refused connection is retried (eval's endpoint pool
+        keeps it short and backs off instead)."""
         super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -185,6 +188,7 @@ class TwoParty(_Program):
                 "(printed by `twofold run server`) or --tls-ca CA.pem, or --insecure-plaintext"
             )
         self.connect_options = opts
+        self.connect_timeout = connect_timeout
         self._run_client = run_client
 
     def digest(self) -> str:
@@ -204,6 +208,7 @@ class TwoParty(_Program):
                 self.port,
                 {input_name: x},
                 **self.connect_options,
+                connect_timeout=self.connect_timeout,
                 progress=False,
                 out=io.StringIO(),
             )

@@ -81,6 +81,7 @@ def write_report(
     lmap: LabelMap,
     records: dict[str, dict[str, Any]],
     identity: dict[str, Any],
+    projection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse and write every artefact into ``cfg.out``; returns the summary dict.
 
@@ -105,6 +106,7 @@ def write_report(
         **summary,
     }
     summary["figures"] = _figures(out, ds, lmap, records, summary)
+    summary["projection"] = projection  # execution side (eval/projection.py)
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
     blocks = _blocks(summary)
     _atomic_write(out / "report.md", _markdown(blocks).encode())
@@ -559,6 +561,10 @@ def _cost_blocks(s: dict[str, Any], c: dict[str, Any]) -> list[Block]:
                 "peak of Python/numpy allocations during one image (tracemalloc, 1 job).",
             )
         )
+
+    from .projection import blocks as projection_blocks  # execution side (eval/projection.py)
+
+    b += projection_blocks(s.get("projection"))
     return b
 
 

@@ -11,19 +11,20 @@ with ``retry_failed``. Statistics and the report are computed from the results f
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .datasets import DatasetError, Sample, load_dataset
-from .engines import EngineError, Plaintext, SecureFailure, Simulate, TwoParty, file_digest
+from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
+from .engines import EngineError, Plaintext, SecureFailure, Simulate, file_digest
+from .execute import Execution
 from .labels import CHEXNET_LABELS, LabelMap
+from .projection import describe as describe_estimate
 from .results import FILENAME, ResultsError, ResultsLog, failed
 
 MODES = ("simulate", "2pc")
@@ -44,9 +45,9 @@ class EvalConfig:
     images: Path
     out: Path
     mode: str = "simulate"
-    connect: str | None = None
+    connect: str | list[str] | None = None
     connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
-    jobs: int = 1
+    jobs: int | None = None  # None: 1 (local), the Ray cluster's CPUs (ray)
     resume: bool = False
     margin: float = 0.01
     auroc_margin: float | None = None
@@ -58,6 +59,11 @@ class EvalConfig:
     limit: int | None = None
     title: str = "twofold eval"
     note: str = ""
+    # --- execution (engine, endpoints, retries; see execute.py) ---
+    engine: str = "local"
+    ray_address: str | None = None
+    per_endpoint: int = 2
+    retries: int = 3
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -111,7 +117,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     say = progress or (lambda _m: None)
     if cfg.mode not in MODES:
         raise EvalError(f"unknown --mode {cfg.mode!r} (choose from {', '.join(MODES)})")
-    if cfg.jobs < 1:
+    if cfg.jobs is not None and cfg.jobs < 1:
         raise EvalError(f"--jobs must be at least 1, got {cfg.jobs}")
     if not cfg.margin > 0:
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
@@ -119,11 +125,12 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         raise EvalError(f"--auroc-margin must be in (0, 1), got {cfg.auroc_margin}")
     try:
         plain = Plaintext(cfg.model)
-        if cfg.mode == "simulate":
-            secure = sim = Simulate(cfg.bundle)
-        else:  # the client bundle suffices; with the server's too, check 2PC against simulate
-            secure = TwoParty(cfg.bundle, cfg.connect, connect_options=cfg.connect_options)
-            sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
+        # the client bundle suffices for 2PC; with the server's too, check 2PC against simulate
+        sim = (
+            Simulate(cfg.bundle) if cfg.mode == "simulate" or _has_server_part(cfg.bundle) else None
+        )
+        ex = Execution(cfg, plain, sim)  # --engine, --connect endpoints (execute.py)
+        secure = ex.secure
         out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape))
         _check_model_matches(plain, secure, n_out, cfg.model)
@@ -157,19 +164,24 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
             todo = todo[: max(0, cfg.limit)]
         done = sum(1 for s in ds.samples if s.id in log.done)
         kept = sum(1 for s in ds.samples if s.id in log.done and failed(log.done[s.id]))
-        say(
-            f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
-            f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
-            + (f"; {kept} failed image(s) kept (--retry-failed runs them again)" if kept else "")
-            + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
-        )
         try:
-            _run(todo, plain, secure, sim, log, cfg, lmap.model_labels, say)
-        except EngineError as e:
+            engine = ex.start() if todo else "nothing to run"
+            say(
+                f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
+                f"{len(todo)} to run ({cfg.mode}, {engine})"
+                + (f"; {kept} failed image(s) kept (--retry-failed reruns them)" if kept else "")
+                + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
+            )
+            if todo:
+                say(describe_estimate(ex.estimate(len(todo))))
+                ex.run(todo, log, say)
+        except (EngineError, DispatchError) as e:
             raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
 
-    return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
+    records = _records(cfg.out / FILENAME)
+    proj = ex.projection(list(records.values()), len(ds.samples))
+    return write_report(replace(cfg, jobs=ex.cap), ds, lmap, records, identity, projection=proj)
 
 
 def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
@@ -203,108 +215,70 @@ def _has_server_part(bundle: Path) -> bool:
     return True
 
 
-def _run(
-    todo: list[Sample],
-    plain: Plaintext,
-    secure: Any,
-    sim: Simulate | None,
-    log: ResultsLog,
-    cfg: EvalConfig,
-    names: tuple[str, ...],
-    say: Callable[[str], None],
-) -> None:
-    count = [0]
-    lock = threading.Lock()
-    abort = threading.Event()  # set by the first engine failure (e.g. the server is gone)
-    measure = cfg.jobs == 1
+def evaluate_image(
+    s: Sample, plain: Plaintext, secure: Any, sim: Simulate | None, measure: bool = False
+) -> dict[str, Any]:
+    """One image through plaintext and secure inference; its results.jsonl record.
 
-    def rel(msg: str, s: Sample) -> str:  # no absolute paths of this machine in the report
-        return msg.replace(str(s.path), s.id).replace(str(cfg.images), "<images>")
-
-    def one(s: Sample) -> None:
-        if abort.is_set():
-            return
-        t0 = time.perf_counter()
-        base: dict[str, Any] = {"id": s.id, "line": s.line}
-        try:
-            base["sha256"] = file_digest(s.path)
-            x = _load_image(s, secure.meta)
-        except Exception as e:  # any decoder failure is a bad row, reported with the reason
-            if _out_of_range(e):
-                msg = rel(str(e), s)
-                log.append({**base, "failure": "input out of range", "secure_error": msg})
-                say(f"secure failure {s.id}: {msg}")
-                return
-            log.append({**base, "error": f"unreadable image: {rel(str(e), s)}"})
-            say(f"skipped {s.id}: unreadable image: {rel(str(e), s)}")
-            return
-        p = plain(x)
-        bad = _nonfinite(p.values, names)
+    Pure (no log, no output), so any engine may run it: a thread of this process or a Ray
+    task on another machine. The record carries the SHA-256 of the image file. An image that
+    cannot be used (unreadable, non-finite plaintext output) gives an ``error`` record; a
+    secure run without a trustworthy output (fixed-point overflow, input out of the compiled
+    range, an output flagged invalid or not finite) a ``secure_error`` record with its
+    ``failure`` kind; a failed 2PC session raises (the engine classifies it, see
+    ``dispatch``). ``sim`` is None when only the client bundle is at hand (no oracle).
+    """
+    t0 = time.perf_counter()
+    base: dict[str, Any] = {"id": s.id, "line": s.line}
+    try:
+        base["sha256"] = file_digest(s.path)
+        x = _load_image(s, secure.meta)
+    except Exception as e:  # any decoder failure is a bad row, reported with the reason
+        msg = str(e).replace(str(s.path), s.id)  # no absolute paths in a report
+        if _out_of_range(e):
+            return {**base, "failure": "input out of range", "secure_error": msg}
+        return {**base, "error": f"unreadable image: {msg}"}
+    p = plain(x)
+    names = tuple(secure.labels) or (CHEXNET_LABELS if p.values.size == 14 else ())
+    bad = _nonfinite(p.values, names)
+    if bad:
+        return {**base, "error": f"plaintext {bad}"}
+    try:
+        if secure is sim:
+            r = sim(x, measure_memory=measure)
+        else:
+            r = secure(x, secure.input_name)
+            if sim is not None:
+                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+        bad = _nonfinite(r.values, names)
         if bad:
-            log.append({**base, "error": f"plaintext {bad}"})
-            say(f"skipped {s.id}: plaintext {bad}")
-            return
-        try:
-            if abort.is_set():
-                return
-            if secure is sim:
-                r = sim(x, measure_memory=measure)
-            else:
-                r = secure(x, secure.input_name)
-                if sim is not None:
-                    # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                    r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-            bad = _nonfinite(r.values, names)
-            if bad:
-                raise SecureFailure(f"secure {bad}")
-        except EngineError:
-            abort.set()
-            raise
-        except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
-            if isinstance(e, ValueError) and not _out_of_range(e):
-                raise
-            kind = (
-                "input out of range"
-                if _out_of_range(e)
-                else "non-finite output"
-                if str(e).startswith("secure output for")
-                else "overflow"
-                if "overflow" in str(e).lower()
-                else "secure run failed"
-            )
-            msg = rel(str(e), s)
-            log.append({**base, "plain": p.values.tolist(), "failure": kind, "secure_error": msg})
-            say(f"secure failure {s.id}: {msg}")
-            return
-        if p.values.shape != r.values.shape:
-            raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
-        rec = {
-            **base,
-            "plain": p.values.tolist(),
-            "secure": r.values.tolist(),
-            "time_plain_s": p.time_s,
-            "time_secure_s": r.time_s,
-            "wall_s": time.perf_counter() - t0,
-            **r.cost,
-        }
-        log.append(rec)
-        with lock:
-            count[0] += 1
-            say(
-                f"[{count[0]}/{len(todo)}] {s.id}: max |secure - plain| = "
-                f"{float(np.max(np.abs(r.values - p.values))):.2e}"
-            )
-
-    if cfg.jobs == 1:
-        for s in todo:
-            one(s)
-    else:
-        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            futures = [pool.submit(one, s) for s in todo]
-            errors = [f.exception() for f in futures]
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
+            raise SecureFailure(f"secure {bad}")
+    except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
+        if isinstance(e, ValueError) and not _out_of_range(e):
+            raise  # EngineError (a failed session) and other faults: the engine decides
+        kind = (
+            "input out of range"
+            if _out_of_range(e)
+            else "non-finite output"
+            if str(e).startswith("secure output for")
+            else "overflow"
+            if "overflow" in str(e).lower()
+            else "secure run failed"
+        )
+        msg = str(e).replace(str(s.path), s.id)
+        return {**base, "plain": p.values.tolist(), "failure": kind, "secure_error": msg}
+    if p.values.shape != r.values.shape:
+        raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
+    return {
+        **base,
+        "plain": p.values.tolist(),
+        "secure": r.values.tolist(),
+        "time_plain_s": p.time_s,
+        "time_secure_s": r.time_s,
+        "wall_s": time.perf_counter() - t0,
+        **r.cost,
+    }
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:

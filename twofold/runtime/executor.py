@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..ir import lut
 from . import protocols as P
 from .errors import RuntimeProtocolError
+from .protocols.lut import lut as lut_protocol
+from .protocols.mul import mul as mul_protocol
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, share
 
@@ -32,6 +35,7 @@ KIND = {
     "affine": "linear",
     "mul": "linear",
     "relu": "relu",
+    "lut": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -322,12 +326,21 @@ class Executor:
         return self._move(name, "transpose", x, lambda v: v.transpose(perm))
 
     def pad(
-        self, name: str, x: Any, pads: tuple[int, ...], value: float = 0.0, scale: int = 0
+        self,
+        name: str,
+        x: Any,
+        pads: tuple[int, ...],
+        value: float = 0.0,
+        scale: int = 0,
+        mode: str = "constant",
     ) -> Any:
-        """Constant padding; the pad value, rounded at the tensor's ``scale``, is the server's
-        share of the border (the client pads its share with zeros)."""
+        """Padding. Constant: the pad value, rounded at the tensor's ``scale``, is the server's
+        share of the border (the client pads its share with zeros). Reflect/edge copy
+        elements, so each party pads its own share the same way."""
         r = len(_shape(x))
         width = [(pads[i], pads[i + r]) for i in range(r)]
+        if mode != "constant":
+            return self._move(name, "pad", x, lambda v: np.pad(v, width, mode=mode))
         fill = int(round(float(value) * 2**scale))
         if isinstance(x, Public | Private):
             return self._unary_known(x, lambda v: np.pad(v, width, constant_values=fill))
@@ -335,14 +348,43 @@ class Executor:
         c = int(self._ring(np.int64(fill))) if self.is_server else 0
         return self._run(name, "pad", lambda: np.pad(x, width, constant_values=np.uint64(c)))
 
+    def slice(
+        self,
+        name: str,
+        x: Any,
+        starts: tuple[int, ...],
+        ends: tuple[int, ...],
+        axes: tuple[int, ...] | None = None,
+        steps: tuple[int, ...] | None = None,
+    ) -> Any:
+        """x[starts:ends:steps] on ``axes``: data movement, each party slices its share."""
+        r = len(_shape(x))
+        idx = [slice(None)] * r
+        for st, en, ax, sp in zip(
+            starts, ends, axes or range(len(starts)), steps or [1] * len(starts), strict=True
+        ):
+            idx[ax % r] = slice(st, en, sp)
+        return self._move(name, "slice", x, lambda v: v[tuple(idx)])
+
+    def reduce_sum(self, name: str, x: np.ndarray, axes: tuple[int, ...], keepdims: int = 1) -> Any:
+        """Sum over ``axes``: local, since a sum of shares is a share of the sum."""
+        self._shares(name, x)
+        ax = tuple(a % x.ndim for a in axes)
+        return self._run(
+            name, "reduce_sum", lambda: x.sum(axis=ax, keepdims=bool(keepdims)) & self._m()
+        )
+
     def mul(self, name: str, a: Any, b: Any) -> Any:
         """Elementwise product: by a public tensor locally, by a server weight via the linear
-        protocol (an affine map with the weight as the multiplier)."""
+        protocol (an affine map with the weight as the multiplier), of two shared tensors by
+        correlated OT."""
         if not isinstance(a, np.ndarray):
             a, b = b, a
         if not isinstance(a, np.ndarray):
             return self._known(name, "mul", a, b, lambda p, q: p * q)
         self._shares(name, a)
+        if isinstance(b, np.ndarray):  # both shared: the COT product (protocols/mul.py)
+            return self._run(name, "mul", lambda: mul_protocol(self.party, a, b, self.ell))
         if isinstance(b, Public):
             c = self._ring(b.value)
             return self._run(name, "mul", lambda: (a * c) & self._m())
@@ -371,6 +413,18 @@ class Executor:
     def relu(self, name: str, x: np.ndarray) -> np.ndarray:
         self._shares(name, x)
         return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+
+    def lut(
+        self, name: str, x: np.ndarray, fn: str, alpha: float = 1.0, scale: int = 0
+    ) -> np.ndarray:
+        """A public function by table lookup (SIRNN-style; ir/lut.py, protocols/lut.py)."""
+        self._shares(name, x)
+        table = lut.table(fn, float(alpha), int(scale))
+        lo, hi = lut.bounds(fn, int(scale))
+        sh = lut.shift(fn, int(scale))
+        return self._run(
+            name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+        )
 
     def trunc(
         self, name: str, x: np.ndarray, shift: int, kind: str = "faithful", ell: int | None = None
