@@ -228,7 +228,7 @@ def test_small_sample_warnings_on_every_affected_row():
     s = analyse(ds, LMAP, recs, margin=0.01)
     for r in s["labels"]:
         assert any(w.startswith(f"n = {r['n']} < 30") for w in r["warnings"])
-        assert (r["n_pos"] < 10) == any("positives < 10" in w for w in r["warnings"])
+        assert (r["n_pos"] < 10) == any("positive" in w and "< 10" in w for w in r["warnings"])
         assert r["agreement"]["warnings"] == ["n = 25 < 30"]
     big = analyse(*_data(n=200)[:1], LMAP, _data(n=200)[1], margin=0.01)
     assert all(not r["warnings"] for r in big["labels"])

@@ -71,7 +71,7 @@ def _check_finite(sample: Sample, rec: dict[str, Any], names: tuple[str, ...]) -
 def _small(n: int, n_pos: int | None = None) -> list[str]:
     w = [f"n = {n} < {SMALL_N}"] if n < SMALL_N else []
     if n_pos is not None and n_pos < SMALL_POS:
-        w.append(f"{n_pos} positives < {SMALL_POS}")
+        w.append(f"{n_pos} positive{'' if n_pos == 1 else 's'} < {SMALL_POS}")
     return w
 
 

@@ -189,11 +189,11 @@ def _auc_table(sec: dict[str, Any], auroc_margin: float | None) -> Block:
                 t = r["auc_tost"]
                 row.append(f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}")
             row.append(warn)
-        else:
-            row = [r["label"], f"{r['n']} ({r['n_pos']})", r["auc_note"], "", "", ""]
+        else:  # the reason goes to the notes column (it wraps; the number columns do not)
+            row = [r["label"], f"{r['n']} ({r['n_pos']})", "–", "–", "–", "–"]
             if auroc_margin is not None:
-                row.append("")
-            row.append(warn)
+                row.append("–")
+            row.append("; ".join(x for x in (r["auc_note"], warn) if x))
         rows.append(row)
     head = [
         "finding",
@@ -288,8 +288,7 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
             if v["auc_equivalent"]:
                 out.append(
                     f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
-                    "the DeLong SE; intersection–union, largest p = "
-                    f"{_p(v['auc_tost_p_max'])})."
+                    f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})."
                 )
             else:
                 out.append(
@@ -516,7 +515,7 @@ def _group_blocks(s: dict[str, Any]) -> list[Block]:
                     h.get("note", ""),
                 ]
             )
-    b.append(("table", ["finding", "groups", "pooled ΔAUROC", "Q", "p", "I²", "notes"], rows))
+    b.append(("table", ["finding", "groups", "fixed-effect ΔAUROC", "Q", "p", "I²", "notes"], rows))
     return b
 
 
@@ -610,7 +609,8 @@ CSS = (
     "color:#222;line-height:1.4}h2{border-bottom:1px solid #ccc;margin-top:1.6em}"
     ".tw{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0}"
     "td,th{border:1px solid #bbb;padding:2px 6px;font-size:85%;white-space:nowrap}"
-    "td:last-child{white-space:normal}th{background:#eee;white-space:normal}"
+    "td:last-child{white-space:normal}.n td:last-child{min-width:16em}"
+    "th{background:#eee;white-space:normal}"
     "img{max-width:100%}code{font-size:90%}li{margin:.25em 0}"
     ".note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em}"
     ".warn{background:#fde2e1;border-left:4px solid #c62828;padding:.5em 1em}"
@@ -636,7 +636,8 @@ def _html(blocks: list[Block], out: Path, title: str) -> str:
             rows = "".join(
                 "<tr>" + "".join(f"<td>{_inline_md(c)}</td>" for c in r) + "</tr>" for r in blk[2]
             )
-            body.append(f'<div class="tw"><table><tr>{head}</tr>{rows}</table></div>')
+            cls = ' class="n"' if blk[1][-1] in ("notes", "reason") else ""  # wide text column
+            body.append(f'<div class="tw"><table{cls}><tr>{head}</tr>{rows}</table></div>')
         elif kind == "img":
             data = base64.b64encode((out / blk[1]).read_bytes()).decode()
             alt = html.escape(blk[2])
