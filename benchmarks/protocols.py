@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _twoproc import connect, run_workers  # noqa: E402
 
 ELL, SHIFT = 32, 12
-PRIMS = ["millionaire", "drelu", "relu", "trunc", "trunc_msb0", "trunc_reduce", "maxpool"]
+PRIMS = ["millionaire", "drelu", "relu", "relu_trunc", "trunc", "trunc_msb0", "trunc_reduce",
+         "maxpool"]  # fmt: skip
 # EzPC SCI, ell = 32, 2^20 elements, this kind of machine (DESIGN.md §7): (µs, bits) per element.
 SCI = {
     "millionaire": (7.1, 3932),
@@ -35,6 +36,7 @@ SCI = {
     "trunc": (5.6, 4196),
     "trunc_msb0": (2.4, 1720),
     "trunc_reduce": (2.0, 1308),
+    "relu_trunc": (6.2 + 2.4, 4316 + 1720),  # SCI runs ReLU then known-MSB truncation
 }
 
 
@@ -59,6 +61,8 @@ def _run(party, prim: str, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
         return P.drelu(party, x, ELL)
     if prim == "relu":
         return P.relu(party, x, ELL)
+    if prim == "relu_trunc":
+        return P.relu_trunc(party, x, ELL, SHIFT)
     if prim == "trunc":
         return P.trunc(party, x, ELL, SHIFT)
     if prim == "trunc_msb0":
@@ -85,6 +89,8 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
         return bool((y == np.where(sx > 0, x, 0).astype(np.uint64)).all())
     if prim in ("trunc", "trunc_msb0"):
         return bool((y == ((sx >> SHIFT).astype(np.uint64) & m)).all())
+    if prim == "relu_trunc":
+        return bool((y == ((np.maximum(sx, 0) >> SHIFT).astype(np.uint64) & m)).all())
     # maxpool: 3x3/2 pad 1 reference with padding = -inf, on the signed values
     sx = sx.reshape(x0.shape)
     pad = np.pad(sx, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=np.iinfo(np.int64).min)

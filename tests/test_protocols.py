@@ -300,15 +300,15 @@ def test_empty_and_scalar_shapes_are_kept() -> None:
     assert s == [(0,), (), (2, 0, 3), (1, 1, 1, 1), (0,)]
 
 
-def test_chunked_paths(monkeypatch) -> None:  # noqa: ANN001
-    """Tensors larger than CHUNK are processed chunk by chunk with the same results."""
-    import importlib
+def test_chunked_paths() -> None:
+    """Tensors larger than the party's pass size (``party.chunk``) are processed pass by pass
+    with the same results."""
 
-    mil = importlib.import_module("twofold.runtime.protocols.millionaire")
-    rel = importlib.import_module("twofold.runtime.protocols.relu")
+    def make_small_passes(role: str, chan):  # noqa: ANN001, ANN202
+        p = make_party(role, chan)
+        p.chunk = 7
+        return p
 
-    monkeypatch.setattr(mil, "CHUNK", 7)
-    monkeypatch.setattr(rel, "CHUNK", 7)
     ell = 16
     x = to_ring(edge_values(ell), ell).reshape(-1)
     x0, x1 = split(x, ell)
@@ -323,7 +323,7 @@ def test_chunked_paths(monkeypatch) -> None:  # noqa: ANN001
             P.millionaire(p, own, ell, return_eq=True),
         )
 
-    s, k = run_pair(f, f, make=make_party)
+    s, k = run_pair(f, f, make=make_small_passes)
     sx = signed(x, ell)
     assert (add(s[0][0], k[0][0], ell) == np.where((sx > 0).astype(bool), x, 0)).all()
     assert ((s[0][1] ^ k[0][1]) == (sx >= 0).astype(np.uint8)).all()

@@ -136,6 +136,12 @@ def run_group() -> None:
     """Run a compiled bundle as one party of the two-party protocol (server or client)."""
 
 
+def _ot_default() -> str:
+    from .runtime.session import OT_DEFAULT
+
+    return OT_DEFAULT
+
+
 @run_group.command("server")
 @click.argument("bundle", type=click.Path())
 @click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)")
@@ -173,11 +179,15 @@ def run_group() -> None:
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=_ot_default,
+              help="correlated-OT source of ReLU etc. (default: the runtime's)")  # fmt: skip
+@click.option("--no-fuse", is_flag=True,
+              help="ReLU and truncation apart, 2^16-element passes (to measure)")  # fmt: skip
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
                    handshake_timeout, session_timeout, max_pending, once, max_sessions, linear,
-                   timeout, quiet) -> None:  # fmt: skip
+                   ot_source, no_fuse, timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped.
 
     TLS is on by default: without --tls-cert the server creates a self-signed certificate on
@@ -192,7 +202,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
             insecure_plaintext=insecure_plaintext, token_file=token_file,
             handshake_timeout=handshake_timeout, session_timeout=session_timeout,
             max_pending=max_pending, once=once,
-            max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
+            max_sessions=max_sessions, linear=linear, ot=ot_source, fuse=not no_fuse,
+            timeout=timeout, progress=not quiet,
         )  # fmt: skip
     except (RuntimeProtocolError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
@@ -205,9 +216,11 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
 @click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
 @connect_options
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=None,
+              help="refuse a server that chose another OT source")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
-                   insecure_plaintext, timeout, quiet) -> None:  # fmt: skip
+                   insecure_plaintext, timeout, ot_source, quiet) -> None:  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
 
@@ -219,7 +232,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
         doc = client_main(
             bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
             token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,
-            progress=not quiet, table_to_stderr=not out_path,
+            progress=not quiet, table_to_stderr=not out_path, ot=ot_source,
         )  # fmt: skip
         if out_path:
             write_json_atomic(doc, out_path)

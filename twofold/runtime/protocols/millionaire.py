@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import kkot
-from ._util import CHUNK, as_ring, prg
+from ._util import as_ring, chunk_of, prg
 from .and_ import and_, and_level
 from .triples import (
     bit_triples,
@@ -199,13 +199,14 @@ def millionaire(
     ``return_eq`` returns (cmp, eq).
     """
     x = as_ring(x, max(bits, 1), "millionaire input")
-    if x.size > CHUNK:
+    step = chunk_of(party)
+    if x.size > step:
         flat = x.reshape(-1)
         parts = [
             millionaire(
-                party, flat[i : i + CHUNK], bits, greater=greater, split=split, return_eq=return_eq
+                party, flat[i : i + step], bits, greater=greater, split=split, return_eq=return_eq
             )
-            for i in range(0, flat.size, CHUNK)
+            for i in range(0, flat.size, step)
         ]
         if split is None and not return_eq:
             return np.concatenate(parts).reshape(x.shape)
