@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         server, addr, fingerprint = start_server(bundle, args.jobs)
         resume = ["--resume"] if args.dataset else []
         try:
-            run([*eval_cmd(bundle, onnx_path, csv_path, root, out2, fmt, note, group),
+            note2 = note and (f"{note} Only the first {args.n_2pc} images were run in 2PC; "
+                              "the rest of the set is pending.")  # fmt: skip
+            run([*eval_cmd(bundle, onnx_path, csv_path, root, out2, fmt, note2, group),
                  "--mode", "2pc", "--connect", addr, "--server-fingerprint", fingerprint,
                  "--jobs", str(args.jobs), "--limit", str(args.n_2pc),
                  "--title", "twofold eval (2PC)", *resume])  # fmt: skip
