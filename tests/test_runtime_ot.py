@@ -9,7 +9,7 @@ from scipy.stats import chisquare
 from twofold.runtime import bitpack, net
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
-from twofold.runtime.ot import iknp, kk13
+from twofold.runtime.ot import iknp, kk13, otpack
 from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
 from twofold.runtime.ot.crhash import FIXED_KEY, crhash
 from twofold.runtime.ot.kk13 import CODEWORDS
@@ -83,9 +83,11 @@ def _choices(n, limit=2):
     return RNG.integers(0, limit, n).astype(np.uint8)
 
 
+@pytest.mark.parametrize("source", otpack.SOURCES)
 @pytest.mark.parametrize("sender", ["server", "client"])
 @pytest.mark.parametrize("n,chunk", [(1, 1 << 16), (63, 1 << 16), (1001, 1 << 16), (1001, 192)])
-def test_all_flavours(sender, n, chunk, monkeypatch):
+def test_all_flavours(sender, n, chunk, source, monkeypatch):
+    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", source)
     monkeypatch.setattr(iknp, "CHUNK", chunk)  # 192: a batch of 1001 spans six chunks
     monkeypatch.setattr(kk13, "_SUB", 64 if chunk < 1000 else 1 << 12)  # KK13 sub-batches
     c = _choices(n)
@@ -207,7 +209,9 @@ def _uniform(counts):
 
 def test_views_are_uniform(monkeypatch):
     """The sender's view of the choice bits (u) and the receiver's view of the non-chosen
-    messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6)."""
+    messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6).
+    IKNP source (the silent one: test_silent_ot.py)."""
+    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", "iknp")
     _recording_pair(monkeypatch)
     n = 2048
     runs = 3
