@@ -101,10 +101,11 @@ class _Pool:
                     self.bits[0] = b[take:]
             left -= take
         self.avail -= n
-        out = np.concatenate(rows) if len(rows) != 1 else rows[0].copy()
+        # one segment: a view (its rows are never handed out again, so the caller may write)
+        out = np.concatenate(rows) if len(rows) != 1 else rows[0]
         if self.bits is None:
             return out, None
-        return out, (np.concatenate(bits) if len(bits) != 1 else bits[0].copy())
+        return out, (np.concatenate(bits) if len(bits) != 1 else bits[0])
 
 
 class _Ferret:
@@ -171,7 +172,7 @@ class FerretSender(_Ferret):
         self.pool = _Pool(False)
 
     def take(self, n: int) -> np.ndarray:
-        """The next n COT rows K, uint64[n, 2] (a fresh array)."""
+        """The next n COT rows K, uint64[n, 2] (never handed out again: the caller owns them)."""
         self.ensure(n)
         self.served += n
         return self.pool.pop(n)[0]
@@ -213,7 +214,7 @@ class FerretReceiver(_Ferret):
         self.pool = _Pool(True)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (fresh arrays)."""
+        """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (the caller owns them)."""
         self.ensure(n)
         self.served += n
         rows, bits = self.pool.pop(n)
