@@ -60,7 +60,7 @@ class Params:
 
 MAIN = Params(10_485_760, 452_000, 1_280)
 BOOT = Params(470_016, 32_768, 918)
-SWITCH = 1 << 23  # COTs handed out (both directions count apart) before MAIN iterations
+SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
 
 
 class _Pool:
