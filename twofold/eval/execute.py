@@ -162,6 +162,8 @@ class Execution:
             log.append(rec)
             if "error" in rec:
                 say(bar.step(f"skipped {rec['id']}: {rec['error']}"))
+            elif "secure_error" in rec:  # a result (overflow, out of range), not a bad row
+                say(bar.step(f"secure failure {rec['id']}: {rec['secure_error']}"))
             else:
                 d = float(np.max(np.abs(np.subtract(rec["secure"], rec["plain"]))))
                 where = f" @ {ep}" if ep else ""
@@ -184,7 +186,7 @@ class Execution:
 
     def projection(self, records: list[dict[str, Any]], n_images: int) -> dict[str, Any]:
         """The report's projection section: the estimate and what was measured."""
-        left = n_images - sum(1 for r in records if "secure" in r)
+        left = n_images - len(records)  # every record is a finished image, failed or not
         k = self.cfg.per_endpoint
         return {
             "estimate": self.estimate(n_images),
