@@ -65,7 +65,8 @@ def prepare(tmp: Path, name: str, size: int, n: int) -> tuple[Path, Path, Path, 
     return onnx_path, bundle, tmp / "d.csv", img, ",".join(f"L{i}" for i in range(n_out))
 
 
-def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, list[str]]:
+    """The vendor's server (TLS, its self-signed certificate) and eval's options to reach it."""
     srv = subprocess.Popen(
         _cli("run", "server", str(bundle), "--listen", "127.0.0.1:0", "--quiet",
              "--max-sessions", str(sessions)),
@@ -76,13 +77,21 @@ def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str]:
         raise SystemExit(f"server did not start: {line!r}")
     # keep reading: a server blocked on a full stdout pipe would stall its sessions
     threading.Thread(target=srv.stdout.read, daemon=True).start()
-    return srv, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    addr = "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    if "fingerprint " in line:  # TLS by default: pin the server's certificate
+        return srv, [
+            "--connect",
+            addr,
+            "--server-fingerprint",
+            line.split("fingerprint ")[1].split()[0],
+        ]
+    return srv, ["--connect", addr]
 
 
-def run_eval(files: tuple, out: Path, addr: str, engine: str, k: int) -> dict:
+def run_eval(files: tuple, out: Path, conn: list[str], engine: str, k: int) -> dict:
     onnx_path, bundle, csv, img, labels = files
     cmd = _cli("eval", str(bundle), "--model", str(onnx_path), "--dataset", str(csv),
-               "--images", str(img), "-o", str(out), "--mode", "2pc", "--connect", addr,
+               "--images", str(img), "-o", str(out), "--mode", "2pc", *conn,
                "--labels", labels, "--engine", engine, "--jobs", str(k),
                "--per-endpoint", str(k), "--quiet")  # fmt: skip
     t0 = time.perf_counter()
@@ -141,12 +150,12 @@ def main() -> None:
         tmp = Path(td)
         files = prepare(tmp, name, size, n)
         nop_ms = empty_task_ms(files, 20 if a.quick else 100)
-        srv, addr = start_server(files[1], max(ks))
+        srv, conn = start_server(files[1], max(ks))
         rows = []
         try:
             for k in ks:
                 for engine in ("local", "ray"):
-                    rows.append(run_eval(files, tmp / f"{engine}-{k}", addr, engine, k))
+                    rows.append(run_eval(files, tmp / f"{engine}-{k}", conn, engine, k))
                     r = rows[-1]
                     print(f"  {engine} K={k}: {r['images_per_min']:.1f} img/min, run "
                           f"{r['run_s']:.1f} s, wall {r['wall_s']:.1f} s, load "

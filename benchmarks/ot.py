@@ -7,10 +7,13 @@ The server is this process, the client a forked child; one thread each, over loo
 figure is the slower party's wall time for one batch of n OTs, after a sync message (its CPU
 time is printed too: on a shared machine the wall time includes waiting for a core). Printed beside
 the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
-TCP GB/s through the same Channel class. ``rcot`` is the source itself: IKNP's rows, or Ferret's
-pool (its bytes are the Ferret iterations the batch triggered, i.e. the amortised cost per COT;
-the silent source's bootstrap and first iteration are session setup, reported apart). The
-silent source's ``rcot`` also runs at a size past the switch to Ferret's main parameter set.
+TCP GB/s through the same Channel class. ``rcot`` is the source itself: IKNP's rows, or for the
+silent source one batch large enough for main-set Ferret iterations, reported per COT those
+iterations produced (the steady state; the pool carries leftovers between batches). The
+bootstrap and first iteration are session setup, reported apart, and the whole session's
+Ferret traffic per COT handed out is printed too. The silent source's flavour rows are timed
+with the pool already holding their COTs: they show the work and bytes on top of Ferret's (add
+the rcot row per COT used; 1-of-16 uses 4 COTs).
 """
 
 from __future__ import annotations
@@ -85,14 +88,20 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
     warm = _inputs(1 << 16)
     for fl in FLAVOURS:  # first use of each code path (allocator, caches) is not timed
         _run(p, fl, 1 << 16, warm)
-    jobs = [(n, fl) for n in sizes for fl in FLAVOURS]
-    if p.ot.silent and big:
+    jobs = [(n, fl) for n in sizes for fl in FLAVOURS if not (p.ot.silent and fl == "rcot")]
+    if p.ot.silent:
         jobs.append((big, "rcot"))
     for n, fl in jobs:
         inputs = _inputs(n) if fl != "rcot" else {}
+        if p.ot.silent and fl != "rcot":  # the flavour's own work: Ferret's is the rcot row
+            (p.ot._snd if p.is_server else p.ot._rcv).ferret.ensure(
+                n * (4 if fl == "kkot16" else 1)
+            )
         ch.send(b"sync")
         ch.recv_bytes()
         b0 = ch.bytes_sent + ch.bytes_recv
+        f = (p.ot._snd if p.is_server else p.ot._rcv).ferret if p.ot.silent else None
+        made0 = f.produced if f else 0
         t0, c0 = time.perf_counter(), time.process_time()
         _run(p, fl, n, inputs)
         ch.flush()
@@ -102,6 +111,8 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
             "cpu_seconds": dc,
             "bytes": ch.bytes_sent + ch.bytes_recv - b0,
         }
+        if f and fl == "rcot":  # per COT the iterations produced (the pool carries leftovers)
+            out[f"{fl}/{n}"]["produced"] = f.produced - made0
     if p.ot.silent:  # the whole session's Ferret traffic over every COT it handed out
         st = ch.stats.get("ot-silent")
         out["ferret"] = {
@@ -172,12 +183,15 @@ def _one_source(source: str, sizes: list[int], big: int) -> dict:
         fl, n = key.split("/")
         dt = max(srv[key]["seconds"], cli[key]["seconds"])
         dc = max(srv[key]["cpu_seconds"], cli[key]["cpu_seconds"])
+        m = srv[key].get("produced") or int(n)
         res.setdefault(fl, {"n": {}})["n"][n] = {
             "seconds": dt,
-            "ops_per_s": int(n) / dt,
-            "bytes_per_op": srv[key]["bytes"] / int(n),
-            "bits_per_op": srv[key]["bytes"] * 8 / int(n),
+            "ops_per_s": m / dt,
+            "bytes_per_op": srv[key]["bytes"] / m,
+            "bits_per_op": srv[key]["bytes"] * 8 / m,
             "cpu_seconds_slower_party": dc,
+            "cpu_ops_per_s": m / max(dc, 1e-9),
+            "ops": m,
         }
     for fl in FLAVOURS:
         biggest = max(res[fl]["n"], key=int)
@@ -194,7 +208,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     sizes = [1 << 16, 1 << 18] if args.quick else [1 << 20, 1 << 22]
-    big = 1 << 22 if args.quick else 3 << 23  # silent rcot: past the switch to the main set
+    big = 1 << 24 if args.quick else 3 << 23  # silent rcot: main-set iterations
     sources = ["silent", "iknp"] if args.ot == "both" else [args.ot]
     ctr, ecb = _aes_gbps()
     res: dict = {"limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb}}
@@ -221,8 +235,10 @@ def main() -> None:
                 f"{f['bits_per_cot']:.3f} bits per COT"
             )
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("(cpu s: the slower party's CPU time; M OT/cpu s: n over it, robust to other load)")
     print(
-        f"{'ot':6} {'flavour':7} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bits/OT':>9} {'cpu s':>6}"
+        f"{'ot':6} {'flavour':7} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bits/OT':>9} "
+        f"{'cpu s':>6} {'M OT/cpu s':>10}"
     )
     for src in sources:
         for fl in FLAVOURS:
@@ -230,7 +246,7 @@ def main() -> None:
                 print(
                     f"{src:6} {fl:7} {int(n):>9} {f['seconds']:8.3f} "
                     f"{f['ops_per_s'] / 1e6:8.2f} {f['bits_per_op']:9.2f} "
-                    f"{f['cpu_seconds_slower_party']:6.3f}"
+                    f"{f['cpu_seconds_slower_party']:6.3f} {f['cpu_ops_per_s'] / 1e6:10.1f}"
                 )
     if args.json:
         with open(args.json, "w") as f:

@@ -13,6 +13,7 @@ from twofold.eval.endpoints import (
     EndpointError,
     EndpointPool,
     NoEndpointError,
+    endpoint_pins,
     is_transient,
     parse_endpoints,
 )
@@ -31,9 +32,10 @@ class Clock:
 
 def test_parse_endpoints_lists_files_and_errors(tmp_path):
     f = tmp_path / "eps.txt"
-    f.write_text("# vendor A\nhostA:7000\n\n[::1]:7001  # v6\n")
+    f.write_text(f"# vendor A\nhostA:7000 sha256:{'ab' * 32}\n\n[::1]:7001  # v6\n")
     got = parse_endpoints(["a:1,b:2", "c:3", f"@{f}"])
     assert got == ["a:1", "b:2", "c:3", "hostA:7000", "[::1]:7001"]
+    assert endpoint_pins(["a:1", f"@{f}"]) == {"hostA:7000": "sha256:" + "ab" * 32}
     assert parse_endpoints(None) == [] and parse_endpoints("x:9") == ["x:9"]
     with pytest.raises(EndpointError, match="expected HOST:PORT, got 'nope'"):
         parse_endpoints("a:1,nope")
@@ -46,6 +48,9 @@ def test_parse_endpoints_lists_files_and_errors(tmp_path):
     (tmp_path / "bad").write_text("ok:1\nbroken\n")
     with pytest.raises(EndpointError, match=r"bad:2: expected HOST:PORT, got 'broken'"):
         parse_endpoints(f"@{tmp_path / 'bad'}")
+    (tmp_path / "pin").write_text("ok:1 md5:00\n")
+    with pytest.raises(EndpointError, match=r"pin:1: expected HOST:PORT \[sha256:FINGERPRINT\]"):
+        parse_endpoints(f"@{tmp_path / 'pin'}")
     (tmp_path / "empty").write_text("# nothing\n")
     with pytest.raises(EndpointError, match="lists no HOST:PORT"):
         parse_endpoints(f"@{tmp_path / 'empty'}")
@@ -105,6 +110,8 @@ def test_transient_is_the_connection_never_the_input():
     assert not is_transient(wrapped(OSError(errno.ENOENT, "no such host file")))
     assert not is_transient(ProgramMismatchError("program hash differs"))
     assert not is_transient(PeerError("malformed frame header from peer (length 99)"))
+    assert not is_transient(PeerError("the server at h:1 presented certificate sha256:00, not..."))
+    assert not is_transient(PeerError("the server at h:1 refused the session: bad token"))
     assert not is_transient(OverflowError("fixed-point overflow at %y"))
     assert not is_transient(ValueError("input x.png has values in [0, 300], expected [0, 1]"))
 

@@ -53,8 +53,9 @@ def _plaintext_flag() -> tuple[list[str], dict]:
     return [], {}
 
 
-def _server(bundle: Path, flags: list[str]) -> tuple[subprocess.Popen, str]:
-    """A vendor endpoint in its own process group (so a kill takes its sessions too)."""
+def _server(bundle: Path, flags: list[str]) -> tuple[subprocess.Popen, str, str | None]:
+    """A vendor endpoint in its own process group (so a kill takes its sessions too); its
+    address and, with TLS, its certificate's fingerprint."""
     srv = subprocess.Popen(
         [sys.executable, "-m", "twofold.cli", "run", "server", str(bundle), "--listen",
          "127.0.0.1:0", "--quiet", "--max-sessions", "2", *flags],
@@ -63,7 +64,8 @@ def _server(bundle: Path, flags: list[str]) -> tuple[subprocess.Popen, str]:
     line = srv.stdout.readline()
     # keep reading: a server blocked on a full stdout pipe would stall its sessions
     threading.Thread(target=srv.stdout.read, daemon=True).start()
-    return srv, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip()
+    fp = line.split("fingerprint ")[1].split()[0] if "fingerprint " in line else None
+    return srv, "127.0.0.1:" + line.split(" on 127.0.0.1:")[1].split(",")[0].strip(), fp
 
 
 def _kill(srv: subprocess.Popen) -> None:
@@ -75,11 +77,22 @@ def _kill(srv: subprocess.Popen) -> None:
 @pytest.fixture()
 def servers(model):  # noqa: F811
     flags, opts = _plaintext_flag()
-    procs = [_server(model[1], flags) for _ in range(2)]
+    procs = [_server(model[1], flags)[:2] for _ in range(2)]
     try:
         yield procs, opts
     finally:
         for p, _ in procs:
+            _kill(p)
+
+
+@pytest.fixture()
+def tls_servers(model):  # noqa: F811
+    """Two endpoints with TLS (the default) and their self-signed certificates."""
+    procs = [_server(model[1], []) for _ in range(2)]
+    try:
+        yield procs
+    finally:
+        for p, _, _ in procs:
             _kill(p)
 
 
@@ -151,9 +164,13 @@ def test_ray_driver_killed_resumes_to_the_local_records(model, cluster, servers,
     assert "Cost projection (execution)" in (out / "report.md").read_text()
 
 
-def test_an_endpoint_dies_mid_run_nothing_is_lost(model, cluster, servers, tmp_path):  # noqa: F811
-    (procs, opts), n = servers, 8
-    (victim, dead), (_, alive) = procs
+def test_an_endpoint_dies_mid_run_nothing_is_lost(model, cluster, tls_servers, tmp_path):  # noqa: F811
+    """Over TLS, each server pinned by its fingerprint in the endpoint file (@FILE)."""
+    n = 8
+    (victim, dead, fp_dead), (_, alive, fp_alive) = tls_servers
+    assert fp_dead and fp_alive
+    eps = tmp_path / "vendors.txt"
+    eps.write_text(f"# the vendor's two machines\n{dead} {fp_dead}\n{alive}  {fp_alive}\n")
     ds = _dataset(tmp_path, n)
     msgs: list[str] = []
 
@@ -162,8 +179,7 @@ def test_an_endpoint_dies_mid_run_nothing_is_lost(model, cluster, servers, tmp_p
         if f"@ {dead}" in m and victim.poll() is None:  # its first image is in: kill it now
             _kill(victim)
 
-    cfg = _cfg(model, ds, tmp_path / "o", connect=[dead, alive], engine="ray", per_endpoint=1,
-               connect_options=opts)  # fmt: skip
+    cfg = _cfg(model, ds, tmp_path / "o", connect=f"@{eps}", engine="ray", per_endpoint=1)
     s = run_eval(cfg, progress)
     assert victim.poll() is not None
     assert s["dataset"]["evaluated"] == n and s["dataset"]["pending"] == 0

@@ -242,3 +242,26 @@ def test_switch_to_main_plan():
     assert f._plan(10, SMALL_MAIN.base) is SMALL
     assert f._plan(200, SMALL_MAIN.base) is SMALL_MAIN
     assert f._plan(200, SMALL_MAIN.base - 1) is SMALL  # not enough base COTs yet
+
+
+@pytest.mark.slow
+def test_one_main_set_iteration():
+    """Ferret's real main set once (10,485,760 outputs from 2^13-leaf trees and the 452,000 x
+    10.5 M local code), seeded by a real bootstrap-set iteration: the correlation holds on the
+    COTs handed out, which span both iterations' outputs."""
+    n = 2_000_000
+
+    def srv(ch):
+        s = PRG().bits(128)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, switch=0)
+        k = f.take(n)
+        return k, f.delta, f.iterations, f.produced
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, switch=0)
+        return f.take(n), f.iterations
+
+    (k, delta, it, made), ((x, m), it_c) = run_pair(srv, cli, timeout=600)
+    assert it == it_c == 2 and made == (BOOT.n - BOOT.base) + (MAIN.n - MAIN.base)
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert binomtest(int(x.sum()), n).pvalue > 1e-6

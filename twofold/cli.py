@@ -282,7 +282,12 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
     help="retries of an image after a connection failure (never after others)",
 )
 @click.option("--resume", is_flag=True, help="continue the run in OUT (keeps finished images)")
-@click.option("--margin", default=0.01, show_default=True, help="TOST equivalence margin")
+@click.option("--margin", default=0.01, show_default=True,
+              help="margin δ on each output (TOST and limits of agreement)")  # fmt: skip
+@click.option("--auroc-margin", type=float, help="AUROC equivalence margin (TOST on ΔAUROC)")
+@click.option("--group-column", help="CSV column to report per group as well as pooled, e.g. site")
+@click.option("--retry-failed", is_flag=True,
+              help="with --resume: run failed images (unusable, secure failure) again")  # fmt: skip
 @click.option("--uncertain", type=click.Choice(["zeros", "ones", "ignore"]), default="zeros",
               show_default=True, help="CheXpert -1 labels")  # fmt: skip
 @click.option("--labels", help="model output names A,B,... (default: bundle's, or CheXNet 14)")
@@ -293,8 +298,9 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
 @connect_options
 def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, engine,
-             ray_address, per_endpoint, retries, resume, margin, uncertain, labels, label_map,
-             limit, title, note, quiet, tls_ca, server_fingerprint, token, insecure_plaintext,
+             ray_address, per_endpoint, retries, resume, margin, auroc_margin, group_column,
+             retry_failed, uncertain, labels, label_map, limit, title, note, quiet, tls_ca,
+             server_fingerprint, token, insecure_plaintext,
              timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
@@ -303,6 +309,8 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
     from .eval.runner import EvalConfig, EvalError, run_eval
     from .twoparty import read_token
 
+    if retry_failed and not resume:
+        raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
     try:
         conn = {"tls_ca": tls_ca, "server_fingerprint": server_fingerprint,
                 "token": read_token(token), "insecure_plaintext": insecure_plaintext,
@@ -310,7 +318,8 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
         cfg = EvalConfig(
             bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
             images=Path(images), out=Path(out_dir), mode=mode, connect=list(connect) or None,
-            jobs=jobs, resume=resume, margin=margin, uncertain=uncertain,
+            jobs=jobs, resume=resume, margin=margin, auroc_margin=auroc_margin,
+            group_column=group_column, retry_failed=retry_failed, uncertain=uncertain,
             label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
             title=title, note=note, engine=engine, ray_address=ray_address,
@@ -320,9 +329,10 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
     except (EvalError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
-    d = s["dataset"]
+    d, f = s["dataset"], s["secure_failures"]
     click.echo(
-        f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
+        (f"SECURE FAILURES: {f['failed']} of {f['attempted']} images; " if f["failed"] else "")
+        + f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
         f"{d['pending']} pending; report: {Path(out_dir) / 'report.md'}"
     )
 

@@ -80,39 +80,58 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def parse_endpoints(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
+Spec = str | list[str] | tuple[str, ...] | None
+
+
+def parse_endpoints(spec: Spec) -> list[str]:
     """``HOST:PORT`` entries from ``--connect`` values: comma-separated, repeated, or ``@FILE``.
 
-    A file holds one ``HOST:PORT`` a line (blank lines and ``#`` comments ignored). Returns the
-    normalised list in the given order; raises :class:`EndpointError` naming the bad entry.
+    A file holds one ``HOST:PORT [sha256:FINGERPRINT]`` a line (blank lines and ``#`` comments
+    ignored; the fingerprint pins that server's certificate, see :func:`endpoint_pins`).
+    Returns the list in the given order; raises :class:`EndpointError` naming the bad entry.
     """
-    if spec is None:
-        return []
-    items = [spec] if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if part.startswith("@"):
-                out += _read_file(Path(part[1:]))
-            elif part:
-                out.append(_check(part, "--connect"))
+    out = [e for e, _ in _entries(spec)]
     dup = sorted({e for e in out if out.count(e) > 1})
     if dup:
         raise EndpointError(f"--connect lists {', '.join(dup)} more than once")
     return out
 
 
-def _read_file(path: Path) -> list[str]:
+def endpoint_pins(spec: Spec) -> dict[str, str]:
+    """Per-endpoint certificate fingerprints from ``@FILE`` lines (each server has its own
+    self-signed certificate unless the vendor deploys one on all; DESIGN decision 3)."""
+    return {e: pin for e, pin in _entries(spec) if pin}
+
+
+def _entries(spec: Spec) -> list[tuple[str, str | None]]:
+    if spec is None:
+        return []
+    items = [spec] if isinstance(spec, str) else list(spec)
+    out: list[tuple[str, str | None]] = []
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if part.startswith("@"):
+                out += _read_file(Path(part[1:]))
+            elif part:
+                out.append((_check(part, "--connect"), None))
+    return out
+
+
+def _read_file(path: Path) -> list[tuple[str, str | None]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise EndpointError(f"--connect @{path}: cannot read the endpoint file ({e})") from None
-    out = []
+    out: list[tuple[str, str | None]] = []
     for i, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            out.append(_check(line, f"{path}:{i}"))
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        where = f"{path}:{i}"
+        if len(fields) > 2 or (len(fields) == 2 and not fields[1].startswith("sha256:")):
+            raise EndpointError(f"{where}: expected HOST:PORT [sha256:FINGERPRINT], got {line!r}")
+        out.append((_check(fields[0], where), fields[1] if len(fields) == 2 else None))
     if not out:
         raise EndpointError(f"--connect @{path}: the file lists no HOST:PORT")
     return out

@@ -21,6 +21,11 @@ class EngineError(ValueError):
     """An engine cannot be set up (bad model, bad bundle, mode not available)."""
 
 
+class SecureFailure(ArithmeticError):
+    """The secure run of one image gave no trustworthy output (e.g. flagged ``valid: false``
+    with ``overflow_at``): a result of the evaluation, reported, not a reason to stop."""
+
+
 @dataclass
 class Inference:
     """Probabilities (flattened model output) and per-image cost figures."""
@@ -59,6 +64,7 @@ class Plaintext:
         if len(ins) != 1:
             raise EngineError(f"{self.path} has {len(ins)} inputs; one image input is supported")
         self.input_name = ins[0].name
+        self.input_shape = list(ins[0].shape)  # ints, or names/None for dynamic axes
         self.output_names = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray, output: str | None = None) -> Inference:
@@ -128,6 +134,9 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     if len(outs) != 1:
         raise EngineError(f"the model has {len(outs)} outputs; evaluation needs exactly one")
     (out,) = outs.values()
+    if doc.get("valid") is False or out.get("valid") is False:
+        at = out.get("overflow_at") or doc.get("overflow_at") or "an unnamed node"
+        raise SecureFailure(f"output flagged invalid: overflow at {at}")
     return np.asarray(out["values"], np.float64).ravel()
 
 

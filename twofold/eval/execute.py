@@ -21,7 +21,7 @@ import numpy as np
 
 from . import projection
 from .dispatch import attempt, dispatch
-from .endpoints import EndpointError, EndpointPool, parse_endpoints
+from .endpoints import EndpointError, EndpointPool, endpoint_pins, parse_endpoints
 from .engines import EngineError, Plaintext, Simulate, TwoParty
 from .progress import Progress
 
@@ -40,16 +40,23 @@ class SecureEngines:
     """The secure side of an image by endpoint: the simulation (no endpoint, simulate mode)
     or a 2PC client of that endpoint, built once (it parses the client bundle)."""
 
-    def __init__(self, sim: Simulate | None, bundle: Path, opts: dict) -> None:
-        self.sim, self.bundle, self.opts = sim, bundle, opts
+    def __init__(
+        self, sim: Simulate | None, bundle: Path, opts: dict, pins: dict[str, str] | None = None
+    ) -> None:
+        self.sim, self.bundle, self.opts, self.pins = sim, bundle, opts, pins or {}
         self._by: dict[str, TwoParty] = {}
 
     def __call__(self, endpoint: str | None) -> Any:  # noqa: ANN401
         if endpoint is None:
             return self.sim
         if endpoint not in self._by:
+            opts = self.opts
+            if endpoint in self.pins:  # this server's own certificate (endpoint file)
+                drop = ("tls_ca", "server_fingerprint", "insecure_plaintext")
+                opts = {k: v for k, v in opts.items() if k not in drop}
+                opts["server_fingerprint"] = self.pins[endpoint]
             self._by[endpoint] = TwoParty(
-                self.bundle, endpoint, self.opts, connect_timeout=CONNECT_TIMEOUT_S
+                self.bundle, endpoint, opts, connect_timeout=CONNECT_TIMEOUT_S
             )
         return self._by[endpoint]
 
@@ -95,6 +102,7 @@ class Execution:
             raise EngineError(f"--retries must be at least 0, got {cfg.retries}")
         self.opts = connect_options(cfg.connect_options)
         self.pool: EndpointPool | None = None
+        self.pins: dict[str, str] = {}
         self.engines = SecureEngines(sim, Path(cfg.bundle), self.opts)
         self.secure = sim
         if cfg.mode == "2pc":
@@ -102,9 +110,11 @@ class Execution:
                 raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
             try:
                 eps = parse_endpoints(cfg.connect)
+                self.pins = endpoint_pins(cfg.connect)
                 self.pool = EndpointPool(eps, cfg.per_endpoint)
             except EndpointError as e:
                 raise EngineError(str(e)) from None
+            self.engines.pins = self.pins
             for ep in eps:  # checks each address and that the 2PC runtime is importable
                 self.engines(ep)
             self.secure = self.engines(eps[0])
@@ -123,7 +133,12 @@ class Execution:
             from .ray_engine import RayEngine
 
             self.engine = RayEngine(
-                cfg.model, cfg.bundle, cfg.ray_address, cfg.jobs, self.opts, self.sim is not None
+                cfg.model,
+                cfg.bundle,
+                cfg.ray_address,
+                cfg.jobs,
+                (self.opts, self.pins),
+                self.sim is not None,
             )
             limit = self.engine.cpus if cfg.jobs is None else min(cfg.jobs, self.engine.cpus)
             self.engine.cap = self._cap(limit)
@@ -147,6 +162,8 @@ class Execution:
             log.append(rec)
             if "error" in rec:
                 say(bar.step(f"skipped {rec['id']}: {rec['error']}"))
+            elif "secure_error" in rec:  # a result (overflow, out of range), not a bad row
+                say(bar.step(f"secure failure {rec['id']}: {rec['secure_error']}"))
             else:
                 d = float(np.max(np.abs(np.subtract(rec["secure"], rec["plain"]))))
                 where = f" @ {ep}" if ep else ""
@@ -169,7 +186,7 @@ class Execution:
 
     def projection(self, records: list[dict[str, Any]], n_images: int) -> dict[str, Any]:
         """The report's projection section: the estimate and what was measured."""
-        left = n_images - sum(1 for r in records if "secure" in r)
+        left = n_images - len(records)  # every record is a finished image, failed or not
         k = self.cfg.per_endpoint
         return {
             "estimate": self.estimate(n_images),

@@ -38,7 +38,7 @@ from typing import Any
 from .engines import EngineError
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'twofold[ray]' (or pip install ray)"
-_ENGINES: dict[str, tuple[Any, Any]] = {}  # per worker process: digest -> engines
+_ENGINES: dict[str, tuple[Any, Any]] = {}  # per worker process: run key -> engines
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -80,9 +80,13 @@ def _materialize(key: str, spec: dict[str, dict[str, bytes]]) -> Path:
     return root
 
 
-def _engines(key: str, box: list, oracle: bool, opts: dict) -> tuple[Any, Any]:
-    """(Plaintext, SecureEngines) of the shipped model and bundle, built once per process."""
-    if key not in _ENGINES:
+def _engines(key: str, box: list, oracle: bool, conn: tuple[dict, dict]) -> tuple[Any, Any]:
+    """(Plaintext, SecureEngines) of the shipped model and bundle, built once per process and
+    run settings (``conn``: connection options and per-endpoint pins)."""
+    run = hashlib.sha256(
+        repr((key, oracle, sorted(conn[0].items()), sorted(conn[1].items()))).encode()
+    ).hexdigest()
+    if run not in _ENGINES:
         import ray
 
         from .engines import Plaintext, Simulate
@@ -91,8 +95,8 @@ def _engines(key: str, box: list, oracle: bool, opts: dict) -> tuple[Any, Any]:
         root = _materialize(key, ray.get(box[0]))
         model = next((root / "model").iterdir())
         sim = Simulate(root / "bundle") if oracle else None
-        _ENGINES[key] = (Plaintext(model), SecureEngines(sim, root / "bundle", opts))
-    return _ENGINES[key]
+        _ENGINES[run] = (Plaintext(model), SecureEngines(sim, root / "bundle", *conn))
+    return _ENGINES[run]
 
 
 def evaluate_task(
@@ -101,7 +105,7 @@ def evaluate_task(
     sample: Any,  # noqa: ANN401
     data: bytes | None,
     endpoint: str | None,
-    opts: dict,
+    conn: tuple[dict, dict],
     oracle: bool,
 ) -> tuple[str, Any]:
     """The Ray task body: one image → outcome (runs on a worker, maybe another machine)."""
@@ -109,7 +113,7 @@ def evaluate_task(
     from .runner import evaluate_image
 
     try:
-        plain, engines = _engines(key, box, oracle, opts)
+        plain, engines = _engines(key, box, oracle, conn)
         secure, sim = engines(endpoint), engines.sim
     except Exception as e:  # noqa: BLE001 - a worker that cannot load the bundle is fatal
         return "fatal", f"Ray worker cannot load the shipped model/bundle: {type(e).__name__}: {e}"
@@ -150,7 +154,7 @@ class RayEngine:
         bundle: Path,
         address: str | None,
         jobs: int | None,
-        opts: dict,
+        conn: tuple[dict, dict],
         oracle: bool,
     ) -> None:
         if address:
@@ -183,7 +187,7 @@ class RayEngine:
         spec = {"model": _files(Path(model)), "bundle": _files(Path(bundle))}
         self.key = _digest(spec)
         self.box = [ray.put(spec)]  # in a list: workers fetch it only on a cache miss
-        self.opts, self.oracle = opts, oracle
+        self.conn, self.oracle = conn, oracle
         self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_task)
 
     def describe(self) -> str:
@@ -194,7 +198,7 @@ class RayEngine:
             data: bytes | None = Path(s.path).read_bytes()
         except OSError:
             data = None
-        ref = self.task.remote(self.key, self.box, s, data, endpoint, self.opts, self.oracle)
+        ref = self.task.remote(self.key, self.box, s, data, endpoint, self.conn, self.oracle)
         return ref.future()
 
     def outcome(self, f: Future) -> tuple[str, Any]:

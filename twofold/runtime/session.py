@@ -51,7 +51,7 @@ class Party:
         program_hash: str = "",
         *,
         setup_ot: bool = True,
-        ot_source: str = OT_DEFAULT,
+        ot_source: str | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
@@ -69,10 +69,11 @@ class Party:
         if setup_ot:
             self.setup_ot(ot_source)
 
-    def setup_ot(self, source: str = OT_DEFAULT) -> None:
+    def setup_ot(self, source: str | None = None) -> None:
         """Build the session's OT state on ``source`` (both parties, after the handshake, with
         the same source: the server announces it, see runner.py); a server admits the client
-        before this."""
+        before this. None: the OTPack's default, read now (so tests can switch it)."""
+        source = _otpack.DEFAULT_SOURCE if source is None else source
         self.ot = OTPack(self.chan, self.role, source=check_ot_source(source))
         self.ot_source = source
 

@@ -118,6 +118,7 @@ class _Ferret:
         self.served = 0  # COTs handed out
         self.hashed = 0  # SPCOT hash tweaks used
         self.iterations = 0
+        self.produced = 0  # usable COTs the iterations added (n - base each)
         self.started = False
 
     pool: _Pool
@@ -191,6 +192,7 @@ class FerretSender(_Ferret):
         self.codes[p].encode(base[: p.k], out)
         self.pool.push(out)
         self.iterations += 1
+        self.produced += p.n - p.base
 
 
 class FerretReceiver(_Ferret):
@@ -238,3 +240,4 @@ class FerretReceiver(_Ferret):
         self.codes[p].encode(base[: p.k], out, u[: p.k], x)
         self.pool.push(out, x)
         self.iterations += 1
+        self.produced += p.n - p.base

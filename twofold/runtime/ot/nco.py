@@ -45,6 +45,17 @@ def _fields(h: np.ndarray, f: int, kk: int) -> np.ndarray:
     return v.reshape(r, -1)[:, :f].astype(np.uint64)
 
 
+def _narrow(bits: int) -> np.dtype:
+    """The narrowest unsigned dtype of at least ``bits`` bits."""
+    return np.dtype(
+        next(
+            t
+            for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+            if 8 * np.dtype(t).itemsize >= bits
+        )
+    )
+
+
 def _drop_bit(x: np.ndarray, i: int) -> np.ndarray:
     """x with bit i removed (the higher bits move down by one)."""
     return ((x >> (i + 1)) << i) | (x & ((1 << i) - 1))
@@ -70,11 +81,15 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
 
     ext.extend(chan, n * m, each)
     base = start[0] if start else 0
-    out = np.empty((n, nmsg), np.uint64)
     s = np.asarray(ext.s, np.uint64)
     word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
+    dt = _narrow(min(f * kk, 64))
     perm = _perm(nmsg, m, f)
     x = np.arange(nmsg, dtype=np.int64)
+    sel = [(x >> i) & 1 for i in range(m)]
+    shift = [(_drop_bit(x, i) * kk).astype(dt) for i in range(m)]
+    wire = np.empty(bitpack.packed_size(n * nmsg, k), np.uint8)
+    kmask = mask(k)
     for j0 in range(0, n, _SUB):
         j1 = min(n, j0 + _SUB)
         r = rows[j0 * m : j1 * m]
@@ -83,21 +98,26 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
         r1[:, 1] ^= s[1]
         h0 = crhash_wide(r, base + j0 * m, domain, nblk)
         h1 = crhash_wide(r1, base + j0 * m, domain, nblk)
-        key = np.array(tables[j0:j1], dtype=np.uint64)
-        if word:
-            both = np.stack([h0[:, 0], h1[:, 0]], axis=1).reshape(j1 - j0, m, 2)
-            for i in range(m):
-                sh = (_drop_bit(x, i) * kk).astype(np.uint64)
-                key ^= both[:, i, (x >> i) & 1] >> sh[None, :]
+        if word:  # in the narrowest dtype that holds the fields: less memory traffic
+            both = np.empty((j1 - j0, m, 2), dt)
+            both[:, :, 0] = h0[:, 0].reshape(j1 - j0, m)
+            both[:, :, 1] = h1[:, 0].reshape(j1 - j0, m)
+            key = both[:, 0, sel[0]] >> shift[0]
+            for i in range(1, m):
+                key ^= both[:, i, sel[i]] >> shift[i]
         else:
             f0 = _fields(h0, f, kk).reshape(j1 - j0, m, f)
             f1 = _fields(h1, f, kk).reshape(j1 - j0, m, f)
             both = np.concatenate([f0, f1], axis=2)
-            for i in range(m):
+            key = both[:, 0, perm[0]]
+            for i in range(1, m):
                 key ^= both[:, i, perm[i]]
-        out[j0:j1] = key
-    out &= mask(k)
-    chan.send(bitpack.pack(out, k))
+        out = np.bitwise_xor(tables[j0:j1], key, dtype=np.uint64)
+        out &= kmask
+        packed = bitpack.pack(out, k)  # _SUB * N * k bits: every chunk starts on a byte
+        off = j0 * nmsg * k // 8
+        wire[off : off + packed.size] = packed
+    chan.send(wire)
 
 
 def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> np.ndarray:  # noqa: ANN001
