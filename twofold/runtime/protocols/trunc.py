@@ -59,15 +59,21 @@ def trunc(
         c = b2a(party, _carry(party, x, shift), o)
         return wrap((x >> s) + c, o)
     if kind == "msb0":
+        # w = msb(x0) OR msb(x1) = t0 + t1 - t0*t1 and the B2A of the carry c share ONE
+        # server-sender COT call after the millionaire (one flight; t0*t1 at ell bits)
         top = (x >> np.uint64(ell - 1)) & np.uint64(1)
+        c = _carry(party, x, shift).reshape(-1)
+        n = x.size
         if party.is_server:
-            t = cot(party, "server", top.reshape(-1), shift).reshape(x.shape)
-            w = top + t
+            cb = c.astype(np.uint64)
+            got = cot(party, "server", np.concatenate([cb, top.reshape(-1)]), ell)
+            ca, w = cb + np.uint64(2) * got[:n], top.reshape(-1) + got[n:]
         else:
-            t = cot(party, "server", top.reshape(-1).astype(np.uint8), shift).reshape(x.shape)
-            w = top - t
-        c = b2a(party, _carry(party, x, shift), ell)
-        return wrap((x >> s) + c - (w << np.uint64(ell - shift)), ell)
+            choice = np.concatenate([c, top.reshape(-1).astype(np.uint8)])
+            got = cot(party, "server", choice, ell)
+            ca, w = c.astype(np.uint64) - np.uint64(2) * got[:n], top.reshape(-1) - got[n:]
+        ca, w = ca.reshape(x.shape), w.reshape(x.shape)
+        return wrap((x >> s) + ca - (w << np.uint64(ell - shift)), ell)
     half = np.uint64(1) << np.uint64(ell - 1)
     xb = wrap(x + half, ell) if party.is_server else x
     val = mask(ell) - xb if party.is_server else xb
