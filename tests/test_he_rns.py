@@ -15,7 +15,6 @@ from twofold.runtime.linear.linear_he_seal import (
     coeffs_from_plain,
     ct_from_array,
     he_params,
-    public_key_ct,
 )
 from twofold.runtime.linear.linear_he_seeded import SeededEncryptor, uniform_residues
 from twofold.runtime.linear.linear_he_zero import ZeroEncryptor, centred_binomial, ternary
@@ -96,10 +95,11 @@ def test_noise_samplers_have_the_right_support_and_spread() -> None:
 
 def test_encryptions_of_zero_decrypt_to_zero_and_are_fresh() -> None:
     hp = he_params(32)
-    kg = seal.KeyGenerator(hp.ctx)
-    dec = seal.Decryptor(hp.ctx, kg.secret_key())
-    pk_bytes = kg.create_public_key().to_string()
-    ze = ZeroEncryptor(hp, pk_bytes)
+    sk = seal.KeyGenerator(hp.ctx).secret_key()
+    dec = seal.Decryptor(hp.ctx, sk)
+    a = uniform_residues(PRG(), hp.q, 1)  # the public key the client sends: (p0, a)
+    p0 = SeededEncryptor(hp, sk).encrypt(a, np.zeros((1, N), np.uint64), PRG())
+    ze = ZeroEncryptor(hp, np.stack([p0[0], a[0]]))
     z = ze.sample(PRG(), 3)
     for i in range(3):
         ct = ct_from_array(hp, z[i])
@@ -107,24 +107,37 @@ def test_encryptions_of_zero_decrypt_to_zero_and_are_fresh() -> None:
         assert not coeffs_from_plain(dec.decrypt(ct)).any()
         assert dec.invariant_noise_budget(ct) > 5
     assert not np.array_equal(z[0, 1], z[1, 1])  # c1 differs: fresh u each time
-    with pytest.raises(ValueError, match="public key"):
-        public_key_ct(hp, pk_bytes[:-8])
 
 
-def test_flood_is_the_residues_of_a_multiple_of_q2() -> None:
+def test_flood_is_uniform_at_the_data_level_and_small_at_q0() -> None:
+    """F in [-2^b, 2^b) by CRT, spread over the whole range; b meets the circuit-privacy
+    budget (2^-40 over 2^20 inferences of 2^25 coefficients) and F/(q_1 q_2) < 2^15."""
     hp = he_params(32)
-    f = he.flood_times_q2(PRG(), hp, 2)
+    f = he.flood_residues(PRG(), hp, 2)
     q0, q1, q2 = hp.q
+    Q = q0 * q1 * q2  # noqa: N806
     b = he.flood_bits(hp)
+    assert b == 134 and he.privacy_bound_bits(hp) >= 40
+    assert (1 << b) // (q1 * q2) < 1 << he.FLOOD_AT_Q0_BITS
     seen = []
     for i in range(0, N, 409):
-        r0, r1 = int(f[1, 0, i]), int(f[1, 1, i])
-        v = (r0 + q0 * ((r1 - r0) * pow(q0, -1, q1) % q1)) % (q0 * q1)  # CRT
-        f_i = v * pow(q2, -1, q0 * q1) % (q0 * q1)  # F = v / q2 mod q0 q1, centred
-        f_i = f_i - q0 * q1 if f_i > q0 * q1 // 2 else f_i
-        assert -(1 << b) <= f_i < (1 << b)
-        seen.append(abs(f_i))
-    assert max(seen) > 1 << (b - 4)
+        r = [int(f[1, j, i]) for j in range(3)]
+        v = sum(rj * (Q // qj) * pow(Q // qj, -1, qj) for rj, qj in zip(r, hp.q, strict=True)) % Q
+        v = v - Q if v > Q // 2 else v
+        assert -(1 << b) <= v < (1 << b)
+        seen.append(v)
+    assert max(seen) > 1 << (b - 4) and min(seen) < -(1 << (b - 4))
+
+
+def test_session_reveal_budget_is_enforced() -> None:
+    class P:  # a stand-in party object (only its identity keys the per-session state)
+        pass
+
+    p = P()
+    he.count_revealed(p, 1 << 24)
+    he.count_revealed(p, 1 << 24)
+    with pytest.raises(ValueError, match="circuit-privacy budget"):
+        he.count_revealed(p, 1)
 
 
 def test_coefficient_domain_conv_equals_the_polynomial_products() -> None:

@@ -171,5 +171,5 @@ def test_eval_records_flagged_result_with_reason(tmp_path, zoo_onnx) -> None:  #
     by_id = small_eval(tmp_path, zoo_onnx("resnet", 16), {"ok.npy": ok, "hi.npy": hi}, "ok.npy")
     assert "secure" in by_id["ok.npy"]
     bad = by_id["hi.npy"]
-    assert bad["reason"] == "result_invalid" and bad["overflow_at"].startswith("%")
-    assert "secure" not in bad and "result invalid" in bad["error"]
+    assert bad["failure"] == "overflow" and "secure" not in bad
+    assert "output flagged invalid: overflow at %" in bad["secure_error"]

@@ -171,5 +171,5 @@ def test_eval_records_out_of_range_image_as_refused(tmp_path: Path, zoo_onnx) ->
     by_id = small_eval(tmp_path, zoo_onnx("resnet", 16),
                        {"good.npy": good, "big.npy": good * 10}, "good.npy")  # fmt: skip
     assert "plain" in by_id["good.npy"]
-    assert by_id["big.npy"]["reason"] == "input_out_of_range"
-    assert "outside the range" in by_id["big.npy"]["error"]
+    assert by_id["big.npy"]["failure"] == "input out of range"
+    assert "outside the range" in by_id["big.npy"]["secure_error"]

@@ -353,6 +353,26 @@ def test_malformed_ciphertext_from_client_is_a_peer_error() -> None:
         run_parties(server, client, setup_ot=False, timeout=60)
 
 
+def test_degenerate_public_key_is_refused() -> None:
+    """The active-client attack on re-randomisation: a public key (0, 0) would make the
+    returned c1 = sum a_j * P_j; a comes from the shared PRG now, and p0 = 0 is refused."""
+    hp = he_params(32)
+
+    def server(p):  # noqa: ANN001, ANN202
+        return L.gemm(p, rand_ring((1, 4), 32), np.ones((2, 4), np.int64), None, w_shape=(2, 4),
+                      ell=32)  # fmt: skip
+
+    def client(p):  # noqa: ANN001, ANN202
+        p.chan.send(np.zeros(he.packed_c0_size(hp), np.uint8))  # p0 = 0
+        p.chan.recv_bytes()
+
+    with pytest.raises(PeerError, match="degenerate public key"):
+        run_parties(server, client, setup_ot=False, timeout=60)
+    a1 = run_parties(lambda p: he.public_a(p, hp), lambda p: he.public_a(p, hp), setup_ot=False)
+    a2 = run_parties(lambda p: he.public_a(p, hp), lambda p: he.public_a(p, hp), setup_ot=False)
+    assert np.array_equal(*a1) and not np.array_equal(a1[0], a2[0])  # shared, fresh per session
+
+
 @pytest.mark.parametrize("setup_ot", [True, False])
 def test_auto_method_is_exact_with_and_without_ot(setup_ot: bool) -> None:
     ell = 32
@@ -368,7 +388,7 @@ def test_auto_method_is_exact_with_and_without_ot(setup_ot: bool) -> None:
 
 
 def test_auto_takes_ot_for_conv_and_gemm_where_he_has_no_parameters() -> None:
-    ell = 44  # BFV parameters exist for ell <= 40 only
+    ell = 44  # BFV parameters exist for ell <= 37 only
     x = rand_ring((2, 5), ell)
     w, b = wts((3, 5)), wts((3,))
     xs, xc = share(x, ell)

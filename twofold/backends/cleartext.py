@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Node
-from ..ir.ops import pool_out_dim
+from ..ir import Graph, Node, lut
+from ..ir.ops import pool_out_dim, slice_index
 from ..ir.output_function import apply_output_function, invalid_result
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
 from .interpreter import Interpreter, InterpreterError
@@ -37,6 +37,13 @@ def _window_hw(node: Node, x_shape: tuple[int, ...], kernel: list[int]) -> tuple
         pool_out_dim(h, kernel[0], a["strides"][0], pt, pb, dh, ceil),
         pool_out_dim(w, kernel[1], a["strides"][1], pl, pr, dw, ceil),
     )
+
+
+def _per_image(fn, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """``fn`` of each image of a batch [N, ...] (kernels that take one image), stacked."""
+    if x.shape[0] == 1:
+        return fn(x)
+    return np.concatenate([fn(x[i : i + 1]) for i in range(x.shape[0])])
 
 
 class Cleartext(Interpreter):
@@ -143,7 +150,8 @@ class Cleartext(Interpreter):
     # ------------------------------------------------------------- linear
     def op_conv2d(self, node: Node, x, w, b=None) -> np.ndarray:  # noqa: ANN001
         out_hw = tuple(node.type.shape[2:])
-        y = conv2d_exact(self.sig(node, x), self.sig(node, w), node.attrs, out_hw, self.ell(node))
+        sw, ell = self.sig(node, w), self.ell(node)
+        y = _per_image(lambda xi: conv2d_exact(xi, sw, node.attrs, out_hw, ell), self.sig(node, x))
         if b is not None:
             y = y + b.reshape(1, -1, 1, 1)
         return y & mask(self.ell(node))
@@ -181,6 +189,12 @@ class Cleartext(Interpreter):
                 self.overflow_at = node.name
         return np.where(sx > 0, x, np.uint64(0))
 
+    def op_lut(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        """The table lookup of ir/lut.py, as the 2PC protocol computes it."""
+        fn, sc = node.attrs["fn"], node.type.dtype.scale
+        t = lut.table(fn, float(node.attrs["alpha"]), sc)
+        return self.ring(node, t[lut.index(self.sig(node, x), fn, sc)])
+
     def op_trunc(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         src = self.graph[node.inputs[0]].type.dtype.ell
         shifted = to_signed(x, src) >> np.int64(node.attrs["shift"])
@@ -189,23 +203,29 @@ class Cleartext(Interpreter):
     def op_maxpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         k = node.attrs["kernel"]
         out_hw = _window_hw(node, x.shape, k)
-        s = self.sig(node, x)
         lowest = np.iinfo(np.int64).min
-        cols = im2col(
-            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
-            node.attrs.get("dilations", [1, 1]), out_hw, fill=lowest,
-        )  # fmt: skip
-        return self.ring(node, cols.max(axis=(1, 2))[None])
+
+        def one(xi: np.ndarray) -> np.ndarray:
+            cols = im2col(
+                xi, tuple(k), node.attrs["strides"], node.attrs["pads"],
+                node.attrs.get("dilations", [1, 1]), out_hw, fill=lowest,
+            )  # fmt: skip
+            return cols.max(axis=(1, 2))[None]
+
+        return self.ring(node, _per_image(one, self.sig(node, x)))
 
     def op_sumpool(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         k = node.attrs["kernel"]
         out_hw = _window_hw(node, x.shape, k)
-        s = self.sig(node, x)
-        cols = im2col(
-            s, tuple(k), node.attrs["strides"], node.attrs["pads"],
-            node.attrs.get("dilations", [1, 1]), out_hw, fill=0,
-        )  # fmt: skip
-        return self.ring(node, cols.sum(axis=(1, 2))[None])
+
+        def one(xi: np.ndarray) -> np.ndarray:
+            cols = im2col(
+                xi, tuple(k), node.attrs["strides"], node.attrs["pads"],
+                node.attrs.get("dilations", [1, 1]), out_hw, fill=0,
+            )  # fmt: skip
+            return cols.sum(axis=(1, 2))[None]
+
+        return self.ring(node, _per_image(one, self.sig(node, x)))
 
     # ------------------------------------------------------------- data movement
     def op_concat(self, node: Node, *xs) -> np.ndarray:  # noqa: ANN001
@@ -220,9 +240,19 @@ class Cleartext(Interpreter):
     def op_transpose(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         return np.ascontiguousarray(x.transpose(node.attrs["perm"]))
 
+    def op_slice(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return np.ascontiguousarray(x[slice_index(x.shape, node.attrs)])
+
+    def op_reduce_sum(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        axes = tuple(a % x.ndim for a in node.attrs["axes"])
+        return x.sum(axis=axes, keepdims=bool(node.attrs["keepdims"])) & mask(self.ell(node))
+
     def op_pad(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         r = x.ndim
         pads = node.attrs["pads"]
+        if node.attrs.get("mode", "constant") != "constant":
+            width = [(pads[i], pads[i + r]) for i in range(r)]
+            return np.pad(x, width, mode=node.attrs["mode"])
         fill = int(round(float(node.attrs.get("value", 0.0)) * 2**node.type.dtype.scale))
         width = [(pads[i], pads[i + r]) for i in range(r)]
         return self.ring(node, np.pad(self.sig(node, x), width, constant_values=fill))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ir.ops import pool_out_dim
+from ..ir.lut import spec as lut_spec
+from ..ir.ops import pool_out_dim, slice_index
 from .interpreter import Interpreter
 
 
@@ -152,6 +153,24 @@ class FloatReference(Interpreter):
         e = np.exp(x.astype(np.float64) - x.max(axis=ax, keepdims=True))
         return (e / e.sum(axis=ax, keepdims=True)).astype(self.dtype)
 
+    def op_lut(self, node: Node, x):  # noqa: ANN001, ANN201
+        """The function itself (the meaning the table approximates, ir/lut.py)."""
+        f = lut_spec(node.attrs["fn"]).f
+        return f(x.astype(np.float64), float(node.attrs["alpha"])).astype(self.dtype)
+
+    def op_lrn(self, node: Node, x):  # noqa: ANN001, ANN201
+        """ONNX LRN: x / (bias + alpha/size · Σ x² over a channel window)^beta."""
+        a, c = node.attrs, x.shape[1]
+        sq = np.pad(x.astype(np.float64) ** 2, [(0, 0), ((a["size"] - 1) // 2, a["size"] // 2)]
+                    + [(0, 0)] * (x.ndim - 2))  # fmt: skip
+        win = sum(sq[:, i : i + c] for i in range(a["size"]))
+        return (x / (a["bias"] + a["alpha"] / a["size"] * win) ** a["beta"]).astype(self.dtype)
+
+    def op_log_softmax(self, node: Node, x):  # noqa: ANN001, ANN201
+        ax = node.attrs["axis"]
+        z = x.astype(np.float64) - x.max(axis=ax, keepdims=True)
+        return (z - np.log(np.exp(z).sum(axis=ax, keepdims=True))).astype(self.dtype)
+
     # ------------------------------------------------------------- pooling
     def op_maxpool(self, node: Node, x):  # noqa: ANN001, ANN201
         k = node.attrs["kernel"]
@@ -196,7 +215,31 @@ class FloatReference(Interpreter):
 
     def op_pad(self, node: Node, x):  # noqa: ANN001, ANN201
         p, r = node.attrs["pads"], x.ndim
-        return np.pad(x, [(p[i], p[i + r]) for i in range(r)], constant_values=node.attrs["value"])
+        width = [(p[i], p[i + r]) for i in range(r)]
+        mode = node.attrs.get("mode", "constant")
+        if mode != "constant":
+            return np.pad(x, width, mode=mode)
+        return np.pad(x, width, constant_values=node.attrs["value"])
+
+    def op_slice(self, node: Node, x):  # noqa: ANN001, ANN201
+        return np.ascontiguousarray(x[slice_index(x.shape, node.attrs)])
+
+    def op_reduce_sum(self, node: Node, x):  # noqa: ANN001, ANN201
+        axes = tuple(a % x.ndim for a in node.attrs["axes"])
+        y = x.sum(axis=axes, keepdims=bool(node.attrs["keepdims"]), dtype=np.float64)
+        return np.asarray(y, self.dtype)
+
+    def op_max(self, node: Node, a, b):  # noqa: ANN001, ANN201
+        return np.maximum(a, b)
+
+    def op_min(self, node: Node, a, b):  # noqa: ANN001, ANN201
+        return np.minimum(a, b)
+
+    def op_abs(self, node: Node, x):  # noqa: ANN001, ANN201
+        return np.abs(x)
+
+    def op_prelu(self, node: Node, x, slope):  # noqa: ANN001, ANN201
+        return np.where(x >= 0, x, x * slope)
 
 
 def run_float(

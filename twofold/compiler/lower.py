@@ -4,10 +4,15 @@
 * ``leaky_relu(x)`` = α·x + (1 − α)·relu(x)  (two public multiplications);
 * ``avgpool`` = sumpool × public reciprocal (a scalar, or a public tensor of
   reciprocal window counts when padding is excluded), ``global_avgpool`` likewise;
-* ``mul`` by a public scalar = ``mul_const``.
+* ``mul`` by a public scalar = ``mul_const``;
+* ``max(a, b)`` = b + relu(a − b), ``min(a, b)`` = a − relu(a − b), ``abs(x)`` =
+  2·relu(x) − x, ``prelu(x, α)`` = relu(x) + α·(x − relu(x)) with the server's slope α
+  a weight of the elementwise product: comparisons on the existing ReLU (millionaires'
+  + MUX), so 2PC stays bit-exact through existing ops.
 
-Invariant established: no ``clip``, ``leaky_relu``, ``avgpool``, ``global_avgpool``
-remains (DESIGN.md §4; the 2PC runtime only has ReLU, MaxPool and truncation).
+Invariant established: no ``clip``, ``leaky_relu``, ``avgpool``, ``global_avgpool``,
+``max``, ``min``, ``abs``, ``prelu`` remains (DESIGN.md §4; the 2PC runtime only has
+ReLU, MaxPool and truncation).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.ops import pool_out_dim
+from .errors import CompileError
 
 
 def _scalar(g: Graph, value: float, hint: str) -> str:
@@ -52,6 +58,50 @@ def _lower_leaky(g: Graph, node) -> str:  # noqa: ANN001
     r = g.add("relu", [x], name=n + "_relu")
     rel = g.add("mul_const", [r], {"value": 1.0 - alpha, "scale": 0}, name=n + "_pos")
     return g.add("add", [lin, rel], name=n + "_leaky")
+
+
+def _lower_compare(g: Graph, node) -> str:  # noqa: ANN001
+    """max(a, b) = b + relu(a − b); min(a, b) = a − relu(a − b)."""
+    a, b = node.inputs
+    n = node.name
+    r = g.add("relu", [g.add("sub", [a, b], name=n + "_diff")], name=n + "_relu")
+    if node.op == "max":
+        return g.add("add", [b, r], name=n + "_max")
+    return g.add("sub", [a, r], name=n + "_min")
+
+
+def _lower_abs(g: Graph, node) -> str:  # noqa: ANN001
+    x, n = node.inputs[0], node.name
+    r = g.add("relu", [x], name=n + "_relu")
+    two = g.add("mul_const", [r], {"value": 2.0, "scale": 0}, name=n + "_2relu")
+    return g.add("sub", [two, x], name=n + "_abs")
+
+
+def _lower_prelu(g: Graph, node) -> str:  # noqa: ANN001
+    """relu(x) + α·(x − relu(x)); α is broadcast to one value per channel (axis 1), the
+    form the linear protocols multiply by (a public α stays a public product)."""
+    x, slope, n = node.inputs[0], node.inputs[1], node.name
+    shape = g[x].type.shape
+    s_node = g[slope]
+    if s_node.op in ("weight", "const"):
+        v = np.asarray(g.params[s_node.attrs["key"]], np.float32)
+        ch = shape[1] if len(shape) >= 2 else 1
+        full = np.broadcast_to(v, shape) if v.ndim <= len(shape) else None
+        if full is None:
+            raise CompileError(f"%{n}: PRelu slope {list(v.shape)} does not fit {list(shape)}")
+        per = np.moveaxis(full, 1, 0).reshape(ch, -1) if len(shape) >= 2 else full.reshape(1, -1)
+        if not np.all(per == per[:, :1]):
+            raise CompileError(
+                f"%{n}: PRelu slope of shape {list(v.shape)} varies within a channel; "
+                "only one slope per channel (axis 1) is supported"
+            )
+        vec = per[:, 0].reshape((ch,) + (1,) * max(len(shape) - 2, 0))
+        slope = g.add_param(
+            g.fresh_name(s_node.attrs["key"] + ".c"), vec, public=s_node.op == "const"
+        )
+    r = g.add("relu", [x], name=n + "_relu")
+    neg = g.add("sub", [x, r], name=n + "_neg")
+    return g.add("add", [r, g.add("mul", [neg, slope], name=n + "_scaled")], name=n + "_prelu")
 
 
 def _window_counts(shape, attrs: dict, include_pad: bool) -> np.ndarray:  # noqa: ANN001
@@ -115,6 +165,12 @@ def lower(graph: Graph) -> Graph:
             new = _lower_mul(g, node)
             if new is None:
                 continue
+        elif node.op in ("max", "min"):
+            new = _lower_compare(g, node)
+        elif node.op == "abs":
+            new = _lower_abs(g, node)
+        elif node.op == "prelu":
+            new = _lower_prelu(g, node)
         else:
             continue
         g.replace_uses(node.name, new)

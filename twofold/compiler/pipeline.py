@@ -66,7 +66,7 @@ def passes(opts: CompileOptions) -> list[tuple[str, Callable[[Graph], Graph], st
     return [
         ("canonicalize", canonicalize, "fold constants, drop no-ops and dead code"),
         ("fold_bn", fold_bn, "fold BN into Conv/Gemm, else lower it to affine"),
-        ("lower", lower, "clip/ReLU6, LeakyReLU, average pools -> runtime ops"),
+        ("lower", lower, "clip, LeakyReLU, PReLU, max/min/abs, average pools -> ReLUs, sums"),
         ("output_function", output_function, "final sigmoid/softmax -> client side"),
         ("swap_relu_maxpool", swap_relu_maxpool, "relu->maxpool becomes maxpool->relu"),
         ("quantize", partial(quantize, scale=opts.scale), "fix<l,s>, integer weights"),

@@ -16,11 +16,14 @@ import math
 import numpy as np
 
 from ..ir import Fix, Graph, TensorType, Visibility
+from ..ir.lut import shift as lut_shift
 from .errors import CompileError
 
 PLACEHOLDER_ELL = 64
 _PRODUCTS = {"conv2d", "gemm", "affine", "mul"}
-_SAME_SCALE = {"relu", "maxpool", "sumpool", "flatten", "reshape", "transpose", "pad"}
+_SAME_SCALE = {
+    "relu", "maxpool", "sumpool", "flatten", "reshape", "transpose", "pad", "slice", "reduce_sum",
+}  # fmt: skip
 _ALIGN = {"add", "sub", "concat"}
 
 
@@ -89,6 +92,12 @@ class _Quantizer:
 
     def run(self) -> Graph:
         g, s = self.g, self.s
+        for o in g.outputs:
+            if self.is_param(o):
+                raise CompileError(
+                    f"output %{o} does not depend on the input (a constant of the model); "
+                    "a secure program reveals only computed outputs"
+                )
         for node in g.nodes:
             if node.op in ("weight", "const"):
                 continue
@@ -97,6 +106,14 @@ class _Quantizer:
                 out = s
             elif node.op in _PRODUCTS:
                 secret = [i for i in ins[:2] if not self.is_param(i)]
+                if any(not self.is_param(i) for i in ins[2:]):
+                    raise CompileError(f"%{node.name}: {node.op}'s addend must be a parameter")
+                if len(secret) == 2 and node.op == "mul":  # both shared: a COT product
+                    out = self.scale[ins[0]] + self.scale[ins[1]]
+                    self.scale[node.name] = out
+                    node.type = node.type.with_(dtype=self.fix(out))
+                    self.rescale(node.name)
+                    continue
                 if len(secret) != 1:
                     raise CompileError(
                         f"%{node.name}: {node.op} of two run-time tensors is not supported; "
@@ -118,6 +135,17 @@ class _Quantizer:
                 )
             elif node.op in _SAME_SCALE:
                 out = self.scale[ins[0]]
+            elif node.op == "lut":
+                out = self.scale[ins[0]]
+                try:
+                    lut_shift(node.attrs["fn"], out)
+                except ValueError as e:
+                    raise CompileError(f"%{node.name}: {e}; raise --scale") from None
+            elif node.op == "lrn":
+                raise CompileError(
+                    f"%{node.name}: LRN has no secure form (it divides by a power of a secret "
+                    "sum; reciprocal/power protocols are not built)"
+                )
             else:
                 raise CompileError(
                     f"%{node.name}: op {node.op} has no fixed-point form "

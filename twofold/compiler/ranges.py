@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph
+from ..ir import Graph, lut
 from .errors import CompileError
 
 Interval = tuple[np.ndarray, np.ndarray]  # (lo, hi) per channel, or shape (1,)
@@ -105,7 +105,7 @@ def _channels(shape: tuple[int, ...]) -> int | None:
 
 
 # Ops whose interval bound grows fastest (sums of many products): where calibration helps.
-TIGHTEN = {"conv2d", "gemm", "affine", "mul", "mul_const", "sumpool"}
+TIGHTEN = {"conv2d", "gemm", "affine", "mul", "mul_const", "sumpool", "reduce_sum"}
 
 
 def widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
@@ -182,6 +182,16 @@ def interval_ranges(
             else:
                 iv = (np.array([min(p[0].min() for p in parts)]),
                       np.array([max(p[1].max() for p in parts)]))  # fmt: skip
+        elif op == "lut":
+            iv = _lut_range(node, r[ins[0]])
+        elif op == "reduce_sum":
+            shape = g[ins[0]].type.shape
+            k = int(np.prod([shape[a % len(shape)] for a in node.attrs["axes"]]))
+            keeps_ch = ch is not None and 1 not in {a % len(shape) for a in node.attrs["axes"]}
+            lo, hi = r[ins[0]] if keeps_ch and node.attrs["keepdims"] else _scalar(r[ins[0]])
+            iv = np.where(lo < 0, lo * k, 0.0), np.where(hi > 0, hi * k, 0.0)
+        elif op == "pad" and node.attrs.get("mode", "constant") != "constant":
+            iv = r[ins[0]]
         elif op == "pad":
             v = float(node.attrs.get("value", 0.0))
             lo, hi = r[ins[0]]
@@ -192,7 +202,7 @@ def interval_ranges(
             lo, hi = r[ins[0]]
             hw = g[ins[0]].type.shape[2] * g[ins[0]].type.shape[3]
             iv = (np.repeat(lo, hw), np.repeat(hi, hw)) if lo.size > 1 else (lo, hi)
-        elif op in ("flatten", "reshape", "transpose"):
+        elif op in ("flatten", "reshape", "transpose", "slice"):
             iv = _scalar(r[ins[0]])
         else:
             raise CompileError(f"%{node.name}: no range rule for op {op}")
@@ -207,6 +217,20 @@ def interval_ranges(
             hi = np.minimum(hi, np.inf if b is None else b)
         r[node.name] = (lo, hi)
     return r
+
+
+def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
+    """Every table entry bounds the output; an input beyond the domain of a function that does
+    not saturate there (exp above its top) would be clamped silently, so it is refused."""
+    fn, sc = node.attrs["fn"], node.type.dtype.scale
+    m = lut.spec(fn)
+    if m.tail is None and float(iv[1].max()) >= m.hi:
+        raise CompileError(
+            f"%{node.name}: {fn} input reaches {float(iv[1].max()):.4g}, beyond its table's "
+            f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
+        )
+    t = lut.table(fn, float(node.attrs["alpha"]), sc) / 2.0**sc
+    return np.array([t.min()]), np.array([t.max()])
 
 
 def bits_needed(lo: float, hi: float, scale: int) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph
+from ..ir import Graph, lut
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
@@ -66,6 +66,10 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     elif node.op == "maxpool":
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
+    elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
+        m = lut.spec(node.attrs["fn"]).bits
+        clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
+        bits = n * (clamp * per + (ell << m))
     elif node.op == "input":
         bits = n * ell
     comm = int(bits // 8)
@@ -75,6 +79,16 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         comm += n * ell // 8
     row["comm_bytes"] = comm
     return row
+
+
+def _onnx_note(g: Graph) -> dict[str, Any] | None:
+    """The model's ONNX opset, and the one it was raised from by onnx.version_converter."""
+    if "onnx_opset" not in g.meta:
+        return None
+    note: dict[str, Any] = {"opset": g.meta["onnx_opset"]}
+    if "onnx_opset_converted_from" in g.meta:
+        note["converted_from"] = g.meta["onnx_opset_converted_from"]
+    return note
 
 
 def build_report(g: Graph) -> dict[str, Any]:
@@ -94,6 +108,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),
+        "onnx": _onnx_note(g),
         "output_function": g.meta.get("output_function"),
         "totals": {
             "relu_elements": sum(r["relu"] for r in rows),
@@ -140,4 +155,10 @@ def format_summary(report: dict[str, Any]) -> str:
         f"estimated communication: {t['comm_bytes'] / 2**20:,.1f} MiB ({report['estimate']})",
         f"output function: {report['output_function']}",
     ]
+    onnx = report.get("onnx") or {}
+    if "converted_from" in onnx:
+        lines.append(
+            f"ONNX opset {onnx['converted_from']} raised to {onnx['opset']} "
+            "by onnx.version_converter"
+        )
     return "\n".join(lines) + "\n"

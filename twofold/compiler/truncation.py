@@ -26,16 +26,17 @@ import numpy as np
 
 from ..ir import Graph, TensorType, Visibility
 
-_UNARY = {"relu", "maxpool", "flatten", "reshape", "transpose"}
+_UNARY = {"relu", "maxpool", "flatten", "reshape", "transpose", "slice"}
 _MERGE = {"add", "sub", "concat"}
 _NONNEG_KEEP = {"maxpool", "sumpool", "flatten", "reshape", "transpose", "concat", "trunc"}
+_NONNEG_KEEP |= {"slice", "reduce_sum"}
 
 
 def _sinkable(g: Graph, user) -> bool:  # noqa: ANN001
     if user.op in _UNARY:
         return True
     if user.op == "pad":
-        return float(user.attrs.get("value", 0.0)) == 0.0
+        return float(user.attrs.get("value", 0.0)) == 0.0 or user.attrs.get("mode") is not None
     return user.op == "mul_const" and user.attrs["value"] == 1
 
 
@@ -134,7 +135,11 @@ def nonnegative(g: Graph) -> set[str]:
     for n in g.nodes:
         if n.op == "relu" or (n.op in _NONNEG_KEEP and all(i in nonneg for i in n.inputs)):
             nonneg.add(n.name)
-        elif n.op == "pad" and n.inputs[0] in nonneg and float(n.attrs.get("value", 0)) >= 0:
+        elif (
+            n.op == "pad"
+            and n.inputs[0] in nonneg
+            and (float(n.attrs.get("value", 0)) >= 0 or n.attrs.get("mode") is not None)
+        ):
             nonneg.add(n.name)
     return nonneg
 

@@ -1,6 +1,7 @@
 """ONNX → float IR: load, check, infer shapes, fold shape arithmetic, map each op (DESIGN.md §2).
 
-Initializers become server ``weight`` nodes, graph inputs client ``input`` nodes, batch 1.
+Initializers become server ``weight`` nodes, graph inputs client ``input`` nodes; a symbolic
+batch is 1 unless ``input_shape`` says N (a batch of N images runs as one program).
 Shape/Gather/Unsqueeze/Concat/... chains over known shapes and constants are evaluated here
 (the values are public facts of the model), so the IR only holds tensor computations.
 A final Sigmoid/Softmax stays in the float IR and is recorded in
@@ -19,6 +20,8 @@ import numpy as np
 from ..ir import Graph, IRVerifyError, ShapeError, verify
 
 MIN_OPSET, MAX_OPSET = 11, 21
+#: Older models are raised to this opset with ``onnx.version_converter`` (said in the report).
+UPGRADE_TO = 13
 
 
 class FrontendError(ValueError):
@@ -54,9 +57,29 @@ def _opset(model, path: Path) -> int:  # noqa: ANN001
     if not versions:
         raise FrontendError(f"{path.name}: no default-domain opset import")
     v = versions[0]
-    if not MIN_OPSET <= v <= MAX_OPSET:
-        raise FrontendError(f"{path.name}: opset {v} is not supported ({MIN_OPSET}..{MAX_OPSET})")
+    if not 1 <= v <= MAX_OPSET:
+        raise FrontendError(f"{path.name}: opset {v} is not supported (1..{MAX_OPSET})")
     return v
+
+
+def _upgrade(model, v: int, path: Path):  # noqa: ANN001, ANN202
+    """An opset < 11 model raised to ``UPGRADE_TO`` by ``onnx.version_converter``, checked."""
+    import onnx
+    from onnx import version_converter
+
+    try:
+        up = version_converter.convert_version(model, UPGRADE_TO)
+        # IR 3 wanted every initializer listed as a graph input; the adapters add ones that
+        # are not (Pad's pads), which later IR versions allow.
+        up.ir_version = max(up.ir_version, 7)
+        onnx.checker.check_model(up)
+    except Exception as e:  # the converter raises RuntimeError/ValidationError/plain errors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrontendError(
+            f"{path.name}: opset {v} is older than {MIN_OPSET} and onnx.version_converter "
+            f"cannot raise it to {UPGRADE_TO}: {first}"
+        ) from None
+    return up
 
 
 def _input_dims(vi) -> list[int | str]:  # noqa: ANN001 - onnx.ValueInfoProto
@@ -67,7 +90,8 @@ def _input_dims(vi) -> list[int | str]:  # noqa: ANN001 - onnx.ValueInfoProto
 
 
 def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: str) -> list[int]:
-    """Concrete shape of an input: symbolic batch → 1; ``want`` must fit the model's dims."""
+    """Concrete shape of an input: symbolic batch → 1 (or ``want``'s N); ``want`` must fit the
+    model's static dims."""
     shown = "[" + ",".join(str(d) for d in dims) + "]"
     if want is None:
         out = []
@@ -81,8 +105,6 @@ def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: st
                     f"input {name!r} has symbolic dimension {d!r} at axis {i} (shape {shown}); "
                     "give --input-shape"
                 )
-        if out and out[0] != 1:
-            raise FrontendError(f"input {name!r} has batch {out[0]}; only batch 1 is supported")
         return out
     want = [int(d) for d in want]
     ok = len(want) == len(dims) and all(
@@ -93,8 +115,6 @@ def _fix_input_shape(dims: list[int | str], want: Sequence[int] | None, name: st
         raise FrontendError(
             f"input shape {list(want)} does not fit the model: input {name!r} expects {shown}"
         )
-    if want[0] != 1:
-        raise FrontendError(f"input shape {list(want)}: only batch 1 is supported")
     return want
 
 
@@ -284,6 +304,10 @@ class _Converter:
             return tuple(self.consts[name].shape)
         return self.g[self.val(name)].type.shape
 
+    def shape_of(self, ir: str) -> tuple[int, ...]:
+        """Shape of an IR value (not an ONNX name)."""
+        return self.g[ir].type.shape
+
     def add(self, op: str, inputs: list[str], attrs: dict | None = None, hint: str = "") -> str:
         try:
             return self.g.add(op, inputs, attrs or {}, name=hint or op)
@@ -319,7 +343,7 @@ class _Converter:
                 ir = self._rename(ir, o)
             self.g.outputs.append(ir)
             op = self.g[ir].op
-            fns[ir] = op if op in ("sigmoid", "softmax") else None
+            fns[ir] = op if op in ("sigmoid", "softmax", "log_softmax") else None
         self.g.remove_dead()
         self.g.meta.update(
             {"model": self.path.name, "onnx_opset": self.opset, "output_function": fns}
@@ -367,10 +391,16 @@ class _Converter:
         fn = CONVERTERS.get(op)
         if fn is None:
             raise self.unsupported()
+        out = fn(self, ins, a)
+        if isinstance(out, list):  # one IR value per ONNX output (Split)
+            for name, v in zip(node.output, out, strict=False):
+                if name:
+                    self.values[name] = v
+            return
         used_extra = [o for o in node.output[1:] if o]
         if used_extra and any(self._is_read(o) or o in outputs for o in used_extra):
             raise self.fail(f"only the first output of {op} is supported")
-        self.values[node.output[0]] = fn(self, ins, a)
+        self.values[node.output[0]] = out
 
     def _is_read(self, name: str) -> bool:
         return any(name in n.input for n in self.model.graph.node)
@@ -414,7 +444,7 @@ class _Converter:
 
 # ------------------------------------------------------------------ op converters
 
-Conv = Callable[[_Converter, list[str], dict[str, Any]], str]
+Conv = Callable[[_Converter, list[str], dict[str, Any]], "str | list[str]"]
 CONVERTERS: dict[str, Conv] = {}
 
 
@@ -427,11 +457,41 @@ def _reg(*names: str) -> Callable[[Conv], Conv]:
     return deco
 
 
+def _as_2d(a: dict[str, Any]) -> dict[str, Any]:
+    """Window attributes of a 1-D op as those of a 2-D op over [N, C, 1, L]."""
+    b = dict(a)
+    for k, unit in (("strides", 1), ("dilations", 1), ("kernel_shape", 1)):
+        if k in b:
+            b[k] = [unit, *list(b[k])]
+    if "pads" in b:
+        b["pads"] = [0, b["pads"][0], 0, b["pads"][1]]
+    return b
+
+
+def _unit_axis(c: _Converter, x: str) -> tuple[str, tuple[int, ...]]:
+    """[N, C, L] → [N, C, 1, L] (1-D windows run as 2-D ones with a unit axis)."""
+    shape = c.shape(x)
+    return c.add("reshape", [c.val(x)], {"shape": [shape[0], shape[1], 1, shape[2]]}), shape
+
+
 @_reg("Conv")
 def _conv(c: _Converter, ins: list[str], a: dict) -> str:
     w_shape = c.shape(ins[1])
+    if len(w_shape) == 3 and len(c.shape(ins[0])) == 3 and ins[1] in c.consts:
+        x, _ = _unit_axis(c, ins[0])
+        w = c.const(ins[1], "Conv weight").astype(np.float32)
+        key = c.g.fresh_name(c._scoped(ins[1], "weight"))
+        args = [x, c.g.add_param(key, w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]))]
+        if len(ins) > 2 and ins[2]:
+            args.append(c.val(ins[2], "bias"))
+        a2 = _as_2d(a)
+        attrs = c.window(c.shape_of(x), a2, [1, w_shape[2]])
+        attrs["group"] = int(a.get("group", 1))
+        y = c.add("conv2d", args, attrs)
+        n, o, _, length = c.g[y].type.shape
+        return c.add("reshape", [y], {"shape": [n, o, length]})
     if len(w_shape) != 4:
-        raise c.fail(f"only 2-D convolution is supported (weight shape {list(w_shape)})")
+        raise c.fail(f"only 1-D and 2-D convolution are supported (weight shape {list(w_shape)})")
     attrs = c.window(c.shape(ins[0]), a, w_shape[2:])
     attrs["group"] = int(a.get("group", 1))
     args = [c.val(ins[0]), c.val(ins[1], "weight")]
@@ -440,19 +500,79 @@ def _conv(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("conv2d", args, attrs)
 
 
+@_reg("ConvTranspose")
+def _conv_transpose(c: _Converter, ins: list[str], a: dict) -> str:
+    """Transposed convolution = zero insertion + padding + a stride-1 convolution with the
+    kernel flipped and its in/out channels swapped (per group), so it runs on the conv2d
+    protocols. Zero insertion is data movement: [N,C,H,W] → [N,C,H,1,W,1], zero-pad the unit
+    axes to s, reshape to [N,C,Hs,Ws], slice off the trailing s − 1 zeros."""
+    x_shape, w_shape = c.shape(ins[0]), c.shape(ins[1])
+    if len(w_shape) != 4 or len(x_shape) != 4 or ins[1] not in c.consts:
+        raise c.fail(f"only 2-D ConvTranspose with a constant weight (weight {list(w_shape)})")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID") or "output_shape" in a:
+        raise c.fail("ConvTranspose with auto_pad SAME or output_shape is not supported")
+    g = int(a.get("group", 1))
+    n, cin, h, w = x_shape
+    k = list(w_shape[2:])
+    st = [int(v) for v in a.get("strides", [1, 1])]
+    dil = [int(v) for v in a.get("dilations", [1, 1])]
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    if a.get("auto_pad") == "VALID":
+        pads = [0, 0, 0, 0]
+    outpad = [int(v) for v in a.get("output_padding", [0, 0])]
+    wt = c.const(ins[1], "ConvTranspose weight").astype(np.float32)
+    cout_g = wt.shape[1]
+    wt = wt.reshape(g, cin // g, cout_g, k[0], k[1]).transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt[..., ::-1, ::-1]).reshape(g * cout_g, cin // g, k[0], k[1])
+    y = c.val(ins[0])
+    if st != [1, 1]:
+        y = c.add("reshape", [y], {"shape": [n, cin, h, 1, w, 1]})
+        zeros = [0, 0, 0, 0, 0, 0, 0, 0, 0, st[0] - 1, 0, st[1] - 1]
+        y = c.add("pad", [y], {"pads": zeros, "value": 0.0})
+        y = c.add("reshape", [y], {"shape": [n, cin, h * st[0], w * st[1]]})
+        hz, wz = (h - 1) * st[0] + 1, (w - 1) * st[1] + 1
+        y = c.add("slice", [y], {"starts": [0, 0], "ends": [hz, wz], "axes": [2, 3]})
+    edge = [dil[0] * (k[0] - 1), dil[1] * (k[1] - 1)]
+    lo = [edge[0] - pads[0], edge[1] - pads[1]]
+    hi = [edge[0] - pads[2] + outpad[0], edge[1] - pads[3] + outpad[1]]
+    grow = [max(0, lo[0]), max(0, lo[1]), max(0, hi[0]), max(0, hi[1])]
+    if any(grow):
+        y = c.add("pad", [y], {"pads": [0, 0, grow[0], grow[1], 0, 0, grow[2], grow[3]]})
+    if min(lo + hi) < 0:  # pads larger than the kernel crop the zero-inserted input
+        hh, ww = c.shape_of(y)[2:]
+        crop = {"starts": [max(0, -lo[0]), max(0, -lo[1])], "axes": [2, 3],
+                "ends": [hh - max(0, -hi[0]), ww - max(0, -hi[1])]}  # fmt: skip
+        y = c.add("slice", [y], crop)
+    key = c.g.fresh_name(c._scoped(ins[1], "weight"))
+    args = [y, c.g.add_param(key, wt)]
+    if len(ins) > 2 and ins[2]:
+        args.append(c.val(ins[2], "bias"))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": dil, "group": g}
+    return c.add("conv2d", args, attrs)
+
+
 @_reg("MaxPool", "AveragePool")
 def _pool(c: _Converter, ins: list[str], a: dict) -> str:
-    attrs = c.window(c.shape(ins[0]), a, a["kernel_shape"])
+    if len(c.shape(ins[0])) == 3 and len(a.get("kernel_shape", [])) == 1:
+        x, _ = _unit_axis(c, ins[0])
+        y = _pool2d(c, x, _as_2d(a))
+        n, ch, _, length = c.g[y].type.shape
+        return c.add("reshape", [y], {"shape": [n, ch, length]})
+    return _pool2d(c, c.val(ins[0]), a)
+
+
+def _pool2d(c: _Converter, x: str, a: dict) -> str:
+    attrs = c.window(c.shape_of(x), a, a["kernel_shape"])
     attrs.update(kernel=list(a["kernel_shape"]), ceil_mode=int(a.get("ceil_mode", 0)))
     if c.node.op_type == "MaxPool":
         if a.get("storage_order", 0):
             raise c.fail("MaxPool storage_order=1 is not supported")
-        return c.add("maxpool", [c.val(ins[0])], attrs)
+        return c.add("maxpool", [x], attrs)
     if attrs["dilations"] != [1, 1]:
         raise c.fail("AveragePool with dilations is not supported")
     del attrs["dilations"]
     attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
-    return c.add("avgpool", [c.val(ins[0])], attrs)
+    return c.add("avgpool", [x], attrs)
 
 
 @_reg("GlobalAveragePool")
@@ -460,19 +580,36 @@ def _gap(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("global_avgpool", [c.val(ins[0])])
 
 
-@_reg("ReduceMean")
-def _reduce_mean(c: _Converter, ins: list[str], a: dict) -> str:
-    """Mean over the spatial axes of NCHW = global average pooling (+ flatten if not kept)."""
-    shape = c.shape(ins[0])
-    if c.opset >= 18:
-        axes = c.const(ins[1], "ReduceMean axes") if len(ins) > 1 and ins[1] else None
+def _reduce_axes(c: _Converter, ins: list[str], a: dict, since: int) -> list[int] | None:
+    """Sorted axes of a Reduce* node (attribute before opset ``since``, input from it on)."""
+    rank = len(c.shape(ins[0]))
+    if c.opset >= since:
+        axes = c.const(ins[1], "reduction axes") if len(ins) > 1 and ins[1] else None
     else:
         axes = a.get("axes")
-    axes = None if axes is None else sorted(int(v) % len(shape) for v in np.ravel(axes))
-    if len(shape) != 4 or axes != [2, 3]:
-        raise c.fail(f"ReduceMean only over the spatial axes [2, 3] of NCHW (axes {axes})")
-    y = c.add("global_avgpool", [c.val(ins[0])])
-    return y if a.get("keepdims", 1) else c.add("flatten", [y], {"axis": 1})
+    if axes is None or np.size(axes) == 0:
+        return None if a.get("noop_with_empty_axes", 0) else list(range(rank))
+    return sorted({int(v) % rank for v in np.ravel(axes)})
+
+
+@_reg("ReduceMean", "ReduceSum")
+def _reduce(c: _Converter, ins: list[str], a: dict) -> str:
+    """Sum over the axes (local on shares); a mean is that times the public 1/count.
+
+    A mean over the spatial axes of NCHW stays global average pooling."""
+    mean = c.node.op_type == "ReduceMean"
+    axes = _reduce_axes(c, ins, a, 18 if mean else 13)
+    if axes is None:
+        return c.val(ins[0])
+    shape = c.shape(ins[0])
+    keep = int(a.get("keepdims", 1))
+    if mean and len(shape) == 4 and axes == [2, 3]:
+        y = c.add("global_avgpool", [c.val(ins[0])])
+        return y if keep else c.add("flatten", [y], {"axis": 1})
+    y = c.add("reduce_sum", [c.val(ins[0])], {"axes": axes, "keepdims": keep})
+    if mean:
+        y = c.add("mul_const", [y], {"value": 1.0 / math.prod(shape[i] for i in axes)})
+    return y
 
 
 @_reg("BatchNormalization")
@@ -507,18 +644,44 @@ def _clip(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("clip", [c.val(ins[0])], {"min": lo, "max": hi})
 
 
+@_reg("Tanh", "Exp")
+def _math(c: _Converter, ins: list[str], a: dict) -> str:
+    """Smooth functions inside the network by table lookup (ir/lut.py)."""
+    return c.add("lut", [c.val(ins[0])], {"fn": c.node.op_type.lower()})
+
+
+@_reg("Elu", "Selu")
+def _elu(c: _Converter, ins: list[str], a: dict) -> str:
+    """ELU = relu(x) + α(exp(min(x, 0)) − 1) (the second term a table); SELU = γ·ELU."""
+    selu = c.node.op_type == "Selu"
+    alpha = float(a.get("alpha", 1.6732632423543772 if selu else 1.0))
+    x = c.val(ins[0])
+    y = c.add("add", [c.add("relu", [x]), c.add("lut", [x], {"fn": "elu_neg", "alpha": alpha})])
+    if selu:
+        y = c.add("mul_const", [y], {"value": float(a.get("gamma", 1.0507009873554805))})
+    return y
+
+
+@_reg("Softplus")
+def _softplus(c: _Converter, ins: list[str], a: dict) -> str:
+    """softplus(x) = relu(x) + log(1 + exp(−|x|)) (the second term a table)."""
+    x = c.val(ins[0])
+    return c.add("add", [c.add("relu", [x]), c.add("lut", [x], {"fn": "softplus_g"})])
+
+
 @_reg("Sigmoid")
 def _sigmoid(c: _Converter, ins: list[str], a: dict) -> str:
     return c.add("sigmoid", [c.val(ins[0])])
 
 
-@_reg("Softmax")
+@_reg("Softmax", "LogSoftmax")
 def _softmax(c: _Converter, ins: list[str], a: dict) -> str:
     shape = c.shape(ins[0])
     axis = int(a.get("axis", -1 if c.opset >= 13 else 1)) % len(shape)
     if c.opset < 13 and axis != len(shape) - 1:
-        raise c.fail("Softmax (opset < 13) is supported over the last axis only")
-    return c.add("softmax", [c.val(ins[0])], {"axis": axis})
+        raise c.fail(f"{c.node.op_type} (opset < 13) is supported over the last axis only")
+    op = "softmax" if c.node.op_type == "Softmax" else "log_softmax"
+    return c.add(op, [c.val(ins[0])], {"axis": axis})
 
 
 @_reg("Concat")
@@ -585,9 +748,10 @@ def _gemm(c: _Converter, ins: list[str], a: dict) -> str:
         if ins[2] in c.consts and ins[2] not in c.values:
             cv = c.const(ins[2], "C").astype(np.float32) * np.float32(beta)
             args.append(c.g.add_param(c.g.fresh_name(ins[2]), cv))
-        else:
+        else:  # a computed C is added after the product (gemm's bias is a parameter)
             cc = c.val(ins[2])
-            args.append(cc if beta == 1.0 else c.add("mul_const", [cc], {"value": beta}))
+            cc = cc if beta == 1.0 else c.add("mul_const", [cc], {"value": beta})
+            return c.add("add", [c.add("gemm", args), cc])
     return c.add("gemm", args)
 
 
@@ -644,12 +808,13 @@ def _mul(c: _Converter, ins: list[str], a: dict) -> str:
 @_reg("Pad")
 def _pad(c: _Converter, ins: list[str], a: dict) -> str:
     mode = a.get("mode", "constant")
-    if mode != "constant":
-        raise c.fail(f"Pad mode {mode!r} is not supported (only constant)")
-    rank = len(c.shape(ins[0]))
+    if mode not in ("constant", "reflect", "edge"):
+        raise c.fail(f"Pad mode {mode!r} is not supported (constant, reflect, edge)")
+    shape = c.shape(ins[0])
+    rank = len(shape)
     pads = [int(p) for p in c.const(ins[1], "Pad's pads").reshape(-1)]
     value = 0.0
-    if len(ins) > 2 and ins[2]:
+    if mode == "constant" and len(ins) > 2 and ins[2]:
         value = float(c.const(ins[2], "Pad's constant_value").reshape(-1)[0])
     if len(ins) > 3 and ins[3]:
         axes = [int(x) % rank for x in c.const(ins[3], "Pad's axes").reshape(-1)]
@@ -659,7 +824,101 @@ def _pad(c: _Converter, ins: list[str], a: dict) -> str:
         pads = full
     if any(p < 0 for p in pads):
         raise c.fail(f"negative pads {pads} (cropping) are not supported")
-    return c.add("pad", [c.val(ins[0])], {"pads": pads, "value": value})
+    if mode == "reflect" and any(
+        max(pads[i], pads[i + rank]) >= d for i, d in enumerate(shape) if pads[i] or pads[i + rank]
+    ):
+        raise c.fail(f"reflect pads {pads} must be smaller than the dimensions {list(shape)}")
+    attrs: dict[str, Any] = {"pads": pads, "value": value}
+    if mode != "constant":
+        attrs["mode"] = mode
+    return c.add("pad", [c.val(ins[0])], attrs)
+
+
+@_reg("LRN")
+def _lrn(c: _Converter, ins: list[str], a: dict) -> str:
+    """Local response normalisation: kept in the float IR (inspect, float reference); the
+    compiler refuses it (a power of a secret sum divides the input)."""
+    attrs = {k: float(a.get(k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0))}
+    return c.add("lrn", [c.val(ins[0])], dict(attrs, size=int(a["size"])))
+
+
+@_reg("Neg")
+def _neg(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("mul_const", [c.val(ins[0])], {"value": -1.0})
+
+
+@_reg("Sum", "Max", "Min")
+def _variadic(c: _Converter, ins: list[str], a: dict) -> str:
+    """Sum/Max/Min of n operands as a chain of binary ops (max/min lowered to ReLUs)."""
+    op = {"Sum": "add", "Max": "max", "Min": "min"}[c.node.op_type]
+    present = [i for i in ins if i]
+    y = c.val(present[0])
+    for i in present[1:]:
+        y = c.add(op, [y, c.val(i)])
+    return y
+
+
+@_reg("Abs")
+def _abs(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("abs", [c.val(ins[0])])
+
+
+@_reg("PRelu")
+def _prelu(c: _Converter, ins: list[str], a: dict) -> str:
+    return c.add("prelu", [c.val(ins[0]), c.val(ins[1], "slope")])
+
+
+@_reg("Slice")
+def _slice(c: _Converter, ins: list[str], a: dict) -> str:
+    if c.opset < 10:
+        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+    else:
+
+        def opt(i: int, what: str) -> list[int] | None:
+            return None if len(ins) <= i or not ins[i] else [int(v) for v in c.const(ins[i], what)]
+
+        starts, ends = opt(1, "Slice starts"), opt(2, "Slice ends")
+        axes, steps = opt(3, "Slice axes"), opt(4, "Slice steps")
+    attrs = {"starts": [int(v) for v in starts], "ends": [int(v) for v in ends]}
+    attrs["axes"] = None if axes is None else [int(v) for v in axes]
+    attrs["steps"] = None if steps is None else [int(v) for v in steps]
+    return c.add("slice", [c.val(ins[0])], attrs)
+
+
+@_reg("Split")
+def _split(c: _Converter, ins: list[str], a: dict) -> list[str]:
+    shape = c.shape(ins[0])
+    axis = int(a.get("axis", 0)) % len(shape)
+    n_out = len(c.node.output)
+    if c.opset >= 13 and len(ins) > 1 and ins[1]:
+        sizes = [int(v) for v in c.const(ins[1], "Split sizes")]
+    elif c.opset < 13 and "split" in a:
+        sizes = [int(v) for v in a["split"]]
+    else:
+        n = int(a.get("num_outputs", n_out))
+        step = -(-shape[axis] // n)
+        sizes = [min(step, shape[axis] - k * step) for k in range(n)]
+    if sum(sizes) != shape[axis] or len(sizes) != n_out:
+        raise c.fail(f"Split sizes {sizes} do not cover axis {axis} of {list(shape)}")
+    x, outs, start = c.val(ins[0]), [], 0
+    for size in sizes:
+        attrs = {"starts": [start], "ends": [start + size], "axes": [axis], "steps": None}
+        outs.append(c.add("slice", [x], attrs))
+        start += size
+    return outs
+
+
+@_reg("Tile")
+def _tile(c: _Converter, ins: list[str], a: dict) -> str:
+    """Repetitions as concatenations of copies along each axis (data movement)."""
+    reps = [int(v) for v in c.const(ins[1], "Tile repeats").reshape(-1)]
+    y = c.val(ins[0])
+    if len(reps) != len(c.shape(ins[0])) or any(r < 1 for r in reps):
+        raise c.fail(f"Tile repeats {reps} do not fit shape {list(c.shape(ins[0]))}")
+    for axis, r in enumerate(reps):
+        if r > 1:
+            y = c.add("concat", [y] * r, {"axis": axis})
+    return y
 
 
 @_reg("Identity", "Dropout")
@@ -671,14 +930,17 @@ def _identity(c: _Converter, ins: list[str], a: dict) -> str:
 
 
 def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> Graph:
-    """Read, check and convert an ONNX model to a verified float IR graph (batch 1).
+    """Read, check and convert an ONNX model to a verified float IR graph.
 
-    ``input_shape`` (e.g. ``(1, 3, 224, 224)``) fixes the shape of the single image input; it
-    must agree with every static dimension of the model.
+    ``input_shape`` (e.g. ``(8, 3, 224, 224)``) fixes the shape of the single image input; it
+    must agree with every static dimension of the model. Its first axis is the batch: N images
+    run as one program (shares, OTs and HE packing over the whole batch).
     """
     p = Path(path)
     model = _read_model(p)
-    opset = _opset(model, p)
+    opset = original = _opset(model, p)
+    if opset < MIN_OPSET:
+        model, opset = _upgrade(model, opset, p), UPGRADE_TO
     init = {t.name for t in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in init]
     if not inputs:
@@ -688,6 +950,8 @@ def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> Gra
     shapes = {vi.name: _fix_input_shape(_input_dims(vi), input_shape, vi.name) for vi in inputs}
     model = _with_concrete_inputs(model, shapes)
     graph = _Converter(model, opset, p).run(shapes)
+    if original != opset:
+        graph.meta["onnx_opset_converted_from"] = original
     try:
         verify(graph, "onnx frontend")
     except IRVerifyError as e:

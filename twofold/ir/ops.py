@@ -195,6 +195,34 @@ def _pad(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
     return tuple(d + pads[i] + pads[i + r] for i, d in enumerate(x))
 
 
+def slice_index(shape: Shape, attrs: Attrs) -> tuple[slice, ...]:
+    """The numpy index of ``slice`` {starts, ends, axes, steps} (ONNX Slice semantics)."""
+    idx = [slice(None)] * len(shape)
+    axes = attrs.get("axes") or list(range(len(attrs["starts"])))
+    steps = attrs.get("steps") or [1] * len(axes)
+    for st, en, ax, sp in zip(attrs["starts"], attrs["ends"], axes, steps, strict=True):
+        if sp == 0:
+            raise ShapeError("slice step 0")
+        idx[ax % len(shape)] = slice(int(st), int(en), int(sp))
+    return tuple(idx)
+
+
+def _slice(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
+    x = shapes[0]
+    out = tuple(len(range(*sl.indices(d))) for sl, d in zip(slice_index(x, attrs), x, strict=True))
+    if 0 in out:
+        raise ShapeError(f"slice of {list(x)} by {attrs} is empty")
+    return out
+
+
+def _reduce(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
+    x = shapes[0]
+    axes = {a % len(x) for a in attrs["axes"]}
+    if attrs.get("keepdims", 1):
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
 # ---------------------------------------------------------------- scale rules
 
 
@@ -313,10 +341,58 @@ for _spec in [
         _pad,
         {"value": 0.0},
         scale=_scale_first,
-        doc="constant padding, ONNX pads [x1_begin, ..., x1_end, ...]",
+        doc="padding, ONNX pads [x1_begin, ..., x1_end, ...]; optional mode reflect|edge",
+    ),
+    OpSpec(
+        "slice",
+        1,
+        1,
+        _slice,
+        {"axes": None, "steps": None},
+        scale=_scale_first,
+        doc="x[starts:ends:steps] on axes (ONNX Slice with constant bounds)",
+    ),
+    OpSpec(
+        "reduce_sum",
+        1,
+        1,
+        _reduce,
+        {"keepdims": 1},
+        scale=_scale_first,
+        doc="sum over {axes} (local on shares)",
+    ),
+    OpSpec("max", 2, 2, broadcast, float_only=True, doc="elementwise max (lowered to ReLU)"),
+    OpSpec("min", 2, 2, broadcast, float_only=True, doc="elementwise min (lowered to ReLU)"),
+    OpSpec("abs", 1, 1, _same, float_only=True, doc="|x| = 2 relu(x) - x (lowered)"),
+    OpSpec(
+        "prelu",
+        2,
+        2,
+        _same,
+        float_only=True,
+        doc="relu(x) + slope (x - relu(x)), slope a weight (lowered)",
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
+    OpSpec(
+        "lrn",
+        1,
+        1,
+        _same,
+        {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},
+        float_only=True,
+        doc="ONNX LRN over channels (float IR only: no secure form)",
+    ),
+    OpSpec(
+        "lut",
+        1,
+        1,
+        _same,
+        {"fn": "tanh", "alpha": 1.0},
+        scale=_scale_first,
+        doc="f(x) by table lookup (ir/lut.py): tanh, sigmoid, exp, elu_neg, softplus_g",
+    ),
     OpSpec("softmax", 1, 1, _same, {"axis": -1}, float_only=True),
+    OpSpec("log_softmax", 1, 1, _same, {"axis": -1}, float_only=True),
     OpSpec(
         "trunc",
         1,

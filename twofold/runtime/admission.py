@@ -165,9 +165,15 @@ def serve_forked(
                     target=_child,
                     args=(lst, conn, child_end, sid, handshake, session, slot_wait, os.getpid()),
                 )
-                p.start()
-                conn.close()
-                child_end.close()
+                try:
+                    p.start()
+                except OSError as e:  # out of processes or memory: this connection only
+                    _log(f"session {sid} refused: cannot start its process ({e})")
+                    parent_end.close()
+                    continue
+                finally:
+                    conn.close()
+                    child_end.close()
                 conns[sid] = _Conn(sid, p, parent_end)
     except KeyboardInterrupt:
         lst.close()  # stop accepting; let running sessions finish, drop pending handshakes

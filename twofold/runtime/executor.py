@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..ir import lut
 from . import protocols as P
 from .errors import RuntimeProtocolError
+from .protocols.lut import lut as lut_protocol
+from .protocols.mul import mul as mul_protocol
 from .protocols.overflow import any_of, exceeds
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, reveal_bits, share
@@ -34,6 +37,8 @@ KIND = {
     "mul": "linear",
     "relu": "relu",
     "check": "check",
+    "relu_trunc": "relu",
+    "lut": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -59,6 +64,15 @@ class Public:
     """A public tensor of signed integers (fixed point), known to both parties."""
 
     value: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FusedRelu:
+    """What :meth:`Executor.relu` returns for a ReLU in the fusion plan: its input, handed to
+    the truncation that reads it (runtime/fusion.py)."""
+
+    name: str
+    x: np.ndarray
 
 
 @dataclass
@@ -131,7 +145,10 @@ class Executor:
     ``weights``: the server's signed-integer parameters by key (a dict or an open npz), read
     lazily; ``inputs``: the client's float inputs by input name. ``linear``: "he", "ot" or
     "auto" (passed to the linear protocols). ``progress(done, total, name, op)`` is called
-    after every op.
+    after every op. ``fuse``: names of the ReLUs run together with the truncation that reads
+    them (:func:`~twofold.runtime.fusion.relu_trunc_plan` of the program's IR; both parties
+    must pass the same plan). ``chunk``: elements per pass of the non-linear protocols (both
+    parties the same; None keeps the party's, by default ``protocols._util.CHUNK``).
     """
 
     def __init__(
@@ -145,8 +162,13 @@ class Executor:
         steps: int = 0,
         progress: Callable[[int, int, str, str], None] | None = None,
         linear_cache: Any = None,
+        fuse: frozenset[str] = frozenset(),
+        chunk: int | None = None,
     ) -> None:
         self.party = party
+        self.fuse = frozenset(fuse)
+        if chunk is not None:
+            party.chunk = int(chunk)
         self.ell = int(ell)
         self.is_server = party.role == "server"
         self.weights = weights
@@ -186,6 +208,10 @@ class Executor:
 
     def _shares(self, name: str, *xs: Any) -> None:
         for x in xs:
+            if isinstance(x, _FusedRelu):
+                raise ExecutionError(
+                    f"%{name}: reads %{x.name}, a ReLU fused with its truncation (bad fusion plan)"
+                )
             if not isinstance(x, np.ndarray) or x.dtype != np.uint64:
                 raise ExecutionError(
                     f"%{name}: operand is not a shared tensor ({type(x).__name__})"
@@ -325,12 +351,21 @@ class Executor:
         return self._move(name, "transpose", x, lambda v: v.transpose(perm))
 
     def pad(
-        self, name: str, x: Any, pads: tuple[int, ...], value: float = 0.0, scale: int = 0
+        self,
+        name: str,
+        x: Any,
+        pads: tuple[int, ...],
+        value: float = 0.0,
+        scale: int = 0,
+        mode: str = "constant",
     ) -> Any:
-        """Constant padding; the pad value, rounded at the tensor's ``scale``, is the server's
-        share of the border (the client pads its share with zeros)."""
+        """Padding. Constant: the pad value, rounded at the tensor's ``scale``, is the server's
+        share of the border (the client pads its share with zeros). Reflect/edge copy
+        elements, so each party pads its own share the same way."""
         r = len(_shape(x))
         width = [(pads[i], pads[i + r]) for i in range(r)]
+        if mode != "constant":
+            return self._move(name, "pad", x, lambda v: np.pad(v, width, mode=mode))
         fill = int(round(float(value) * 2**scale))
         if isinstance(x, Public | Private):
             return self._unary_known(x, lambda v: np.pad(v, width, constant_values=fill))
@@ -338,14 +373,43 @@ class Executor:
         c = int(self._ring(np.int64(fill))) if self.is_server else 0
         return self._run(name, "pad", lambda: np.pad(x, width, constant_values=np.uint64(c)))
 
+    def slice(
+        self,
+        name: str,
+        x: Any,
+        starts: tuple[int, ...],
+        ends: tuple[int, ...],
+        axes: tuple[int, ...] | None = None,
+        steps: tuple[int, ...] | None = None,
+    ) -> Any:
+        """x[starts:ends:steps] on ``axes``: data movement, each party slices its share."""
+        r = len(_shape(x))
+        idx = [slice(None)] * r
+        for st, en, ax, sp in zip(
+            starts, ends, axes or range(len(starts)), steps or [1] * len(starts), strict=True
+        ):
+            idx[ax % r] = slice(st, en, sp)
+        return self._move(name, "slice", x, lambda v: v[tuple(idx)])
+
+    def reduce_sum(self, name: str, x: np.ndarray, axes: tuple[int, ...], keepdims: int = 1) -> Any:
+        """Sum over ``axes``: local, since a sum of shares is a share of the sum."""
+        self._shares(name, x)
+        ax = tuple(a % x.ndim for a in axes)
+        return self._run(
+            name, "reduce_sum", lambda: x.sum(axis=ax, keepdims=bool(keepdims)) & self._m()
+        )
+
     def mul(self, name: str, a: Any, b: Any) -> Any:
         """Elementwise product: by a public tensor locally, by a server weight via the linear
-        protocol (an affine map with the weight as the multiplier)."""
+        protocol (an affine map with the weight as the multiplier), of two shared tensors by
+        correlated OT."""
         if not isinstance(a, np.ndarray):
             a, b = b, a
         if not isinstance(a, np.ndarray):
             return self._known(name, "mul", a, b, lambda p, q: p * q)
         self._shares(name, a)
+        if isinstance(b, np.ndarray):  # both shared: the COT product (protocols/mul.py)
+            return self._run(name, "mul", lambda: mul_protocol(self.party, a, b, self.ell))
         if isinstance(b, Public):
             c = self._ring(b.value)
             return self._run(name, "mul", lambda: (a * c) & self._m())
@@ -371,18 +435,22 @@ class Executor:
         return self._run(name, "sumpool", go)
 
     # ------------------------------------------------------------- protocols
-    def relu(self, name: str, x: np.ndarray, limit: Private | None = None) -> np.ndarray:
-        """relu(x); with a server-private ``limit`` also the shares of 1{x ≥ limit} per
-        element (overflow detection, ``protocols/overflow.py``), kept for ``verdict``."""
+    def relu(
+        self, name: str, x: np.ndarray, limit: Private | None = None
+    ) -> np.ndarray | _FusedRelu:
+        """ReLU; one in the fusion plan costs nothing here and runs with its truncation. With a
+        server-private ``limit`` also the shares of 1{x ≥ limit} per element (overflow
+        detection, ``protocols/overflow.py``), kept for ``verdict``."""
         self._shares(name, x)
-        y = self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
         if limit is not None:
             lim = limit.value if self.is_server else None
             flags = self._run(
                 f"{name}.check", "check", lambda: exceeds(self.party, x, lim, self.ell)
             )
             self.checks.append((name, flags))
-        return y
+        if name in self.fuse:
+            return self._run(name, "relu", lambda: _FusedRelu(name, x))
+        return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
 
     def verdict(self) -> dict[str, Any] | None:
         """After the program: the OR of each checked ReLU's flags, opened to the client only.
@@ -401,11 +469,37 @@ class Executor:
         bad = [name for (name, _), b in zip(self.checks, opened, strict=True) if b]
         return {"valid": not bad, "overflow_at": bad[0] if bad else None}
 
-    def trunc(
-        self, name: str, x: np.ndarray, shift: int, kind: str = "faithful", ell: int | None = None
+    def lut(
+        self, name: str, x: np.ndarray, fn: str, alpha: float = 1.0, scale: int = 0
     ) -> np.ndarray:
+        """A public function by table lookup (SIRNN-style; ir/lut.py, protocols/lut.py)."""
         self._shares(name, x)
+        table = lut.table(fn, float(alpha), int(scale))
+        lo, hi = lut.bounds(fn, int(scale))
+        sh = lut.shift(fn, int(scale))
+        return self._run(
+            name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+        )
+
+    def trunc(
+        self,
+        name: str,
+        x: np.ndarray | _FusedRelu,
+        shift: int,
+        kind: str = "faithful",
+        ell: int | None = None,
+    ) -> np.ndarray:
         out_ell = None if ell is None or ell == self.ell else ell
+        if isinstance(x, _FusedRelu):
+            if kind != "msb0" or out_ell is not None or not P.relu_trunc_fusable(self.ell, shift):
+                raise ExecutionError(
+                    f"%{name}: cannot fuse %{x.name} with trunc kind={kind} shift={shift} "
+                    "(bad fusion plan)"
+                )
+            return self._run(
+                name, "relu_trunc", lambda: P.relu_trunc(self.party, x.x, self.ell, shift)
+            )
+        self._shares(name, x)
         return self._run(
             name, "trunc", lambda: P.trunc(self.party, x, self.ell, shift, kind, out_ell)
         )

@@ -30,6 +30,7 @@ from pathlib import Path
 from .errors import PeerError
 from .net import Channel, connect_tcp
 from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
+from .tls_stream import TLSStream
 
 GATE_FRAME_MAX = 4096
 TOKEN_MIN_CHARS = 16
@@ -40,35 +41,15 @@ _PLAINTEXT_HINT = (
 )
 
 
-def _wait(sock: socket.socket, deadline: float, write: bool, what: str) -> None:
+def _wait_readable(sock: socket.socket, deadline: float, what: str) -> None:
     left = deadline - time.monotonic()
-    if left <= 0:
+    if left <= 0 or not select.select([sock], [], [], left)[0]:
         raise PeerError(f"{what}: deadline passed")
-    r, w, _ = select.select([] if write else [sock], [sock] if write else [], [], left)
-    if not r and not w:
-        raise PeerError(f"{what}: deadline passed")
-
-
-def tls_handshake(sock: ssl.SSLSocket, deadline: float, what: str) -> None:
-    """Run the TLS handshake of a socket wrapped with ``do_handshake_on_connect=False``,
-    non-blocking, so the deadline bounds the whole handshake, not each read."""
-    sock.setblocking(False)
-    try:
-        while True:
-            try:
-                sock.do_handshake()
-                return
-            except ssl.SSLWantReadError:
-                _wait(sock, deadline, False, what)
-            except ssl.SSLWantWriteError:
-                _wait(sock, deadline, True, what)
-    finally:
-        sock.setblocking(True)
 
 
 def _peek_first_byte(sock: socket.socket, deadline: float) -> int | None:
     """The first byte the client sent (not consumed), None if it closed without sending."""
-    _wait(sock, deadline, False, "waiting for the client's first bytes")
+    _wait_readable(sock, deadline, "waiting for the client's first bytes")
     try:
         b = sock.recv(1, socket.MSG_PEEK)
     except OSError as e:
@@ -108,10 +89,10 @@ def client_channel(
     deadline = time.monotonic() + max(connect_timeout, 1.0) + min(timeout, 60.0)
     try:
         if ctx is not None:
-            sock = ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            sock = TLSStream(sock, ctx, server_side=False, server_hostname=host)
             try:
-                tls_handshake(sock, deadline, f"TLS handshake with {where}")
-            except (ssl.SSLEOFError, ConnectionError) as e:
+                sock.handshake(deadline, f"TLS handshake with {where}")
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError) as e:
                 msg = f"TLS handshake with {where} failed ({e}): {_PLAINTEXT_HINT}"
                 raise PeerError(msg) from None
             except ssl.SSLCertVerificationError as e:
@@ -236,9 +217,9 @@ def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Cha
         if gate.ctx is None and tls:
             raise PeerError("the client started TLS, but this server runs --insecure-plaintext")
         if gate.ctx is not None:
-            conn = gate.ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            conn = TLSStream(conn, gate.ctx, server_side=True)
             try:
-                tls_handshake(conn, deadline, "TLS handshake with the client")
+                conn.handshake(deadline, "TLS handshake with the client")
             except (ssl.SSLError, OSError) as e:
                 raise PeerError(f"TLS handshake with the client failed: {e}") from None
     except BaseException:

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import PeerError, RuntimeProtocolError
+from .tls_stream import TLSStream
 
 CERT_NAME, KEY_NAME = "server-cert.pem", "server-key.pem"
 _FP_RE = re.compile(r"^(?:sha256[:=])?([0-9a-f]{2}(?::?[0-9a-f]{2}){31})$")
@@ -148,7 +149,7 @@ def client_context(tls_ca: str | None, server_fingerprint: str | None) -> ssl.SS
     return ctx
 
 
-def check_pin(sock: ssl.SSLSocket, pin: bytes, where: str) -> None:
+def check_pin(sock: ssl.SSLSocket | TLSStream, pin: bytes, where: str) -> None:
     """PeerError unless the peer's certificate hashes to ``pin`` (constant-time compare)."""
     der = sock.getpeercert(binary_form=True) or b""
     if not hmac.compare_digest(hashlib.sha256(der).digest(), pin):

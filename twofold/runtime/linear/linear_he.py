@@ -8,16 +8,21 @@ Protocol (Cheetah §4, one call = one layer, every message batched per ciphertex
 2. server: per output polynomial y_o = sum_j ct_j * P_oj (NTT-form products in SEAL, or the
    same sums of scaled, shifted input ciphertexts as exact float64 matrix products in the
    coefficient domain, ``linear_he_coef``), subtract a fresh uniform mask r (its own share),
-   re-randomise by adding a public-key encryption of zero (``linear_he_zero``), drop q_2 (the
-   W-dependent noise, <= 22*||P_o||_1 < q_2/2, becomes <= 1 in absolute value), flood with F
-   uniform in [-2^54, 2^54), switch down to q_0 and send c1 plus only the wanted coefficients
-   of c0. Everything after the products runs on numpy arrays of whole batches (``rns``);
+   re-randomise by adding a public-key encryption of zero (``linear_he_zero``), flood with F
+   uniform in [-2^b, 2^b) at the data level Q = q_0 q_1 q_2 (b = 134 for the 60-bit q_1, q_2),
+   switch down to q_0 (F / (q_1 q_2) < 2^15 there) and send c1 plus only the wanted
+   coefficients of c0. Everything after the products runs on numpy arrays of whole batches
+   (``rns``);
 3. client: decrypt the wanted coefficients: W*x_c - r mod 2^ell.
 
-Circuit privacy (docs/SECURITY.md): c1 is a fresh RLWE sample (independent of W under RLWE);
-the W-dependent noise at level q_0 q_1 is at most 1 per coefficient, so with at most N = 2^13
-coefficients revealed the statistical distance to a W-free transcript is <= 2^13 / 2^55 = 2^-42;
-everything after the flood is post-processing. ``check_flooding`` enforces the premise.
+Circuit privacy per inference (docs/SECURITY.md): c1 is a fresh RLWE sample (independent of W
+under RLWE); the W-dependent noise of each coefficient at level Q is at most
+FRESH_NOISE * ||W||_1 <= 2^50 (``check_flooding`` enforces it per layer), so the flood hides
+it within statistical distance 2^50 / 2^(b+1) = 2^-85 per revealed coefficient. A session
+reveals at most 2^25 coefficients (enforced; DenseNet-121 at 224^2 reveals 2^22.7 with
+``--linear auto``, 2^24.1 with every BN affine in HE too), i.e. <= 2^-60 per inference, and
+<= 2^-40 over a budget of 2^20 inferences against the same weights. Everything after the
+flood is post-processing.
 """
 
 from __future__ import annotations
@@ -43,7 +48,6 @@ from .linear_he_seal import (
     ct_to_array,
     he_params,
     plain_ntt_from_coeffs,
-    public_key_size,
 )
 from .linear_he_seeded import E_MAX, SEED_BYTES, SeededEncryptor, uniform_residues
 from .linear_he_zero import ZeroEncryptor, centred_binomial
@@ -55,27 +59,50 @@ _STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BATCH = 8  # output ciphertexts per numpy pass
 # Low bits of the reply not sent: rounding c1 to a multiple of 2^5 moves each coefficient by
 # <= 2^4, so the phase c0 + c1*s by <= 2^4 * ||s||_1 <= 2^17; c0 to 2^16 by <= 2^15; with the
-# mod-switch rounding (<= 2^13) the noise stays below 0.35 * 2^19 < q_0/(2t) (checked in
-# linear_he_seal.he_params: q_0 >= 1.5 * 2^(ell+19)).
+# mod-switch rounding (<= 2^13) and the flood (< 2^15, flood_bits) the noise stays below
+# 0.41 * 2^19 < q_0/(2t) (checked in linear_he_seal.he_params: q_0 >= 1.5 * 2^(ell+19)).
 C1_DROP, C0_DROP = 5, 16
 
 
-FLOOD_BITS = 54  # F uniform in [-2^54, 2^54): N * 1 / 2^55 = 2^-42 <= 2^-40
+# Circuit privacy budget (docs/SECURITY.md, "Circuit privacy per inference"):
+NOISE_BITS = 50  # premise: W-dependent noise per coefficient at level Q <= 2^50
+FLOOD_AT_Q0_BITS = 15  # the flood after switching down to q_0: < 2^15 of the >= 2^18.6 budget
+SESSION_COEFFS_BITS = 25  # revealed coefficients per session (= per inference) <= 2^25
+QUERY_BUDGET_BITS = 20  # inferences against one set of weights the 2^-40 bound covers
 
 
-def flood_bits(hp: HEParams) -> int:  # noqa: ARG001 - same for every ell
-    """b: the flood F is uniform in [-2^b, 2^b) at level q_0 q_1 (|W-dependent noise| <= 1)."""
-    return FLOOD_BITS
+def flood_bits(hp: HEParams) -> int:
+    """b: the flood F is uniform in [-2^b, 2^b) at level Q, the largest b with
+    2^b / (q_1 q_2) <= 2^FLOOD_AT_Q0_BITS (b = 134 for SEAL's 60-bit q_1, q_2)."""
+    return (hp.q[1] * hp.q[2]).bit_length() - 1 + FLOOD_AT_Q0_BITS
+
+
+def privacy_bound_bits(hp: HEParams) -> int:
+    """-log2 of the statistical distance over QUERY_BUDGET inferences of the largest session:
+    2^SESSION_COEFFS * 2^QUERY_BUDGET * 2^NOISE / 2^(b+1) (>= 40 is required, he_params)."""
+    return flood_bits(hp) + 1 - NOISE_BITS - SESSION_COEFFS_BITS - QUERY_BUDGET_BITS
 
 
 def check_flooding(hp: HEParams, l1: int, what: str) -> None:
-    """Raise unless the W-dependent noise FRESH_NOISE*||W||_1 at level Q is below q_2 / 2, so after
-    dropping q_2 it is at most 1/2 (+1/2 rounding) and the flood hides it (2^-40)."""
+    """Raise unless the W-dependent noise FRESH_NOISE*||W||_1 at level Q is at most 2^NOISE_BITS,
+    the premise of the flood's 2^-85 per coefficient (see the module docstring)."""
     d = FRESH_NOISE * max(int(l1), 1)
-    if 2 * d > hp.q[2]:
+    if d > 1 << NOISE_BITS or privacy_bound_bits(hp) < STAT_BITS:
         raise ValueError(
             f"{what}: weights too large for noise flooding (||W||_1 = {l1}); "
-            f"need {FRESH_NOISE}*||W||_1 <= q_2/2 ~ 2^{hp.q[2].bit_length() - 2}"
+            f"need {FRESH_NOISE}*||W||_1 <= 2^{NOISE_BITS}"
+        )
+
+
+def count_revealed(party, n: int) -> None:  # noqa: ANN001
+    """Add n revealed coefficients to the session's count; refuse past 2^SESSION_COEFFS_BITS
+    (the per-inference premise of the circuit-privacy bound)."""
+    per = _STATE.setdefault(party, {})
+    per["revealed"] = per.get("revealed", 0) + n
+    if per["revealed"] > 1 << SESSION_COEFFS_BITS:
+        raise ValueError(
+            f"HE linear: this inference reveals more than 2^{SESSION_COEFFS_BITS} coefficients, "
+            "beyond the circuit-privacy budget (docs/SECURITY.md)"
         )
 
 
@@ -130,25 +157,42 @@ def unpack_c0(hp: HEParams, buf: np.ndarray) -> np.ndarray:
     return out
 
 
+def public_a(party, hp: HEParams) -> np.ndarray:  # noqa: ANN001
+    """The a of the client's public key, uint64 [k, N]: expanded from the session's shared PRG
+    (both parties contributed to its seed), so the client cannot choose a degenerate one."""
+    shared = getattr(party, "shared_prg", None)
+    if shared is None:
+        raise ValueError("HE linear layers need a session Party (with a shared PRG)")
+    return uniform_residues(PRG(shared.bytes(16).tobytes()), hp.q, 1)[0]
+
+
 def keys(party, ell: int) -> _Keys:  # noqa: ANN001
-    """Per-session keys: the client makes them and sends its public key once per ell."""
+    """Per-session keys: the client makes them and sends its public key once per ell.
+
+    The public key is (p0, a) at the data level with a from :func:`public_a` and
+    p0 = -(a*s + e) (the client's seeded encryption of zero), so only p0 travels. The server
+    checks every residue of p0 and that it is not zero: with a client-chosen a, the key
+    (0, 0) would switch off the re-randomisation and the returned c1 = sum a_j * P_j would
+    give the weights away (docs/SECURITY.md)."""
     per = _STATE.setdefault(party, {})
     if ell in per:
         return per[ell]
     hp = he_params(ell)
+    a = public_a(party, hp)
     if party.role == "client":
-        kg = seal.KeyGenerator(hp.ctx)
-        sk = kg.secret_key()
-        party.chan.send(kg.create_public_key().to_string())
-        k = _Keys(hp, SeededEncryptor(hp, sk), seal.Decryptor(hp.ctx, sk))
+        sk = seal.KeyGenerator(hp.ctx).secret_key()
+        enc = SeededEncryptor(hp, sk)
+        prg = getattr(party, "prg", None) or PRG()
+        p0 = enc.encrypt(a[None], np.zeros((1, N), np.uint64), prg)[0]
+        party.chan.send(pack_c0(hp, p0))
+        k = _Keys(hp, enc, seal.Decryptor(hp.ctx, sk))
     else:
-        raw = party.chan.recv_bytes(max_len=public_key_size(hp))
-        try:
-            hp.ctx.from_public_str(raw)  # SEAL validates every residue
-            zero = ZeroEncryptor(hp, raw)
-        except Exception as e:  # noqa: BLE001 - SEAL raises several types
-            raise PeerError(f"HE setup: the client sent an invalid public key ({e})") from None
-        k = _Keys(hp, zero=zero)
+        p0 = unpack_c0(hp, party.chan.recv_array(np.uint8, packed_c0_size(hp)))
+        if (p0 >= np.asarray(hp.q, np.uint64)[:, None]).any():
+            raise PeerError("HE setup: the client sent an invalid public key (residue >= q)")
+        if not p0.any():
+            raise PeerError("HE setup: the client sent a degenerate public key (p0 = 0)")
+        k = _Keys(hp, zero=ZeroEncryptor(hp, np.stack([p0, a])))
     per[ell] = k
     return k
 
@@ -217,9 +261,8 @@ def server_reply(
     """Server: mask, re-randomise, flood and switch down each output ciphertext, and send it.
 
     ``accs`` yields batches uint64 [n, 2, k, N] of the products (coefficient form, data level),
-    in the order of ``useful``; returns the server's share r per output. The flood F is added
-    as F*q_2 at the data level, which is the same as adding F after dropping q_2 (exactly:
-    round((x + F*q_2)/q_2) = round(x/q_2) + F), so SEAL switches down in one call."""
+    in the order of ``useful``; returns the server's share r per output. The flood is added at
+    the data level, so SEAL switches down to q_0 in one call."""
     hp = k.hp
     ev = hp.evaluator
     prg = getattr(party, "prg", None) or PRG()
@@ -243,7 +286,8 @@ def server_reply(
             e = centred_binomial(prg, (n, 2, 1, N))  # the errors of the encryptions of zero
             c0 = rns.sub(acc[:, 0], rns.mul_small(r[:, None], dq, qv), qv)  # - Delta * r
             c0 = rns.add(c0, rns.from_small(e[:, 0], qv), qv)
-            c0[:, :2] = rns.add(c0[:, :2], flood_times_q2(prg, hp, n), qv[:2])
+            c0 = rns.add(c0, flood_residues(prg, hp, n), qv)
+            count_revealed(party, sum(u.size for u in idx))
             acc[:, 0] = c0
             acc[:, 1] = rns.add(acc[:, 1], rns.from_small(e[:, 1], qv), qv)
             for o, u in enumerate(idx):
@@ -258,20 +302,23 @@ def server_reply(
     return shares
 
 
-def flood_times_q2(prg: PRG, hp: HEParams, count: int) -> np.ndarray:
-    """Residues mod (q_0, q_1) of F * q_2 with F uniform in [-2^b, 2^b) (b = flood_bits):
-    uint64 [count, 2, N]. F = F_hi * 2^28 + F_lo - 2^b with F_hi, F_lo small enough for
-    ``rns.mul_small``."""
+_LIMB = 27  # flood limbs: mul_small takes multiplicands below 2^48
+
+
+def flood_residues(prg: PRG, hp: HEParams, count: int) -> np.ndarray:
+    """Residues mod (q_0, q_1, q_2) of F uniform in [-2^b, 2^b) (b = flood_bits), one per
+    coefficient: uint64 [count, k, N]. F + 2^b is drawn as 27-bit limbs of b + 1 random bits."""
     b = flood_bits(hp)
-    raw = prg.fill(np.empty((count, 1, N), np.uint64)) & np.uint64((1 << (b + 1)) - 1)
-    lo, hi = raw & np.uint64((1 << 28) - 1), raw >> np.uint64(28)
-    q2 = hp.q[2]
-    qv = np.asarray(hp.q_mid, np.uint64)[:, None]
-    c_lo = np.asarray([q2 % q for q in hp.q_mid], np.uint64)[:, None]
-    c_hi = np.asarray([(q2 << 28) % q for q in hp.q_mid], np.uint64)[:, None]
-    off = np.asarray([((1 << b) * q2) % q for q in hp.q_mid], np.uint64)[:, None]
-    part = rns.add(rns.mul_small(hi, c_hi, qv), rns.mul_small(lo, c_lo, qv), qv)
-    return rns.sub(part, np.broadcast_to(off, part.shape), qv)
+    nbits = b + 1
+    qv = np.asarray(hp.q, np.uint64)[:, None]
+    acc = np.zeros((count, hp.k, N), np.uint64)
+    for i in range(-(-nbits // _LIMB)):
+        width = min(_LIMB, nbits - _LIMB * i)
+        limb = prg.fill(np.empty((count, 1, N), np.uint64)) & np.uint64((1 << width) - 1)
+        c = np.asarray([(1 << (_LIMB * i)) % q for q in hp.q], np.uint64)[:, None]
+        acc = rns.add(acc, rns.mul_small(limb, c, qv), qv)
+    off = np.asarray([(1 << b) % q for q in hp.q], np.uint64)[:, None]
+    return rns.sub(acc, np.broadcast_to(off, acc.shape), qv)
 
 
 def server_run(party, ell: int, n_in: int, outputs: list[Output]) -> list[np.ndarray]:  # noqa: ANN001

@@ -29,6 +29,7 @@ import seal
 N = 8192
 SPECIAL_BITS = 41
 DATA_BITS = (60, 60)
+MAX_ELL = 218 - 20 - sum(DATA_BITS) - SPECIAL_BITS  # 37: the moduli must fit in 218 bits
 
 # Offsets in SEAL 4.x's uncompressed serialisation (SEALHeader = 16 bytes).
 _PT_DATA = 88  # header 16 | parms_id 32 | coeff_count 8 | scale 8 | DynArray header 16 | size 8
@@ -65,8 +66,8 @@ class HEParams:
 @functools.lru_cache(maxsize=8)
 def he_params(ell: int) -> HEParams:
     """Build (once per process and ell) the public BFV parameters both parties derive the same."""
-    if not 16 <= ell <= 40:
-        raise ValueError(f"HE linear layers support ring bit lengths 16..40, got ell={ell}")
+    if not 16 <= ell <= MAX_ELL:
+        raise ValueError(f"HE linear layers support ring bit lengths 16..{MAX_ELL}, got ell={ell}")
     parms = seal.EncryptionParameters(seal.scheme_type.bfv)
     parms.set_poly_modulus_degree(N)
     bits = [first_bits(ell), *DATA_BITS, SPECIAL_BITS]
@@ -195,26 +196,6 @@ def ct_to_array(ct: seal.Ciphertext) -> np.ndarray:
     if got != out.nbytes:
         raise ValueError(f"SEAL wrote {got} ciphertext bytes, expected {out.nbytes}")
     return out
-
-
-def public_key_size(hp: HEParams) -> int:
-    """Bytes of a serialised public key: 2 polynomials over the data primes and the special one."""
-    return _CT_DATA + 2 * (hp.k + 1) * N * 8
-
-
-def public_key_ct(hp: HEParams, pk_bytes: bytes) -> seal.Ciphertext:
-    """The public key's residues at the data level as an NTT-form ciphertext (its special-prime
-    residues dropped), for products u * pk; raises ValueError if the bytes are no public key."""
-    k_key = hp.k + 1
-    size = public_key_size(hp)
-    if len(pk_bytes) != size:
-        raise ValueError(f"public key has {len(pk_bytes)} bytes, expected {size}")
-    data = np.frombuffer(pk_bytes, dtype="<u8", offset=_CT_DATA).reshape(2, k_key, N)[:, : hp.k]
-    prefix = bytearray(hp.ct_prefix_first)
-    prefix[_CT_NTT] = 1
-    ct = seal.Ciphertext()
-    ct.load_bytes(hp.ctx, bytes(prefix) + np.ascontiguousarray(data).tobytes())
-    return ct
 
 
 def ct_from_array(hp: HEParams, data: np.ndarray, *, level: str = "first") -> seal.Ciphertext:

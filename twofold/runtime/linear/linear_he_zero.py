@@ -17,7 +17,7 @@ import seal
 
 from ..prg import PRG
 from . import rns
-from .linear_he_seal import HEParams, N, ct_to_array, plain_from_coeffs, public_key_ct
+from .linear_he_seal import HEParams, N, ct_from_array, ct_to_array, plain_from_coeffs
 
 ETA = 21  # centred binomial: sum of 21 bits minus sum of 21 bits
 E_MAX = ETA
@@ -43,11 +43,14 @@ def centred_binomial(prg: PRG, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class ZeroEncryptor:
-    """Encryptions of zero at the data level (coefficient form) under a serialised public key."""
+    """Encryptions of zero at the data level (coefficient form) under a public key (p0, a)."""
 
-    def __init__(self, hp: HEParams, pk_bytes: bytes) -> None:
+    def __init__(self, hp: HEParams, pk: np.ndarray) -> None:
+        """``pk``: uint64 [2, k, N], the key's residues at the data level in coefficient form;
+        ValueError if SEAL does not take them as a ciphertext."""
         self.hp = hp
-        self.pk = public_key_ct(hp, pk_bytes)  # NTT form, data level
+        self.pk = ct_from_array(hp, pk)
+        hp.evaluator.transform_to_ntt_inplace(self.pk)  # NTT form, data level
 
     def product(self, prg: PRG) -> seal.Ciphertext:
         """u * pk for a fresh uniform ternary u (coefficient form, data level; no errors yet)."""
