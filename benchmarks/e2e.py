@@ -10,6 +10,7 @@ Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
                              [--transport tls|plaintext|both]
                              [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
+                             [--batch N]   (N images as one program; figures are per batch)
 
 ``--quick`` runs 32² and 64² (same keys). Each size runs twice by default, over TLS (the
 pinned self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``,
@@ -58,6 +59,22 @@ def _export(model: str, path: Path, size: int) -> None:
     cnn_zoo.export(model, path, size)
 
 
+def _batch_input(d: Path, image: str, size: int, batch: int) -> str:
+    """``batch`` images as one .npy [N, 3, S, S]: the radiograph, then mirrored and shifted
+    copies (--batch: one program for the whole batch)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from twofold.preprocess import load_image
+
+    x = np.asarray(load_image(image, "chexnet", size), np.float64).reshape(3, size, size)
+    views = [x, x[:, :, ::-1]]
+    imgs = [np.roll(views[i % 2], 3 * (i // 2), axis=2) for i in range(batch)]
+    path = d / f"batch{batch}.npy"
+    np.save(path, np.stack(imgs))
+    return str(path)
+
+
 # --- end issue 17 -----------------------------------------------------------------------------
 
 
@@ -68,17 +85,22 @@ def bench_size(
     image: str,
     transports: list[str],
     model: str = "densenet121",
+    batch: int = 1,
 ) -> dict:
-    d = work / f"{model}_{size}"
+    d = work / (f"{model}_{size}" + (f"_b{batch}" if batch > 1 else ""))
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
         _export(model, onnx_path, size)
     bundle = d / "bundle"
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
+    shape = []
+    if batch > 1:  # issue 17: the whole batch is one program
+        shape = ["--input-shape", f"{batch},3,{size},{size}"]
+        image = _batch_input(d, image, size, batch)
     t = time.perf_counter()
     _check(
-        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal],
+        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, *shape],
                        capture_output=True, text=True),
         "compile",
     )  # fmt: skip
@@ -205,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
+    ap.add_argument("--batch", type=int, default=1, help="images per program (issue 17)")
     args = ap.parse_args(argv)
     import pydicom.data
 
@@ -214,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     for model, size in ((m, z) for m in args.models for z in sizes):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
         transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
-        runs = bench_size(size, Path(args.workdir), args.linear, image, transports, model)
+        runs = bench_size(
+            size, Path(args.workdir), args.linear, image, transports, model, args.batch
+        )
         for transport, r in runs.items():
-            results[f"{model}_{size}/{transport}"] = r | {"load_avg": os.getloadavg()}
+            key = f"{model}_{size}" + (f"_b{args.batch}" if args.batch > 1 else "")
+            results[f"{key}/{transport}"] = r | {"load_avg": os.getloadavg(), "batch": args.batch}
             print(json.dumps(r), file=sys.stderr, flush=True)
     print(table(results))
     print()

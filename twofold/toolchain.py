@@ -61,6 +61,19 @@ def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
     return x.astype(np.float64)
 
 
+def _calibration_sample(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
+    """A calibration input for the program: a batch-N program (issue 17) takes a file of N
+    images, or one image repeated N times."""
+    shape = list(meta.get("shape", ()))
+    if not shape or shape[0] == 1:
+        return load_input(path, meta)
+    try:
+        return load_input(path, meta)
+    except ValueError:
+        one = load_input(path, dict(meta, shape=[1, *shape[1:]]))
+        return np.repeat(one, shape[0], axis=0)
+
+
 def compile_model(
     model: str | Path,
     out_dir: str | Path | None = None,
@@ -100,7 +113,7 @@ def compile_model(
     observe = None
     if calibrate:
         meta = graph.meta["input"]
-        samples = [load_input(f, meta) for f in calibrate]
+        samples = [_calibration_sample(f, meta) for f in calibrate]
 
         def observe(g: Graph) -> dict[str, tuple[float, float]]:
             return observe_ranges(g, samples)
