@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
 from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
 from .labels import CHEXNET_LABELS, LabelMap
@@ -52,6 +53,7 @@ class EvalConfig:
     limit: int | None = None
     title: str = "twofold eval"
     note: str = ""
+    batch: int | None = None  # images per secure run (the bundle's batch; issue 17)
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -89,7 +91,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
             secure = TwoParty(cfg.bundle, cfg.connect, cfg.connect_options)
             sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
         out_shape = secure.graph[secure.output].type.shape
-        n_out = int(np.prod(out_shape))
+        n_out = int(np.prod(out_shape)) // int((secure.meta.get("shape") or [1])[0])
         lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain)
     except (EngineError, DatasetError) as e:
@@ -120,7 +122,13 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
             f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
         )
         try:
-            _run(todo, plain, secure, sim, log, cfg, say)
+            batch = batch_size(secure, cfg.batch)  # issue 17: --batch N
+            if batch > 1:
+                run_batched(todo, batch, _load_image, plain, secure, sim, log, say)
+            else:
+                _run(todo, plain, secure, sim, log, cfg, say)
+        except ValueError as e:
+            raise EvalError(str(e)) from None
         except EngineError as e:
             raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
