@@ -5,16 +5,23 @@ For each input size: export, ``twofold compile``, ``twofold run server --once`` 
 then ``twofold simulate`` on the same input: the secure logits must equal it bit for bit.
 Reports wall time, bytes each way, rounds, peak RSS per party and the per-layer-kind breakdown
 (linear / ReLU / truncation / pooling), to compare with DESIGN.md §7 (SCI_HE ≈ 1,500 s and
-≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB).
+≈ 35 GiB; CrypTen with a dealer 65 s and 10.1 GiB), for each OT source (``--ot iknp silent``,
+all in the same run), and beside the loopback time a WAN projection (:func:`project`) for
+1 Gbit/s with 10 ms round trips and 100 Mbit/s with 40 ms. ``--shaped SIZE`` checks the
+100 Mbit/s projection once against a real run through benchmarks/_relay.py (rate and delay per
+direction on loopback; tc/netem is not available here) and reports measured / projected.
 
     python benchmarks/e2e.py [--json FILE] [--quick] [--sizes 224 128] [--linear auto]
-                             [--transport tls|plaintext|both]
+                             [--transport tls|plaintext|both] [--ot iknp silent]
+                             [--unfused-too] [--shaped 32]
                              [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
                              [--batch N]   (N images as one program; figures are per batch)
 
-``--quick`` runs 32² and 64² (same keys). Each size runs twice by default, over TLS (the
-pinned self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``,
-and a second table gives the time ratio and the TCP bytes TLS adds (kernel TCP_INFO counts).
+``--quick`` runs 32² and 64²; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
+``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
+self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``
+by default (``--transport both``), and a second table gives the time ratio and the TCP bytes
+TLS adds (kernel TCP_INFO counts).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_relay.py
 TWOFOLD = [sys.executable, "-m", "twofold.cli"]
 KINDS = ("linear", "relu", "truncation", "pooling", "local", "io")
 
@@ -43,6 +51,19 @@ def _demo():  # noqa: ANN202
 def _check(res: subprocess.CompletedProcess, what: str) -> None:
     if res.returncode != 0:
         sys.exit(f"e2e: {what} failed: {res.stderr.strip()[-2000:]}")
+
+
+#: WAN links of the projection: (name, bits per second, round-trip time in seconds).
+LINKS = (("1 Gbit/s, 10 ms", 1e9, 0.010), ("100 Mbit/s, 40 ms", 100e6, 0.040))
+
+
+def project(r: dict, rate_bps: float, rtt_s: float) -> float:
+    """Seconds the run would take on a link of ``rate_bps`` and ``rtt_s``: the loopback time
+    (compute, plus the loopback transfers it already paid), every byte of both directions at
+    the link rate (the protocol's flights alternate, so the directions rarely overlap), and one
+    round trip per round the client counted."""
+    bytes_ = r["bytes_client_to_server"] + r["bytes_server_to_client"]
+    return r["s"] + bytes_ * 8 / rate_bps + r["rounds"] * rtt_s
 
 
 # --- issue 17 (--models): vendors' CNNs from tests/cnn_zoo.py beside DenseNet-121 -------------
@@ -78,21 +99,25 @@ def _batch_input(d: Path, image: str, size: int, batch: int) -> str:
 # --- end issue 17 -----------------------------------------------------------------------------
 
 
-def bench_size(
+def compile_size(
     size: int,
     work: Path,
-    linear: str,
     image: str,
-    transports: list[str],
     model: str = "densenet121",
+    reuse: bool = False,
     batch: int = 1,
-) -> dict:
+) -> tuple[Path, float]:
+    """Export, compile and simulate once; the bundle and the compile time (``reuse``: keep a
+    bundle and simulate.json a previous run left in the work directory; compile time 0).
+    ``batch`` > 1 (issue 17): the program takes N images, ``bundle/../batchN.npy``."""
     d = work / (f"{model}_{size}" + (f"_b{batch}" if batch > 1 else ""))
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
         _export(model, onnx_path, size)
     bundle = d / "bundle"
+    if reuse and (d / "simulate.json").exists() and (bundle / "server").is_dir():
+        return bundle, 0.0
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
     shape = []
     if batch > 1:  # issue 17: the whole batch is one program
@@ -105,28 +130,28 @@ def bench_size(
         "compile",
     )  # fmt: skip
     compile_s = time.perf_counter() - t
-    sim_path = d / "simulate.json"
     _check(
-        subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image, "-o", str(sim_path)],
-                       capture_output=True, text=True),
+        subprocess.run([*TWOFOLD, "simulate", str(bundle), "--input", image,
+                        "-o", str(d / "simulate.json")], capture_output=True, text=True),
         "simulate",
     )  # fmt: skip
-    sim = json.loads(sim_path.read_text())
-    runs = {}
-    for transport in transports:
-        r = run_2pc(bundle, d, linear, image, transport, size)
-        r["exact"] = r.pop("logits") == sim["logits"]
-        runs[transport] = r | {"compile_s": round(compile_s, 3), "linear": linear}
-    return runs
+    return bundle, compile_s
 
 
-def run_2pc(bundle: Path, d: Path, linear: str, image: str, transport: str, size: int) -> dict:
-    """One ``run server --once`` / ``run client`` pair; TLS with the pinned self-signed
-    certificate, or ``--insecure-plaintext`` on both sides."""
+def run_once(
+    bundle: Path, linear: str, image: str, *, ot: str = "iknp", fuse: bool = True,
+    transport: str = "tls", link: tuple[float, float] | None = None,
+    bound: tuple[float, int] | None = None,
+) -> dict:  # fmt: skip
+    """One ``run server --once`` / ``run client`` pair (TLS with the pinned self-signed
+    certificate, or ``--insecure-plaintext`` on both sides) and its check against simulate.
+    ``link``: (bits per second, round trip s) of a shaped run through benchmarks/_relay.py,
+    with ``bound`` = (max seconds, max bytes) for the relay."""
+    tag = f"{ot}{'' if fuse else '_nofuse'}{'_shaped' if link else ''}-{transport}"
     plain = ["--insecure-plaintext"] if transport == "plaintext" else []
     server = subprocess.Popen(
         [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
-         "--linear", linear, "--quiet", *plain],
+         "--linear", linear, "--ot", ot, "--quiet", *plain, *([] if fuse else ["--no-fuse"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = server.stdout.readline()
@@ -137,20 +162,33 @@ def run_2pc(bundle: Path, d: Path, linear: str, image: str, transport: str, size
 
     addr, fp = parse_banner(line)
     pin = plain or ["--server-fingerprint", fp]
-    out = d / f"out-{transport}.json"
+    relay = None
+    if link is not None:
+        from _relay import Relay
+
+        max_s, max_bytes = bound or (1800.0, 64 << 30)
+        port = int(addr.rpartition(":")[2])
+        relay = Relay(port, link[0], link[1] / 2, max_seconds=max_s, max_bytes=max_bytes)
+        addr = f"127.0.0.1:{relay.port}"
+    out = bundle.parent / f"out_{tag}.json"
     t = time.perf_counter()
-    cli = subprocess.run(
-        [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
-         "-o", str(out), "--quiet", *pin],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - t
-    _, serr = server.communicate(timeout=600)
-    _check(cli, f"2PC run at {size}² over {transport} (server: {serr.strip()[-500:]})")
+    try:
+        cli = subprocess.run(
+            [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
+             "-o", str(out), "--quiet", *pin],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - t
+        _, serr = server.communicate(timeout=600)
+    finally:
+        if relay is not None:
+            relay.close()
+    _check(cli, f"2PC run {tag} (server: {serr.strip()[-500:]})")
     doc = json.loads(out.read_text())
+    sim = json.loads((bundle.parent / "simulate.json").read_text())
     c, s = doc["cost"], doc["cost"]["server"]
     wire = c.get("wire", {})
-    return {
+    r = {
         "s": round(wall, 3),
         "bytes_client_to_server": c["bytes_sent"],
         "bytes_server_to_client": c["bytes_recv"],
@@ -158,7 +196,7 @@ def run_2pc(bundle: Path, d: Path, linear: str, image: str, transport: str, size
         "rounds": c["rounds"],
         "peak_rss_mb_server": s["peak_rss_mb"],
         "peak_rss_mb_client": c["peak_rss_mb"],
-        "logits": doc["logits"],
+        "exact": doc["logits"] == sim["logits"],
         "setup": c["setup"],
         "by_kind": {
             k: {
@@ -169,13 +207,23 @@ def run_2pc(bundle: Path, d: Path, linear: str, image: str, transport: str, size
             for k in KINDS
             if k in c["by_kind"]
         },
+        "linear": linear,
+        "ot": ot,
+        "fuse": fuse,
+        "transport": transport,
+        "load_avg": list(os.getloadavg()),
     }
+    if link is None:
+        r["wan_projection_s"] = {name: round(project(r, bps, rtt), 1) for name, bps, rtt in LINKS}
+    else:
+        r["link"] = {"rate_bps": link[0], "rtt_s": link[1], "relay_stopped_by": relay.stopped_by}
+    return r
 
 
 def tls_table(results: dict) -> str:
     """TLS against plaintext for each size run both ways: time ratio and TCP bytes added."""
     rows = [
-        "| size | plaintext s | TLS s | TLS/plain time | plaintext wire MiB | TLS wire MiB "
+        "| run | plaintext s | TLS s | TLS/plain time | plaintext wire MiB | TLS wire MiB "
         "| TLS adds |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -195,21 +243,45 @@ def tls_table(results: dict) -> str:
 def table(results: dict) -> str:
     rows = [
         "| run | time s | client→server GiB | server→client GiB | rounds | RSS server MiB "
-        "| RSS client MiB | exact |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| RSS client MiB | exact | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for k, r in results.items():
+        if k == "shaped":
+            continue
         rows.append(
             f"| {k} | {r['s']:.1f} | {r['bytes_client_to_server'] / 2**30:.3f} | "
             f"{r['bytes_server_to_client'] / 2**30:.3f} | {r['rounds']:,} | "
-            f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} |"
+            f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} | "
+            f"{r['load_avg'][0]:.1f} |"
         )
     rows += ["", "| run | kind | time s | GiB | rounds |", "| --- | --- | ---: | ---: | ---: |"]
     for k, r in results.items():
-        for kind, v in r["by_kind"].items():
+        for kind, v in r.get("by_kind", {}).items() if k != "shaped" else ():
             rows.append(
                 f"| {k} | {kind} | {v['s']:.1f} | {v['bytes'] / 2**30:.3f} | {v['rounds']:,} |"
             )
+    rows += ["", "| run | loopback s | " + " | ".join(f"{n} (projected) s" for n, _, _ in LINKS)
+             + " |", "| --- | ---: |" + " ---: |" * len(LINKS)]  # fmt: skip
+    for k, r in results.items():
+        if "wan_projection_s" in r:
+            proj = " | ".join(f"{r['wan_projection_s'][n]:.1f}" for n, _, _ in LINKS)
+            rows.append(f"| {k} | {r['s']:.1f} | {proj} |")
+    sh = results.get("shaped")
+    if sh:
+        rows += [
+            "",
+            "| shaped run | link | loopback s (before, after) | projected s | measured s "
+            "| measured / projected |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+            f"| {sh['of']} | {sh['link']} | {sh['loopback_s'][0]:.1f}, {sh['loopback_s'][1]:.1f} "
+            f"| {sh['projected_s']:.1f} | {sh['measured_s']:.1f} | {sh['ratio']:.3f} |",
+            *(
+                f"| {sh['of']} [{k}] | {sh['link']} | | {v['projected_s']:.1f} | "
+                f"{v['measured_s']:.1f} | {v['ratio']:.3f} |"
+                for k, v in sh["by_kind"].items()
+            ),
+        ]
     return "\n".join(rows)
 
 
@@ -219,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
+    ap.add_argument("--ot", nargs="+", choices=["iknp", "silent"],
+                    help="OT sources to run, each on every size, in this run "
+                         "(default: the runtime's default source)")  # fmt: skip
+    ap.add_argument("--unfused-too", action="store_true",
+                    help="also run each size with --no-fuse (before/after)")  # fmt: skip
+    ap.add_argument("--shaped", type=int, metavar="SIZE",
+                    help="check the 100 Mbit/s, 40 ms projection once at this size through "
+                         "a shaping relay (benchmarks/_relay.py)")  # fmt: skip
     ap.add_argument(
         "--transport",
         choices=["tls", "plaintext", "both"],
@@ -226,24 +306,72 @@ def main(argv: list[str] | None = None) -> int:
         help="TLS (the default of twofold run), plaintext, or both to compare",
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the bundle and simulate.json in --workdir")  # fmt: skip
+    ap.add_argument("--prepare", action="store_true",
+                    help="only export, compile and simulate (for a later --reuse run)")  # fmt: skip
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     ap.add_argument("--batch", type=int, default=1, help="images per program (issue 17)")
     args = ap.parse_args(argv)
+    if not args.ot:
+        sys.path.insert(0, str(ROOT))
+        from twofold.runtime.session import OT_DEFAULT
+
+        args.ot = [OT_DEFAULT]
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
     sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
-    results = {}
-    for model, size in ((m, z) for m in args.models for z in sizes):
+    transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
+    results: dict = {}
+
+    def log(key: str, r: dict) -> None:
+        results[key] = r
+        print(json.dumps({key: r}), file=sys.stderr, flush=True)
+
+    shaped = [args.shaped] if args.shaped and args.shaped not in sizes else []
+    for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
-        transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
-        runs = bench_size(
-            size, Path(args.workdir), args.linear, image, transports, model, args.batch
+        bundle, compile_s = compile_size(
+            size, Path(args.workdir), image, model, args.reuse, args.batch
         )
-        for transport, r in runs.items():
-            key = f"{model}_{size}" + (f"_b{args.batch}" if args.batch > 1 else "")
-            results[f"{key}/{transport}"] = r | {"load_avg": os.getloadavg(), "batch": args.batch}
-            print(json.dumps(r), file=sys.stderr, flush=True)
+        if args.prepare:
+            continue
+        b = args.batch  # issue 17: N images per program
+        img = str(bundle.parent / f"batch{b}.npy") if b > 1 else image
+        for ot in args.ot:
+            for fuse in (True, False) if args.unfused_too else (True,):
+                for tr in transports:
+                    key = f"{model}_{size}" + (f"_b{b}" if b > 1 else "") + f"_{ot}"
+                    key += ("" if fuse else "_nofuse") + f"/{tr}"
+                    log(key, run_once(bundle, args.linear, img, ot=ot, fuse=fuse, transport=tr)
+                        | {"compile_s": round(compile_s, 3), "batch": b})  # fmt: skip
+        if size == args.shaped:
+            # loopback, shaped, loopback again: the compute time of the projection is the mean of
+            # the two loopback runs around the shaped one (other jobs' load drifts in minutes)
+            ot, tr = args.ot[0], transports[0]
+            key, again = f"{model}_{size}_{ot}/{tr}", f"{model}_{size}_{ot}_again/{tr}"
+            name, bps, rtt = LINKS[1]
+            wire = results[key]["bytes_client_to_server"] + results[key]["bytes_server_to_client"]
+            bound = (3 * project(results[key], bps, rtt) + 120, 2 * wire + (64 << 20))
+            r = run_once(bundle, args.linear, image, ot=ot, transport=tr, link=(bps, rtt),
+                         bound=bound)  # fmt: skip
+            log(again, run_once(bundle, args.linear, image, ot=ot, transport=tr))
+            loop = (results[key]["s"] + results[again]["s"]) / 2
+            proj = project(results[key] | {"s": loop}, bps, rtt)
+            kinds = {}
+            for kind, v in r["by_kind"].items():  # the same check per layer kind
+                ks = [results[k]["by_kind"][kind]["s"] for k in (key, again)]
+                pk = sum(ks) / 2 + v["bytes"] * 8 / bps + v["rounds"] * rtt
+                if pk > 0.5:
+                    kinds[kind] = {"projected_s": round(pk, 2), "measured_s": v["s"],
+                                   "ratio": round(v["s"] / pk, 3)}  # fmt: skip
+            log("shaped", {
+                "of": key, "link": name, "loopback_s": [results[key]["s"],
+                results[again]["s"]], "projected_s": round(proj, 2),
+                "measured_s": r["s"], "ratio": round(r["s"] / proj, 3), "by_kind": kinds,
+                "run": r,
+            })  # fmt: skip
     print(table(results))
     print()
     print(tls_table(results))

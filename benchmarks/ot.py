@@ -1,12 +1,19 @@
-"""OT extension throughput: random OT, correlated OT (k=32), 1-of-16 OT (k=4), two processes.
+"""OT extension throughput, both OT sources: raw correlated OTs (random choices, unhashed),
+random OT, correlated OT (k=32), 1-of-16 OT (k=4); two processes.
 
-Usage: python benchmarks/ot.py [--json FILE] [--quick]
+Usage: python benchmarks/ot.py [--json FILE] [--quick] [--ot silent|iknp|both]
 
 The server is this process, the client a forked child; one thread each, over loopback TCP. Each
 figure is the slower party's wall time for one batch of n OTs, after a sync message (its CPU
 time is printed too: on a shared machine the wall time includes waiting for a core). Printed beside
 the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
-TCP GB/s through the same Channel class.
+TCP GB/s through the same Channel class. ``rcot`` is the source itself: IKNP's rows, or for the
+silent source one batch large enough for main-set Ferret iterations, reported per COT those
+iterations produced (the steady state; the pool carries leftovers between batches). The
+bootstrap and first iteration are session setup, reported apart, and the whole session's
+Ferret traffic per COT handed out is printed too. The silent source's flavour rows are timed
+with the pool already holding their COTs: they show the work and bytes on top of Ferret's (add
+the rcot row per COT used; 1-of-16 uses 4 COTs).
 """
 
 from __future__ import annotations
@@ -27,13 +34,20 @@ from twofold.runtime.ot.crhash import mmo_into  # noqa: E402
 from twofold.runtime.prg import PRG  # noqa: E402
 from twofold.runtime.session import Party  # noqa: E402
 
-FLAVOURS = ("rot", "cot32", "kkot16")
+FLAVOURS = ("rcot", "rot", "cot32", "kkot16")
 LOOP_BYTES = 1 << 29
 
 
 def _run(p: Party, flavour: str, n: int, inputs: dict) -> None:
     o = p.ot
-    if flavour == "rot":
+    if flavour == "rcot":
+        if o.silent:
+            (o._snd if p.is_server else o._rcv).ferret.take(n)
+        elif p.is_server:
+            o._snd.extend(p.chan, n, lambda q, tw, lo, hi: None)
+        else:
+            o._rcv.extend(p.chan, n, lambda lo, hi: None, lambda t, tw, lo, hi: None)
+    elif flavour == "rot":
         o.rot_send(n) if p.is_server else o.rot_recv(inputs["c"])
     elif flavour == "cot32":
         o.cot_send(inputs["corr"], 32) if p.is_server else o.cot_recv(inputs["c"], 32)
@@ -51,7 +65,7 @@ def _inputs(n: int) -> dict:
     }
 
 
-def _session(p: Party, sizes: list[int]) -> dict:
+def _session(p: Party, sizes: list[int], big: int) -> dict:
     """Both parties run this; returns this party's timings and byte counts."""
     out: dict = {}
     ch = p.chan
@@ -73,29 +87,46 @@ def _session(p: Party, sizes: list[int]) -> dict:
     warm = _inputs(1 << 16)
     for fl in FLAVOURS:  # first use of each code path (allocator, caches) is not timed
         _run(p, fl, 1 << 16, warm)
-    for n in sizes:
-        inputs = _inputs(n)
-        for fl in FLAVOURS:
-            ch.send(b"sync")
-            ch.recv_bytes()
-            b0 = ch.bytes_sent + ch.bytes_recv
-            t0, c0 = time.perf_counter(), time.process_time()
-            _run(p, fl, n, inputs)
-            ch.flush()
-            dt, dc = time.perf_counter() - t0, time.process_time() - c0
-            out[f"{fl}/{n}"] = {
-                "seconds": dt,
-                "cpu_seconds": dc,
-                "bytes": ch.bytes_sent + ch.bytes_recv - b0,
-            }
+    jobs = [(n, fl) for n in sizes for fl in FLAVOURS if not (p.ot.silent and fl == "rcot")]
+    if p.ot.silent:
+        jobs.append((big, "rcot"))
+    for n, fl in jobs:
+        inputs = _inputs(n) if fl != "rcot" else {}
+        if p.ot.silent and fl != "rcot":  # the flavour's own work: Ferret's is the rcot row
+            (p.ot._snd if p.is_server else p.ot._rcv).ferret.ensure(
+                n * (4 if fl == "kkot16" else 1)
+            )
+        ch.send(b"sync")
+        ch.recv_bytes()
+        b0 = ch.bytes_sent + ch.bytes_recv
+        f = (p.ot._snd if p.is_server else p.ot._rcv).ferret if p.ot.silent else None
+        made0 = f.produced if f else 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        _run(p, fl, n, inputs)
+        ch.flush()
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        out[f"{fl}/{n}"] = {
+            "seconds": dt,
+            "cpu_seconds": dc,
+            "bytes": ch.bytes_sent + ch.bytes_recv - b0,
+        }
+        if f and fl == "rcot":  # per COT the iterations produced (the pool carries leftovers)
+            out[f"{fl}/{n}"]["produced"] = f.produced - made0
+    if p.ot.silent:  # the whole session's Ferret traffic over every COT it handed out
+        st = ch.stats.get("ot-silent")
+        out["ferret"] = {
+            "bytes": (st.bytes_sent + st.bytes_recv) if st else 0,
+            "served": p.ot._snd.ferret.served + p.ot._rcv.ferret.served,
+            "iterations": p.ot._snd.ferret.iterations + p.ot._rcv.ferret.iterations,
+        }
     ch.send(b"end")
     ch.recv_bytes()
     return out
 
 
-def _client(port: int, sizes: list[int], q: mp.Queue) -> None:
-    p = Party("client", connect("127.0.0.1", port, timeout=300), "bench")
-    q.put(_session(p, sizes))
+def _client(port: int, sizes: list[int], big: int, source: str, q: mp.Queue) -> None:
+    p = Party("client", connect("127.0.0.1", port, timeout=600), "bench", ot_source=source)
+    q.put(_session(p, sizes, big))
     p.close()
 
 
@@ -120,53 +151,100 @@ def _aes_gbps() -> tuple[float, float]:
     return ctr, ecb
 
 
+def _one_source(source: str, sizes: list[int], big: int) -> dict:
+    """One session on ``source``: setup, then every flavour and size; the figures."""
+    with listen("127.0.0.1", 0, timeout=600) as lst:
+        q: mp.Queue = mp.get_context("fork").Queue()
+        args = (lst.port, sizes, big, source, q)
+        child = mp.get_context("fork").Process(target=_client, args=args)
+        child.start()
+        t0 = time.perf_counter()
+        p = Party("server", lst.accept(60), "bench", ot_source=source)
+        setup = time.perf_counter() - t0
+    srv = _session(p, sizes, big)
+    cli = q.get(timeout=1800)
+    child.join(60)
+    p.close()
+    st = p.chan.stats["ot-setup"]
+    res: dict = {
+        "setup_seconds": setup,
+        "setup_bytes": st.bytes_sent + st.bytes_recv,
+        "loopback_s": max(srv["loopback_s"], cli["loopback_s"]),
+    }
+    if "ferret" in srv:
+        f = srv["ferret"]
+        res["ferret_session"] = {**f, "bits_per_cot": f["bytes"] * 8 / max(1, f["served"])}
+    for key in srv:
+        if "/" not in key:
+            continue
+        fl, n = key.split("/")
+        dt = max(srv[key]["seconds"], cli[key]["seconds"])
+        dc = max(srv[key]["cpu_seconds"], cli[key]["cpu_seconds"])
+        m = srv[key].get("produced") or int(n)
+        res.setdefault(fl, {"n": {}})["n"][n] = {
+            "seconds": dt,
+            "ops_per_s": m / dt,
+            "bytes_per_op": srv[key]["bytes"] / m,
+            "bits_per_op": srv[key]["bytes"] * 8 / m,
+            "cpu_seconds_slower_party": dc,
+            "cpu_ops_per_s": m / max(dc, 1e-9),
+            "ops": m,
+        }
+    for fl in FLAVOURS:
+        biggest = max(res[fl]["n"], key=int)
+        res[fl].update({k: res[fl]["n"][biggest][k] for k in ("ops_per_s", "bits_per_op")})
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 2^16, 2^18)")
+    ap.add_argument(
+        "--ot", default="both", choices=["silent", "iknp", "both"], help="OT source (default both)"
+    )
     args = ap.parse_args()
     sizes = [1 << 16, 1 << 18] if args.quick else [1 << 20, 1 << 22]
+    big = 1 << 24 if args.quick else 3 << 23  # silent rcot: main-set iterations
+    sources = ["silent", "iknp"] if args.ot == "both" else [args.ot]
     ctr, ecb = _aes_gbps()
-    with listen("127.0.0.1", 0, timeout=300) as lst:
-        q: mp.Queue = mp.get_context("fork").Queue()
-        child = mp.get_context("fork").Process(target=_client, args=(lst.port, sizes, q))
-        child.start()
-        t0 = time.perf_counter()
-        p = Party("server", lst.accept(60), "bench")
-        setup = time.perf_counter() - t0
-    srv = _session(p, sizes)
-    cli = q.get(timeout=600)
-    child.join(60)
-    p.close()
-    loop = LOOP_BYTES / max(srv["loopback_s"], cli["loopback_s"]) / 1e9
-    res: dict = {
-        "limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb, "loopback_GBps": loop},
-        "setup_seconds": setup,
-        "load_average_1min": os.getloadavg()[0],
-        "setup_bytes": p.chan.stats["ot-setup"].bytes_sent + p.chan.stats["ot-setup"].bytes_recv,
-    }
+    res: dict = {"limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb}}
+    for src in sources:
+        res[src] = _one_source(src, sizes, big)
+    loop = LOOP_BYTES / min(res[s]["loopback_s"] for s in sources) / 1e9
+    res["limits"]["loopback_GBps"] = loop
+    res["load_average_1min"] = os.getloadavg()[0]
     print(
         f"AES-128-CTR {ctr:.2f} GB/s   fixed-key AES MMO {ecb:.2f} GB/s   loopback {loop:.2f} GB/s"
     )
-    print(f"session setup (handshake + base OTs + KK13 bases): {setup:.3f} s")
+    for src in sources:
+        r = res[src]
+        print(
+            f"{src}: session setup (handshake + base OTs + "
+            f"{'Ferret bootstrap' if src == 'silent' else 'KK13 bases'}): "
+            f"{r['setup_seconds']:.3f} s, {r['setup_bytes'] / 1e6:.2f} MB"
+        )
+        if "ferret_session" in r:
+            f = r["ferret_session"]
+            print(
+                f"{src}: Ferret over the whole session (setup included): {f['served']:,} COTs "
+                f"handed out, {f['iterations']} iterations, {f['bytes'] / 1e6:.2f} MB, "
+                f"{f['bits_per_cot']:.3f} bits per COT"
+            )
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"{'flavour':8} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bytes/OT':>9} {'cpu s':>6}")
-    for fl in FLAVOURS:
-        per_n = {}
-        for n in sizes:
-            key = f"{fl}/{n}"
-            dt = max(srv[key]["seconds"], cli[key]["seconds"])
-            dc = max(srv[key]["cpu_seconds"], cli[key]["cpu_seconds"])
-            bpo = srv[key]["bytes"] / n
-            per_n[str(n)] = {
-                "seconds": dt,
-                "ops_per_s": n / dt,
-                "bytes_per_op": bpo,
-                "cpu_seconds_slower_party": dc,
-            }
-            print(f"{fl:8} {n:>9} {dt:8.3f} {n / dt / 1e6:8.2f} {bpo:9.2f} {dc:6.3f}")
-        big = per_n[str(sizes[-1])]
-        res[fl] = {"ops_per_s": big["ops_per_s"], "bytes_per_op": big["bytes_per_op"], "n": per_n}
+    print("(cpu s: the slower party's CPU time; M OT/cpu s: n over it, robust to other load)")
+    print(
+        f"{'ot':6} {'flavour':7} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bits/OT':>9} "
+        f"{'cpu s':>6} {'M OT/cpu s':>10}"
+    )
+    for src in sources:
+        for fl in FLAVOURS:
+            for n, f in sorted(res[src][fl]["n"].items(), key=lambda kv: int(kv[0])):
+                print(
+                    f"{src:6} {fl:7} {int(n):>9} {f['seconds']:8.3f} "
+                    f"{f['ops_per_s'] / 1e6:8.2f} {f['bits_per_op']:9.2f} "
+                    f"{f['cpu_seconds_slower_party']:6.3f} {f['cpu_ops_per_s'] / 1e6:10.1f}"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

@@ -2,6 +2,11 @@
 one thread each, ell = 32, shift 12; µs and bits per element beside EzPC SCI (DESIGN.md §7).
 
     python benchmarks/protocols.py [--json FILE] [--quick] [--n N] [--only relu,trunc]
+                                   [--ot silent|iknp|both]
+
+``--ot`` picks the correlated-OT source of the sessions (default: both, one table each); the
+bytes include everything the primitive's session moves after setup, so the silent source's
+lazy IKNP bootstrap and Ferret iterations are counted (amortised over the n elements).
 
 Each primitive runs in a fresh pair of processes (so peak RSS is per primitive); the server
 checks the reconstructed output against the cleartext semantics after timing.
@@ -22,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _twoproc import connect, run_workers  # noqa: E402
 
 ELL, SHIFT = 32, 12
-PRIMS = ["millionaire", "drelu", "relu", "trunc", "trunc_msb0", "trunc_reduce", "maxpool"]
+PRIMS = ["millionaire", "drelu", "relu", "relu_trunc", "trunc", "trunc_msb0", "trunc_reduce",
+         "maxpool"]  # fmt: skip
 # EzPC SCI, ell = 32, 2^20 elements, this kind of machine (DESIGN.md §7): (µs, bits) per element.
 SCI = {
     "millionaire": (7.1, 3932),
@@ -30,6 +36,7 @@ SCI = {
     "trunc": (5.6, 4196),
     "trunc_msb0": (2.4, 1720),
     "trunc_reduce": (2.0, 1308),
+    "relu_trunc": (6.2 + 2.4, 4316 + 1720),  # SCI runs ReLU then known-MSB truncation
 }
 
 
@@ -54,6 +61,8 @@ def _run(party, prim: str, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
         return P.drelu(party, x, ELL)
     if prim == "relu":
         return P.relu(party, x, ELL)
+    if prim == "relu_trunc":
+        return P.relu_trunc(party, x, ELL, SHIFT)
     if prim == "trunc":
         return P.trunc(party, x, ELL, SHIFT)
     if prim == "trunc_msb0":
@@ -80,6 +89,8 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
         return bool((y == np.where(sx > 0, x, 0).astype(np.uint64)).all())
     if prim in ("trunc", "trunc_msb0"):
         return bool((y == ((sx >> SHIFT).astype(np.uint64) & m)).all())
+    if prim == "relu_trunc":
+        return bool((y == ((np.maximum(sx, 0) >> SHIFT).astype(np.uint64) & m)).all())
     # maxpool: 3x3/2 pad 1 reference with padding = -inf, on the signed values
     sx = sx.reshape(x0.shape)
     pad = np.pad(sx, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=np.iinfo(np.int64).min)
@@ -91,11 +102,11 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
     return bool((y == (ref.astype(np.uint64) & m)).all())
 
 
-def worker(role: str, prim: str, n: int, port: int) -> None:
+def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
     """One party: set up, time the primitive between two barriers, report JSON on stdout."""
     from twofold.runtime.prg import PRG
 
-    party = connect(role, port, "bench", timeout=600)
+    party = connect(role, port, "bench", timeout=600, ot_source=source)
     ch = party.chan
     x = _inputs(prim, n, PRG())
     if prim == "maxpool":
@@ -143,9 +154,10 @@ def worker(role: str, prim: str, n: int, port: int) -> None:
     print(json.dumps(out), flush=True)
 
 
-def run_prim(prim: str, n: int) -> dict:
+def run_prim(prim: str, n: int, source: str) -> dict:
     """Run one primitive in two fresh processes; combine their reports."""
-    rep = run_workers(__file__, ["--prim", prim, "--n", str(n)], what=prim)
+    args = ["--prim", prim, "--n", str(n), "--ot", source]
+    rep = run_workers(__file__, args, what=f"{prim} ({source})")
     s, c = rep["server"], rep["client"]
     elems = s["out_elems"] if prim == "maxpool" else n
     res = {
@@ -184,36 +196,41 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2^16 elements instead of 2^20")
     ap.add_argument("--n", type=int, help="elements per primitive (default 2^20, quick 2^16)")
     ap.add_argument("--only", help="comma-separated subset of " + ",".join(PRIMS))
+    ap.add_argument(
+        "--ot", default="both", choices=["silent", "iknp", "both"], help="OT source (default both)"
+    )
     ap.add_argument("--worker", choices=["server", "client"], help=argparse.SUPPRESS)
     ap.add_argument("--prim", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        worker(a.worker, a.prim, a.n, a.port)
+        worker(a.worker, a.prim, a.n, a.port, a.ot)
         return
     n = a.n or (1 << 16 if a.quick else 1 << 20)
     prims = PRIMS if not a.only else [p.strip() for p in a.only.split(",")]
     bad = [p for p in prims if p not in PRIMS]
     if bad:
         raise SystemExit(f"unknown primitive(s) {bad}; choose from {PRIMS}")
+    sources = ["silent", "iknp"] if a.ot == "both" else [a.ot]
     print(f"ell={ELL} shift={SHIFT} n={n} (two processes, loopback TCP, one thread each)")
-    hdr = f"{'primitive':13} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
+    hdr = f"{'ot':6} {'primitive':13} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
     print(hdr + f"{'SCI':>6} {'ratio':>6} {'rounds':>6} {'RSS MB':>7} {'cpu us':>7} ok")
-    results = {}
-    for prim in prims:
-        r = run_prim(prim, n)
-        results[prim] = r
-        sci_t = f"{r['sci_us_per_elem']:5.1f}" if "sci_us_per_elem" in r else "    -"
-        sci_b = f"{r['sci_bits_per_elem']:6.0f}" if "sci_bits_per_elem" in r else "     -"
-        tr = f"{r['time_ratio']:6.2f}" if "time_ratio" in r else "     -"
-        br = f"{r['bits_ratio']:6.3f}" if "bits_ratio" in r else "     -"
-        print(
-            f"{prim:13} {r['us_per_elem']:8.2f} {sci_t} {tr} {r['bits_per_elem']:10.1f} "
-            f"{sci_b} {br} {r['rounds']:6d} {r['peak_rss_mb']:7.0f} {r['cpu_us_per_elem']:7.2f} "
-            f"{r['verified']}",
-            flush=True,
-        )
-    if "maxpool" in results:
+    results: dict = {src: {} for src in sources}
+    for src in sources:
+        for prim in prims:
+            r = run_prim(prim, n, src)
+            results[src][prim] = r
+            sci_t = f"{r['sci_us_per_elem']:5.1f}" if "sci_us_per_elem" in r else "    -"
+            sci_b = f"{r['sci_bits_per_elem']:6.0f}" if "sci_bits_per_elem" in r else "     -"
+            tr = f"{r['time_ratio']:6.2f}" if "time_ratio" in r else "     -"
+            br = f"{r['bits_ratio']:6.3f}" if "bits_ratio" in r else "     -"
+            print(
+                f"{src:6} {prim:13} {r['us_per_elem']:8.2f} {sci_t} {tr} "
+                f"{r['bits_per_elem']:10.1f} {sci_b} {br} {r['rounds']:6d} "
+                f"{r['peak_rss_mb']:7.0f} {r['cpu_us_per_elem']:7.2f} {r['verified']}",
+                flush=True,
+            )
+    if "maxpool" in prims:
         print("maxpool: per output element (3x3/2, pad 1); SCI column derived as 8 x ReLU")
     load = os.getloadavg()[0]
     print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} cores; 'cpu us' is the")
@@ -222,7 +239,7 @@ def main() -> None:
     )
     if a.json:
         with open(a.json, "w") as f:
-            meta = {"ell": ELL, "shift": SHIFT, "n": n, "loadavg_1min": load}
+            meta = {"ell": ELL, "shift": SHIFT, "n": n, "loadavg_1min": load, "ot": sources}
             json.dump({**results, "meta": meta}, f, indent=2)
 
 

@@ -112,3 +112,51 @@ def test_dataset_level_errors_name_the_fault(tmp_path):
         load_dataset(tmp_path / "d.csv", "plain", tmp_path / "no", LMAP)
     with pytest.raises(DatasetError, match="unknown dataset format"):
         load_dataset(tmp_path / "d.csv", "dicom", tmp_path, LMAP)
+
+
+@pytest.mark.parametrize(
+    "fmt,csv",
+    [
+        ("plain", "path,site,Pneumonia\nx.png,A,1\ny.png,B,0\nz.png,A,0\n"),
+        ("chexpert", "Path,Sex,site,Edema\nx.png,M,A,1.0\ny.png,F,B,0.0\nz.png,F,A,\n"),
+        ("nih", "Image Index,Finding Labels,Patient ID,site\nx.png,Edema,1,A\n"
+                "y.png,No Finding,2,B\nz.png,Mass,3,A\n"),
+    ],
+)  # fmt: skip
+def test_group_column_in_every_format(tmp_path, fmt, csv):
+    (tmp_path / "d.csv").write_text(csv)
+    _images(tmp_path, ["x.png", "y.png", "z.png"])
+    ds = load_dataset(tmp_path / "d.csv", fmt, tmp_path, LMAP, group_column="site")
+    assert [s.group for s in ds.samples] == ["A", "B", "A"] and ds.groups() == ["A", "B"]
+    assert "site" not in ds.unmapped and ds.group_column == "site"
+    with pytest.raises(DatasetError, match="'hospital' missing for --format .* --group-column"):
+        load_dataset(tmp_path / "d.csv", fmt, tmp_path, LMAP, group_column="hospital")
+
+
+def test_short_row_long_row_and_empty_group_are_bad_rows(tmp_path):
+    text = "path,site,Pneumonia,Mass\nx.png,A,1,0\ny.png,B,0\nz.png,A,0,1,1\nw.png,,1,1\n"
+    (tmp_path / "d.csv").write_text(text)
+    _images(tmp_path, ["x.png", "y.png", "z.png", "w.png"])
+    ds = load_dataset(tmp_path / "d.csv", "plain", tmp_path, LMAP, group_column="site")
+    assert [s.id for s in ds.samples] == ["x.png"]
+    bad = {b.id: b.reason for b in ds.bad_rows}
+    assert bad["y.png"] == "3 fields, fewer than the 4 of the header"  # not blank labels
+    assert bad["z.png"] == "5 fields, more than the 4 of the header"
+    assert bad["w.png"] == "empty 'site'"
+
+
+def test_header_only_and_empty_csv_are_one_clear_error(tmp_path):
+    (tmp_path / "d.csv").write_text("path,Pneumonia\n")
+    with pytest.raises(DatasetError, match="has a header but no data rows"):
+        load_dataset(tmp_path / "d.csv", "plain", tmp_path, LMAP)
+    (tmp_path / "d.csv").write_text("")
+    with pytest.raises(DatasetError, match="is empty"):
+        load_dataset(tmp_path / "d.csv", "plain", tmp_path, LMAP)
+
+
+def test_dataset_digest_changes_with_the_csv(tmp_path):
+    (tmp_path / "d.csv").write_text("path,Pneumonia\nx.png,1\n")
+    _images(tmp_path, ["x.png"])
+    a = load_dataset(tmp_path / "d.csv", "plain", tmp_path, LMAP).sha256
+    (tmp_path / "d.csv").write_text("path,Pneumonia\nx.png,0\n")
+    assert load_dataset(tmp_path / "d.csv", "plain", tmp_path, LMAP).sha256 != a

@@ -24,13 +24,19 @@ def test_results_log_resume_drops_torn_line_and_checks_identity(tmp_path):
         f.write('{"id":"c","pla')  # killed mid-write
     with pytest.raises(ResultsError, match="pass --resume"):
         ResultsLog(p, ID, resume=False)
-    with pytest.raises(ResultsError, match="differs in: model_sha256"):
+    with pytest.raises(ResultsError, match="differs in: the ONNX model"):
         ResultsLog(p, {**ID, "model_sha256": "cd"}, resume=True)
     with ResultsLog(p, ID, resume=True) as log:
         assert log.torn and set(log.done) == {"a", "b"}
         log.append({"id": "c", "plain": [0.3]})
     lines = p.read_text().splitlines()
     assert len(lines) == 4 and [json.loads(x)["id"] for x in lines[1:]] == ["a", "b", "c"]
+    with ResultsLog(p, ID, resume=True) as log, pytest.raises(ResultsError, match="already has"):
+        log.append({"id": "a", "plain": [0.9]})  # never two records for one image
+    with p.open("a") as f:
+        f.write('{"plain":[0.4]}\n')
+    with pytest.raises(ResultsError, match=":5: corrupt record"):
+        ResultsLog(p, ID, resume=True)
 
 
 def _synthetic(n=30, noise=3e-4, seed=0, bias=0.0):
@@ -81,7 +87,7 @@ def test_report_files_and_summary(tmp_path):
     assert [b["id"] for b in s["dataset"]["bad_rows"]] == ["i3.png", "gone.png"]
     row = s["labels"][0]
     assert row["n"] == 29 and abs(row["auc_secure"]["auc"] - row["auc_plain"]["auc"]) < 0.05
-    assert s["overall"]["tost"]["equivalent"] and s["overall"]["max_abs_diff"] < 0.01
+    assert s["verdicts"]["equivalent"] and s["overall"]["max_abs_diff"] < 0.01
     assert s["cost"]["extrapolated_total"]["wall_secure_s"] == pytest.approx(30 * 2.0 / 2)
     md = (tmp_path / "report.md").read_text()
     assert "unreadable image: truncated" in md and "![ROC curves per finding](roc.png)" in md
@@ -105,8 +111,9 @@ def test_report_flags_non_equivalence(tmp_path):
         bundle="b",
     )
     s = write_report(cfg, ds, LabelMap(CHEXNET_LABELS), recs, {})
-    assert not s["labels"][0]["tost"]["equivalent"] and not s["overall"]["tost"]["equivalent"]
-    assert "equivalence NOT shown" in (tmp_path / "report.md").read_text()
+    assert not s["labels"][0]["agreement"]["tost"]["equivalent"]
+    assert not s["verdicts"]["equivalent"]
+    assert "Equivalence NOT shown" in (tmp_path / "report.md").read_text()
 
 
 def test_report_with_a_single_image(tmp_path):
@@ -118,6 +125,7 @@ def test_report_with_a_single_image(tmp_path):
     )  # fmt: skip
     s = write_report(cfg, ds, LabelMap(CHEXNET_LABELS), recs, {})
     assert s["dataset"]["evaluated"] == 1 and s["dataset"]["pending"] == 1
-    assert s["labels"][0]["auc_note"] == "needs positive and negative cases"
-    assert "tost" not in s["labels"][0] and s["overall"]["n"] == 14
+    assert s["labels"][0]["auc_note"] == "AUROC not computed: all 1 labelled cases are positive"
+    assert "tost" not in s["labels"][0]["agreement"] and s["overall"]["images"] == 1
+    assert "n = 1 < 30" in s["labels"][0]["warnings"]
     assert "incomplete run" in (tmp_path / "report.md").read_text()

@@ -73,7 +73,7 @@ def _cfg(model, dataset, out, **kw):
 
 def _stable(summary):
     """The report's content minus timings and paths."""
-    return {k: summary[k] for k in ("dataset", "labels", "overall")} | {
+    return {k: summary[k] for k in ("dataset", "labels", "overall", "verdicts")} | {
         "dataset": {**summary["dataset"], "path": None}
     }
 
@@ -89,7 +89,7 @@ def test_run_report_bad_rows_and_agreement(model, dataset, tmp_path):
     assert [r["label"] for r in s["labels"]] == ["Cardiomegaly", "Effusion"]
     for r in s["labels"]:
         assert abs(r["auc_secure"]["auc"] - r["auc_plain"]["auc"]) <= 0.05
-    assert s["overall"]["max_abs_diff"] < 1e-3 and s["overall"]["tost"]["equivalent"]
+    assert s["overall"]["max_abs_diff"] < 1e-3 and s["verdicts"]["equivalent"]
     assert s["cost"]["per_image"]["peak_mem_bytes"]["max"] > 0
     out = tmp_path / "out"
     recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
@@ -144,6 +144,13 @@ def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
     assert r.exit_code == 1 and "'Image Index', 'Finding Labels'" in r.output
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o3"), "--label-map", "x"])
     assert r.exit_code == 1 and "DATASET_LABEL=MODEL_LABEL" in r.output
+    (tmp_path / "h.csv").write_text("path,Cardiomegaly\n")
+    hdr = [*base[:5], str(tmp_path / "h.csv"), *base[6:], "-o", str(tmp_path / "o4")]
+    r = CliRunner().invoke(cli, hdr)
+    assert r.exit_code == 1 and "has a header but no data rows" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o4").exists()
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o"), "--retry-failed"])
+    assert r.exit_code != 0 and "--retry-failed goes with --resume" in r.output
 
 
 def test_two_party_mode_against_a_server(model, dataset, tmp_path):
@@ -223,6 +230,109 @@ def test_sigkill_mid_run_then_resume(model, tmp_path):
     a = json.loads((out / "summary.json").read_text())
     b = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert _stable(a) == _stable(b)
+
+
+def test_resume_refuses_other_images_or_another_csv(model, dataset, tmp_path):
+    csv, img = dataset
+    run_eval(_cfg(model, dataset, tmp_path / "o", limit=3))
+    np.save(img / "x0.npy", np.zeros((1, 3, SIZE, SIZE)))  # same name, other pixels
+    with pytest.raises(EvalError, match=r"image x0\.npy has other content .* use another -o"):
+        run_eval(_cfg(model, dataset, tmp_path / "o", resume=True))
+    csv.write_text(csv.read_text().replace("x2.npy,0,0", "x2.npy,1,0"))
+    with pytest.raises(EvalError, match="differs in: the dataset CSV"):
+        run_eval(_cfg(model, dataset, tmp_path / "o", resume=True))
+
+
+def test_failed_images_kept_retried_only_on_request_one_record_each(model, dataset, tmp_path):
+    csv, img = dataset
+    small = tmp_path / "small.csv"
+    small.write_text("path,Cardiomegaly\nx0.npy,0\nx3.npy,1\nbroken.npy,1\n")
+    cfg = dict(bundle=model[1], model=model[0], dataset=small, fmt="plain", images=img)
+    out = tmp_path / "o"
+    run_eval(EvalConfig(**cfg, out=out))
+    res = out / "results.jsonl"
+
+    def ids():
+        return [json.loads(x).get("id") for x in res.read_text().splitlines()[1:]]
+
+    assert ids() == ["x0.npy", "x3.npy", "broken.npy"]
+    msgs = []
+    run_eval(EvalConfig(**cfg, out=out, resume=True), msgs.append)
+    assert len(ids()) == 3 and any("1 failed image(s) kept (--retry-failed" in m for m in msgs)
+    np.save(img / "broken.npy", np.zeros((1, 3, SIZE, SIZE)))  # repaired: new content
+    with pytest.raises(EvalError, match="broken.npy has other content.*--retry-failed"):
+        run_eval(EvalConfig(**cfg, out=out, resume=True))
+    msgs = []
+    s = run_eval(EvalConfig(**cfg, out=out, resume=True, retry_failed=True), msgs.append)
+    assert any("retrying 1 failed image(s)" in m for m in msgs)
+    assert sorted(ids()) == ["broken.npy", "x0.npy", "x3.npy"]  # one record each
+    assert s["dataset"]["evaluated"] == 3 and not s["dataset"]["bad_rows"]
+    with res.open("a") as f:  # an older file with a duplicate record: compacted on resume
+        f.write(res.read_text().splitlines()[1] + "\n")
+    run_eval(EvalConfig(**cfg, out=out, resume=True))
+    assert sorted(ids()) == ["broken.npy", "x0.npy", "x3.npy"]
+
+
+def test_model_with_another_input_shape_is_one_clear_error(model, dataset, tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 14, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Sigmoid()).eval()  # fmt: skip
+    other = tmp_path / "other.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, SIZE + 2, SIZE + 2), str(other),
+                          input_names=["image"], dynamo=False)  # fmt: skip
+    with pytest.raises(EvalError, match=r"--model other.onnx takes input \[1, 3, 10, 10\], "
+                       r"the bundle \[1, 3, 8, 8\]"):  # fmt: skip
+        run_eval(_cfg((other, model[1]), dataset, tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_finite_input_and_secure_failures_are_recorded(model, dataset, tmp_path, monkeypatch):
+    from twofold.eval import runner
+    from twofold.eval.engines import SecureFailure, _probabilities
+
+    bad = np.full((1, 3, SIZE, SIZE), np.nan)
+    np.save(dataset[1] / "x4.npy", bad)  # NaN pixels: onnxruntime gives NaN probabilities
+    s = run_eval(_cfg(model, dataset, tmp_path / "o"))
+    reasons = {b["id"]: b["reason"] for b in s["dataset"]["bad_rows"]}
+    assert reasons["x4.npy"] == "plaintext output for Atelectasis is nan"  # image and finding
+
+    class InputOutOfRange(ValueError):  # the range check's error type (DESIGN decision 2)
+        pass
+
+    load = runner._load_image
+
+    def checked(sample, meta):
+        if sample.id == "x6.npy":
+            raise InputOutOfRange(f"{sample.path}: values in [-9, 9], expected [-1, 1]")
+        return load(sample, meta)
+
+    monkeypatch.setattr(runner, "_load_image", checked)
+    s = run_eval(_cfg(model, dataset, tmp_path / "o2"))
+    (f,) = [f for f in s["secure_failures"]["images"] if f["id"] == "x6.npy"]
+    assert f["kind"] == "input out of range" and str(dataset[1]) not in f["reason"]
+    assert "x6.npy" not in {b["id"] for b in s["dataset"]["bad_rows"]}
+    doc = {"outputs": {"p": {"shape": [1], "values": [0.5], "valid": False,
+                             "overflow_at": "%conv_3"}}}  # fmt: skip
+    with pytest.raises(SecureFailure, match="overflow at %conv_3"):
+        _probabilities(doc)
+
+
+def test_a_dead_server_fails_fast_with_two_jobs(model, dataset, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(EvalError, match="failed.*finished images are kept"):
+        opts = {"timeout": 5.0, "insecure_plaintext": True}
+        run_eval(_cfg(model, dataset, tmp_path / "d", mode="2pc", connect=f"127.0.0.1:{port}",
+                      jobs=2, connect_options=opts))  # fmt: skip
+    took = time.monotonic() - t0
+    assert took < 25, f"a dead server cost {took:.0f} s for 14 images"  # not ~10 s per image
 
 
 def test_batched_eval_equals_the_per_image_run(model, dataset, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from twofold.ir.ops import pool_out_dim
 from twofold.runtime import protocols as P
 from twofold.runtime.net import run_pair
+from twofold.runtime.ot.otpack import SOURCES, OTPack
 from twofold.runtime.prg import PRG
 from twofold.runtime.protocols.maxpool import pool_output_size
 from twofold.runtime.protocols.millionaire import _count_ands, _eq_plan
@@ -33,8 +34,11 @@ POOLS = [
 ]
 
 
-def make_party(role: str, chan):  # noqa: ANN001, ANN201
-    return Party(role, chan)
+def make_party(role: str, chan, source: str | None = None):  # noqa: ANN001, ANN201
+    """A Party whose OTPack uses ``source`` (default: OTPack's default)."""
+    p = Party(role, chan, setup_ot=False)
+    p.ot = OTPack(chan, role, source=source)
+    return p
 
 
 def mask(ell: int) -> int:
@@ -110,9 +114,9 @@ def _run_all(party, ell: int, shares: dict):  # noqa: ANN001, ANN202
     return out
 
 
-@pytest.fixture(scope="module", params=ELLS)
+@pytest.fixture(scope="module", params=[(e, s) for s in SOURCES for e in ELLS], ids=str)
 def session(request):  # noqa: ANN001, ANN201
-    ell = request.param
+    ell, source = request.param
     x = sample_values(ell)
     sx = signed(x, ell)
     edges = to_ring([abs(v) for v in edge_values(ell)], ell)
@@ -138,7 +142,7 @@ def session(request):  # noqa: ANN001, ANN201
     srv, cli = run_pair(
         lambda p: _run_all(p, ell, shares),
         lambda p: _run_all(p, ell, shares),
-        make=make_party,
+        make=lambda role, ch: make_party(role, ch, source),
         timeout=300,
     )
     clear = {"x": x, "sx": sx, "pos": pos, "ms": mill_s, "mc": mill_c, "u": u, "v": v, "img": img}
@@ -296,15 +300,15 @@ def test_empty_and_scalar_shapes_are_kept() -> None:
     assert s == [(0,), (), (2, 0, 3), (1, 1, 1, 1), (0,)]
 
 
-def test_chunked_paths(monkeypatch) -> None:  # noqa: ANN001
-    """Tensors larger than CHUNK are processed chunk by chunk with the same results."""
-    import importlib
+def test_chunked_paths() -> None:
+    """Tensors larger than the party's pass size (``party.chunk``) are processed pass by pass
+    with the same results."""
 
-    mil = importlib.import_module("twofold.runtime.protocols.millionaire")
-    rel = importlib.import_module("twofold.runtime.protocols.relu")
+    def make_small_passes(role: str, chan):  # noqa: ANN001, ANN202
+        p = make_party(role, chan)
+        p.chunk = 7
+        return p
 
-    monkeypatch.setattr(mil, "CHUNK", 7)
-    monkeypatch.setattr(rel, "CHUNK", 7)
     ell = 16
     x = to_ring(edge_values(ell), ell).reshape(-1)
     x0, x1 = split(x, ell)
@@ -319,7 +323,7 @@ def test_chunked_paths(monkeypatch) -> None:  # noqa: ANN001
             P.millionaire(p, own, ell, return_eq=True),
         )
 
-    s, k = run_pair(f, f, make=make_party)
+    s, k = run_pair(f, f, make=make_small_passes)
     sx = signed(x, ell)
     assert (add(s[0][0], k[0][0], ell) == np.where((sx > 0).astype(bool), x, 0)).all()
     assert ((s[0][1] ^ k[0][1]) == (sx >= 0).astype(np.uint8)).all()

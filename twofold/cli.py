@@ -136,6 +136,12 @@ def run_group() -> None:
     """Run a compiled bundle as one party of the two-party protocol (server or client)."""
 
 
+def _ot_default() -> str:
+    from .runtime.session import OT_DEFAULT
+
+    return OT_DEFAULT
+
+
 @run_group.command("server")
 @click.argument("bundle", type=click.Path())
 @click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port)")
@@ -173,11 +179,15 @@ def run_group() -> None:
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=_ot_default,
+              help="correlated-OT source of ReLU etc. (default: the runtime's)")  # fmt: skip
+@click.option("--no-fuse", is_flag=True,
+              help="ReLU and truncation apart, 2^16-element passes (to measure)")  # fmt: skip
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
                    handshake_timeout, session_timeout, max_pending, once, max_sessions, linear,
-                   timeout, quiet) -> None:  # fmt: skip
+                   ot_source, no_fuse, timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped.
 
     TLS is on by default: without --tls-cert the server creates a self-signed certificate on
@@ -192,7 +202,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
             insecure_plaintext=insecure_plaintext, token_file=token_file,
             handshake_timeout=handshake_timeout, session_timeout=session_timeout,
             max_pending=max_pending, once=once,
-            max_sessions=max_sessions, linear=linear, timeout=timeout, progress=not quiet,
+            max_sessions=max_sessions, linear=linear, ot=ot_source, fuse=not no_fuse,
+            timeout=timeout, progress=not quiet,
         )  # fmt: skip
     except (RuntimeProtocolError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
@@ -205,9 +216,11 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
 @click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
 @connect_options
+@click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=None,
+              help="refuse a server that chose another OT source")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
-                   insecure_plaintext, timeout, quiet) -> None:  # fmt: skip
+                   insecure_plaintext, timeout, ot_source, quiet) -> None:  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
 
@@ -219,7 +232,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
         doc = client_main(
             bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
             token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,
-            progress=not quiet, table_to_stderr=not out_path,
+            progress=not quiet, table_to_stderr=not out_path, ot=ot_source,
         )  # fmt: skip
         if out_path:
             write_json_atomic(doc, out_path)
@@ -239,10 +252,42 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="output directory")
 @click.option("--mode", type=click.Choice(["simulate", "2pc"]), default="simulate",
               show_default=True)  # fmt: skip
-@click.option("--connect", help="server HOST:PORT for --mode 2pc")
-@click.option("--jobs", default=1, show_default=True, help="images in parallel (2pc sessions)")
+@click.option(
+    "--connect",
+    multiple=True,
+    help="vendor HOST:PORT for --mode 2pc; several: A:1,B:2, repeat, or @FILE",
+)
+@click.option(
+    "--jobs", type=int, default=None, help="images in parallel [local: 1; ray: the cluster's CPUs]"
+)
+# --- execution engine (twofold/eval/execute.py) ---
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local threads, or one Ray task per image",
+)
+@click.option("--ray-address", default=None, help="join this Ray cluster (default: start one)")
+@click.option(
+    "--per-endpoint",
+    default=2,
+    show_default=True,
+    help="concurrent sessions per vendor endpoint (its --max-sessions)",
+)
+@click.option(
+    "--retries",
+    default=3,
+    show_default=True,
+    help="retries of an image after a connection failure (never after others)",
+)
 @click.option("--resume", is_flag=True, help="continue the run in OUT (keeps finished images)")
-@click.option("--margin", default=0.01, show_default=True, help="TOST equivalence margin")
+@click.option("--margin", default=0.01, show_default=True,
+              help="margin δ on each output (TOST and limits of agreement)")  # fmt: skip
+@click.option("--auroc-margin", type=float, help="AUROC equivalence margin (TOST on ΔAUROC)")
+@click.option("--group-column", help="CSV column to report per group as well as pooled, e.g. site")
+@click.option("--retry-failed", is_flag=True,
+              help="with --resume: run failed images (unusable, secure failure) again")  # fmt: skip
 @click.option("--uncertain", type=click.Choice(["zeros", "ones", "ignore"]), default="zeros",
               show_default=True, help="CheXpert -1 labels")  # fmt: skip
 @click.option("--labels", help="model output names A,B,... (default: bundle's, or CheXNet 14)")
@@ -254,9 +299,11 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("--batch", type=int, help="images per secure run (a bundle compiled with "
               "--input-shape N,...; default: the bundle's batch)")  # fmt: skip
 @connect_options
-def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, resume, margin,
-             uncertain, labels, label_map, limit, title, note, quiet, batch, tls_ca,
-             server_fingerprint, token, insecure_plaintext, timeout) -> None:  # fmt: skip
+def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, engine,
+             ray_address, per_endpoint, retries, resume, margin, auroc_margin, group_column,
+             retry_failed, uncertain, labels, label_map, limit, title, note, quiet, batch,
+             tls_ca, server_fingerprint, token, insecure_plaintext,
+             timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
 
@@ -264,24 +311,30 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
     from .eval.runner import EvalConfig, EvalError, run_eval
     from .twoparty import read_token
 
+    if retry_failed and not resume:
+        raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
     try:
         conn = {"tls_ca": tls_ca, "server_fingerprint": server_fingerprint,
                 "token": read_token(token), "insecure_plaintext": insecure_plaintext,
                 "timeout": timeout}  # fmt: skip
         cfg = EvalConfig(
             bundle=Path(bundle), model=Path(model), dataset=Path(dataset), fmt=fmt,
-            images=Path(images), out=Path(out_dir), mode=mode, connect=connect, jobs=jobs,
-            resume=resume, margin=margin, uncertain=uncertain, label_map=parse_label_map(label_map),
+            images=Path(images), out=Path(out_dir), mode=mode, connect=list(connect) or None,
+            jobs=jobs, resume=resume, margin=margin, auroc_margin=auroc_margin,
+            group_column=group_column, retry_failed=retry_failed, uncertain=uncertain,
+            label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
-            title=title, note=note, batch=batch,
+            title=title, note=note, engine=engine, ray_address=ray_address,
+            per_endpoint=per_endpoint, retries=retries, batch=batch,
             connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
     except (EvalError, ValueError, OSError) as e:
         raise UserError(str(e)) from None
-    d = s["dataset"]
+    d, f = s["dataset"], s["secure_failures"]
     click.echo(
-        f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
+        (f"SECURE FAILURES: {f['failed']} of {f['attempted']} images; " if f["failed"] else "")
+        + f"{d['evaluated']} images evaluated, {len(d['bad_rows'])} bad rows, "
         f"{d['pending']} pending; report: {Path(out_dir) / 'report.md'}"
     )
 

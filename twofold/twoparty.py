@@ -74,6 +74,7 @@ def client_main(
     timeout: float = 600.0,
     progress: bool = True,
     table_to_stderr: bool = False,
+    ot: str | None = None,
 ) -> dict[str, Any]:
     """Run BUNDLE as the client against the server at CONNECT (see ``run_client``)."""
     host, port = parse_address(connect, "--connect")
@@ -90,4 +91,5 @@ def client_main(
         timeout=timeout,
         progress=progress,
         out=sys.stderr if table_to_stderr else sys.stdout,
+        ot=ot,
     )

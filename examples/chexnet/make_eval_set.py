@@ -18,8 +18,9 @@ no synthetic labels, no kill/resume demonstration, calibration on the set's firs
         --dataset CheXpert-v1.0-small/valid.csv --format chexpert --images DATA_ROOT
 
 The CSV uses the CheXpert layout (with a few uncertain -1 labels, a column the model does
-not predict, and three bad rows: a missing file, a corrupt PNG and an invalid label value),
-so the loader, the --uncertain policy and the bad-row report are all exercised.
+not predict, a "Site" column with two sites A and B, and four bad rows: a missing file, a
+corrupt PNG, an invalid label value and a short row), so the loader, the --uncertain policy,
+the per-site report (--group-column Site) and the bad-row report are all exercised.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def write_labels(root: Path, paths: list[str], onnx_path: Path, bundle: Path) ->
     csv_path = root / "labels.csv"
     with csv_path.open("w", newline="") as f:
         wr = csv.writer(f)
-        wr.writerow(["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT])
+        wr.writerow(["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT, "Site"])
         cols = {c: lmap.index(c) for c in CHEXPERT}
         med = np.median(probs, axis=0)
         for k, p in enumerate(paths):
@@ -157,16 +158,18 @@ def write_labels(root: Path, paths: list[str], onnx_path: Path, bundle: Path) ->
                 if rng.random() < 0.2:
                     y = 1.0 - y
                 row.append("-1.0" if rng.random() < 0.05 else f"{y:.1f}")
-            wr.writerow([p, "Unknown", "", "Frontal", "PA", *row])
-        # Bad rows the report must list: missing file, corrupt image, invalid label value.
+            wr.writerow([p, "Unknown", "", "Frontal", "PA", *row, "AB"[k % 2]])
+        # Bad rows the report must list: missing file, corrupt image, invalid label value,
+        # a row with fewer fields than the header.
         blank = [""] * len(CHEXPERT)
-        wr.writerow(["images/999_missing.png", "Unknown", "", "Frontal", "PA", *blank])
+        wr.writerow(["images/999_missing.png", "Unknown", "", "Frontal", "PA", *blank, "A"])
         (root / "images" / "998_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-        wr.writerow(["images/998_corrupt.png", "Unknown", "", "Frontal", "PA", *blank])
+        wr.writerow(["images/998_corrupt.png", "Unknown", "", "Frontal", "PA", *blank, "B"])
         bad = list(blank)
         bad[CHEXPERT.index("Cardiomegaly")] = "2.0"
         shutil.copy(root / paths[1], root / "images" / "997_badlabel.png")
-        wr.writerow(["images/997_badlabel.png", "Unknown", "", "Frontal", "PA", *bad])
+        wr.writerow(["images/997_badlabel.png", "Unknown", "", "Frontal", "PA", *bad, "A"])
+        wr.writerow(["images/996_short.png", "Unknown", "", "Frontal"])
     return csv_path
 
 
@@ -196,9 +199,11 @@ def real_paths(csv_path: Path, fmt: str, root: Path, k: int) -> list[str]:
 
 
 def eval_cmd(bundle: Path, onnx_path: Path, csv_path: Path, root: Path, out: Path,
-             fmt: str = "chexpert", note: str = NOTE) -> list[str]:  # fmt: skip
+             fmt: str = "chexpert", note: str = NOTE, group: str | None = "Site",
+             ) -> list[str]:  # fmt: skip
     return [*TWOFOLD, "eval", str(bundle), "--model", str(onnx_path), "--dataset", str(csv_path),
             "--format", fmt, "--images", str(root), "--uncertain", "ignore",
+            "--auroc-margin", "0.05", *(["--group-column", group] if group else []),
             "-o", str(out), *(["--note", note] if note else [])]  # fmt: skip
 
 
@@ -236,10 +241,10 @@ def start_server(bundle: Path, sessions: int) -> tuple[subprocess.Popen, str, st
 
 
 def publish(src: Path, dst: Path) -> None:
-    """Copy report.md, summary.json and the PNGs (the HTML embeds them; it stays in src)."""
+    """Copy report.md, report.html (figures inlined), summary.json and the PNGs."""
     dst.mkdir(parents=True, exist_ok=True)
     for p in src.iterdir():
-        if p.suffix in (".md", ".png") or p.name == "summary.json":
+        if p.suffix in (".md", ".png", ".html") or p.name == "summary.json":
             shutil.copy(p, dst / p.name)
 
 
@@ -256,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", help="a real labels CSV instead of the synthetic set")
     ap.add_argument("--format", default="chexpert", choices=["chexpert", "nih", "plain"])
     ap.add_argument("--images", help="image root of --dataset")
+    ap.add_argument("--group-column", help="per-group column of --dataset (e.g. a site)")
     args = ap.parse_args(argv)
     if args.n < 8:
         ap.error("--n must be at least 8")
@@ -270,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         export(onnx_path, args.size, args.weights)
     if args.dataset:
         root, csv_path, fmt, note = Path(args.images), Path(args.dataset), args.format, ""
+        group = args.group_column
         paths = real_paths(csv_path, fmt, root, 6)
     else:
         print("== build the image set", flush=True)
-        root, fmt, note = work / "data", "chexpert", NOTE
+        root, fmt, note, group = work / "data", "chexpert", NOTE, "Site"
         paths = make_images(root, args.n)
     if not (bundle / "server" / "manifest.json").exists():
         cal = [str(root / p) for p in paths[:: max(1, len(paths) // 6)]]
@@ -283,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         csv_path = write_labels(root, paths, onnx_path, bundle)
 
     out = work / "report-simulate"
-    cmd = [*eval_cmd(bundle, onnx_path, csv_path, root, out, fmt, note),
+    cmd = [*eval_cmd(bundle, onnx_path, csv_path, root, out, fmt, note, group),
            "--title", "twofold eval (simulate)"]  # fmt: skip
     if args.dataset:
         run([*cmd, "--resume"])  # a long real run continues where it stopped
@@ -299,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         server, addr, fingerprint = start_server(bundle, args.jobs)
         resume = ["--resume"] if args.dataset else []
         try:
-            run([*eval_cmd(bundle, onnx_path, csv_path, root, out2, fmt, note), "--mode", "2pc",
-                 "--connect", addr, "--server-fingerprint", fingerprint,
+            note2 = note and (f"{note} Only the first {args.n_2pc} images were run in 2PC; "
+                              "the rest of the set is pending.")  # fmt: skip
+            run([*eval_cmd(bundle, onnx_path, csv_path, root, out2, fmt, note2, group),
+                 "--mode", "2pc", "--connect", addr, "--server-fingerprint", fingerprint,
                  "--jobs", str(args.jobs), "--limit", str(args.n_2pc),
                  "--title", "twofold eval (2PC)", *resume])  # fmt: skip
         finally:

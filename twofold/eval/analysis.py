@@ -1,38 +1,215 @@
 """From results and labels to the numbers of the report (pure function, no I/O).
 
-Per finding: AUROC of plaintext and secure outputs with DeLong 95% CIs and the paired DeLong
-p-value; per finding and pooled: mean/max |secure - plain|, TOST (margin), two-sample KS,
-Bland–Altman. Cost: per-image time, communication, peak memory, extrapolated to the dataset.
+Every image of the dataset is in exactly one set: *evaluated* (finite plaintext and secure
+outputs), *secure failure* (the secure run gave no trustworthy output: overflow, input outside
+the compiled range, a non-finite value — a result of the evaluation, reported first), *unusable*
+(bad CSV row, missing or unreadable file, non-finite plaintext output: nothing to compare) or
+*pending* (not run yet).
+
+Per finding, on the evaluated images of a section (all images pooled, and each group):
+
+* AUROC of plaintext and secure outputs with DeLong 95% CIs on the ``n`` labelled cases;
+  ΔAUROC = secure − plaintext with its paired DeLong 95% CI and two-sided p; Holm's adjustment
+  over the findings; with ``auroc_margin`` a TOST of |ΔAUROC| < margin (delong.auc_equivalence).
+  A finding whose labelled cases are one class gets a row that says so instead of an AUROC.
+* Agreement of that finding's output over all evaluated images: paired TOST of the mean
+  difference (±margin), Bland–Altman 95% limits of agreement, share of images with |Δ| < margin,
+  mean and max |Δ|. Outputs are called *equivalent* only when the TOST passes AND the limits of
+  agreement lie inside ±margin (the mean alone can hide large differences that cancel).
+
+Overall verdicts are intersection–union tests over the findings (equivalence overall = every
+finding passes at alpha; no multiplicity correction is needed, Berger 1982), and "no significant
+AUROC difference" uses Holm-adjusted p-values (unadjusted given too). Across groups, Cochran's Q
+on the per-group ΔAUROC with their DeLong variances tests heterogeneity (combine.cochran_q).
+Rows with n < 30 labelled cases or < 10 positives carry a small-sample warning.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from .agreement import abs_diff, bland_altman, ks_2samp, tost_paired
-from .datasets import Dataset
-from .delong import auc_ci, paired_test
+from .agreement import abs_diff, bland_altman, share_within, tost_paired
+from .combine import cochran_q, holm
+from .datasets import Dataset, Sample
+from .delong import auc_ci, auc_equivalence, paired_test
 from .labels import LabelMap
+
+ALPHA = 0.05
+SMALL_N = 30
+SMALL_POS = 10
+
+
+class AnalysisError(ValueError):
+    """The results cannot be analysed as they are (e.g. a non-finite output in a record)."""
 
 
 def _auc_dict(a: Any) -> dict[str, float]:
     return {"auc": a.auc, "se": a.se, "low": a.low, "high": a.high}
 
 
+def _check_finite(sample: Sample, rec: dict[str, Any], names: tuple[str, ...]) -> None:
+    for side in ("plain", "secure"):
+        v = np.asarray(rec[side], np.float64)
+        if v.size != len(names):
+            raise AnalysisError(
+                f"{sample.id}: {v.size} {side} outputs in the results, the model has {len(names)}"
+            )
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            j = int(bad[0])
+            raise AnalysisError(
+                f"{sample.id}: {side} output for {names[j]} is {v[j]} (not finite); "
+                "the results file cannot be analysed"
+            )
+
+
+def _small(n: int, n_pos: int | None = None) -> list[str]:
+    w = [f"n = {n} < {SMALL_N}"] if n < SMALL_N else []
+    if n_pos is not None and n_pos < SMALL_POS:
+        w.append(f"{n_pos} positive{'' if n_pos == 1 else 's'} < {SMALL_POS}")
+    return w
+
+
 def _agreement(secure: np.ndarray, plain: np.ndarray, margin: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": int(secure.size)}
+    out: dict[str, Any] = {"n": int(secure.size), "warnings": _small(int(secure.size))}
     if secure.size == 0:
         return out
     out["mean_abs_diff"], out["max_abs_diff"] = abs_diff(secure, plain)
-    out["ks"] = asdict(ks_2samp(secure, plain))
+    out["within_margin"] = share_within(secure, plain, margin)
     if secure.size >= 2:
         t = tost_paired(secure, plain, margin)
-        out["tost"] = {**asdict(t), "equivalent": t.equivalent()}
-        out["bland_altman"] = asdict(bland_altman(secure, plain))
+        ba = bland_altman(secure, plain)
+        loa_inside = -margin < ba.loa_low and ba.loa_high < margin
+        out["tost"] = {**asdict(t), "equivalent": t.equivalent(ALPHA)}
+        out["bland_altman"] = {**asdict(ba), "inside_margin": loa_inside}
+        out["equivalent"] = t.equivalent(ALPHA) and loa_inside
+    return out
+
+
+def _one_class_note(n: int, n_pos: int) -> str:
+    if n == 0:
+        return "AUROC not computed: no labelled cases"
+    kind = "positive" if n_pos == n else "negative"
+    return f"AUROC not computed: all {n} labelled cases are {kind}"
+
+
+def _finding(
+    name: str,
+    j: int,
+    samples: list[Sample],
+    plain: np.ndarray,
+    secure: np.ndarray,
+    margin: float,
+    auroc_margin: float | None,
+) -> dict[str, Any]:
+    y = np.array([s.labels.get(name, math.nan) for s in samples], np.float64)
+    keep = ~np.isnan(y)
+    n, n_pos = int(keep.sum()), int((y[keep] == 1).sum())
+    row: dict[str, Any] = {
+        "label": name,
+        "n": n,
+        "n_pos": n_pos,
+        "n_neg": n - n_pos,
+        "warnings": _small(n, n_pos),
+        "agreement": _agreement(secure[:, j], plain[:, j], margin),
+    }
+    if 0 < n_pos < n:
+        yk = y[keep].astype(int)
+        row["auc_plain"] = _auc_dict(auc_ci(yk, plain[keep, j]))
+        row["auc_secure"] = _auc_dict(auc_ci(yk, secure[keep, j]))
+        pt = paired_test(yk, secure[keep, j], plain[keep, j])
+        row["delta_auc"] = {
+            "diff": pt.diff,
+            "se": pt.se_diff,
+            "low": pt.low,
+            "high": pt.high,
+            "z": pt.z,
+            "p_value": pt.p_value,
+        }
+        if auroc_margin is not None:
+            eq = auc_equivalence(pt.diff, pt.se_diff, auroc_margin)
+            row["auc_tost"] = {**asdict(eq), "equivalent": eq.equivalent(ALPHA)}
+    else:
+        row["auc_note"] = _one_class_note(n, n_pos)
+    return row
+
+
+def _verdicts(rows: list[dict[str, Any]], auroc_margin: float | None) -> dict[str, Any]:
+    """Intersection–union verdicts over the findings, and Holm over the AUROC tests."""
+    agree = [r for r in rows if "tost" in r["agreement"]]
+    v: dict[str, Any] = {"findings": len(rows)}
+    if agree and len(agree) == len(rows):
+        v["mean_within_margin"] = all(r["agreement"]["tost"]["equivalent"] for r in agree)
+        v["tost_p_max"] = max(r["agreement"]["tost"]["p_value"] for r in agree)
+        v["loa_within_margin"] = all(r["agreement"]["bland_altman"]["inside_margin"] for r in agree)
+        v["equivalent"] = v["mean_within_margin"] and v["loa_within_margin"]
+        v["not_equivalent"] = [r["label"] for r in agree if not r["agreement"]["equivalent"]]
+    tested = [r for r in rows if "delta_auc" in r]
+    adj = holm([r["delta_auc"]["p_value"] for r in tested])
+    for r, p in zip(tested, adj, strict=True):
+        r["delta_auc"]["p_holm"] = p
+    v["auc_tested"] = len(tested)
+    if tested:
+        i = int(np.argmin([r["delta_auc"]["p_value"] for r in tested]))
+        v["auc_significant"] = [r["label"] for r, p in zip(tested, adj, strict=True) if p < ALPHA]
+        v["auc_min_p_holm"] = adj[i]
+        v["auc_min_p"] = tested[i]["delta_auc"]["p_value"]
+        v["auc_min_p_label"] = tested[i]["label"]
+        if auroc_margin is not None:
+            v["auc_equivalent"] = all(r["auc_tost"]["equivalent"] for r in tested)
+            v["auc_tost_p_max"] = max(r["auc_tost"]["p_value"] for r in tested)
+            v["auc_not_equivalent"] = [
+                r["label"] for r in tested if not r["auc_tost"]["equivalent"]
+            ]
+    return v
+
+
+def _section(
+    samples: list[Sample],
+    records: dict[str, dict[str, Any]],
+    labels: list[str],
+    lmap: LabelMap,
+    margin: float,
+    auroc_margin: float | None,
+    failures: int,
+) -> dict[str, Any]:
+    n_out = len(lmap.model_labels)
+    plain = np.array([records[s.id]["plain"] for s in samples], np.float64).reshape(-1, n_out)
+    secure = np.array([records[s.id]["secure"] for s in samples], np.float64).reshape(-1, n_out)
+    rows = [
+        _finding(name, lmap.model_labels.index(name), samples, plain, secure, margin, auroc_margin)
+        for name in labels
+    ]
+    attempted = len(samples) + failures
+    return {
+        "images": len(samples),
+        "secure_failures": failures,
+        "secure_failure_rate": failures / attempted if attempted else 0.0,
+        "labels": rows,
+        "verdicts": _verdicts(rows, auroc_margin),
+    }
+
+
+def _heterogeneity(sections: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+    """Cochran's Q per finding on the groups where ΔAUROC was computed."""
+    out = []
+    for k, name in enumerate(labels):
+        per = [(sec["group"], sec["labels"][k].get("delta_auc")) for sec in sections]
+        used = [(g, d) for g, d in per if d is not None]
+        row: dict[str, Any] = {"label": name, "groups_used": [g for g, _ in used]}
+        if len(used) < 2:
+            row["note"] = f"needs ΔAUROC in at least two groups, have {len(used)}"
+        else:
+            h = cochran_q([d["diff"] for _, d in used], [d["se"] ** 2 for _, d in used])
+            row.update(asdict(h))
+            if zero := [g for g, d in used if d["se"] == 0.0]:
+                row["note"] = f"zero DeLong variance (exact ΔAUROC) in: {', '.join(zero)}"
+        out.append(row)
     return out
 
 
@@ -42,42 +219,52 @@ def analyse(
     records: dict[str, dict[str, Any]],
     margin: float,
     jobs: int = 1,
+    auroc_margin: float | None = None,
 ) -> dict[str, Any]:
     """Statistics over the dataset's samples that have a result; see module docstring."""
-    done = [s for s in ds.samples if "plain" in records.get(s.id, {})]
-    errors = [
-        {"line": s.line, "id": s.id, "reason": records[s.id]["error"]}
-        for s in ds.samples
-        if "error" in records.get(s.id, {})
-    ]
-    bad = [{"line": b.line, "id": b.id, "reason": b.reason} for b in ds.bad_rows] + errors
-    bad.sort(key=lambda b: b["line"])
-    pending = len(ds.samples) - len(done) - len(errors)
-    plain = np.array([records[s.id]["plain"] for s in done], np.float64).reshape(len(done), -1)
-    secure = np.array([records[s.id]["secure"] for s in done], np.float64).reshape(plain.shape)
-
-    per_label = []
-    for name in ds.labels:
-        j = lmap.model_labels.index(name)
-        y = np.array([s.labels.get(name, math.nan) for s in done], np.float64)
-        keep = ~np.isnan(y)
-        row: dict[str, Any] = {
-            "label": name,
-            "n": int(keep.sum()),
-            "n_pos": int((y[keep] == 1).sum()),
-            **_agreement(secure[:, j], plain[:, j], margin),
-        }
-        yk = y[keep].astype(int)
-        if 0 < row["n_pos"] < row["n"]:
-            row["auc_plain"] = _auc_dict(auc_ci(yk, plain[keep, j]))
-            row["auc_secure"] = _auc_dict(auc_ci(yk, secure[keep, j]))
-            pt = paired_test(yk, secure[keep, j], plain[keep, j])
-            row["delong"] = {"diff": pt.diff, "se": pt.se_diff, "z": pt.z, "p_value": pt.p_value}
+    names = tuple(lmap.model_labels)
+    done, fails, unusable = [], [], []
+    for s in ds.samples:
+        rec = records.get(s.id)
+        if rec is None:
+            continue
+        if "error" in rec:
+            unusable.append({"line": s.line, "id": s.id, "reason": rec["error"]})
+        elif "secure_error" in rec:
+            fails.append(
+                {
+                    "line": s.line,
+                    "id": s.id,
+                    "group": s.group,
+                    "kind": rec.get("failure", "secure run failed"),
+                    "reason": rec["secure_error"],
+                }
+            )
         else:
-            row["auc_note"] = "needs positive and negative cases"
-        per_label.append(row)
+            _check_finite(s, rec, names)
+            done.append(s)
+    bad = [{"line": b.line, "id": b.id, "reason": b.reason} for b in ds.bad_rows] + unusable
+    bad.sort(key=lambda b: b["line"])
+    finished = {s.id for s in ds.samples if s.id in records}
+    pending = len(ds.samples) - len(finished)
+    attempted = len(done) + len(fails)
 
-    overall = _agreement(secure.ravel(), plain.ravel(), margin)
+    pooled = _section(done, records, ds.labels, lmap, margin, auroc_margin, len(fails))
+    groups = None
+    if ds.group_column is not None:
+        sections = []
+        for g in ds.groups():
+            sub = [s for s in done if s.group == g]
+            nf = sum(1 for f in fails if f["group"] == g)
+            sec = _section(sub, records, ds.labels, lmap, margin, auroc_margin, nf)
+            sections.append({"group": g, **sec})
+        groups = {
+            "column": ds.group_column,
+            "sections": sections,
+            "heterogeneity": _heterogeneity(sections, ds.labels),
+        }
+
+    overall: dict[str, Any] = {"images": len(done)}
     oracle = [s for s in done if "simulate" in records[s.id]]
     if oracle:
         sim = np.array([records[s.id]["simulate"] for s in oracle], np.float64)
@@ -88,11 +275,16 @@ def analyse(
             "max_abs_diff": float(np.max(np.abs(sim - sec))),
         }
     if done:
-        overall["identical_fraction"] = float(np.mean(secure == plain))
+        idx = [lmap.model_labels.index(n) for n in ds.labels]
+        p = np.array([records[s.id]["plain"] for s in done], np.float64)[:, idx]
+        q = np.array([records[s.id]["secure"] for s in done], np.float64)[:, idx]
+        overall["identical_fraction"] = float(np.mean(p == q))
+        overall["mean_abs_diff"], overall["max_abs_diff"] = abs_diff(q, p)
     return {
         "dataset": {
             "path": ds.source,
             "format": ds.fmt,
+            "sha256": ds.sha256,
             "rows": len(ds.samples) + len(ds.bad_rows),
             "images": len(ds.samples),
             "evaluated": len(done),
@@ -100,8 +292,19 @@ def analyse(
             "bad_rows": bad,
             "unmapped_columns": ds.unmapped,
         },
+        "secure_failures": {
+            "attempted": attempted,
+            "failed": len(fails),
+            "rate": len(fails) / attempted if attempted else 0.0,
+            "reasons": dict(Counter(f["kind"] for f in fails).most_common()),
+            "images": fails,
+        },
+        "alpha": ALPHA,
         "margin": margin,
-        "labels": per_label,
+        "auroc_margin": auroc_margin,
+        "labels": pooled["labels"],
+        "verdicts": pooled["verdicts"],
+        "groups": groups,
         "overall": overall,
         "cost": _cost([records[s.id] for s in done], len(ds.samples), jobs),
     }

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .engines import file_digest
+
 
 def batch_size(secure: Any, wanted: int | None) -> int:  # noqa: ANN401 - an engine
     """The bundle's batch; ``ValueError`` when ``--batch`` asks for another."""
@@ -46,11 +48,14 @@ def run_batched(
         t0 = time.perf_counter()
         ready: list[tuple[Any, np.ndarray]] = []
         for s in todo[start : start + batch]:
+            base = {"id": s.id, "line": s.line}
             try:
-                ready.append((s, load(s, one_meta)))
+                base["sha256"] = file_digest(s.path)
+                ready.append((base, load(s, one_meta)))
             except Exception as e:  # any decoder failure is a bad row, reported with the reason
-                log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
-                say(f"skipped {s.id}: unreadable image: {e}")
+                msg = str(e).replace(str(s.path), s.id)  # no absolute paths in a report
+                log.append({**base, "error": f"unreadable image: {msg}"})
+                say(f"skipped {s.id}: unreadable image: {msg}")
         if not ready:
             continue
         xs = [x for _, x in ready]
@@ -62,10 +67,11 @@ def run_batched(
             else:
                 r = secure(stack, secure.input_name)
                 check = None if sim is None else sim(stack, measure_memory=False).values
-        except ArithmeticError as e:  # fixed-point overflow in this batch: report its images
-            for s, _ in ready:
-                log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
-            say(f"skipped a batch of {len(ready)}: secure run failed: {e}")
+        except ArithmeticError as e:  # overflow or a flagged output: the batch's images failed
+            for base, x in ready:
+                log.append({**base, "plain": plain(x).values.tolist(),
+                            "failure": "secure run failed", "secure_error": str(e)})  # fmt: skip
+            say(f"a batch of {len(ready)} failed: {e}")
             continue
         rows = r.values.reshape(batch, -1)
         checks = None if check is None else check.reshape(batch, -1)
@@ -73,11 +79,10 @@ def run_batched(
             k: (v / batch if isinstance(v, int | float) and k not in ("peak_mem_bytes",) else v)
             for k, v in r.cost.items()
         }
-        for i, (s, x) in enumerate(ready):
+        for i, (base, x) in enumerate(ready):
             p = plain(x)
             rec = {
-                "id": s.id,
-                "line": s.line,
+                **base,
                 "plain": p.values.tolist(),
                 "secure": rows[i].tolist(),
                 "time_plain_s": p.time_s,

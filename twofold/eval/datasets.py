@@ -9,6 +9,8 @@ finding's AUROC).
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +21,19 @@ FORMATS = ("chexpert", "nih", "plain")
 UNCERTAIN = ("zeros", "ones", "ignore")
 CHEXPERT_META = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
 NIH_META = ("Image Index", "Finding Labels")
+_BAD_LENGTH = "\x00bad length"  # key no CSV header can hold (see _read_rows)
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image: its CSV line, a stable id (the path as written), file path and labels."""
+    """One image: its CSV line, a stable id (the path as written), file path, labels and the
+    value of the ``--group-column`` (e.g. the site), or None without one."""
 
     line: int
     id: str
     path: Path
     labels: dict[str, float]
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ class BadRow:
 
 @dataclass
 class Dataset:
-    """Samples in file order, skipped rows, the model labels present, unmapped columns."""
+    """Samples in file order, skipped rows, the model labels present, unmapped columns, the
+    group column (None without one) and the SHA-256 of the CSV (part of the run identity)."""
 
     samples: list[Sample]
     bad_rows: list[BadRow]
@@ -50,28 +56,51 @@ class Dataset:
     unmapped: list[str] = field(default_factory=list)
     source: str = ""
     fmt: str = ""
+    group_column: str | None = None
+    sha256: str = ""
+
+    def groups(self) -> list[str]:
+        """Group values in order of first appearance (empty without a group column)."""
+        return list(dict.fromkeys(s.group for s in self.samples if s.group is not None))
 
 
 class DatasetError(ValueError):
     """The dataset as a whole cannot be read (missing file, missing column, ...)."""
 
 
-def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], bytes]:
+    """Header, ``(line, {column: value})`` per data row, and the raw bytes (for the digest).
+
+    A row with fewer or more fields than the header maps to ``{_BAD_LENGTH: reason}`` so the caller
+    reports it as a bad row instead of reading the missing cells as blank labels.
+    """
     if not csv_path.is_file():
         raise DatasetError(f"dataset file {csv_path} does not exist")
+    raw = csv_path.read_bytes()
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = []
-            for row in reader:
-                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
-                rows.append((reader.line_num, clean))
+        text = raw.decode("utf-8-sig")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in next(reader, [])]
+        rows = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            if len(fields) != len(header):
+                what = "fewer" if len(fields) < len(header) else "more"
+                reason = f"{len(fields)} fields, {what} than the {len(header)} of the header"
+                first = fields[0].strip() if fields else ""
+                rows.append((reader.line_num, {_BAD_LENGTH: reason, "": first}))
+                continue
+            rows.append(
+                (reader.line_num, {k: v.strip() for k, v in zip(header, fields, strict=True)})
+            )
     except (UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"dataset file {csv_path} is not a readable CSV: {e}") from e
-    if not header:
+    if not any(header):
         raise DatasetError(f"dataset file {csv_path} is empty (no header row)")
-    return header, rows
+    if not rows:
+        raise DatasetError(f"dataset file {csv_path} has a header but no data rows")
+    return header, rows, raw
 
 
 def _need(header: list[str], cols: tuple[str, ...], csv_path: Path, fmt: str) -> None:
@@ -111,8 +140,13 @@ def load_dataset(
     image_root: str | Path,
     label_map: LabelMap,
     uncertain: str = "zeros",
+    group_column: str | None = None,
 ) -> Dataset:
-    """Read ``csv_path`` in layout ``fmt`` with image paths relative to ``image_root``."""
+    """Read ``csv_path`` in layout ``fmt`` with image paths relative to ``image_root``.
+
+    ``group_column`` (any format) names a column such as the site; it is not a label, every
+    row needs a value, and the analysis is then given per group as well as pooled.
+    """
     csv_path, root = Path(csv_path), Path(image_root)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -120,7 +154,9 @@ def load_dataset(
         raise DatasetError(f"unknown --uncertain policy {uncertain!r} ({', '.join(UNCERTAIN)})")
     if not root.is_dir():
         raise DatasetError(f"image root {root} is not a directory")
-    header, rows = _read_rows(csv_path)
+    header, rows, raw = _read_rows(csv_path)
+    if group_column is not None:
+        _need(header, (group_column,), csv_path, f"{fmt} --group-column")
     samples: list[Sample] = []
     bad: list[BadRow] = []
     unmapped: list[str] = []
@@ -128,7 +164,7 @@ def load_dataset(
 
     if fmt == "chexpert":
         _need(header, ("Path",), csv_path, fmt)
-        label_cols = [c for c in header if c not in CHEXPERT_META]
+        label_cols = [c for c in header if c not in CHEXPERT_META and c != group_column]
         path_col = "Path"
     elif fmt == "nih":
         _need(header, NIH_META, csv_path, fmt)
@@ -136,7 +172,7 @@ def load_dataset(
         path_col = "Image Index"
     else:
         path_col = header[0]
-        label_cols = header[1:]
+        label_cols = [c for c in header[1:] if c != group_column]
     cols = label_map.mapped(label_cols)
     unmapped = [c for c in label_cols if c not in cols]
     if fmt == "plain" and unmapped:
@@ -149,6 +185,9 @@ def load_dataset(
 
     nih_vocab = {normalise(x) for x in CHEXNET_LABELS} | {normalise(NIH_NO_FINDING)}
     for line, row in rows:
+        if _BAD_LENGTH in row:  # a row of the wrong length (see _read_rows)
+            bad.append(BadRow(line, row[""], row[_BAD_LENGTH]))
+            continue
         rid = row.get(path_col, "")
         if not rid:
             bad.append(BadRow(line, "", f"empty {path_col!r}"))
@@ -157,6 +196,12 @@ def load_dataset(
             bad.append(BadRow(line, rid, "duplicate image (already listed above)"))
             continue
         seen.add(rid)
+        group = None
+        if group_column is not None:
+            group = row.get(group_column, "")
+            if not group:
+                bad.append(BadRow(line, rid, f"empty {group_column!r}"))
+                continue
         try:
             if fmt == "nih":
                 labels = _nih_labels(row["Finding Labels"], label_map, nih_vocab)
@@ -172,14 +217,15 @@ def load_dataset(
             continue
         path = root / rid
         if not path.is_file():
-            bad.append(BadRow(line, rid, f"missing file {path}"))
+            bad.append(BadRow(line, rid, f"missing file {rid} (under the image root)"))
             continue
-        samples.append(Sample(line, rid, path, labels))
+        samples.append(Sample(line, rid, path, labels, group))
     labels_used = [m for m in label_map.model_labels if any(m in s.labels for s in samples)]
     if fmt == "nih":
         labels_used = [m for m in label_map.model_labels if label_map.index(m) is not None]
         labels_used = [m for m in labels_used if normalise(m) in nih_vocab]
-    return Dataset(samples, bad, labels_used, unmapped, str(csv_path), fmt)
+    digest = hashlib.sha256(raw).hexdigest()
+    return Dataset(samples, bad, labels_used, unmapped, str(csv_path), fmt, group_column, digest)
 
 
 def _nih_labels(field_: str, label_map: LabelMap, vocab: set[str]) -> dict[str, float]:

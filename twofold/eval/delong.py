@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .agreement import Equivalence
+
 
 @dataclass(frozen=True)
 class AUC:
@@ -27,7 +29,8 @@ class AUC:
 
 @dataclass(frozen=True)
 class PairedAUC:
-    """Paired DeLong test of H0: AUC_a = AUC_b on the same cases (two-sided)."""
+    """Paired DeLong test of H0: AUC_a = AUC_b on the same cases (two-sided), with the Wald
+    (1 - alpha) interval ``diff ± z·se`` of the difference AUC_a - AUC_b."""
 
     auc_a: float
     auc_b: float
@@ -35,10 +38,26 @@ class PairedAUC:
     se_diff: float
     z: float
     p_value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class AUCEquivalence(Equivalence):
+    """TOST of |AUC_a - AUC_b| < margin with the DeLong SE (normal approximation): H0: diff <=
+    -margin and H0: diff >= +margin, each one-sided z-test."""
+
+    diff: float
+    se_diff: float
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` with ties given the mean of their ranks (Sun & Xu, Alg. 1)."""
+    """Ranks 1..n of ``x`` with ties given the mean of their ranks (Sun & Xu, Alg. 1).
+
+    NaN never equals itself, so the tie scan below would not advance on it: refuse it.
+    """
+    if not np.all(np.isfinite(x)):
+        raise ValueError("scores must be finite (NaN or inf found)")
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
     n = len(x)
@@ -62,6 +81,8 @@ def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} do not match")
     if not np.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be 0 or 1")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite (NaN or inf found)")
     pos, neg = scores[:, labels == 1], scores[:, labels == 0]
     if pos.shape[1] == 0 or neg.shape[1] == 0:
         raise ValueError(
@@ -113,11 +134,13 @@ def auc_ci(labels: np.ndarray, scores: np.ndarray, alpha: float = 0.05) -> AUC:
     )
 
 
-def paired_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> PairedAUC:
+def paired_test(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, alpha: float = 0.05
+) -> PairedAUC:
     """Paired DeLong test of two correlated AUROCs (DeLong 1988, eq. for L = (1, -1)).
 
     When the variance of the difference is zero (e.g. identical rankings) the difference is
-    exactly known: p = 1 if it is zero, else 0.
+    exactly known: p = 1 if it is zero, else 0, and the interval is the point itself.
     """
     scores = np.vstack([np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)])
     aucs, cov = delong_components(labels, scores)
@@ -126,8 +149,28 @@ def paired_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
     if var <= 1e-300:
         z = 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
         p = 1.0 if diff == 0.0 else 0.0
-        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, z, p)
+        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, z, p, diff, diff)
     se = float(np.sqrt(var))
     z = diff / se
     p = float(2.0 * stats.norm.sf(abs(z)))
-    return PairedAUC(float(aucs[0]), float(aucs[1]), diff, se, z, p)
+    q = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    return PairedAUC(float(aucs[0]), float(aucs[1]), diff, se, z, p, diff - q * se, diff + q * se)
+
+
+def auc_equivalence(diff: float, se: float, margin: float) -> AUCEquivalence:
+    """TOST on a paired AUROC difference with its DeLong SE (see :class:`AUCEquivalence`).
+
+    With se = 0 the difference is known exactly: p = 0 inside the margin, 1 outside.
+    """
+    if not margin > 0:
+        raise ValueError(f"AUROC equivalence margin must be positive, got {margin}")
+    if se <= 0.0:
+        p_lo = 0.0 if diff > -margin else 1.0
+        p_hi = 0.0 if diff < margin else 1.0
+        return AUCEquivalence(margin, p_lo, p_hi, max(p_lo, p_hi), diff, diff, diff, 0.0)
+    p_lo = float(stats.norm.sf((diff + margin) / se))
+    p_hi = float(stats.norm.cdf((diff - margin) / se))
+    q = float(stats.norm.ppf(0.95))
+    return AUCEquivalence(
+        margin, p_lo, p_hi, max(p_lo, p_hi), diff - q * se, diff + q * se, diff, se
+    )

@@ -21,6 +21,11 @@ class EngineError(ValueError):
     """An engine cannot be set up (bad model, bad bundle, mode not available)."""
 
 
+class SecureFailure(ArithmeticError):
+    """The secure run of one image gave no trustworthy output (e.g. flagged ``valid: false``
+    with ``overflow_at``): a result of the evaluation, reported, not a reason to stop."""
+
+
 @dataclass
 class Inference:
     """Probabilities (flattened model output) and per-image cost figures."""
@@ -59,6 +64,7 @@ class Plaintext:
         if len(ins) != 1:
             raise EngineError(f"{self.path} has {len(ins)} inputs; one image input is supported")
         self.input_name = ins[0].name
+        self.input_shape = list(ins[0].shape)  # ints, or names/None for dynamic axes
         self.output_names = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray, output: str | None = None) -> Inference:
@@ -128,6 +134,9 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     if len(outs) != 1:
         raise EngineError(f"the model has {len(outs)} outputs; evaluation needs exactly one")
     (out,) = outs.values()
+    if doc.get("valid") is False or out.get("valid") is False:
+        at = out.get("overflow_at") or doc.get("overflow_at") or "an unnamed node"
+        raise SecureFailure(f"output flagged invalid: overflow at {at}")
     return np.asarray(out["values"], np.float64).ravel()
 
 
@@ -151,9 +160,12 @@ class TwoParty(_Program):
         bundle: str | Path,
         connect: str | None,
         connect_options: dict[str, Any] | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         """``connect_options``: the keyword arguments of ``run_client`` that are set, among
-        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``."""
+        ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``;
+        ``connect_timeout``: how long a refused connection is retried (eval's endpoint pool
+        keeps it short and backs off instead)."""
         super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -176,6 +188,7 @@ class TwoParty(_Program):
                 "(printed by `twofold run server`) or --tls-ca CA.pem, or --insecure-plaintext"
             )
         self.connect_options = opts
+        self.connect_timeout = connect_timeout
         self._run_client = run_client
 
     def digest(self) -> str:
@@ -195,6 +208,7 @@ class TwoParty(_Program):
                 self.port,
                 {input_name: x},
                 **self.connect_options,
+                connect_timeout=self.connect_timeout,
                 progress=False,
                 out=io.StringIO(),
             )

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 from scipy import stats
 from sklearn.metrics import roc_curve
 
@@ -48,37 +51,54 @@ def roc_figure(
 
 
 def bland_altman_figure(
-    path: Path, secure: np.ndarray, plain: np.ndarray, bias: float, low: float, high: float
+    path: Path, secure: np.ndarray, plain: np.ndarray, names: list[str], margin: float
 ) -> Path:
-    """Difference (secure − plain) against the mean of the pair, with bias and 95% limits."""
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    """Difference (secure − plain) against the pair's mean, one colour per finding (columns of
+    the (images, findings) arrays), with the pooled bias, 95% limits and the ±margin lines."""
+    fig = Figure(figsize=(9, 5.2), layout="constrained")
     ax = fig.subplots()
-    m = (secure + plain) / 2
-    d = secure - plain
-    ax.scatter(m, d, s=10, alpha=0.6, color="#1f77b4", label=f"output pairs (n={d.size})")
-    ax.axhline(bias, color="k", lw=1.2, label=f"bias {bias:.2e}")
-    ax.axhline(high, color="#d62728", ls="--", lw=1.1, label=f"+1.96 SD {high:.2e}")
-    ax.axhline(low, color="#d62728", ls="--", lw=1.1, label=f"−1.96 SD {low:.2e}")
+    cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
+    for k, name in enumerate(names):
+        m = (secure[:, k] + plain[:, k]) / 2
+        d = secure[:, k] - plain[:, k]
+        ax.scatter(m, d, s=14, alpha=0.75, color=cmap(k % cmap.N), label=name)
+    d = (secure - plain).ravel()
+    bias, sd = float(d.mean()), float(d.std(ddof=1)) if d.size > 1 else 0.0
+    ax.axhline(bias, color="k", lw=1.1, label=f"bias {bias:.1e}")
+    for y, lab in ((bias + 1.96 * sd, "±1.96 SD (all findings)"), (bias - 1.96 * sd, None)):
+        ax.axhline(y, color="0.35", ls="--", lw=1.0, label=lab)
+    for y, lab in ((margin, f"±δ = {margin:g} (margin)"), (-margin, None)):
+        ax.axhline(y, color="#d62728", ls=":", lw=1.6, label=lab)
     ax.set_xlabel("Mean of secure and plaintext probability")
     ax.set_ylabel("Secure − plaintext probability")
-    ax.set_title("Bland–Altman: agreement of secure and plaintext outputs")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    ax.legend(loc="best", fontsize=8)
+    ax.set_title("Bland–Altman per finding (limits per finding are in the agreement table)")
+    _tidy(ax.yaxis)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.savefig(path, dpi=110)
     return path
 
 
-def differences_figure(path: Path, diff: np.ndarray) -> Path:
-    """Histogram of secure − plaintext and its normal QQ plot."""
+def _tidy(axis: Any) -> None:
+    """At most 6 ticks, plain-scientific labels with a shared offset, never overlapping."""
+    axis.set_major_locator(MaxNLocator(nbins=6))
+    fmt = ScalarFormatter(useMathText=True)
+    fmt.set_powerlimits((-2, 3))
+    axis.set_major_formatter(fmt)
+
+
+def differences_figure(path: Path, diff: np.ndarray, margin: float) -> Path:
+    """Histogram of secure − plaintext (all reported findings) with ±margin, and its QQ plot."""
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     bins = min(50, max(5, int(np.sqrt(diff.size))))
     ax1.hist(diff, bins=bins, color="#1f77b4", alpha=0.8, label=f"n={diff.size}")
     ax1.axvline(0, color="k", lw=0.8)
+    for x, lab in ((margin, f"±δ = {margin:g}"), (-margin, None)):
+        ax1.axvline(x, color="#d62728", ls=":", lw=1.6, label=lab)
     ax1.set_xlabel("Secure − plaintext probability")
     ax1.set_ylabel("Count")
     ax1.set_title("Histogram of the differences")
-    ax1.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+    _tidy(ax1.xaxis)
     ax1.legend(fontsize=8)
     if diff.size >= 2 and np.ptp(diff) > 0:
         (osm, osr), (slope, icept, _r) = stats.probplot(diff, dist="norm")
@@ -90,6 +110,6 @@ def differences_figure(path: Path, diff: np.ndarray) -> Path:
     ax2.set_xlabel("Theoretical normal quantile")
     ax2.set_ylabel("Sample quantile of the difference")
     ax2.set_title("Normal QQ plot of the differences")
-    ax2.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    _tidy(ax2.yaxis)
     fig.savefig(path, dpi=110)
     return path

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .analysis import analyse
+from .analysis import AnalysisError, analyse
 from .datasets import Dataset
 from .labels import LabelMap
 
-Block = tuple  # ("h1"|"h2"|"p"|"note", text) | ("table", header, rows) | ("img", file, alt)
+# ("h1".."h4"|"p"|"note"|"warn", text) | ("ul", [text]) | ("table", header, rows)
+# | ("img", file, alt)
+Block = tuple
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -79,20 +81,32 @@ def write_report(
     lmap: LabelMap,
     records: dict[str, dict[str, Any]],
     identity: dict[str, Any],
+    projection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Analyse and write every artefact into ``cfg.out``; returns the summary dict."""
+    """Analyse and write every artefact into ``cfg.out``; returns the summary dict.
+
+    Paths in the artefacts are file names only: a report is published, the machine's layout
+    is not part of it.
+    """
     out = Path(cfg.out)
-    summary = analyse(ds, lmap, records, cfg.margin, cfg.jobs)
+    try:
+        summary = analyse(
+            ds, lmap, records, cfg.margin, cfg.jobs, getattr(cfg, "auroc_margin", None)
+        )
+    except AnalysisError as e:
+        raise ValueError(str(e)) from None
+    summary["dataset"]["path"] = Path(summary["dataset"]["path"]).name
     summary = {
         "title": cfg.title,
         "note": cfg.note,
         "mode": cfg.mode,
-        "model": str(cfg.model),
-        "bundle": str(cfg.bundle),
+        "model": Path(cfg.model).name,
+        "bundle": Path(cfg.bundle).name,
         "identity": identity,
         **summary,
     }
     summary["figures"] = _figures(out, ds, lmap, records, summary)
+    summary["projection"] = projection  # execution side (eval/projection.py)
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
     blocks = _blocks(summary)
     _atomic_write(out / "report.md", _markdown(blocks).encode())
@@ -103,12 +117,16 @@ def write_report(
 def _figures(
     out: Path, ds: Dataset, lmap: LabelMap, records: dict, summary: dict
 ) -> dict[str, str]:
-    done = [s for s in ds.samples if "plain" in records.get(s.id, {})]
+    done = [
+        s
+        for s in ds.samples
+        if "secure" in records.get(s.id, {}) and "secure_error" not in records[s.id]
+    ]
     figs: dict[str, str] = {}
     if not done:
         return figs
-    plain = np.array([records[s.id]["plain"] for s in done], np.float64).reshape(len(done), -1)
-    secure = np.array([records[s.id]["secure"] for s in done], np.float64).reshape(plain.shape)
+    plain = np.array([records[s.id]["plain"] for s in done], np.float64)
+    secure = np.array([records[s.id]["secure"] for s in done], np.float64)
     curves = []
     for row in summary["labels"]:
         if "auc_plain" not in row:
@@ -129,36 +147,265 @@ def _figures(
     name = "secure (2PC)" if summary["mode"] == "2pc" else "secure (fixed-point)"
     if curves:
         figs["roc"] = figures.roc_figure(out / "roc.png", curves, name).name
-    ba = summary["overall"].get("bland_altman")
-    if ba:
+    names = [r["label"] for r in summary["labels"]]
+    if names and len(done) >= 2:
+        idx = [lmap.model_labels.index(n) for n in names]
         figs["bland_altman"] = figures.bland_altman_figure(
-            out / "bland_altman.png",
-            secure.ravel(),
-            plain.ravel(),
-            ba["bias"],
-            ba["loa_low"],
-            ba["loa_high"],
+            out / "bland_altman.png", secure[:, idx], plain[:, idx], names, summary["margin"]
         ).name
         figs["differences"] = figures.differences_figure(
-            out / "differences.png", (secure - plain).ravel()
+            out / "differences.png", (secure[:, idx] - plain[:, idx]).ravel(), summary["margin"]
         ).name
     return figs
 
 
-def _blocks(s: dict[str, Any]) -> list[Block]:
-    d, o, c = s["dataset"], s["overall"], s["cost"]
-    b: list[Block] = [("h1", s["title"])]
-    if s["note"]:
-        b.append(("note", s["note"]))
+def _signed(x: float, fmt: str = "+.4f") -> str:
+    return format(x, fmt)
+
+
+def _ci(lo: float, hi: float, fmt: str = ".3f") -> str:
+    return f"[{format(lo, fmt)}, {format(hi, fmt)}]"
+
+
+def _names(xs: list[str]) -> str:
+    return ", ".join(xs)
+
+
+def _auc_table(sec: dict[str, Any], auroc_margin: float | None) -> Block:
+    rows = []
+    for r in sec["labels"]:
+        warn = "⚠ " + "; ".join(r["warnings"]) if r["warnings"] else ""
+        if "delta_auc" in r:
+            ap, as_, d = r["auc_plain"], r["auc_secure"], r["delta_auc"]
+            row = [
+                r["label"],
+                f"{r['n']} ({r['n_pos']})",
+                f"{ap['auc']:.3f} {_ci(ap['low'], ap['high'], '.2f')}",
+                f"{as_['auc']:.3f} {_ci(as_['low'], as_['high'], '.2f')}",
+                f"{_signed(d['diff'])} {_ci(d['low'], d['high'], '+.3f')}",
+                f"{_p(d['p_value'])} ({_p(d['p_holm'])})",
+            ]
+            if auroc_margin is not None:
+                t = r["auc_tost"]
+                row.append(f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}")
+            row.append(warn)
+        else:  # the reason goes to the notes column (it wraps; the number columns do not)
+            row = [r["label"], f"{r['n']} ({r['n_pos']})", "–", "–", "–", "–"]
+            if auroc_margin is not None:
+                row.append("–")
+            row.append("; ".join(x for x in (r["auc_note"], warn) if x))
+        rows.append(row)
+    head = [
+        "finding",
+        "n (pos.)",
+        "AUROC plaintext [95% CI]",
+        "AUROC secure [95% CI]",
+        "ΔAUROC [95% CI]",
+        "p (Holm)",
+    ]
+    if auroc_margin is not None:
+        head.append(f"TOST ±{auroc_margin:g}: p, equiv.")
+    return ("table", [*head, "notes"], rows)
+
+
+def _agreement_table(sec: dict[str, Any], margin: float) -> Block:
+    rows = []
+    for r in sec["labels"]:
+        a = r["agreement"]
+        warn = "⚠ " + "; ".join(a["warnings"]) if a["warnings"] else ""
+        if "tost" not in a:
+            rows.append([r["label"], str(a["n"]), "–", "–", "–", "–", "–", "–", warn])
+            continue
+        t, ba = a["tost"], a["bland_altman"]
+        rows.append(
+            [
+                r["label"],
+                str(a["n"]),
+                f"{t['mean_diff']:+.1e}",
+                f"{a['max_abs_diff']:.1e}",
+                _p(t["p_value"]),
+                f"[{ba['loa_low']:+.1e}, {ba['loa_high']:+.1e}]",
+                f"{100 * a['within_margin']:.1f}%",
+                "yes" if a["equivalent"] else "**no**",
+                warn,
+            ]
+        )
+    head = [
+        "finding",
+        "images",
+        "mean Δ",
+        "max |Δ|",
+        f"TOST p (±{margin:g})",
+        "95% limits of agreement",
+        f"|Δ| < {margin:g}",
+        "equivalent",
+        "notes",
+    ]
+    return ("table", head, rows)
+
+
+def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """The claims of one section, each saying exactly what it tests."""
+    v, m, am = sec["verdicts"], s["margin"], s["auroc_margin"]
+    out = []
+    k = v["findings"]
+    if "equivalent" in v:
+        test = (
+            f"(per finding: TOST of the mean paired difference secure − plaintext within ±{m:g} "
+            f"at α = {s['alpha']:g}, and Bland–Altman 95% limits of agreement inside ±{m:g}; "
+            f"overall by intersection–union over the {k} findings — each must pass, so no "
+            "multiplicity correction is needed)"
+        )
+        if v["equivalent"]:
+            out.append(f"**Outputs equivalent within ±{m:g} for all {k} findings** {test}.")
+        else:
+            why = []
+            if not v["mean_within_margin"]:
+                why.append("a mean difference is not shown within the margin")
+            if not v["loa_within_margin"]:
+                why.append("limits of agreement exceed the margin")
+            out.append(
+                f"**Equivalence NOT shown** for {_names(v['not_equivalent'])} "
+                f"({'; '.join(why)}) {test}."
+            )
+    else:
+        out.append("Output equivalence not tested: fewer than two evaluated images.")
+    if v["auc_tested"]:
+        tested = v["auc_tested"]
+        if v["auc_significant"]:
+            out.append(
+                f"**Significant AUROC difference** (paired DeLong, Holm-adjusted over {tested} "
+                f"findings, α = {s['alpha']:g}) for {_names(v['auc_significant'])}."
+            )
+        else:
+            out.append(
+                f"No finding shows a significant AUROC difference (paired DeLong, Holm-adjusted "
+                f"over {tested} findings at α = {s['alpha']:g}; smallest p: "
+                f"{v['auc_min_p_label']}, unadjusted {_p(v['auc_min_p'])}, Holm-adjusted "
+                f"{_p(v['auc_min_p_holm'])})."
+            )
+        if am is not None:
+            if v["auc_equivalent"]:
+                out.append(
+                    f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
+                    f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})."
+                )
+            else:
+                out.append(
+                    f"**AUROC equivalence within ±{am:g} NOT shown** for "
+                    f"{_names(v['auc_not_equivalent'])} (TOST on ΔAUROC with the DeLong SE)."
+                )
+    none = [r["label"] for r in sec["labels"] if "auc_note" in r]
+    if none:
+        out.append(f"AUROC not computed for {_names(none)} (see the table).")
+    return out
+
+
+def _section_blocks(sec: dict[str, Any], s: dict[str, Any], level: str, tag: str) -> list[Block]:
+    b: list[Block] = [(level, f"Diagnostic performance: AUROC secure vs plaintext{tag}")]
     b.append(
         (
             "p",
-            f"Mode: **{s['mode']}**. Model `{Path(s['model']).name}`, bundle "
-            f"`{Path(s['bundle']).name}`. Dataset `{Path(d['path']).name}` ({d['format']}): "
-            f"{d['rows']} rows, {d['images']} usable images, {d['evaluated']} evaluated, "
-            f"{len(d['bad_rows'])} bad rows skipped"
-            + (f", **{d['pending']} not yet run (incomplete run)**" if d["pending"] else "")
-            + ".",
+            "AUROC with 95% DeLong CIs on the n labelled cases; ΔAUROC = secure − plaintext with "
+            "its paired DeLong 95% CI; p of the paired DeLong test of no difference, "
+            "Holm-adjusted in brackets.",
+        )
+    )
+    b.append(_auc_table(sec, s["auroc_margin"]))
+    b.append((level, f"Agreement of the outputs{tag}"))
+    b.append(
+        (
+            "p",
+            f"Per finding over all evaluated images: Δ = secure − plaintext probability; TOST of "
+            f"the mean Δ within ±{s['margin']:g} (paired t, two one-sided tests); Bland–Altman "
+            f"95% limits of agreement (mean ± 1.96 SD of Δ); share of images with |Δ| < "
+            f'{s["margin"]:g}. "equivalent" = TOST passes and the limits lie inside the margin.',
+        )
+    )
+    b.append(_agreement_table(sec, s["margin"]))
+    return b
+
+
+def _headline(s: dict[str, Any]) -> list[Block]:
+    """Title, then a non-zero secure failure rate before anything else, then the claims."""
+    d, f = s["dataset"], s["secure_failures"]
+    b: list[Block] = [("h1", s["title"])]
+    if f["failed"]:
+        why = ", ".join(f"{k}: {n}" for k, n in f["reasons"].items())
+        b.append(
+            (
+                "warn",
+                f"**Secure inference failed on {f['failed']} of {f['attempted']} images "
+                f"({100 * f['rate']:.1f}%)** — {why}. These images have no secure output and "
+                "are left out of every statistic below; they are listed under Secure failures.",
+            )
+        )
+    if s["note"]:
+        b.append(("note", s["note"]))
+    b.append(("h2", "Summary"))
+    if not f["failed"]:
+        b.append(
+            (
+                "p",
+                f"Secure inference gave a valid output on all {f['attempted']} images it ran "
+                "(secure failure rate 0%).",
+            )
+        )
+    claims = _verdict_text(s, s)
+    small = sum(1 for r in s["labels"] if r["warnings"])
+    if small:
+        claims.append(
+            f"⚠ **Small samples:** {small} of {len(s['labels'])} findings have fewer than 30 "
+            "labelled cases or fewer than 10 positives (marked ⚠); their intervals and tests "
+            "are unreliable."
+        )
+    claims.append(
+        "A non-significant AUROC difference is not evidence of equivalence: only a TOST against "
+        "a stated margin shows equivalence"
+        + (
+            "."
+            if s["auroc_margin"] is not None
+            else " (none was set: pass --auroc-margin), so no AUROC equivalence is claimed."
+        )
+    )
+    claims.append(
+        "No claim of distributional equivalence is made; the paired differences are "
+        "described by the limits of agreement, the share within the margin and the figures."
+    )
+    g = s["groups"]
+    if g:
+        het = [h for h in g["heterogeneity"] if "p_value" in h]
+        sig = [h["label"] for h in het if h["p_value"] < s["alpha"]]
+        if not het:
+            verdict = "could not be tested (it needs ΔAUROC in at least two groups)."
+        elif sig:
+            verdict = f"is significant for {_names(sig)}."
+        else:
+            verdict = f"is not significant for any of the {len(het)} findings it could test."
+        claims.append(
+            f"Per {g['column']}: {len(g['sections'])} groups. Heterogeneity of ΔAUROC across "
+            f"them (Cochran's Q, α = {s['alpha']:g}) {verdict}"
+        )
+    unusable = len(d["bad_rows"])
+    claims.append(
+        f"{d['evaluated']} images evaluated; {unusable} rows unusable (bad CSV row, missing or "
+        "unreadable image: not a secure-vs-plaintext result)"
+        + (f"; **{d['pending']} not yet run (incomplete run)**" if d["pending"] else "")
+        + "."
+    )
+    b.append(("ul", claims))
+    return b
+
+
+def _blocks(s: dict[str, Any]) -> list[Block]:
+    d, o, c = s["dataset"], s["overall"], s["cost"]
+    b = _headline(s)
+    b.append(
+        (
+            "p",
+            f"Mode: **{s['mode']}**. Model `{s['model']}`, bundle `{s['bundle']}`. Dataset "
+            f"`{d['path']}` ({d['format']}, SHA-256 {d['sha256'][:12]}…): {d['rows']} rows, "
+            f"{d['images']} usable images, {d['evaluated']} evaluated.",
         )
     )
     if d["unmapped_columns"]:
@@ -170,64 +417,8 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                 + ".",
             )
         )
-
-    b.append(("h2", "Diagnostic performance: AUROC secure vs plaintext"))
-    b.append(
-        (
-            "p",
-            "AUROC with 95% DeLong confidence intervals; p is the paired DeLong test of "
-            "H0: AUROC(secure) = AUROC(plaintext) on the same images.",
-        )
-    )
-    rows = []
-    for r in s["labels"]:
-        if "auc_plain" in r:
-            ap, as_ = r["auc_plain"], r["auc_secure"]
-            rows.append(
-                [
-                    r["label"],
-                    f"{r['n']} ({r['n_pos']})",
-                    f"{ap['auc']:.4f} [{ap['low']:.3f}, {ap['high']:.3f}]",
-                    f"{as_['auc']:.4f} [{as_['low']:.3f}, {as_['high']:.3f}]",
-                    "0" if r["delong"]["diff"] == 0 else f"{r['delong']['diff']:+.2e}",
-                    _p(r["delong"]["p_value"]),
-                ]
-            )
-        else:
-            rows.append([r["label"], f"{r['n']} ({r['n_pos']})", "–", "–", "–", r["auc_note"]])
-    b.append(
-        (
-            "table",
-            [
-                "finding",
-                "n (pos.)",
-                "AUROC plaintext [95% CI]",
-                "AUROC secure [95% CI]",
-                "Δ AUROC",
-                "DeLong p",
-            ],
-            rows,
-        )
-    )
-    if "roc" in s["figures"]:
-        b.append(("img", s["figures"]["roc"], "ROC curves per finding"))
-
-    b.append(("h2", "Agreement of the outputs"))
-    if o.get("tost"):
-        t, ks, ba = o["tost"], o["ks"], o["bland_altman"]
-        verdict = "equivalent" if t["equivalent"] else "equivalence NOT shown"
-        b.append(
-            (
-                "p",
-                f"All {o['n']} output pairs (images × findings): mean |secure − plaintext| = "
-                f"{o['mean_abs_diff']:.3e}, max = {o['max_abs_diff']:.3e}. "
-                f"TOST with margin ±{s['margin']}: {_peq(t['p_value'])} → **{verdict}** "
-                f"(90% CI of the mean difference [{t['ci90_low']:.2e}, {t['ci90_high']:.2e}]). "
-                f"Two-sample Kolmogorov–Smirnov: D = {ks['statistic']:.4f}, "
-                f"{_peq(ks['p_value'])}. Bland–Altman: bias {ba['bias']:.2e}, 95% limits of "
-                f"agreement [{ba['loa_low']:.2e}, {ba['loa_high']:.2e}].",
-            )
-        )
+    tag = " (pooled)" if s["groups"] else ""
+    b += _section_blocks(s, s, "h2", tag)
     if "twopc_vs_simulate" in o:
         v = o["twopc_vs_simulate"]
         b.append(
@@ -239,44 +430,97 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                 "quantisation, not the protocol.",
             )
         )
-    rows = []
-    for r in s["labels"]:
-        if "tost" not in r:
-            continue
-        rows.append(
-            [
-                r["label"],
-                f"{r['mean_abs_diff']:.2e}",
-                f"{r['max_abs_diff']:.2e}",
-                _p(r["tost"]["p_value"]),
-                "yes" if r["tost"]["equivalent"] else "no",
-                f"{r['ks']['statistic']:.3f}",
-                _p(r["ks"]["p_value"]),
-                f"[{r['bland_altman']['loa_low']:.1e}, {r['bland_altman']['loa_high']:.1e}]",
-            ]
-        )
-    if rows:
+    for key, alt in (
+        ("roc", "ROC curves per finding"),
+        ("bland_altman", "Bland–Altman plot per finding"),
+        ("differences", "Differences"),
+    ):
+        if key in s["figures"]:
+            b.append(("img", s["figures"][key], alt))
+    if s["groups"]:
+        b += _group_blocks(s)
+
+    b += _cost_blocks(s, c)
+    b.append(("h2", "Secure failures"))
+    f = s["secure_failures"]
+    if f["images"]:
         b.append(
             (
                 "table",
-                [
-                    "finding",
-                    "mean |Δ|",
-                    "max |Δ|",
-                    "TOST p",
-                    "equivalent",
-                    "KS D",
-                    "KS p",
-                    "Bland–Altman 95% LoA",
-                ],
-                rows,
+                ["CSV line", "image", "kind", "reason"],
+                [[str(r["line"]), r["id"], r["kind"], r["reason"]] for r in f["images"]],
             )
         )
-    for key, alt in (("bland_altman", "Bland–Altman plot"), ("differences", "Differences")):
-        if key in s["figures"]:
-            b.append(("img", s["figures"][key], alt))
+    else:
+        b.append(("p", "None."))
+    b.append(("h2", "Unusable rows"))
+    if d["bad_rows"]:
+        b.append(
+            (
+                "table",
+                ["CSV line", "image", "reason"],
+                [[str(r["line"]), r["id"] or "–", r["reason"]] for r in d["bad_rows"]],
+            )
+        )
+    else:
+        b.append(("p", "None."))
+    return b
 
-    b.append(("h2", "Cost"))
+
+def _group_blocks(s: dict[str, Any]) -> list[Block]:
+    g = s["groups"]
+    col = g["column"]
+    b: list[Block] = [("h2", f"Per {col}")]
+    b.append(
+        (
+            "p",
+            f"Every table above, for each value of `{col}`. The pooled tables are the whole set.",
+        )
+    )
+    for sec in g["sections"]:
+        fails = sec["secure_failures"]
+        b.append(
+            (
+                "h3",
+                f"{col} = {sec['group']}: {sec['images']} images evaluated, "
+                f"{fails} secure failure{'s' if fails != 1 else ''}",
+            )
+        )
+        b.append(("ul", _verdict_text(sec, s)))
+        b += _section_blocks(sec, s, "h4", f" — {col} {sec['group']}")
+    b.append(("h3", f"Heterogeneity of ΔAUROC across {col}s"))
+    b.append(
+        (
+            "p",
+            "Cochran's Q on the per-group ΔAUROC with their DeLong variances (weights 1/var), "
+            "χ² with (groups − 1) df; I² = share of variation beyond chance. A group whose "
+            "ΔAUROC has zero DeLong variance enters as an exact value (the limit of an infinite "
+            "weight). Groups where AUROC is not computed are left out.",
+        )
+    )
+    rows = []
+    for h in g["heterogeneity"]:
+        used = len(h["groups_used"])
+        if "q" not in h:
+            rows.append([h["label"], str(used), "–", "–", "–", "–", h.get("note", "")])
+        else:
+            rows.append(
+                [
+                    h["label"],
+                    str(used),
+                    "–" if h["pooled"] is None else _signed(h["pooled"]),
+                    f"{h['q']:.3g}",
+                    _p(h["p_value"]),
+                    f"{100 * h['i2']:.0f}%",
+                    h.get("note", ""),
+                ]
+            )
+    b.append(("table", ["finding", "groups", "fixed-effect ΔAUROC", "Q", "p", "I²", "notes"], rows))
+    return b
+
+
+def _cost_blocks(s: dict[str, Any], c: dict[str, Any]) -> list[Block]:
+    b: list[Block] = [("h2", "Cost")]
     per, tot = c["per_image"], c["extrapolated_total"]
     rows = []
     for k, desc in c["descriptions"].items():
@@ -317,17 +561,9 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
             )
         )
 
-    b.append(("h2", "Skipped rows"))
-    if d["bad_rows"]:
-        b.append(
-            (
-                "table",
-                ["CSV line", "image", "reason"],
-                [[str(r["line"]), r["id"] or "–", r["reason"]] for r in d["bad_rows"]],
-            )
-        )
-    else:
-        b.append(("p", "None."))
+    from .projection import blocks as projection_blocks  # execution side (eval/projection.py)
+
+    b += projection_blocks(s.get("projection"))
     return b
 
 
@@ -339,14 +575,16 @@ def _markdown(blocks: list[Block]) -> str:
     out: list[str] = []
     for blk in blocks:
         kind = blk[0]
-        if kind == "h1":
-            out.append(f"# {blk[1]}")
-        elif kind == "h2":
-            out.append(f"## {blk[1]}")
+        if kind in ("h1", "h2", "h3", "h4"):
+            out.append("#" * int(kind[1]) + f" {blk[1]}")
         elif kind == "p":
             out.append(blk[1])
         elif kind == "note":
             out.append(f"> **Note.** {blk[1]}")
+        elif kind == "warn":
+            out.append(f"> ⚠ {blk[1]}")
+        elif kind == "ul":
+            out.extend(f"- {x}" for x in blk[1])
         elif kind == "table":
             header, rows = blk[1], blk[2]
             out.append("| " + " | ".join(map(_md_cell, header)) + " |")
@@ -367,10 +605,15 @@ def _inline_md(text: str) -> str:
 
 
 CSS = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
-    "font-size:90%}th{background:#eee}img{max-width:100%}"
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;"
+    "color:#222;line-height:1.4}h2{border-bottom:1px solid #ccc;margin-top:1.6em}"
+    ".tw{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0}"
+    "td,th{border:1px solid #bbb;padding:2px 6px;font-size:85%;white-space:nowrap}"
+    "td:last-child{white-space:normal}.n td:last-child{min-width:16em}"
+    "th{background:#eee;white-space:normal}"
+    "img{max-width:100%}code{font-size:90%}li{margin:.25em 0}"
     ".note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em}"
+    ".warn{background:#fde2e1;border-left:4px solid #c62828;padding:.5em 1em}"
 )
 
 
@@ -378,18 +621,23 @@ def _html(blocks: list[Block], out: Path, title: str) -> str:
     body: list[str] = []
     for blk in blocks:
         kind = blk[0]
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3", "h4"):
             body.append(f"<{kind}>{html.escape(blk[1])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{_inline_md(blk[1])}</p>")
         elif kind == "note":
             body.append(f'<p class="note"><b>Note.</b> {_inline_md(blk[1])}</p>')
+        elif kind == "warn":
+            body.append(f'<p class="warn">⚠ {_inline_md(blk[1])}</p>')
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline_md(x)}</li>" for x in blk[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in blk[1])
             rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in blk[2]
+                "<tr>" + "".join(f"<td>{_inline_md(c)}</td>" for c in r) + "</tr>" for r in blk[2]
             )
-            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+            cls = ' class="n"' if blk[1][-1] in ("notes", "reason") else ""  # wide text column
+            body.append(f'<div class="tw"><table{cls}><tr>{head}</tr>{rows}</table></div>')
         elif kind == "img":
             data = base64.b64encode((out / blk[1]).read_bytes()).decode()
             alt = html.escape(blk[2])

@@ -1,18 +1,19 @@
 """``twofold eval``: run a labelled dataset through plaintext and secure inference, then report.
 
 Every finished image is appended to ``results.jsonl`` before the next is taken, so a killed
-run resumes (``resume=True``) without losing or recomputing anything. Images that cannot be
-read are recorded as errors and reported with the dataset's bad rows; they are retried on
-resume. Statistics and the report are computed from the results file alone.
+run resumes (``resume=True``) without losing or recomputing anything. Each record carries the
+SHA-256 of its image file and the header the dataset CSV's, so a resume against other data is
+refused. Images that cannot be used (unreadable, non-finite plaintext output) are recorded as
+``error``; images whose secure run fails (overflow, input out of the compiled range, non-finite
+output) as ``secure_error`` — a result, reported first. Both are kept on resume and retried only
+with ``retry_failed``. Statistics and the report are computed from the results file alone.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ import numpy as np
 
 from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
-from .engines import EngineError, Plaintext, Simulate, TwoParty, file_digest
+from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
+from .engines import EngineError, Plaintext, SecureFailure, Simulate, file_digest
+from .execute import Execution
 from .labels import CHEXNET_LABELS, LabelMap
-from .results import FILENAME, ResultsError, ResultsLog
+from .projection import describe as describe_estimate
+from .results import FILENAME, ResultsError, ResultsLog, failed
 
 MODES = ("simulate", "2pc")
 
@@ -42,18 +46,26 @@ class EvalConfig:
     images: Path
     out: Path
     mode: str = "simulate"
-    connect: str | None = None
+    connect: str | list[str] | None = None
     connect_options: dict[str, Any] = field(default_factory=dict)  # run_client's TLS/token kwargs
-    jobs: int = 1
+    jobs: int | None = None  # None: 1 (local), the Ray cluster's CPUs (ray)
     resume: bool = False
     margin: float = 0.01
+    auroc_margin: float | None = None
+    group_column: str | None = None
+    retry_failed: bool = False
     uncertain: str = "zeros"
     label_map: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None
     limit: int | None = None
     title: str = "twofold eval"
     note: str = ""
-    batch: int | None = None  # images per secure run (the bundle's batch; issue 17)
+    # --- execution (engine, endpoints, retries; see execute.py) ---
+    engine: str = "local"
+    ray_address: str | None = None
+    per_endpoint: int = 2
+    retries: int = 3
+    batch: int | None = None  # images per secure run: the bundle's batch (issue 17, batching.py)
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -74,26 +86,61 @@ def _load_image(sample: Sample, meta: dict[str, Any]) -> np.ndarray:
     return load_input(sample.path, meta)
 
 
+def _out_of_range(e: BaseException) -> bool:
+    """The range check's InputOutOfRange (DESIGN decision 2), wherever it is defined."""
+    return any(c.__name__ == "InputOutOfRange" for c in type(e).__mro__)
+
+
+def _check_model_matches(plain: Plaintext, secure: Any, n_out: int, model: Path) -> None:
+    """--model must be the network the bundle was compiled from: same input shape and size."""
+    want = [int(d) for d in secure.meta.get("shape") or []]
+    got = plain.input_shape
+    fixed = [d if isinstance(d, int) else None for d in got]
+    if want and want[0] > 1 and fixed:  # a batch-N bundle: the model runs one image at a time
+        fixed[0] = None
+    same = len(got) == len(want) and all(
+        g is None or g == w for g, w in zip(fixed, want, strict=False)
+    )
+    if want and not same:
+        shown = [d if isinstance(d, int) else "?" for d in got]
+        raise EvalError(
+            f"--model {model.name} takes input {shown}, the bundle {want}: "
+            "they are not the same network"
+        )
+    for o in plain.sess.get_outputs()[:1]:
+        dims = o.shape
+        if all(isinstance(d, int) for d in dims) and int(np.prod(dims)) != n_out:
+            raise EvalError(
+                f"--model {model.name} gives {int(np.prod(dims))} outputs, the bundle "
+                f"{n_out}: they are not the same network"
+            )
+
+
 def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation in ``cfg.out``; returns the summary it wrote."""
     say = progress or (lambda _m: None)
     if cfg.mode not in MODES:
         raise EvalError(f"unknown --mode {cfg.mode!r} (choose from {', '.join(MODES)})")
-    if cfg.jobs < 1:
+    if cfg.jobs is not None and cfg.jobs < 1:
         raise EvalError(f"--jobs must be at least 1, got {cfg.jobs}")
     if not cfg.margin > 0:
         raise EvalError(f"--margin must be positive, got {cfg.margin}")
+    if cfg.auroc_margin is not None and not 0 < cfg.auroc_margin < 1:
+        raise EvalError(f"--auroc-margin must be in (0, 1), got {cfg.auroc_margin}")
     try:
         plain = Plaintext(cfg.model)
-        if cfg.mode == "simulate":
-            secure = sim = Simulate(cfg.bundle)
-        else:  # the client bundle suffices; with the server's too, check 2PC against simulate
-            secure = TwoParty(cfg.bundle, cfg.connect, cfg.connect_options)
-            sim = Simulate(cfg.bundle) if _has_server_part(cfg.bundle) else None
+        # the client bundle suffices for 2PC; with the server's too, check 2PC against simulate
+        sim = (
+            Simulate(cfg.bundle) if cfg.mode == "simulate" or _has_server_part(cfg.bundle) else None
+        )
+        ex = Execution(cfg, plain, sim)  # --engine, --connect endpoints (execute.py)
+        secure = ex.secure
         out_shape = secure.graph[secure.output].type.shape
         n_out = int(np.prod(out_shape)) // int((secure.meta.get("shape") or [1])[0])
+        batch = batch_size(secure, cfg.batch)  # issue 17: --batch N, see batching.py
+        _check_model_matches(plain, secure, n_out, cfg.model)
         lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
-        ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain)
+        ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain, cfg.group_column)
     except (EngineError, DatasetError) as e:
         raise EvalError(str(e)) from None
     except ValueError as e:
@@ -105,35 +152,67 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         "mode": cfg.mode,
         "input": secure.meta,
         "labels": list(lmap.model_labels),
+        "dataset_sha256": ds.sha256,
     }
     try:
-        log = ResultsLog(cfg.out / FILENAME, identity, cfg.resume)
+        log = ResultsLog(
+            cfg.out / FILENAME, identity, cfg.resume, failed if cfg.retry_failed else None
+        )
     except ResultsError as e:
         raise EvalError(str(e)) from None
     with log:
         if log.torn:
             say("resume: dropped a partial last record (the run was killed mid-write)")
-        todo = [s for s in ds.samples if "error" in log.done.get(s.id, {"error": 1})]
+        _check_digests(ds.samples, log)
+        todo = [s for s in ds.samples if s.id not in log.done]
         if cfg.limit is not None:
             todo = todo[: max(0, cfg.limit)]
-        done = sum(1 for s in ds.samples if "plain" in log.done.get(s.id, {}))
-        say(
-            f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
-            f"{len(todo)} to run ({cfg.mode}, {cfg.jobs} job(s))"
-        )
+        done = sum(1 for s in ds.samples if s.id in log.done)
+        kept = sum(1 for s in ds.samples if s.id in log.done and failed(log.done[s.id]))
         try:
-            batch = batch_size(secure, cfg.batch)  # issue 17: --batch N
-            if batch > 1:
+            engine = (
+                f"batches of {batch}" if todo and batch > 1 else ex.start() if todo else
+                "nothing to run"
+            )  # fmt: skip
+            say(
+                f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
+                f"{len(todo)} to run ({cfg.mode}, {engine})"
+                + (f"; {kept} failed image(s) kept (--retry-failed reruns them)" if kept else "")
+                + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
+            )
+            if todo and batch > 1:
                 run_batched(todo, batch, _load_image, plain, secure, sim, log, say)
-            else:
-                _run(todo, plain, secure, sim, log, cfg, say)
-        except ValueError as e:
-            raise EvalError(str(e)) from None
-        except EngineError as e:
+            elif todo:
+                say(describe_estimate(ex.estimate(len(todo))))
+                ex.run(todo, log, say)
+        except (EngineError, DispatchError) as e:
             raise EvalError(f"{e} (finished images are kept; rerun with --resume)") from None
     from .report import write_report
 
-    return write_report(cfg, ds, lmap, _records(cfg.out / FILENAME), identity)
+    records = _records(cfg.out / FILENAME)
+    proj = ex.projection(list(records.values()), len(ds.samples))
+    return write_report(replace(cfg, jobs=ex.cap), ds, lmap, records, identity, projection=proj)
+
+
+def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
+    """Refuse to resume when an image already evaluated now has other content."""
+    for s in samples:
+        rec = log.done.get(s.id)
+        if rec and "sha256" in rec and file_digest(s.path) != rec["sha256"]:
+            hint = " (or --retry-failed to run this failed image again)" if failed(rec) else ""
+            raise EvalError(
+                f"{log.path}: image {s.id} has other content than when it was evaluated "
+                f"(SHA-256 differs); --resume needs the same images: use another -o{hint}"
+            )
+
+
+def _nonfinite(values: np.ndarray, names: tuple[str, ...]) -> str | None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:
+        return None
+    j = int(bad[0])
+    name = names[j] if j < len(names) else f"output {j}"
+    return f"output for {name} is {values[j]}"
 
 
 def _has_server_part(bundle: Path) -> bool:
@@ -146,67 +225,70 @@ def _has_server_part(bundle: Path) -> bool:
     return True
 
 
-def _run(
-    todo: list[Sample],
-    plain: Plaintext,
-    secure: Any,
-    sim: Simulate | None,
-    log: ResultsLog,
-    cfg: EvalConfig,
-    say: Callable[[str], None],
-) -> None:
-    count = [0]
-    lock = threading.Lock()
-    measure = cfg.jobs == 1
+def evaluate_image(
+    s: Sample, plain: Plaintext, secure: Any, sim: Simulate | None, measure: bool = False
+) -> dict[str, Any]:
+    """One image through plaintext and secure inference; its results.jsonl record.
 
-    def one(s: Sample) -> None:
-        t0 = time.perf_counter()
-        try:
-            x = _load_image(s, secure.meta)
-        except Exception as e:  # any decoder failure is a bad row, reported with the reason
-            log.append({"id": s.id, "line": s.line, "error": f"unreadable image: {e}"})
-            say(f"skipped {s.id}: unreadable image: {e}")
-            return
-        p = plain(x)
-        try:
-            if secure is sim:
-                r = sim(x, measure_memory=measure)
-            else:
-                r = secure(x, secure.input_name)
-                if sim is not None:
-                    # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                    r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-        except ArithmeticError as e:  # fixed-point overflow on this image: report it
-            log.append({"id": s.id, "line": s.line, "error": f"secure run failed: {e}"})
-            say(f"skipped {s.id}: secure run failed: {e}")
-            return
-        if p.values.shape != r.values.shape:
-            raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
-        rec = {
-            "id": s.id,
-            "line": s.line,
-            "plain": p.values.tolist(),
-            "secure": r.values.tolist(),
-            "time_plain_s": p.time_s,
-            "time_secure_s": r.time_s,
-            "wall_s": time.perf_counter() - t0,
-            **r.cost,
-        }
-        log.append(rec)
-        with lock:
-            count[0] += 1
-            say(
-                f"[{count[0]}/{len(todo)}] {s.id}: max |secure - plain| = "
-                f"{float(np.max(np.abs(r.values - p.values))):.2e}"
-            )
-
-    if cfg.jobs == 1:
-        for s in todo:
-            one(s)
-    else:
-        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            for f in [pool.submit(one, s) for s in todo]:
-                f.result()
+    Pure (no log, no output), so any engine may run it: a thread of this process or a Ray
+    task on another machine. The record carries the SHA-256 of the image file. An image that
+    cannot be used (unreadable, non-finite plaintext output) gives an ``error`` record; a
+    secure run without a trustworthy output (fixed-point overflow, input out of the compiled
+    range, an output flagged invalid or not finite) a ``secure_error`` record with its
+    ``failure`` kind; a failed 2PC session raises (the engine classifies it, see
+    ``dispatch``). ``sim`` is None when only the client bundle is at hand (no oracle).
+    """
+    t0 = time.perf_counter()
+    base: dict[str, Any] = {"id": s.id, "line": s.line}
+    try:
+        base["sha256"] = file_digest(s.path)
+        x = _load_image(s, secure.meta)
+    except Exception as e:  # any decoder failure is a bad row, reported with the reason
+        msg = str(e).replace(str(s.path), s.id)  # no absolute paths in a report
+        if _out_of_range(e):
+            return {**base, "failure": "input out of range", "secure_error": msg}
+        return {**base, "error": f"unreadable image: {msg}"}
+    p = plain(x)
+    names = tuple(secure.labels) or (CHEXNET_LABELS if p.values.size == 14 else ())
+    bad = _nonfinite(p.values, names)
+    if bad:
+        return {**base, "error": f"plaintext {bad}"}
+    try:
+        if secure is sim:
+            r = sim(x, measure_memory=measure)
+        else:
+            r = secure(x, secure.input_name)
+            if sim is not None:
+                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
+        bad = _nonfinite(r.values, names)
+        if bad:
+            raise SecureFailure(f"secure {bad}")
+    except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
+        if isinstance(e, ValueError) and not _out_of_range(e):
+            raise  # EngineError (a failed session) and other faults: the engine decides
+        kind = (
+            "input out of range"
+            if _out_of_range(e)
+            else "non-finite output"
+            if str(e).startswith("secure output for")
+            else "overflow"
+            if "overflow" in str(e).lower()
+            else "secure run failed"
+        )
+        msg = str(e).replace(str(s.path), s.id)
+        return {**base, "plain": p.values.tolist(), "failure": kind, "secure_error": msg}
+    if p.values.shape != r.values.shape:
+        raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
+    return {
+        **base,
+        "plain": p.values.tolist(),
+        "secure": r.values.tolist(),
+        "time_plain_s": p.time_s,
+        "time_secure_s": r.time_s,
+        "wall_s": time.perf_counter() - t0,
+        **r.cost,
+    }
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ KIND = {
     "affine": "linear",
     "mul": "linear",
     "relu": "relu",
+    "relu_trunc": "relu",
     "lut": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
@@ -61,6 +62,15 @@ class Public:
     """A public tensor of signed integers (fixed point), known to both parties."""
 
     value: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FusedRelu:
+    """What :meth:`Executor.relu` returns for a ReLU in the fusion plan: its input, handed to
+    the truncation that reads it (runtime/fusion.py)."""
+
+    name: str
+    x: np.ndarray
 
 
 @dataclass
@@ -133,7 +143,10 @@ class Executor:
     ``weights``: the server's signed-integer parameters by key (a dict or an open npz), read
     lazily; ``inputs``: the client's float inputs by input name. ``linear``: "he", "ot" or
     "auto" (passed to the linear protocols). ``progress(done, total, name, op)`` is called
-    after every op.
+    after every op. ``fuse``: names of the ReLUs run together with the truncation that reads
+    them (:func:`~twofold.runtime.fusion.relu_trunc_plan` of the program's IR; both parties
+    must pass the same plan). ``chunk``: elements per pass of the non-linear protocols (both
+    parties the same; None keeps the party's, by default ``protocols._util.CHUNK``).
     """
 
     def __init__(
@@ -147,8 +160,13 @@ class Executor:
         steps: int = 0,
         progress: Callable[[int, int, str, str], None] | None = None,
         linear_cache: Any = None,
+        fuse: frozenset[str] = frozenset(),
+        chunk: int | None = None,
     ) -> None:
         self.party = party
+        self.fuse = frozenset(fuse)
+        if chunk is not None:
+            party.chunk = int(chunk)
         self.ell = int(ell)
         self.is_server = party.role == "server"
         self.weights = weights
@@ -187,6 +205,10 @@ class Executor:
 
     def _shares(self, name: str, *xs: Any) -> None:
         for x in xs:
+            if isinstance(x, _FusedRelu):
+                raise ExecutionError(
+                    f"%{name}: reads %{x.name}, a ReLU fused with its truncation (bad fusion plan)"
+                )
             if not isinstance(x, np.ndarray) or x.dtype != np.uint64:
                 raise ExecutionError(
                     f"%{name}: operand is not a shared tensor ({type(x).__name__})"
@@ -410,8 +432,11 @@ class Executor:
         return self._run(name, "sumpool", go)
 
     # ------------------------------------------------------------- protocols
-    def relu(self, name: str, x: np.ndarray) -> np.ndarray:
+    def relu(self, name: str, x: np.ndarray) -> np.ndarray | _FusedRelu:
+        """ReLU; one in the fusion plan costs nothing here and runs with its truncation."""
         self._shares(name, x)
+        if name in self.fuse:
+            return self._run(name, "relu", lambda: _FusedRelu(name, x))
         return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
 
     def lut(
@@ -427,10 +452,24 @@ class Executor:
         )
 
     def trunc(
-        self, name: str, x: np.ndarray, shift: int, kind: str = "faithful", ell: int | None = None
+        self,
+        name: str,
+        x: np.ndarray | _FusedRelu,
+        shift: int,
+        kind: str = "faithful",
+        ell: int | None = None,
     ) -> np.ndarray:
-        self._shares(name, x)
         out_ell = None if ell is None or ell == self.ell else ell
+        if isinstance(x, _FusedRelu):
+            if kind != "msb0" or out_ell is not None or not P.relu_trunc_fusable(self.ell, shift):
+                raise ExecutionError(
+                    f"%{name}: cannot fuse %{x.name} with trunc kind={kind} shift={shift} "
+                    "(bad fusion plan)"
+                )
+            return self._run(
+                name, "relu_trunc", lambda: P.relu_trunc(self.party, x.x, self.ell, shift)
+            )
+        self._shares(name, x)
         return self._run(
             name, "trunc", lambda: P.trunc(self.party, x, self.ell, shift, kind, out_ell)
         )

@@ -30,11 +30,13 @@ from ..ir.output_function import apply_output_function
 from .admission import serve_forked
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor, peak_rss_mb
+from .fusion import relu_trunc_plan
 from .gate import GateConfig, client_channel, read_token_file, server_channel
 from .net import CONTROL_FRAME_MAX, Channel, tcp_wire_bytes
 from .program import Program
+from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
-from .session import Party
+from .session import OT_DEFAULT, OT_SOURCES, Party, check_ot_source
 from .tls import cert_fingerprint, ensure_self_signed, server_context
 
 LINEAR = ("he", "ot", "auto")
@@ -96,6 +98,8 @@ def server_session(
     weights: dict[str, np.ndarray],
     *,
     linear: str = "auto",
+    ot: str = OT_DEFAULT,
+    fuse: bool = True,
     label: str = "server",
     progress: bool = True,
     out: IO[str] | None = None,
@@ -110,10 +114,11 @@ def server_session(
     t0 = time.perf_counter()
     try:
         if party is None:
-            party = Party("server", chan, prog.PROGRAM_HASH)
-        elif party.ot is None:
-            party.setup_ot()
-        chan.send(json.dumps({"linear": linear}).encode())  # the server picks the protocol
+            party = Party("server", chan, prog.PROGRAM_HASH, setup_ot=False)
+        # the server picks the protocols, before the OT setup that depends on them
+        chan.send(json.dumps({"linear": linear, "ot": ot, "fuse": fuse}).encode())
+        if party.ot is None:
+            party.setup_ot(ot)
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
@@ -122,6 +127,8 @@ def server_session(
             linear=linear,
             steps=prog.STEPS,
             progress=Progress(label, enabled=progress),
+            fuse=relu_trunc_plan(prog.graph) if fuse else frozenset(),
+            chunk=None if fuse else SMALL_CHUNK,
         )
         prog.run(rt)
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
@@ -194,6 +201,8 @@ def serve(
     max_sessions: int = 2,
     max_pending: int = 16,
     linear: str = "auto",
+    ot: str = OT_DEFAULT,
+    fuse: bool = True,
     timeout: float = 600.0,
     progress: bool = True,
     ready: Callable[[int], None] | None = None,
@@ -211,6 +220,10 @@ def serve(
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     if max_pending < 1:
         raise RunError(f"--max-pending must be at least 1, got {max_pending}")
+    try:
+        check_ot_source(ot)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     prog = load_program(directory, SERVER)
     weights = load_weights(directory)
     gate, fp = server_gate(
@@ -225,7 +238,7 @@ def serve(
     port = lst.getsockname()[1]
     print(
         f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
-        f"l={prog.ELL}, linear={linear}) on {host}:{port}, "
+        f"l={prog.ELL}, linear={linear}, ot={ot}) on {host}:{port}, "
         + (f"TLS, fingerprint {fp}" if fp else "PLAINTEXT (--insecure-plaintext)")
         + (", token required" if gate.tokens else ""),
         flush=True,
@@ -250,8 +263,8 @@ def serve(
         )
         try:
             server_session(
-                party.chan, prog, weights, linear=linear, label=label, progress=progress,
-                party=party,
+                party.chan, prog, weights, linear=linear, ot=ot, fuse=fuse, label=label,
+                progress=progress, party=party,
             )  # fmt: skip
         except RuntimeProtocolError as e:
             raise RuntimeProtocolError(f"{e} (peak RSS {peak_rss_mb():.0f} MiB)") from None
@@ -267,15 +280,26 @@ def serve(
 # ----------------------------------------------------------------------------------- client
 
 
-def _session_settings(chan: Channel) -> str:
-    """The linear-layer method the server chose (sent right after the handshake)."""
+SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
+
+
+def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
+    """The linear-layer method, OT source and ReLU-truncation fusion the server chose (sent
+    right after the handshake); ``want_ot``: the source this client insists on, if any."""
     try:
-        linear = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode()).get("linear")
+        doc = json.loads(chan.recv_bytes(max_len=SETTINGS_MAX).decode())
+        linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
     except (ValueError, UnicodeDecodeError, AttributeError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
-    return linear
+    if ot not in OT_SOURCES:
+        raise PeerError(f"server chose an unknown OT source {ot!r} (this client runs {OT_SOURCES})")
+    if want_ot is not None and ot != want_ot:
+        raise PeerError(f"server chose --ot {ot}, this client was asked for --ot {want_ot}")
+    if not isinstance(fuse, bool):
+        raise PeerError(f"server sent a malformed fusion setting {fuse!r}")
+    return linear, ot, fuse
 
 
 def run_client(
@@ -292,13 +316,20 @@ def run_client(
     connect_timeout: float = 10.0,
     progress: bool = True,
     out: IO[str] | None = None,
+    ot: str | None = None,
 ) -> dict[str, Any]:
     """Run the program as the client; returns the out.json document (with ``cost``).
 
     The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
     an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
+    ``ot``: refuse a server that chose another OT source (None: accept the server's).
     """
     out = out or sys.stdout
+    if ot is not None:
+        try:
+            check_ot_source(ot)
+        except ValueError as e:
+            raise RunError(str(e)) from None
     prog = load_program(directory)
     for key, spec in prog.INPUTS.items():
         if key not in inputs:
@@ -314,8 +345,9 @@ def run_client(
         insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
     )  # fmt: skip
     try:
-        party = Party("client", chan, prog.PROGRAM_HASH)
-        linear = _session_settings(chan)
+        party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
+        linear, ot_source, fuse = _session_settings(chan, ot)
+        party.setup_ot(ot_source)
         setup = _setup_cost(chan, t0)
         rt = Executor(
             party,
@@ -324,6 +356,8 @@ def run_client(
             linear=linear,
             steps=prog.STEPS,
             progress=Progress("client", enabled=progress),
+            fuse=relu_trunc_plan(prog.graph) if fuse else frozenset(),
+            chunk=None if fuse else SMALL_CHUNK,
         )
         res = prog.run(rt)
         try:
@@ -338,6 +372,7 @@ def run_client(
         cost["wire"] = {"bytes_sent": wire[0], "bytes_recv": wire[1]}
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
+    cost["settings"] = {"linear": linear, "ot": ot_source, "fuse": fuse}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]

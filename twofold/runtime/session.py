@@ -3,8 +3,10 @@
 Setup = handshake then OT setup. The handshake exchanges the protocol version, the role and the
 compiled program's hash (SHA-256 of IR JSON, ell, s, given by the caller); both sides compare the
 same two records, so a mismatch raises :class:`ProgramMismatchError` on *both* sides. Then the
-:class:`~twofold.runtime.ot.otpack.OTPack` is built once (base OTs in both directions) and
-shared by every protocol through ``party.ot`` (as in EzPC SCI). DESIGN.md §5.
+:class:`~twofold.runtime.ot.otpack.OTPack` is built once on the chosen OT source (base OTs in
+both directions) and shared by every protocol through ``party.ot`` (as in EzPC SCI). A runner
+that lets the server choose the source builds the Party with ``setup_ot=False``, agrees on the
+source, then calls :meth:`Party.setup_ot`. DESIGN.md §5.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ from typing import Any
 from .alloc import keep_freed_memory
 from .errors import PeerError, ProgramMismatchError
 from .net import CONTROL_FRAME_MAX, Channel, connect, listen, run_pair
+from .ot import otpack as _otpack
 from .ot.otpack import OTPack
 from .prg import PRG
 
 PROTOCOL = "twofold-2pc"
 PROTOCOL_VERSION = 1
 ROLES = ("server", "client")
+#: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
+#: the OTPack's (silent Ferret COT, or IKNP).
+OT_SOURCES: tuple[str, ...] = tuple(_otpack.SOURCES)
+OT_DEFAULT: str = _otpack.DEFAULT_SOURCE
+
+
+def check_ot_source(source: str) -> str:
+    """``source`` if this build can run it; ValueError with one clear line otherwise."""
+    if source not in OT_SOURCES:
+        raise ValueError(f"--ot must be one of {', '.join(OT_SOURCES)}, got {source!r}")
+    return source
 
 
 class Party:
@@ -31,7 +45,13 @@ class Party:
     ``prg`` (private randomness) and ``shared_prg`` (a seed both parties contributed to)."""
 
     def __init__(
-        self, role: str, chan: Channel, program_hash: str = "", *, setup_ot: bool = True
+        self,
+        role: str,
+        chan: Channel,
+        program_hash: str = "",
+        *,
+        setup_ot: bool = True,
+        ot_source: str | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
@@ -45,12 +65,17 @@ class Party:
         with chan.section("handshake"):
             self.shared_prg = self._handshake()
         self.ot: OTPack | None = None
+        self.ot_source: str | None = None
         if setup_ot:
-            self.setup_ot()
+            self.setup_ot(ot_source)
 
-    def setup_ot(self) -> None:
-        """Build the OT pack (base OTs both ways); a server admits the client before this."""
-        self.ot = OTPack(self.chan, self.role)
+    def setup_ot(self, source: str | None = None) -> None:
+        """Build the session's OT state on ``source`` (both parties, after the handshake, with
+        the same source: the server announces it, see runner.py); a server admits the client
+        before this. None: the OTPack's default, read now (so tests can switch it)."""
+        source = _otpack.DEFAULT_SOURCE if source is None else source
+        self.ot = OTPack(self.chan, self.role, source=check_ot_source(source))
+        self.ot_source = source
 
     def _handshake(self) -> PRG:
         mine = {

@@ -1,17 +1,33 @@
 """OTPack: all OT state of one connection, built once per session (as in EzPC SCI's OTPack).
 
-Setup (both parties, fixed order): 128 Chou-Orlandi base OTs with the server as extension sender,
-then 128 with the client as extension sender; then, for each direction, 256 random OTs from the
-opposite IKNP instance seed a width-256 extension for KK13. Every call below is batched (one numpy
-pass per batch) and must be matched by the peer's counterpart call with the same n (and k, N, d):
-the caller of ``*_send`` is the OT sender, either party may be. Flavours:
+Setup (both parties, fixed order): the OT source names are compared; 128 Chou-Orlandi base OTs
+with the server as extension sender, then 128 with the client as extension sender; then on the
+IKNP source, for each direction, 256 random OTs from the opposite IKNP instance seed a
+width-256 extension for KK13; on the silent source, each direction bootstraps Ferret from 41,030
+IKNP COTs and runs its first iteration (~1.9 MB and a few tenths of a second per session; later
+iterations run when a batch needs them, their traffic also counted in the section
+``ot-silent``). Every call below is batched (one numpy pass per batch) and must be
+matched by the peer's counterpart call with the same n (and k, N, d): the caller of ``*_send``
+is the OT sender, either party may be. Flavours (wire cost per OT: IKNP / silent):
 
-* random OT: 128-bit messages, uint64[n, 2] (ALSZ: 16 bytes/OT on the wire);
+* random OT: 128-bit messages, uint64[n, 2] (16 bytes / 1 bit);
 * correlated OT over Z_2^k: the sender gives corr (uint64[n] or [n, d]) and gets x; the receiver
-  gives b and gets x + b*corr mod 2^k (16 bytes + d*k bits/OT);
+  gives b and gets x + b*corr mod 2^k (16 bytes / 1 bit, + d*k bits);
 * chosen-message OT of k-bit values (uint64[n] or [n, d] each);
 * 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages;
-* random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``).
+* random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``);
+* random OT with random choices (``rrot_*``): free of traffic on the silent source.
+
+Two sources of the correlated OTs underneath, chosen per session by ``source`` (both parties must
+pass the same; the setup compares them and refuses a mismatch):
+
+* ``"silent"`` (the default, :data:`DEFAULT_SOURCE`): Ferret LPN-based COT extension
+  (``ferret.py``, bootstrapped by IKNP), ~0.44 bits per COT plus 1 bit per chosen choice bit;
+  1-out-of-N OT from log2 N COTs (``nco.py``);
+* ``"iknp"``: IKNP/ALSZ, 128 bits per OT; 1-out-of-N by KK13 on a width-256 extension.
+
+The flavours hash the COT rows the same way for both sources, so their results are identical in
+distribution; only the traffic and the 1-out-of-N construction differ.
 """
 
 from __future__ import annotations
@@ -19,17 +35,23 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bitpack
+from ..errors import ProgramMismatchError
 from ..prg import PRG
 from ..ring import mask
 from .baseot import base_ot_recv, base_ot_send
 from .crhash import crhash_wide, mmo_into, tweaks
+from .ferret import FerretReceiver, FerretSender
 from .iknp import ExtReceiver, ExtSender, padded
 from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
+from .nco import nco_recv, nco_send
+from .silent import SilentReceiver, SilentSender
 
 KAPPA = 128
-_ROT, _COT, _OT, _KK, _LROT = 1, 2, 3, 4, 5
+_ROT, _COT, _OT, _KK, _LROT, _FERRET = 1, 2, 3, 4, 5, 6
+SOURCES = ("silent", "iknp")
+DEFAULT_SOURCE = "silent"
 
 
 def _check_k(k: int) -> int:
@@ -67,13 +89,26 @@ def _as2d(a: np.ndarray) -> tuple[np.ndarray, bool]:
 class OTPack:
     """OT extension state for one party of one connection; see the module docstring."""
 
-    def __init__(self, chan, role: str) -> None:  # noqa: ANN001 - Channel
+    def __init__(self, chan, role: str, source: str | None = None) -> None:  # noqa: ANN001
+        """Set up the OT state of ``role`` on ``chan``; ``source`` is ``"silent"`` or ``"iknp"``
+        (None: :data:`DEFAULT_SOURCE`), the same on both sides."""
         if role not in ("server", "client"):
             raise ValueError(f"role must be 'server' or 'client', got {role!r}")
-        self.chan, self.role = chan, role
+        source = DEFAULT_SOURCE if source is None else source
+        if source not in SOURCES:
+            raise ValueError(f"OT source must be one of {SOURCES}, got {source!r}")
+        self.chan, self.role, self.source = chan, role, source
+        self.silent = source == "silent"
         self._dir = 0 if role == "server" else 1  # domain bit: who is the sender
         prg = PRG()
         with chan.section("ot-setup"):
+            chan.send(source.encode())
+            peer = chan.recv_bytes(max_len=16).decode(errors="replace")
+            if peer != source:
+                raise ProgramMismatchError(
+                    f"OT source mismatch: this {role} uses {source!r}, the peer {peer!r} "
+                    "(pass the same --ot to both sides)"
+                )
             s = prg.bits(KAPPA)
             if role == "server":
                 self._snd = ExtSender(s, base_ot_recv(chan, s))
@@ -81,6 +116,17 @@ class OTPack:
             else:
                 self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
                 self._snd = ExtSender(s, base_ot_recv(chan, s))
+            if self.silent:  # Ferret on top of IKNP, one instance per direction
+                self._snd = SilentSender(FerretSender(chan, self._snd, self._dom(_FERRET, True)))
+                self._rcv = SilentReceiver(
+                    FerretReceiver(chan, self._rcv, self._dom(_FERRET, False))
+                )
+                first, second = (
+                    (self._snd, self._rcv) if role == "server" else (self._rcv, self._snd)
+                )
+                first.ferret.prime()  # the server-to-client direction first on both sides
+                second.ferret.prime()
+                return
             # KK13 bases: my KK sender is a base-OT receiver -> random OTs where I receive.
             s2 = prg.bits(KK_WIDTH)
             if role == "server":
@@ -92,7 +138,7 @@ class OTPack:
 
     def _dom(self, flavour: int, sending: bool) -> int:
         sender_dir = self._dir if sending else 1 - self._dir
-        return flavour | (sender_dir << 8)
+        return flavour | (sender_dir << 8) | (int(self.silent) << 9)
 
     # -- random OT ----------------------------------------------------------------------------
     def rot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +170,41 @@ class OTPack:
 
         self._rcv.extend(self.chan, n, _choice_cols(c), each)
         return out[:n]
+
+    # -- random OT with random choices -----------------------------------------------------
+    def rrot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n random OTs whose receiver's choices are random too: (m0, m1) as :meth:`rot_send`.
+        Silent source: no traffic beyond Ferret's (no derandomisation bits)."""
+        if not self.silent:
+            return self.rot_send(n)
+        n = int(n)
+        m0, m1 = np.empty((n + 1, 2), np.uint64), np.empty((n + 1, 2), np.uint64)
+        dom, s = self._dom(_ROT, True), self._snd.s
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            z = np.bitwise_xor(q, tweaks(tw, hi - lo, dom))
+            mmo_into(z, m0[lo:])
+            _xor_block(z, s)
+            mmo_into(z, m1[lo:])
+
+        self._snd.extend_random(n, each)
+        return m0[:n], m1[:n]
+
+    def rrot_recv(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Receiver of :meth:`rrot_send`: (uniform choice bits uint8[n], m_b uint64[n, 2])."""
+        n = int(n)
+        if not self.silent:
+            c = PRG().bits(n)
+            return c, self.rot_recv(c)
+        out = np.empty((n + 1, 2), np.uint64)
+        dom = self._dom(_ROT, False)
+
+        def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            t ^= tweaks(tw, hi - lo, dom)
+            mmo_into(t, out[lo:])
+
+        c = self._rcv.extend_random(n, each)
+        return c, out[:n]
 
     # -- random OT with long messages -----------------------------------------------------------
     def lrot_send(self, n: int) -> LongOT:
@@ -257,7 +338,11 @@ class OTPack:
             raise ValueError(
                 f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
             )
-        kk_send(self._kk_snd, self.chan, np.ascontiguousarray(t), k, self._dom(_KK, True))
+        t = np.ascontiguousarray(t)
+        if self.silent:
+            nco_send(self._snd, self.chan, t, k, self._dom(_KK, True))
+        else:
+            kk_send(self._kk_snd, self.chan, t, k, self._dom(_KK, True))
 
     def kkot_recv(self, choices: np.ndarray, nmsg: int, k: int) -> np.ndarray:
         """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]."""
@@ -265,6 +350,8 @@ class OTPack:
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
         c = _check_choices(choices, int(nmsg))
+        if self.silent:
+            return nco_recv(self._rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
         return kk_recv(self._kk_rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
 
 

@@ -14,6 +14,8 @@ from .maxpool import max_, max_reduce, maxpool
 from .millionaire import millionaire
 from .mux import mux
 from .relu import relu
+from .relu_trunc import fusable as relu_trunc_fusable
+from .relu_trunc import relu_trunc
 from .triples import bit_triples
 from .trunc import trunc
 
@@ -33,5 +35,7 @@ __all__ = [
     "mux",
     "reduce",
     "relu",
+    "relu_trunc",
+    "relu_trunc_fusable",
     "trunc",
 ]

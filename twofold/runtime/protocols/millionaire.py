@@ -7,7 +7,9 @@ value v; the client picks v = y_j.  An AND tree combines neighbouring digits,
 lt = lt_hi ^ (eq_hi & lt_lo), eq = eq_hi & eq_lo, one round per level; an ``eq`` is only
 computed where a later level reads it (8 digits: 7 + 4 ANDs instead of 7 + 6), and a combine
 that needs both ANDs uses a correlated triple pair (eq_hi opened once, one 1-of-8 OT).
-Bits per comparison at 32 bits: 8 x (256 + 32) + 3 x 148 + 4 x 278 = 3,860.
+Bits per comparison at 32 bits on the IKNP source: 8 x (256 + 32) + 3 x 148 + 4 x 278 = 3,860;
+on the silent source (Cheetah §5) 8 x (4 + 32) + 3 x 4 + 4 x 6 = 324 plus Ferret's ~0.44 bits
+for each of its 46 COTs (the triples come from random OTs, free of other traffic).
 ``split=s`` also returns the comparison of the low s bits (a node of the same tree), which
 faithful truncation needs for its carry (SiRNN §4.1).
 """
@@ -17,9 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import kkot
-from ._util import CHUNK, as_ring, prg
+from ._util import as_ring, chunk_of, prg
 from .and_ import and_, and_level
-from .triples import corr_triples, ot_table, triple_ot_input, triples_from_ot
+from .triples import (
+    bit_triples,
+    corr_triples,
+    on_silent,
+    ot_table,
+    triple_ot_input,
+    triples_from_ot,
+)
 
 DIGIT_BITS = 4
 _V = np.arange(1 << DIGIT_BITS, dtype=np.uint8)
@@ -82,6 +91,9 @@ def _leaves_and_triples(
     ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs (2-bit messages)."""
     n, nd = x.size, len(digits)
     dig = _digit_matrix(x, digits).reshape(-1)
+    if on_silent(party):  # triples from random OTs, free of traffic: not batched with the leaves
+        triples = bit_triples(party, n_triples)
+        n_triples = 0
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     if party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
@@ -95,7 +107,9 @@ def _leaves_and_triples(
         out = out.astype(np.uint8)
         msg, tmsg = out[: nd * n], out[nd * n :]
     msg = msg.reshape(nd, n)
-    return msg & 1, msg >> 1, triples_from_ot(party, n_triples, st, tmsg)
+    if not on_silent(party):
+        triples = triples_from_ot(party, n_triples, st, tmsg)
+    return msg & 1, msg >> 1, triples
 
 
 def _trees(
@@ -185,13 +199,14 @@ def millionaire(
     ``return_eq`` returns (cmp, eq).
     """
     x = as_ring(x, max(bits, 1), "millionaire input")
-    if x.size > CHUNK:
+    step = chunk_of(party)
+    if x.size > step:
         flat = x.reshape(-1)
         parts = [
             millionaire(
-                party, flat[i : i + CHUNK], bits, greater=greater, split=split, return_eq=return_eq
+                party, flat[i : i + step], bits, greater=greater, split=split, return_eq=return_eq
             )
-            for i in range(0, flat.size, CHUNK)
+            for i in range(0, flat.size, step)
         ]
         if split is None and not return_eq:
             return np.concatenate(parts).reshape(x.shape)

@@ -1,7 +1,15 @@
-"""Boolean AND triples without a dealer, two per 1-out-of-16 OT (CrypTFlow2 §3.1.1; SCI's
-``_16KKOT_to_4OT``).
+"""Boolean AND triples without a dealer (CrypTFlow2 §3.1.1; Cheetah §5 on silent OT).
 
-The server picks random (a0, b0, r) for two triples and offers, for every 4-bit choice
+On the silent OT source (``party.ot.silent``): two random OTs with random choices per triple, one
+in each direction, which cost no traffic beyond Ferret's ~0.44 bits each. For a ROT with
+messages m0, m1 and receiver choice e, the receiver's bit of m_e and the sender's bit of m0 are
+shares of e*(m0 ^ m1); with a = a_S ^ a_C, b = b_S ^ b_C the cross terms a_C*b_S (server sends,
+the client's choice is a_C, b_S = lsb(m0 ^ m1)) and a_S*b_C (the other way) complete
+c = a_S b_S ^ a_C b_C ^ a_C b_S ^ a_S b_C. Two message bits per ROT give a correlated pair
+(a, b, b') the same way.
+
+On the IKNP source: two triples per 1-out-of-16 OT (SCI's ``_16KKOT_to_4OT``). The server
+picks random (a0, b0, r) for two triples and offers, for every 4-bit choice
 (a1, b1, a1', b1'), the two bits r ^ (a0^a1)(b0^b1) and r' ^ (a0'^a1')(b0'^b1'); the client
 chooses with its random shares and gets c1, the server keeps c0 = r: c0 ^ c1 = a·b.
 Cost: one KK13 1-of-16 OT with 2-bit messages per two triples.
@@ -13,6 +21,35 @@ import numpy as np
 
 from ._ot import kkot
 from ._util import prg
+
+
+def on_silent(party) -> bool:  # noqa: ANN001
+    """Whether the party's OT source is silent (random OTs are then free of traffic)."""
+    return bool(getattr(getattr(party, "ot", None), "silent", False))
+
+
+def rot_triples(party, n: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Shares (a uint8[n], b uint8[width, n], c uint8[width, n]) with c_w = a AND b_w, from two
+    batches of n random-choice ROTs (server sends first); see the module docstring."""
+    ot = party.ot
+    lo = np.uint64((1 << width) - 1)
+
+    def low(m: np.ndarray) -> np.ndarray:
+        v = (m[:, 0] & lo).astype(np.uint8)
+        return np.stack([(v >> np.uint8(w)) & np.uint8(1) for w in range(width)])
+
+    if party.is_server:
+        m0, m1 = ot.rrot_send(n)
+        a, me = ot.rrot_recv(n)
+        x0, x1, mine = low(m0), low(m1), low(me)
+    else:
+        a, me = ot.rrot_recv(n)
+        m0, m1 = ot.rrot_send(n)
+        mine, x0, x1 = low(me), low(m0), low(m1)
+    b = x0 ^ x1
+    a = a.astype(np.uint8)
+    return a, b, (a[None, :] & b) ^ x0 ^ mine
+
 
 _V = np.arange(16, dtype=np.uint8)
 
@@ -66,6 +103,9 @@ def bit_triples(party, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # 
     if n == 0:
         z = np.zeros(0, dtype=np.uint8)
         return z, z.copy(), z.copy()
+    if on_silent(party):
+        a, b, c = rot_triples(party, n, 1)
+        return a, b[0], c[0]
     st = triple_ot_input(party, n)
     if party.is_server:
         kkot(party, "server", ot_table(st), 16, 2)
@@ -97,6 +137,9 @@ def corr_triples(party, n: int):  # noqa: ANN001, ANN201
     if n == 0:
         z = np.zeros(0, dtype=np.uint8)
         return z, z.copy(), z.copy(), z.copy(), z.copy()
+    if on_silent(party):
+        a, b, c = rot_triples(party, n, 2)
+        return a, b[0], b[1], c[0], c[1]
     if party.is_server:
         k = prg(party).bytes(n) & np.uint8(31)
         kkot(party, "server", _LUT8[k], 8, 2)

@@ -1,0 +1,261 @@
+"""What the report claims: per-finding ΔAUROC, TOST and Bland–Altman checked against values
+computed here independently (O(m·n) DeLong from its definition, scipy's t-tests, sklearn's AUC),
+and the defects of issue 14: n, one-class findings, NaN/inf, the pooled-TOST counterexample,
+secure failures in the headline, per-group tables with Cochran's Q, small-sample warnings."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from twofold.eval.analysis import AnalysisError, analyse
+from twofold.eval.combine import cochran_q, holm
+from twofold.eval.datasets import Dataset, Sample
+from twofold.eval.delong import _midrank, auc_equivalence
+from twofold.eval.labels import CHEXNET_LABELS, LabelMap
+from twofold.eval.report import write_report
+
+LMAP = LabelMap(CHEXNET_LABELS)
+FINDINGS = list(CHEXNET_LABELS[:3])
+
+
+def _data(n=60, seed=3, noise=4e-3, missing=0.15, groups=None):
+    """Images with labels (some missing), plaintext scores and secure = plaintext + noise."""
+    rng = np.random.default_rng(seed)
+    samples, recs = [], {}
+    for i in range(n):
+        y = {f: float(rng.random() < 0.4) for f in FINDINGS}
+        for f in FINDINGS:
+            if rng.random() < missing:
+                y[f] = math.nan
+        g = None if groups is None else groups[i % len(groups)]
+        samples.append(Sample(i + 2, f"i{i}.png", Path(f"i{i}.png"), y, g))
+        p = rng.uniform(0.05, 0.95, 14)
+        for k, f in enumerate(FINDINGS):
+            if not math.isnan(y[f]):
+                p[k] = np.clip(0.3 * y[f] + 0.7 * rng.random(), 0, 1)
+        s = p + rng.normal(0, noise, 14)
+        recs[f"i{i}.png"] = {"id": f"i{i}.png", "plain": p.tolist(), "secure": s.tolist()}
+    gc = None if groups is None else "site"
+    return Dataset(samples, [], FINDINGS, group_column=gc), recs
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(out=tmp_path, margin=0.01, jobs=1, title="t", note="", mode="simulate",
+                model="/abs/m.onnx", bundle="/abs/b")  # fmt: skip
+    return SimpleNamespace(**{**base, **kw})
+
+
+# -- independent reference implementations (not the project's code) -----------------------
+
+
+def _delong_naive(y, a, b):
+    """ΔAUROC = AUC(a) - AUC(b) and its variance from the DeLong placements, O(m·n)."""
+    pos, neg = y == 1, y == 0
+
+    def psi(x, z):
+        return (x > z) + 0.5 * (x == z)
+
+    comps = []
+    for s in (a, b):
+        k = psi(s[pos][:, None], s[neg][None, :])  # m x n kernel
+        comps.append((k.mean(), k.mean(axis=1), k.mean(axis=0)))
+    (a1, v10a, v01a), (a2, v10b, v01b) = comps
+    m, n = pos.sum(), neg.sum()
+    s10 = np.cov(np.vstack([v10a, v10b]))
+    s01 = np.cov(np.vstack([v01a, v01b]))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
+    return a1, a2, a1 - a2, var
+
+
+def test_delta_auc_tost_and_bland_altman_match_independent_computations():
+    ds, recs = _data()
+    s = analyse(ds, LMAP, recs, margin=0.01, auroc_margin=0.02)
+    plain = np.array([recs[x.id]["plain"] for x in ds.samples])
+    secure = np.array([recs[x.id]["secure"] for x in ds.samples])
+    pvals = []
+    for k, f in enumerate(FINDINGS):
+        row = s["labels"][k]
+        y = np.array([x.labels[f] for x in ds.samples])
+        keep = ~np.isnan(y)
+        yk = y[keep].astype(int)
+        a_s, a_p, diff, var = _delong_naive(yk, secure[keep, k], plain[keep, k])
+        assert a_s == pytest.approx(roc_auc_score(yk, secure[keep, k]), abs=1e-12)
+        assert row["n"] == keep.sum() and row["n_pos"] == yk.sum()
+        d = row["delta_auc"]
+        se = math.sqrt(var)
+        assert d["diff"] == pytest.approx(diff, abs=1e-12)
+        assert d["se"] == pytest.approx(se, rel=1e-9)
+        assert d["low"] == pytest.approx(diff - 1.959963984540054 * se, abs=1e-10)
+        assert d["high"] == pytest.approx(diff + 1.959963984540054 * se, abs=1e-10)
+        p = 2 * stats.norm.sf(abs(diff) / se)
+        assert d["p_value"] == pytest.approx(p, rel=1e-9)
+        pvals.append(p)
+        # AUROC TOST: two one-sided z-tests against ±0.02
+        t = row["auc_tost"]
+        p_eq = max(stats.norm.sf((diff + 0.02) / se), stats.norm.cdf((diff - 0.02) / se))
+        assert t["p_value"] == pytest.approx(p_eq, rel=1e-9, abs=1e-300)
+        # Output agreement over ALL images (labels not needed): paired t TOST, Bland–Altman
+        dd = secure[:, k] - plain[:, k]
+        a = row["agreement"]
+        assert a["n"] == len(ds.samples)
+        lo = stats.ttest_1samp(dd, -0.01, alternative="greater").pvalue
+        hi = stats.ttest_1samp(dd, 0.01, alternative="less").pvalue
+        assert a["tost"]["p_value"] == pytest.approx(max(lo, hi), rel=1e-9, abs=1e-300)
+        sd = dd.std(ddof=1)
+        assert a["bland_altman"]["loa_low"] == pytest.approx(dd.mean() - 1.96 * sd, abs=1e-12)
+        assert a["bland_altman"]["loa_high"] == pytest.approx(dd.mean() + 1.96 * sd, abs=1e-12)
+        assert a["within_margin"] == pytest.approx(np.mean(np.abs(dd) < 0.01))
+    # Holm by hand: sorted p times (m, m-1, ...), running max, capped at 1
+    order = np.argsort(pvals)
+    ref = np.empty(3)
+    run = 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (3 - rank) * pvals[i]))
+        ref[i] = run
+    got = [r["delta_auc"]["p_holm"] for r in s["labels"]]
+    assert got == pytest.approx(list(ref), rel=1e-12)
+
+
+def test_cochran_q_and_holm_by_hand():
+    th, v = [0.01, -0.02, 0.03], [1e-4, 4e-4, 2.5e-4]
+    w = [1 / x for x in v]
+    pooled = sum(a * b for a, b in zip(w, th, strict=True)) / sum(w)
+    q = sum(a * (b - pooled) ** 2 for a, b in zip(w, th, strict=True))
+    h = cochran_q(th, v)
+    assert h.q == pytest.approx(q) and h.df == 2 and h.pooled == pytest.approx(pooled)
+    assert h.p_value == pytest.approx(math.exp(-q / 2))  # chi2 sf with 2 df
+    # a group with DeLong variance 0 enters as an exact value (limit of infinite weight)
+    h = cochran_q([0.0, 0.02], [0.0, 1e-4])
+    assert h.q == pytest.approx(0.02**2 / 1e-4) and h.pooled == 0.0
+    assert cochran_q([0.0, 0.0], [0.0, 0.0]).p_value == 1.0
+    assert cochran_q([0.0, 0.01], [0.0, 0.0]).q == math.inf
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_n_counts_labelled_cases_and_agreement_counts_images():
+    ds, recs = _data(n=40, missing=0.3)
+    s = analyse(ds, LMAP, recs, margin=0.01)
+    for k, f in enumerate(FINDINGS):
+        labelled = sum(1 for x in ds.samples if not math.isnan(x.labels[f]))
+        row = s["labels"][k]
+        assert row["n"] == labelled < 40 and row["agreement"]["n"] == 40
+
+
+def test_one_class_finding_gets_a_row_not_an_abort(tmp_path):
+    ds, recs = _data(n=30, missing=0.0)
+    for x in ds.samples[:10]:
+        x.labels[FINDINGS[1]] = 1.0
+    for x in ds.samples[10:]:
+        x.labels[FINDINGS[1]] = math.nan  # 10 labelled cases, all positive
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    row = s["labels"][1]
+    assert row["auc_note"] == "AUROC not computed: all 10 labelled cases are positive"
+    assert "delta_auc" not in row and "delta_auc" in s["labels"][0]
+    assert row["agreement"]["n"] == 30  # output agreement does not need labels
+    assert "all 10 labelled cases are positive" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_output_is_rejected_naming_image_and_finding(bad):
+    ds, recs = _data(n=12)
+    recs["i5.png"]["secure"][2] = bad
+    with pytest.raises(AnalysisError, match=r"i5\.png: secure output for Effusion is"):
+        analyse(ds, LMAP, recs, margin=0.01)
+    with pytest.raises(ValueError, match="finite"):
+        _midrank(np.array([0.1, bad, 0.3]))  # used to loop forever on NaN
+
+
+def test_pooled_tost_counterexample_is_not_called_equivalent(tmp_path):
+    """|Δ| = 0.05 (5 × margin) on every output, signs alternating, n = 2000: the mean is 0,
+    so a mean-only TOST passes; the report must still NOT call the outputs equivalent."""
+    rng = np.random.default_rng(0)
+    samples, recs = [], {}
+    for i in range(2000):
+        y = {f: float(i % 2) for f in FINDINGS}
+        samples.append(Sample(i + 2, f"i{i}", Path(f"i{i}"), y))
+        p = rng.uniform(0.2, 0.8, 14)
+        d = 0.05 if (i // 2) % 2 else -0.05
+        recs[f"i{i}"] = {"id": f"i{i}", "plain": p.tolist(), "secure": (p + d).tolist()}
+    ds = Dataset(samples, [], FINDINGS)
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    for r in s["labels"]:
+        a = r["agreement"]
+        assert a["tost"]["equivalent"]  # the mean difference alone is within ±0.01 ...
+        assert not a["bland_altman"]["inside_margin"] and a["within_margin"] == 0.0
+        assert not a["equivalent"]  # ... but individual outputs are 5 margins apart
+    assert not s["verdicts"]["equivalent"] and s["verdicts"]["not_equivalent"] == FINDINGS
+    md = (tmp_path / "report.md").read_text()
+    assert "Equivalence NOT shown" in md and "limits of agreement exceed the margin" in md
+
+
+def test_verdicts_say_what_they_test(tmp_path):
+    ds, recs = _data()
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    md = (tmp_path / "report.md").read_text()
+    assert s["verdicts"]["equivalent"]
+    assert "intersection–union over the 3 findings" in md
+    assert "Holm-adjusted over 3 findings" in md and "unadjusted" in md
+    assert "non-significant AUROC difference is not evidence of equivalence" in md
+    assert "no AUROC equivalence is claimed" in md  # no --auroc-margin given
+    assert "/abs/" not in md and "/abs/" not in (tmp_path / "summary.json").read_text()
+
+
+def test_secure_failures_are_a_result_said_first(tmp_path):
+    ds, recs = _data(n=20)
+    recs["i3.png"] = {"id": "i3.png", "failure": "overflow", "secure_error": "overflow at %c"}
+    recs["i4.png"] = {"id": "i4.png", "failure": "input out of range", "secure_error": "x"}
+    recs["i5.png"] = {"id": "i5.png", "error": "unreadable image: truncated"}
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    f = s["secure_failures"]
+    assert (f["attempted"], f["failed"]) == (19, 2) and f["rate"] == pytest.approx(2 / 19)
+    assert f["reasons"] == {"overflow": 1, "input out of range": 1}
+    assert [b["id"] for b in s["dataset"]["bad_rows"]] == ["i5.png"]  # unusable, apart
+    assert s["dataset"]["evaluated"] == 17
+    md = (tmp_path / "report.md").read_text()
+    first = "> ⚠ **Secure inference failed on 2 of 19 images (10.5%)**"
+    assert md.split("\n\n")[1].startswith(first)  # right under the title, before anything
+    ok = analyse(*_data(n=20)[:1], LMAP, _data(n=20)[1], margin=0.01)
+    assert ok["secure_failures"]["rate"] == 0.0
+
+
+def test_small_sample_warnings_on_every_affected_row():
+    ds, recs = _data(n=25)
+    s = analyse(ds, LMAP, recs, margin=0.01)
+    for r in s["labels"]:
+        assert any(w.startswith(f"n = {r['n']} < 30") for w in r["warnings"])
+        assert (r["n_pos"] < 10) == any("positive" in w and "< 10" in w for w in r["warnings"])
+        assert r["agreement"]["warnings"] == ["n = 25 < 30"]
+    big = analyse(*_data(n=200)[:1], LMAP, _data(n=200)[1], margin=0.01)
+    assert all(not r["warnings"] for r in big["labels"])
+
+
+def test_groups_get_every_table_and_a_heterogeneity_test(tmp_path):
+    ds, recs = _data(n=120, groups=["A", "B"])
+    for x in ds.samples:  # site B: secure scores of the first finding reshuffled a little
+        if x.group == "B":
+            recs[x.id]["secure"][0] += 0.2 * (np.sin(x.line) > 0)
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    g = s["groups"]
+    assert [sec["group"] for sec in g["sections"]] == ["A", "B"]
+    assert sum(sec["images"] for sec in g["sections"]) == s["dataset"]["evaluated"]
+    het = {h["label"]: h for h in g["heterogeneity"]}
+    da = [sec["labels"][0]["delta_auc"] for sec in g["sections"]]
+    ref = (da[0]["diff"] - da[1]["diff"]) ** 2 / (da[0]["se"] ** 2 + da[1]["se"] ** 2)
+    assert het[FINDINGS[0]]["q"] == pytest.approx(ref)  # two groups: Q = Δ²/(v1 + v2)
+    assert het[FINDINGS[0]]["p_value"] == pytest.approx(stats.chi2.sf(ref, 1))
+    md = (tmp_path / "report.md").read_text()
+    assert "## Per site" in md and "### site = A" in md and "### site = B" in md
+    assert "Heterogeneity of ΔAUROC across sites" in md
+    assert md.count("| finding | n (pos.) |") == 3  # pooled + each site
+
+
+def test_auc_equivalence_exact_and_bad_margin():
+    assert auc_equivalence(0.0, 0.0, 0.02).p_value == 0.0
+    assert auc_equivalence(0.03, 0.0, 0.02).p_value == 1.0
+    with pytest.raises(ValueError, match="margin"):
+        auc_equivalence(0.0, 0.01, 0.0)

@@ -1,0 +1,264 @@
+"""Silent OT (Ferret): GGM trees, SPCOT, the LPN code, the extension loop and the OTPack flavours on
+it -- correlation on every output, uniform choice bits, uniform views."""
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest, chisquare
+
+from twofold.runtime import bitpack, net
+from twofold.runtime.errors import PeerError, ProgramMismatchError
+from twofold.runtime.net import run_pair
+from twofold.runtime.ot import ferret, ggm
+from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
+from twofold.runtime.ot.ferret import BOOT, MAIN, FerretReceiver, FerretSender, Params
+from twofold.runtime.ot.iknp import ExtReceiver, ExtSender
+from twofold.runtime.ot.lpn import D, LocalCode
+from twofold.runtime.ot.nco import layout
+from twofold.runtime.ot.otpack import OTPack
+from twofold.runtime.ot.spcot import spcot_recv, spcot_send
+from twofold.runtime.prg import PRG
+from twofold.runtime.session import Party
+
+RNG = np.random.default_rng(20261130)  # public test inputs only; protocol randomness is secrets
+
+
+def _base_cots(m: int):
+    """m COTs with a random offset, made in the clear (for the building-block tests)."""
+    g = PRG()
+    q, delta, b = g.block(m), g.block(1)[0], g.bits(m)
+    return q, delta, b, q ^ (b[:, None].astype(np.uint64) * delta)
+
+
+def _spcot(t: int, h: int):
+    q, delta, b, w = _base_cots(t * h)
+    s, (r, pos) = run_pair(
+        lambda ch: spcot_send(ch, q, delta, t, h, 5, 99),
+        lambda ch: spcot_recv(ch, b, w, t, h, 5, 99),
+    )
+    return s, r, pos, delta
+
+
+@pytest.mark.parametrize("t,h", [(1, 1), (3, 4), (7, 6)])
+def test_spcot_correlation_and_positions(t, h):
+    s, r, pos, delta = _spcot(t, h)
+    assert s.shape == r.shape == ((1 << h) * t, 2)
+    e = np.zeros(s.shape[0], bool)
+    e[pos] = True
+    assert np.array_equal(pos % t, np.arange(t))  # one position in every tree (regular noise)
+    assert np.array_equal(r[~e], s[~e])
+    assert np.array_equal(r[e], s[e] ^ delta)
+    assert len({bytes(row) for row in s}) == s.shape[0]  # leaves distinct (pseudorandom)
+
+
+def test_spcot_main_shape():
+    """One SPCOT batch at Ferret's main shape: 1,280 trees of 2^13 leaves."""
+    t, h = MAIN.t, MAIN.depth
+    assert (t, h) == (1280, 13) and MAIN.base == 452_000 + 1280 * 13
+    s, r, pos, delta = _spcot(t, h)
+    diff = (r != s).any(axis=1)
+    assert diff.sum() == t and diff[pos].all()
+    assert np.array_equal(r[pos], s[pos] ^ delta)
+
+
+def test_ggm_sums_match_levels():
+    roots = PRG().block(3)
+    leaves, sums = ggm.sender_expand(roots, 4)
+    assert leaves.shape == (16 * 3, 2)
+    x = np.bitwise_xor.reduce(leaves.reshape(16, 3, 2), axis=0)
+    assert np.array_equal(x, sums[3, 0] ^ sums[3, 1])
+
+
+def test_local_code_is_the_sparse_matrix():
+    n, k = 300, 50
+    code = LocalCode(n, k, "test")
+    from twofold.runtime.prg import PRG as P
+
+    idx = code.indices(P(code._seed), n)  # the public matrix: D indices per output
+    assert idx.shape == (D, n) and idx.min() >= 0 and idx.max() < k
+    v, u = PRG().block(k), PRG().bits(k)
+    out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
+    code.encode(v, out, u, bits)
+    assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
+    assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
+    assert np.array_equal(code.indices(P(code._seed), n), idx)  # same on both sides
+
+
+SMALL = Params(4096, 1024, 64)  # test-only sizes: 6-level trees
+SMALL_MAIN = Params(16384, 2048, 128)  # 7-level trees
+
+
+def _ferret_pair(sizes, switch):
+    def srv(ch):
+        s = PRG().bits(128)
+        ext = ExtSender(s, base_ot_recv(ch, s))
+        f = FerretSender(ch, ext, 6, boot=SMALL, main=SMALL_MAIN, switch=switch)
+        return [f.take(n) for n in sizes], f.delta, f.iterations
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, switch)
+        return [f.take(n) for n in sizes], f.iterations
+
+    return run_pair(srv, cli)
+
+
+def test_ferret_correlation_on_every_output():
+    sizes = [1, 1000, 3000, 5000, 40000, 7]
+    (ks, delta, it_s), (xm, it_c) = _ferret_pair(sizes, switch=6000)
+    assert it_s == it_c >= 5
+    k = np.concatenate(ks)
+    x = np.concatenate([b for b, _ in xm])
+    m = np.concatenate([r for _, r in xm])
+    assert k.shape[0] == sum(sizes)
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert len({bytes(r) for r in k}) == k.shape[0]  # no output handed out twice
+    # choice bits uniform: bit frequency and the 8-bit patterns
+    assert binomtest(int(x.sum()), x.size).pvalue > 1e-6
+    pat = np.packbits(x[: x.size // 8 * 8])
+    assert chisquare(np.bincount(pat, minlength=256)).pvalue > 1e-6
+
+
+def test_params_are_ferrets():
+    assert (MAIN.n, MAIN.k, MAIN.t, MAIN.depth) == (10_485_760, 452_000, 1_280, 13)
+    assert (BOOT.n, BOOT.k, BOOT.t, BOOT.depth) == (470_016, 32_768, 918, 9)
+    assert BOOT.n >= MAIN.base  # one bootstrap iteration can seed the main one
+    with pytest.raises(ValueError, match="power of two"):
+        Params(1000, 10, 3).check()
+    with pytest.raises(ValueError, match="more than it uses"):
+        Params(64, 100, 4).check()
+
+
+def run_silent(server_fn, client_fn):
+    """Two Parties over a socketpair with the OT on the silent source."""
+    return run_pair(
+        server_fn, client_fn, make=lambda role, ch: Party(role, ch, "test", ot_source="silent")
+    )
+
+
+@pytest.mark.parametrize("nmsg,k", [(2, 1), (3, 5), (8, 2), (16, 2), (16, 4), (17, 3), (256, 64)])
+def test_one_of_n_from_cots(nmsg, k):
+    n = 777
+    tab = RNG.integers(0, 2**63, (n, nmsg), dtype=np.uint64) & np.uint64((1 << k) - 1)
+    ch = RNG.integers(0, nmsg, n).astype(np.uint8)
+    m, f, kk, nblk = layout(nmsg, k)
+    assert 1 << m >= nmsg and f * kk <= nblk * 128
+
+    def srv(p):
+        p.ot.kkot_send(tab, k)
+        return p.chan.bytes_sent
+
+    def cli(p):
+        return p.ot.kkot_recv(ch, nmsg, k)
+
+    _, got = run_silent(srv, cli)
+    assert np.array_equal(got, tab[np.arange(n), ch])
+
+
+def test_source_mismatch_is_refused():
+    def make(role):
+        def f(ch):
+            try:
+                OTPack(ch, role, source="silent" if role == "server" else "iknp")
+            except ProgramMismatchError as e:
+                return str(e)
+
+        return f
+
+    s, c = run_pair(make("server"), make("client"))
+    assert "OT source mismatch" in s and "OT source mismatch" in c
+    with pytest.raises(ValueError, match="OT source must be one of"):
+        OTPack(None, "server", source="ferret")
+
+
+def test_silent_batch_size_mismatch():
+    with pytest.raises(PeerError, match="batch size mismatch"):
+        run_silent(lambda p: p.ot.rot_send(10), lambda p: p.ot.rot_recv(np.zeros(11, np.uint8)))
+
+
+class _Recording(net.Channel):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.view = []
+
+    def recv_array(self, dtype, shape):
+        a = super().recv_array(dtype, shape)
+        self.view.append(a.copy())
+        return a
+
+
+def test_silent_views_are_uniform(monkeypatch):
+    """Sender's view of the chosen bits (d = x ^ c) and the receiver's view of the SPCOT sums
+    and of the non-chosen messages are uniform for constant inputs (chi-square, p > 1e-6)."""
+    import socket
+
+    def pair(timeout=30.0):
+        a, b = socket.socketpair()
+        return _Recording(a, timeout), _Recording(b, timeout)
+
+    monkeypatch.setattr(net, "socketpair_channels", pair)
+    n = 4096
+    ones = np.ones(n, np.uint8)
+    ch16 = RNG.integers(0, 16, n).astype(np.uint8)
+
+    def snd(p):
+        p.chan.view.clear()
+        p.ot.rot_send(n)
+        zero = np.zeros(n, np.uint64)
+        p.ot.ot_send(zero, zero, 8)
+        return [a for a in p.chan.view if a.dtype == np.uint8 and a.ndim == 1]
+
+    def rcv(p):
+        spcot = [a for a in p.chan.view if a.dtype == np.uint64 and a.ndim == 2]  # from setup
+        p.chan.view.clear()
+        p.ot.rot_recv(ones)
+        p.ot.ot_recv(ones, 8)
+        e_ot = p.chan.view[-1]
+        p.ot.kkot_recv(ch16, 16, 4)
+        e_kk = p.chan.view[-1]
+        return spcot, e_ot, e_kk
+
+    def snd2(p):
+        out = snd(p)
+        p.ot.kkot_send(np.zeros((n, 16), np.uint64), 4)
+        return out
+
+    ds, (spcot, e_ot, e_kk) = run_silent(snd2, rcv)
+    assert len(ds) == 2  # the derandomisation bits of the two batches
+    assert chisquare(np.bincount(np.concatenate(ds), minlength=256)).pvalue > 1e-6
+    assert spcot, "the session setup runs a Ferret iteration per direction"
+    sp = np.concatenate([a.reshape(-1) for a in spcot]).view(np.uint8)
+    assert chisquare(np.bincount(sp, minlength=256)).pvalue > 1e-6
+    e = bitpack.unpack(e_ot, 2 * n, 8).reshape(n, 2)
+    assert chisquare(np.bincount(e[:, 0].astype(np.int64), minlength=256)).pvalue > 1e-6
+    y = bitpack.unpack(e_kk, 16 * n, 4).reshape(n, 16)
+    others = y[np.arange(16)[None, :] != ch16[:, None]]
+    assert chisquare(np.bincount(others.astype(np.int64), minlength=16)).pvalue > 1e-6
+
+
+def test_switch_to_main_plan():
+    f = ferret._Ferret(None, 0, SMALL, SMALL_MAIN, switch=100)
+    assert f._plan(10, SMALL_MAIN.base) is SMALL
+    assert f._plan(200, SMALL_MAIN.base) is SMALL_MAIN
+    assert f._plan(200, SMALL_MAIN.base - 1) is SMALL  # not enough base COTs yet
+
+
+@pytest.mark.slow
+def test_one_main_set_iteration():
+    """Ferret's real main set once (10,485,760 outputs from 2^13-leaf trees and the 452,000 x
+    10.5 M local code), seeded by a real bootstrap-set iteration: the correlation holds on the
+    COTs handed out, which span both iterations' outputs."""
+    n = 2_000_000
+
+    def srv(ch):
+        s = PRG().bits(128)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, switch=0)
+        k = f.take(n)
+        return k, f.delta, f.iterations, f.produced
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, switch=0)
+        return f.take(n), f.iterations
+
+    (k, delta, it, made), ((x, m), it_c) = run_pair(srv, cli, timeout=600)
+    assert it == it_c == 2 and made == (BOOT.n - BOOT.base) + (MAIN.n - MAIN.base)
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert binomtest(int(x.sum()), n).pvalue > 1e-6

@@ -1,0 +1,165 @@
+"""Cost projection of a dataset-scale evaluation: before it starts, and as measured.
+
+*Estimate* (before any image runs): the compile report's communication per inference
+(``compiler.report.build_report`` → ``totals.comm_bytes``, counted from the public op graph,
+shapes and ℓ by the per-element anchors of DESIGN.md §7, so the client bundle's IR suffices)
+times the number of images; time per session = ``SESSION_SETUP_S`` + bytes /
+``ASSUMED_BYTES_PER_S``, the throughput of the Python runtime measured for DenseNet-121 at
+224² in docs/PERFORMANCE.md (14.4 GiB in 283 s ≈ 52 MiB/s, two processes on one 2-core
+machine). It is a prior for planning, replaced by the measurement as soon as images finish.
+
+*Measured*: per endpoint, from the records (``endpoint``, ``wall_s``, ``comm_bytes``), the
+images served, mean seconds and bytes per session and the rate at ``--per-endpoint K``
+sessions at once; in total, the rate this process observed (images finished / elapsed),
+projected onto the images still to run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ASSUMED_BYTES_PER_S = 52 * 2**20
+SESSION_SETUP_S = 1.0
+
+
+def estimate(graph: Any, n_images: int, sessions: int, mode: str) -> dict[str, Any] | None:  # noqa: ANN401
+    """Expected bytes and wall time for ``n_images`` at ``sessions`` concurrent sessions.
+
+    ``graph``: the program's (public) IR. None in simulate mode (nothing on the wire).
+    """
+    if mode != "2pc":
+        return None
+    from ..compiler.report import build_report
+
+    per = build_report(graph)["totals"]["comm_bytes"]
+    if not per:
+        return None
+    per_s = SESSION_SETUP_S + per / ASSUMED_BYTES_PER_S
+    return {
+        "images": n_images,
+        "sessions": sessions,
+        "bytes_per_image": int(per),
+        "seconds_per_image": per_s,
+        "total_bytes": int(per) * n_images,
+        "total_wall_s": per_s * n_images / max(1, sessions),
+        "basis": (
+            "compile-time communication estimate (op counts of the public IR) at an assumed "
+            f"{ASSUMED_BYTES_PER_S / 2**20:.0f} MiB/s per session + {SESSION_SETUP_S:.0f} s setup"
+        ),
+    }
+
+
+def measured(
+    records: list[dict[str, Any]],
+    per_endpoint: int,
+    n_images: int,
+    remaining: int,
+    run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Per-endpoint and total rates from finished records and this process's run figures.
+
+    ``run``: ``{"images": k, "elapsed_s": t}`` finished by this process (None: none ran).
+    """
+    eps: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if "secure" not in r:
+            continue
+        e = eps.setdefault(r.get("endpoint") or "local", {"images": 0, "s": 0.0, "bytes": 0})
+        e["images"] += 1
+        e["s"] += float(r.get("wall_s") or 0.0)
+        e["bytes"] += int(r.get("comm_bytes") or 0)
+    per = {}
+    for name, e in sorted(eps.items()):
+        mean_s = e["s"] / e["images"]
+        per[name] = {
+            "images": e["images"],
+            "mean_s": mean_s,
+            "mean_bytes": e["bytes"] / e["images"],
+            "images_per_min": per_endpoint * 60.0 / mean_s if mean_s > 0 else None,
+        }
+    out: dict[str, Any] = {"per_endpoint": per, "per_endpoint_sessions": per_endpoint}
+    n = sum(e["images"] for e in eps.values())
+    if n:
+        mean_bytes = sum(e["bytes"] for e in eps.values()) / n
+        out["dataset_bytes"] = mean_bytes * n_images
+    if run and run.get("images") and run.get("elapsed_s", 0) > 0:
+        rate = run["images"] * 60.0 / run["elapsed_s"]
+        out["run"] = {**run, "images_per_min": rate}
+        out["remaining_images"] = remaining
+        out["remaining_s"] = remaining * 60.0 / rate
+        out["dataset_s"] = n_images * 60.0 / rate
+    return out
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:,.2f} GiB" if x >= 2**30 else f"{x / 2**20:,.1f} MiB"
+
+
+def _dur(s: float) -> str:
+    from .progress import hms
+
+    return hms(s)
+
+
+def describe(est: dict[str, Any] | None) -> str:
+    """One line for the start of a run."""
+    if est is None:
+        return "projection: no 2PC cost estimate (simulate mode: nothing on the wire)"
+    return (
+        f"projection: {est['images']} images × {_gib(est['bytes_per_image'])} = "
+        f"{_gib(est['total_bytes'])} on the wire, ≈ {_dur(est['total_wall_s'])} at "
+        f"{est['sessions']} concurrent session(s) ({est['basis']})"
+    )
+
+
+def blocks(proj: dict[str, Any] | None) -> list[tuple]:
+    """Report blocks of the projection section (markdown/HTML renderers of report.py)."""
+    if not proj:
+        return []
+    b: list[tuple] = [("h2", "Cost projection (execution)")]
+    est, meas = proj.get("estimate"), proj.get("measured") or {}
+    if est:
+        b.append(
+            (
+                "p",
+                f"Before the run: {est['images']} images × {_gib(est['bytes_per_image'])} = "
+                f"**{_gib(est['total_bytes'])}**, ≈ **{_dur(est['total_wall_s'])}** at "
+                f"{est['sessions']} concurrent session(s); {est['basis']}.",
+            )
+        )
+    rows = [
+        [
+            name,
+            str(e["images"]),
+            f"{e['mean_s']:.2f} s",
+            _gib(e["mean_bytes"]),
+            f"{e['images_per_min']:.1f}" if e["images_per_min"] else "–",
+        ]
+        for name, e in meas.get("per_endpoint", {}).items()
+    ]
+    if rows:
+        k = meas["per_endpoint_sessions"]
+        b.append(
+            (
+                "table",
+                ["endpoint", "images", "mean s/session", "mean bytes", f"img/min at {k} sessions"],
+                rows,
+            )
+        )
+    if "run" in meas:
+        r = meas["run"]
+        b.append(
+            (
+                "p",
+                f"This run: {r['images']} images in {_dur(r['elapsed_s'])} "
+                f"(**{r['images_per_min']:.1f} images/min** over all endpoints); the whole "
+                f"dataset at this rate: {_dur(meas['dataset_s'])}"
+                + (
+                    f", about {_gib(meas['dataset_bytes'])} on the wire"
+                    if "dataset_bytes" in meas
+                    else ""
+                )
+                + ".",
+            )
+        )
+    return b

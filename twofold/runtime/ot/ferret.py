@@ -1,0 +1,245 @@
+"""Ferret: LPN-based correlated-OT extension with regular noise, semi-honest (Yang, Weng, Lan,
+Zhang, Wang, CCS 2020, Fig. 7/8 and §4-5), bootstrapped by IKNP.
+
+One iteration with parameters (n, k, t), N = n / t = 2^h, turns k + t*h COTs with the offset
+Delta into n fresh ones: the LPN secret is the k base COTs (sender v, receiver u and
+w = v ^ u*Delta); t single-point COTs over GGM trees (spcot.py) give the noise e, of one position
+per block of N outputs (regular noise), as sender s and receiver r = s ^ e*Delta; the outputs are
+
+    sender  K = v*A ^ s,    receiver  x = u*A ^ e,  M = w*A ^ r = K ^ x*Delta,
+
+with A the public local code (lpn.py). The first k + t*h outputs of every iteration are kept as
+the next iteration's base COTs; only the rest is handed out. Traffic: t*(2h + 1) blocks from
+sender to receiver per iteration, one flight; the receiver sends nothing.
+
+Parameter sets (Ferret Table 2, 128-bit security against the known LPN attacks):
+``MAIN`` n = 10,485,760, k = 452,000, t = 1,280 (2^13-leaf trees): 0.44 bits per usable COT;
+``BOOT`` n = 470,016, k = 32,768, t = 918 (2^9 leaves), run first from 41,030 IKNP COTs, and
+again while the session has used few COTs (428,986 usable per iteration at 5.2 bits each), so
+small sessions do not compute a 10 M iteration they barely use. A direction switches to
+``MAIN`` once it has handed out ``SWITCH`` COTs. Both parties make the same choices from the
+same request sizes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..prg import PRG
+from .iknp import ExtReceiver, ExtSender
+from .lpn import LocalCode
+from .spcot import spcot_recv, spcot_send
+
+
+@dataclass(frozen=True)
+class Params:
+    """One Ferret iteration: n outputs, k LPN secrets, t trees of n / t = 2^depth leaves."""
+
+    n: int
+    k: int
+    t: int
+
+    @property
+    def depth(self) -> int:
+        return (self.n // self.t).bit_length() - 1
+
+    @property
+    def base(self) -> int:
+        """Base COTs one iteration consumes (k for the LPN secret, t * depth for the trees)."""
+        return self.k + self.t * self.depth
+
+    def check(self) -> None:
+        if self.n % self.t or (self.n // self.t) & (self.n // self.t - 1) or self.depth < 1:
+            raise ValueError(f"Ferret parameters {self}: n / t must be a power of two >= 2")
+        if self.n <= self.base:
+            raise ValueError(f"Ferret parameters {self}: an iteration must yield more than it uses")
+
+
+MAIN = Params(10_485_760, 452_000, 1_280)
+BOOT = Params(470_016, 32_768, 918)
+SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
+
+
+class _Pool:
+    """A queue of COT segments (rows, and for the receiver choice bits) handed out in order."""
+
+    def __init__(self, with_bits: bool) -> None:
+        self.rows: deque[np.ndarray] = deque()
+        self.bits: deque[np.ndarray] | None = deque() if with_bits else None
+        self.avail = 0
+
+    def push(self, rows: np.ndarray, bits: np.ndarray | None = None) -> None:
+        self.rows.append(rows)
+        if self.bits is not None:
+            self.bits.append(bits)
+        self.avail += rows.shape[0]
+
+    def pop(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if n > self.avail:
+            raise RuntimeError(f"COT pool: {n} requested, {self.avail} available")
+        if n == 0:
+            return np.empty((0, 2), np.uint64), None if self.bits is None else np.empty(0, np.uint8)
+        rows, bits = [], []
+        left = n
+        while left:
+            r = self.rows[0]
+            take = min(left, r.shape[0])
+            rows.append(r[:take])
+            if take == r.shape[0]:
+                self.rows.popleft()
+            else:
+                self.rows[0] = r[take:]
+            if self.bits is not None:
+                b = self.bits[0]
+                bits.append(b[:take])
+                if take == b.shape[0]:
+                    self.bits.popleft()
+                else:
+                    self.bits[0] = b[take:]
+            left -= take
+        self.avail -= n
+        # one segment: a view (its rows are never handed out again, so the caller may write)
+        out = np.concatenate(rows) if len(rows) != 1 else rows[0]
+        if self.bits is None:
+            return out, None
+        return out, (np.concatenate(bits) if len(bits) != 1 else bits[0])
+
+
+class _Ferret:
+    """State shared by both sides: parameters, codes, the pool and the hash counter."""
+
+    def __init__(self, chan, domain: int, boot: Params, main: Params, switch: int) -> None:  # noqa: ANN001
+        boot.check()
+        main.check()
+        self.chan, self.domain = chan, domain
+        self.boot, self.main, self.switch = boot, main, switch
+        self.codes = {p: LocalCode(p.n, p.k) for p in {boot, main}}
+        self.served = 0  # COTs handed out
+        self.hashed = 0  # SPCOT hash tweaks used
+        self.iterations = 0
+        self.produced = 0  # usable COTs the iterations added (n - base each)
+        self.started = False
+
+    pool: _Pool
+
+    def _bootstrap(self) -> None:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    def _iterate(self, p: Params) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def ensure(self, n: int) -> None:
+        """Make n COTs available (keeping the next bootstrap-set iteration's base COTs): the
+        IKNP bootstrap on first use, then as many iterations as needed. Traffic is attributed
+        to the channel section ``ot-silent`` (as well as to any enclosing section)."""
+        if self.started and self.pool.avail >= n + self.boot.base:
+            return
+        with self.chan.section("ot-silent"):
+            if not self.started:
+                self._bootstrap()
+                self.started = True
+            while self.pool.avail < n + self.boot.base:
+                self._iterate(self._plan(n, self.pool.avail))
+
+    def prime(self) -> None:
+        """Bootstrap and run one iteration now (session setup), not at the first OT."""
+        self.ensure(self.boot.n - 2 * self.boot.base)
+
+    def _plan(self, n: int, avail: int) -> Params:
+        big = self.served + n >= self.switch and avail >= self.main.base
+        return self.main if big else self.boot
+
+
+class FerretSender(_Ferret):
+    """COT sender with offset Delta = the IKNP sender's s: ``take(n)`` gives rows K, the
+    receiver's rows are M = K ^ x*Delta for its (pseudo)random choice bits x."""
+
+    def __init__(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        iknp: ExtSender,
+        domain: int,
+        boot: Params = BOOT,
+        main: Params = MAIN,
+        switch: int = SWITCH,
+    ) -> None:
+        super().__init__(chan, domain, boot, main, switch)
+        self.iknp = iknp
+        self.delta = np.asarray(iknp.s, np.uint64).reshape(2)
+        self.pool = _Pool(False)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next n COT rows K, uint64[n, 2] (never handed out again: the caller owns them)."""
+        self.ensure(n)
+        self.served += n
+        return self.pool.pop(n)[0]
+
+    def _bootstrap(self) -> None:
+        rows = np.empty((self.boot.base, 2), np.uint64)
+
+        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = q
+
+        self.iknp.extend(self.chan, self.boot.base, each)
+        self.pool.push(rows)
+
+    def _iterate(self, p: Params) -> None:
+        base, _ = self.pool.pop(p.base)
+        t, h = p.t, p.depth
+        out = spcot_send(self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain)
+        self.hashed += t * h
+        self.codes[p].encode(base[: p.k], out)
+        self.pool.push(out)
+        self.iterations += 1
+        self.produced += p.n - p.base
+
+
+class FerretReceiver(_Ferret):
+    """COT receiver: ``take(n)`` gives (x, M) with random choice bits x and M = K ^ x*Delta."""
+
+    def __init__(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        iknp: ExtReceiver,
+        domain: int,
+        boot: Params = BOOT,
+        main: Params = MAIN,
+        switch: int = SWITCH,
+    ) -> None:
+        super().__init__(chan, domain, boot, main, switch)
+        self.iknp = iknp
+        self.pool = _Pool(True)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (the caller owns them)."""
+        self.ensure(n)
+        self.served += n
+        rows, bits = self.pool.pop(n)
+        return bits, rows
+
+    def _bootstrap(self) -> None:
+        m = self.boot.base
+        bits = PRG().bits(m)
+        packed = np.packbits(np.concatenate([bits, np.zeros(-m % 64, np.uint8)]), bitorder="little")
+        rows = np.empty((m, 2), np.uint64)
+
+        def each(w: np.ndarray, tw: int, lo: int, hi: int) -> None:
+            rows[lo:hi] = w
+
+        self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
+        self.pool.push(rows, bits)
+
+    def _iterate(self, p: Params) -> None:
+        base, u = self.pool.pop(p.base)
+        t, h = p.t, p.depth
+        out, pos = spcot_recv(self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain)
+        self.hashed += t * h
+        x = np.zeros(p.n, np.uint8)
+        x[pos] = 1
+        self.codes[p].encode(base[: p.k], out, u[: p.k], x)
+        self.pool.push(out, x)
+        self.iterations += 1
+        self.produced += p.n - p.base
