@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import struct
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from twofold.runtime.errors import PeerError
 from twofold.runtime.gate import GateConfig, server_channel
+from twofold.runtime.net import Channel
+from twofold.runtime.session import Party
 from twofold.runtime.tls import ensure_self_signed, server_context
 
 
@@ -76,3 +81,29 @@ def test_trickled_tls_record_cannot_outlast_the_handshake_deadline(tmp_path: Pat
     assert not th.is_alive() and result["outcome"] != "admitted", result
     assert "deadline" in str(result["outcome"]), result
     assert result["held"] < hs + 1.0, result
+
+
+def _frame(body: bytes) -> bytes:
+    return struct.pack("<QB", len(body), 0) + body
+
+
+@pytest.mark.parametrize("stage", ["gate", "program handshake"])
+def test_deeply_nested_json_is_a_malformed_frame(stage: str) -> None:
+    """A 4 KiB opening frame of '[' made json.loads raise RecursionError, which no handler
+    caught: a traceback in the server's log from anyone who can connect (before TLS in
+    plaintext mode). Now it is a malformed frame, refused with a PeerError."""
+    a, b = socket.socketpair()
+    chan = None
+    try:
+        if stage == "gate":
+            b.sendall(_frame(b"[" * 4000))
+            with pytest.raises(PeerError, match="malformed opening frame"):
+                server_channel(a, GateConfig(None, None, 5.0), timeout=5.0)
+        else:
+            chan = Channel(a, 5.0)
+            b.sendall(_frame(b"[" * 100_000) + _frame(b"\0" * 16))
+            with pytest.raises(PeerError, match="malformed hello"):
+                Party("server", chan, "0" * 64, setup_ot=False)
+    finally:
+        for s in (a, b):
+            s.close()
