@@ -347,11 +347,13 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("--title", default="twofold eval: secure vs plaintext", help="report title")
 @click.option("--note", default="", help="a note shown at the top of the report")
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
+@click.option("--batch", type=int, help="images per secure run (a bundle compiled with "
+              "--input-shape N,...; default: the bundle's batch)")  # fmt: skip
 @connect_options
 def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, engine,
              ray_address, per_endpoint, retries, resume, margin, auroc_margin, group_column,
-             retry_failed, uncertain, labels, label_map, limit, title, note, quiet, tls_ca,
-             server_fingerprint, token, insecure_plaintext,
+             retry_failed, uncertain, labels, label_map, limit, title, note, quiet, batch,
+             tls_ca, server_fingerprint, token, insecure_plaintext,
              timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
@@ -374,7 +376,7 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
             label_map=parse_label_map(label_map),
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
             title=title, note=note, engine=engine, ray_address=ray_address,
-            per_endpoint=per_endpoint, retries=retries,
+            per_endpoint=per_endpoint, retries=retries, batch=batch,
             connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))

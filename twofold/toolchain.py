@@ -85,6 +85,19 @@ def check_options(input_range: Sequence[float], margin: float) -> None:
         )
 
 
+def _calibration_sample(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
+    """A calibration input for the program: a batch-N program (issue 17) takes a file of N
+    images, or one image repeated N times."""
+    shape = list(meta.get("shape", ()))
+    if not shape or shape[0] == 1:
+        return load_input(path, meta)
+    try:
+        return load_input(path, meta)
+    except ValueError:
+        one = load_input(path, dict(meta, shape=[1, *shape[1:]]))
+        return np.repeat(one, shape[0], axis=0)
+
+
 def compile_model(
     model: str | Path,
     out_dir: str | Path | None = None,
@@ -143,7 +156,7 @@ def compile_model(
         samples = []
         for f in [*calibrate, *holdout]:
             try:
-                samples.append(load_input(f, meta))
+                samples.append(_calibration_sample(f, meta))
             except InputOutOfRange as e:
                 raise CompileError(
                     f"calibration {e}; widen the declared range with --input-range LO HI"

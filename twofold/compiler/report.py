@@ -70,6 +70,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         m = lut.spec(node.attrs["fn"]).bits
         clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
         bits = n * (clamp * per + (ell << m))
+    elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
+        bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
     elif node.op == "input":
         bits = n * ell
     comm = int(bits // 8)

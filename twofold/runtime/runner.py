@@ -290,7 +290,7 @@ def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, s
     try:
         doc = json.loads(chan.recv_bytes(max_len=SETTINGS_MAX).decode())
         linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
-    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
@@ -364,7 +364,7 @@ def run_client(
         verdict = rt.verdict()
         try:
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
         wire = tcp_wire_bytes(chan.sock)
     finally:
