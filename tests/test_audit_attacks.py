@@ -11,13 +11,18 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_python2pc import local_ops_graph
 
+from twofold.ir.serialize import graph_from_json
 from twofold.runtime.errors import PeerError
 from twofold.runtime.gate import GateConfig, server_channel
 from twofold.runtime.net import Channel
+from twofold.runtime.program import Program, ProgramError
 from twofold.runtime.session import Party
 from twofold.runtime.tls import ensure_self_signed, server_context
+from twofold.toolchain import compile_model
 
 
 def _tls_client(raw: socket.socket) -> tuple[ssl.SSLObject, ssl.MemoryBIO]:
@@ -107,3 +112,32 @@ def test_deeply_nested_json_is_a_malformed_frame(stage: str) -> None:
     finally:
         for s in (a, b):
             s.close()
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("audit") / "b"
+    compile_model(None, d, graph=local_ops_graph(16), preprocess="none", input_range=(-3, 3))
+    return d
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda ir: ir["nodes"][6]["attrs"].update(bogus=1), "unexpected keyword argument 'bogus'"),
+        (lambda ir: ir["meta"].update(ell=64), "unexpected keyword argument 'ell'"),
+    ],
+    ids=["extra attribute", "program ring unlike its nodes'"],
+)
+def test_ir_the_executor_cannot_call_is_refused_before_traffic(small_bundle, edit, needle):
+    """A client IR (hash recomputed, as its vendor would) with an attribute the Executor method
+    does not take passed check_program and failed mid-session with a TypeError traceback on the
+    client (and an internal error on the server); now it is refused when the program loads."""
+    ir = json.loads((small_bundle / "client" / "ir.json").read_text())
+    assert ir["nodes"][6]["op"] == "relu"
+    edit(ir)
+    g = graph_from_json(json.dumps(ir))
+    for key, pv in g.meta.get("public_params", {}).items():
+        g.params[key] = np.asarray(pv["values"], np.int64).reshape(pv["shape"])
+    with pytest.raises(ProgramError, match=needle):
+        Program(g)
