@@ -20,6 +20,7 @@ from twofold.runtime.errors import PeerError
 from twofold.runtime.gate import GateConfig, server_channel
 from twofold.runtime.net import Channel
 from twofold.runtime.program import Program, ProgramError
+from twofold.runtime.runner import RunError, server_gate
 from twofold.runtime.session import Party
 from twofold.runtime.tls import ensure_self_signed, server_context
 from twofold.toolchain import compile_model
@@ -141,3 +142,15 @@ def test_ir_the_executor_cannot_call_is_refused_before_traffic(small_bundle, edi
         g.params[key] = np.asarray(pv["values"], np.int64).reshape(pv["shape"])
     with pytest.raises(ProgramError, match=needle):
         Program(g)
+
+
+def test_world_readable_operator_tls_key_is_refused(small_bundle, tmp_path):
+    """SECURITY.md: 'the server refuses a key file readable by others'. It did so only for the
+    self-signed key it creates; an operator's --tls-key of mode 0644 was served with."""
+    cert, key = ensure_self_signed(tmp_path / "tls")
+    key.chmod(0o644)
+    with pytest.raises(RunError, match="readable by others"):
+        server_gate(small_bundle, tls_cert=str(cert), tls_key=str(key))
+    key.chmod(0o600)
+    gate, fp = server_gate(small_bundle, tls_cert=str(cert), tls_key=str(key))
+    assert gate.ctx is not None and fp.startswith("sha256:")

@@ -170,8 +170,20 @@ def server_gate(
         d = Path(directory)
         base = d / "server" if (d / "server").is_dir() else d
         tls_cert, tls_key = (str(p) for p in ensure_self_signed(tls_dir or base / "tls"))
+    _check_key_private(Path(tls_key or tls_cert))
     ctx = server_context(tls_cert, tls_key)
     return GateConfig(ctx, tokens, handshake_timeout), cert_fingerprint(tls_cert)
+
+
+def _check_key_private(key: Path) -> None:
+    """Refuse a TLS private key file (``--tls-key``, or ``--tls-cert`` holding the key) that
+    other users can read: whoever reads it can impersonate the vendor to every client."""
+    try:
+        mode = key.stat().st_mode
+    except OSError:
+        return  # server_context names the missing file
+    if mode & 0o077:
+        raise RunError(f"the TLS private key {key} is readable by others; chmod 600 it")
 
 
 def session_deadline(prog: Program, session_timeout: float | None) -> float:
