@@ -18,16 +18,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def connect(role: str, port: int, label: str, timeout: float = 900) -> Any:  # noqa: ANN401
-    """The worker's set-up Party over loopback TCP (the server listens, the client joins).
+def connect(
+    role: str, port: int, label: str, timeout: float = 900, ot_source: str | None = None
+) -> Any:  # noqa: ANN401
+    """The worker's set-up Party over loopback TCP (the server listens, the client joins), its
+    OT on ``ot_source`` (None: the session default).
 
     Plaintext on purpose: these scripts measure the protocols themselves; what TLS adds to a
     whole run is measured by ``benchmarks/e2e.py`` (TLS beside ``--insecure-plaintext``)."""
-    from twofold.runtime.session import join, serve
+    from twofold.runtime import net
+    from twofold.runtime.session import OT_DEFAULT, Party
 
     if role == "server":
-        return serve("127.0.0.1", port, label, timeout=timeout)
-    return join("127.0.0.1", port, label, timeout=timeout, connect_timeout=60)
+        with net.listen("127.0.0.1", port, timeout=timeout) as lst:
+            chan = lst.accept(None)
+    else:
+        chan = net.connect("127.0.0.1", port, timeout, connect_timeout=60)
+    return Party(role, chan, label, ot_source=ot_source or OT_DEFAULT)
 
 
 def run_workers(script: str, args: list[str], what: str = "", timeout: float = 3600) -> dict:

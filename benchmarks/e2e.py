@@ -15,6 +15,7 @@ direction on loopback; tc/netem is not available here) and reports measured / pr
                              [--transport tls|plaintext|both] [--ot iknp silent]
                              [--unfused-too] [--shaped 32]
                              [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
+                             [--batch N]   (N images as one program; figures are per batch)
 
 ``--quick`` runs 32² and 64²; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
 ``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
@@ -79,15 +80,37 @@ def _export(model: str, path: Path, size: int) -> None:
     cnn_zoo.export(model, path, size)
 
 
+def _batch_input(d: Path, image: str, size: int, batch: int) -> str:
+    """``batch`` images as one .npy [N, 3, S, S]: the radiograph, then mirrored and shifted
+    copies (--batch: one program for the whole batch)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from twofold.preprocess import load_image
+
+    x = np.asarray(load_image(image, "chexnet", size), np.float64).reshape(3, size, size)
+    views = [x, x[:, :, ::-1]]
+    imgs = [np.roll(views[i % 2], 3 * (i // 2), axis=2) for i in range(batch)]
+    path = d / f"batch{batch}.npy"
+    np.save(path, np.stack(imgs))
+    return str(path)
+
+
 # --- end issue 17 -----------------------------------------------------------------------------
 
 
 def compile_size(
-    size: int, work: Path, image: str, model: str = "densenet121", reuse: bool = False
+    size: int,
+    work: Path,
+    image: str,
+    model: str = "densenet121",
+    reuse: bool = False,
+    batch: int = 1,
 ) -> tuple[Path, float]:
     """Export, compile and simulate once; the bundle and the compile time (``reuse``: keep a
-    bundle and simulate.json a previous run left in the work directory; compile time 0)."""
-    d = work / f"{model}_{size}"
+    bundle and simulate.json a previous run left in the work directory; compile time 0).
+    ``batch`` > 1 (issue 17): the program takes N images, ``bundle/../batchN.npy``."""
+    d = work / (f"{model}_{size}" + (f"_b{batch}" if batch > 1 else ""))
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
@@ -96,9 +119,13 @@ def compile_size(
     if reuse and (d / "simulate.json").exists() and (bundle / "server").is_dir():
         return bundle, 0.0
     cal = [a for f in _demo().calibration_images(d) for a in ("--calibrate", str(f))]
+    shape = []
+    if batch > 1:  # issue 17: the whole batch is one program
+        shape = ["--input-shape", f"{batch},3,{size},{size}"]
+        image = _batch_input(d, image, size, batch)
     t = time.perf_counter()
     _check(
-        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal],
+        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, *shape],
                        capture_output=True, text=True),
         "compile",
     )  # fmt: skip
@@ -284,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare", action="store_true",
                     help="only export, compile and simulate (for a later --reuse run)")  # fmt: skip
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
+    ap.add_argument("--batch", type=int, default=1, help="images per program (issue 17)")
     args = ap.parse_args(argv)
     if not args.ot:
         sys.path.insert(0, str(ROOT))
@@ -304,15 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     shaped = [args.shaped] if args.shaped and args.shaped not in sizes else []
     for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
-        bundle, compile_s = compile_size(size, Path(args.workdir), image, model, args.reuse)
+        bundle, compile_s = compile_size(
+            size, Path(args.workdir), image, model, args.reuse, args.batch
+        )
         if args.prepare:
             continue
+        b = args.batch  # issue 17: N images per program
+        img = str(bundle.parent / f"batch{b}.npy") if b > 1 else image
         for ot in args.ot:
             for fuse in (True, False) if args.unfused_too else (True,):
                 for tr in transports:
-                    key = f"{model}_{size}_{ot}" + ("" if fuse else "_nofuse") + f"/{tr}"
-                    log(key, run_once(bundle, args.linear, image, ot=ot, fuse=fuse, transport=tr)
-                        | {"compile_s": round(compile_s, 3)})  # fmt: skip
+                    key = f"{model}_{size}" + (f"_b{b}" if b > 1 else "") + f"_{ot}"
+                    key += ("" if fuse else "_nofuse") + f"/{tr}"
+                    log(key, run_once(bundle, args.linear, img, ot=ot, fuse=fuse, transport=tr)
+                        | {"compile_s": round(compile_s, 3), "batch": b})  # fmt: skip
         if size == args.shaped:
             # loopback, shaped, loopback again: the compute time of the projection is the mean of
             # the two loopback runs around the shaped one (other jobs' load drifts in minutes)

@@ -30,7 +30,6 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from twofold.runtime.net import connect, listen  # noqa: E402
-from twofold.runtime.ot import otpack  # noqa: E402
 from twofold.runtime.ot.crhash import mmo_into  # noqa: E402
 from twofold.runtime.prg import PRG  # noqa: E402
 from twofold.runtime.session import Party  # noqa: E402
@@ -126,8 +125,7 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
 
 
 def _client(port: int, sizes: list[int], big: int, source: str, q: mp.Queue) -> None:
-    otpack.DEFAULT_SOURCE = source
-    p = Party("client", connect("127.0.0.1", port, timeout=600), "bench")
+    p = Party("client", connect("127.0.0.1", port, timeout=600), "bench", ot_source=source)
     q.put(_session(p, sizes, big))
     p.close()
 
@@ -155,14 +153,13 @@ def _aes_gbps() -> tuple[float, float]:
 
 def _one_source(source: str, sizes: list[int], big: int) -> dict:
     """One session on ``source``: setup, then every flavour and size; the figures."""
-    otpack.DEFAULT_SOURCE = source
     with listen("127.0.0.1", 0, timeout=600) as lst:
         q: mp.Queue = mp.get_context("fork").Queue()
         args = (lst.port, sizes, big, source, q)
         child = mp.get_context("fork").Process(target=_client, args=args)
         child.start()
         t0 = time.perf_counter()
-        p = Party("server", lst.accept(60), "bench")
+        p = Party("server", lst.accept(60), "bench", ot_source=source)
         setup = time.perf_counter() - t0
     srv = _session(p, sizes, big)
     cli = q.get(timeout=1800)

@@ -104,12 +104,9 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
 
 def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
     """One party: set up, time the primitive between two barriers, report JSON on stdout."""
-    from twofold.runtime.ot import otpack
     from twofold.runtime.prg import PRG
 
-    otpack.DEFAULT_SOURCE = source  # the session below builds its OTPack with this source
-
-    party = connect(role, port, "bench", timeout=600)
+    party = connect(role, port, "bench", timeout=600, ot_source=source)
     ch = party.chan
     x = _inputs(prim, n, PRG())
     if prim == "maxpool":

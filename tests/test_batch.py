@@ -60,3 +60,27 @@ def test_batch_simulates_like_the_float_reference(zoo_onnx, name):
     (got,) = simulate(g, x)["outputs"].values()  # after the output function, like the float ref
     assert got["shape"][0] == 4
     assert np.abs(np.asarray(got["values"]).reshape(want.shape) - want).max() <= 2e-2
+
+
+def test_cli_compiles_a_batch_calibrated_on_one_image(zoo_onnx, tmp_path):
+    """``--input-shape N,...`` with single-image calibration files (repeated over the batch);
+    ``simulate`` then takes an .npy of N images."""
+    import json
+
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    np.save(tmp_path / "one.npy", _images(1)[0])
+    np.save(tmp_path / "two.npy", _images(2))
+    path, out = zoo_onnx("vgg", 16), tmp_path / "b"
+    args = ["compile", str(path), "-o", str(out), "--preprocess", "none"]
+    res = CliRunner().invoke(cli, [*args, "--input-shape", "2,3,16,16", "--calibrate",
+                                   str(tmp_path / "one.npy")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(
+        cli, ["simulate", str(out), "--input", str(tmp_path / "two.npy"), "-o", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 0, res.output
+    (o,) = json.loads((tmp_path / "o").read_text())["outputs"].values()
+    assert o["shape"] == [2, 10]

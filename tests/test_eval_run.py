@@ -293,10 +293,13 @@ def test_non_finite_input_and_secure_failures_are_recorded(model, dataset, tmp_p
     from twofold.eval.engines import SecureFailure, _probabilities
 
     bad = np.full((1, 3, SIZE, SIZE), np.nan)
-    np.save(dataset[1] / "x4.npy", bad)  # NaN pixels: onnxruntime gives NaN probabilities
+    np.save(dataset[1] / "x4.npy", bad)  # NaN pixels: refused by the input check (issue 13)
     s = run_eval(_cfg(model, dataset, tmp_path / "o"))
     reasons = {b["id"]: b["reason"] for b in s["dataset"]["bad_rows"]}
-    assert reasons["x4.npy"] == "plaintext output for Atelectasis is nan"  # image and finding
+    assert (
+        reasons["x4.npy"]
+        == "unreadable image: input x4.npy has non-finite values (NaN or infinity)"
+    )
 
     class InputOutOfRange(ValueError):  # the range check's error type (DESIGN decision 2)
         pass
@@ -333,3 +336,31 @@ def test_a_dead_server_fails_fast_with_two_jobs(model, dataset, tmp_path):
                       jobs=2, connect_options=opts))  # fmt: skip
     took = time.monotonic() - t0
     assert took < 25, f"a dead server cost {took:.0f} s for 14 images"  # not ~10 s per image
+
+
+def test_batched_eval_equals_the_per_image_run(model, dataset, tmp_path):
+    """``--batch 4`` on a bundle compiled for batch 4 (issue 17): 14 readable images in four
+    secure runs (the last filled up), every image's secure output equal to the batch-1 run's,
+    the bad rows reported alike; a --batch that the bundle was not compiled for is refused."""
+    import onnx
+
+    m = onnx.load(str(model[0]))  # the exported model, its batch made symbolic
+    for vi in (m.graph.input[0], m.graph.output[0]):
+        vi.type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(m, str(tmp_path / "n.onnx"))
+    b1, b4 = tmp_path / "b1", tmp_path / "b4"
+    for b, n in ((b1, 1), (b4, 4)):
+        compile_model(tmp_path / "n.onnx", b, input_shape=(n, 3, SIZE, SIZE), preprocess="none")
+    one = run_eval(_cfg((model[0], b1), dataset, tmp_path / "o1"))
+    four = run_eval(_cfg((model[0], b4), dataset, tmp_path / "o4", batch=4))
+    assert four["dataset"]["evaluated"] == one["dataset"]["evaluated"] == 14
+    assert four["dataset"]["bad_rows"] == one["dataset"]["bad_rows"]
+    recs = {}
+    for d in ("o1", "o4"):
+        lines = (tmp_path / d / "results.jsonl").read_text().splitlines()[1:]
+        recs[d] = {r["id"]: r for r in map(json.loads, lines) if "secure" in r}
+    assert recs["o1"].keys() == recs["o4"].keys()
+    for k, r in recs["o4"].items():
+        assert r["batch"] == 4 and np.array_equal(r["secure"], recs["o1"][k]["secure"])
+    with pytest.raises(EvalError, match="runs batches of 4; compile it with --input-shape 2,3"):
+        run_eval(_cfg((model[0], b4), dataset, tmp_path / "o5", batch=2))

@@ -33,12 +33,14 @@ def test_case_outcome_as_recorded(case):
 
 
 def test_every_zoo_model_inspects():
-    """The light model-zoo models (opset 9) all inspect, LRN ones included (issue 17)."""
+    """The light model-zoo models (opset 9) all inspect (issue 17): the LRN ones, which the
+    compiler refuses, here; the others compile and simulate in the cases above."""
     from click.testing import CliRunner
 
     from twofold.cli import cli
 
-    for case in (c for c in onnx_suite.cases() if c.suite == "light"):
+    lrn = ("light_bvlc_alexnet", "light_inception_v1", "light_zfnet512")
+    for case in (c for c in onnx_suite.cases() if c.name in lrn):
         res = CliRunner().invoke(cli, ["inspect", str(case.model)])
         assert res.exit_code == 0, res.output
         assert "ReLU count" in res.output

@@ -44,3 +44,6 @@ def test_zoo_model_two_processes_equal_simulate(name, zoo_onnx, tmp_path):
     assert got["logits"] == want["logits"]
     assert got["outputs"] == want["outputs"]
     assert got["cost"]["by_kind"]["linear"]["bytes_sent"] > 0
+    # the ReLUs read only by their truncation ran fused with it (runtime/fusion.py)
+    fused = {r["name"] for r in got["cost"]["layers"] if r["op"] == "relu_trunc"}
+    assert fused and got["cost"]["settings"]["fuse"] is True

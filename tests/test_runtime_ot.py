@@ -79,6 +79,13 @@ def test_base_ot_correct_and_rejects_bad_points():
     assert not nb.crypto_core_ed25519_is_valid_point(ident)
 
 
+def _pair(server_fn, client_fn, source):
+    """run_parties with the OT on ``source``."""
+    return run_pair(
+        server_fn, client_fn, make=lambda role, ch: Party(role, ch, "test", ot_source=source)
+    )
+
+
 def _choices(n, limit=2):
     return RNG.integers(0, limit, n).astype(np.uint8)
 
@@ -87,7 +94,6 @@ def _choices(n, limit=2):
 @pytest.mark.parametrize("sender", ["server", "client"])
 @pytest.mark.parametrize("n,chunk", [(1, 1 << 16), (63, 1 << 16), (1001, 1 << 16), (1001, 192)])
 def test_all_flavours(sender, n, chunk, source, monkeypatch):
-    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", source)
     monkeypatch.setattr(iknp, "CHUNK", chunk)  # 192: a batch of 1001 spans six chunks
     monkeypatch.setattr(kk13, "_SUB", 64 if chunk < 1000 else 1 << 12)  # KK13 sub-batches
     c = _choices(n)
@@ -109,6 +115,7 @@ def test_all_flavours(sender, n, chunk, source, monkeypatch):
             o.ot_send(m0, m1, 40),
             o.kkot_send(tab16, 4),
             o.kkot_send(tab256, 64),
+            o.source,
         )
 
     def rcv(p):
@@ -120,12 +127,15 @@ def test_all_flavours(sender, n, chunk, source, monkeypatch):
             o.ot_recv(c, 40, d=3),
             o.kkot_recv(ch16, 16, 4),
             o.kkot_recv(ch256, 256, 64),
+            o.source,
         )
 
     if sender == "server":
-        s, r = run_parties(snd, rcv)
+        s, r = _pair(snd, rcv, source)
     else:
-        r, s = run_parties(rcv, snd)
+        r, s = _pair(rcv, snd, source)
+    assert s[-1] == r[-1] == source
+    s, r = s[:-1], r[:-1]
     (m0r, m1r), xs, xv, _, _, _ = s
     mr, zs, zv, got, kk16, kk256 = r
     cb = c[:, None].astype(bool)
@@ -211,7 +221,6 @@ def test_views_are_uniform(monkeypatch):
     """The sender's view of the choice bits (u) and the receiver's view of the non-chosen
     messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6).
     IKNP source (the silent one: test_silent_ot.py)."""
-    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", "iknp")
     _recording_pair(monkeypatch)
     n = 2048
     runs = 3
@@ -239,7 +248,7 @@ def test_views_are_uniform(monkeypatch):
         p.ot.cot_recv(ones, 8)
         return e_ot, e_kk, p.chan.view[-1]
 
-    us, (e_ot, e_kk, d_cot) = run_parties(snd, rcv)
+    us, (e_ot, e_kk, d_cot) = _pair(snd, rcv, "iknp")
     assert len(us) == runs + 2  # three ROT batches, the chosen-message OT and the COT
     byte_counts = np.bincount(np.concatenate([u.reshape(-1) for u in us]), minlength=256)
     assert _uniform(byte_counts) > 1e-6

@@ -8,7 +8,7 @@ from scipy.stats import binomtest, chisquare
 from twofold.runtime import bitpack, net
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
-from twofold.runtime.ot import ferret, ggm, otpack
+from twofold.runtime.ot import ferret, ggm
 from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
 from twofold.runtime.ot.ferret import BOOT, MAIN, FerretReceiver, FerretSender, Params
 from twofold.runtime.ot.iknp import ExtReceiver, ExtSender
@@ -17,6 +17,7 @@ from twofold.runtime.ot.nco import layout
 from twofold.runtime.ot.otpack import OTPack
 from twofold.runtime.ot.spcot import spcot_recv, spcot_send
 from twofold.runtime.prg import PRG
+from twofold.runtime.session import Party
 
 RNG = np.random.default_rng(20261130)  # public test inputs only; protocol randomness is secrets
 
@@ -126,13 +127,15 @@ def test_params_are_ferrets():
         Params(64, 100, 4).check()
 
 
-@pytest.fixture
-def silent(monkeypatch):
-    monkeypatch.setattr(otpack, "DEFAULT_SOURCE", "silent")
+def run_silent(server_fn, client_fn):
+    """Two Parties over a socketpair with the OT on the silent source."""
+    return run_pair(
+        server_fn, client_fn, make=lambda role, ch: Party(role, ch, "test", ot_source="silent")
+    )
 
 
 @pytest.mark.parametrize("nmsg,k", [(2, 1), (3, 5), (8, 2), (16, 2), (16, 4), (17, 3), (256, 64)])
-def test_one_of_n_from_cots(silent, nmsg, k):
+def test_one_of_n_from_cots(nmsg, k):
     n = 777
     tab = RNG.integers(0, 2**63, (n, nmsg), dtype=np.uint64) & np.uint64((1 << k) - 1)
     ch = RNG.integers(0, nmsg, n).astype(np.uint8)
@@ -146,9 +149,7 @@ def test_one_of_n_from_cots(silent, nmsg, k):
     def cli(p):
         return p.ot.kkot_recv(ch, nmsg, k)
 
-    from twofold.runtime.session import run_parties
-
-    _, got = run_parties(srv, cli)
+    _, got = run_silent(srv, cli)
     assert np.array_equal(got, tab[np.arange(n), ch])
 
 
@@ -168,11 +169,9 @@ def test_source_mismatch_is_refused():
         OTPack(None, "server", source="ferret")
 
 
-def test_silent_batch_size_mismatch(silent):
-    from twofold.runtime.session import run_parties
-
+def test_silent_batch_size_mismatch():
     with pytest.raises(PeerError, match="batch size mismatch"):
-        run_parties(lambda p: p.ot.rot_send(10), lambda p: p.ot.rot_recv(np.zeros(11, np.uint8)))
+        run_silent(lambda p: p.ot.rot_send(10), lambda p: p.ot.rot_recv(np.zeros(11, np.uint8)))
 
 
 class _Recording(net.Channel):
@@ -186,12 +185,10 @@ class _Recording(net.Channel):
         return a
 
 
-def test_silent_views_are_uniform(monkeypatch, silent):
+def test_silent_views_are_uniform(monkeypatch):
     """Sender's view of the chosen bits (d = x ^ c) and the receiver's view of the SPCOT sums
     and of the non-chosen messages are uniform for constant inputs (chi-square, p > 1e-6)."""
     import socket
-
-    from twofold.runtime.session import run_parties
 
     def pair(timeout=30.0):
         a, b = socket.socketpair()
@@ -224,7 +221,7 @@ def test_silent_views_are_uniform(monkeypatch, silent):
         p.ot.kkot_send(np.zeros((n, 16), np.uint64), 4)
         return out
 
-    ds, (spcot, e_ot, e_kk) = run_parties(snd2, rcv)
+    ds, (spcot, e_ot, e_kk) = run_silent(snd2, rcv)
     assert len(ds) == 2  # the derandomisation bits of the two batches
     assert chisquare(np.bincount(np.concatenate(ds), minlength=256)).pvalue > 1e-6
     assert spcot, "the session setup runs a Ferret iteration per direction"

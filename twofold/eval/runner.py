@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
 from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
 from .engines import EngineError, Plaintext, SecureFailure, Simulate, file_digest
@@ -64,6 +65,7 @@ class EvalConfig:
     ray_address: str | None = None
     per_endpoint: int = 2
     retries: int = 3
+    batch: int | None = None  # images per secure run: the bundle's batch (issue 17, batching.py)
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -94,6 +96,8 @@ def _check_model_matches(plain: Plaintext, secure: Any, n_out: int, model: Path)
     want = [int(d) for d in secure.meta.get("shape") or []]
     got = plain.input_shape
     fixed = [d if isinstance(d, int) else None for d in got]
+    if want and want[0] > 1 and fixed:  # a batch-N bundle: the model runs one image at a time
+        fixed[0] = None
     same = len(got) == len(want) and all(
         g is None or g == w for g, w in zip(fixed, want, strict=False)
     )
@@ -132,7 +136,8 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         ex = Execution(cfg, plain, sim)  # --engine, --connect endpoints (execute.py)
         secure = ex.secure
         out_shape = secure.graph[secure.output].type.shape
-        n_out = int(np.prod(out_shape))
+        n_out = int(np.prod(out_shape)) // int((secure.meta.get("shape") or [1])[0])
+        batch = batch_size(secure, cfg.batch)  # issue 17: --batch N, see batching.py
         _check_model_matches(plain, secure, n_out, cfg.model)
         lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain, cfg.group_column)
@@ -165,14 +170,19 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         done = sum(1 for s in ds.samples if s.id in log.done)
         kept = sum(1 for s in ds.samples if s.id in log.done and failed(log.done[s.id]))
         try:
-            engine = ex.start() if todo else "nothing to run"
+            engine = (
+                f"batches of {batch}" if todo and batch > 1 else ex.start() if todo else
+                "nothing to run"
+            )  # fmt: skip
             say(
                 f"{len(ds.samples)} images, {len(ds.bad_rows)} bad rows, {done} done, "
                 f"{len(todo)} to run ({cfg.mode}, {engine})"
                 + (f"; {kept} failed image(s) kept (--retry-failed reruns them)" if kept else "")
                 + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
             )
-            if todo:
+            if todo and batch > 1:
+                run_batched(todo, batch, _load_image, plain, secure, sim, log, say)
+            elif todo:
                 say(describe_estimate(ex.estimate(len(todo))))
                 ex.run(todo, log, say)
         except (EngineError, DispatchError) as e:

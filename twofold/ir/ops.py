@@ -1,7 +1,8 @@
 """The op vocabulary of the IR: arity, attributes, shape rule and fixed-point scale rule.
 
 Every backend (float reference, cleartext fixed point, 2PC emitter) walks the
-same ops; this table is the contract between them. Layout is NCHW, batch 1.
+same ops; this table is the contract between them. Layout is NCHW; axis 0 is the batch
+(N images run as one program).
 
 Fixed-point rule (DESIGN.md §4): a product of scales s_a and s_b carries
 s_a + s_b; sums, max and data movement need equal scales and keep them;
@@ -300,7 +301,14 @@ for _spec in [
         scale=_scale_mul_const,
         doc="x * value; value a public number (an integer at the given scale when fixed)",
     ),
-    OpSpec("relu", 1, 1, _same, scale=_scale_first),
+    OpSpec(
+        "relu",
+        1,
+        2,
+        _same,
+        scale=_scale_first,
+        doc="max(x, 0); (x, limit): also the overflow check x < limit (server-private limit)",
+    ),
     OpSpec(
         "clip",
         1,

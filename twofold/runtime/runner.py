@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
-from ..ir.output_function import apply_output_function
+from ..ir.output_function import apply_output_function, invalid_result
 from .admission import serve_forked
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor, peak_rss_mb
@@ -131,6 +131,7 @@ def server_session(
             chunk=None if fuse else SMALL_CHUNK,
         )
         prog.run(rt)
+        rt.verdict()  # the overflow flags go to the client only
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
         chan.send(json.dumps(_summary(doc)).encode())
         chan.flush()
@@ -372,6 +373,7 @@ def run_client(
             chunk=None if fuse else SMALL_CHUNK,
         )
         res = prog.run(rt)
+        verdict = rt.verdict()
         try:
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
@@ -385,6 +387,8 @@ def run_client(
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
     cost["settings"] = {"linear": linear, "ot": ot_source, "fuse": fuse}
+    if verdict is not None and not verdict["valid"]:
+        return invalid_result(verdict["overflow_at"]) | {"cost": cost}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]
@@ -392,6 +396,8 @@ def run_client(
         prob = apply_output_function(spec["function"], real)
         outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
     doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if verdict is not None:
+        doc["valid"] = True
     if prog.LABELS:
         doc["labels"] = list(prog.LABELS)
     doc["cost"] = cost

@@ -67,20 +67,31 @@ def _perm(nmsg: int, m: int, f: int) -> list[np.ndarray]:
     return [((x >> i) & 1) * f + _drop_bit(x, i) for i in range(m)]
 
 
+def _rows(ext, chan, n: int, cols) -> tuple[np.ndarray, int]:  # noqa: ANN001
+    """All n COT rows of one extension batch and the tweak index of the first: the silent
+    source's array itself, or the IKNP chunks collected (``cols`` None: the sender)."""
+    if hasattr(ext, "extend_rows"):
+        return ext.extend_rows(chan, n) if cols is None else ext.extend_rows(chan, n, cols)
+    rows = np.empty((n, 2), np.uint64)
+    start = [0]
+
+    def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
+        if lo == 0:
+            start[0] = tw
+        rows[lo:hi] = q
+
+    if cols is None:
+        ext.extend(chan, n, each)
+    else:
+        ext.extend(chan, n, cols, each)
+    return rows, start[0]
+
+
 def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
     """Sender: ``tables`` uint64[n, N] of k-bit messages; ``ext`` a 128-bit COT sender."""
     n, nmsg = tables.shape
     m, f, kk, nblk = layout(nmsg, k)
-    rows = np.empty((n * m, 2), np.uint64)
-    start = []
-
-    def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-        if lo == 0:
-            start.append(tw)
-        rows[lo:hi] = q
-
-    ext.extend(chan, n * m, each)
-    base = start[0] if start else 0
+    rows, base = _rows(ext, chan, n * m, None)
     s = np.asarray(ext.s, np.uint64)
     word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
     dt = _narrow(min(f * kk, 64))
@@ -130,16 +141,7 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> 
     packed = np.packbits(
         np.concatenate([bits, np.zeros(npad - n * m, np.uint8)]), bitorder="little"
     )
-    rows = np.empty((n * m, 2), np.uint64)
-    start = []
-
-    def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
-        if lo == 0:
-            start.append(tw)
-        rows[lo:hi] = t
-
-    ext.extend(chan, n * m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
-    base = start[0] if start else 0
+    rows, base = _rows(ext, chan, n * m, lambda lo, hi: packed[lo // 8 : hi // 8])
     key = np.zeros(n, np.uint64)
     ar = np.arange(n)
     word = f * kk <= 64

@@ -41,8 +41,9 @@ class SilentSender:
         for lo, hi in _chunks(n):
             each(q[lo:hi], base + lo, lo, hi)
 
-    def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
-        """n COTs with the receiver's chosen bits: receive d = x ^ c, flip, hand out chunks."""
+    def extend_rows(self, chan, n: int) -> tuple[np.ndarray, int]:  # noqa: ANN001 - Channel
+        """n COTs with the receiver's chosen bits, all at once: receive d = x ^ c and flip;
+        returns the rows uint64[n, 2] and the hash tweak index of the first."""
         peer_n = int(chan.recv_array(np.int64, (1,))[0])
         if peer_n != n:
             raise PeerError(f"OT batch size mismatch: this side has {n}, the peer {peer_n}")
@@ -52,7 +53,15 @@ class SilentSender:
         flip = np.uint64(0) - flip  # all ones where the choice was flipped
         q[:, 0] ^= flip & self.s[0]
         q[:, 1] ^= flip & self.s[1]
-        self._run(q, n, each)
+        base = self.count
+        self.count += n
+        return q, base
+
+    def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
+        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtSender.extend``)."""
+        q, base = self.extend_rows(chan, n)
+        for lo, hi in _chunks(n):
+            each(q[lo:hi], base + lo, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> None:
         """n COTs with the receiver's random choices; no traffic beyond Ferret's."""
@@ -74,14 +83,14 @@ class SilentReceiver:
         for lo, hi in _chunks(n):
             each(t[lo:hi], base + lo, lo, hi)
 
-    def extend(
+    def extend_rows(
         self,
         chan,  # noqa: ANN001 - Channel
         n: int,
         cols: Callable[[int, int], np.ndarray | None],
-        each: Chunk,
-    ) -> None:
-        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order)."""
+    ) -> tuple[np.ndarray, int]:
+        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order), all
+        at once: returns the rows uint64[n, 2] and the hash tweak index of the first."""
         chan.send(np.array([n], np.int64))
         x, t = self.ferret.take(n)
         c = cols(0, padded(n))
@@ -91,7 +100,21 @@ class SilentReceiver:
         if c is not None:
             d ^= c[: d.size]
         chan.send(d)
-        self._run(t, n, each)
+        base = self.count
+        self.count += n
+        return t, base
+
+    def extend(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        cols: Callable[[int, int], np.ndarray | None],
+        each: Chunk,
+    ) -> None:
+        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtReceiver.extend``)."""
+        t, base = self.extend_rows(chan, n, cols)
+        for lo, hi in _chunks(n):
+            each(t[lo:hi], base + lo, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> np.ndarray:
         """n COTs with random choice bits, returned (uint8[n]); no traffic beyond Ferret's."""

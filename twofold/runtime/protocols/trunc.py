@@ -59,21 +59,29 @@ def trunc(
         c = b2a(party, _carry(party, x, shift), o)
         return wrap((x >> s) + c, o)
     if kind == "msb0":
+        # w = msb(x0) OR msb(x1) = t0 + t1 - t0*t1 and the B2A of the carry c share ONE
+        # server-sender COT call after the millionaire (one flight; t0*t1 at ell bits)
         top = (x >> np.uint64(ell - 1)) & np.uint64(1)
+        c = _carry(party, x, shift).reshape(-1)
+        n = x.size
         if party.is_server:
-            t = cot(party, "server", top.reshape(-1), shift).reshape(x.shape)
-            w = top + t
+            cb = c.astype(np.uint64)
+            got = cot(party, "server", np.concatenate([cb, top.reshape(-1)]), ell)
+            ca, w = cb + np.uint64(2) * got[:n], top.reshape(-1) + got[n:]
         else:
-            t = cot(party, "server", top.reshape(-1).astype(np.uint8), shift).reshape(x.shape)
-            w = top - t
-        c = b2a(party, _carry(party, x, shift), ell)
-        return wrap((x >> s) + c - (w << np.uint64(ell - shift)), ell)
+            choice = np.concatenate([c, top.reshape(-1).astype(np.uint8)])
+            got = cot(party, "server", choice, ell)
+            ca, w = c.astype(np.uint64) - np.uint64(2) * got[:n], top.reshape(-1) - got[n:]
+        ca, w = ca.reshape(x.shape), w.reshape(x.shape)
+        return wrap((x >> s) + ca - (w << np.uint64(ell - shift)), ell)
     half = np.uint64(1) << np.uint64(ell - 1)
     xb = wrap(x + half, ell) if party.is_server else x
     val = mask(ell) - xb if party.is_server else xb
     c, w = millionaire(party, val, ell, split=shift)
-    ca = b2a(party, c, ell)
-    wa = b2a(party, w, shift)
+    # one B2A call for both bits (one flight instead of two; w travels at ell bits, and
+    # (wa << (ell - shift)) mod 2^ell reads only wa mod 2^shift)
+    cw = b2a(party, np.concatenate([c.reshape(-1), w.reshape(-1)]), ell)
+    ca, wa = cw[: x.size].reshape(x.shape), cw[x.size :].reshape(x.shape)
     out = (xb >> s) + ca - (wa << np.uint64(ell - shift))
     if party.is_server:
         out -= half >> s
