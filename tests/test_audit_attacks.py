@@ -4,6 +4,7 @@ loopback TCP against the code that stops it; every test here failed on the code 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import ssl
 import struct
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from test_python2pc import local_ops_graph
 
+from twofold.ir.bundle import BundleError, load_ir
 from twofold.ir.serialize import graph_from_json
 from twofold.runtime.errors import PeerError
 from twofold.runtime.gate import GateConfig, server_channel
@@ -154,3 +156,14 @@ def test_world_readable_operator_tls_key_is_refused(small_bundle, tmp_path):
     key.chmod(0o600)
     gate, fp = server_gate(small_bundle, tls_cert=str(cert), tls_key=str(key))
     assert gate.ctx is not None and fp.startswith("sha256:")
+
+
+@pytest.mark.parametrize("doc", ["[1]", '"ir"', '{"format": "twofold-ir", "nodes": [5]}'])
+def test_ir_json_of_the_wrong_shape_is_one_clear_error(small_bundle, tmp_path, doc):
+    """An ir.json that is valid JSON but not an object (or with nodes that are not objects)
+    ended `run client` in an AttributeError traceback; now a BundleError naming the file."""
+    d = tmp_path / "client"
+    shutil.copytree(small_bundle / "client", d)
+    (d / "ir.json").write_text(doc)
+    with pytest.raises(BundleError, match="ir.json is malformed"):
+        load_ir(d)
