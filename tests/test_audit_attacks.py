@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from test_python2pc import local_ops_graph
 
+from twofold.compiler.bundle import read_bundle
 from twofold.ir.bundle import BundleError, load_ir
 from twofold.ir.serialize import graph_from_json
 from twofold.runtime.errors import PeerError
@@ -167,3 +168,21 @@ def test_ir_json_of_the_wrong_shape_is_one_clear_error(small_bundle, tmp_path, d
     (d / "ir.json").write_text(doc)
     with pytest.raises(BundleError, match="ir.json is malformed"):
         load_ir(d)
+
+
+def test_simulate_refuses_weights_and_manifest_of_another_compile(small_bundle, tmp_path):
+    """weights.npz and manifest.json both taken from another compile (scale 9) of the same
+    graph: the digest matched the swapped manifest, so simulate (and eval's oracle) ran the
+    IR with foreign weights; run server refused it (IR vs manifest hash), now so does
+    read_bundle."""
+    other = tmp_path / "other"
+    compile_model(
+        None, other, graph=local_ops_graph(16), preprocess="none", input_range=(-3, 3), scale=9
+    )
+    d = tmp_path / "swapped"
+    shutil.copytree(small_bundle, d)
+    for name in ("weights.npz", "manifest.json"):
+        shutil.copy(other / "server" / name, d / "server" / name)
+    read_bundle(small_bundle)  # the intact bundle loads
+    with pytest.raises(BundleError, match="bundle was modified"):
+        read_bundle(d)
