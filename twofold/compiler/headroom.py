@@ -54,6 +54,21 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
     return np.array([m * hi])
 
 
+def _bounded_by_checked_relu(g: Graph, relu: str) -> bool:
+    """Whether ``relu`` reads ``r − c`` (c a public constant) of another ReLU's output r, as the
+    upper clamp of a lowered Clip/ReLU6 does: r is checked, so this ReLU's sound bound already
+    follows from r's limit, and a calibrated limit of its own would only refuse valid inputs
+    (the upper clamp rarely fires on calibration images, so its observed maximum says nothing).
+    Decided by the graph's structure alone, so it never depends on weights or calibration."""
+    x = g[g[relu].inputs[0]]
+    if x.op != "sub" or g[x.inputs[1]].op != "const":
+        return False
+    r = g[x.inputs[0]]
+    while r.op == "trunc":
+        r = g[r.inputs[0]]
+    return r.op == "relu"
+
+
 #: The integer limit of a ReLU without calibration data: above any value (clamped later).
 NO_LIMIT = 1 << 62
 
@@ -68,7 +83,11 @@ def add_relu_checks(g: Graph, margin: float, headroom_bits: int) -> int:
     for node in list(g.nodes):
         if node.op != "relu" or len(node.inputs) != 1:
             continue
-        lim = _limits(g, node.name, margin, headroom_bits)
+        lim = (
+            None
+            if _bounded_by_checked_relu(g, node.name)
+            else _limits(g, node.name, margin, headroom_bits)
+        )
         src = g[node.inputs[0]]
         scale = src.type.dtype.scale
         shape = [1] * len(src.type.shape)
