@@ -44,7 +44,11 @@ def test_simulate_writes_shared_schema(tmp_path):
 
 
 def test_simulate_overflow_is_one_line_and_leaves_no_file(tmp_path):
-    out, x = _bundle(tmp_path)
+    _, x = _bundle(tmp_path)
+    out = tmp_path / "wide"  # declared range wide enough for x·500, calibrated on x
+    compile_model(None, out, graph=small_cnn(), preprocess="none", input_range=(-1500, 1500),
+                  calibrate=[tmp_path / "calib.npy"], bitlength=32,
+                  range_model="calibrated")  # fmt: skip
     np.save(tmp_path / "big.npy", x * 500)
     target = tmp_path / "o.json"
     res = CliRunner().invoke(

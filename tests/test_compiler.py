@@ -100,7 +100,11 @@ def test_calibration_tightens_the_ring():
     loose = run_pipeline(g, CompileOptions())
     tight = run_pipeline(g, CompileOptions(observe=lambda q: observe_ranges(q, [x])))
     assert tight.meta["ell"] <= loose.meta["ell"]
-    assert all(n.meta["bits"] <= tight.meta["ell"] - 1 for n in tight.nodes)
+    # checked model (default): bits include the spare bit MaxPool / checked ReLU inputs need
+    assert all(n.meta["bits"] <= tight.meta["ell"] for n in tight.nodes)
+    old = run_pipeline(g, CompileOptions(observe=lambda q: observe_ranges(q, [x]),
+                                         range_model="calibrated"))  # fmt: skip
+    assert all(n.meta["bits"] <= old.meta["ell"] - 1 for n in old.nodes)
 
 
 def test_liveness_frees_every_dead_tensor_once():

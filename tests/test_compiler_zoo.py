@@ -18,8 +18,14 @@ from twofold.toolchain import compile_model, inspect_bundle, load_input
 SMALL = ["resnet", "mobilenet", "squeezenet", "vgg"]
 SETTINGS = [
     pytest.param({"scale": 12, "bitlength": "auto"}, False, id="s12-auto-intervals"),
-    pytest.param({"scale": 12, "bitlength": "auto"}, True, id="s12-auto-calibrated"),
-    pytest.param({"scale": 11, "bitlength": 32}, True, id="l32-s11-calibrated"),
+    # one random calibration image: the checked model's limits need headroom to admit another
+    pytest.param(
+        {"scale": 12, "bitlength": "auto", "headroom_bits": 2}, True, id="s12-auto-calibrated"
+    ),
+    # EzPC's fixed ring: fits the unchecked model; the checked one needs a wider ring
+    pytest.param(
+        {"scale": 11, "bitlength": 32, "range_model": "calibrated"}, True, id="l32-s11-calibrated"
+    ),
 ]
 
 
@@ -61,7 +67,17 @@ def densenet(zoo_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("dn") / "bundle"
     res = CliRunner().invoke(
         cli,
-        ["compile", str(path), "-o", str(out), "--calibrate", get_testdata_file("RG3_UNCR.dcm")],
+        # one calibration image of another body part: the checked limits need headroom
+        [
+            "compile",
+            str(path),
+            "-o",
+            str(out),
+            "--calibrate",
+            get_testdata_file("RG3_UNCR.dcm"),
+            "--headroom-bits",
+            "2",
+        ],  # fmt: skip
     )
     assert res.exit_code == 0, res.output
     return path, out
@@ -105,19 +121,26 @@ def test_out_of_range_input_overflows_on_resnet(zoo_onnx, tmp_path):
     from twofold.backends.cleartext import FixedPointOverflow
 
     np.save(tmp_path / "c.npy", _image(2))
-    sg, _ = compile_model(zoo_onnx("resnet", 32), None, calibrate=[tmp_path / "c.npy"])
+    sg, _ = compile_model(zoo_onnx("resnet", 32), None, calibrate=[tmp_path / "c.npy"],
+                          range_model="calibrated")  # fmt: skip
     simulate(sg, _image(1))
     with pytest.raises(FixedPointOverflow, match=r"overflow at %\S+ \(\w+\): values reach"):
         simulate(sg, _image(1) * 40)
+    # the default (checked) range model flags the same input instead of computing garbage
+    sg, _ = compile_model(zoo_onnx("resnet", 32), None, calibrate=[tmp_path / "c.npy"],
+                          headroom_bits=2)  # fmt: skip
+    assert simulate(sg, _image(1))["valid"] is True
+    assert simulate(sg, np.clip(_image(1) * 40, -2.1, 2.6))["valid"] is False
 
 
 def test_densenet121_l32_s11_with_margin1_matches_float(densenet):
-    """EzPC's DenseNet setting: fits these weights with calibration margin 1 (RG3), run on RG1."""
+    """EzPC's DenseNet setting: fits these weights with calibration margin 1 (RG3), run on RG1
+    — in the unchecked ``calibrated`` range model only (the checked one needs a wider ring)."""
     path, _ = densenet
     g = load_onnx(str(path))
     sg, _ = compile_model(
         path, None, graph=g, scale=11, bitlength=32, margin=1.0,
-        calibrate=[get_testdata_file("RG3_UNCR.dcm")],
+        calibrate=[get_testdata_file("RG3_UNCR.dcm")], range_model="calibrated",
     )  # fmt: skip
     assert sg.meta["ell"] == 32 and sg.meta["scale"] == 11
     x = load_input(get_testdata_file("RG1_UNCR.dcm"), {"shape": [1, 3, 224, 224]})

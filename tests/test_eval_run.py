@@ -293,10 +293,13 @@ def test_non_finite_input_and_secure_failures_are_recorded(model, dataset, tmp_p
     from twofold.eval.engines import SecureFailure, _probabilities
 
     bad = np.full((1, 3, SIZE, SIZE), np.nan)
-    np.save(dataset[1] / "x4.npy", bad)  # NaN pixels: onnxruntime gives NaN probabilities
+    np.save(dataset[1] / "x4.npy", bad)  # NaN pixels: refused by the input check (issue 13)
     s = run_eval(_cfg(model, dataset, tmp_path / "o"))
     reasons = {b["id"]: b["reason"] for b in s["dataset"]["bad_rows"]}
-    assert reasons["x4.npy"] == "plaintext output for Atelectasis is nan"  # image and finding
+    assert (
+        reasons["x4.npy"]
+        == "unreadable image: input x4.npy has non-finite values (NaN or infinity)"
+    )
 
     class InputOutOfRange(ValueError):  # the range check's error type (DESIGN decision 2)
         pass

@@ -47,11 +47,36 @@ def _bitlength(value: str) -> int | str:
 @click.option("--input-shape", default=None, help="e.g. 1,3,224,224")
 @click.option("--disable-pass", multiple=True, help="skip a compiler pass by name")
 @click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
+@click.option(
+    "--headroom-bits",
+    default=0,
+    show_default=True,
+    help="ReLU limits at 2^k × margin × the calibrated range (checked range model)",
+)
+@click.option(
+    "--range-model",
+    type=click.Choice(["checked", "calibrated"]),
+    default="checked",
+    show_default=True,
+    help="checked: in-protocol overflow flags, sound ranges; calibrated: no checks",
+)
+@click.option(
+    "--fidelity",
+    type=float,
+    default=None,
+    help="choose the cheapest (l, s) with max |d prob| vs float <= this",
+)
+@click.option(
+    "--holdout",
+    multiple=True,
+    type=click.Path(),
+    help="held-out input for --fidelity (repeat; default: every 4th --calibrate)",
+)
 @click.option("--labels", default=None, help="output labels: A,B,C or @FILE (one a line)")
 @click.option("--list-passes", is_flag=True, help="print the pass pipeline and exit")
 def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_range,
-                input_shape, disable_pass, calibration_margin, labels,
-                list_passes) -> None:  # fmt: skip
+                input_shape, disable_pass, calibration_margin, headroom_bits, range_model,
+                fidelity, holdout, labels, list_passes) -> None:  # fmt: skip
     """Compile MODEL.onnx into a secure fixed-point bundle DIR."""
     from .compiler import describe
 
@@ -72,7 +97,8 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         _, report = compile_model(
             model, out_dir, scale=scale, bitlength=_bitlength(bitlength), calibrate=calibrate,
             preprocess=preprocess, input_range=input_range, input_shape=shape,
-            disabled=disable_pass, margin=calibration_margin,
+            disabled=disable_pass, margin=calibration_margin, headroom_bits=headroom_bits,
+            range_model=range_model, fidelity=fidelity, holdout=holdout,
             labels=parse_labels(labels) if labels else None,
         )  # fmt: skip
     except (ValueError, OSError, NotImplementedError) as e:
@@ -88,6 +114,29 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             f"note: ONNX opset {onnx['converted_from']} raised to {onnx['opset']} "
             "by onnx.version_converter"
         )
+    fid = report.get("fidelity")
+    if fid:
+        c = fid["chosen"]
+        held = c["max_dprob_holdout"]
+        click.echo(
+            f"--fidelity {fid['target']}: chose s={c['scale']} l={c['ell']} (est. "
+            f"{c['bytes_est'] / 2**20:,.0f} MiB per inference); max |d prob| "
+            f"{c['max_dprob_calibration']:.2e} on calibration, "
+            + (
+                f"{held:.2e} on {fid['holdout_inputs']} held-out"
+                if held is not None
+                else "no held-out inputs"
+            )  # fmt: skip
+            + f"; {len(fid['tried'])} candidates tried"
+            + ("; l > 40: no HE parameters, linear layers go by OT" if c["ell"] > 40 else "")
+        )
+
+
+def _exit_if_invalid(doc: dict) -> None:
+    """A flagged result (out.json has ``"valid": false``, no probabilities): one line, exit 3."""
+    if doc.get("valid") is False:
+        click.echo(f"twofold: error: {doc['error']}", err=True)
+        sys.exit(3)
 
 
 @cli.command("simulate")
@@ -110,6 +159,7 @@ def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN00
         raise UserError(str(e)) from None
     if not out_path:
         click.echo(json.dumps(doc))
+    _exit_if_invalid(doc)
 
 
 def connect_options(f: Callable) -> Callable:
@@ -240,6 +290,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
         raise UserError(str(e)) from None
     if not out_path:
         click.echo(json.dumps(doc))
+    _exit_if_invalid(doc)
 
 
 @cli.command("eval")

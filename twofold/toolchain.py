@@ -7,6 +7,7 @@ and loads client inputs through the preprocessing recorded at compile time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -20,9 +21,11 @@ from .backends.python2pc import emit_program
 from .compiler import CompileError, CompileOptions, run_pipeline
 from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
+from .inputcheck import InputOutOfRange, check_input_range
 from .ir import Graph
 from .ir.public import public_ir
 from .runtime.program import check_program
+from .scale_choice import choose_scale, split_holdout
 
 # Declared input range per preprocessing (real units after preprocessing).
 # chexnet: ImageNet mean/std normalisation of [0, 1] pixels: (0 − 0.485)/0.229 .. (1 − 0.406)/0.225.
@@ -34,7 +37,12 @@ def input_meta(graph: Graph) -> dict[str, Any]:
 
 
 def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
-    """A client input as the program expects it: ``.npy`` as is, images preprocessed."""
+    """A client input as the program expects it: ``.npy`` as is, images preprocessed.
+
+    Refused (``InputOutOfRange``, a ValueError naming the file, the range found and the range
+    expected) when it leaves the declared input range ``meta["range"]``: every caller —
+    simulate, run client, eval, calibration — gets the check before any work or traffic.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"input file {p} does not exist")
@@ -58,7 +66,23 @@ def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
             raise ValueError(
                 f"input {p} has shape {list(x.shape)}, the program expects {list(shape)}"
             )
-    return x.astype(np.float64)
+    x = x.astype(np.float64)
+    check_input_range(x, meta, str(p))
+    return x
+
+
+def check_options(input_range: Sequence[float], margin: float) -> None:
+    """Refuse settings that cannot give a correct program (one line naming the option)."""
+    lo, hi = (float(v) for v in input_range)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise CompileError(f"--input-range must be finite, got [{lo}, {hi}]")
+    if not lo < hi:
+        raise CompileError(f"--input-range [{lo}, {hi}] is empty: LO must be below HI")
+    if not (math.isfinite(margin) and margin >= 1.0):
+        raise CompileError(
+            f"--calibration-margin must be a finite number >= 1 (observed range x margin), "
+            f"got {margin}"
+        )
 
 
 def _calibration_sample(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
@@ -86,10 +110,18 @@ def compile_model(
     input_shape: Sequence[int] | None = None,
     disabled: Sequence[str] = (),
     margin: float = 2.0,
+    range_model: str = "checked",
+    headroom_bits: int = 0,
     graph: Graph | None = None,
     labels: Sequence[str] | None = None,
+    fidelity: float | None = None,
+    holdout: Sequence[str | Path] = (),
 ) -> tuple[Graph, dict[str, Any]]:
-    """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``."""
+    """ONNX file (or a float IR ``graph``) → secure IR, report; the bundle if ``out_dir``.
+
+    ``fidelity``: choose the scale (and so ℓ) instead of ``scale`` — the cheapest meeting
+    max |Δ probability| ≤ fidelity on the calibration and held-out inputs (scale_choice.py).
+    """
     if preprocess not in PREPROCESS_RANGES:
         raise CompileError(f"unknown preprocessing {preprocess!r}; known: chexnet, none")
     if graph is None:
@@ -101,8 +133,9 @@ def compile_model(
     if len(inputs) != 1:
         raise CompileError(f"model has {len(inputs)} inputs; exactly one image input is supported")
     rng = input_range if input_range is not None else PREPROCESS_RANGES[preprocess]
-    if not rng[0] < rng[1]:
-        raise CompileError(f"input range [{rng[0]}, {rng[1]}] is empty")
+    check_options(rng, margin)
+    if not 0 <= headroom_bits <= 16:
+        raise CompileError(f"--headroom-bits must be an integer in 0..16, got {headroom_bits}")
     graph.meta["input"] = {
         "name": inputs[0].attrs["name"],
         "shape": list(inputs[0].type.shape),
@@ -110,29 +143,66 @@ def compile_model(
         "range": [float(rng[0]), float(rng[1])],
         "preprocess": preprocess,
     }
+    if fidelity is not None:
+        if not (math.isfinite(fidelity) and fidelity > 0):
+            raise CompileError(f"--fidelity must be a positive number, got {fidelity}")
+        if bitlength != "auto":
+            raise CompileError("--fidelity chooses the ring: leave --bitlength at auto")
+        if not calibrate:
+            raise CompileError("--fidelity needs --calibrate inputs to measure fidelity on")
     observe = None
     if calibrate:
         meta = graph.meta["input"]
-        samples = [_calibration_sample(f, meta) for f in calibrate]
+        samples = []
+        for f in [*calibrate, *holdout]:
+            try:
+                samples.append(_calibration_sample(f, meta))
+            except InputOutOfRange as e:
+                raise CompileError(
+                    f"calibration {e}; widen the declared range with --input-range LO HI"
+                ) from None
 
-        def observe(g: Graph) -> dict[str, tuple[float, float]]:
-            return observe_ranges(g, samples)
+        calib_files, held_files = list(calibrate), list(holdout)
+        if fidelity is not None:
+            calib_files, held_files = split_holdout(calibrate, holdout)
+        by_file = dict(zip([*calibrate, *holdout], samples, strict=True))
+        cal_x = [by_file[f] for f in calib_files]
+        held_x = [by_file[f] for f in held_files]
 
-    opts = CompileOptions(
-        scale=scale,
-        bitlength=bitlength,
-        calibration_margin=margin,
-        disabled=set(disabled),
-        observe=observe,
-    )
+        def observe(g: Graph) -> dict[str, tuple]:
+            return observe_ranges(g, cal_x)
+
     if labels:
         n_out = graph[graph.outputs[0]].type.size
         if len(labels) != n_out:
             raise CompileError(f"{len(labels)} labels given for {n_out} model outputs")
         graph.meta["labels"] = list(labels)
-    secure = run_pipeline(graph, opts)
-    secure.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
-    report = build_report(secure)
+
+    def compile_at(s: int) -> tuple[Graph, dict[str, Any]]:
+        g = graph.copy()
+        g.meta["input"] = dict(graph.meta["input"], scale=s)
+        opts = CompileOptions(
+            scale=s,
+            bitlength=bitlength,
+            calibration_margin=margin,
+            range_model=range_model,
+            headroom_bits=headroom_bits,
+            disabled=set(disabled),
+            observe=observe,
+        )
+        sec = run_pipeline(g, opts)
+        sec.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]
+        return sec, build_report(sec)
+
+    if fidelity is None:
+        secure, report = compile_at(scale)
+    else:
+        try:
+            secure, report, summary = choose_scale(fidelity, compile_at, graph, cal_x, held_x)
+        except ValueError as e:
+            raise CompileError(str(e)) from None
+        secure.meta["compile"]["fidelity"] = summary
+        report = build_report(secure)
     if out_dir is not None:
         # Everything is produced before the bundle is written: a graph nobody could run (e.g.
         # a disabled quantize pass) fails here and leaves an existing bundle as it was.

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ir import Graph, Node, lut
 from ..ir.ops import pool_out_dim, slice_index
-from ..ir.output_function import apply_output_function
+from ..ir.output_function import apply_output_function, invalid_result
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
 from .interpreter import Interpreter, InterpreterError
 
@@ -60,6 +60,11 @@ class Cleartext(Interpreter):
         self.check = check
         self.record = record
         self.observed: dict[str, tuple[float, float]] = {}
+        # calibration statistics (``record``): per-channel maxima, and each input's maximum
+        self.channel_hi: dict[str, np.ndarray] = {}
+        self.sample_hi: dict[str, list[float]] = {}
+        # the first checked ReLU whose input reached its limit (the 2PC verdict, in clear)
+        self.overflow_at: str | None = None
 
     # ------------------------------------------------------------- driver
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
@@ -87,26 +92,28 @@ class Cleartext(Interpreter):
             sc = 2.0**node.type.dtype.scale
             olo, ohi = self.observed.get(node.name, (math.inf, -math.inf))
             self.observed[node.name] = (min(olo, lo / sc), max(ohi, hi / sc))
+            self.sample_hi.setdefault(node.name, []).append(hi / sc)
+            if s.ndim >= 2:
+                ch = s.reshape(s.shape[0], s.shape[1], -1).max(axis=(0, 2)) / sc
+                old = self.channel_hi.get(node.name)
+                self.channel_hi[node.name] = ch if old is None else np.maximum(old, ch)
         bits = node.meta.get("bits")
-        if self.check and bits is not None:
+        if self.check and bits is not None and self.overflow_at is None:
             limit = 1 << (bits - 1)
             if hi >= limit or lo < -limit:
                 sc = 2.0**node.type.dtype.scale
                 ell = node.type.dtype.ell
                 rlo, rhi = node.meta.get("range", [float("nan")] * 2)
-                near_wrap = hi >= 1 << (ell - 2) or lo < -(1 << (ell - 2))
                 hint = (
-                    "the ring may have wrapped: results are unreliable"
-                    if near_wrap
-                    else "the ring still held it (--no-check accepts it; a larger "
-                    "--calibration-margin or more --calibrate inputs widen the ranges)"
+                    "the result is not reliable and is refused (--no-check only skips "
+                    "this check: it prints the same unreliable values); recompile with "
+                    "more --calibrate inputs or a larger --calibration-margin/--headroom-bits"
                 )
                 raise FixedPointOverflow(
                     f"fixed-point overflow at %{node.name} ({node.op}): values reach "
                     f"[{lo / sc:.6g}, {hi / sc:.6g}], outside the {bits} bits (range "
                     f"[{rlo:.4g}, {rhi:.4g}]) the compiler assumed in ring {ell}; "
-                    f"is the input outside its declared range "
-                    f"{self.graph.meta.get('input', {}).get('range')}? {hint}"
+                    f"{hint}"
                 )
 
     # ------------------------------------------------------------- helpers
@@ -173,8 +180,14 @@ class Cleartext(Interpreter):
         return (a - b) & mask(self.ell(node))
 
     # ------------------------------------------------------------- nonlinear
-    def op_relu(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
-        return np.where(self.sig(node, x) > 0, x, np.uint64(0))
+    def op_relu(self, node: Node, x, limit=None) -> np.ndarray:  # noqa: ANN001
+        """relu(x); with a ``limit`` operand (server-private, per channel) also the overflow
+        check of the 2PC program: x ≥ limit anywhere marks the result invalid."""
+        sx = self.sig(node, x)
+        if limit is not None and self.overflow_at is None:
+            if np.any(sx >= self.sig(node, limit)):
+                self.overflow_at = node.name
+        return np.where(sx > 0, x, np.uint64(0))
 
     def op_lut(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         """The table lookup of ir/lut.py, as the 2PC protocol computes it."""
@@ -251,6 +264,8 @@ def simulate(
     """Run and decode: ``{"outputs": ..., "logits": ...}`` in the shared out.json schema."""
     interp = Cleartext(graph, check=check)
     res = interp.run(x)
+    if interp.overflow_at is not None:
+        return invalid_result(interp.overflow_at)
     fns = graph.meta.get("output_function", {})
     logits, outputs = {}, {}
     for name, val in res.items():
@@ -259,6 +274,8 @@ def simulate(
         prob = apply_output_function(fns.get(name, "identity"), real)
         outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
     doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if any(n.op == "relu" and len(n.inputs) == 2 for n in graph.nodes):
+        doc["valid"] = True
     if graph.meta.get("labels"):
         doc["labels"] = list(graph.meta["labels"])
     return doc
@@ -266,9 +283,13 @@ def simulate(
 
 def observe_ranges(
     graph: Graph, inputs: list[np.ndarray | dict[str, np.ndarray]]
-) -> dict[str, tuple[float, float]]:
-    """Observed real (lo, hi) per node over calibration inputs (for ``--calibrate``)."""
+) -> dict[str, tuple[float, float, dict[str, Any]]]:
+    """Observed real (lo, hi) per node over calibration inputs (for ``--calibrate``), with
+    ``{"channel_hi": per-channel maxima, "sample_hi": each input's maximum}``."""
     interp = Cleartext(graph, check=False, record=True)
     for x in inputs:
         interp.run(x)
-    return interp.observed
+    return {
+        k: (lo, hi, {"channel_hi": interp.channel_hi.get(k), "sample_hi": interp.sample_hi[k]})
+        for k, (lo, hi) in interp.observed.items()
+    }

@@ -14,33 +14,68 @@ from __future__ import annotations
 
 from ..ir import Fix, Graph
 from .errors import CompileError
+from .headroom import add_relu_checks, clamp_limits
 from .ranges import bits_needed, interval_ranges
 
 MAX_ELL = 64
 
 
-def annotate_ranges(g: Graph, margin: float) -> None:
-    """Set meta range/bits on every node (intervals, tightened by widened observations)."""
+RANGE_MODELS = ("checked", "calibrated")
+
+
+def annotate_ranges(g: Graph, margin: float | None) -> None:
+    """Set meta range/bits on every node: intervals, tightened by widened observations
+    (``margin``) or, with ``margin=None``, sound from the declared range and ReLU limits."""
     inp = g.meta.get("input", {})
     rng = inp.get("range")
     if rng is None:
         raise CompileError("no input range declared (graph.meta['input']['range'])")
     iv = interval_ranges(g, (rng[0], rng[1]), margin)
+    if margin is None:
+        clamp_limits(g, iv)
+        iv = interval_ranges(g, (rng[0], rng[1]), None)  # the same, but for the limits
     for node in g.nodes:
         lo, hi = float(iv[node.name][0].min()), float(iv[node.name][1].max())
         node.meta["range"] = [lo, hi]
         node.meta["bits"] = bits_needed(lo, hi, node.type.dtype.scale)
 
 
-def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -> Graph:
+def _spare(g: Graph, name: str) -> int:
+    """1 if ``name`` feeds a MaxPool (a − b of two values) or the check of a checked ReLU
+    (x − limit): both must not wrap, so the value needs one bit more than its range."""
+    for u in g.users(name):
+        node = g[u]
+        if node.op == "maxpool" or (
+            node.op == "relu" and len(node.inputs) == 2 and node.inputs[0] == name
+        ):
+            return 1
+    return 0
+
+
+def bitwidth(
+    graph: Graph,
+    bitlength: int | str = "auto",
+    margin: float = 2.0,
+    range_model: str = "checked",
+    headroom_bits: int = 0,
+) -> Graph:
+    """``checked`` (default, compiler/headroom.py): calibrated ReLUs get server-private
+    limits checked in-protocol and all ranges are sound given those checks; ``calibrated``:
+    products cut to observed × margin, no checks (no guarantee beyond the calibration set)."""
+    if range_model not in RANGE_MODELS:
+        raise CompileError(f"unknown range model {range_model!r}; known: {', '.join(RANGE_MODELS)}")
     g = graph.copy()
     if not all(n.type.is_fixed for n in g.nodes):
         return g  # quantize disabled: nothing to size
-    annotate_ranges(g, margin)
+    checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
+    annotate_ranges(g, None if checked else margin)
+    if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
+        for n in g.nodes:
+            n.meta["bits"] += _spare(g, n.name)
     widest = max(g.nodes, key=lambda n: n.meta["bits"])
     need = widest.meta["bits"]
     if bitlength == "auto":
-        ell = need + 1
+        ell = need if checked else need + 1
         if ell > MAX_ELL:
             raise CompileError(
                 f"tensor %{widest.name} ({widest.op}) needs {need} bits, more than the "
@@ -61,8 +96,10 @@ def bitwidth(graph: Graph, bitlength: int | str = "auto", margin: float = 2.0) -
             )
     for n in g.nodes:
         n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
-        n.meta.pop("observed", None)  # raw calibration statistics stay out of the public IR
+        for k in ("observed", "observed_channel_hi", "observed_sample_hi"):
+            n.meta.pop(k, None)  # raw calibration statistics stay out of the public IR
     g.meta["ell"] = ell
     g.meta["bits_needed"] = need
     g.meta["widest_tensor"] = widest.name
+    g.meta["range_model"] = "checked" if checked else "calibrated"
     return g

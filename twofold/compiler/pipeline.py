@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
+
 from ..ir import Graph, verify
 from .bitwidth import bitwidth
 from .canonicalize import canonicalize
@@ -24,7 +26,8 @@ from .quantize import quantize
 from .swap_relu_maxpool import swap_relu_maxpool
 from .truncation import truncation
 
-Observer = Callable[[Graph], dict[str, tuple[float, float]]]
+# (lo, hi) per node, optionally with {"channel_hi", "sample_hi"} statistics
+Observer = Callable[[Graph], dict[str, tuple]]
 
 
 @dataclass
@@ -34,6 +37,10 @@ class CompileOptions:
     scale: int = 12
     bitlength: int | str = "auto"
     calibration_margin: float = 2.0
+    # "checked": ReLU inputs checked in-protocol against server-private limits, ring sized
+    # from those limits (a stated guarantee); "calibrated": observed × margin, no checks
+    range_model: str = "checked"
+    headroom_bits: int = 0
     disabled: set[str] = field(default_factory=set)
     # Runs the quantized graph on calibration inputs; returns observed (lo, hi) per node.
     observe: Observer | None = None
@@ -44,9 +51,13 @@ def _calibrate(graph: Graph, observe: Observer | None) -> Graph:
     g = graph.copy()
     if observe is None or not all(n.type.is_fixed for n in g.nodes):
         return g
-    for name, (lo, hi) in observe(g).items():
+    for name, (lo, hi, *extra) in observe(g).items():
         if name in g:
             g[name].meta["observed"] = [float(lo), float(hi)]
+            if extra and extra[0].get("channel_hi") is not None:
+                g[name].meta["observed_channel_hi"] = np.asarray(extra[0]["channel_hi"]).tolist()
+            if extra:
+                g[name].meta["observed_sample_hi"] = [float(v) for v in extra[0]["sample_hi"]]
     return g
 
 
@@ -63,7 +74,13 @@ def passes(opts: CompileOptions) -> list[tuple[str, Callable[[Graph], Graph], st
         ("calibrate", partial(_calibrate, observe=opts.observe), "observed ranges"),
         (
             "bitwidth",
-            partial(bitwidth, bitlength=opts.bitlength, margin=opts.calibration_margin),
+            partial(
+                bitwidth,
+                bitlength=opts.bitlength,
+                margin=opts.calibration_margin,
+                range_model=opts.range_model,
+                headroom_bits=opts.headroom_bits,
+            ),
             "ranges, bits per tensor, ring l",
         ),
         ("liveness", liveness, "last use of each tensor"),
@@ -101,6 +118,8 @@ def run_pipeline(graph: Graph, opts: CompileOptions) -> Graph:
         "scale": opts.scale,
         "bitlength": opts.bitlength,
         "calibration_margin": opts.calibration_margin,
+        "range_model": opts.range_model,
+        "headroom_bits": opts.headroom_bits,
         "disabled_passes": sorted(opts.disabled),
         "calibrated": opts.observe is not None,
     }

@@ -129,8 +129,10 @@ def interval_ranges(
         op, ins = node.op, node.inputs
         ch = _channels(node.type.shape)
         ulp = 2.0**-node.type.dtype.scale
-        if op == "input":
-            iv = np.array([float(input_range[0])]), np.array([float(input_range[1])])
+        if op == "input":  # the quantized declared range: what the client's check admits
+            sc = 2.0**node.type.dtype.scale
+            iv = (np.array([np.floor(float(input_range[0]) * sc) / sc]),
+                  np.array([np.ceil(float(input_range[1]) * sc) / sc]))  # fmt: skip
         elif op in ("weight", "const"):
             iv = _param_interval(g, node.name, ch)
         elif op == "conv2d":
@@ -155,6 +157,13 @@ def interval_ranges(
         elif op == "relu":
             lo, hi = r[ins[0]]
             iv = np.maximum(lo, 0), np.maximum(hi, 0)
+            if len(ins) == 2:  # checked: a valid run has x < limit (compiler/headroom.py)
+                lim = _param(g, ins[1]).reshape(-1) - ulp
+                if lim.size > 1:
+                    lo, hi = _chan(lim.size, iv)
+                    iv = np.minimum(lo, lim), np.minimum(hi, lim)
+                else:
+                    iv = np.minimum(iv[0], lim), np.minimum(iv[1], lim)
         elif op == "maxpool":
             iv = r[ins[0]]
         elif op == "sumpool":

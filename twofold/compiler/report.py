@@ -17,6 +17,9 @@ from typing import Any
 from ..ir import Graph, lut
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
+# overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
+# the OR tree (runtime/protocols/overflow.py)
+CHECK_BITS_L32, OR_AND_BITS = 3860, 148
 HE_SLOTS, HE_LOGQ = 4096, 109
 _LINEAR = {"conv2d", "gemm", "affine", "mul"}
 
@@ -47,6 +50,7 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         "shape": list(node.type.shape),
         "type": str(node.type.dtype),
         "relu": n if node.op == "relu" else 0,
+        "checked": n if node.op == "relu" and len(node.inputs) == 2 else 0,
         "trunc": {node.attrs["kind"]: n} if node.op == "trunc" else {},
         "macs": _macs(g, node),
         "bits": node.meta.get("bits"),
@@ -55,6 +59,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     bits = 0.0
     if node.op == "relu":
         bits = n * NONLINEAR_BITS_L32["relu"] * per
+        if len(node.inputs) == 2:
+            bits += n * (CHECK_BITS_L32 * per + OR_AND_BITS)
     elif node.op == "trunc":
         bits = n * NONLINEAR_BITS_L32[node.attrs["kind"]] * per
     elif node.op == "maxpool":
@@ -100,6 +106,8 @@ def build_report(g: Graph) -> dict[str, Any]:
         "ell": ell,
         "scale": g.meta.get("scale"),
         "bits_needed": g.meta.get("bits_needed"),
+        "range_model": g.meta.get("range_model"),
+        "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),
         "onnx": _onnx_note(g),
@@ -107,6 +115,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "totals": {
             "relu_elements": sum(r["relu"] for r in rows),
             "relu_layers": sum(1 for r in rows if r["relu"]),
+            "checked_elements": sum(r["checked"] for r in rows),
             "maxpool_layers": sum(1 for r in rows if r["op"] == "maxpool"),
             "affine_layers": sum(1 for r in rows if r["op"] == "affine"),
             "truncations": trunc_ops,
@@ -132,7 +141,8 @@ def format_summary(report: dict[str, Any]) -> str:
             if report.get("bits_needed") is not None
             else ""
         ),
-        f"ReLU elements: {t['relu_elements']:,} in {t['relu_layers']} layers",
+        f"ReLU elements: {t['relu_elements']:,} in {t['relu_layers']} layers"
+        + (f", {t['checked_elements']:,} overflow-checked" if t.get("checked_elements") else ""),
         "truncations: "
         + (
             ", ".join(

@@ -129,7 +129,11 @@ class Simulate(_Program):
 
 
 def _probabilities(doc: dict[str, Any]) -> np.ndarray:
-    """The single output of the shared ``{"outputs": {NAME: {"shape","values"}}}`` schema."""
+    """The single output of the shared ``{"outputs": {NAME: {"shape","values"}}}`` schema;
+    :class:`SecureFailure` for a flagged result (it carries no probabilities)."""
+    if doc.get("valid") is False and "outputs" not in doc:
+        at = doc.get("overflow_at") or "an unnamed node"
+        raise SecureFailure(f"output flagged invalid: overflow at {at}")
     outs = doc["outputs"]
     if len(outs) != 1:
         raise EngineError(f"the model has {len(outs)} outputs; evaluation needs exactly one")

@@ -301,7 +301,14 @@ for _spec in [
         scale=_scale_mul_const,
         doc="x * value; value a public number (an integer at the given scale when fixed)",
     ),
-    OpSpec("relu", 1, 1, _same, scale=_scale_first),
+    OpSpec(
+        "relu",
+        1,
+        2,
+        _same,
+        scale=_scale_first,
+        doc="max(x, 0); (x, limit): also the overflow check x < limit (server-private limit)",
+    ),
     OpSpec(
         "clip",
         1,

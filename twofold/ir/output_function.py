@@ -7,6 +7,8 @@ share this one definition so their outputs agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 OUTPUT_FUNCTIONS = ("sigmoid", "softmax", "log_softmax", "identity")
@@ -36,3 +38,13 @@ def apply_output_function(fn: str, logits: np.ndarray) -> np.ndarray:
     if fn == "identity":
         return x
     raise ValueError(f"unknown output function {fn!r}; known: {', '.join(OUTPUT_FUNCTIONS)}")
+
+
+def invalid_result(name: str) -> dict[str, Any]:
+    """The out.json document of a run whose overflow check fired (simulate and 2PC alike): no
+    probabilities, the checked tensor at fault (issue 13, compiler/headroom.py)."""
+    return {
+        "valid": False,
+        "overflow_at": f"%{name}",
+        "error": f"result invalid: value out of range at %{name}",
+    }

@@ -77,6 +77,10 @@ def _child(
     except (RuntimeProtocolError, OSError, ValueError) as e:
         print(f"twofold: {label}: refused at handshake: {e}", file=sys.stderr, flush=True)
         sys.exit(HANDSHAKE_FAILED)
+    except Exception as e:  # noqa: BLE001 - a bug met by a stranger's bytes: one line, this one
+        msg = f"twofold: {label}: internal error at handshake: {type(e).__name__}: {e}"
+        print(msg, file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         pipe.send_bytes(_READY)
         if not pipe.poll(slot_wait) or pipe.recv_bytes() != _GO:

@@ -25,8 +25,9 @@ from . import protocols as P
 from .errors import RuntimeProtocolError
 from .protocols.lut import lut as lut_protocol
 from .protocols.mul import mul as mul_protocol
+from .protocols.overflow import any_of, exceeds
 from .ring import from_signed, mask, to_signed
-from .sharing import reveal, share
+from .sharing import reveal, reveal_bits, share
 
 #: Layer kind of each op, for the per-kind cost breakdown.
 KIND = {
@@ -35,6 +36,7 @@ KIND = {
     "affine": "linear",
     "mul": "linear",
     "relu": "relu",
+    "check": "check",
     "relu_trunc": "relu",
     "lut": "math",
     "trunc": "truncation",
@@ -178,6 +180,7 @@ class Executor:
         self.cost = CostLog()
         self.linear_cache = linear_cache
         self._linear_mod: Any = None
+        self.checks: list[tuple[str, np.ndarray]] = []  # (checked ReLU, shares of x ≥ limit)
 
     # ------------------------------------------------------------- accounting
     def _run(self, name: str, op: str, fn: Callable[[], Any]) -> Any:
@@ -432,12 +435,39 @@ class Executor:
         return self._run(name, "sumpool", go)
 
     # ------------------------------------------------------------- protocols
-    def relu(self, name: str, x: np.ndarray) -> np.ndarray | _FusedRelu:
-        """ReLU; one in the fusion plan costs nothing here and runs with its truncation."""
+    def relu(
+        self, name: str, x: np.ndarray, limit: Private | None = None
+    ) -> np.ndarray | _FusedRelu:
+        """ReLU; one in the fusion plan costs nothing here and runs with its truncation. With a
+        server-private ``limit`` also the shares of 1{x ≥ limit} per element (overflow
+        detection, ``protocols/overflow.py``), kept for ``verdict``."""
         self._shares(name, x)
+        if limit is not None:
+            lim = limit.value if self.is_server else None
+            flags = self._run(
+                f"{name}.check", "check", lambda: exceeds(self.party, x, lim, self.ell)
+            )
+            self.checks.append((name, flags))
         if name in self.fuse:
             return self._run(name, "relu", lambda: _FusedRelu(name, x))
         return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+
+    def verdict(self) -> dict[str, Any] | None:
+        """After the program: the OR of each checked ReLU's flags, opened to the client only.
+        Client: ``{"valid": bool, "overflow_at": first flagged ReLU or None}``; server: None
+        (it learns nothing); no checked ReLU: None on both sides, no traffic."""
+        if not self.checks:
+            return None
+
+        def go() -> np.ndarray | None:
+            bits = any_of(self.party, [f for _, f in self.checks])
+            return reveal_bits(self.party, bits, to="client")
+
+        opened = self._run("verdict", "check", go)
+        if opened is None:
+            return None
+        bad = [name for (name, _), b in zip(self.checks, opened, strict=True) if b]
+        return {"valid": not bad, "overflow_at": bad[0] if bad else None}
 
     def lut(
         self, name: str, x: np.ndarray, fn: str, alpha: float = 1.0, scale: int = 0

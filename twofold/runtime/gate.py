@@ -135,7 +135,7 @@ def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
         if not isinstance(reply, dict) or not ("ok" in reply or "error" in reply):
             raise ValueError("not a gate reply")
         return {"error": str(reply["error"])} if "error" in reply else reply
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise PeerError(f"the server at {where} sent a malformed reply ({e})") from None
 
 
@@ -231,7 +231,7 @@ def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Cha
         try:
             hello = json.loads(chan.recv_bytes(max_len=GATE_FRAME_MAX).decode())
             token = hello.get("token") if isinstance(hello, dict) else None
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise PeerError(f"the client sent a malformed opening frame ({e})") from None
         if gate.tokens is not None and not token_accepted(token, gate.tokens):
             chan.send(json.dumps({"error": "access token missing or not accepted"}).encode())

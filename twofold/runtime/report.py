@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from .executor import CostLog, LayerCost, peak_rss_mb
 
-KINDS = ("linear", "relu", "truncation", "pooling", "local", "io")
+KINDS = ("linear", "relu", "check", "truncation", "pooling", "local", "io")
 
 
 class Progress:

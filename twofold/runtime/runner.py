@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
-from ..ir.output_function import apply_output_function
+from ..ir.output_function import apply_output_function, invalid_result
 from .admission import serve_forked
 from .errors import PeerError, RuntimeProtocolError
 from .executor import Executor, peak_rss_mb
@@ -131,6 +131,7 @@ def server_session(
             chunk=None if fuse else SMALL_CHUNK,
         )
         prog.run(rt)
+        rt.verdict()  # the overflow flags go to the client only
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
         chan.send(json.dumps(_summary(doc)).encode())
         chan.flush()
@@ -289,7 +290,7 @@ def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, s
     try:
         doc = json.loads(chan.recv_bytes(max_len=SETTINGS_MAX).decode())
         linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
-    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
@@ -360,9 +361,10 @@ def run_client(
             chunk=None if fuse else SMALL_CHUNK,
         )
         res = prog.run(rt)
+        verdict = rt.verdict()
         try:
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
         wire = tcp_wire_bytes(chan.sock)
     finally:
@@ -373,6 +375,8 @@ def run_client(
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
     cost["settings"] = {"linear": linear, "ot": ot_source, "fuse": fuse}
+    if verdict is not None and not verdict["valid"]:
+        return invalid_result(verdict["overflow_at"]) | {"cost": cost}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]
@@ -380,6 +384,8 @@ def run_client(
         prob = apply_output_function(spec["function"], real)
         outputs[name] = {"shape": list(prob.shape), "values": prob.ravel().tolist()}
     doc: dict[str, Any] = {"outputs": outputs, "logits": logits}
+    if verdict is not None:
+        doc["valid"] = True
     if prog.LABELS:
         doc["labels"] = list(prog.LABELS)
     doc["cost"] = cost

@@ -91,7 +91,7 @@ class Party:
             theirs = json.loads(self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
             if not isinstance(theirs, dict):
                 raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise PeerError(f"handshake: peer sent a malformed hello ({e})") from None
         peer_contrib = self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX)
         if theirs.get("protocol") != PROTOCOL or theirs.get("version") != PROTOCOL_VERSION:

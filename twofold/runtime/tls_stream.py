@@ -41,6 +41,7 @@ class TLSStream:
             self._in, self._out, server_side=server_side, server_hostname=server_hostname
         )
         self._buf = bytearray(_READ)
+        self._timeout: float | None = raw.gettimeout()
 
     # -- handshake --------------------------------------------------------------------------
     def handshake(self, deadline: float, what: str) -> None:
@@ -57,8 +58,14 @@ class TLSStream:
                     raise PeerError(f"{what}: deadline passed") from None
                 self._fill()
 
-    def _fill(self) -> None:
-        """Move what the socket has (blocking per its timeout) into the incoming BIO."""
+    def _fill(self, until: float | None = None) -> None:
+        """Move what the socket has (blocking per its timeout, at most until the monotonic time
+        ``until``) into the incoming BIO."""
+        if until is not None:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            self.raw.settimeout(left)
         k = self.raw.recv_into(self._buf)
         if k == 0:
             self._in.write_eof()
@@ -74,16 +81,25 @@ class TLSStream:
 
     # -- the socket interface the channel uses -----------------------------------------------
     def recv_into(self, buf: memoryview, nbytes: int = 0) -> int:
-        """Up to ``nbytes`` decrypted bytes into ``buf``; 0 when the peer closed."""
+        """Up to ``nbytes`` decrypted bytes into ``buf``; 0 when the peer closed.
+
+        The timeout bounds the whole call, as for a plain socket's ``recv_into``: a peer that
+        trickles a TLS record one byte per period cannot keep it waiting past the timeout the
+        channel armed (its handshake or session deadline) by never completing the record.
+        """
         n = nbytes or len(buf)
-        while True:
-            try:
-                return self.obj.read(n, buf)
-            except ssl.SSLWantReadError:
-                self._flush()  # e.g. a key update the peer asked for
-                self._fill()
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return 0
+        until = None if self._timeout is None else time.monotonic() + self._timeout
+        try:
+            while True:
+                try:
+                    return self.obj.read(n, buf)
+                except ssl.SSLWantReadError:
+                    self._flush()  # e.g. a key update the peer asked for
+                    self._fill(until)
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    return 0
+        finally:
+            self.raw.settimeout(self._timeout)
 
     def recv(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -91,15 +107,22 @@ class TLSStream:
         return bytes(buf[:k])
 
     def sendall(self, data: memoryview | bytes) -> None:
+        """Encrypt and send all of ``data``; the timeout bounds the whole call (as for a plain
+        socket), so a peer draining slowly cannot stretch it chunk after chunk."""
         mv = memoryview(data).cast("B")
-        for off in range(0, mv.nbytes, _WRITE):
-            self.obj.write(mv[off : off + _WRITE])
-            self._flush()
+        until = None if self._timeout is None else time.monotonic() + self._timeout
+        try:
+            for off in range(0, mv.nbytes, _WRITE):
+                self.obj.write(mv[off : off + _WRITE])
+                self._flush(until)
+        finally:
+            self.raw.settimeout(self._timeout)
 
     def getpeercert(self, binary_form: bool = False) -> Any:  # noqa: ANN401
         return self.obj.getpeercert(binary_form)
 
     def settimeout(self, t: float | None) -> None:
+        self._timeout = t
         self.raw.settimeout(t)
 
     def setsockopt(self, *args: Any) -> None:  # noqa: ANN401
