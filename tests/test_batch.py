@@ -74,10 +74,9 @@ def test_cli_compiles_a_batch_calibrated_on_one_image(zoo_onnx, tmp_path):
     np.save(tmp_path / "one.npy", _images(1)[0])
     np.save(tmp_path / "two.npy", _images(2))
     path, out = zoo_onnx("vgg", 16), tmp_path / "b"
-    args = ["compile", str(path), "-o", str(out), "--preprocess", "none"]
-    # one calibration image cannot show the spread of the limits: 2 headroom bits (x4)
-    res = CliRunner().invoke(cli, [*args, "--input-shape", "2,3,16,16", "--headroom-bits", "2",
-                                   "--calibrate", str(tmp_path / "one.npy")])  # fmt: skip
+    args = ["compile", str(path), "-o", str(out), "--preprocess", "none", "--headroom-bits", "4"]
+    res = CliRunner().invoke(cli, [*args, "--input-shape", "2,3,16,16", "--calibrate",
+                                   str(tmp_path / "one.npy")])  # fmt: skip
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(
         cli, ["simulate", str(out), "--input", str(tmp_path / "two.npy"), "-o", str(tmp_path / "o")]

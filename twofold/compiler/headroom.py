@@ -42,6 +42,11 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
     src = g[g[relu].inputs[0]]
     if "observed" not in src.meta or src.meta["observed"][1] <= 0:
         return None  # never fired on the calibration inputs: no scale to check against
+    if g[relu].meta.get("bounded_by") in g:
+        # relu(r − c) of a lowered clip (ReLU6's upper ReLU): r's own check bounds its input,
+        # so the sound bound is its limit (a limit scaled from how far r − c went positive on
+        # the calibration inputs would refuse every input that saturates a bit more)
+        return None
     hi = float(src.meta["observed"][1])
     samples = np.array([v for v in src.meta.get("observed_sample_hi", []) if v > 0])
     # spread: where the next input's maximum may land, mean + 4σ of the per-input maxima
@@ -52,21 +57,6 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
     if ch is not None and len(shape) >= 2 and len(ch) == shape[1]:
         return m * np.maximum(np.asarray(ch, np.float64), hi / 4)
     return np.array([m * hi])
-
-
-def _bounded_by_checked_relu(g: Graph, relu: str) -> bool:
-    """Whether ``relu`` reads ``r − c`` (c a public constant) of another ReLU's output r, as the
-    upper clamp of a lowered Clip/ReLU6 does: r is checked, so this ReLU's sound bound already
-    follows from r's limit, and a calibrated limit of its own would only refuse valid inputs
-    (the upper clamp rarely fires on calibration images, so its observed maximum says nothing).
-    Decided by the graph's structure alone, so it never depends on weights or calibration."""
-    x = g[g[relu].inputs[0]]
-    if x.op != "sub" or g[x.inputs[1]].op != "const":
-        return False
-    r = g[x.inputs[0]]
-    while r.op == "trunc":
-        r = g[r.inputs[0]]
-    return r.op == "relu"
 
 
 #: The integer limit of a ReLU without calibration data: above any value (clamped later).
@@ -83,11 +73,7 @@ def add_relu_checks(g: Graph, margin: float, headroom_bits: int) -> int:
     for node in list(g.nodes):
         if node.op != "relu" or len(node.inputs) != 1:
             continue
-        lim = (
-            None
-            if _bounded_by_checked_relu(g, node.name)
-            else _limits(g, node.name, margin, headroom_bits)
-        )
+        lim = _limits(g, node.name, margin, headroom_bits)
         src = g[node.inputs[0]]
         scale = src.type.dtype.scale
         shape = [1] * len(src.type.shape)
