@@ -189,13 +189,14 @@ def _check_key_private(key: Path) -> None:
 
 def session_deadline(prog: Program, session_timeout: float | None) -> float:
     """Seconds one session may hold a slot: ``--session-timeout``, else derived from the
-    program's size (10 min plus 2 s per step: DenseNet-121 224² has ~1,000 steps and needs
-    ~5 min on 2 cores, so the bound is generous yet finite)."""
+    program's size (10 min plus 2 s per step and image of the batch: DenseNet-121 224² has
+    ~1,000 steps and needs ~5 min on 2 cores, so the bound is generous yet finite)."""
     if session_timeout is not None:
         if session_timeout <= 0:
             raise RunError(f"--session-timeout must be positive, got {session_timeout}")
         return float(session_timeout)
-    return 600.0 + 2.0 * int(prog.STEPS)
+    batch = max((spec["shape"][0] for spec in prog.INPUTS.values() if spec["shape"]), default=1)
+    return 600.0 + 2.0 * int(prog.STEPS) * max(int(batch), 1)
 
 
 def serve(
