@@ -49,7 +49,7 @@ def _bitlength(value: str) -> int | str:
 @click.option("--calibration-margin", default=2.0, show_default=True, help="observed × margin")
 @click.option(
     "--headroom-bits",
-    default=0,
+    default=1,
     show_default=True,
     help="ReLU limits at 2^k × margin × the calibrated range (checked range model)",
 )

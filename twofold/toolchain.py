@@ -111,7 +111,7 @@ def compile_model(
     disabled: Sequence[str] = (),
     margin: float = 2.0,
     range_model: str = "checked",
-    headroom_bits: int = 0,
+    headroom_bits: int = 1,
     graph: Graph | None = None,
     labels: Sequence[str] | None = None,
     fidelity: float | None = None,

@@ -57,7 +57,7 @@ def bitwidth(
     bitlength: int | str = "auto",
     margin: float = 2.0,
     range_model: str = "checked",
-    headroom_bits: int = 0,
+    headroom_bits: int = 1,
 ) -> Graph:
     """``checked`` (default, compiler/headroom.py): calibrated ReLUs get server-private
     limits checked in-protocol and all ranges are sound given those checks; ``calibrated``:

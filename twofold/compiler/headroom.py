@@ -11,7 +11,7 @@ the estimate *checked*:
   rarely fired from flagging ordinary inputs), ``m = max(margin, spread)`` with ``spread`` =
   (mean + 4σ of the per-input maxima) / hi — how far the next input's maximum may plausibly
   reach given how much the calibration inputs' maxima varied — and ``h`` = ``--headroom-bits``
-  (default 0). A ReLU whose input never went positive on the calibration inputs has no limit
+  (default 1). A ReLU whose input never went positive on the calibration inputs has no limit
   of its own (nothing to scale one by): its bound stays the interval one. The 2PC program computes
   the shares of 1{x ≥ limit} per element (one DReLU of x − limit,
   ``runtime/protocols/overflow.py``) and reveals to the client only the OR per checked ReLU;

@@ -40,7 +40,7 @@ class CompileOptions:
     # "checked": ReLU inputs checked in-protocol against server-private limits, ring sized
     # from those limits (a stated guarantee); "calibrated": observed × margin, no checks
     range_model: str = "checked"
-    headroom_bits: int = 0
+    headroom_bits: int = 1
     disabled: set[str] = field(default_factory=set)
     # Runs the quantized graph on calibration inputs; returns observed (lo, hi) per node.
     observe: Observer | None = None
