@@ -74,7 +74,7 @@ def test_cli_compiles_a_batch_calibrated_on_one_image(zoo_onnx, tmp_path):
     np.save(tmp_path / "one.npy", _images(1)[0])
     np.save(tmp_path / "two.npy", _images(2))
     path, out = zoo_onnx("vgg", 16), tmp_path / "b"
-    args = ["compile", str(path), "-o", str(out), "--preprocess", "none"]
+    args = ["compile", str(path), "-o", str(out), "--preprocess", "none", "--headroom-bits", "4"]
     res = CliRunner().invoke(cli, [*args, "--input-shape", "2,3,16,16", "--calibrate",
                                    str(tmp_path / "one.npy")])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -84,3 +84,18 @@ def test_cli_compiles_a_batch_calibrated_on_one_image(zoo_onnx, tmp_path):
     assert res.exit_code == 0, res.output
     (o,) = json.loads((tmp_path / "o").read_text())["outputs"].values()
     assert o["shape"] == [2, 10]
+
+
+def test_session_deadline_grows_with_the_batch(zoo_onnx):
+    """The server's default session deadline scales with the images a session carries, so a
+    batch-N session is not cut off at the batch-1 bound."""
+    from twofold.runtime.runner import session_deadline
+
+    path = zoo_onnx("vgg", 16)
+    one, four = (
+        Program(compile_model(path, None, input_shape=(n, 3, 16, 16), preprocess="none")[0])
+        for n in (1, 4)
+    )
+    assert one.STEPS == four.STEPS
+    assert session_deadline(four, None) - 600 == 4 * (session_deadline(one, None) - 600)
+    assert session_deadline(four, 30.0) == 30.0

@@ -27,7 +27,7 @@ def test_zoo_model_two_processes_equal_simulate(name, zoo_onnx, tmp_path):
     x, cal = rng.normal(0, 1, (2, 1, 3, size, size)).clip(-3, 3)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "cal.npy", cal)
-    # calibrated ranges give a ring the HE linear layers support (ℓ <= 37); the test input is
+    # calibrated ranges give a ring the HE linear layers support (ℓ <= 40); the test input is
     # among the calibration inputs so that simulate's overflow check cannot trip on it
     compile_model(
         onnx_path, bundle, preprocess="none", input_range=(-3.0, 3.0),

@@ -132,6 +132,7 @@ def _self_signed(tmp_path):
             serialization.NoEncryption(),
         )
     )
+    kp.chmod(0o600)  # a server refuses a private key others can read
     return str(cp), str(kp)
 
 

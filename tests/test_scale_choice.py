@@ -66,3 +66,11 @@ def test_fidelity_bad_requests_are_one_line(tmp_path, zoo_onnx, inputs, extra, n
     res = CliRunner().invoke(cli, ["compile", str(onnx), "-o", str(tmp_path / "b"), *extra, *cal])
     assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
     assert needle in res.output and not (tmp_path / "b").exists()
+
+
+def test_he_ring_limit_is_the_runtime_s():
+    """The scale chooser ranks rings by what the HE linear layers accept: the same bound."""
+    from twofold.runtime.linear.linear_he_seal import MAX_ELL
+    from twofold.scale_choice import HE_MAX_ELL
+
+    assert HE_MAX_ELL == MAX_ELL

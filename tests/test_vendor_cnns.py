@@ -4,7 +4,8 @@ reduced size and the 224² costs are measured by ``benchmarks/e2e.py --models ..
 
 At 32² these random deep nets are ill-conditioned (BN statistics from 16 tiny images), so
 fixed-point error grows with depth: each model is compiled at the ``--scale`` that keeps its
-logits close (ResNet-50: 16; the others 14), calibrated on a different input with margin 4.
+logits close (ResNet-50: 16; the others 14), calibrated on two other inputs with margin 4 and
+``--headroom-bits 2`` (the checked ReLU limits then admit the test input).
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ def _image(seed: int, size: int = 32) -> np.ndarray:
 @pytest.mark.parametrize("name", cnn_zoo.NAMES)
 def test_vendor_cnn_simulates_like_onnxruntime(name, tmp_path):
     path = cnn_zoo.export(name, tmp_path / f"{name}.onnx", size=32)
-    np.save(tmp_path / "cal.npy", _image(2))
+    cal = [tmp_path / f"cal{k}.npy" for k in (2, 3)]
+    for k, f in zip((2, 3), cal, strict=True):
+        np.save(f, _image(k))
     g, report = compile_model(
-        path, None, scale=SCALE[name], margin=4.0, calibrate=[tmp_path / "cal.npy"]
+        path, None, scale=SCALE[name], margin=4.0, calibrate=cal, headroom_bits=2
     )
     x = _image(1)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     want = sess.run(None, {"image": x.astype(np.float32)})[0].ravel()
-    (got,) = simulate(g, x)["outputs"].values()
+    doc = simulate(g, x)
+    assert doc.get("valid", True), doc.get("error")
+    (got,) = doc["outputs"].values()
     got = np.asarray(got["values"])
     p_got, p_want = (apply_output_function("softmax", v) for v in (got, want))
     assert np.abs(p_got - p_want).max() <= 1e-2

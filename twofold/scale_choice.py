@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 SCALES = tuple(range(8, 17))
-HE_MAX_ELL = 40  # runtime/protocols/linear_he_seal.py: BFV parameters exist for ℓ ≤ 40
+HE_MAX_ELL = 40  # runtime/linear/linear_he_seal.MAX_ELL: BFV parameters exist for ℓ ≤ 40
 
 
 def probabilities(fn: str | None, values: Any) -> np.ndarray:  # noqa: ANN401

@@ -31,6 +31,7 @@ from ..ir.bundle import (
     load_ir,
     load_weights,
     manifest,
+    read_manifest,
     resolve,
     weights_digest,
 )
@@ -159,6 +160,12 @@ def read_bundle(
     d = resolve(path, part, command)
     g = load_ir(d)
     if weights:
+        want = read_manifest(d)["program_hash"]
+        if program_hash(g) != want:  # else the digest below would bind the weights to nothing
+            raise BundleError(
+                f"{d / 'ir.json'} is not the program {d / MANIFEST} names (hash "
+                f"{program_hash(g)[:16]}... vs {str(want)[:16]}...): the bundle was modified"
+            )
         g.params.update(load_weights(d))
         missing = [
             n.attrs["key"] for n in g.nodes if n.op == "weight" and n.attrs["key"] not in g.params

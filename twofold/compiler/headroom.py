@@ -42,6 +42,11 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
     src = g[g[relu].inputs[0]]
     if "observed" not in src.meta or src.meta["observed"][1] <= 0:
         return None  # never fired on the calibration inputs: no scale to check against
+    if g[relu].meta.get("bounded_by") in g:
+        # relu(r − c) of a lowered clip (ReLU6's upper ReLU): r's own check bounds its input,
+        # so the sound bound is its limit (a limit scaled from how far r − c went positive on
+        # the calibration inputs would refuse every input that saturates a bit more)
+        return None
     hi = float(src.meta["observed"][1])
     samples = np.array([v for v in src.meta.get("observed_sample_hi", []) if v > 0])
     # spread: where the next input's maximum may land, mean + 4σ of the per-input maxima

@@ -46,6 +46,8 @@ def _lower_clip(g: Graph, node) -> str:  # noqa: ANN001
     if hi is not None:
         over = g.add("sub", [out, _scalar(g, hi - lo, n + ".hi")], name=n + "_subhi")
         r_hi = g.add("relu", [over], name=n + "_relu_hi")
+        # bounded by the check of ``out``'s ReLU: no calibration-scaled limit of its own
+        g[r_hi].meta["bounded_by"] = out
         out = g.add("sub", [out, r_hi], name=n + "_clip")
     if lo != 0:
         out = g.add("add", [out, _scalar(g, lo, n + ".lo2")], name=n + "_addlo")

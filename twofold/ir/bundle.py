@@ -107,7 +107,7 @@ def load_ir(d: Path) -> Graph:
         g = graph_from_json(f.read_text())
     except FileNotFoundError:
         raise BundleError(f"{f} is missing") from None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise BundleError(f"{f} is malformed: {e}") from None
     try:
         for key, pv in g.meta.get("public_params", {}).items():

@@ -17,6 +17,7 @@ given); it guarantees that the image never leaves the client except as shares.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,21 @@ def check_program(graph: Graph) -> int:
     return ell
 
 
+def check_calls(calls: list[tuple[Node, list[Any], dict[str, Any]]]) -> None:
+    """ProgramError, before any traffic, for a call the Executor method would reject: an
+    attribute it does not take (an IR edited to add one, or a node whose ring differs from
+    the program's) would otherwise end the run mid-protocol with a TypeError."""
+    from .executor import Executor  # the walker's target; imported late (it pulls protocols)
+
+    for node, args, kw in calls:
+        try:
+            inspect.signature(getattr(Executor, node.op)).bind(None, node.name, *args, **kw)
+        except TypeError as e:
+            raise ProgramError(
+                f"%{node.name}: {node.op} cannot take these arguments: {e}"
+            ) from None
+
+
 class Program:
     """A checked public IR, ready to run on an Executor (the constants the runner reads have
     the names a generated ``program.py`` used)."""
@@ -184,6 +200,7 @@ class Program:
         self.LABELS = list(graph.meta.get("labels", []))
         self.STEPS = sum(1 for n in graph.nodes if n.op not in PARAMS) + len(graph.outputs)
         self._calls = [(n, *call_args(graph, n, self.ELL)) for n in graph.nodes]
+        check_calls(self._calls)
         self._frees = last_uses(graph)
 
     def run(self, rt: Any) -> dict[str, Any]:  # noqa: ANN401 - an Executor
@@ -205,6 +222,7 @@ __all__ = [
     "ProgramError",
     "Ref",
     "call_args",
+    "check_calls",
     "check_ops",
     "check_program",
     "last_uses",

@@ -171,19 +171,32 @@ def server_gate(
         d = Path(directory)
         base = d / "server" if (d / "server").is_dir() else d
         tls_cert, tls_key = (str(p) for p in ensure_self_signed(tls_dir or base / "tls"))
+    _check_key_private(Path(tls_key or tls_cert))
     ctx = server_context(tls_cert, tls_key)
     return GateConfig(ctx, tokens, handshake_timeout), cert_fingerprint(tls_cert)
 
 
+def _check_key_private(key: Path) -> None:
+    """Refuse a TLS private key file (``--tls-key``, or ``--tls-cert`` holding the key) that
+    other users can read: whoever reads it can impersonate the vendor to every client."""
+    try:
+        mode = key.stat().st_mode
+    except OSError:
+        return  # server_context names the missing file
+    if mode & 0o077:
+        raise RunError(f"the TLS private key {key} is readable by others; chmod 600 it")
+
+
 def session_deadline(prog: Program, session_timeout: float | None) -> float:
     """Seconds one session may hold a slot: ``--session-timeout``, else derived from the
-    program's size (10 min plus 2 s per step: DenseNet-121 224² has ~1,000 steps and needs
-    ~5 min on 2 cores, so the bound is generous yet finite)."""
+    program's size (10 min plus 2 s per step and image of the batch: DenseNet-121 224² has
+    ~1,000 steps and needs ~5 min on 2 cores, so the bound is generous yet finite)."""
     if session_timeout is not None:
         if session_timeout <= 0:
             raise RunError(f"--session-timeout must be positive, got {session_timeout}")
         return float(session_timeout)
-    return 600.0 + 2.0 * int(prog.STEPS)
+    batch = max((spec["shape"][0] for spec in prog.INPUTS.values() if spec["shape"]), default=1)
+    return 600.0 + 2.0 * int(prog.STEPS) * max(int(batch), 1)
 
 
 def serve(

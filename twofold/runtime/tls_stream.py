@@ -89,6 +89,7 @@ class TLSStream:
         """
         n = nbytes or len(buf)
         until = None if self._timeout is None else time.monotonic() + self._timeout
+        filled = False
         try:
             while True:
                 try:
@@ -96,10 +97,12 @@ class TLSStream:
                 except ssl.SSLWantReadError:
                     self._flush()  # e.g. a key update the peer asked for
                     self._fill(until)
+                    filled = True
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                     return 0
         finally:
-            self.raw.settimeout(self._timeout)
+            if filled and until is not None:
+                self.raw.settimeout(self._timeout)
 
     def recv(self, n: int) -> bytes:
         buf = bytearray(n)

@@ -2,9 +2,9 @@
 
 Parameters (per ring bit length ell, plaintext modulus t = 2^ell, coefficient encoding):
 
-* N = 8192; coefficient moduli [ell+20, 60, 60 | 41] bits (the last one is SEAL's special prime);
-  218 bits in all, the HE-standard maximum for N = 8192 at 128-bit classical security, checked
-  by SEAL itself (``sec_level_type.tc128``).
+* N = 8192; coefficient moduli [ell+20, 60, 60 | 38] bits (the last one is SEAL's special prime);
+  at most 218 bits in all (ell ≤ 40), the HE-standard maximum for N = 8192 at 128-bit
+  classical security, checked by SEAL itself (``sec_level_type.tc128``).
 * The data level has three primes: the products live at Q = q_0 q_1 q_2, then the server drops
   q_2 (its W-dependent noise shrinks below 1), floods at q_0 q_1 and switches down to q_0 alone
   (ell+20 bits), so the client gets small ciphertexts (see ``linear_he`` and docs/SECURITY.md).
@@ -27,9 +27,10 @@ import numpy as np
 import seal
 
 N = 8192
-SPECIAL_BITS = 41
+SPECIAL_BITS = 38  # only keeps SEAL's key level: nothing here switches keys through it
 DATA_BITS = (60, 60)
-MAX_ELL = 218 - 20 - sum(DATA_BITS) - SPECIAL_BITS  # 37: the moduli must fit in 218 bits
+#: 40: the first prime (ell + 20 bits) must be a SEAL prime (≤ 60 bits), and all fit in 218 bits
+MAX_ELL = min(60 - 20, 218 - 20 - sum(DATA_BITS) - SPECIAL_BITS)
 
 # Offsets in SEAL 4.x's uncompressed serialisation (SEALHeader = 16 bytes).
 _PT_DATA = 88  # header 16 | parms_id 32 | coeff_count 8 | scale 8 | DynArray header 16 | size 8
