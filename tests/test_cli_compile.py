@@ -98,3 +98,15 @@ def test_labels_recorded_and_checked(tmp_path):
     assert simulate(g, x)["labels"] == list("abcde")
     with pytest.raises(CompileError, match="2 labels given for 5 model outputs"):
         compile_model(None, None, graph=small_cnn(), preprocess="none", labels=["a", "b"])
+
+
+def test_compile_says_when_the_ring_is_too_wide_for_he(zoo_onnx, tmp_path):
+    """A ring the HE linear layers cannot use is said at compile time (run would fall back to
+    OT for every conv/gemm), not discovered as hours of traffic."""
+    path = zoo_onnx("vgg", 16)
+    args = ["compile", str(path), "--preprocess", "none"]
+    for ell, noted in ((40, False), (44, True)):
+        res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / f"b{ell}"), "--bitlength",
+                                       str(ell)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert ("above the 40 bits the HE linear layers support" in res.output) == noted

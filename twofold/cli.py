@@ -108,6 +108,15 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         f"compiled {model} -> {out_dir}: l={report['ell']} s={report['scale']}, "
         f"{t['relu_elements']:,} ReLU elements, truncations {t['truncations']}"
     )
+    from .scale_choice import HE_MAX_ELL
+
+    linear = any(lay.get("op") in ("conv2d", "gemm") for lay in report.get("layers", []))
+    if report["ell"] > HE_MAX_ELL and linear:
+        click.echo(
+            f"note: l={report['ell']} is above the {HE_MAX_ELL} bits the HE linear layers "
+            "support, so `run --linear auto` will run conv/gemm by OT (far more traffic; "
+            "DenseNet-121 at 224²: ~200 GiB); a lower --scale or --fidelity keeps them on HE"
+        )
     onnx = report.get("onnx") or {}
     if "converted_from" in onnx:
         click.echo(
