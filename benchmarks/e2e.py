@@ -106,6 +106,7 @@ def compile_size(
     model: str = "densenet121",
     reuse: bool = False,
     batch: int = 1,
+    scale: int = 11,
 ) -> tuple[Path, float]:
     """Export, compile and simulate once; the bundle and the compile time (``reuse``: keep a
     bundle and simulate.json a previous run left in the work directory; compile time 0).
@@ -125,8 +126,8 @@ def compile_size(
         image = _batch_input(d, image, size, batch)
     t = time.perf_counter()
     _check(
-        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, *shape],
-                       capture_output=True, text=True),
+        subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, *shape,
+                        "--scale", str(scale)], capture_output=True, text=True),
         "compile",
     )  # fmt: skip
     compile_s = time.perf_counter() - t
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="only export, compile and simulate (for a later --reuse run)")  # fmt: skip
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     ap.add_argument("--batch", type=int, default=1, help="images per program (issue 17)")
+    ap.add_argument(
+        "--scale", type=int, default=11,
+        help="fractional bits (11, EzPC's DenseNet-121 setting: the checked range model's "
+        "ring then fits the HE linear layers' 40 bits at 224²)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     if not args.ot:
         sys.path.insert(0, str(ROOT))
@@ -333,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
         bundle, compile_s = compile_size(
-            size, Path(args.workdir), image, model, args.reuse, args.batch
+            size, Path(args.workdir), image, model, args.reuse, args.batch, args.scale
         )
         if args.prepare:
             continue
