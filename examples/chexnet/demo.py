@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64, help="input side (224 = full CheXNet)")
     ap.add_argument("--workdir", default=str(ROOT / "build" / "demo"))
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
+    ap.add_argument(
+        "--scale", type=int, default=None,
+        help="fractional bits (default: 12 up to 64x64, else 11 so that the checked range "
+        "model's ring stays within the 40 bits of the HE linear layers)",
+    )  # fmt: skip
     ap.add_argument("--port", type=int, default=0, help="loopback port (0: any free one)")
     args = ap.parse_args(argv)
     import pydicom.data
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t = step(f"twofold compile -> {bundle}")
     cal = [a for f in calibration_images(work) for a in ("--calibrate", str(f))]
-    run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal])
+    scale = args.scale if args.scale is not None else (12 if args.size <= 64 else 11)
+    run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, "--scale", str(scale)])
     print(f"   {time.perf_counter() - t:.1f} s")
     print(f"   vendor keeps {bundle / 'server'} (weights); the hospital gets {bundle / 'client'}")
 
