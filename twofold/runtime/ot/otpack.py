@@ -32,6 +32,8 @@ distribution; only the traffic and the 1-out-of-N construction differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .. import bitpack
@@ -144,7 +146,14 @@ class OTPack:
     def rot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n random OTs as sender: returns (m0, m1), each uint64[n, 2] (128-bit messages)."""
         n = int(n)
-        # one spare row: the AES output of each chunk is written in place (mmo_into's slack)
+        m0, m1, each = self._rot_hash_send(n)
+        self._snd.extend(self.chan, n, each)
+        return m0[:n], m1[:n]
+
+    def _rot_hash_send(self, n: int) -> tuple[np.ndarray, np.ndarray, Callable[..., None]]:
+        """The sender's random-OT messages for n COT rows q: m0 = H(q), m1 = H(q ^ s) under
+        the ROT tweaks, written by the returned chunk callback into (m0, m1). One spare row:
+        the AES output of each chunk is written in place (mmo_into's slack)."""
         m0, m1 = np.empty((n + 1, 2), np.uint64), np.empty((n + 1, 2), np.uint64)
         dom, s = self._dom(_ROT, True), self._snd.s
 
@@ -154,13 +163,19 @@ class OTPack:
             _xor_block(z, s)
             mmo_into(z, m1[lo:])
 
-        self._snd.extend(self.chan, n, each)
-        return m0[:n], m1[:n]
+        return m0, m1, each
 
     def rot_recv(self, choices: np.ndarray) -> np.ndarray:
         """Random OTs as receiver with the given choice bits: returns m_b, uint64[n, 2]."""
         c = _check_choices(choices)
         n = c.shape[0]
+        out, each = self._rot_hash_recv(n)
+        self._rcv.extend(self.chan, n, _choice_cols(c), each)
+        return out[:n]
+
+    def _rot_hash_recv(self, n: int) -> tuple[np.ndarray, Callable[..., None]]:
+        """The receiver's random-OT messages m_b = H(t) for n COT rows t (the twin of
+        :meth:`_rot_hash_send`), written by the returned chunk callback into ``out``."""
         out = np.empty((n + 1, 2), np.uint64)
         dom = self._dom(_ROT, False)
 
@@ -168,8 +183,7 @@ class OTPack:
             t ^= tweaks(tw, hi - lo, dom)
             mmo_into(t, out[lo:])
 
-        self._rcv.extend(self.chan, n, _choice_cols(c), each)
-        return out[:n]
+        return out, each
 
     # -- random OT with random choices -----------------------------------------------------
     def rrot_send(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,15 +192,7 @@ class OTPack:
         if not self.silent:
             return self.rot_send(n)
         n = int(n)
-        m0, m1 = np.empty((n + 1, 2), np.uint64), np.empty((n + 1, 2), np.uint64)
-        dom, s = self._dom(_ROT, True), self._snd.s
-
-        def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            z = np.bitwise_xor(q, tweaks(tw, hi - lo, dom))
-            mmo_into(z, m0[lo:])
-            _xor_block(z, s)
-            mmo_into(z, m1[lo:])
-
+        m0, m1, each = self._rot_hash_send(n)
         self._snd.extend_random(n, each)
         return m0[:n], m1[:n]
 
@@ -196,13 +202,7 @@ class OTPack:
         if not self.silent:
             c = PRG().bits(n)
             return c, self.rot_recv(c)
-        out = np.empty((n + 1, 2), np.uint64)
-        dom = self._dom(_ROT, False)
-
-        def each(t: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            t ^= tweaks(tw, hi - lo, dom)
-            mmo_into(t, out[lo:])
-
+        out, each = self._rot_hash_recv(n)
         c = self._rcv.extend_random(n, each)
         return c, out[:n]
 
