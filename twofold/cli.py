@@ -227,7 +227,7 @@ def _ot_default() -> str:
     "--session-timeout",
     type=float,
     default=None,
-    help="seconds a session may last [default: 600 + 2 per program step]",
+    help="seconds a session may last [default: 600 + 2 per program step and batch image]",
 )
 @click.option(
     "--max-pending",
