@@ -127,3 +127,11 @@ def error_bound(fn: str, alpha: float, scale: int) -> float:
     m = spec(fn)
     delta = (m.hi - m.lo) / (1 << m.bits)
     return m.lipschitz(alpha) * delta / 2 + 2.0 ** -(scale + 1)
+
+
+def entry_bits(t: np.ndarray) -> tuple[int, int]:
+    """(k, base): every entry minus ``base`` (the table's minimum) lies in [0, 2^(k−1)), so
+    the 2PC lookup can send k-bit entries and lift them to the ring with the top bit known
+    zero (runtime/protocols/lut.py)."""
+    base = int(t.min())
+    return (int(t.max()) - base).bit_length() + 1, base

@@ -11,21 +11,32 @@ IEEE S&P 2021, §4: LUTs over 1-out-of-N OT; the table and index rule are ``ir/l
    M_q itself by a 1-out-of-2^(m−8) OT under b_hi; the client unmasks the row q = b_hi and
    learns nothing of the other rows (each is masked by an M_q it never sees).
 
-Communication per element: two ReLUs, one known-MSB truncation, 2^m·ell bits of tables.
-Bit-exact with the cleartext interpreter (same clamp, floor shift and table).
+4. narrow entries: the offered entries are T[·] − min T in Z_2^k, k the bits of the table's
+   span plus one (13 for a sigmoid at s = 11, against ell = 30..40), so every looked-up value
+   v has its top bit zero; shares c (client) + r (server) = v mod 2^k are lifted to Z_2^ell
+   (SIRNN §3's zero extension, with the known-MSB wrap of CrypTFlow2 §4.2): v = c + r − 2^k·w
+   where w = msb(c) ∨ msb(r) (if both top bits are set the sum wraps; if one is, v < 2^(k−1)
+   forces the wrap; if none, it cannot). Shares of 2^k·w mod 2^ell by one correlated OT of
+   (ell − k)-bit messages: the server sends correlation 1 − msb(r), the client chooses
+   msb(c), and w = msb(r) + msb(c)·(1 − msb(r)). The server adds min T back.
+
+Communication per element: two ReLUs, one known-MSB truncation, 2^m·k bits of tables, one
+COT of ell − k bits. Bit-exact with the cleartext interpreter (same clamp, floor shift and
+table; the lift is exact).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._ot import kkot
+from ...ir.lut import entry_bits
+from ._ot import cot, kkot
 from ._util import as_ring, prg, wrap
 from .relu import relu
 from .trunc import trunc
 
-#: Elements per OT batch: bounds the 2^m-entry tables held at once (2^m · 8 bytes each).
-CHUNK = 1024
+#: Table entries per OT batch (2^m per element, 8 bytes each: 32 MiB of offered tables).
+ENTRIES = 1 << 22
 
 
 def _rand(party, shape: tuple[int, ...], ell: int) -> np.ndarray:  # noqa: ANN001
@@ -85,7 +96,26 @@ def lut(
     u = wrap(r[: flat.size] - r[flat.size :], ell)
     i = trunc(party, u, ell, shift, "msb0") if shift else u
     i = i & np.uint64(size - 1)
+    k, base = entry_bits(table)
+    k = min(k, ell)
+    narrow = (table.astype(np.int64) - base).view(np.uint64)
     out = np.empty_like(flat)
-    for s in range(0, flat.size, CHUNK):
-        out[s : s + CHUNK] = _lookup(party, i[s : s + CHUNK], table, ell)
+    per = max(1, ENTRIES // size)
+    for s in range(0, flat.size, per):
+        out[s : s + per] = _lookup(party, i[s : s + per], narrow, k)
+    if k < ell:
+        out = _lift(party, out, k, ell)
+    if party.is_server:
+        out = wrap(out + np.uint64(base % (1 << 64)), ell)
     return out.reshape(x.shape)
+
+
+def _lift(party, v: np.ndarray, k: int, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares mod 2^ell of v from shares mod 2^k, v < 2^(k−1) (step 4 of the module doc)."""
+    top = (v >> np.uint64(k - 1)) & np.uint64(1)
+    if party.is_server:
+        t = cot(party, "server", np.uint64(1) - top, ell - k)
+        w = top - t
+    else:
+        w = cot(party, "server", top.astype(np.uint8), ell - k)
+    return wrap(v - (w << np.uint64(k)), ell)
