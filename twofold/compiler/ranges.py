@@ -229,8 +229,8 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
             f"%{node.name}: {fn} input reaches {float(iv[1].max()):.4g}, beyond its table's "
             f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
         )
-    t = lut.table(fn, float(node.attrs["alpha"]), sc) / 2.0**sc
-    return np.array([t.min()]), np.array([t.max()])
+    lo, hi = lut.value_range(fn, float(node.attrs["alpha"]), sc)
+    return np.array([lo / 2.0**sc]), np.array([hi / 2.0**sc])
 
 
 def bits_needed(lo: float, hi: float, scale: int) -> int:

@@ -41,6 +41,22 @@ def _macs(g: Graph, node) -> int:  # noqa: ANN001
     return 0
 
 
+def _lut_bits(node, ell: int) -> float:  # noqa: ANN001
+    """Per element: the clamp's two ReLUs and the index's known-MSB truncation; each table's
+    2^m k-bit entries and the (ell − k)-bit COT lifting them (protocols/lut.py); for a piecewise
+    linear function also a product of shared values and a known-MSB truncation."""
+    fn, alpha, sc = node.attrs["fn"], float(node.attrs.get("alpha", 1.0)), node.type.dtype.scale
+    m = lut.spec(fn).bits
+    tables = [lut.table(fn, alpha, sc), lut.slopes(fn, alpha, sc)]
+    bits = (2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]) * ell / 32
+    for t in (t for t in tables if t is not None):
+        k = min(lut.entry_bits(t)[0], ell)
+        bits += (k << m) + (ell - k)
+    if tables[1] is not None:
+        bits += 2 * ell * (ell + 128) + NONLINEAR_BITS_L32["msb0"] * ell / 32
+    return bits
+
+
 def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     per = ell / 32
     n = node.type.size
@@ -67,9 +83,7 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
     elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
-        m = lut.spec(node.attrs["fn"]).bits
-        clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
-        bits = n * (clamp * per + (ell << m))
+        bits = n * _lut_bits(node, ell)
     elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
         bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
     elif node.op == "input":

@@ -20,9 +20,15 @@ IEEE S&P 2021, §4: LUTs over 1-out-of-N OT; the table and index rule are ``ir/l
    (ell − k)-bit messages: the server sends correlation 1 − msb(r), the client chooses
    msb(c), and w = msb(r) + msb(c)·(1 − msb(r)). The server adds min T back.
 
+5. piecewise linear (``slopes`` D given, ir/lut.py): φ = U − (i << shift) is local (the
+   index truncation is exact); D[i] is looked up like T[i] (same choice), D[i]·φ is one
+   product of shared values (``mul``) and (D[i]·φ + 2^(shift−1)) >> shift one truncation
+   (known MSB when every D ≥ 0, as for a sigmoid); the result is T[i] + that.
+
 Communication per element: two ReLUs, one known-MSB truncation, 2^m·k bits of tables, one
-COT of ell − k bits. Bit-exact with the cleartext interpreter (same clamp, floor shift and
-table; the lift is exact).
+COT of ell − k bits (twice, plus a product and a truncation, when piecewise linear).
+Bit-exact with the cleartext interpreter (same clamp, floor shift, tables and product; the
+lift is exact).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 from ...ir.lut import entry_bits
 from ._ot import cot, kkot
 from ._util import as_ring, prg, wrap
+from .mul import mul
 from .relu import relu
 from .trunc import trunc
 
@@ -80,8 +87,10 @@ def lut(
     lo: int,
     hi: int,
     shift: int,
+    slopes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Additive shares mod 2^ell of table[(clip(x, lo, hi − 1) − lo) >> shift]."""
+    """Additive shares mod 2^ell of lut.evaluate: table[i] with i = (clip(x, lo, hi − 1) −
+    lo) >> shift, plus (slopes[i]·φ + 2^(shift−1)) >> shift (φ: the low ``shift`` bits)."""
     x = as_ring(x, ell, "lut input")
     size = int(table.size)
     if size < 2 or size & (size - 1) or (size > 256 and size % 256):
@@ -95,19 +104,33 @@ def lut(
     r = relu(party, wrap(shifted, ell), ell)
     u = wrap(r[: flat.size] - r[flat.size :], ell)
     i = trunc(party, u, ell, shift, "msb0") if shift else u
+    phi = wrap(u - (i << np.uint64(shift)), ell)
     i = i & np.uint64(size - 1)
+    out = _entries(party, i, table, ell)
+    if slopes is not None and shift:
+        prod = mul(party, _entries(party, i, slopes, ell), phi, ell)
+        if party.is_server:  # round to nearest: + 2^(shift−1) before the floor
+            prod = wrap(prod + (np.uint64(1) << np.uint64(shift - 1)), ell)
+        kind = "msb0" if int(slopes.min()) >= 0 else "faithful"
+        out = wrap(out + trunc(party, prod, ell, shift, kind), ell)
+    return out.reshape(x.shape)
+
+
+def _entries(party, i: np.ndarray, table: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares mod 2^ell of table[i] (flat): k-bit entries by OT, lifted (steps 3 and 4)."""
+    size = int(table.size)
     k, base = entry_bits(table)
     k = min(k, ell)
     narrow = (table.astype(np.int64) - base).view(np.uint64)
-    out = np.empty_like(flat)
+    out = np.empty_like(i)
     per = max(1, ENTRIES // size)
-    for s in range(0, flat.size, per):
+    for s in range(0, i.size, per):
         out[s : s + per] = _lookup(party, i[s : s + per], narrow, k)
     if k < ell:
         out = _lift(party, out, k, ell)
     if party.is_server:
         out = wrap(out + np.uint64(base % (1 << 64)), ell)
-    return out.reshape(x.shape)
+    return out
 
 
 def _lift(party, v: np.ndarray, k: int, ell: int) -> np.ndarray:  # noqa: ANN001
