@@ -17,7 +17,8 @@ direction on loopback; tc/netem is not available here) and reports measured / pr
                              [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
                              [--batch N]   (N images as one program; figures are per batch)
 
-``--quick`` runs 32² and 64²; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
+``--quick`` runs one small size per model (DenseNet-121 32², the zoo CNNs 16²) over TLS only,
+under a minute of CPU per model on a quiet machine; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
 ``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
 self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``
 by default (``--transport both``), and a second table gives the time ratio and the TCP bytes
@@ -96,6 +97,18 @@ def _batch_input(d: Path, image: str, size: int, batch: int) -> str:
     return str(path)
 
 
+def quick_size(model: str) -> int:
+    """``--quick``'s input side: the zoo CNNs at 16² (EfficientNet-B0's 1,000 lookups per
+    pixel make 32² minutes), DenseNet-121 at 32²."""
+    return 32 if model == "densenet121" else 16
+
+
+def estimate(bundle: Path) -> int:
+    """The compile report's communication estimate (bytes, both ways; DESIGN.md §7's IKNP
+    per-element anchors, so silent-OT runs come in below it)."""
+    return int(json.loads((bundle / "server" / "report.json").read_text())["totals"]["comm_bytes"])
+
+
 # --- end issue 17 -----------------------------------------------------------------------------
 
 
@@ -142,7 +155,7 @@ def compile_size(
 def run_once(
     bundle: Path, linear: str, image: str, *, ot: str = "iknp", fuse: bool = True,
     transport: str = "tls", link: tuple[float, float] | None = None,
-    bound: tuple[float, int] | None = None,
+    bound: tuple[float, int] | None = None, session_timeout: float | None = None,
 ) -> dict:  # fmt: skip
     """One ``run server --once`` / ``run client`` pair (TLS with the pinned self-signed
     certificate, or ``--insecure-plaintext`` on both sides) and its check against simulate.
@@ -150,9 +163,12 @@ def run_once(
     with ``bound`` = (max seconds, max bytes) for the relay."""
     tag = f"{ot}{'' if fuse else '_nofuse'}{'_shaped' if link else ''}-{transport}"
     plain = ["--insecure-plaintext"] if transport == "plaintext" else []
+    # both sides' whole-run deadlines (a loaded machine's 224² runs)
+    deadline = ["--session-timeout", str(session_timeout)] if session_timeout else []
     server = subprocess.Popen(
         [*TWOFOLD, "run", "server", str(bundle), "--listen", "127.0.0.1:0", "--once",
-         "--linear", linear, "--ot", ot, "--quiet", *plain, *([] if fuse else ["--no-fuse"])],
+         "--linear", linear, "--ot", ot, "--quiet", *plain, *deadline,
+         *([] if fuse else ["--no-fuse"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = server.stdout.readline()
@@ -176,7 +192,7 @@ def run_once(
     try:
         cli = subprocess.run(
             [*TWOFOLD, "run", "client", str(bundle), "--connect", addr, "--input", image,
-             "-o", str(out), "--quiet", *pin],
+             "-o", str(out), "--quiet", *pin, *deadline],
             capture_output=True, text=True,
         )  # fmt: skip
         wall = time.perf_counter() - t
@@ -208,6 +224,8 @@ def run_once(
             for k in KINDS
             if k in c["by_kind"]
         },
+        "estimated_bytes": estimate(bundle),
+        "ell": json.loads((bundle / "server" / "report.json").read_text())["ell"],
         "linear": linear,
         "ot": ot,
         "fuse": fuse,
@@ -243,16 +261,18 @@ def tls_table(results: dict) -> str:
 
 def table(results: dict) -> str:
     rows = [
-        "| run | time s | client→server GiB | server→client GiB | rounds | RSS server MiB "
-        "| RSS client MiB | exact | load avg |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| run | ℓ | time s | client→server GiB | server→client GiB | rounds | estimate GiB "
+        "| RSS server MiB | RSS client MiB | exact | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for k, r in results.items():
         if k == "shaped":
             continue
         rows.append(
-            f"| {k} | {r['s']:.1f} | {r['bytes_client_to_server'] / 2**30:.3f} | "
+            f"| {k} | {r.get('ell', '')} | {r['s']:.1f} | "
+            f"{r['bytes_client_to_server'] / 2**30:.3f} | "
             f"{r['bytes_server_to_client'] / 2**30:.3f} | {r['rounds']:,} | "
+            f"{r.get('estimated_bytes', 0) / 2**30:.2f} | "
             f"{r['peak_rss_mb_server']:.0f} | {r['peak_rss_mb_client']:.0f} | {r['exact']} | "
             f"{r['load_avg'][0]:.1f} |"
         )
@@ -289,7 +309,9 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="DenseNet-121 2PC end to end")
     ap.add_argument("--json", dest="json_path", help="write the figures as JSON here")
-    ap.add_argument("--quick", action="store_true", help="32² and 64² instead of 224² and 128²")
+    ap.add_argument(
+        "--quick", action="store_true", help="one small size per model (DenseNet 32², CNNs 16²)"
+    )
     ap.add_argument("--sizes", type=int, nargs="+", help="input sizes (overrides --quick)")
     ap.add_argument("--linear", choices=["he", "ot", "auto"], default="auto")
     ap.add_argument("--ot", nargs="+", choices=["iknp", "silent"],
@@ -303,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--transport",
         choices=["tls", "plaintext", "both"],
-        default="both",
-        help="TLS (the default of twofold run), plaintext, or both to compare",
+        default=None,
+        help="TLS (the default of twofold run), plaintext, or both to compare "
+        "(default: both; tls with --quick)",
     )
     ap.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
     ap.add_argument("--reuse", action="store_true",
@@ -313,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only export, compile and simulate (for a later --reuse run)")  # fmt: skip
     ap.add_argument("--models", nargs="+", choices=MODELS, default=["densenet121"])
     ap.add_argument("--batch", type=int, default=1, help="images per program (issue 17)")
+    ap.add_argument("--session-timeout", type=float,
+                    help="seconds each 2PC run may last (default: twofold run's)")  # fmt: skip
     ap.add_argument(
         "--scale", type=int, default=11,
         help="fractional bits (11, EzPC's DenseNet-121 setting: the checked range model's "
@@ -327,16 +352,19 @@ def main(argv: list[str] | None = None) -> int:
     import pydicom.data
 
     image = pydicom.data.get_testdata_file("RG1_UNCR.dcm")
-    sizes = args.sizes or ([32, 64] if args.quick else [224, 128])
-    transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
+    transport = args.transport or ("tls" if args.quick else "both")
+    transports = ["tls", "plaintext"] if transport == "both" else [transport]
     results: dict = {}
 
     def log(key: str, r: dict) -> None:
         results[key] = r
         print(json.dumps({key: r}), file=sys.stderr, flush=True)
 
-    shaped = [args.shaped] if args.shaped and args.shaped not in sizes else []
-    for model, size in ((m, z) for m in args.models for z in [*sizes, *shaped]):
+    def sizes(model: str) -> list[int]:
+        own = args.sizes or ([quick_size(model)] if args.quick else [224, 128])
+        return own + ([args.shaped] if args.shaped and args.shaped not in own else [])
+
+    for model, size in ((m, z) for m in args.models for z in sizes(m)):
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
         bundle, compile_s = compile_size(
             size, Path(args.workdir), image, model, args.reuse, args.batch, args.scale
@@ -350,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                 for tr in transports:
                     key = f"{model}_{size}" + (f"_b{b}" if b > 1 else "") + f"_{ot}"
                     key += ("" if fuse else "_nofuse") + f"/{tr}"
-                    log(key, run_once(bundle, args.linear, img, ot=ot, fuse=fuse, transport=tr)
+                    log(key, run_once(bundle, args.linear, img, ot=ot, fuse=fuse, transport=tr,
+                                      session_timeout=args.session_timeout)
                         | {"compile_s": round(compile_s, 3), "batch": b})  # fmt: skip
         if size == args.shaped:
             # loopback, shaped, loopback again: the compute time of the projection is the mean of
