@@ -51,32 +51,41 @@ def _rand(party, shape: tuple[int, ...], ell: int) -> np.ndarray:  # noqa: ANN00
     return prg(party).ring(shape, ell)
 
 
-def _lookup(party, idx: np.ndarray, table: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
-    """Shares of table[i] mod 2^ell from shares of i mod 2^m (flat arrays)."""
-    size = table.size
+def _lookup(party, idx: np.ndarray, tables: list[np.ndarray], ks: list[int]) -> list[np.ndarray]:  # noqa: ANN001, E501
+    """Shares of each tables[t][i] mod 2^ks[t] from shares of i mod 2^m (flat arrays): one OT
+    per element whose message packs every table's masked entry (sum(ks) <= 64 bits)."""
+    size = tables[0].size
     lo_n = min(size, 256)
     hi_n = size // lo_n
-    t = table.astype(np.int64).view(np.uint64)
+    width = sum(ks)
+    offs = np.cumsum([0, *ks[:-1]]).tolist()
     n = idx.size
     if party.is_server:
-        r = _rand(party, (n,), ell)
-        masks = _rand(party, (hi_n, n), ell) if hi_n > 1 else np.zeros((1, n), np.uint64)
+        rs = [_rand(party, (n,), k) for k in ks]
+        masks = _rand(party, (hi_n, n), width) if hi_n > 1 else np.zeros((1, n), np.uint64)
         j = np.arange(lo_n, dtype=np.uint64)
         rows = []
         for q in range(hi_n):
-            pos = (idx[:, None] + np.uint64(q * lo_n) + j[None, :]) % np.uint64(size)
-            rows.append(wrap(t[pos.astype(np.int64)] - r[:, None] + masks[q][:, None], ell))
-        kkot(party, "server", np.concatenate(rows), lo_n, ell)
+            pos = ((idx[:, None] + np.uint64(q * lo_n) + j[None, :]) % np.uint64(size)).astype(
+                np.int64
+            )
+            word = np.repeat(masks[q][:, None], lo_n, axis=1)
+            for t, r, k, o in zip(tables, rs, ks, offs, strict=True):
+                word += wrap(t[pos] - r[:, None], k) << np.uint64(o)
+            rows.append(wrap(word, width))
+        kkot(party, "server", np.concatenate(rows), lo_n, width)
         if hi_n > 1:
-            kkot(party, "server", np.ascontiguousarray(masks.T), hi_n, ell)
-        return r
+            kkot(party, "server", np.ascontiguousarray(masks.T), hi_n, width)
+        return rs
     b_lo = (idx % np.uint64(lo_n)).astype(np.uint8)
-    got = kkot(party, "server", np.tile(b_lo, hi_n), lo_n, ell).reshape(hi_n, n)
+    got = kkot(party, "server", np.tile(b_lo, hi_n), lo_n, width).reshape(hi_n, n)
     if hi_n == 1:
-        return got[0]
-    b_hi = (idx // np.uint64(lo_n)).astype(np.int64)
-    m = kkot(party, "server", b_hi.astype(np.uint8), hi_n, ell)
-    return wrap(got[b_hi, np.arange(n)] - m, ell)
+        word = got[0]
+    else:
+        b_hi = (idx // np.uint64(lo_n)).astype(np.int64)
+        m = kkot(party, "server", b_hi.astype(np.uint8), hi_n, width)
+        word = wrap(got[b_hi, np.arange(n)] - m, width)
+    return [wrap(word >> np.uint64(o), k) for k, o in zip(ks, offs, strict=True)]
 
 
 def lut(
@@ -106,9 +115,11 @@ def lut(
     i = trunc(party, u, ell, shift, "msb0") if shift else u
     phi = wrap(u - (i << np.uint64(shift)), ell)
     i = i & np.uint64(size - 1)
-    out = _entries(party, i, table, ell)
-    if slopes is not None and shift:
-        prod = mul(party, _entries(party, i, slopes, ell), phi, ell)
+    if slopes is None or not shift:
+        (out,) = _entries(party, i, [table], ell)
+    else:
+        out, rise = _entries(party, i, [table, slopes], ell)
+        prod = mul(party, rise, phi, ell)
         if party.is_server:  # round to nearest: + 2^(shift−1) before the floor
             prod = wrap(prod + (np.uint64(1) << np.uint64(shift - 1)), ell)
         kind = "msb0" if int(slopes.min()) >= 0 else "faithful"
@@ -116,29 +127,44 @@ def lut(
     return out.reshape(x.shape)
 
 
-def _entries(party, i: np.ndarray, table: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
-    """Shares mod 2^ell of table[i] (flat): k-bit entries by OT, lifted (steps 3 and 4)."""
-    size = int(table.size)
-    k, base = entry_bits(table)
-    k = min(k, ell)
-    narrow = (table.astype(np.int64) - base).view(np.uint64)
-    out = np.empty_like(i)
-    per = max(1, ENTRIES // size)
+def _entries(party, i: np.ndarray, tables: list[np.ndarray], ell: int) -> list[np.ndarray]:  # noqa: ANN001, E501
+    """Shares mod 2^ell of each tables[t][i] (flat): k-bit entries, packed into one OT message
+    per element while they fit 64 bits, then lifted by one COT call (steps 3 and 4)."""
+    size = int(tables[0].size)
+    narrow, ks, bases = [], [], []
+    for t in tables:
+        k, base = entry_bits(t)
+        narrow.append((t.astype(np.int64) - base).view(np.uint64))
+        ks.append(min(k, ell))
+        bases.append(base)
+    if sum(ks) > 64:  # too wide to pack: one table at a time
+        return [_entries(party, i, [t], ell)[0] for t in tables]
+    out = [np.empty_like(i) for _ in tables]
+    per = max(1, ENTRIES // (size * len(tables)))
     for s in range(0, i.size, per):
-        out[s : s + per] = _lookup(party, i[s : s + per], narrow, k)
-    if k < ell:
-        out = _lift(party, out, k, ell)
+        for o, v in zip(out, _lookup(party, i[s : s + per], narrow, ks), strict=True):
+            o[s : s + per] = v
+    out = _lift(party, out, ks, ell)
     if party.is_server:
-        out = wrap(out + np.uint64(base % (1 << 64)), ell)
+        out = [wrap(o + np.uint64(b % (1 << 64)), ell) for o, b in zip(out, bases, strict=True)]
     return out
 
 
-def _lift(party, v: np.ndarray, k: int, ell: int) -> np.ndarray:  # noqa: ANN001
-    """Shares mod 2^ell of v from shares mod 2^k, v < 2^(k−1) (step 4 of the module doc)."""
-    top = (v >> np.uint64(k - 1)) & np.uint64(1)
+def _lift(party, vs: list[np.ndarray], ks: list[int], ell: int) -> list[np.ndarray]:  # noqa: ANN001
+    """Shares mod 2^ell of each v from shares mod 2^k, v < 2^(k−1) (step 4 of the module doc):
+    one COT call for all, of ell − min(k) bits (the wrap w is only needed mod 2^(ell − k))."""
+    lift = [j for j, k in enumerate(ks) if k < ell]
+    if not lift:
+        return vs
+    top = np.concatenate([(vs[j] >> np.uint64(ks[j] - 1)) & np.uint64(1) for j in lift])
+    bits = ell - min(ks[j] for j in lift)
     if party.is_server:
-        t = cot(party, "server", np.uint64(1) - top, ell - k)
-        w = top - t
+        w = top - cot(party, "server", np.uint64(1) - top, bits)
     else:
-        w = cot(party, "server", top.astype(np.uint8), ell - k)
-    return wrap(v - (w << np.uint64(k)), ell)
+        w = cot(party, "server", top.astype(np.uint8), bits)
+    out, at = list(vs), 0
+    for j in lift:
+        n = vs[j].size
+        out[j] = wrap(vs[j] - (w[at : at + n] << np.uint64(ks[j])), ell)
+        at += n
+    return out
