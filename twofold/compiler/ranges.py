@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph, lut
+from ..ir import Graph, lut, newton
 from .errors import CompileError
 
 Interval = tuple[np.ndarray, np.ndarray]  # (lo, hi) per channel, or shape (1,)
@@ -184,6 +184,8 @@ def interval_ranges(
                       np.array([max(p[1].max() for p in parts)]))  # fmt: skip
         elif op == "lut":
             iv = _lut_range(node, r[ins[0]])
+        elif op in ("reciprocal", "rsqrt"):
+            iv = _newton_range(node, r[ins[0]])
         elif op == "reduce_sum":
             shape = g[ins[0]].type.shape
             k = int(np.prod([shape[a % len(shape)] for a in node.attrs["axes"]]))
@@ -230,7 +232,29 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
             f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
         )
     t = lut.table(fn, float(node.attrs["alpha"]), sc) / 2.0**sc
+    # only the entries the input's interval reaches (exp after a softmax's max subtraction)
+    q = np.array([np.floor(float(iv[0].min()) * 2.0**sc), np.ceil(float(iv[1].max()) * 2.0**sc)])
+    i0, i1 = lut.index(np.clip(q, -(2.0**62), 2.0**62).astype(np.int64), fn, sc)
+    t = t[i0 : i1 + 1]
     return np.array([t.min()]), np.array([t.max()])
+
+
+def _newton_range(node, iv: Interval) -> Interval:  # noqa: ANN001
+    """g(max(x, floor)) is decreasing: [g(hi)·(1 − ε) − 2 ulp, g(lo')·(1 + ε) + 2 ulp] with
+    lo' = max(lo, floor), ε = 2^-8 ≥ ir/newton.py's bound at every ring it accepts. A divisor
+    that may be negative is refused (no sign handling: 1/x would be silently wrong)."""
+    sc = node.type.dtype.scale
+    lo, hi = float(iv[0].min()), float(iv[1].max())
+    if lo < 0 and float(node.attrs["floor"]) <= 0:
+        raise CompileError(
+            f"%{node.name}: {node.op} of a value that may be negative (range [{lo:.4g}, "
+            f"{hi:.4g}]); only positive divisors and roots are supported"
+        )
+    f = newton.floor_int(float(node.attrs["floor"]), sc) / 2.0**sc
+    lo, hi = max(lo, f), max(hi, f)
+    g = newton.function(node.op, np.array([hi, lo]))
+    ulp, eps = 2.0**-sc, 2.0**-8
+    return np.array([max(0.0, g[0] * (1 - eps) - 2 * ulp)]), np.array([g[1] * (1 + eps) + 2 * ulp])
 
 
 def bits_needed(lo: float, hi: float, scale: int) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph, lut
+from ..ir import Graph, lut, newton
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
@@ -70,6 +70,18 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         m = lut.spec(node.attrs["fn"]).bits
         clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
         bits = n * (clamp * per + (ell << m))
+    elif node.op in newton.KINDS:  # ir/newton.py: clamp, |J| DReLU+B2A, products, truncs, LUT
+        pl = newton.plan(node.op, ell, node.type.dtype.scale, float(node.attrs["floor"]))
+        drelu = NONLINEAR_BITS_L32["relu"] - 2 * 32  # a ReLU is a DReLU plus its MUX
+        products = 6 if node.op == "reciprocal" else 7  # x·f, Newton, both output halves
+        truncs = 3 + (2 if node.op == "reciprocal" else 3)
+        nonlin = NONLINEAR_BITS_L32["relu"] + truncs * NONLINEAR_BITS_L32["msb0"]
+        bits = n * (
+            (nonlin + len(pl.exps) * drelu) * per
+            + len(pl.exps) * (ell + 128)
+            + products * ell * (ell + 128)
+            + (ell << newton.M)
+        )
     elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
         bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
     elif node.op == "input":

@@ -36,6 +36,10 @@ class MathFn:
     doc: str
 
 
+def _erf(x: np.ndarray, alpha: float) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
 def _elu_neg(x: np.ndarray, alpha: float) -> np.ndarray:
     return alpha * np.expm1(np.minimum(x, 0.0))
 
@@ -61,6 +65,24 @@ FUNCTIONS: dict[str, MathFn] = {
         lambda a: math.exp(8),
         None,
         "exp(x), input below 8: |error| ≤ exp(x)·(e^(δ/2) − 1) + 2^-(s+1)",
+    ),
+    "exp_neg": MathFn(
+        lambda x, a: np.exp(np.minimum(x, 0.0)),
+        -16,
+        0,
+        12,
+        lambda a: 1.0,
+        lambda a: math.exp(-16),
+        "exp(x) for x ≤ 0 (softmax after subtracting the maximum): |error| ≤ δ/2 + 2^-(s+1)",
+    ),
+    "erf": MathFn(
+        _erf,
+        -4,
+        4,
+        12,
+        lambda a: 2.0 / math.sqrt(math.pi),
+        lambda a: math.erfc(4.0),
+        "erf(x) (GELU = x·(1 + erf(x/√2))/2)",
     ),
     "elu_neg": MathFn(
         _elu_neg,

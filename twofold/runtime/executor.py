@@ -25,6 +25,7 @@ from . import protocols as P
 from .errors import RuntimeProtocolError
 from .protocols.lut import lut as lut_protocol
 from .protocols.mul import mul as mul_protocol
+from .protocols.newton import newton_fn
 from .protocols.overflow import any_of, exceeds
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, reveal_bits, share
@@ -39,6 +40,8 @@ KIND = {
     "check": "check",
     "relu_trunc": "relu",
     "lut": "math",
+    "reciprocal": "math",
+    "rsqrt": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -479,6 +482,24 @@ class Executor:
         sh = lut.shift(fn, int(scale))
         return self._run(
             name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+        )
+
+    def reciprocal(
+        self, name: str, x: np.ndarray, floor: float = 0.0, scale: int = 0
+    ) -> np.ndarray:
+        """1/max(x, floor) at the input's scale (SIRNN §5; ir/newton.py, protocols/newton.py)."""
+        return self._newton(name, "reciprocal", x, floor, scale)
+
+    def rsqrt(self, name: str, x: np.ndarray, floor: float = 0.0, scale: int = 0) -> np.ndarray:
+        """1/sqrt(max(x, floor)) at the input's scale (ir/newton.py, protocols/newton.py)."""
+        return self._newton(name, "rsqrt", x, floor, scale)
+
+    def _newton(self, name: str, kind: str, x: np.ndarray, floor: float, scale: int) -> np.ndarray:
+        self._shares(name, x)
+        return self._run(
+            name,
+            kind,
+            lambda: newton_fn(self.party, x, self.ell, kind, int(scale), float(floor)),
         )
 
     def trunc(
