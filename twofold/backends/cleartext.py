@@ -203,8 +203,9 @@ class Cleartext(Interpreter):
         return self._newton(node, x)
 
     def _newton(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        s_in = self.graph[node.inputs[0]].type.dtype.scale
         out = newton.evaluate(
-            self.sig(node, x), node.op, self.ell(node), node.type.dtype.scale,
+            self.sig(node, x), node.op, self.ell(node), s_in, node.type.dtype.scale,
             float(node.attrs["floor"]),
         )  # fmt: skip
         return self.ring(node, out)

@@ -101,7 +101,8 @@ def bitwidth(
     for n in g.nodes:
         if n.op in NEWTON:
             try:
-                newton.plan(n.op, ell, n.type.dtype.scale, float(n.attrs["floor"]))
+                s_in = g[n.inputs[0]].type.dtype.scale
+                newton.plan(n.op, ell, s_in, n.type.dtype.scale, float(n.attrs["floor"]))
             except ValueError as e:
                 raise CompileError(f"%{n.name}: {e}") from None
     for n in g.nodes:

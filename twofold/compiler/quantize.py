@@ -81,16 +81,17 @@ class _Quantizer:
     def rescale(self, name: str) -> str:
         """Eager truncation of a product back to scale s."""
         node = self.g[name]
-        shift = self.scale[name] - self.s
+        # meta.fine: kept at s + s/2 (a variance's squares and mean, ahead of its rsqrt)
+        shift = self.scale[name] - (self.s + self.s // 2 if node.meta.get("fine") else self.s)
         if shift <= 0:
             return name
-        ty = node.type.with_(dtype=self.fix(self.s))
+        ty = node.type.with_(dtype=self.fix(self.scale[name] - shift))
         t = self.g.add(
             "trunc", [name], {"shift": shift, "kind": "faithful"}, type=ty, name=name + "_t"
         )
         self.g.replace_uses(name, t)
         self.g.set_inputs(t, [name])
-        self.scale[t] = self.s
+        self.scale[t] = self.scale[name] - shift
         return t
 
     def run(self) -> Graph:
@@ -136,8 +137,10 @@ class _Quantizer:
                 g.set_inputs(
                     node.name, [self.param(i, out) if self.is_param(i) else i for i in ins]
                 )
-            elif node.op in _SAME_SCALE or node.op in ("reciprocal", "rsqrt"):
+            elif node.op in _SAME_SCALE:
                 out = self.scale[ins[0]]
+            elif node.op in ("reciprocal", "rsqrt"):  # any input scale, the result at s
+                node.attrs["out_scale"] = out = s
             elif node.op == "lut":
                 out = self.scale[ins[0]]
                 try:

@@ -185,7 +185,7 @@ def interval_ranges(
         elif op == "lut":
             iv = _lut_range(node, r[ins[0]])
         elif op in ("reciprocal", "rsqrt"):
-            iv = _newton_range(node, r[ins[0]])
+            iv = _newton_range(g, node, r[ins[0]])
         elif op == "reduce_sum":
             shape = g[ins[0]].type.shape
             k = int(np.prod([shape[a % len(shape)] for a in node.attrs["axes"]]))
@@ -239,18 +239,19 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
     return np.array([t.min()]), np.array([t.max()])
 
 
-def _newton_range(node, iv: Interval) -> Interval:  # noqa: ANN001
+def _newton_range(g: Graph, node, iv: Interval) -> Interval:  # noqa: ANN001
     """g(max(x, floor)) is decreasing: [g(hi)·(1 − ε) − 2 ulp, g(lo')·(1 + ε) + 2 ulp] with
     lo' = max(lo, floor), ε = 2^-8 ≥ ir/newton.py's bound at every ring it accepts. A divisor
     that may be negative is refused (no sign handling: 1/x would be silently wrong)."""
     sc = node.type.dtype.scale
+    s_in = g[node.inputs[0]].type.dtype.scale
     lo, hi = float(iv[0].min()), float(iv[1].max())
     if lo < 0 and float(node.attrs["floor"]) <= 0:
         raise CompileError(
             f"%{node.name}: {node.op} of a value that may be negative (range [{lo:.4g}, "
             f"{hi:.4g}]); only positive divisors and roots are supported"
         )
-    f = newton.floor_int(float(node.attrs["floor"]), sc) / 2.0**sc
+    f = newton.floor_int(float(node.attrs["floor"]), s_in) / 2.0**s_in
     lo, hi = max(lo, f), max(hi, f)
     g = newton.function(node.op, np.array([hi, lo]))
     ulp, eps = 2.0**-sc, 2.0**-8

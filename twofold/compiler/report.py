@@ -71,7 +71,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
         bits = n * (clamp * per + (ell << m))
     elif node.op in newton.KINDS:  # ir/newton.py: clamp, |J| DReLU+B2A, products, truncs, LUT
-        pl = newton.plan(node.op, ell, node.type.dtype.scale, float(node.attrs["floor"]))
+        s_in = g[node.inputs[0]].type.dtype.scale
+        pl = newton.plan(node.op, ell, s_in, node.type.dtype.scale, float(node.attrs["floor"]))
         drelu = NONLINEAR_BITS_L32["relu"] - 2 * 32  # a ReLU is a DReLU plus its MUX
         products = 6 if node.op == "reciprocal" else 7  # x·f, Newton, both output halves
         truncs = 3 + (2 if node.op == "reciprocal" else 3)

@@ -9,7 +9,8 @@ products of two shared tensors (``mul``), table lookups (``lut``, ir/lut.py), su
 * ``Pow(x, e)`` with a constant e ∈ {1, 2, 3, 0.5, −0.5, −1} (GELU's tanh form uses x³);
 * ``Erf`` → ``lut erf`` (GELU = x·(1 + erf(x/√2))/2 as torch exports it);
 * ``LayerNormalization`` (axis, ε) and ``InstanceNormalization`` (ε): mean = Σx·(1/n),
-  d = x − mean, var = Σd²·(1/n), y = d·rsqrt(var + ε, floor ε)·γ + β. The normalised d·r is
+  d = x − mean, var = Σd²·(1/n) (at scale s + s/2: ``meta.fine``), y = d·rsqrt(var + ε,
+  floor ε)·γ + β. The normalised d·r is
   tagged ``meta.clamp = ±(2√n + 1)``: |dᵢ| ≤ √(n·var) for any mean, so |dᵢ·r| ≤ √n·(1 + ε)
   up to the floors' few ulps (twice that covers var within 3 ulp of 0, where r is clamped);
   a square is tagged ≥ 0. Both are facts of the arithmetic, not of the weights, so the range
@@ -37,9 +38,12 @@ def _sqrt_of(c: _Converter) -> dict[str, tuple[str, str]]:
     return getattr(c, _SQRT_OF)
 
 
-def square(c: _Converter, x: str) -> str:
+def square(c: _Converter, x: str, fine: bool = False) -> str:
+    """x·x, tagged ≥ 0; ``fine``: kept at scale s + s/2 (``meta.fine``, compiler/quantize.py)."""
     y = c.add("mul", [x, x])
     c.g[y].meta["clamp"] = [0.0, None]
+    if fine:
+        c.g[y].meta["fine"] = True
     return y
 
 
@@ -113,7 +117,10 @@ def normalize(c: _Converter, x: str, axes: list[int], eps: float) -> str:
     keep = {"axes": axes, "keepdims": 1}
     mean = c.add("mul_const", [c.add("reduce_sum", [x], keep)], {"value": 1.0 / n})
     d = c.add("sub", [x, mean])
-    var = c.add("mul_const", [c.add("reduce_sum", [square(c, d)], keep)], {"value": 1.0 / n})
+    # the variance at scale s + s/2: squares of small deviations truncated to s would lose
+    # their digits (std 0.05 at s = 12 is 10 ulp of variance, 655 at s = 18)
+    var = c.add("mul_const", [c.add("reduce_sum", [square(c, d, True)], keep)], {"value": 1.0 / n})
+    c.g[var].meta["fine"] = True
     e = c.g.add_param(c.g.fresh_name("epsilon"), np.full([1] * len(shape), eps, np.float32))
     r = c.add("rsqrt", [c.add("add", [var, e])], {"floor": float(eps)})
     y = c.add("mul", [d, r])

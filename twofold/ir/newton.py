@@ -2,8 +2,8 @@
 §5: normalise by the most significant bit, a table for the first approximation on the top
 bits, then Newton iterations at a precision the ring holds).
 
-Input x (signed integer, scale s, ring ℓ), output at the same scale s. With F = the integer
-floor (``floor`` in real units, at least one ulp), J = the comparison exponents
+Input x (signed integer, scale s, ring ℓ), output at scale t. With F = the integer floor
+(``floor`` in real units at scale s, at least one ulp), J = the comparison exponents
 ``j0 = bit_length(F) .. ℓ − 4``, p = :func:`precision` (ℓ) and M = :data:`M` index bits:
 
 1. clamp: x₁ = max(x, F) (the input must be below 2^(ℓ−3): two spare bits, ``bitwidth``);
@@ -18,17 +18,18 @@ floor (``floor`` in real units, at least one ulp), J = the comparison exponents
    reciprocal e = (w'·y) >> p, y ← (y·(2^(p+1) − e)) >> p;
    rsqrt a = (y·y) >> p, b = (w'·a) >> p, y ← (y·(3·2^p − b)) >> (p + 1);
 6. denormalise: out = y·g1[k] + ((y·g2[k]) >> p), where y·2^(E_k) is the result with E_k =
-   2s − p − k (reciprocal) or s + (s − D)/2 + e_k − p (rsqrt): g1 = 2^(E_k) if E_k ≥ 0, g2 =
+   s + t − p − k (reciprocal) or t + (s − D)/2 + e_k − p (rsqrt): g1 = 2^(E_k) if E_k ≥ 0, g2 =
    2^(E_k + p) if −p ≤ E_k < 0 (each 0 otherwise).
 
 The cleartext interpreter (:func:`evaluate`) and the 2PC protocol
 (``runtime/protocols/newton.py``: one ReLU, |J| DReLUs and B2As, four or five COT products,
 known-MSB truncations, one 1-out-of-2^M OT) compute exactly these integers. Every product
-fits the ring: z < 2^(ℓ−2), products in steps 5–6 < 2^(2p+3) ≤ 2^(ℓ−1).
+fits the ring: z < 2^(ℓ−2), the Newton products < 2^(2p+3) ≤ 2^(ℓ−1), y·g2 < 2^(2p+1), and
+y·g1 is the result itself (its range is the compiler's, ``compiler/ranges.py``).
 
-Error against float, for X = x·2^-s ≥ floor (tested over a dense sweep at s = 12, ℓ = 32..40,
-``tests/test_newton.py``; :func:`error_bound`): the table's relative error ≤ 2^-(M+1) (1/w)
-or 2^-M (1/√w) is squared by the Newton step, so |out·2^-s − g(X)| ≤ ε·g(X) + 2^-(s−1) with
+Error against float, for X = x·2^-s ≥ floor (tested over a dense sweep, ``tests/test_newton.py``;
+:func:`error_bound`): the table's relative error ≤ 2^-(M+1) (1/w) or 2^-M (1/√w) is squared
+by the Newton step, so |out·2^-t − g(X)| ≤ ε·g(X) + 2^-(t−1) with
 ε = 2^-(p−2) (p = 14 at ℓ = 32: ε = 2^-12 ≈ 2.4e-4, measured 1.1e-4; p = 16 from ℓ = 36:
 ε ≈ 6.1e-5, measured 2.7e-5); the absolute term is the floors' (measured ≤ 1.04 ulp).
 An input below ``floor`` is clamped to it (its result is g(floor)).
@@ -57,7 +58,8 @@ class Plan:
 
     kind: str
     ell: int
-    scale: int
+    scale: int  # of the input
+    out_scale: int
     floor: int  # F, integer at scale s, ≥ 1
     p: int
     top: int  # z ∈ [2^(top − width), 2^top)
@@ -82,7 +84,7 @@ def floor_int(floor: float, scale: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def plan(kind: str, ell: int, scale: int, floor: float) -> Plan:
+def plan(kind: str, ell: int, scale: int, out_scale: int, floor: float) -> Plan:
     if kind not in KINDS:
         raise ValueError(f"unknown function {kind!r}; known: {', '.join(KINDS)}")
     p = precision(ell)
@@ -98,17 +100,18 @@ def plan(kind: str, ell: int, scale: int, floor: float) -> Plan:
         z_exp = ell - 3
         top, width = z_exp + 1, 1
         f = [1 << (z_exp - k) for k in ks]
-        expo = [2 * scale - p - k for k in ks]
+        expo = [scale + out_scale - p - k for k in ks]
     else:
         d = ell - 4 if (ell - 4 - scale) % 2 == 0 else ell - 5
         top, width = d + 2, 2
         two_e = [(d - k) + ((d - k) & 1) for k in ks]
         f = [1 << t for t in two_e]
-        expo = [scale + (scale - d) // 2 + t // 2 - p for t in two_e]
+        expo = [out_scale + (scale - d) // 2 + t // 2 - p for t in two_e]
     g1 = [1 << e if e >= 0 else 0 for e in expo]
     g2 = [1 << (e + p) if -p <= e < 0 else 0 for e in expo]
-    return Plan(kind, ell, scale, big_f, p, top, width, tuple(range(j0, kmax + 1)), tuple(f),
-                tuple(g1), tuple(g2))  # fmt: skip
+    exps = tuple(range(j0, kmax + 1))
+    return Plan(kind, ell, scale, out_scale, big_f, p, top, width, exps, tuple(f), tuple(g1),
+                tuple(g2))  # fmt: skip
 
 
 @lru_cache(maxsize=64)
@@ -146,9 +149,11 @@ def newton(pl: Plan, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (y * ((3 << p) - b)) >> (p + 1)
 
 
-def evaluate(x: np.ndarray, kind: str, ell: int, scale: int, floor: float) -> np.ndarray:
+def evaluate(
+    x: np.ndarray, kind: str, ell: int, scale: int, out_scale: int, floor: float
+) -> np.ndarray:
     """The fixed-point result (signed int64) of signed int64 inputs, as the protocol computes."""
-    pl = plan(kind, ell, scale, floor)
+    pl = plan(kind, ell, scale, out_scale, floor)
     x1 = np.maximum(np.asarray(x, np.int64), pl.floor)
     k = np.full(x1.shape, pl.k0, np.int64)
     for j in pl.exps:
@@ -168,7 +173,7 @@ def function(kind: str, x: np.ndarray) -> np.ndarray:
     return 1.0 / x if kind == "reciprocal" else 1.0 / np.sqrt(x)
 
 
-def error_bound(kind: str, ell: int, scale: int, value: np.ndarray) -> np.ndarray:
+def error_bound(kind: str, ell: int, out_scale: int, value: np.ndarray) -> np.ndarray:
     """Stated bound on |result − g(X)| (real units) for inputs X ≥ floor with g(X) = value."""
     eps = 2.0 ** -(precision(ell) - 2)
-    return eps * np.abs(value) + 2.0 ** -(scale - 1)
+    return eps * np.abs(value) + 2.0 ** -(out_scale - 1)

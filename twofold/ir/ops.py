@@ -238,6 +238,10 @@ def _scale_first(types: Sequence[Fix], attrs: Attrs) -> int:
     return types[0].scale
 
 
+def _scale_out(types: Sequence[Fix], attrs: Attrs) -> int:
+    return int(attrs["out_scale"])
+
+
 def _scale_product(types: Sequence[Fix], attrs: Attrs) -> int:
     s = types[0].scale + types[1].scale
     for t in types[2:]:
@@ -379,18 +383,18 @@ for _spec in [
         1,
         1,
         _same,
-        {"floor": 0.0},
-        scale=_scale_first,
-        doc="1/max(x, floor) (ir/newton.py: MSB normalisation, table, Newton step)",
+        {"floor": 0.0, "out_scale": 0},
+        scale=_scale_out,
+        doc="1/max(x, floor) at out_scale (ir/newton.py: MSB normalisation, table, Newton)",
     ),
     OpSpec(
         "rsqrt",
         1,
         1,
         _same,
-        {"floor": 0.0},
-        scale=_scale_first,
-        doc="1/sqrt(max(x, floor)) (ir/newton.py)",
+        {"floor": 0.0, "out_scale": 0},
+        scale=_scale_out,
+        doc="1/sqrt(max(x, floor)) at out_scale (ir/newton.py)",
     ),
     OpSpec(
         "lrn",

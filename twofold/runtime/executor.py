@@ -485,21 +485,26 @@ class Executor:
         )
 
     def reciprocal(
-        self, name: str, x: np.ndarray, floor: float = 0.0, scale: int = 0
+        self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int
     ) -> np.ndarray:
-        """1/max(x, floor) at the input's scale (SIRNN §5; ir/newton.py, protocols/newton.py)."""
-        return self._newton(name, "reciprocal", x, floor, scale)
+        """1/max(x, floor), x at ``in_scale``, the result at ``scale`` (SIRNN §5;
+        ir/newton.py, protocols/newton.py)."""
+        return self._newton(name, "reciprocal", x, floor, in_scale, scale)
 
-    def rsqrt(self, name: str, x: np.ndarray, floor: float = 0.0, scale: int = 0) -> np.ndarray:
-        """1/sqrt(max(x, floor)) at the input's scale (ir/newton.py, protocols/newton.py)."""
-        return self._newton(name, "rsqrt", x, floor, scale)
+    def rsqrt(
+        self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int
+    ) -> np.ndarray:
+        """1/sqrt(max(x, floor)), scales as :meth:`reciprocal` (ir/newton.py)."""
+        return self._newton(name, "rsqrt", x, floor, in_scale, scale)
 
-    def _newton(self, name: str, kind: str, x: np.ndarray, floor: float, scale: int) -> np.ndarray:
+    def _newton(
+        self, name: str, kind: str, x: np.ndarray, floor: float, s_in: int, s_out: int
+    ) -> np.ndarray:
         self._shares(name, x)
         return self._run(
             name,
             kind,
-            lambda: newton_fn(self.party, x, self.ell, kind, int(scale), float(floor)),
+            lambda: newton_fn(self.party, x, self.ell, kind, int(s_in), int(s_out), float(floor)),
         )
 
     def trunc(

@@ -73,6 +73,9 @@ def call_args(graph: Graph, node: Node, ell: int) -> tuple[list[Any], dict[str, 
         kw = {k: _tuple(v) for k, v in node.attrs.items()}
         if node.op in ("pad", "lut", "reciprocal", "rsqrt"):
             kw["scale"] = t.dtype.scale
+        if node.op in ("reciprocal", "rsqrt"):
+            kw["in_scale"] = graph[node.inputs[0]].type.dtype.scale
+            del kw["out_scale"]
     if t.dtype.ell != ell:
         kw["ell"] = t.dtype.ell
     return args, kw

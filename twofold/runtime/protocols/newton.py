@@ -69,10 +69,18 @@ def _mul(party, a: np.ndarray, b: np.ndarray, ell: int, shift: int) -> np.ndarra
     return trunc(party, mul(party, a, b, ell), ell, shift, "msb0")
 
 
-def newton_fn(party, x: np.ndarray, ell: int, kind: str, scale: int, floor: float) -> np.ndarray:  # noqa: ANN001
-    """Additive shares mod 2^ell of ``ir.newton.evaluate(x, kind, ell, scale, floor)``."""
+def newton_fn(
+    party,  # noqa: ANN001
+    x: np.ndarray,
+    ell: int,
+    kind: str,
+    s_in: int,
+    s_out: int,
+    floor: float,
+) -> np.ndarray:
+    """Additive shares mod 2^ell of ``ir.newton.evaluate(x, kind, ell, s_in, s_out, floor)``."""
     x = as_ring(x, ell, f"{kind} input")
-    pl = N.plan(kind, ell, scale, floor)
+    pl = N.plan(kind, ell, s_in, s_out, floor)
     flat = x.reshape(-1)
     big_f = _u(pl.floor, ell)
     x1 = add_const(party, relu(party, wrap(flat - big_f, ell) if party.is_server else flat, ell),
