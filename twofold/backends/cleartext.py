@@ -192,8 +192,7 @@ class Cleartext(Interpreter):
     def op_lut(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         """The table lookup of ir/lut.py, as the 2PC protocol computes it."""
         fn, sc = node.attrs["fn"], node.type.dtype.scale
-        t = lut.table(fn, float(node.attrs["alpha"]), sc)
-        return self.ring(node, t[lut.index(self.sig(node, x), fn, sc)])
+        return self.ring(node, lut.evaluate(self.sig(node, x), fn, float(node.attrs["alpha"]), sc))
 
     def op_reciprocal(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         """ir/newton.py's fixed-point reciprocal, as the 2PC protocol computes it."""

@@ -12,7 +12,7 @@ established: every fixed-point type has the chosen ℓ, and every tensor's bits 
 
 from __future__ import annotations
 
-from ..ir import Fix, Graph, newton
+from ..ir import Fix, Graph, lut, newton
 from .errors import CompileError
 from .headroom import add_relu_checks, clamp_limits
 from .ranges import bits_needed, interval_ranges
@@ -73,6 +73,10 @@ def bitwidth(
     if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
         for n in g.nodes:
             n.meta["bits"] += _spare(g, n.name)
+    for n in g.nodes:  # a table's slope times the low bits must fit the ring (ir/lut.py)
+        if n.op == "lut":
+            need = lut.product_bits(n.attrs["fn"], float(n.attrs["alpha"]), n.type.dtype.scale)
+            n.meta["bits"] = max(n.meta["bits"], need)
     for n in g.nodes:  # ir/newton.py normalises into [2^(ℓ−4), 2^(ℓ−2)): x < 2^(ℓ−3)
         if any(g[u].op in NEWTON for u in g.users(n.name)):
             n.meta["bits"] = max(n.meta["bits"], 2) + 2

@@ -173,6 +173,7 @@ def lower(graph: Graph) -> Graph:
             new = _lower_compare(g, node)
         elif node.op == "abs":
             new = _lower_abs(g, node)
+            g[new].meta["clamp"] = [0.0, None]  # |x| ≥ 0 (a divisor 1 + |x| is positive)
         elif node.op == "prelu":
             new = _lower_prelu(g, node)
         else:

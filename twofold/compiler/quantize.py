@@ -27,16 +27,16 @@ _SAME_SCALE = {
 _ALIGN = {"add", "sub", "concat"}
 
 
-def const_scale(value: float, s: int) -> tuple[int, int]:
-    """(integer, scale) for a public multiplier: 2^-k → (1, k), integers → (v, 0), else with
-    s significant bits (a mean's 1/n below 1 at scale s + its leading zeros: 1/768 at s = 12
-    is 2731/2^21, not 5/2^12, which would be 6% off)."""
+def const_scale(value: float, s: int, precise: bool = False) -> tuple[int, int]:
+    """(integer, scale) for a public multiplier: 2^-k → (1, k), integers → (v, 0), else at s;
+    ``precise`` (``meta.precise``: the means of LayerNorm/InstanceNorm) with s significant
+    bits: 1/768 at s = 12 is 2731/2^21, not 5/2^12, which is 6% off."""
     if value == int(value) and abs(value) < 2**31:
         return int(value), 0
     m, e = math.frexp(value)
     if m == 0.5 and e <= 0:
         return 1, 1 - e
-    k = s + max(0, -e)
+    k = s + max(0, -e) if precise else s
     return int(round(value * 2**k)), k
 
 
@@ -128,7 +128,8 @@ class _Quantizer:
                 new += [self.param(i, out) for i in ins[2:]]
                 g.set_inputs(node.name, new)
             elif node.op == "mul_const":
-                value, k = const_scale(float(node.attrs["value"]), s)
+                precise = bool(node.meta.get("precise", False))
+                value, k = const_scale(float(node.attrs["value"]), s, precise)
                 node.attrs = {"value": value, "scale": k}
                 out = self.scale[ins[0]] + k
             elif node.op in _ALIGN:

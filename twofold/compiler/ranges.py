@@ -231,11 +231,12 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
             f"%{node.name}: {fn} input reaches {float(iv[1].max()):.4g}, beyond its table's "
             f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
         )
-    t = lut.table(fn, float(node.attrs["alpha"]), sc) / 2.0**sc
-    # only the entries the input's interval reaches (exp after a softmax's max subtraction)
+    a, b = lut.table(fn, float(node.attrs["alpha"]), sc)
+    ends = np.append(a, a[-1] + b[-1]) / 2.0**sc  # each piece lies between its endpoints
+    # only the pieces the input's interval reaches (exp after a softmax's max subtraction)
     q = np.array([np.floor(float(iv[0].min()) * 2.0**sc), np.ceil(float(iv[1].max()) * 2.0**sc)])
-    i0, i1 = lut.index(np.clip(q, -(2.0**62), 2.0**62).astype(np.int64), fn, sc)
-    t = t[i0 : i1 + 1]
+    (i0, i1), _ = lut.index(np.clip(q, -(2.0**62), 2.0**62).astype(np.int64), fn, sc)
+    t = ends[i0 : i1 + 2]
     return np.array([t.min()]), np.array([t.max()])
 
 

@@ -66,10 +66,11 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     elif node.op == "maxpool":
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
-    elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
+    elif node.op == "lut":  # clamp (2 ReLUs), 2 truncs, two 2^m-entry tables, a product
         m = lut.spec(node.attrs["fn"]).bits
         clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
-        bits = n * (clamp * per + (ell << m))
+        clamp += NONLINEAR_BITS_L32["faithful"]
+        bits = n * (clamp * per + (ell << (m + 1)) + 2 * ell * (ell + 128))
     elif node.op in newton.KINDS:  # ir/newton.py: clamp, |J| DReLU+B2A, products, truncs, LUT
         s_in = g[node.inputs[0]].type.dtype.scale
         pl = newton.plan(node.op, ell, s_in, node.type.dtype.scale, float(node.attrs["floor"]))

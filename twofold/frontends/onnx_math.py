@@ -116,11 +116,12 @@ def normalize(c: _Converter, x: str, axes: list[int], eps: float) -> str:
     n = math.prod(shape[i] for i in axes)
     keep = {"axes": axes, "keepdims": 1}
     mean = c.add("mul_const", [c.add("reduce_sum", [x], keep)], {"value": 1.0 / n})
+    c.g[mean].meta["precise"] = True
     d = c.add("sub", [x, mean])
     # the variance at scale s + s/2: squares of small deviations truncated to s would lose
     # their digits (std 0.05 at s = 12 is 10 ulp of variance, 655 at s = 18)
     var = c.add("mul_const", [c.add("reduce_sum", [square(c, d, True)], keep)], {"value": 1.0 / n})
-    c.g[var].meta["fine"] = True
+    c.g[var].meta.update(fine=True, precise=True)
     e = c.g.add_param(c.g.fresh_name("epsilon"), np.full([1] * len(shape), eps, np.float32))
     r = c.add("rsqrt", [c.add("add", [var, e])], {"floor": float(eps)})
     y = c.add("mul", [d, r])

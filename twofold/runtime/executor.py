@@ -477,11 +477,11 @@ class Executor:
     ) -> np.ndarray:
         """A public function by table lookup (SIRNN-style; ir/lut.py, protocols/lut.py)."""
         self._shares(name, x)
-        table = lut.table(fn, float(alpha), int(scale))
+        tables = lut.table(fn, float(alpha), int(scale))
         lo, hi = lut.bounds(fn, int(scale))
         sh = lut.shift(fn, int(scale))
         return self._run(
-            name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+            name, "lut", lambda: lut_protocol(self.party, x, self.ell, tables, lo, hi, sh)
         )
 
     def reciprocal(
