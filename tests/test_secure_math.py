@@ -231,3 +231,22 @@ def test_math_model_two_processes_over_tcp_equal_simulate(tmp_path):
     assert got["logits"] == sim["logits"] and got["outputs"] == sim["outputs"]
     math_bytes = got["cost"]["by_kind"]["math"]["bytes_sent"]
     assert math_bytes > 0 and math.isfinite(math_bytes)
+
+
+def test_lut_range_holds_every_result():
+    """compiler/ranges.py's bound for a table contains every value the table produces (the
+    pieces are moved off their chords, so the endpoints of f alone would not bound them)."""
+    from twofold.compiler.ranges import _lut_range
+    from twofold.ir import Fix, Graph, TensorType, Visibility, lut
+
+    for fn in lut.FUNCTIONS:
+        m, s = lut.spec(fn), 12
+        g = Graph()
+        x = g.add("input", attrs={"name": "x", "shape": [1, 4]},
+                  type=TensorType((1, 4), Fix(32, s), Visibility.CLIENT))  # fmt: skip
+        node = g[g.add("lut", [x], {"fn": fn, "alpha": 0.7}, name="t")]
+        for lo, hi in ((m.lo - 1.0, min(m.hi, 7.0)), (-0.75, -0.25)):
+            q = np.arange(int(lo * 2**s), int(hi * 2**s))
+            vals = lut.evaluate(q, fn, 0.7, s) / 2.0**s
+            (rlo,), (rhi,) = _lut_range(node, (np.array([lo]), np.array([hi])))
+            assert rlo <= vals.min() and vals.max() <= rhi, fn

@@ -222,8 +222,9 @@ def interval_ranges(
 
 
 def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
-    """Every table entry bounds the output; an input beyond the domain of a function that does
-    not saturate there (exp above its top) would be clamped silently, so it is refused."""
+    """The pieces the input reaches bound the output; an input beyond the domain of a function
+    that does not saturate there (exp above its top) would be clamped silently, so it is
+    refused."""
     fn, sc = node.attrs["fn"], node.type.dtype.scale
     m = lut.spec(fn)
     if m.tail is None and float(iv[1].max()) >= m.hi:
@@ -232,11 +233,11 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
             f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
         )
     a, b = lut.table(fn, float(node.attrs["alpha"]), sc)
-    ends = np.append(a, a[-1] + b[-1]) / 2.0**sc  # each piece lies between its endpoints
+    # piece i takes values a_i + round(b_i·r / 2^sh), r < 2^sh: between a_i and a_i + b_i;
     # only the pieces the input's interval reaches (exp after a softmax's max subtraction)
     q = np.array([np.floor(float(iv[0].min()) * 2.0**sc), np.ceil(float(iv[1].max()) * 2.0**sc)])
     (i0, i1), _ = lut.index(np.clip(q, -(2.0**62), 2.0**62).astype(np.int64), fn, sc)
-    t = ends[i0 : i1 + 2]
+    t = np.concatenate([a[i0 : i1 + 1], a[i0 : i1 + 1] + b[i0 : i1 + 1]]) / 2.0**sc
     return np.array([t.min()]), np.array([t.max()])
 
 
