@@ -130,6 +130,29 @@ def test_layer_norm_within_its_stated_bound(tmp_path):
         assert np.all(err <= 2.0**-11 / sigma + 2.0**-9 * np.abs(want) + 2.0**-11), sd
 
 
+def test_gelu_within_its_stated_bound(tmp_path):
+    """GELU as torch exports it (Div by √2, Erf, Add 1, Mul x, Mul ½) over [−6, 6] in steps
+    of 2^-10: |y − GELU(x)| ≤ |x|·β/2 + 2^-(s−2), β the erf table's bound (ir/lut.py)."""
+    from twofold.ir import lut
+
+    c = [numpy_helper.from_array(np.array(v, np.float32), k)
+         for k, v in (("r2", math.sqrt(2)), ("one", 1.0), ("half", 0.5))]  # fmt: skip
+    nodes = [
+        helper.make_node("Div", ["x", "r2"], ["u"]),
+        helper.make_node("Erf", ["u"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["p"]),
+        helper.make_node("Mul", ["x", "p"], ["q"]),
+        helper.make_node("Mul", ["q", "half"], ["y"]),
+    ]
+    x = np.arange(-6, 6, 2.0**-10).reshape(1, -1).astype(np.float32)
+    g, _ = compile_model(_model(tmp_path, nodes, list(x.shape), c), None, preprocess="none",
+                         input_range=(-6, 6))  # fmt: skip
+    x64 = x.astype(np.float64)
+    want = x64 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2))) / 2
+    err = np.abs(_simulate(g, x) - want)
+    assert np.all(err <= np.abs(x64) * lut.error_bound("erf", 1.0, 12) / 2 + 2.0**-10)
+
+
 def test_torch_layer_norm_below_opset_17_and_tanh_gelu_two_party(tmp_path):
     """torch's LayerNorm at opset 13 (ReduceMean, Sub, Pow 2, Add ε, Sqrt, Div: the Div by a
     Sqrt becomes one rsqrt) and GELU's tanh form (Pow 3, Tanh), plus Reciprocal and Div by a
