@@ -201,6 +201,9 @@ class Cleartext(Interpreter):
     def op_rsqrt(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         return self._newton(node, x)
 
+    def op_log(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return self._newton(node, x)
+
     def _newton(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         s_in = self.graph[node.inputs[0]].type.dtype.scale
         out = newton.evaluate(

@@ -86,7 +86,7 @@ def output_function(graph: Graph) -> Graph:
             new = g.add("lut", n.inputs, {"fn": "sigmoid"}, name=n.name + "_lut")
             g.replace_uses(n.name, new)
             g.remove(n.name)
-        elif n.op == "softmax":  # inside the network: max, exp table, sum, reciprocal
+        elif n.op in ("softmax", "log_softmax"):  # inside: max, exp table, sum, 1/s or log s
             new = lower_softmax(g, n)
             g.replace_uses(n.name, new)
             g.remove(n.name)

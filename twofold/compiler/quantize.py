@@ -140,7 +140,7 @@ class _Quantizer:
                 )
             elif node.op in _SAME_SCALE:
                 out = self.scale[ins[0]]
-            elif node.op in ("reciprocal", "rsqrt"):  # any input scale, the result at s
+            elif node.op in ("reciprocal", "rsqrt", "log"):  # any input scale, result at s
                 node.attrs["out_scale"] = out = s
             elif node.op == "lut":
                 out = self.scale[ins[0]]

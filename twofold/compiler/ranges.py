@@ -8,6 +8,8 @@ widened by a margin) tightens them (DESIGN.md §4, pass 6).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir import Graph, lut, newton
@@ -184,7 +186,7 @@ def interval_ranges(
                       np.array([max(p[1].max() for p in parts)]))  # fmt: skip
         elif op == "lut":
             iv = _lut_range(node, r[ins[0]])
-        elif op in ("reciprocal", "rsqrt"):
+        elif op in newton.KINDS:
             iv = _newton_range(g, node, r[ins[0]])
         elif op == "reduce_sum":
             shape = g[ins[0]].type.shape
@@ -242,9 +244,10 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
 
 
 def _newton_range(g: Graph, node, iv: Interval) -> Interval:  # noqa: ANN001
-    """g(max(x, floor)) is decreasing: [g(hi)·(1 − ε) − 2 ulp, g(lo')·(1 + ε) + 2 ulp] with
-    lo' = max(lo, floor), ε = 2^-8 ≥ ir/newton.py's bound at every ring it accepts. A divisor
-    that may be negative is refused (no sign handling: 1/x would be silently wrong)."""
+    """1/x and 1/√x of max(x, floor) are decreasing: [g(hi)·(1 − ε) − 2 ulp, g(lo')·(1 + ε) +
+    2 ulp] with lo' = max(lo, floor), ε = 2^-8 ≥ ir/newton.py's bound at every ring it accepts;
+    ln is increasing. A divisor or root that may be negative is refused (no sign handling: 1/x
+    would be silently wrong)."""
     sc = node.type.dtype.scale
     s_in = g[node.inputs[0]].type.dtype.scale
     lo, hi = float(iv[0].min()), float(iv[1].max())
@@ -255,6 +258,9 @@ def _newton_range(g: Graph, node, iv: Interval) -> Interval:  # noqa: ANN001
         )
     f = newton.floor_int(float(node.attrs["floor"]), s_in) / 2.0**s_in
     lo, hi = max(lo, f), max(hi, f)
+    if node.op == "log":  # increasing; ir/newton.py's bound 2^-(M+1) + 1 ulp
+        e = 2.0 ** -(newton.M + 1) + 2 * 2.0**-sc
+        return np.array([math.log(lo) - e]), np.array([math.log(hi) + e])
     g = newton.function(node.op, np.array([hi, lo]))
     ulp, eps = 2.0**-sc, 2.0**-8
     return np.array([max(0.0, g[0] * (1 - eps) - 2 * ulp)]), np.array([g[1] * (1 + eps) + 2 * ulp])

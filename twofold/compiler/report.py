@@ -75,8 +75,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         s_in = g[node.inputs[0]].type.dtype.scale
         pl = newton.plan(node.op, ell, s_in, node.type.dtype.scale, float(node.attrs["floor"]))
         drelu = NONLINEAR_BITS_L32["relu"] - 2 * 32  # a ReLU is a DReLU plus its MUX
-        products = 6 if node.op == "reciprocal" else 7  # x·f, Newton, both output halves
-        truncs = 3 + (2 if node.op == "reciprocal" else 3)
+        products = {"reciprocal": 6, "rsqrt": 7, "log": 1}[node.op]  # x·f, Newton, output
+        truncs = {"reciprocal": 5, "rsqrt": 6, "log": 1}[node.op]
         nonlin = NONLINEAR_BITS_L32["relu"] + truncs * NONLINEAR_BITS_L32["msb0"]
         bits = n * (
             (nonlin + len(pl.exps) * drelu) * per

@@ -33,10 +33,16 @@ by the Newton step, so |out·2^-t − g(X)| ≤ ε·g(X) + 2^-(t−1) with
 ε = 2^-(p−2) (p = 14 at ℓ = 32: ε = 2^-12 ≈ 2.4e-4, measured 1.1e-4; p = 16 from ℓ = 36:
 ε ≈ 6.1e-5, measured 2.7e-5); the absolute term is the floors' (measured ≤ 1.04 ulp).
 An input below ``floor`` is clamped to it (its result is g(floor)).
+
+``log`` (LogSoftmax inside the network) shares steps 1–4 with the reciprocal and stops there:
+ln X = (k − s)·ln 2 + ln w, the first term a public per-k constant (a linear form in the c_j),
+the second a 256-entry table of ln w at the cell's midpoint, both at the output scale t:
+|out·2^-t − ln X| ≤ 2^-(M+1) + 2^-t.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,7 +50,7 @@ import numpy as np
 
 #: Index bits of the first-approximation table (one 1-out-of-256 OT per element).
 M = 8
-KINDS = ("reciprocal", "rsqrt")
+KINDS = ("reciprocal", "rsqrt", "log")
 
 
 def precision(ell: int) -> int:
@@ -96,6 +102,12 @@ def plan(kind: str, ell: int, scale: int, out_scale: int, floor: float) -> Plan:
     if j0 - 1 > kmax:
         raise ValueError(f"{kind}: floor {floor} does not fit the ring ℓ = {ell}")
     ks = range(j0 - 1, kmax + 1)
+    if kind == "log":  # ln X = (k − s)·ln 2 + ln w: g1 holds the first term, no Newton step
+        z_exp = ell - 3
+        f = [1 << (z_exp - k) for k in ks]
+        g1 = [int(round((k - scale) * math.log(2) * 2.0**out_scale)) for k in ks]
+        return Plan(kind, ell, scale, out_scale, big_f, p, z_exp + 1, 1,
+                    tuple(range(j0, kmax + 1)), tuple(f), tuple(g1), (0,) * len(g1))  # fmt: skip
     if kind == "reciprocal":
         z_exp = ell - 3
         top, width = z_exp + 1, 1
@@ -117,9 +129,12 @@ def plan(kind: str, ell: int, scale: int, out_scale: int, floor: float) -> Plan:
 @lru_cache(maxsize=64)
 def table(kind: str, p: int) -> np.ndarray:
     """T[i] = round(2^p·g(w)) at the midpoint w of cell i (read-only int64[2^M]); rsqrt's
-    cells cover [0, 4) and those below w = 1 are never read (0)."""
+    cells cover [0, 4) and those below w = 1 are never read (0); ``log``'s is ln w at the
+    output scale p."""
     i = np.arange(1 << M, dtype=np.float64)
-    if kind == "reciprocal":
+    if kind == "log":
+        t = np.rint(np.log1p((i + 0.5) / 2**M) * 2.0**p)
+    elif kind == "reciprocal":
         t = np.rint(2.0**p / (1.0 + (i + 0.5) / 2**M))
     else:
         w = (i + 0.5) * 4.0 / 2**M
@@ -130,8 +145,9 @@ def table(kind: str, p: int) -> np.ndarray:
 
 
 def index_shift(pl: Plan) -> int:
-    """z >> this is 2^M + i (reciprocal) or i ∈ [2^(M−2), 2^M) (rsqrt): the table index mod 2^M."""
-    return pl.top - M - (1 if pl.kind == "reciprocal" else 0)
+    """z >> this is 2^M + i (reciprocal, log) or i ∈ [2^(M−2), 2^M) (rsqrt): the table index
+    mod 2^M."""
+    return pl.top - M - (0 if pl.kind == "rsqrt" else 1)
 
 
 def w_shift(pl: Plan) -> int:
@@ -160,7 +176,10 @@ def evaluate(
         k += x1 >= (1 << j)
     pos = k - pl.k0
     z = x1 * np.asarray(pl.f, np.int64)[pos]
-    y = table(kind, pl.p)[(z >> index_shift(pl)) & ((1 << M) - 1)]
+    idx = (z >> index_shift(pl)) & ((1 << M) - 1)
+    if kind == "log":
+        return table(kind, out_scale)[idx] + np.asarray(pl.g1, np.int64)[pos]
+    y = table(kind, pl.p)[idx]
     y = newton(pl, y, z >> w_shift(pl))
     g1 = np.asarray(pl.g1, np.int64)[pos]
     g2 = np.asarray(pl.g2, np.int64)[pos]
@@ -170,10 +189,14 @@ def evaluate(
 def function(kind: str, x: np.ndarray) -> np.ndarray:
     """The float function the fixed-point algorithm approximates."""
     x = np.asarray(x, np.float64)
+    if kind == "log":
+        return np.log(x)
     return 1.0 / x if kind == "reciprocal" else 1.0 / np.sqrt(x)
 
 
 def error_bound(kind: str, ell: int, out_scale: int, value: np.ndarray) -> np.ndarray:
     """Stated bound on |result − g(X)| (real units) for inputs X ≥ floor with g(X) = value."""
+    if kind == "log":  # the table's cell: |ln' w| ≤ 1 on [1, 2); two roundings
+        return np.full(np.shape(value), 2.0 ** -(M + 1) + 2.0**-out_scale)
     eps = 2.0 ** -(precision(ell) - 2)
     return eps * np.abs(value) + 2.0 ** -(out_scale - 1)

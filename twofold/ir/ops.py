@@ -388,6 +388,15 @@ for _spec in [
         doc="1/max(x, floor) at out_scale (ir/newton.py: MSB normalisation, table, Newton)",
     ),
     OpSpec(
+        "log",
+        1,
+        1,
+        _same,
+        {"floor": 0.0, "out_scale": 0},
+        scale=_scale_out,
+        doc="ln max(x, floor) at out_scale (ir/newton.py: MSB exponent + a table of ln w)",
+    ),
+    OpSpec(
         "rsqrt",
         1,
         1,

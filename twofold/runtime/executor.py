@@ -42,6 +42,7 @@ KIND = {
     "lut": "math",
     "reciprocal": "math",
     "rsqrt": "math",
+    "log": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -496,6 +497,10 @@ class Executor:
     ) -> np.ndarray:
         """1/sqrt(max(x, floor)), scales as :meth:`reciprocal` (ir/newton.py)."""
         return self._newton(name, "rsqrt", x, floor, in_scale, scale)
+
+    def log(self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int) -> np.ndarray:
+        """ln max(x, floor), scales as :meth:`reciprocal` (ir/newton.py)."""
+        return self._newton(name, "log", x, floor, in_scale, scale)
 
     def _newton(
         self, name: str, kind: str, x: np.ndarray, floor: float, s_in: int, s_out: int

@@ -10,7 +10,8 @@ same integers on shares, step by step:
    truncations of z ≥ 0; the first approximation y = T[i] by one 1-out-of-2^M OT (lut.py);
 4. the Newton step: two (reciprocal) or three (rsqrt) COT products, each followed by a
    known-MSB truncation (every operand is provably non-negative);
-5. out = y·g1 + trunc(y·g2, p): one COT product on both halves at once, one truncation.
+5. out = y·g1 + trunc(y·g2, p): one COT product on both halves at once, one truncation;
+   ``log`` stops after the table: out = T[i] + (the per-k constant's linear form).
 
 Bit-exact with ``ir.newton.evaluate`` (same clamps, floors, table and ring). Communication per
 element at ℓ = 32 (F = 1 ulp, 28 comparisons): dominated by the 28 DReLUs; measured by
@@ -89,11 +90,13 @@ def newton_fn(
     f = _form(party, c, pl.f, pl, ell)
     z = mul(party, x1, f, ell)
     idx = trunc(party, z, ell, N.index_shift(pl), "msb0") & np.uint64((1 << N.M) - 1)
-    w = trunc(party, z, ell, N.w_shift(pl), "msb0")
-    table = N.table(kind, pl.p)
+    w = trunc(party, z, ell, N.w_shift(pl), "msb0") if kind != "log" else None
+    table = N.table(kind, s_out if kind == "log" else pl.p)
     y = np.empty_like(flat)
     for lo in range(0, flat.size, LUT_CHUNK):
         y[lo : lo + LUT_CHUNK] = _lookup(party, idx[lo : lo + LUT_CHUNK], table, ell)
+    if kind == "log":  # ln w + (k − s)·ln 2
+        return wrap(y + _form(party, c, pl.g1, pl, ell), ell).reshape(x.shape)
     p = pl.p
     if kind == "reciprocal":
         e = _mul(party, w, y, ell, p)
