@@ -22,20 +22,22 @@ A divisor that may be negative is refused at compile time (``compiler/ranges.py`
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
 
 from .onnx import CONVERTERS, _Converter, _reg
 
-#: IR value → the value it is the square root of (Sqrt), so a Div by it uses rsqrt directly.
-_SQRT_OF = "_sqrt_of"
+#: Per conversion: IR value of a Sqrt → (its operand, that operand's rsqrt), so a Div by it
+#: uses the rsqrt directly.
+_SQRTS: weakref.WeakKeyDictionary[_Converter, dict[str, tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _sqrt_of(c: _Converter) -> dict[str, tuple[str, str]]:
-    if not hasattr(c, _SQRT_OF):
-        setattr(c, _SQRT_OF, {})
-    return getattr(c, _SQRT_OF)
+    return _SQRTS.setdefault(c, {})
 
 
 def square(c: _Converter, x: str, fine: bool = False) -> str:
