@@ -378,32 +378,13 @@ for _spec in [
         doc="relu(x) + slope (x - relu(x)), slope a weight (lowered)",
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
-    OpSpec(
-        "reciprocal",
-        1,
-        1,
-        _same,
-        {"floor": 0.0, "out_scale": 0},
-        scale=_scale_out,
-        doc="1/max(x, floor) at out_scale (ir/newton.py: MSB normalisation, table, Newton)",
-    ),
-    OpSpec(
-        "log",
-        1,
-        1,
-        _same,
-        {"floor": 0.0, "out_scale": 0},
-        scale=_scale_out,
-        doc="ln max(x, floor) at out_scale (ir/newton.py: MSB exponent + a table of ln w)",
-    ),
-    OpSpec(
-        "rsqrt",
-        1,
-        1,
-        _same,
-        {"floor": 0.0, "out_scale": 0},
-        scale=_scale_out,
-        doc="1/sqrt(max(x, floor)) at out_scale (ir/newton.py)",
+    *(
+        OpSpec(name, 1, 1, _same, {"floor": 0.0, "out_scale": 0}, scale=_scale_out, doc=doc)
+        for name, doc in (
+            ("reciprocal", "1/max(x, floor) at out_scale (ir/newton.py: MSB, table, Newton)"),
+            ("rsqrt", "1/sqrt(max(x, floor)) at out_scale (ir/newton.py)"),
+            ("log", "ln max(x, floor) at out_scale (ir/newton.py: MSB exponent + ln w table)"),
+        )
     ),
     OpSpec(
         "lrn",
