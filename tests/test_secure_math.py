@@ -199,6 +199,28 @@ def test_torch_layer_norm_below_opset_17_and_tanh_gelu_two_party(tmp_path):
     _check(path, RNG.uniform(-3, 3, (1, 4, 6)))
 
 
+def test_torch_group_norm_batch_two_party(tmp_path):
+    """GroupNorm as torch exports it (Reshape, InstanceNormalization, Reshape, Mul, Add) and
+    SiLU on a batch of 2: within 1e-2 of onnxruntime and bit-exact in 2PC."""
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.g = torch.nn.GroupNorm(2, 8)
+            self.o = torch.nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return self.o(torch.nn.functional.silu(self.g(self.c(x))))
+
+    torch.manual_seed(0)
+    path = tmp_path / "gn.onnx"
+    torch.onnx.export(Net().eval(), (torch.zeros(2, 3, 6, 6),), str(path), input_names=["x"],
+                      output_names=["y"], opset_version=17, dynamo=False)  # fmt: skip
+    assert "InstanceNormalization" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    _check(path, RNG.uniform(-2, 2, (2, 3, 6, 6)))
+
+
 def test_refusals_name_the_node(tmp_path):
     """A divisor that may be negative, a Pow exponent without a secure form: one clear
     error each."""
