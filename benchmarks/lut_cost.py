@@ -37,15 +37,13 @@ def measure(fn: str, n: int, ell: int, scale: int) -> dict:
     m = np.uint64((1 << ell) - 1)
     x = np.random.default_rng(0).integers(lo, hi, n).view(np.uint64) & m
     r = np.random.default_rng(1).integers(0, 1 << ell, n, dtype=np.uint64)
-    t = lut.table(fn, 1.0, scale)
-    slopes = getattr(lut, "slopes", lambda *a: None)(fn, 1.0, scale)
-    args = (ell, t, lo, hi, lut.shift(fn, scale))
-    kw = {"slopes": slopes} if slopes is not None else {}
+    tables = lut.table(fn, 1.0, scale)
+    args = (ell, tables, lo, hi, lut.shift(fn, scale))
     sent: dict[str, int] = {}
 
     def side(xs: np.ndarray, who: str):  # noqa: ANN202
         def f(p):  # noqa: ANN001, ANN202
-            out = lut_protocol(p, xs, *args, **kw)
+            out = lut_protocol(p, xs, *args)
             sent[who] = p.chan.bytes_sent
             return out
 
@@ -55,8 +53,7 @@ def measure(fn: str, n: int, ell: int, scale: int) -> dict:
     run_pair(side((x - r) & m, "server"), side(r, "client"), make=_party, timeout=1800)
     return {
         "fn": fn,
-        "entries": int(t.size),
-        "linear_pieces": slopes is not None,
+        "pieces": int(tables[0].size),
         "bytes_per_element": round((sent["server"] + sent["client"]) / n, 1),
         "cpu_us_per_element": round((time.process_time() - c) / n * 1e6, 1),
         "wall_s": round(time.perf_counter() - w, 2),
@@ -76,10 +73,10 @@ def main() -> int:
     n = 2000 if a.quick else a.n
     rows = [measure(fn, n, a.ell, a.scale) for fn in a.fns]
     print(f"n = {n}, ell = {a.ell}, s = {a.scale}, tree {lut.__file__}")
-    print("| fn | entries | linear pieces | bytes / element | CPU µs / element | load |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    print("| fn | pieces | bytes / element | CPU µs / element | load |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['fn']} | {r['entries']} | {r['linear_pieces']} | {r['bytes_per_element']:,} "
+        print(f"| {r['fn']} | {r['pieces']} | {r['bytes_per_element']:,} "
               f"| {r['cpu_us_per_element']} | {r['load_avg']} |")  # fmt: skip
     if a.json_path:
         Path(a.json_path).write_text(json.dumps(rows, indent=1))

@@ -1,7 +1,8 @@
-"""The 2PC table lookup (runtime/protocols/lut.py) sends k-bit entries (k = the table span's
-bits + 1) and lifts them to Z_2^ell with the top bit known zero: bit for bit the cleartext
-lookup of ir/lut.py, for tables with negative entries (tanh, ELU), the piecewise linear
-sigmoid (a second table, a product, a truncation) and across rings."""
+"""The 2PC table lookup (runtime/protocols/lut.py) sends each piece's intercept and slope as
+k-bit numbers (k = the table span's bits + 1) packed into one OT message and lifts them to
+Z_2^ell with the top bit known zero: bit for bit ir/lut.evaluate, for tables with negative
+entries and slopes (tanh, ELU: the faithful truncation), the sigmoid (known-MSB) and across
+rings."""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ def test_lut_two_party_equals_cleartext(fn, ell, scale):
     x_ring = x.view(np.uint64) & np.uint64(m)
     r = np.array([secrets.randbits(ell) for _ in range(x.size)], np.uint64)
     x0, x1 = (x_ring - r) & np.uint64(m), r
-    t, d = lut.table(fn, 1.0, scale), lut.slopes(fn, 1.0, scale)
-    k, base = lut.entry_bits(t)
-    assert k < ell  # the narrow path: k-bit entries, lifted
-    args = (ell, t, lo, hi, lut.shift(fn, scale))
+    tables = lut.table(fn, 1.0, scale)
+    ks = [lut.entry_bits(t)[0] for t in tables]
+    assert max(ks) < ell and sum(ks) <= 64  # the narrow path: one packed message, lifted
+    args = (ell, tables, lo, hi, lut.shift(fn, scale))
 
     def run(xs):  # noqa: ANN001, ANN202
-        return lambda p: lut_protocol(p, xs, *args, slopes=d)
+        return lambda p: lut_protocol(p, xs, *args)
 
     s, c = run_pair(run(x0), run(x1), make=_party)
     got = ((s + c) & np.uint64(m)).astype(np.int64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph, lut
+from ..ir import Graph, lut, newton
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
@@ -42,19 +42,16 @@ def _macs(g: Graph, node) -> int:  # noqa: ANN001
 
 
 def _lut_bits(node, ell: int) -> float:  # noqa: ANN001
-    """Per element: the clamp's two ReLUs and the index's known-MSB truncation; each table's
-    2^m k-bit entries and the (ell − k)-bit COT lifting them (protocols/lut.py); for a piecewise
-    linear function also a product of shared values and a known-MSB truncation."""
+    """Per element (runtime/protocols/lut.py): the clamp's two ReLUs, the index's known-MSB
+    truncation, 2^m entries of k_a + k_b bits (each table's span + 1, one packed message), the
+    (ell − k)-bit COT lifting them, the product b_i·r and its truncation (known-MSB when every
+    b_i ≥ 0)."""
     fn, alpha, sc = node.attrs["fn"], float(node.attrs.get("alpha", 1.0)), node.type.dtype.scale
-    m = lut.spec(fn).bits
-    tables = [lut.table(fn, alpha, sc), lut.slopes(fn, alpha, sc)]
-    bits = (2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]) * ell / 32
-    for t in (t for t in tables if t is not None):
-        k = min(lut.entry_bits(t)[0], ell)
-        bits += (k << m) + (ell - k)
-    if tables[1] is not None:
-        bits += 2 * ell * (ell + 128) + NONLINEAR_BITS_L32["msb0"] * ell / 32
-    return bits
+    a, b = lut.table(fn, alpha, sc)
+    ks = [min(lut.entry_bits(t)[0], ell) for t in (a, b)]
+    last = NONLINEAR_BITS_L32["msb0" if int(b.min()) >= 0 else "faithful"]
+    bits = (2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"] + last) * ell / 32
+    return bits + (sum(ks) << lut.spec(fn).bits) + (ell - min(ks)) + 2 * ell * (ell + 128)
 
 
 def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
@@ -82,8 +79,21 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     elif node.op == "maxpool":
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
-    elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
+    elif node.op == "lut":  # clamp (2 ReLUs), 2 truncs, two 2^m-entry tables, a product
         bits = n * _lut_bits(node, ell)
+    elif node.op in newton.KINDS:  # ir/newton.py: clamp, |J| DReLU+B2A, products, truncs, LUT
+        s_in = g[node.inputs[0]].type.dtype.scale
+        pl = newton.plan(node.op, ell, s_in, node.type.dtype.scale, float(node.attrs["floor"]))
+        drelu = NONLINEAR_BITS_L32["relu"] - 2 * 32  # a ReLU is a DReLU plus its MUX
+        products = {"reciprocal": 6, "rsqrt": 7, "log": 1}[node.op]  # x·f, Newton, output
+        truncs = {"reciprocal": 5, "rsqrt": 6, "log": 1}[node.op]
+        nonlin = NONLINEAR_BITS_L32["relu"] + truncs * NONLINEAR_BITS_L32["msb0"]
+        bits = n * (
+            (nonlin + len(pl.exps) * drelu) * per
+            + len(pl.exps) * (ell + 128)
+            + products * ell * (ell + 128)
+            + (ell << newton.M)
+        )
     elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
         bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
     elif node.op == "input":

@@ -1,34 +1,33 @@
-"""Lookup-table evaluation of a public function on a shared input (SIRNN, Rathee et al.,
-IEEE S&P 2021, §4: LUTs over 1-out-of-N OT; the table and index rule are ``ir/lut.py``).
+"""Piecewise-linear table evaluation of a public function on a shared input (SIRNN, Rathee et
+al., IEEE S&P 2021, §4: LUTs over 1-out-of-N OT on the high bits; the tables and the rule are
+``ir/lut.py``).
 
 1. clamp: U = relu(x − LO) − relu(x − (HI − 1)) ∈ [0, HI − LO) (one ReLU call on both);
-2. index: i = U >> shift by the known-MSB truncation (U ≥ 0), exact; its shares mod 2^ell
-   reduced mod 2^m are shares a (server) + b (client) = i mod 2^m;
-3. table: the server, as OT sender, offers for every element the rotated table
-   T[(a + j) mod 2^m] − r; the client chooses j = b and gets T[i] − r; the server keeps r.
-   A 2^m-entry choice is split into b = 256·b_hi + b_lo (KK13 offers N ≤ 256): for each
-   q < 2^(m−8) the server offers T[(a + 256q + j) mod 2^m] − r + M_q under choice b_lo, and
-   M_q itself by a 1-out-of-2^(m−8) OT under b_hi; the client unmasks the row q = b_hi and
-   learns nothing of the other rows (each is masked by an M_q it never sees).
+2. index: i = U >> shift by the known-MSB truncation (U ≥ 0), exact; the low bits
+   r = U − i·2^shift locally; the shares of i mod 2^ell reduced mod 2^m are shares
+   a (server) + b (client) = i mod 2^m;
+3. tables: the server, as OT sender, offers for every element the rotated tables
+   T[(a + j) mod 2^m] − ρ; the client chooses j = b and gets T[i] − ρ; the server keeps ρ.
+   The intercept and the slope travel in ONE message: each as a k-bit number (k = its table's
+   span + 1 bits, the table's minimum subtracted; ρ uniform mod 2^k), packed side by side
+   (12 + 7 bits for a sigmoid at s = 11, against two ell-bit messages). A 2^m-entry choice
+   with m > 8 is split into b = 256·b_hi + b_lo (KK13 offers N ≤ 256): for each
+   q < 2^(m−8) the server offers T[(a + 256q + j) mod 2^m] − ρ + M_q under choice b_lo, and
+   M_q by a 1-out-of-2^(m−8) OT under b_hi; the client unmasks the row q = b_hi and learns
+   nothing of the other rows;
+4. lift: shares c (client) + ρ (server) = v mod 2^k of a value v < 2^(k−1) become shares
+   mod 2^ell (SIRNN §3's zero extension, with the known-MSB wrap of CrypTFlow2 §4.2):
+   v = c + ρ − 2^k·w, w = msb(c) ∨ msb(ρ) (both top bits set: the sum wraps; one set:
+   v < 2^(k−1) forces the wrap; none: it cannot). Shares of w mod 2^(ell − k) by one
+   correlated OT: the server sends correlation 1 − msb(ρ), the client chooses msb(c), and
+   w = msb(ρ) + msb(c)·(1 − msb(ρ)); both tables' lifts in one COT call. The server adds the
+   table's minimum back;
+5. y = a_i + trunc(b_i·r + 2^(shift−1), shift): one product of two shared values (correlated
+   OT), one truncation — known-MSB when every b_i ≥ 0 (then b_i·r + 2^(shift−1) ≥ 0).
 
-4. narrow entries: the offered entries are T[·] − min T in Z_2^k, k the bits of the table's
-   span plus one (13 for a sigmoid at s = 11, against ell = 30..40), so every looked-up value
-   v has its top bit zero; shares c (client) + r (server) = v mod 2^k are lifted to Z_2^ell
-   (SIRNN §3's zero extension, with the known-MSB wrap of CrypTFlow2 §4.2): v = c + r − 2^k·w
-   where w = msb(c) ∨ msb(r) (if both top bits are set the sum wraps; if one is, v < 2^(k−1)
-   forces the wrap; if none, it cannot). Shares of 2^k·w mod 2^ell by one correlated OT of
-   (ell − k)-bit messages: the server sends correlation 1 − msb(r), the client chooses
-   msb(c), and w = msb(r) + msb(c)·(1 − msb(r)). The server adds min T back.
-
-5. piecewise linear (``slopes`` D given, ir/lut.py): φ = U − (i << shift) is local (the
-   index truncation is exact); D[i] is looked up like T[i] (same choice), D[i]·φ is one
-   product of shared values (``mul``) and (D[i]·φ + 2^(shift−1)) >> shift one truncation
-   (known MSB when every D ≥ 0, as for a sigmoid); the result is T[i] + that.
-
-Communication per element: two ReLUs, one known-MSB truncation, 2^m·k bits of tables, one
-COT of ell − k bits (twice, plus a product and a truncation, when piecewise linear).
-Bit-exact with the cleartext interpreter (same clamp, floor shift, tables and product; the
-lift is exact).
+Communication per element: two ReLUs, two truncations, one product, 2^m·(k_a + k_b) bits of
+tables and one COT of ell − min(k) bits. Bit-exact with the cleartext interpreter (same
+clamp, floor shifts and tables; the lift is exact).
 """
 
 from __future__ import annotations
@@ -38,11 +37,12 @@ import numpy as np
 from ...ir.lut import entry_bits
 from ._ot import cot, kkot
 from ._util import as_ring, prg, wrap
+from .arith import add_const
 from .mul import mul
 from .relu import relu
 from .trunc import trunc
 
-#: Table entries per OT batch (2^m per element, 8 bytes each: 32 MiB of offered tables).
+#: Table entries per OT batch (2^m per element and table, 8 bytes each: 32 MiB offered).
 ENTRIES = 1 << 22
 
 
@@ -88,45 +88,6 @@ def _lookup(party, idx: np.ndarray, tables: list[np.ndarray], ks: list[int]) -> 
     return [wrap(word >> np.uint64(o), k) for k, o in zip(ks, offs, strict=True)]
 
 
-def lut(
-    party,  # noqa: ANN001
-    x: np.ndarray,
-    ell: int,
-    table: np.ndarray,
-    lo: int,
-    hi: int,
-    shift: int,
-    slopes: np.ndarray | None = None,
-) -> np.ndarray:
-    """Additive shares mod 2^ell of lut.evaluate: table[i] with i = (clip(x, lo, hi − 1) −
-    lo) >> shift, plus (slopes[i]·φ + 2^(shift−1)) >> shift (φ: the low ``shift`` bits)."""
-    x = as_ring(x, ell, "lut input")
-    size = int(table.size)
-    if size < 2 or size & (size - 1) or (size > 256 and size % 256):
-        raise ValueError(f"lut: table size {size} must be a power of two >= 2")
-    flat = x.reshape(-1)
-    if party.is_server:
-        offsets = [np.uint64(v % (1 << 64)) for v in (lo, hi - 1)]
-        shifted = np.concatenate([flat - offsets[0], flat - offsets[1]])
-    else:
-        shifted = np.concatenate([flat, flat])
-    r = relu(party, wrap(shifted, ell), ell)
-    u = wrap(r[: flat.size] - r[flat.size :], ell)
-    i = trunc(party, u, ell, shift, "msb0") if shift else u
-    phi = wrap(u - (i << np.uint64(shift)), ell)
-    i = i & np.uint64(size - 1)
-    if slopes is None or not shift:
-        (out,) = _entries(party, i, [table], ell)
-    else:
-        out, rise = _entries(party, i, [table, slopes], ell)
-        prod = mul(party, rise, phi, ell)
-        if party.is_server:  # round to nearest: + 2^(shift−1) before the floor
-            prod = wrap(prod + (np.uint64(1) << np.uint64(shift - 1)), ell)
-        kind = "msb0" if int(slopes.min()) >= 0 else "faithful"
-        out = wrap(out + trunc(party, prod, ell, shift, kind), ell)
-    return out.reshape(x.shape)
-
-
 def _entries(party, i: np.ndarray, tables: list[np.ndarray], ell: int) -> list[np.ndarray]:  # noqa: ANN001, E501
     """Shares mod 2^ell of each tables[t][i] (flat): k-bit entries, packed into one OT message
     per element while they fit 64 bits, then lifted by one COT call (steps 3 and 4)."""
@@ -134,7 +95,7 @@ def _entries(party, i: np.ndarray, tables: list[np.ndarray], ell: int) -> list[n
     narrow, ks, bases = [], [], []
     for t in tables:
         k, base = entry_bits(t)
-        narrow.append((t.astype(np.int64) - base).view(np.uint64))
+        narrow.append((np.asarray(t, np.int64) - base).view(np.uint64))
         ks.append(min(k, ell))
         bases.append(base)
     if sum(ks) > 64:  # too wide to pack: one table at a time
@@ -168,3 +129,44 @@ def _lift(party, vs: list[np.ndarray], ks: list[int], ell: int) -> list[np.ndarr
         out[j] = wrap(vs[j] - (w[at : at + n] << np.uint64(ks[j])), ell)
         at += n
     return out
+
+
+def lookup(party, i: np.ndarray, table: np.ndarray, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares mod 2^ell of table[i] from shares of i mod 2^m (flat; steps 3 and 4: k-bit
+    entries, lifted), for other protocols' tables (runtime/protocols/newton.py)."""
+    return _entries(party, i, [np.asarray(table)], ell)[0]
+
+
+def lut(
+    party,  # noqa: ANN001
+    x: np.ndarray,
+    ell: int,
+    tables: tuple[np.ndarray, np.ndarray],
+    lo: int,
+    hi: int,
+    shift: int,
+) -> np.ndarray:
+    """Additive shares mod 2^ell of a[i] + ((b[i]·r) >> shift), (i, r) the high and low bits
+    of clip(x, lo, hi − 1) − lo (``ir.lut.evaluate``)."""
+    x = as_ring(x, ell, "lut input")
+    a_tab, b_tab = tables
+    size = int(a_tab.size)
+    if size < 2 or size & (size - 1) or (size > 256 and size % 256) or b_tab.size != size:
+        raise ValueError(f"lut: table size {size} must be a power of two >= 2")
+    flat = x.reshape(-1)
+    if party.is_server:
+        offsets = [np.uint64(v % (1 << 64)) for v in (lo, hi - 1)]
+        shifted = np.concatenate([flat - offsets[0], flat - offsets[1]])
+    else:
+        shifted = np.concatenate([flat, flat])
+    r = relu(party, wrap(shifted, ell), ell)
+    u = wrap(r[: flat.size] - r[flat.size :], ell)
+    i = trunc(party, u, ell, shift, "msb0") if shift else u
+    low = wrap(u - (i << np.uint64(shift)), ell)
+    i = i & np.uint64(size - 1)
+    a, b = _entries(party, i, [a_tab, b_tab], ell)
+    t = mul(party, b, low, ell)
+    if shift:  # rounded to nearest: + 2^(shift−1) (by the server) before the floor
+        kind = "msb0" if int(np.min(b_tab)) >= 0 else "faithful"
+        t = trunc(party, add_const(party, t, np.int64(1 << (shift - 1)), ell), ell, shift, kind)
+    return wrap(a + t, ell).reshape(x.shape)
