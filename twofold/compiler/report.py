@@ -24,8 +24,10 @@ HE_SLOTS, HE_LOGQ = 4096, 109
 _LINEAR = {"conv2d", "gemm", "affine", "mul"}
 
 
-def _he_bytes(n_in: int, n_out: int) -> int:
-    cts = math.ceil(n_in / HE_SLOTS) + math.ceil(n_out / HE_SLOTS)
+def _he_bytes(n_in: int, n_out: int, groups: int = 1) -> int:
+    """Ciphertexts both ways; a grouped (e.g. depthwise) convolution packs each group apart,
+    so a group of a few pixels still takes whole ciphertexts (linear.py's per-group plan)."""
+    cts = groups * (math.ceil(n_in / groups / HE_SLOTS) + math.ceil(n_out / groups / HE_SLOTS))
     return cts * 2 * HE_SLOTS * HE_LOGQ // 8
 
 
@@ -100,7 +102,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         bits = n * ell
     comm = int(bits // 8)
     if node.op in _LINEAR and any(g[i].op == "weight" for i in node.inputs):
-        comm += _he_bytes(g[node.inputs[0]].type.size, n)
+        groups = node.attrs.get("group", 1) * node.type.shape[0] if node.op == "conv2d" else 1
+        comm += _he_bytes(g[node.inputs[0]].type.size, n, groups)
     if g.is_output(node.name):
         comm += n * ell // 8
     row["comm_bytes"] = comm
