@@ -232,3 +232,44 @@ def test_two_parties_flag_like_simulate(checked, source: str, fuse: bool, merged
             assert np.array_equal(np.asarray(o).ravel(), ref.sig(g[g.outputs[0]], res).ravel())
         apart = [lc.name for lc in cli.cost.layers if lc.name.endswith(".check")]
         assert bool(apart) == (not merged)  # the merged path runs no check of its own
+
+
+@pytest.mark.parametrize("source", OT_SOURCES)
+def test_kkot_parts_one_flight_exact_widths(source: str) -> None:
+    """Tables of one N and different widths in one OT batch (ot/parts.py): every receiver gets
+    its chosen entries, cut to its part's width, in one flight, each part packed at its own
+    width (the same bytes as separate batches, minus their flights)."""
+    rng = np.random.default_rng(3)
+    sizes, ks = [37, 0, 50, 5], [2, 3, 4, 33]
+    tables = [
+        rng.integers(0, 1 << k, (n, 16), dtype=np.uint64) for n, k in zip(sizes, ks, strict=True)
+    ]
+    choices = [rng.integers(0, 16, n).astype(np.uint8) for n in sizes]
+
+    def run(fn):  # noqa: ANN001, ANN202
+        def go(p):  # noqa: ANN001, ANN202
+            p.ot.kkot_send([np.zeros((1, 16), np.uint64)], [1]) if p.is_server else None
+            _ = None if p.is_server else p.ot.kkot_recv([np.zeros(1, np.uint8)], 16, [1])
+            b0, r0 = p.chan.bytes_sent + p.chan.bytes_recv, p.chan.rounds
+            out = fn(p)
+            return out, p.chan.bytes_sent + p.chan.bytes_recv - b0, p.chan.rounds - r0
+
+        return go
+
+    def one(p):  # noqa: ANN001, ANN202
+        if p.is_server:
+            return p.ot.kkot_send(tables, ks)
+        return p.ot.kkot_recv(choices, 16, ks)
+
+    def apart(p):  # noqa: ANN001, ANN202
+        if p.is_server:
+            return [p.ot.kkot_send(t, k) for t, k in zip(tables, ks, strict=True) if len(t)]
+        return [p.ot.kkot_recv(c, 16, k) for c, k in zip(choices, ks, strict=True) if len(c)]
+
+    (_, b1, r1), (got, _, rc1) = _pair(run(one), run(one), source)
+    (_, b2, _), (_, _, rc2) = _pair(run(apart), run(apart), source)
+    for g, t, c in zip(got, tables, choices, strict=True):
+        assert np.array_equal(g, t[np.arange(len(c)), c])
+    assert rc1 == 1 and rc2 == 3
+    assert b1 <= b2  # never more bytes; on IKNP less (each batch pads to 64 OTs)
+    assert source != "silent" or b2 - b1 <= 128  # silent: the frames and sizes saved, no more

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitpack
-from ..ring import mask
 from .crhash import crhash_wide
+from .parts import Parts
 
 _SUB = 1 << 15  # OTs per hashing batch
 
@@ -87,10 +86,12 @@ def _rows(ext, chan, n: int, cols) -> tuple[np.ndarray, int]:  # noqa: ANN001
     return rows, start[0]
 
 
-def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
-    """Sender: ``tables`` uint64[n, N] of k-bit messages; ``ext`` a 128-bit COT sender."""
+def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
+    """Sender: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts`` of several
+    widths); ``ext`` a 128-bit COT sender."""
     n, nmsg = tables.shape
-    m, f, kk, nblk = layout(nmsg, k)
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    m, f, kk, nblk = layout(nmsg, parts.k)
     rows, base = _rows(ext, chan, n * m, None)
     s = np.asarray(ext.s, np.uint64)
     word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
@@ -99,8 +100,7 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
     x = np.arange(nmsg, dtype=np.int64)
     sel = [(x >> i) & 1 for i in range(m)]
     shift = [(_drop_bit(x, i) * kk).astype(dt) for i in range(m)]
-    wire = np.empty(bitpack.packed_size(n * nmsg, k), np.uint8)
-    kmask = mask(k)
+    wire = np.empty(parts.nbytes, np.uint8)
     for j0 in range(0, n, _SUB):
         j1 = min(n, j0 + _SUB)
         r = rows[j0 * m : j1 * m]
@@ -124,17 +124,15 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
             for i in range(1, m):
                 key ^= both[:, i, perm[i]]
         out = np.bitwise_xor(tables[j0:j1], key, dtype=np.uint64)
-        out &= kmask
-        packed = bitpack.pack(out, k)  # _SUB * N * k bits: every chunk starts on a byte
-        off = j0 * nmsg * k // 8
-        wire[off : off + packed.size] = packed
+        parts.put(wire, j0, out)  # _SUB * N * k bits: every chunk starts on a byte
     chan.send(wire)
 
 
-def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> np.ndarray:  # noqa: ANN001
+def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int) -> np.ndarray:  # noqa: ANN001, E501
     """Receiver: choices uint8[n] in [0, N); returns the chosen k-bit messages uint64[n]."""
     n = choices.shape[0]
-    m, f, kk, nblk = layout(nmsg, k)
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    m, f, kk, nblk = layout(nmsg, parts.k)
     c = choices.astype(np.int64)
     bits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8).reshape(-1)
     npad = max(64, (n * m + 63) // 64 * 64)
@@ -157,8 +155,4 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> 
             fr = _fields(h, f, kk).reshape(j1 - j0, m, f)
             for i in range(m):
                 key[j0:j1] ^= fr[ar[: j1 - j0], i, _drop_bit(cj, i)]
-    wire = chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k))
-    got = bitpack.take(wire, np.arange(n, dtype=np.int64) * nmsg + c, n * nmsg, k)
-    got ^= key
-    got &= mask(k)
-    return got
+    return parts.take(chan.recv_array(np.uint8, parts.nbytes), c, key)

@@ -48,6 +48,7 @@ from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
 from .nco import nco_recv, nco_send
+from .parts import Parts
 from .silent import SilentReceiver, SilentSender
 
 KAPPA = 128
@@ -330,29 +331,43 @@ class OTPack:
         return h[:, 0].copy() if d is None else h
 
     # -- 1-out-of-N OT (KK13) -----------------------------------------------------------------
-    def kkot_send(self, tables: np.ndarray, k: int) -> None:
-        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages."""
-        k = _check_k(k)
-        t = np.asarray(tables, dtype=np.uint64)
-        if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
-            raise ValueError(
-                f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
-            )
-        t = np.ascontiguousarray(t)
+    def kkot_send(self, tables: np.ndarray | list[np.ndarray], k: int | list[int]) -> None:
+        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages. Lists
+        of tables (one N) and of widths: one batch, one flight (``ot/parts.py``)."""
+        many = isinstance(tables, list)
+        ts, ks = (tables, list(k)) if many else ([tables], [k])
+        ks = [_check_k(x) for x in ks]
+        ts = [np.asarray(t, dtype=np.uint64) for t in ts]
+        for t in ts:
+            if t.ndim != 2 or not 2 <= t.shape[1] <= 256 or t.shape[1] != ts[0].shape[1]:
+                raise ValueError(
+                    f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256, one N; got {t.shape}"
+                )
+        t = np.ascontiguousarray(np.concatenate(ts) if many else ts[0])
+        parts = Parts([x.shape[0] for x in ts], ks, t.shape[1])
         if self.silent:
-            nco_send(self._snd, self.chan, t, k, self._dom(_KK, True))
+            nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True))
         else:
-            kk_send(self._kk_snd, self.chan, t, k, self._dom(_KK, True))
+            kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True))
 
-    def kkot_recv(self, choices: np.ndarray, nmsg: int, k: int) -> np.ndarray:
-        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]."""
-        k = _check_k(k)
+    def kkot_recv(
+        self, choices: np.ndarray | list[np.ndarray], nmsg: int, k: int | list[int]
+    ) -> np.ndarray | list[np.ndarray]:
+        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n] (lists of
+        choices and widths, as :meth:`kkot_send`: a list of results)."""
+        many = isinstance(choices, list)
+        cs, ks = (choices, list(k)) if many else ([choices], [k])
+        ks = [_check_k(x) for x in ks]
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
-        c = _check_choices(choices, int(nmsg))
+        cs = [_check_choices(c, int(nmsg)) for c in cs]
+        c = np.ascontiguousarray(np.concatenate(cs)) if many else cs[0]
+        parts = Parts([x.shape[0] for x in cs], ks, int(nmsg))
         if self.silent:
-            return nco_recv(self._rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
-        return kk_recv(self._kk_rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
+            got = nco_recv(self._rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
+        else:
+            got = kk_recv(self._kk_rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
+        return np.split(got, parts.starts[1:-1]) if many else got
 
 
 def _xor_block(rows: np.ndarray, s: np.ndarray) -> None:

@@ -32,39 +32,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ot import kkot
+from ._ot import kkot_parts
 from ._util import prg
 from .and_ import and_level
-from .millionaire import (
-    _LUTS,
-    DIGIT_BITS,
-    _digit_matrix,
-    _digits,
-    _eq_plan,
-    _leaves_and_triples,
-    _trees,
-    _TriplePool,
+from .millionaire import _LUTS, DIGIT_BITS, _digit_matrix, _digits, _eq_plan, _trees, _TriplePool
+from .triples import (
+    bit_triples,
+    corr_triples,
+    on_silent,
+    ot_table,
+    triple_ot_input,
+    triples_from_ot,
 )
-from .triples import bit_triples, corr_triples
 
 
-def _wide_leaves(party, x: np.ndarray, x2: np.ndarray | None, digits) -> tuple:  # noqa: ANN001
-    """Shares (lt, eq, lt2, eq2), each uint8[len(digits), n], of both comparisons' digit
-    leaves from ONE batch of 1-of-16 OTs with 4-bit messages (the client passes x2=None)."""
-    n, nd = x.size, len(digits)
+def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int):  # noqa: ANN001, ANN202
+    """The digit leaves in ONE batch of 1-of-16 OTs, one flight (``_ot.kkot_parts``): the
+    ``low`` digits (the same for both comparisons) with 2-bit messages (lt, eq), the ``high``
+    ones with 4-bit messages (lt, eq, lt2, eq2); on IKNP also ``n_triples`` AND triples
+    (2-bit rows). Returns the boolean shares (lt, eq) of the low leaves, (lt, eq, lt2, eq2)
+    of the high ones, each uint8[digits, n], and the triples. The client passes x2=None."""
+    n = x.size
+    if on_silent(party):  # triples from random OTs, free of traffic: not in the batch
+        triples = bit_triples(party, n_triples)
+        n_triples = 0
+    st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
+    lo_dig = _digit_matrix(x, low).reshape(-1) if low else np.zeros(0, np.uint8)
+    hi_dig = _digit_matrix(x, high).reshape(-1)
     if party.is_server:
-        d1 = _digit_matrix(x, digits).reshape(-1).astype(np.intp)
-        d2 = _digit_matrix(x2, digits).reshape(-1).astype(np.intp)
-        r = prg(party).bytes(nd * n) & np.uint8(15)
-        table = _LUTS[False][d1] | (_LUTS[False][d2] << np.uint64(2))
-        table ^= r.astype(np.uint64)[:, None]
-        kkot(party, "server", table, 1 << DIGIT_BITS, 4)
-        msg = r
+        r_lo = prg(party).bytes(lo_dig.size) & np.uint8(3)
+        r_hi = prg(party).bytes(hi_dig.size) & np.uint8(15)
+        t_lo = _LUTS[False][lo_dig.astype(np.intp)] ^ r_lo.astype(np.uint64)[:, None]
+        if st.size:
+            t_lo = np.concatenate([t_lo, ot_table(st)])
+        d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
+        t_hi = _LUTS[False][hi_dig.astype(np.intp)] | (_LUTS[False][d2] << np.uint64(2))
+        t_hi ^= r_hi.astype(np.uint64)[:, None]
+        kkot_parts(party, "server", [t_lo, t_hi], 1 << DIGIT_BITS, [2, 4])
+        m_lo, m_hi, tmsg = r_lo, r_hi, None
     else:
-        dig = _digit_matrix(x, digits).reshape(-1)
-        msg = kkot(party, "server", dig, 1 << DIGIT_BITS, 4).astype(np.uint8)
-    msg = msg.reshape(nd, n)
-    return msg & 1, (msg >> 1) & 1, (msg >> 2) & 1, msg >> 3
+        got = kkot_parts(party, "server", [np.concatenate([lo_dig, st]), hi_dig],
+                         1 << DIGIT_BITS, [2, 4])  # fmt: skip
+        m_lo, m_hi = got[0][: lo_dig.size].astype(np.uint8), got[1].astype(np.uint8)
+        tmsg = got[0][lo_dig.size :]
+    if not on_silent(party):
+        triples = triples_from_ot(party, n_triples, st, tmsg)
+    m_lo, m_hi = m_lo.reshape(len(low), n), m_hi.reshape(len(high), n)
+    lo = (m_lo & 1, m_lo >> 1)
+    return lo, (m_hi & 1, (m_hi >> 1) & 1, (m_hi >> 2) & 1, m_hi >> 3), triples
 
 
 def twin_millionaire(
@@ -108,12 +123,9 @@ def twin_millionaire(
             pair += sum(lv)
             single += len(lv) - sum(lv)
     pair += 1 if carry else 0  # (c ∧ eq, c ∧ eq2) for the two roots
-    if low or mid:  # on IKNP the single triples ride in the same OT batch as these leaves
-        lt_l, eq_l, triples = _leaves_and_triples(party, x, low + mid, False, single * n)
-    else:
-        lt_l = eq_l = np.zeros((0, n), np.uint8)
-        triples = bit_triples(party, single * n)
-    lt_a, eq_a, lt_b, eq_b = _wide_leaves(party, x, x2, high)
+    (lt_l, eq_l), (lt_a, eq_a, lt_b, eq_b), triples = _leaves(
+        party, x, x2, low + mid, high, single * n
+    )
     nl = len(low)
     lt = np.concatenate([lt_l, lt_a, lt_l[nl:], lt_b])  # low | mid high | mid high2
     eq = np.concatenate([eq_l, eq_a, eq_l[nl:], eq_b])
