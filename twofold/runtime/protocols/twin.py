@@ -32,18 +32,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import triples as tr
 from ._ot import kkot_parts
 from ._util import prg
 from .and_ import and_level
 from .millionaire import _LUTS, DIGIT_BITS, _digit_matrix, _digits, _eq_plan, _trees, _TriplePool
-from .triples import (
-    bit_triples,
-    corr_triples,
-    on_silent,
-    ot_table,
-    triple_ot_input,
-    triples_from_ot,
-)
 
 
 def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int):  # noqa: ANN001, ANN202
@@ -53,10 +46,10 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     (2-bit rows). Returns the boolean shares (lt, eq) of the low leaves, (lt, eq, lt2, eq2)
     of the high ones, each uint8[digits, n], and the triples. The client passes x2=None."""
     n = x.size
-    if on_silent(party):  # triples from random OTs, free of traffic: not in the batch
-        triples = bit_triples(party, n_triples)
+    if tr.on_silent(party):  # triples from random OTs, free of traffic: not in the batch
+        triples = tr.bit_triples(party, n_triples)
         n_triples = 0
-    st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
+    st = tr.triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     lo_dig = _digit_matrix(x, low).reshape(-1) if low else np.zeros(0, np.uint8)
     hi_dig = _digit_matrix(x, high).reshape(-1)
     if party.is_server:
@@ -64,7 +57,7 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
         r_hi = prg(party).bytes(hi_dig.size) & np.uint8(15)
         t_lo = _LUTS[False][lo_dig.astype(np.intp)] ^ r_lo.astype(np.uint64)[:, None]
         if st.size:
-            t_lo = np.concatenate([t_lo, ot_table(st)])
+            t_lo = np.concatenate([t_lo, tr.ot_table(st)])
         d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
         t_hi = _LUTS[False][hi_dig.astype(np.intp)] | (_LUTS[False][d2] << np.uint64(2))
         t_hi ^= r_hi.astype(np.uint64)[:, None]
@@ -75,8 +68,8 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
                          1 << DIGIT_BITS, [2, 4])  # fmt: skip
         m_lo, m_hi = got[0][: lo_dig.size].astype(np.uint8), got[1].astype(np.uint8)
         tmsg = got[0][lo_dig.size :]
-    if not on_silent(party):
-        triples = triples_from_ot(party, n_triples, st, tmsg)
+    if not tr.on_silent(party):
+        triples = tr.triples_from_ot(party, n_triples, st, tmsg)
     m_lo, m_hi = m_lo.reshape(len(low), n), m_hi.reshape(len(high), n)
     lo = (m_lo & 1, m_lo >> 1)
     return lo, (m_hi & 1, (m_hi >> 1) & 1, (m_hi >> 2) & 1, m_hi >> 3), triples
@@ -132,7 +125,7 @@ def twin_millionaire(
     bounds = np.cumsum([0] + [d for d, _ in trees])
     groups = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(trees))]
     pool = _TriplePool(triples)
-    cpool = _TriplePool(corr_triples(party, pair * n))
+    cpool = _TriplePool(tr.corr_triples(party, pair * n))
     roots = _trees(party, lt, eq, groups, [r for _, r in trees], pool, cpool)
     (lt1, eq1), (lt2, eq2) = roots[-2:]
     if not carry:
