@@ -331,38 +331,55 @@ class OTPack:
         return h[:, 0].copy() if d is None else h
 
     # -- 1-out-of-N OT (KK13) -----------------------------------------------------------------
-    def kkot_send(self, tables: np.ndarray | list[np.ndarray], k: int | list[int]) -> None:
-        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages. Lists
-        of tables (one N) and of widths: one batch, one flight (``ot/parts.py``)."""
+    def kkot_send(
+        self,
+        tables: np.ndarray | list[np.ndarray],
+        k: int | list[int],
+        sizes: list[int] | None = None,
+    ) -> None:
+        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages. Rows in
+        parts of different widths, in one batch and one flight (``ot/parts.py``): a list of
+        tables and a list of widths, or one table with its part ``sizes`` (no copy)."""
         many = isinstance(tables, list)
-        ts, ks = (tables, list(k)) if many else ([tables], [k])
-        ks = [_check_k(x) for x in ks]
-        ts = [np.asarray(t, dtype=np.uint64) for t in ts]
-        for t in ts:
-            if t.ndim != 2 or not 2 <= t.shape[1] <= 256 or t.shape[1] != ts[0].shape[1]:
-                raise ValueError(
-                    f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256, one N; got {t.shape}"
-                )
-        t = np.ascontiguousarray(np.concatenate(ts) if many else ts[0])
-        parts = Parts([x.shape[0] for x in ts], ks, t.shape[1])
+        if many:
+            sizes = [np.shape(t)[0] for t in tables]
+            tables = np.concatenate([np.asarray(t, dtype=np.uint64) for t in tables])
+        ks = [_check_k(x) for x in (k if sizes is not None else [k])]
+        t = np.asarray(tables, dtype=np.uint64)
+        if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
+            raise ValueError(
+                f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
+            )
+        t = np.ascontiguousarray(t)
+        parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1])
+        if parts.n != t.shape[0]:
+            raise ValueError(f"kkot_send: parts of {sizes} rows, table of {t.shape[0]}")
         if self.silent:
             nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True))
         else:
             kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True))
 
     def kkot_recv(
-        self, choices: np.ndarray | list[np.ndarray], nmsg: int, k: int | list[int]
+        self,
+        choices: np.ndarray | list[np.ndarray],
+        nmsg: int,
+        k: int | list[int],
+        sizes: list[int] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n] (lists of
-        choices and widths, as :meth:`kkot_send`: a list of results)."""
+        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]. Parts as
+        :meth:`kkot_send`: a list of choice arrays gives a list of results; one array with
+        ``sizes`` one result."""
         many = isinstance(choices, list)
-        cs, ks = (choices, list(k)) if many else ([choices], [k])
-        ks = [_check_k(x) for x in ks]
+        if many:
+            sizes = [np.shape(c)[0] for c in choices]
+            choices = np.concatenate([np.asarray(c, dtype=np.uint8) for c in choices])
+        ks = [_check_k(x) for x in (k if sizes is not None else [k])]
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
-        cs = [_check_choices(c, int(nmsg)) for c in cs]
-        c = np.ascontiguousarray(np.concatenate(cs)) if many else cs[0]
-        parts = Parts([x.shape[0] for x in cs], ks, int(nmsg))
+        c = _check_choices(choices, int(nmsg))
+        parts = Parts(sizes if sizes is not None else [c.shape[0]], ks, int(nmsg))
+        if parts.n != c.shape[0]:
+            raise ValueError(f"kkot_recv: parts of {sizes} rows, {c.shape[0]} choices")
         if self.silent:
             got = nco_recv(self._rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
         else:

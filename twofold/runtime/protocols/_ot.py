@@ -31,14 +31,12 @@ def kkot(party, sender: str, data: np.ndarray, n_msgs: int, k: int) -> np.ndarra
     return _ot(party).kkot_recv(np.ascontiguousarray(data, dtype=np.uint8), n_msgs, k)
 
 
-def kkot_parts(
-    party, sender: str, data: list[np.ndarray], n_msgs: int, ks: list[int]
-) -> list | None:  # noqa: ANN001, E501
-    """Several :func:`kkot` batches of one N with different message widths ``ks`` in one
-    batch and one flight (``ot/parts.py``): the sender passes a list of tables, the receiver a
-    list of choice arrays and gets a list of results."""
+def kkot_parts(party, sender: str, data: np.ndarray, n_msgs: int, ks: list[int], sizes: list[int]):  # noqa: ANN001, ANN201, E501
+    """:func:`kkot` over rows in parts of ``sizes`` rows with ``ks``-bit messages, in one batch
+    and one flight (``ot/parts.py``): the sender passes one table uint64[sum(sizes), N]
+    (returns None), the receiver one choice array and gets one result array."""
     if party.role == sender:
-        _ot(party).kkot_send([np.ascontiguousarray(d) for d in data], list(ks))
+        _ot(party).kkot_send(np.ascontiguousarray(data), list(ks), list(sizes))
         return None
-    cs = [np.ascontiguousarray(d, dtype=np.uint8) for d in data]
-    return _ot(party).kkot_recv(cs, n_msgs, list(ks))
+    c = np.ascontiguousarray(data, dtype=np.uint8)
+    return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))

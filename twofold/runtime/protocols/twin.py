@@ -52,22 +52,31 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     st = tr.triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     lo_dig = _digit_matrix(x, low).reshape(-1) if low else np.zeros(0, np.uint8)
     hi_dig = _digit_matrix(x, high).reshape(-1)
-    if party.is_server:
-        r_lo = prg(party).bytes(lo_dig.size) & np.uint8(3)
-        r_hi = prg(party).bytes(hi_dig.size) & np.uint8(15)
-        t_lo = _LUTS[False][lo_dig.astype(np.intp)] ^ r_lo.astype(np.uint64)[:, None]
+    nlo, nhi = lo_dig.size, hi_dig.size
+    sizes = [nlo + st.size, nhi]
+    if party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
+        lut = _LUTS[False]
+        table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint64)
+        r_lo = prg(party).bytes(nlo) & np.uint8(3)
+        r_hi = prg(party).bytes(nhi) & np.uint8(15)
+        np.take(lut, lo_dig.astype(np.intp), axis=0, out=table[:nlo])
+        table[:nlo] ^= r_lo.astype(np.uint64)[:, None]
         if st.size:
-            t_lo = np.concatenate([t_lo, tr.ot_table(st)])
+            table[nlo : sizes[0]] = tr.ot_table(st)
+        hi = table[sizes[0] :]
+        np.take(lut, hi_dig.astype(np.intp), axis=0, out=hi)
         d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
-        t_hi = _LUTS[False][hi_dig.astype(np.intp)] | (_LUTS[False][d2] << np.uint64(2))
-        t_hi ^= r_hi.astype(np.uint64)[:, None]
-        kkot_parts(party, "server", [t_lo, t_hi], 1 << DIGIT_BITS, [2, 4])
+        for lo in range(0, nhi, 1 << 18):  # the second leaves, <= 32 MiB of scratch at once
+            sl = slice(lo, lo + (1 << 18))
+            hi[sl] |= lut[d2[sl]] << np.uint64(2)
+        hi ^= r_hi.astype(np.uint64)[:, None]
+        kkot_parts(party, "server", table, 1 << DIGIT_BITS, [2, 4], sizes)
         m_lo, m_hi, tmsg = r_lo, r_hi, None
     else:
-        got = kkot_parts(party, "server", [np.concatenate([lo_dig, st]), hi_dig],
-                         1 << DIGIT_BITS, [2, 4])  # fmt: skip
-        m_lo, m_hi = got[0][: lo_dig.size].astype(np.uint8), got[1].astype(np.uint8)
-        tmsg = got[0][lo_dig.size :]
+        got = kkot_parts(party, "server", np.concatenate([lo_dig, st, hi_dig]),
+                         1 << DIGIT_BITS, [2, 4], sizes)  # fmt: skip
+        m_lo, m_hi = got[:nlo].astype(np.uint8), got[sizes[0] :].astype(np.uint8)
+        tmsg = got[nlo : sizes[0]]
     if not tr.on_silent(party):
         triples = tr.triples_from_ot(party, n_triples, st, tmsg)
     m_lo, m_hi = m_lo.reshape(len(low), n), m_hi.reshape(len(high), n)
