@@ -273,3 +273,19 @@ def test_kkot_parts_one_flight_exact_widths(source: str) -> None:
     assert rc1 == 1 and rc2 == 3
     assert b1 <= b2  # never more bytes; on IKNP less (each batch pads to 64 OTs)
     assert source != "silent" or b2 - b1 <= 128  # silent: the frames and sizes saved, no more
+
+
+def test_compiler_rounds_limits_up_to_the_public_grain(checked) -> None:  # noqa: ANN001
+    """Every checked ReLU has a grain from scales and structure alone, its limits are positive
+    multiples of 2^grain, and the ring leaves x − limit no room to wrap."""
+    g, _, _, _ = checked
+    ell = g.meta["ell"]
+    for n in (n for n in g.nodes if n.op == "relu" and len(n.inputs) == 2):
+        src = g[n.inputs[0]]
+        (user,) = g.users(n.name) if len(g.users(n.name)) == 1 else (None,)
+        fused = user is not None and g[user].op == "trunc" and g[user].attrs["kind"] == "msb0"
+        want = max(src.type.dtype.scale - 4, g[user].attrs["shift"] if fused else 0)
+        assert n.attrs["grain"] == want, n.name
+        lim = g.params[g[n.inputs[1]].attrs["key"]]
+        assert np.all(lim > 0) and np.all(lim % (1 << want) == 0), n.name
+        assert lim.max() <= 1 << (ell - 2) and src.meta["bits"] <= ell, n.name  # spare bit in
