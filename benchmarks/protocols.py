@@ -8,6 +8,11 @@ one thread each, ell = 32, shift 12; µs and bits per element beside EzPC SCI (D
 bytes include everything the primitive's session moves after setup, so the silent source's
 lazy IKNP bootstrap and Ferret iterations are counted (amortised over the n elements).
 
+``relu_check`` / ``relu_check_apart``: the ReLU-truncation with the overflow check of the
+checked range model, in one millionaire (protocols/relu_check.py) / as before, the check's own
+DReLU after ``relu_trunc`` (protocols/overflow.py); their difference to ``relu_trunc`` is what
+the check costs.
+
 Each primitive runs in a fresh pair of processes (so peak RSS is per primitive); the server
 checks the reconstructed output against the cleartext semantics after timing.
 """
