@@ -18,15 +18,16 @@ from twofold.runtime.program import Program
 from twofold.runtime.protocols import overflow
 from twofold.runtime.protocols.overflow import exceeds
 from twofold.runtime.protocols.relu_check import checked_relu, mergeable
-from twofold.runtime.protocols.twin import twin_millionaire
+from twofold.runtime.protocols.twin import split_at, twin_millionaire
 from twofold.runtime.ring import from_signed, to_signed
 from twofold.runtime.session import OT_SOURCES, Party
 from twofold.toolchain import compile_model
 
 # (ell, grain, shift): grain 0 (any limit), grain = shift (the fused case), grain > shift,
-# a plain ReLU with a grain, and the DenseNet-121 224² ring
+# a plain ReLU with a grain, and the DenseNet-121 224² rings (at ℓ = 40 the split is lowered
+# to whole digits: twin.split_at)
 CASES = [(8, 0, None), (8, 3, 3), (16, 9, 4), (32, 8, None), (32, 20, 12), (39, 18, 11),
-         (39, 0, None), (64, 40, 20)]  # fmt: skip
+         (40, 18, 11), (39, 0, None), (64, 40, 20)]  # fmt: skip
 CH = 4  # channels: one limit each
 
 
@@ -80,6 +81,12 @@ def test_checked_relu_exact_with_edges(source: str) -> None:
         flags = a[c][1] ^ b[c][1]
         assert np.array_equal(flags, (x >= lim).astype(np.uint8)), c
         assert flags.any() and not flags.all(), c  # the edges reach both sides
+
+
+def test_split_lowered_only_where_it_saves_a_digit() -> None:
+    assert split_at(39, 18, 11) == 15  # ℓ = 40: 3 + 1 + 6 digits instead of 3 + 2 + 6
+    assert split_at(38, 18, 11) == 18  # ℓ = 39: already whole digits above the grain
+    assert split_at(31, 20, 12) == 20 and split_at(38, 7) == 7
 
 
 @pytest.mark.parametrize("source", OT_SOURCES)
