@@ -262,3 +262,20 @@ def test_one_main_set_iteration():
     assert it == it_c == 2 and made == (BOOT.n - BOOT.base) + (MAIN.n - MAIN.base)
     assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
     assert binomtest(int(x.sum()), n).pvalue > 1e-6
+
+
+def test_chunk_rows_views_and_straddlers():
+    """The pool's segments handed out in CHUNK-aligned chunks: the same rows in order, views
+    where a chunk lies in one segment."""
+    from twofold.runtime.ot import iknp
+    from twofold.runtime.ot.silent import _chunk_rows
+
+    sizes = [0, 3, iknp.CHUNK + 5, 2 * iknp.CHUNK, 7]
+    parts = [PRG().block(s) for s in sizes]
+    n = sum(sizes) - 4
+    got = list(_chunk_rows(parts, n))
+    assert [(lo, hi) for lo, hi, _ in got] == [
+        (lo, min(n, lo + iknp.CHUNK)) for lo in range(0, n, iknp.CHUNK)
+    ]
+    assert np.array_equal(np.concatenate([r for _, _, r in got]), np.concatenate(parts)[:n])
+    assert np.shares_memory(got[2][2], parts[3])  # inside one segment: no copy
