@@ -20,16 +20,19 @@ from .ferret import FerretReceiver, FerretSender
 from .iknp import Chunk, padded
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    step = iknp.CHUNK
+def _chunks(n: int, step: int = 0) -> list[tuple[int, int]]:
+    step = step or iknp.CHUNK
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
-def _chunk_rows(parts: list[np.ndarray], n: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(lo, hi, rows lo..hi) for the ``iknp.CHUNK``-aligned chunks of the concatenation of
-    ``parts`` (n rows): views into the parts, a copy only for a chunk that straddles two."""
+def _chunk_rows(
+    parts: list[np.ndarray], n: int, step: int = 0
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(lo, hi, rows lo..hi) for the chunks of ``step`` rows (default ``iknp.CHUNK``) of the
+    concatenation of ``parts`` (n rows): views into the parts, a copy only for a chunk that
+    straddles two."""
     i, off = 0, 0  # the current part and the offset in it
-    for lo, hi in _chunks(n):
+    for lo, hi in _chunks(n, step):
         need = hi - lo
         while parts[i].shape[0] == off:
             i, off = i + 1, 0
@@ -71,36 +74,38 @@ class SilentSender:
         for lo, hi, q in _chunk_rows(parts, n):
             each(q, base + lo, lo, hi)
 
-    def extend_rows(self, chan, n: int) -> tuple[np.ndarray, int]:  # noqa: ANN001 - Channel
-        """n COTs with the receiver's chosen bits, all at once: receive d = x ^ c and flip;
-        returns the rows uint64[n, 2] and the hash tweak index of the first."""
-        _check_n(chan, n)
-        q = self.ferret.take(n)
-        d = chan.recv_array(np.uint8, ((n + 7) // 8,))
-        self._flip(q, d, 0)
-        base = self.count
-        self.count += n
-        return q, base
-
     def _flip(self, q: np.ndarray, d: np.ndarray, lo: int) -> None:
         """q ^= d_j * Delta for the rows lo.. of a batch (lo a multiple of 8, d packed)."""
         n = q.shape[0]
-        flip = np.unpackbits(d[lo // 8 :], count=n, bitorder="little").astype(np.uint64)
-        flip = np.uint64(0) - flip  # all ones where the choice was flipped
-        q[:, 0] ^= flip & self.s[0]
-        q[:, 1] ^= flip & self.s[1]
+        flip = np.unpackbits(d[lo // 8 :], count=n, bitorder="little")
+        limb = np.multiply(flip, self.s[0], dtype=np.uint64)  # Delta's limb where flipped
+        q[:, 0] ^= limb
+        np.multiply(flip, self.s[1], out=limb)
+        q[:, 1] ^= limb
 
-    def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
-        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtSender.extend``),
-        straight from Ferret's pool (no copy of the batch)."""
+    def extend_chunks(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        step: int = 0,
+    ) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """n COTs with the receiver's chosen bits: receive d = x ^ c, flip the rows where
+        d = 1; yields (lo, hi, rows, hash tweak index of row lo) per chunk of ``step`` rows (a
+        multiple of 8; default ``iknp.CHUNK``), straight from Ferret's pool (no copy of the
+        batch). The messages are exchanged at the first chunk."""
         _check_n(chan, n)
         parts = self.ferret.take_parts(n)
         d = chan.recv_array(np.uint8, ((n + 7) // 8,))
         base = self.count
         self.count += n
-        for lo, hi, q in _chunk_rows(parts, n):
+        for lo, hi, q in _chunk_rows(parts, n, step):
             self._flip(q, d, lo)
-            each(q, base + lo, lo, hi)
+            yield lo, hi, q, base + lo
+
+    def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
+        """As :meth:`extend_chunks`, handing each chunk to ``each`` (``ExtSender.extend``)."""
+        for lo, hi, q, tw in self.extend_chunks(chan, n):
+            each(q, tw, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> None:
         """n COTs with the receiver's random choices; no traffic beyond Ferret's."""
@@ -122,21 +127,6 @@ class SilentReceiver:
         for lo, hi, t in _chunk_rows(parts, n):
             each(t, base + lo, lo, hi)
 
-    def extend_rows(
-        self,
-        chan,  # noqa: ANN001 - Channel
-        n: int,
-        cols: Callable[[int, int], np.ndarray | None],
-    ) -> tuple[np.ndarray, int]:
-        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order), all
-        at once: returns the rows uint64[n, 2] and the hash tweak index of the first."""
-        chan.send(np.array([n], np.int64))
-        x, t = self.ferret.take(n)
-        self._send_flips(chan, n, x, cols)
-        base = self.count
-        self.count += n
-        return t, base
-
     @staticmethod
     def _send_flips(chan, n: int, x: np.ndarray, cols) -> None:  # noqa: ANN001
         """Send the derandomisation bits d = x ^ c (c = ``cols(0, padded(n))``)."""
@@ -148,6 +138,25 @@ class SilentReceiver:
             d ^= c[: d.size]
         chan.send(d)
 
+    def extend_chunks(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        cols: Callable[[int, int], np.ndarray | None],
+        step: int = 0,
+    ) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order): send
+        d = x ^ c; yields (lo, hi, rows, hash tweak index of row lo) per chunk of ``step`` rows
+        (default ``iknp.CHUNK``), straight from Ferret's pool (no copy of the batch). The
+        messages are exchanged at the first chunk."""
+        chan.send(np.array([n], np.int64))
+        x, parts = self.ferret.take_parts(n)
+        self._send_flips(chan, n, x, cols)
+        base = self.count
+        self.count += n
+        for lo, hi, t in _chunk_rows(parts, n, step):
+            yield lo, hi, t, base + lo
+
     def extend(
         self,
         chan,  # noqa: ANN001 - Channel
@@ -155,12 +164,9 @@ class SilentReceiver:
         cols: Callable[[int, int], np.ndarray | None],
         each: Chunk,
     ) -> None:
-        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtReceiver.extend``),
-        straight from Ferret's pool (no copy of the batch)."""
-        chan.send(np.array([n], np.int64))
-        x, parts = self.ferret.take_parts(n)
-        self._send_flips(chan, n, x, cols)
-        self._run(parts, n, each)
+        """As :meth:`extend_chunks`, handing each chunk to ``each`` (``ExtReceiver.extend``)."""
+        for lo, hi, t, tw in self.extend_chunks(chan, n, cols):
+            each(t, tw, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> np.ndarray:
         """n COTs with random choice bits, returned (uint8[n]); no traffic beyond Ferret's."""
