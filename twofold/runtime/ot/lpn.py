@@ -87,7 +87,8 @@ class Encoder:
         self.u, self.out_bits = u, out_bits
         self.blocks = -(-code.n // BLOCK)
         self.done = np.zeros(self.blocks, bool)
-        self._streams: dict[int, object] = {}  # AES-CTR contexts by the block they are at
+        self._aes = None
+        self._at = -1  # the block the AES stream is positioned at
         self.rnd = np.empty(4 * D * BLOCK + 16, np.uint8)  # update_into's slack after the words
         self.idx = np.empty(D * BLOCK, np.uint64)
         self.rows = np.empty((D * BLOCK, 2), np.uint64)
@@ -99,13 +100,11 @@ class Encoder:
         """Encode the outputs of block b (BLOCK outputs, fewer in the last)."""
         j0 = b * BLOCK
         m = min(BLOCK, self.code.n - j0)
-        aes = self._streams.pop(b, None)  # a stream left at block b, or a new one seeked there
-        if aes is None:  # block b starts at 32-bit word b * D * BLOCK of the stream
+        if self._at != b:  # seek: block b starts at 32-bit word b * D * BLOCK of the stream
             ctr = (b * D * BLOCK // 4).to_bytes(16, "big")
-            aes = Cipher(algorithms.AES(self.code._seed), modes.CTR(ctr)).encryptor()
-        aes.update_into(_ZEROS[: 4 * D * m], memoryview(self.rnd))
-        if len(self._streams) < 4:
-            self._streams[b + 1] = aes
+            self._aes = Cipher(algorithms.AES(self.code._seed), modes.CTR(ctr)).encryptor()
+        self._aes.update_into(_ZEROS[: 4 * D * m], memoryview(self.rnd))
+        self._at = b + 1
         i = self.idx[: D * m].reshape(D, m)
         np.multiply(
             self.rnd[: 4 * D * m].view(np.uint32).reshape(D, m), np.uint64(self.code.k), out=i
