@@ -29,9 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..prg import PRG
-from .ggm import tree_buffer
 from .iknp import ExtReceiver, ExtSender
-from .lpn import Encoder, LocalCode
+from .lpn import LocalCode
 from .spcot import spcot_recv, spcot_send
 
 
@@ -163,19 +162,6 @@ class _Ferret:
         return self.main if big else self.boot
 
 
-def _fused(enc: Encoder):  # noqa: ANN202
-    """The GGM callback that LPN-encodes the leaves of the last level as they are written (in
-    cache): parents r0..r1 have their children at rows r0..r1 (left, final from row 0) and
-    n/2 + r0 .. n/2 + r1 (right, final from row n/2)."""
-    half = enc.code.n // 2
-
-    def after(r0: int, r1: int) -> None:
-        enc.ready(r0, r1)
-        enc.ready(half + r0, half + r1, half)
-
-    return after
-
-
 class FerretSender(_Ferret):
     """COT sender with offset Delta = the IKNP sender's s: ``take(n)`` gives rows K, the
     receiver's rows are M = K ^ x*Delta for its (pseudo)random choice bits x."""
@@ -218,13 +204,9 @@ class FerretSender(_Ferret):
     def _iterate(self, p: Params) -> None:
         base, _ = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        buf = tree_buffer(t, h)
-        enc = Encoder(self.codes[p], base[: p.k], buf[:-1])
-        out = spcot_send(
-            self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain, buf, _fused(enc)
-        )
+        out = spcot_send(self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain)
         self.hashed += t * h
-        enc.finish()
+        self.codes[p].encode(base[: p.k], out)
         self.pool.push(out)
         self.iterations += 1
         self.produced += p.n - p.base
@@ -275,15 +257,11 @@ class FerretReceiver(_Ferret):
     def _iterate(self, p: Params) -> None:
         base, u = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        buf = tree_buffer(t, h)
-        x = np.zeros(p.n, np.uint8)
-        enc = Encoder(self.codes[p], base[: p.k], buf[:-1], u[: p.k], x)
-        out, pos = spcot_recv(
-            self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain, buf, _fused(enc)
-        )
+        out, pos = spcot_recv(self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain)
         self.hashed += t * h
-        enc.finish()
-        x[pos] ^= 1  # e: one noise position per tree
+        x = np.zeros(p.n, np.uint8)
+        x[pos] = 1
+        self.codes[p].encode(base[: p.k], out, u[: p.k], x)
         self.pool.push(out, x)
         self.iterations += 1
         self.produced += p.n - p.base

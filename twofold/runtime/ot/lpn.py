@@ -12,8 +12,7 @@ Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) runs a
 time in reused buffers sized for the L2 cache: one AES call for the block's indices, one
 gather of all D x m 16-byte rows (``np.take`` on a void-16 view), one XOR-reduce over the D
 axis, one XOR into the output (Ferret's cost is these 10 random gathers per output from a
-k x 16-byte table; docs/PERFORMANCE.md). Blocks may be encoded in any order (``Encoder``):
-Ferret encodes the GGM leaves as the last tree level writes them.
+k x 16-byte table; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..prg import PRG
 
 D = 10
 BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
 _ROW = np.dtype((np.void, 16))
-_ZEROS = memoryview(bytes(4 * D * BLOCK))
 
 
 class LocalCode:
@@ -59,83 +56,37 @@ class LocalCode:
     ) -> None:
         """In place: out ^= v*A (v uint64[k, 2], out uint64[n, 2]) and, if given,
         out_bits ^= u*A (u, out_bits uint8 0/1)."""
-        Encoder(self, v, out, u, out_bits).finish()
-
-
-class Encoder:
-    """out ^= v*A (and out_bits ^= u*A) block by block, in any order: a block's indices come
-    from its own place in the AES-CTR stream (counter = the block's first 16-byte word), so the
-    blocks of the outputs that are ready can be encoded while they are still in cache."""
-
-    def __init__(
-        self,
-        code: LocalCode,
-        v: np.ndarray,
-        out: np.ndarray,
-        u: np.ndarray | None = None,
-        out_bits: np.ndarray | None = None,
-    ) -> None:
-        if v.shape != (code.k, 2) or out.shape != (code.n, 2):
+        if v.shape != (self.k, 2) or out.shape != (self.n, 2):
             raise ValueError(
-                f"LPN encode: shapes {v.shape} -> {out.shape}, code {code.k} -> {code.n}"
+                f"LPN encode: shapes {v.shape} -> {out.shape}, code {self.k} -> {self.n}"
             )
         if not out.flags.c_contiguous:
             raise ValueError("LPN encode: the output must be C-contiguous (written in place)")
-        self.code = code
-        self.table = np.ascontiguousarray(v).view(_ROW).reshape(code.k)  # a 16-byte item a row
-        self.flat = out.reshape(-1)
-        self.u, self.out_bits = u, out_bits
-        self.blocks = -(-code.n // BLOCK)
-        self.done = np.zeros(self.blocks, bool)
-        self._aes = None
-        self._at = -1  # the block the AES stream is positioned at
-        self.rnd = np.empty(4 * D * BLOCK + 16, np.uint8)  # update_into's slack after the words
-        self.idx = np.empty(D * BLOCK, np.uint64)
-        self.rows = np.empty((D * BLOCK, 2), np.uint64)
-        self.acc = np.empty(2 * BLOCK, np.uint64)
-        self.gbits = np.empty(D * BLOCK, np.uint8) if u is not None else None
-        self.abits = np.empty(BLOCK, np.uint8) if u is not None else None
-
-    def block(self, b: int) -> None:
-        """Encode the outputs of block b (BLOCK outputs, fewer in the last)."""
-        j0 = b * BLOCK
-        m = min(BLOCK, self.code.n - j0)
-        if self._at != b:  # seek: block b starts at 32-bit word b * D * BLOCK of the stream
-            ctr = (b * D * BLOCK // 4).to_bytes(16, "big")
-            self._aes = Cipher(algorithms.AES(self.code._seed), modes.CTR(ctr)).encryptor()
-        self._aes.update_into(_ZEROS[: 4 * D * m], memoryview(self.rnd))
-        self._at = b + 1
-        i = self.idx[: D * m].reshape(D, m)
-        np.multiply(
-            self.rnd[: 4 * D * m].view(np.uint32).reshape(D, m), np.uint64(self.code.k), out=i
-        )
-        i >>= np.uint64(32)
-        ii = i.view(np.intp)
-        g = self.rows[: D * m]
-        np.take(self.table, ii, out=g.view(_ROW).reshape(D, m), mode="wrap")  # in range
-        a = self.acc[: 2 * m]
-        np.bitwise_xor.reduce(g.reshape(D, 2 * m), axis=0, out=a)
-        self.flat[2 * j0 : 2 * (j0 + m)] ^= a
-        if self.u is not None:
-            gb = self.gbits[: D * m].reshape(D, m)
-            np.take(self.u, ii, out=gb, mode="wrap")
-            ab = self.abits[:m]
-            np.bitwise_xor.reduce(gb, axis=0, out=ab)
-            self.out_bits[j0 : j0 + m] ^= ab
-        self.done[b] = True
-
-    def ready(self, lo: int, hi: int, floor: int = 0) -> None:
-        """Outputs floor .. hi are final (lo .. hi newly): encode the pending blocks that lie
-        within them and reach past lo."""
-        b = lo // BLOCK
-        if b * BLOCK < floor:
-            b += 1
-        while b < self.blocks and min(self.code.n, (b + 1) * BLOCK) <= hi:
-            if not self.done[b]:
-                self.block(b)
-            b += 1
-
-    def finish(self) -> None:
-        """Encode every block not encoded yet."""
-        for b in np.flatnonzero(~self.done):
-            self.block(int(b))
+        table = np.ascontiguousarray(v).view(_ROW).reshape(self.k)  # one 16-byte item a row
+        prg = PRG(self._seed)
+        kk, sh = np.uint64(self.k), np.uint64(32)
+        rnd = np.empty(4 * D * BLOCK + 16, np.uint8)  # update_into's slack after the words
+        idx = np.empty(D * BLOCK, np.uint64)
+        rows = np.empty((D * BLOCK, 2), np.uint64)
+        acc = np.empty(2 * BLOCK, np.uint64)
+        gbits = np.empty(D * BLOCK, np.uint8) if u is not None else None
+        abits = np.empty(BLOCK, np.uint8) if u is not None else None
+        flat = out.reshape(-1)
+        for j0 in range(0, self.n, BLOCK):
+            m = min(BLOCK, self.n - j0)
+            prg.fill_raw(memoryview(rnd), 4 * D * m)
+            i = idx[: D * m].reshape(D, m)
+            np.multiply(rnd[: 4 * D * m].view(np.uint32).reshape(D, m), kk, out=i)
+            i >>= sh
+            ii = i.view(np.intp)
+            g = rows[: D * m]
+            np.take(table, ii, out=g.view(_ROW).reshape(D, m), mode="wrap")  # in range
+            a = acc[: 2 * m]
+            np.bitwise_xor.reduce(g.reshape(D, 2 * m), axis=0, out=a)
+            flat[2 * j0 : 2 * (j0 + m)] ^= a
+            if u is not None:
+                gb = gbits[: D * m].reshape(D, m)
+                np.take(u, ii, out=gb, mode="wrap")
+                ab = abits[:m]
+                np.bitwise_xor.reduce(gb, axis=0, out=ab)
+                out_bits[j0 : j0 + m] ^= ab

@@ -12,22 +12,18 @@ from the receiver (no derandomisation bits); per level the sender sends the two 
 masked by the correlation-robust hash, H(q) ^ K^0 and H(q ^ Delta) ^ K^1, and the receiver
 unmasks K^{b_i} = K^{1 - a_i}, the side that does not contain its path. Last, the sender sends
 psi_j = Delta ^ XOR of tree j's leaves, from which the receiver gets r at alpha_j =
-s_alpha ^ Delta. Traffic: t * (2h + 1) blocks, sender to receiver, in two flights (no round
-trip): the sums of the levels before the last as soon as they are known, then the last
-level's and psi, so that the receiver rebuilds its trees while the sender finishes its own.
-Semi-honest: a corrupt sender could only send inconsistent sums, which the malicious version's
-check catches and which this threat model excludes (SECURITY.md).
+s_alpha ^ Delta. Traffic: t * (2h + 1) blocks, sender to receiver, one flight. Semi-honest: a
+corrupt sender could only send inconsistent sums, which the malicious version's check catches
+and which this threat model excludes (SECURITY.md).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
 from ..prg import PRG
 from .crhash import crhash
-from .ggm import PuncturedTrees, expand_level, path_slots, tree_buffer
+from .ggm import path_slots, receiver_expand, sender_expand
 
 
 def spcot_send(
@@ -38,35 +34,18 @@ def spcot_send(
     h: int,
     index0: int,
     domain: int,
-    buf: np.ndarray | None = None,
-    after: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Sender side; returns the leaves s (a view of ``buf``, a ``ggm.tree_buffer``, new if
-    None). Hash tweaks are index0 .. index0 + t*h - 1. ``after`` runs as the last level is
-    written (``ggm.expand_level``)."""
+    """Sender side; returns the leaves s. Hash tweaks are index0 .. index0 + t*h - 1."""
     if q.shape != (t * h, 2):
         raise ValueError(f"spcot: need {t * h} base COTs, got {q.shape[0]}")
+    leaves, sums = sender_expand(PRG().block(t), h)
     d = np.asarray(delta, np.uint64).reshape(1, 2)
-    h0 = crhash(q, index0, domain)
-    h1 = crhash(q ^ d, index0, domain)
-    buf = tree_buffer(t, h) if buf is None else buf
-    buf[:t] = PRG().block(t)
-    sums = np.empty((h, 2, t, 2), np.uint64)
-    head = (h - 1) * t  # the COTs of the levels before the last
-    for i in range(h - 1):
-        expand_level(buf, (1 << i) * t, t, sums[i])
-    if h > 1:  # the first flight: the receiver rebuilds these levels while the last expands
-        msg = np.empty((2 * head, 2), np.uint64)
-        msg[:head] = h0[:head] ^ sums[: h - 1, 0].reshape(head, 2)
-        msg[head:] = h1[:head] ^ sums[: h - 1, 1].reshape(head, 2)
-        chan.send(msg)
-    expand_level(buf, (1 << (h - 1)) * t, t, sums[h - 1], after)
-    last = np.empty((3 * t, 2), np.uint64)
-    last[:t] = h0[head:] ^ sums[h - 1, 0]
-    last[t : 2 * t] = h1[head:] ^ sums[h - 1, 1]
-    last[2 * t :] = sums[h - 1, 0] ^ sums[h - 1, 1] ^ d
-    chan.send(last)
-    return buf[:-1]
+    msg = np.empty((2 * t * h + t, 2), np.uint64)
+    msg[: t * h] = crhash(q, index0, domain) ^ sums[:, 0].reshape(t * h, 2)
+    msg[t * h : 2 * t * h] = crhash(q ^ d, index0, domain) ^ sums[:, 1].reshape(t * h, 2)
+    msg[2 * t * h :] = sums[h - 1, 0] ^ sums[h - 1, 1] ^ d
+    chan.send(msg)
+    return leaves
 
 
 def spcot_recv(
@@ -77,35 +56,17 @@ def spcot_recv(
     h: int,
     index0: int,
     domain: int,
-    buf: np.ndarray | None = None,
-    after: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions); r is a
-    view of ``buf`` as for the sender, ``after`` likewise (whatever it XORs into the last
-    level's rows stays: the path nodes are fixed by XOR)."""
+    """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions)."""
     if w.shape != (t * h, 2) or b.shape != (t * h,):
         raise ValueError(f"spcot: need {t * h} base COTs, got {w.shape[0]}")
-    head = (h - 1) * t
-    bb = b.astype(bool)[:, None]
-    hw = crhash(w, index0, domain)
+    msg = chan.recv_array(np.uint64, (2 * t * h + t, 2))
+    bb = b.astype(bool)
+    known = np.where(bb[:, None], msg[t * h : 2 * t * h], msg[: t * h])
+    known ^= crhash(w, index0, domain)
     path = (1 - b).astype(np.uint8).reshape(h, t)
-    trees = PuncturedTrees(path, tree_buffer(t, h) if buf is None else buf)
-    if h > 1:
-        msg = chan.recv_array(np.uint64, (2 * head, 2))
-        known = np.where(bb[:head], msg[head:], msg[:head])
-        known ^= hw[:head]
-        trees.levels(known.reshape(h - 1, t, 2), h - 1)
-        trees.expand_last(after)
-    last = chan.recv_array(np.uint64, (3 * t, 2))
-    known = np.where(bb[head:], last[t : 2 * t], last[:t])
-    known ^= hw[head:]
-    if h > 1:
-        leaves, others = trees.fix_last(known)
-    else:  # a single level: nothing to expand, its two nodes set from the sums directly
-        trees.levels(known.reshape(1, t, 2), 1)
-        leaves, others = trees.buf[:-1], known
+    leaves, others = receiver_expand(path, known.reshape(h, t, 2))
     pos = path_slots(path) * t + np.arange(t)
-    # the path leaf is zero (plus whatever ``after`` XORed in), so the XOR of the whole tree is
-    # the XOR of the other leaves
-    leaves[pos] ^= last[2 * t :] ^ others
+    # the path leaf is zero, so the XOR of the whole tree is the XOR of the other leaves
+    leaves[pos] = msg[2 * t * h :] ^ others
     return leaves, pos
