@@ -159,7 +159,8 @@ class OTPack:
         dom, s = self._dom(_ROT, True), self._snd.s
 
         def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            z = np.bitwise_xor(q, tweaks(tw, hi - lo, dom))
+            z = tweaks(tw, hi - lo, dom)  # then ^= q: one temporary, not two
+            z ^= q
             mmo_into(z, m0[lo:])
             _xor_block(z, s)
             mmo_into(z, m1[lo:])
@@ -236,7 +237,8 @@ class OTPack:
     @staticmethod
     def _limbs(rows: np.ndarray, tw: int, dom: int, d: int) -> np.ndarray:
         if d <= 2:
-            z = np.bitwise_xor(rows, tweaks(tw, rows.shape[0], dom))
+            z = tweaks(tw, rows.shape[0], dom)
+            z ^= rows
             h = np.empty((rows.shape[0] + 1, 2), np.uint64)
             mmo_into(z, h)
             return h[:-1, :d]
