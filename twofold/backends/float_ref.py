@@ -119,6 +119,9 @@ class FloatReference(Interpreter):
         sh = (1, -1) + (1,) * (x.ndim - 2)
         return x * mul.reshape(sh) + add.reshape(sh)
 
+    def op_sign_affine(self, node: Node, x, sign, add):  # noqa: ANN001, ANN201
+        return self.op_affine(node, x, sign, add)
+
     def op_add(self, node: Node, a, b):  # noqa: ANN001, ANN201
         return a + b
 
@@ -247,3 +250,33 @@ def run_float(
 ) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` with the float reference; ``{output name: array}``."""
     return FloatReference(graph, dtype=dtype).run(inputs)
+
+
+class _ChannelAbsMax(FloatReference):
+    """Float reference that records max |value| per channel (axis 1) of chosen tensors."""
+
+    def __init__(self, graph: Graph, names: set[str]) -> None:
+        super().__init__(graph, dtype=np.float64)
+        self.names = names
+        self.absmax: dict[str, np.ndarray] = {}
+
+    def run_node(self, node: Node, args: list) -> np.ndarray:  # type: ignore[override]
+        val = super().run_node(node, args)
+        if node.name in self.names:
+            v = np.abs(np.asarray(val, np.float64))
+            m = v.max(axis=tuple(a for a in range(v.ndim) if a != 1)) if v.size else v
+            old = self.absmax.get(node.name)
+            self.absmax[node.name] = m if old is None else np.maximum(old, m)
+        return val
+
+
+def channel_absmax(
+    graph: Graph, inputs: list[np.ndarray], names: list[str]
+) -> dict[str, np.ndarray]:
+    """Per-channel max |x| of the float tensors ``names`` over calibration inputs (each one
+    array for the graph's single input), in float64; what ``bn_forward`` bounds its shifts by."""
+    rec = _ChannelAbsMax(graph, set(names))
+    (inp,) = graph.inputs()
+    for x in inputs:
+        rec.run({inp.name: x})
+    return rec.absmax

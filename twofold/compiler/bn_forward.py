@@ -1,0 +1,182 @@
+"""Pass ``bn_forward``: fold a BatchNorm that precedes a ReLU forward, into the next linear layer.
+
+DenseNet's pre-activation BN cannot fold backward (its input is a concat), so ``fold_bn``
+lowers it to ``affine(x, a, b)``, a product by a server vector (ℓ(ℓ+1)/2 bits per element in
+2PC). When the affine's only reader is a ReLU whose readers are all linear layers (a conv2d
+without padding, or global average pool / flatten into a gemm), with σ = sign(a), c = b/a:
+
+    ReLU(a·x + b) = |a| · ReLU(σ·(x + c))
+
+so |a| moves into the consumer's input-channel weights (W'[:, i] = W[:, i]·|a_i|; pools and
+flatten commute with a positive per-channel factor), c is a server-private per-channel shift
+(free in 2PC) and only the sign is left: ``sign_affine(x, σ, σ·c)``, one correlated OT per
+channel and ℓ − 1 bits per element (``runtime/linear/linear_ot.py::sign_flip``), at the input's
+scale, so no truncation either. Every matching BN gets the sign op whatever its signs are: the
+public IR depends on the architecture only (σ, c, W' are server weights).
+
+Shifts beyond the calibrated range. A channel with tiny |a| has a huge |c|, which would widen
+the ring. With R_i the channel's calibrated max |x| (float, ``channel_bound``) and K = 4, when
+|c_i| > K·R_i the ReLU is constant in its form on [−K·R_i, K·R_i]: identically 0 (b < 0; c is
+set to −σ·K·R_i, still 0 there) or identically a·x + b (b > 0; c is set to σ·K·R_i and the
+difference κ_i = |a_i|·σ_i·(c_i − c'_i), a per-channel constant, goes into the consumer's bias).
+A channel with a = 0 is the constant ReLU(b) (|a| = 0, κ = ReLU(b)). Constants pass the pools
+and flatten unchanged, and a conv without padding sees them in every window, so the bias is
+exact; a padded conv would see them cut at the border, which is why padded consumers keep the
+affine. Within K·R_i the rewrite is exact in real numbers; beyond it (an input far outside
+calibration) the clamped channel may differ from the float model. Without calibration nothing
+is clamped. Both parties' results stay bit-exact with ``simulate`` either way (it runs this IR).
+
+Invariant established: every rewritten ReLU reads a ``sign_affine``; graphs without the pattern
+are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..ir import Graph
+from .errors import CompileError
+
+#: max |x| per channel of the named float tensors, over calibration inputs
+ChannelBound = Callable[[Graph, list[str]], dict[str, np.ndarray]]
+
+CLAMP_FACTOR = 4.0
+_CHAIN = ("global_avgpool", "flatten", "reshape")
+
+
+def _is_param(g: Graph, name: str) -> bool:
+    return g[name].op in ("weight", "const")
+
+
+def _absorbers(g: Graph, name: str, idx: np.ndarray) -> list[tuple[str, np.ndarray]] | None:
+    """The linear layers that read ``name`` through per-channel-linear data movement, each with
+    the BN channel of every feature of its input (axis 1), or None if some reader is not one."""
+    users = g.users(name)
+    if not users or g.is_output(name):
+        return None
+    out: list[tuple[str, np.ndarray]] = []
+    for u in users:
+        node = g[u]
+        if node.inputs.count(name) != 1 or node.inputs[0] != name:
+            return None
+        shape = g[name].type.shape
+        if node.op == "conv2d":
+            if any(node.attrs["pads"]) or not _is_param(g, node.inputs[1]):
+                return None
+            if len(node.inputs) == 3 and not _is_param(g, node.inputs[2]):
+                return None
+            out.append((u, idx))
+        elif node.op == "gemm":
+            w = node.inputs[1]
+            if not _is_param(g, w) or len(g[w].type.shape) != 2 or len(shape) != 2:
+                return None
+            if len(node.inputs) == 3 and not _is_param(g, node.inputs[2]):
+                return None
+            out.append((u, idx))
+        elif node.op in _CHAIN:
+            oshape = node.type.shape
+            if node.op == "global_avgpool":
+                sub = _absorbers(g, u, idx)
+            elif len(oshape) == 2 and len(shape) >= 2 and oshape[0] == shape[0]:
+                rest = int(np.prod(shape[2:], dtype=np.int64))  # row-major: channel-major
+                sub = _absorbers(g, u, np.repeat(idx, rest))
+            else:
+                return None
+            if sub is None:
+                return None
+            out += sub
+        else:
+            return None
+    return out
+
+
+def _matches(g: Graph, node) -> tuple[str, list[tuple[str, np.ndarray]]] | None:  # noqa: ANN001
+    """(relu, absorbers) if ``node`` is affine → ReLU → linear layers only."""
+    if node.op != "affine" or not all(_is_param(g, i) for i in node.inputs[1:]):
+        return None
+    users = g.users(node.name)
+    if len(users) != 1 or g.is_output(node.name):
+        return None
+    relu = g[users[0]]
+    if relu.op != "relu" or len(relu.inputs) != 1 or len(node.type.shape) < 2:
+        return None
+    absorbers = _absorbers(g, relu.name, np.arange(node.type.shape[1]))
+    return None if absorbers is None else (relu.name, absorbers)
+
+
+def split(
+    a: np.ndarray, b: np.ndarray, bound: np.ndarray | None, factor: float = CLAMP_FACTOR
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(σ, p, c, κ) per channel with ReLU(a·x + b) = p·ReLU(σ·(x + c)) + κ for |x| ≤ factor·bound
+    (for all x where nothing is clamped), σ ∈ {−1, +1}, p = |a| ≥ 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    sigma = np.where(a < 0, -1.0, 1.0)
+    p = np.abs(a)
+    zero = a == 0
+    c = np.divide(b, a, out=np.zeros_like(b), where=~zero)
+    kappa = np.where(zero, np.maximum(b, 0.0), 0.0)
+    if bound is not None:
+        lim = factor * np.asarray(bound, np.float64)
+        big = ~zero & (np.abs(c) > lim)
+        on = big & (b > 0)  # linear on the range: σ(x + c) > 0 there
+        c_new = np.where(on, sigma * lim, np.where(big, -sigma * lim, c))
+        kappa = kappa + np.where(on, p * sigma * (c - c_new), 0.0)
+        c = c_new
+    return sigma, p, c, kappa
+
+
+def _param(g: Graph, name: str) -> np.ndarray:
+    return np.asarray(g.params[g[name].attrs["key"]], np.float64)
+
+
+def _absorb(g: Graph, name: str, idx: np.ndarray, p: np.ndarray, kappa: np.ndarray) -> None:
+    """Scale ``name``'s input features by p[idx] and add the constant inputs κ[idx] to its bias
+    (new server weights, always both, so the structure does not depend on the values)."""
+    node = g[name]
+    w = _param(g, node.inputs[1])
+    if node.op == "conv2d":
+        cout, cg = w.shape[:2]
+        og = cout // node.attrs["group"]
+        chan = idx[(np.arange(cout)[:, None] // og) * cg + np.arange(cg)[None, :]]  # [O, cg]
+        w2 = w * p[chan][:, :, None, None]
+        comp = (w.sum(axis=(2, 3)) * kappa[chan]).sum(axis=1)
+        nout = cout
+    else:
+        w2 = w * p[idx][:, None]
+        comp = kappa[idx] @ w
+        nout = w.shape[1]
+    b = _param(g, node.inputs[2]) if len(node.inputs) == 3 else np.zeros(nout)
+    b2 = b + comp if b.ndim else np.full(nout, float(b)) + comp
+    wk = g.add_param(g.fresh_name(node.name + ".w_fwd"), w2.astype(np.float32))
+    bk = g.add_param(g.fresh_name(node.name + ".b_fwd"), b2.astype(np.float32))
+    g.set_inputs(name, [node.inputs[0], wk, bk])
+
+
+def bn_forward(graph: Graph, channel_bound: ChannelBound | None = None) -> Graph:
+    g = graph.copy()
+    found = [(n.name, m) for n in g.nodes if (m := _matches(g, n)) is not None]
+    if not found:
+        return g
+    bounds = channel_bound(g, [g[n].inputs[0] for n, _ in found]) if channel_bound else {}
+    scales: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for name, (relu, absorbers) in found:
+        node = g[name]
+        a, b = _param(g, node.inputs[1]), _param(g, node.inputs[2])
+        sigma, p, c, kappa = split(a, b, bounds.get(node.inputs[0]))
+        if not (np.isfinite(c).all() and np.isfinite(p).all()):
+            raise CompileError(f"%{name}: batchnorm with a non-finite scale or shift")
+        sk = g.add_param(g.fresh_name(name + ".sign"), sigma.astype(np.float32))
+        ck = g.add_param(g.fresh_name(name + ".shift"), (sigma * c).astype(np.float32))
+        flip = g.add("sign_affine", [node.inputs[0], sk, ck], name=name + "_sign")
+        g.set_inputs(relu, [flip])
+        for cons, idx in absorbers:
+            scales.setdefault(cons, []).append((idx, p, kappa))
+    for cons, parts in scales.items():
+        if len(parts) != 1:  # two matched ReLUs into one layer cannot happen (one input)
+            raise CompileError(f"%{cons}: reads two folded BatchNorms")
+        _absorb(g, cons, *parts[0])
+    g.remove_dead()
+    g.toposort()
+    return g
