@@ -277,9 +277,13 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @connect_options
 @click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=None,
               help="refuse a server that chose another OT source")  # fmt: skip
+@click.option("--session-timeout", type=float, default=None,
+              help="seconds the whole run may last [default: 660 + 2 per program step "
+                   "and batch image]")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
-                   insecure_plaintext, timeout, ot_source, quiet) -> None:  # fmt: skip
+                   insecure_plaintext, timeout, ot_source, session_timeout,
+                   quiet) -> None:  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
 
@@ -292,6 +296,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
             bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
             token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,
             progress=not quiet, table_to_stderr=not out_path, ot=ot_source,
+            session_timeout=session_timeout,
         )  # fmt: skip
         if out_path:
             write_json_atomic(doc, out_path)

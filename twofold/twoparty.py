@@ -75,6 +75,7 @@ def client_main(
     progress: bool = True,
     table_to_stderr: bool = False,
     ot: str | None = None,
+    session_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run BUNDLE as the client against the server at CONNECT (see ``run_client``)."""
     host, port = parse_address(connect, "--connect")
@@ -92,4 +93,5 @@ def client_main(
         progress=progress,
         out=sys.stderr if table_to_stderr else sys.stdout,
         ot=ot,
+        session_timeout=session_timeout,
     )

@@ -108,9 +108,11 @@ def client_channel(
     except BaseException:
         sock.close()
         raise
+    chan.set_deadline(deadline, f"handshake deadline with {where}")
     try:
         chan.send(json.dumps({"token": token}).encode())
         reply = _recv_reply(chan, where, insecure_plaintext)
+        chan.set_deadline(None)
     except BaseException:
         chan.abort()
         raise
@@ -124,7 +126,7 @@ def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
     try:
         raw = chan.recv_bytes(max_len=GATE_FRAME_MAX)
     except PeerError as e:
-        if plaintext:
+        if plaintext and not chan.timed_out(e):
             raise PeerError(
                 f"the server at {where} closed the connection at once ({e}); it expects TLS "
                 "unless it runs --insecure-plaintext: pass --server-fingerprint or --tls-ca"

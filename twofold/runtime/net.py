@@ -103,6 +103,12 @@ class Channel:
             raise PeerError(f"{self._deadline_what} passed ({what})")
         self.sock.settimeout(left if self.timeout is None else min(self.timeout, left))
 
+    def timed_out(self, err: BaseException) -> bool:
+        """Whether ``err`` is this channel's own timeout or deadline (not the peer's doing)."""
+        msg = str(err)
+        own = bool(self._deadline_what) and msg.startswith(f"{self._deadline_what} passed")
+        return own or msg.startswith("timed out after")
+
     def _timed_out(self, what: str) -> str:
         if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
             return f"{self._deadline_what} passed ({what})"

@@ -295,6 +295,7 @@ def serve(
 
 
 SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
+HANDSHAKE_SLACK = 60.0  # s: the client's deadline also covers the program handshake
 
 
 def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
@@ -331,8 +332,13 @@ def run_client(
     progress: bool = True,
     out: IO[str] | None = None,
     ot: str | None = None,
+    session_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run the program as the client; returns the out.json document (with ``cost``).
+
+    The whole exchange after connecting, handshake included, must end within
+    :func:`session_deadline` (``session_timeout``, else the program-sized default the server
+    also uses) plus ``HANDSHAKE_SLACK``: a server that trickles bytes cannot hold the client.
 
     The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
     an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
@@ -353,11 +359,13 @@ def run_client(
             raise RunError(
                 f"input {key!r} has shape {list(shp)}, the program expects {spec['shape']}"
             )
+    session_s = session_deadline(prog, session_timeout) + HANDSHAKE_SLACK
     t0 = time.perf_counter()
     chan = client_channel(
         host, port, tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
         insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
     )  # fmt: skip
+    chan.set_deadline(time.monotonic() + session_s, f"session deadline of {session_s:g} s")
     try:
         party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
         linear, ot_source, fuse = _session_settings(chan, ot)
