@@ -4,20 +4,19 @@ no wider ring, and 2PC between two processes equal to simulate bit for bit."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
 import pytest
 from preact import export
-from test_run_cli import Server, client
+from test_run_zoo import run_and_simulate
 
 from twofold.backends.float_ref import channel_absmax, run_float
 from twofold.compiler.bn_forward import CLAMP_FACTOR, bn_forward, split
 from twofold.compiler.canonicalize import canonicalize
 from twofold.compiler.fold_bn import fold_bn
 from twofold.frontends.onnx import load_onnx
-from twofold.toolchain import compile_model, simulate_bundle
+from twofold.toolchain import compile_model
 
 RNG = np.random.default_rng(16)  # public test data only
 SIZE = 8
@@ -118,14 +117,7 @@ def test_two_processes_equal_simulate_with_negative_scales(model, tmp_path) -> N
         path, bundle, preprocess="none", input_range=(-3.0, 3.0), scale=12,
         calibrate=[tmp_path / "x.npy", tmp_path / "cal.npy"],
     )  # fmt: skip
-    srv = Server(bundle, "--once")
-    try:
-        res = client(bundle, srv.addr, tmp_path / "x.npy", tmp_path / "out.json", "--quiet")
-    finally:
-        _, err = srv.stop()
-    assert res.returncode == 0, res.stderr + err
-    want = json.loads(json.dumps(simulate_bundle(bundle, tmp_path / "x.npy")))
-    got = json.loads((tmp_path / "out.json").read_text())
+    got, want = run_and_simulate(bundle, tmp_path / "x.npy", tmp_path / "out.json")
     assert want["valid"] and got["outputs"] == want["outputs"]
     flips = [r for r in got["cost"]["layers"] if r["op"] == "sign_affine"]
     assert len(flips) == 3 and all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in flips)
