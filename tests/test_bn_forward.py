@@ -11,7 +11,7 @@ import pytest
 from preact import export
 from test_run_zoo import run_and_simulate
 
-from twofold.backends.float_ref import channel_absmax, run_float
+from twofold.backends.float_ref import channel_stats, run_float
 from twofold.compiler.bn_forward import CLAMP_FACTOR, bn_forward, split
 from twofold.compiler.canonicalize import canonicalize
 from twofold.compiler.fold_bn import fold_bn
@@ -72,11 +72,11 @@ def test_rewrite_exact_in_float(model) -> None:
 def test_clamped_shifts_exact_on_calibrated_range(model) -> None:
     _, g = model
     cal = _images(3, seed=1)
-    h = bn_forward(g, channel_bound=lambda gg, names: channel_absmax(gg, cal, names))
-    bound = channel_absmax(g, cal, [n.inputs[0] for n in h.nodes if n.op == "sign_affine"])
+    h = bn_forward(g, channel_stats=lambda gg, names: channel_stats(gg, cal, names))
+    stats = channel_stats(g, cal, [n.inputs[0] for n in h.nodes if n.op == "sign_affine"])
     for n in (n for n in h.nodes if n.op == "sign_affine"):
         shift = np.abs(h.params[h[n.inputs[2]].attrs["key"]])
-        assert (shift <= CLAMP_FACTOR * bound[n.inputs[0]] * (1 + 1e-6) + 1e-6).all()
+        assert (shift <= CLAMP_FACTOR * stats[n.inputs[0]][0] * (1 + 1e-6) + 1e-6).all()
     unclamped = bn_forward(g)
     assert max(np.abs(unclamped.params[unclamped[n.inputs[2]].attrs["key"]]).max()
                for n in unclamped.nodes if n.op == "sign_affine") > 1e3  # fmt: skip
@@ -121,3 +121,29 @@ def test_two_processes_equal_simulate_with_negative_scales(model, tmp_path) -> N
     assert want["valid"] and got["outputs"] == want["outputs"]
     flips = [r for r in got["cost"]["layers"] if r["op"] == "sign_affine"]
     assert len(flips) == 3 and all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in flips)
+
+
+def test_rounding_error_of_the_scaled_weights_goes_into_the_bias(model) -> None:
+    """With calibration means and the scale, the expected error of rounding W' = W·|a| is
+    compensated in the consumer's bias: on the calibration inputs, the logits of the graph with
+    W' rounded (as quantize will) are closer to the BN model's than without the correction."""
+    _, g = model
+    cal = _images(4, seed=4)
+    s = 5  # coarse, so that rounding dominates
+
+    def stats(gg, names):  # noqa: ANN001, ANN202
+        return channel_stats(gg, cal, names)
+
+    def rounded(h):  # noqa: ANN001, ANN202
+        h = h.copy()
+        for n in h.nodes:
+            if n.op == "weight" and ".w_fwd" in n.name:
+                w = np.asarray(h.params[n.attrs["key"]], np.float64)
+                h.params[n.attrs["key"]] = np.rint(w * 2.0**s) / 2.0**s
+        return h
+
+    def error(h):  # noqa: ANN001, ANN202
+        return np.mean([np.abs(_logits(h, x) - _logits(g, x)).mean() for x in cal])
+
+    plain, corrected = (rounded(bn_forward(g, stats, scale=k)) for k in (None, s))
+    assert error(corrected) < 0.7 * error(plain)

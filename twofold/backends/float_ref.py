@@ -252,31 +252,38 @@ def run_float(
     return FloatReference(graph, dtype=dtype).run(inputs)
 
 
-class _ChannelAbsMax(FloatReference):
-    """Float reference that records max |value| per channel (axis 1) of chosen tensors."""
+class _ChannelStats(FloatReference):
+    """Float reference that records, per channel (axis 1) of chosen tensors, max |value| and
+    the mean value over all inputs run."""
 
     def __init__(self, graph: Graph, names: set[str]) -> None:
         super().__init__(graph, dtype=np.float64)
         self.names = names
         self.absmax: dict[str, np.ndarray] = {}
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
 
     def run_node(self, node: Node, args: list) -> np.ndarray:  # type: ignore[override]
         val = super().run_node(node, args)
-        if node.name in self.names:
-            v = np.abs(np.asarray(val, np.float64))
-            m = v.max(axis=tuple(a for a in range(v.ndim) if a != 1)) if v.size else v
+        if node.name in self.names and np.ndim(val) >= 2:
+            v = np.asarray(val, np.float64)
+            axes = tuple(a for a in range(v.ndim) if a != 1)
+            m = np.abs(v).max(axis=axes) if v.size else np.zeros(v.shape[1])
             old = self.absmax.get(node.name)
             self.absmax[node.name] = m if old is None else np.maximum(old, m)
+            self.sums[node.name] = self.sums.get(node.name, 0.0) + v.sum(axis=axes)
+            self.counts[node.name] = self.counts.get(node.name, 0) + v.size // v.shape[1]
         return val
 
 
-def channel_absmax(
+def channel_stats(
     graph: Graph, inputs: list[np.ndarray], names: list[str]
-) -> dict[str, np.ndarray]:
-    """Per-channel max |x| of the float tensors ``names`` over calibration inputs (each one
-    array for the graph's single input), in float64; what ``bn_forward`` bounds its shifts by."""
-    rec = _ChannelAbsMax(graph, set(names))
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(max |x|, mean x) per channel (axis 1) of the float tensors ``names`` over calibration
+    inputs (each one array for the graph's single input), in float64: what ``bn_forward``
+    bounds its shifts by and corrects its rounded weights with."""
+    rec = _ChannelStats(graph, set(names))
     (inp,) = graph.inputs()
     for x in inputs:
         rec.run({inp.name: x})
-    return rec.absmax
+    return {k: (rec.absmax[k], rec.sums[k] / max(1, rec.counts[k])) for k in rec.absmax}

@@ -15,16 +15,24 @@ scale, so no truncation either. Every matching BN gets the sign op whatever its 
 public IR depends on the architecture only (σ, c, W' are server weights).
 
 Shifts beyond the calibrated range. A channel with tiny |a| has a huge |c|, which would widen
-the ring. With R_i the channel's calibrated max |x| (float, ``channel_bound``) and K = 4, when
-|c_i| > K·R_i the ReLU is constant in its form on [−K·R_i, K·R_i]: identically 0 (b < 0; c is
-set to −σ·K·R_i, still 0 there) or identically a·x + b (b > 0; c is set to σ·K·R_i and the
-difference κ_i = |a_i|·σ_i·(c_i − c'_i), a per-channel constant, goes into the consumer's bias).
-A channel with a = 0 is the constant ReLU(b) (|a| = 0, κ = ReLU(b)). Constants pass the pools
-and flatten unchanged, and a conv without padding sees them in every window, so the bias is
-exact; a padded conv would see them cut at the border, which is why padded consumers keep the
-affine. Within K·R_i the rewrite is exact in real numbers; beyond it (an input far outside
-calibration) the clamped channel may differ from the float model. Without calibration nothing
-is clamped. Both parties' results stay bit-exact with ``simulate`` either way (it runs this IR).
+the ring. With R_i the channel's calibrated max |x| (the float graph run on the calibration
+inputs, ``channel_stats``) and K = 4, when |c_i| > K·R_i the ReLU is constant in its form on
+[−K·R_i, K·R_i]: identically 0 (b < 0; c is set to −σ·K·R_i, still 0 there) or identically a·x +
+b (b > 0; c is set to σ·K·R_i and the difference κ_i = |a_i|·σ_i·(c_i − c'_i), a per-channel
+constant, goes into the consumer's bias). A channel with a = 0 is the constant ReLU(b) (|a| = 0,
+κ = ReLU(b)). Constants pass the pools and flatten unchanged, and a conv without padding sees
+them in every window, so the bias is exact; a padded conv would see them cut at the border,
+which is why padded consumers keep the affine. Within K·R_i the rewrite is exact in real
+numbers; beyond it (an input far outside calibration) the clamped channel may differ from the
+float model. Without calibration nothing is clamped. Both parties' results stay bit-exact with
+``simulate`` either way (it runs this IR).
+
+Rounding. W' = W·|a| is rounded at the scale s like every weight, but the consumer now reads
+r = y/|a| (y the BN's ReLU output), so the rounding error e of W' weighs r: channels with small
+|a| lose more than before (DenseNet-121 224², s = 11: the float error doubled, mostly the
+classifier's). With calibration, the expected part of that error, Σ e·E[r] per output, goes
+into the consumer's bias (E[r] from the same float run, through pools and flatten), which brings
+the error back to the affine path's (docs/PERFORMANCE.md).
 
 Invariant established: every rewritten ReLU reads a ``sign_affine``; graphs without the pattern
 are unchanged.
@@ -39,8 +47,8 @@ import numpy as np
 from ..ir import Graph
 from .errors import CompileError
 
-#: max |x| per channel of the named float tensors, over calibration inputs
-ChannelBound = Callable[[Graph, list[str]], dict[str, np.ndarray]]
+#: (max |x|, mean x) per channel (axis 1) of the named float tensors, over calibration inputs
+ChannelStats = Callable[[Graph, list[str]], dict[str, tuple[np.ndarray, np.ndarray]]]
 
 CLAMP_FACTOR = 4.0
 _CHAIN = ("global_avgpool", "flatten", "reshape")
@@ -131,40 +139,67 @@ def _param(g: Graph, name: str) -> np.ndarray:
     return np.asarray(g.params[g[name].attrs["key"]], np.float64)
 
 
-def _absorb(g: Graph, name: str, idx: np.ndarray, p: np.ndarray, kappa: np.ndarray) -> None:
+def _absorb(  # noqa: PLR0913
+    g: Graph,
+    name: str,
+    idx: np.ndarray,
+    p: np.ndarray,
+    kappa: np.ndarray,
+    mean_in: np.ndarray | None,
+    scale: int | None,
+) -> None:
     """Scale ``name``'s input features by p[idx] and add the constant inputs κ[idx] to its bias
-    (new server weights, always both, so the structure does not depend on the values)."""
+    (new server weights, always both, so the structure does not depend on the values). With
+    ``mean_in`` (its input's calibrated mean per feature, before the rewrite) and ``scale``, the
+    bias also gets Σ (W' − round(W'))·E[r], the expected error of rounding W' at ``scale``."""
     node = g[name]
     w = _param(g, node.inputs[1])
     if node.op == "conv2d":
         cout, cg = w.shape[:2]
         og = cout // node.attrs["group"]
-        chan = idx[(np.arange(cout)[:, None] // og) * cg + np.arange(cg)[None, :]]  # [O, cg]
-        w2 = w * p[chan][:, :, None, None]
-        comp = (w.sum(axis=(2, 3)) * kappa[chan]).sum(axis=1)
+        feat = (np.arange(cout)[:, None] // og) * cg + np.arange(cg)[None, :]  # [O, cg]
+        w2 = (w * p[idx[feat]][:, :, None, None]).astype(np.float32)
+        comp = (w.sum(axis=(2, 3)) * kappa[idx[feat]]).sum(axis=1)
         nout = cout
     else:
-        w2 = w * p[idx][:, None]
+        w2 = (w * p[idx][:, None]).astype(np.float32)
         comp = kappa[idx] @ w
         nout = w.shape[1]
+    if mean_in is not None and scale is not None:
+        pi = p[idx]
+        # E[r] = (E[y] − κ)/p where p > 0; where p = 0 the column of W' is 0 and so its error
+        mean_r = np.divide(mean_in - kappa[idx], pi, out=np.zeros_like(pi), where=pi > 0)
+        w64 = w2.astype(np.float64)
+        err = w64 - np.rint(w64 * 2.0**scale) / 2.0**scale  # what quantize will drop
+        if node.op == "conv2d":
+            comp = comp + (err.sum(axis=(2, 3)) * mean_r[feat]).sum(axis=1)
+        else:
+            comp = comp + mean_r @ err
     b = _param(g, node.inputs[2]) if len(node.inputs) == 3 else np.zeros(nout)
     b2 = b + comp if b.ndim else np.full(nout, float(b)) + comp
-    wk = g.add_param(g.fresh_name(node.name + ".w_fwd"), w2.astype(np.float32))
+    wk = g.add_param(g.fresh_name(node.name + ".w_fwd"), w2)
     bk = g.add_param(g.fresh_name(node.name + ".b_fwd"), b2.astype(np.float32))
     g.set_inputs(name, [node.inputs[0], wk, bk])
 
 
-def bn_forward(graph: Graph, channel_bound: ChannelBound | None = None) -> Graph:
+def bn_forward(
+    graph: Graph, channel_stats: ChannelStats | None = None, scale: int | None = None
+) -> Graph:
     g = graph.copy()
     found = [(n.name, m) for n in g.nodes if (m := _matches(g, n)) is not None]
     if not found:
         return g
-    bounds = channel_bound(g, [g[n].inputs[0] for n, _ in found]) if channel_bound else {}
-    scales: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    stats = {}
+    if channel_stats is not None:  # the BN inputs' bounds, the consumers' input means
+        names = [g[n].inputs[0] for n, _ in found]
+        names += [g[c].inputs[0] for _, (_, ab) in found for c, _ in ab]
+        stats = channel_stats(g, list(dict.fromkeys(names)))
+    scales: dict[str, list[tuple]] = {}
     for name, (relu, absorbers) in found:
         node = g[name]
         a, b = _param(g, node.inputs[1]), _param(g, node.inputs[2])
-        sigma, p, c, kappa = split(a, b, bounds.get(node.inputs[0]))
+        bound = stats[node.inputs[0]][0] if node.inputs[0] in stats else None
+        sigma, p, c, kappa = split(a, b, bound)
         if not (np.isfinite(c).all() and np.isfinite(p).all()):
             raise CompileError(f"%{name}: batchnorm with a non-finite scale or shift")
         sk = g.add_param(g.fresh_name(name + ".sign"), sigma.astype(np.float32))
@@ -172,11 +207,13 @@ def bn_forward(graph: Graph, channel_bound: ChannelBound | None = None) -> Graph
         flip = g.add("sign_affine", [node.inputs[0], sk, ck], name=name + "_sign")
         g.set_inputs(relu, [flip])
         for cons, idx in absorbers:
-            scales.setdefault(cons, []).append((idx, p, kappa))
+            src = g[cons].inputs[0]
+            mean_in = stats[src][1] if src in stats else None
+            scales.setdefault(cons, []).append((idx, p, kappa, mean_in))
     for cons, parts in scales.items():
         if len(parts) != 1:  # two matched ReLUs into one layer cannot happen (one input)
             raise CompileError(f"%{cons}: reads two folded BatchNorms")
-        _absorb(g, cons, *parts[0])
+        _absorb(g, cons, *parts[0], scale)
     g.remove_dead()
     g.toposort()
     return g
