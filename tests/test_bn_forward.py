@@ -56,12 +56,14 @@ def test_split_identity_incl_negative_tiny_and_zero_scales() -> None:
     assert np.abs(split(a, b, None)[2]).max() > 1e5
 
 
-def test_rewrite_exact_in_float(model) -> None:
+@pytest.mark.parametrize("into_gemm", [False, True])
+def test_rewrite_exact_in_float(model, into_gemm) -> None:
     _, g = model
-    h = bn_forward(g)
+    h = bn_forward(g, into_gemm=into_gemm)
     ops = Counter(n.op for n in h.nodes)
-    # bn1, bn3, bn4 rewritten; bn2 reads into a padded 3x3 conv and stays an affine
-    assert ops["sign_affine"] == 3 and ops["affine"] == 1
+    # bn1, bn3 rewritten (bn4 -> pool -> flatten -> gemm too with into_gemm); bn2 reads into a
+    # padded 3x3 conv and stays an affine
+    assert (ops["sign_affine"], ops["affine"]) == ((3, 1) if into_gemm else (2, 2))
     signs = np.concatenate([h.params[h[n.inputs[1]].attrs["key"]] for n in h.nodes
                             if n.op == "sign_affine"])  # fmt: skip
     assert set(signs.tolist()) == {-1.0, 1.0}
@@ -72,12 +74,12 @@ def test_rewrite_exact_in_float(model) -> None:
 def test_clamped_shifts_exact_on_calibrated_range(model) -> None:
     _, g = model
     cal = _images(3, seed=1)
-    h = bn_forward(g, channel_stats=lambda gg, names: channel_stats(gg, cal, names))
+    h = bn_forward(g, lambda gg, names: channel_stats(gg, cal, names), into_gemm=True)
     stats = channel_stats(g, cal, [n.inputs[0] for n in h.nodes if n.op == "sign_affine"])
     for n in (n for n in h.nodes if n.op == "sign_affine"):
         shift = np.abs(h.params[h[n.inputs[2]].attrs["key"]])
         assert (shift <= CLAMP_FACTOR * stats[n.inputs[0]][0] * (1 + 1e-6) + 1e-6).all()
-    unclamped = bn_forward(g)
+    unclamped = bn_forward(g, into_gemm=True)
     assert max(np.abs(unclamped.params[unclamped[n.inputs[2]].attrs["key"]]).max()
                for n in unclamped.nodes if n.op == "sign_affine") > 1e3  # fmt: skip
     for x in cal:  # inside the calibrated range: the same function as the BN model
@@ -93,7 +95,7 @@ def test_ring_not_wider_and_fidelity(model, tmp_path) -> None:
     kw = {"preprocess": "none", "input_range": (-3.0, 3.0), "calibrate": cal, "scale": 12}
     on, rep_on = compile_model(path, None, **kw)
     off, rep_off = compile_model(path, None, disabled=["bn_forward"], **kw)
-    assert rep_on["totals"]["sign_affine_layers"] == 3 and rep_off["totals"]["affine_layers"] == 4
+    assert rep_on["totals"]["sign_affine_layers"] == 2 and rep_off["totals"]["affine_layers"] == 4
     assert on.meta["ell"] <= off.meta["ell"]
     from twofold.backends.cleartext import simulate
 
@@ -120,7 +122,7 @@ def test_two_processes_equal_simulate_with_negative_scales(model, tmp_path) -> N
     got, want = run_and_simulate(bundle, tmp_path / "x.npy", tmp_path / "out.json")
     assert want["valid"] and got["outputs"] == want["outputs"]
     flips = [r for r in got["cost"]["layers"] if r["op"] == "sign_affine"]
-    assert len(flips) == 3 and all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in flips)
+    assert len(flips) == 2 and all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in flips)
 
 
 def test_rounding_error_of_the_scaled_weights_goes_into_the_bias(model) -> None:
@@ -145,5 +147,5 @@ def test_rounding_error_of_the_scaled_weights_goes_into_the_bias(model) -> None:
     def error(h):  # noqa: ANN001, ANN202
         return np.mean([np.abs(_logits(h, x) - _logits(g, x)).mean() for x in cal])
 
-    plain, corrected = (rounded(bn_forward(g, stats, scale=k)) for k in (None, s))
+    plain, corrected = (rounded(bn_forward(g, stats, scale=k, into_gemm=True)) for k in (None, s))
     assert error(corrected) < 0.7 * error(plain)
