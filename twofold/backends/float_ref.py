@@ -257,7 +257,7 @@ class _ChannelStats(FloatReference):
     the mean value over all inputs run."""
 
     def __init__(self, graph: Graph, names: set[str]) -> None:
-        super().__init__(graph, dtype=np.float64)
+        super().__init__(graph, dtype=np.float32)  # statistics, not an oracle: float32 is ample
         self.names = names
         self.absmax: dict[str, np.ndarray] = {}
         self.sums: dict[str, np.ndarray] = {}
@@ -280,8 +280,8 @@ def channel_stats(
     graph: Graph, inputs: list[np.ndarray], names: list[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(max |x|, mean x) per channel (axis 1) of the float tensors ``names`` over calibration
-    inputs (each one array for the graph's single input), in float64: what ``bn_forward``
-    bounds its shifts by and corrects its rounded weights with."""
+    inputs (each one array for the graph's single input; run in float32, summed in float64):
+    what ``bn_forward`` bounds its shifts by and corrects its rounded weights with."""
     rec = _ChannelStats(graph, set(names))
     (inp,) = graph.inputs()
     for x in inputs:
