@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_relay.py
 TWOFOLD = [sys.executable, "-m", "twofold.cli"]
-KINDS = ("linear", "relu", "truncation", "pooling", "local", "io")
+KINDS = ("linear", "relu", "check", "math", "truncation", "pooling", "local", "io")
 
 
 def _demo():  # noqa: ANN202

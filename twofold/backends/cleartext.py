@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Node, lut
+from ..ir import Graph, Node, lut, newton
 from ..ir.ops import pool_out_dim, slice_index
 from ..ir.output_function import apply_output_function, invalid_result
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
@@ -196,8 +196,25 @@ class Cleartext(Interpreter):
     def op_lut(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         """The table lookup of ir/lut.py, as the 2PC protocol computes it."""
         fn, sc = node.attrs["fn"], node.type.dtype.scale
-        t = lut.table(fn, float(node.attrs["alpha"]), sc)
-        return self.ring(node, t[lut.index(self.sig(node, x), fn, sc)])
+        return self.ring(node, lut.evaluate(self.sig(node, x), fn, float(node.attrs["alpha"]), sc))
+
+    def op_reciprocal(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        """ir/newton.py's fixed-point reciprocal, as the 2PC protocol computes it."""
+        return self._newton(node, x)
+
+    def op_rsqrt(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return self._newton(node, x)
+
+    def op_log(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        return self._newton(node, x)
+
+    def _newton(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
+        s_in = self.graph[node.inputs[0]].type.dtype.scale
+        out = newton.evaluate(
+            self.sig(node, x), node.op, self.ell(node), s_in, node.type.dtype.scale,
+            float(node.attrs["floor"]),
+        )  # fmt: skip
+        return self.ring(node, out)
 
     def op_trunc(self, node: Node, x) -> np.ndarray:  # noqa: ANN001
         src = self.graph[node.inputs[0]].type.dtype.ell

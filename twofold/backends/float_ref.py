@@ -161,6 +161,19 @@ class FloatReference(Interpreter):
         f = lut_spec(node.attrs["fn"]).f
         return f(x.astype(np.float64), float(node.attrs["alpha"])).astype(self.dtype)
 
+    def op_reciprocal(self, node: Node, x):  # noqa: ANN001, ANN201
+        """1/max(x, floor): the meaning ir/newton.py approximates."""
+        v = np.maximum(x.astype(np.float64), float(node.attrs["floor"]))
+        return (1.0 / v).astype(self.dtype)
+
+    def op_rsqrt(self, node: Node, x):  # noqa: ANN001, ANN201
+        v = np.maximum(x.astype(np.float64), float(node.attrs["floor"]))
+        return (1.0 / np.sqrt(v)).astype(self.dtype)
+
+    def op_log(self, node: Node, x):  # noqa: ANN001, ANN201
+        v = np.maximum(x.astype(np.float64), float(node.attrs["floor"]))
+        return np.log(v).astype(self.dtype)
+
     def op_lrn(self, node: Node, x):  # noqa: ANN001, ANN201
         """ONNX LRN: x / (bias + alpha/size · Σ x² over a channel window)^beta."""
         a, c = node.attrs, x.shape[1]

@@ -12,7 +12,7 @@ established: every fixed-point type has the chosen ℓ, and every tensor's bits 
 
 from __future__ import annotations
 
-from ..ir import Fix, Graph
+from ..ir import Fix, Graph, lut, newton
 from .errors import CompileError
 from .headroom import add_relu_checks, clamp_limits
 from .ranges import bits_needed, interval_ranges
@@ -21,6 +21,7 @@ MAX_ELL = 64
 
 
 RANGE_MODELS = ("checked", "calibrated")
+NEWTON = newton.KINDS
 
 
 def annotate_ranges(g: Graph, margin: float | None) -> None:
@@ -72,6 +73,13 @@ def bitwidth(
     if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
         for n in g.nodes:
             n.meta["bits"] += _spare(g, n.name)
+    for n in g.nodes:  # a table's slope times the low bits must fit the ring (ir/lut.py)
+        if n.op == "lut":
+            need = lut.product_bits(n.attrs["fn"], float(n.attrs["alpha"]), n.type.dtype.scale)
+            n.meta["bits"] = max(n.meta["bits"], need)
+    for n in g.nodes:  # ir/newton.py normalises into [2^(ℓ−4), 2^(ℓ−2)): x < 2^(ℓ−3)
+        if any(g[u].op in NEWTON for u in g.users(n.name)):
+            n.meta["bits"] = max(n.meta["bits"], 2) + 2
     widest = max(g.nodes, key=lambda n: n.meta["bits"])
     need = widest.meta["bits"]
     if bitlength == "auto":
@@ -94,6 +102,13 @@ def bitwidth(
                 f"[{lo:.4g}, {hi:.4g}] at scale {n.type.dtype.scale}) needs {need} bits"
                 f" ({sum(m.meta['bits'] > ell for m in g.nodes)} tensors exceed {ell})"
             )
+    for n in g.nodes:
+        if n.op in NEWTON:
+            try:
+                s_in = g[n.inputs[0]].type.dtype.scale
+                newton.plan(n.op, ell, s_in, n.type.dtype.scale, float(n.attrs["floor"]))
+            except ValueError as e:
+                raise CompileError(f"%{n.name}: {e}") from None
     for n in g.nodes:
         n.type = n.type.with_(dtype=Fix(ell, n.type.dtype.scale))
         for k in ("observed", "observed_channel_hi", "observed_sample_hi"):

@@ -12,7 +12,8 @@
 
 Invariant established: no ``clip``, ``leaky_relu``, ``avgpool``, ``global_avgpool``,
 ``max``, ``min``, ``abs``, ``prelu`` remains (DESIGN.md §4; the 2PC runtime only has
-ReLU, MaxPool and truncation).
+ReLU, MaxPool and truncation). A product by a weight that varies along axes other than
+the channel is moved onto the channel axis (``weight_axes.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from ..ir import Graph
 from ..ir.ops import pool_out_dim
 from .errors import CompileError
+from .weight_axes import lower_weight_mul
 
 
 def _scalar(g: Graph, value: float, hint: str) -> str:
@@ -149,7 +151,7 @@ def _lower_mul(g: Graph, node) -> str | None:  # noqa: ANN001
             v = float(np.asarray(g.params[c.attrs["key"]]).reshape(()))
             if g[a].type.shape == node.type.shape:
                 return g.add("mul_const", [a], {"value": v, "scale": 0}, name=node.name + "_c")
-    return None
+    return lower_weight_mul(g, node)
 
 
 def lower(graph: Graph) -> Graph:
@@ -171,6 +173,7 @@ def lower(graph: Graph) -> Graph:
             new = _lower_compare(g, node)
         elif node.op == "abs":
             new = _lower_abs(g, node)
+            g[new].meta["clamp"] = [0.0, None]  # |x| ≥ 0 (a divisor 1 + |x| is positive)
         elif node.op == "prelu":
             new = _lower_prelu(g, node)
         else:

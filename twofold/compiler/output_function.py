@@ -2,13 +2,13 @@
 
 The client applies the public, monotone function to the revealed logits in the clear
 (DESIGN.md §4, pass 7); a sigmoid inside the network becomes a table lookup (``lut``,
-SIRNN-style, ir/lut.py). A function followed only by data movement (reshape, flatten,
-transpose, e.g. SqueezeNet's softmax over channels then a reshape) counts as final: the
-data movement is applied to the logits instead, provided each softmax group still ends up
-as one row of the last axis. Invariant established: no sigmoid/softmax node remains, and
-``graph.meta["output_function"]`` maps each output name to ``"sigmoid"``, ``"softmax"``,
-``"log_softmax"``
-(over the last axis) or ``"identity"``.
+SIRNN-style, ir/lut.py), a softmax the secure recipe of ``compiler/softmax.py``. A function
+followed only by data movement (reshape, flatten, transpose, e.g. SqueezeNet's softmax over
+channels then a reshape) counts as final: the data movement is applied to the logits
+instead, provided each softmax group still ends up as one row of the last axis. Invariant
+established: no sigmoid/softmax node remains, and ``graph.meta["output_function"]`` maps
+each output name to ``"sigmoid"``, ``"softmax"``, ``"log_softmax"`` (over the last axis) or
+``"identity"``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from ..ir import Graph
 from ..ir.output_function import softmax_axis
 from .errors import CompileError
+from .softmax import lower_softmax
 
 _MOVES = ("reshape", "flatten", "transpose")
 _FUNCTIONS = ("sigmoid", "softmax", "log_softmax")
@@ -85,12 +86,16 @@ def output_function(graph: Graph) -> Graph:
             new = g.add("lut", n.inputs, {"fn": "sigmoid"}, name=n.name + "_lut")
             g.replace_uses(n.name, new)
             g.remove(n.name)
+        elif n.op in ("softmax", "log_softmax"):  # inside: max, exp table, sum, 1/s or log s
+            new = lower_softmax(g, n)
+            g.replace_uses(n.name, new)
+            g.remove(n.name)
     g.toposort()
     for n in g.nodes:
         if n.op in _FUNCTIONS:
             raise CompileError(
                 f"%{n.name}: {n.op} inside the network has no secure form; "
-                "only a final softmax (or one followed by reshapes) is supported"
+                "only a final one (or one followed by reshapes) is supported"
             )
     g.meta["output_function"] = fns
     return g

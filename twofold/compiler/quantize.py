@@ -29,14 +29,17 @@ _SAME_SCALE = {
 _ALIGN = {"add", "sub", "concat"}
 
 
-def const_scale(value: float, s: int) -> tuple[int, int]:
-    """(integer, scale) for a public multiplier: 2^-k → (1, k), integers → (v, 0), else at s."""
+def const_scale(value: float, s: int, precise: bool = False) -> tuple[int, int]:
+    """(integer, scale) for a public multiplier: 2^-k → (1, k), integers → (v, 0), else at s;
+    ``precise`` (``meta.precise``: the means of LayerNorm/InstanceNorm) with s significant
+    bits: 1/768 at s = 12 is 2731/2^21, not 5/2^12, which is 6% off."""
     if value == int(value) and abs(value) < 2**31:
         return int(value), 0
     m, e = math.frexp(value)
     if m == 0.5 and e <= 0:
         return 1, 1 - e
-    return int(round(value * 2**s)), s
+    k = s + max(0, -e) if precise else s
+    return int(round(value * 2**k)), k
 
 
 class _Quantizer:
@@ -80,16 +83,17 @@ class _Quantizer:
     def rescale(self, name: str) -> str:
         """Eager truncation of a product back to scale s."""
         node = self.g[name]
-        shift = self.scale[name] - self.s
+        # meta.fine: kept at s + s/2 (a variance's squares and mean, ahead of its rsqrt)
+        shift = self.scale[name] - (self.s + self.s // 2 if node.meta.get("fine") else self.s)
         if shift <= 0:
             return name
-        ty = node.type.with_(dtype=self.fix(self.s))
+        ty = node.type.with_(dtype=self.fix(self.scale[name] - shift))
         t = self.g.add(
             "trunc", [name], {"shift": shift, "kind": "faithful"}, type=ty, name=name + "_t"
         )
         self.g.replace_uses(name, t)
         self.g.set_inputs(t, [name])
-        self.scale[t] = self.s
+        self.scale[t] = self.scale[name] - shift
         return t
 
     def run(self) -> Graph:
@@ -131,7 +135,8 @@ class _Quantizer:
                 out = self.scale[ins[0]]
                 g.set_inputs(node.name, [ins[0], self.param(ins[1], 0), self.param(ins[2], out)])
             elif node.op == "mul_const":
-                value, k = const_scale(float(node.attrs["value"]), s)
+                precise = bool(node.meta.get("precise", False))
+                value, k = const_scale(float(node.attrs["value"]), s, precise)
                 node.attrs = {"value": value, "scale": k}
                 out = self.scale[ins[0]] + k
             elif node.op in _ALIGN:
@@ -142,6 +147,8 @@ class _Quantizer:
                 )
             elif node.op in _SAME_SCALE:
                 out = self.scale[ins[0]]
+            elif node.op in ("reciprocal", "rsqrt", "log"):  # any input scale, result at s
+                node.attrs["out_scale"] = out = s
             elif node.op == "lut":
                 out = self.scale[ins[0]]
                 try:

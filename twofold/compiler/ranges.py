@@ -8,9 +8,11 @@ widened by a margin) tightens them (DESIGN.md §4, pass 6).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..ir import Graph, lut
+from ..ir import Graph, lut, newton
 from .errors import CompileError
 
 Interval = tuple[np.ndarray, np.ndarray]  # (lo, hi) per channel, or shape (1,)
@@ -184,6 +186,8 @@ def interval_ranges(
                       np.array([max(p[1].max() for p in parts)]))  # fmt: skip
         elif op == "lut":
             iv = _lut_range(node, r[ins[0]])
+        elif op in newton.KINDS:
+            iv = _newton_range(g, node, r[ins[0]])
         elif op == "reduce_sum":
             shape = g[ins[0]].type.shape
             k = int(np.prod([shape[a % len(shape)] for a in node.attrs["axes"]]))
@@ -220,8 +224,9 @@ def interval_ranges(
 
 
 def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
-    """Every table entry bounds the output; an input beyond the domain of a function that does
-    not saturate there (exp above its top) would be clamped silently, so it is refused."""
+    """The pieces the input reaches bound the output; an input beyond the domain of a function
+    that does not saturate there (exp above its top) would be clamped silently, so it is
+    refused."""
     fn, sc = node.attrs["fn"], node.type.dtype.scale
     m = lut.spec(fn)
     if m.tail is None and float(iv[1].max()) >= m.hi:
@@ -229,8 +234,36 @@ def _lut_range(node, iv: Interval) -> Interval:  # noqa: ANN001
             f"%{node.name}: {fn} input reaches {float(iv[1].max()):.4g}, beyond its table's "
             f"domain [{m.lo}, {m.hi}) (calibrate, or keep the input below {m.hi})"
         )
-    t = lut.table(fn, float(node.attrs["alpha"]), sc) / 2.0**sc
+    a, b = lut.table(fn, float(node.attrs["alpha"]), sc)
+    # piece i takes values a_i + round(b_i·r / 2^sh), r < 2^sh: between a_i and a_i + b_i;
+    # only the pieces the input's interval reaches (exp after a softmax's max subtraction)
+    q = np.array([np.floor(float(iv[0].min()) * 2.0**sc), np.ceil(float(iv[1].max()) * 2.0**sc)])
+    (i0, i1), _ = lut.index(np.clip(q, -(2.0**62), 2.0**62).astype(np.int64), fn, sc)
+    t = np.concatenate([a[i0 : i1 + 1], a[i0 : i1 + 1] + b[i0 : i1 + 1]]) / 2.0**sc
     return np.array([t.min()]), np.array([t.max()])
+
+
+def _newton_range(g: Graph, node, iv: Interval) -> Interval:  # noqa: ANN001
+    """1/x and 1/√x of max(x, floor) are decreasing: [g(hi)·(1 − ε) − 2 ulp, g(lo')·(1 + ε) +
+    2 ulp] with lo' = max(lo, floor), ε = 2^-8 ≥ ir/newton.py's bound at every ring it accepts;
+    ln is increasing. A divisor or root that may be negative is refused (no sign handling: 1/x
+    would be silently wrong)."""
+    sc = node.type.dtype.scale
+    s_in = g[node.inputs[0]].type.dtype.scale
+    lo, hi = float(iv[0].min()), float(iv[1].max())
+    if lo < 0 and float(node.attrs["floor"]) <= 0:
+        raise CompileError(
+            f"%{node.name}: {node.op} of a value that may be negative (range [{lo:.4g}, "
+            f"{hi:.4g}]); only positive divisors and roots are supported"
+        )
+    f = newton.floor_int(float(node.attrs["floor"]), s_in) / 2.0**s_in
+    lo, hi = max(lo, f), max(hi, f)
+    if node.op == "log":  # increasing; ir/newton.py's bound 2^-(M+1) + 1 ulp
+        e = 2.0 ** -(newton.M + 1) + 2 * 2.0**-sc
+        return np.array([math.log(lo) - e]), np.array([math.log(hi) + e])
+    g = newton.function(node.op, np.array([hi, lo]))
+    ulp, eps = 2.0**-sc, 2.0**-8
+    return np.array([max(0.0, g[0] * (1 - eps) - 2 * ulp)]), np.array([g[1] * (1 + eps) + 2 * ulp])
 
 
 def bits_needed(lo: float, hi: float, scale: int) -> int:

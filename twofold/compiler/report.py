@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph, lut
+from ..ir import Graph, lut, newton
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
@@ -66,10 +66,24 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     elif node.op == "maxpool":
         k = node.attrs["kernel"][0] * node.attrs["kernel"][1]
         bits = n * (k - 1) * NONLINEAR_BITS_L32["relu"] * per
-    elif node.op == "lut":  # clamp (2 ReLUs), index (known-MSB trunc), 2^m-entry tables
+    elif node.op == "lut":  # clamp (2 ReLUs), 2 truncs, two 2^m-entry tables, a product
         m = lut.spec(node.attrs["fn"]).bits
         clamp = 2 * NONLINEAR_BITS_L32["relu"] + NONLINEAR_BITS_L32["msb0"]
-        bits = n * (clamp * per + (ell << m))
+        clamp += NONLINEAR_BITS_L32["faithful"]
+        bits = n * (clamp * per + (ell << (m + 1)) + 2 * ell * (ell + 128))
+    elif node.op in newton.KINDS:  # ir/newton.py: clamp, |J| DReLU+B2A, products, truncs, LUT
+        s_in = g[node.inputs[0]].type.dtype.scale
+        pl = newton.plan(node.op, ell, s_in, node.type.dtype.scale, float(node.attrs["floor"]))
+        drelu = NONLINEAR_BITS_L32["relu"] - 2 * 32  # a ReLU is a DReLU plus its MUX
+        products = {"reciprocal": 6, "rsqrt": 7, "log": 1}[node.op]  # x·f, Newton, output
+        truncs = {"reciprocal": 5, "rsqrt": 6, "log": 1}[node.op]
+        nonlin = NONLINEAR_BITS_L32["relu"] + truncs * NONLINEAR_BITS_L32["msb0"]
+        bits = n * (
+            (nonlin + len(pl.exps) * drelu) * per
+            + len(pl.exps) * (ell + 128)
+            + products * ell * (ell + 128)
+            + (ell << newton.M)
+        )
     elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
         bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
     elif node.op == "sign_affine":  # the client's channel vector as an (ℓ−1)-bit correlation

@@ -962,3 +962,6 @@ def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> Gra
 def supported_ops() -> list[str]:
     """ONNX op types the frontend understands."""
     return sorted(set(CONVERTERS) | FOLDABLE | {"Constant", "Shape"})
+
+
+from . import onnx_math  # noqa: E402, F401  (registers Div/Sqrt/Pow/Erf/LayerNorm/InstanceNorm)

@@ -238,6 +238,10 @@ def _scale_first(types: Sequence[Fix], attrs: Attrs) -> int:
     return types[0].scale
 
 
+def _scale_out(types: Sequence[Fix], attrs: Attrs) -> int:
+    return int(attrs["out_scale"])
+
+
 def _scale_product(types: Sequence[Fix], attrs: Attrs) -> int:
     s = types[0].scale + types[1].scale
     for t in types[2:]:
@@ -382,6 +386,14 @@ for _spec in [
         doc="relu(x) + slope (x - relu(x)), slope a weight (lowered)",
     ),
     OpSpec("sigmoid", 1, 1, _same, float_only=True),
+    *(
+        OpSpec(name, 1, 1, _same, {"floor": 0.0, "out_scale": 0}, scale=_scale_out, doc=doc)
+        for name, doc in (
+            ("reciprocal", "1/max(x, floor) at out_scale (ir/newton.py: MSB, table, Newton)"),
+            ("rsqrt", "1/sqrt(max(x, floor)) at out_scale (ir/newton.py)"),
+            ("log", "ln max(x, floor) at out_scale (ir/newton.py: MSB exponent + ln w table)"),
+        )
+    ),
     OpSpec(
         "lrn",
         1,

@@ -25,6 +25,7 @@ from . import protocols as P
 from .errors import RuntimeProtocolError
 from .protocols.lut import lut as lut_protocol
 from .protocols.mul import mul as mul_protocol
+from .protocols.newton import newton_fn
 from .protocols.overflow import any_of, exceeds
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, reveal_bits, share
@@ -40,6 +41,9 @@ KIND = {
     "check": "check",
     "relu_trunc": "relu",
     "lut": "math",
+    "reciprocal": "math",
+    "rsqrt": "math",
+    "log": "math",
     "trunc": "truncation",
     "maxpool": "pooling",
     "sumpool": "pooling",
@@ -475,11 +479,38 @@ class Executor:
     ) -> np.ndarray:
         """A public function by table lookup (SIRNN-style; ir/lut.py, protocols/lut.py)."""
         self._shares(name, x)
-        table = lut.table(fn, float(alpha), int(scale))
+        tables = lut.table(fn, float(alpha), int(scale))
         lo, hi = lut.bounds(fn, int(scale))
         sh = lut.shift(fn, int(scale))
         return self._run(
-            name, "lut", lambda: lut_protocol(self.party, x, self.ell, table, lo, hi, sh)
+            name, "lut", lambda: lut_protocol(self.party, x, self.ell, tables, lo, hi, sh)
+        )
+
+    def reciprocal(
+        self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int
+    ) -> np.ndarray:
+        """1/max(x, floor), x at ``in_scale``, the result at ``scale`` (SIRNN §5;
+        ir/newton.py, protocols/newton.py)."""
+        return self._newton(name, "reciprocal", x, floor, in_scale, scale)
+
+    def rsqrt(
+        self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int
+    ) -> np.ndarray:
+        """1/sqrt(max(x, floor)), scales as :meth:`reciprocal` (ir/newton.py)."""
+        return self._newton(name, "rsqrt", x, floor, in_scale, scale)
+
+    def log(self, name: str, x: np.ndarray, floor: float, in_scale: int, scale: int) -> np.ndarray:
+        """ln max(x, floor), scales as :meth:`reciprocal` (ir/newton.py)."""
+        return self._newton(name, "log", x, floor, in_scale, scale)
+
+    def _newton(
+        self, name: str, kind: str, x: np.ndarray, floor: float, s_in: int, s_out: int
+    ) -> np.ndarray:
+        self._shares(name, x)
+        return self._run(
+            name,
+            kind,
+            lambda: newton_fn(self.party, x, self.ell, kind, int(s_in), int(s_out), float(floor)),
         )
 
     def trunc(

@@ -28,8 +28,8 @@ from .errors import RuntimeProtocolError
 
 #: Ops the runtime executes; each is a method of twofold.runtime.executor.Executor.
 SUPPORTED = (
-    "input weight const conv2d gemm affine sign_affine add sub mul mul_const relu maxpool sumpool "
-    "concat flatten reshape transpose pad slice reduce_sum lut trunc"
+    "input weight const conv2d gemm affine sign_affine add sub mul mul_const relu maxpool "
+    "sumpool concat flatten reshape transpose pad slice reduce_sum lut reciprocal rsqrt log trunc"
 ).split()
 PARAMS = ("weight", "const")
 
@@ -71,8 +71,11 @@ def call_args(graph: Graph, node: Node, ell: int) -> tuple[list[Any], dict[str, 
     else:
         args = [Ref(i) for i in node.inputs]
         kw = {k: _tuple(v) for k, v in node.attrs.items()}
-        if node.op in ("pad", "lut"):
+        if node.op in ("pad", "lut", "reciprocal", "rsqrt", "log"):
             kw["scale"] = t.dtype.scale
+        if node.op in ("reciprocal", "rsqrt", "log"):
+            kw["in_scale"] = graph[node.inputs[0]].type.dtype.scale
+            del kw["out_scale"]
     if t.dtype.ell != ell:
         kw["ell"] = t.dtype.ell
     return args, kw
