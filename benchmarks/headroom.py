@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/headroom.py [--quick] [--size 224] [--n 240] [--calibrate 8]
         [--json FILE] [--workdir DIR] [--models checked,calibrated] [--twopc]
+        [--check-paths merged,apart] [--scale S]
 
 DenseNet-121 (CheXNet head, realistically initialised random weights; tests/zoo.py) at SIZE²,
 compiled with the defaults and calibrated on the first ``--calibrate`` images of the stress set
@@ -17,10 +18,11 @@ other image run in ``simulate`` under two range models:
 Printed per model: ring ℓ, estimated bytes per inference (report.json's estimate), overflow /
 flagged / unflagged counts and rates, max |Δ probability| against the float model (onnxruntime
 on the ONNX file) over the valid results, and simulate seconds per image. ``--quick``: 32², 20
-images (under a minute on a quiet machine). ``--twopc``: instead, one real two-process run
-(``run server``/``run client``, loopback, TLS) per range model on the first test image: time,
-bytes both ways, rounds, and the share of the overflow check (what headroom and detection
-cost).
+images (under a minute on a quiet machine). ``--twopc``: instead, real two-process runs
+(``run server``/``run client``, loopback, TLS, silent OT) per range model on the first test
+image: time, bytes both ways, rounds, the ReLU and check layers, equality with simulate; for the
+checked model once per ``--check-paths`` (``merged``: the check inside the ReLU's millionaire,
+``apart``: the former standalone check, both in one run to compare).
 """
 
 from __future__ import annotations
@@ -94,19 +96,61 @@ def run_model(onnx: Path, model: str, cal: list[Path], test: list[Path], plain: 
     }
 
 
-def twopc_cost(onnx: Path, model: str, cal: list[Path], image: Path, work: Path) -> dict:
-    """One real two-process run (loopback, TLS, ``--linear auto``) of the model compiled with
-    ``model``: wall seconds, bytes both ways, rounds, and the check's share (kind "check")."""
+#: The CLI with the checks run apart from the ReLUs (protocols/overflow.py, the former path):
+#: the same program, for both parties, with the module switch turned off before the command.
+_APART_CLI = [
+    sys.executable,
+    "-c",
+    "from twofold.runtime.protocols import overflow; overflow.MERGED = False; "
+    "from twofold.cli import cli; cli(prog_name='twofold')",
+]
+CHECK_PATHS = ("merged", "apart")
+
+
+def _kind(by_kind: dict, k: str) -> dict:
+    """Bytes both ways, rounds and seconds of one layer kind of a run's cost document."""
+    v = by_kind.get(k, {})
+    return {"bytes": v.get("bytes_sent", 0) + v.get("bytes_recv", 0),
+            "rounds": v.get("rounds", 0), "s": v.get("s", 0.0)}  # fmt: skip
+
+
+def twopc_cost(onnx: Path, model: str, cal: list[Path], image: Path, work: Path,
+               paths: tuple[str, ...] = CHECK_PATHS, scale: int = 12) -> list[dict]:  # fmt: skip
+    """Real two-process runs (``run server``/``run client``, loopback, TLS, silent OT,
+    ``--linear auto``) of the model compiled with ``model``, one per check path (``merged``:
+    the check inside the ReLU's millionaire, protocols/relu_check.py; ``apart``: the former
+    standalone check): wall seconds, bytes both ways, rounds, the ReLU and check layer kinds,
+    and whether the document equals simulate's bit for bit (flags included)."""
+    import subprocess
+
     import e2e
 
-    bundle = work / f"bundle_{model}"
-    _, rep = compile_model(onnx, bundle, calibrate=cal, range_model=model)
-    r = e2e.run_2pc(bundle, work, "auto", str(image), "tls", rep["input"]["shape"][-1])
-    total = r["bytes_client_to_server"] + r["bytes_server_to_client"]
-    chk = r["by_kind"].get("check", {"s": 0.0, "bytes": 0, "rounds": 0})
-    return {"range_model": model, "ell": rep["ell"], "s": r["s"], "bytes": total,
-            "rounds": r["rounds"], "check": chk, "est_bytes": rep["totals"]["comm_bytes"],
-            "by_kind": r["by_kind"]}  # fmt: skip
+    d = work / f"twopc_{model}"
+    bundle = d / "bundle"
+    _, rep = compile_model(onnx, bundle, calibrate=cal, range_model=model, scale=scale)
+    cmd = [*e2e.TWOFOLD, "simulate", str(bundle), "--input", str(image)]
+    sim = subprocess.run([*cmd, "-o", str(d / "simulate.json")], capture_output=True, text=True)
+    if sim.returncode not in (0, 3):  # 3: a flagged (invalid) result, still a document
+        sys.exit(f"headroom: simulate failed: {sim.stderr.strip()[-500:]}")
+    want = json.loads((d / "simulate.json").read_text())
+    runs = []
+    for path in paths if rep["totals"].get("checked_elements") else paths[:1]:
+        cli = e2e.TWOFOLD
+        e2e.TWOFOLD = _APART_CLI if path == "apart" else cli
+        try:
+            r = e2e.run_once(bundle, "auto", str(image), ot="silent", transport="tls")
+        finally:
+            e2e.TWOFOLD = cli
+        got = json.loads((d / "out_silent-tls.json").read_text())
+        kinds = got.pop("cost")["by_kind"]
+        runs.append({"range_model": model, "check_path": path, "ell": rep["ell"], "s": r["s"],
+                     "bytes": r["bytes_client_to_server"] + r["bytes_server_to_client"],
+                     "rounds": r["rounds"], "relu": _kind(kinds, "relu"),
+                     "check": _kind(kinds, "check"),
+                     "equals_simulate": got == want, "valid": got.get("valid"),
+                     "est_bytes": rep["totals"]["comm_bytes"], "by_kind": r["by_kind"],
+                     "load_avg": r["load_avg"]})  # fmt: skip
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS), help="range models to run")
     ap.add_argument("--twopc", action="store_true",
                     help="instead: one two-process run per range model (bytes, time)")  # fmt: skip
+    ap.add_argument("--scale", type=int, default=12,
+                    help="with --twopc: the scale (11 keeps 224² on HE)")  # fmt: skip
+    ap.add_argument("--check-paths", default=",".join(CHECK_PATHS),
+                    help="with --twopc: merged (check in the ReLU's millionaire) and/or apart "
+                    "(the former standalone check)")  # fmt: skip
     a = ap.parse_args(argv)
     if a.quick:
         a.size, a.n = 32, 20
@@ -132,13 +181,24 @@ def main(argv: list[str] | None = None) -> int:
     if not onnx.exists():
         zoo.export("densenet121", onnx, size=a.size)
     if a.twopc:
-        runs = [twopc_cost(onnx, m, cal, test[0], work) for m in a.models.split(",")]
-        print(f"DenseNet-121 {a.size}x{a.size}, one 2PC inference ({test[0].name}), loopback")
+        paths = tuple(a.check_paths.split(","))
+        runs = [r for m in a.models.split(",")
+                for r in twopc_cost(onnx, m, cal, test[0], work, paths, a.scale)]  # fmt: skip
+        print(f"DenseNet-121 {a.size}x{a.size}, one 2PC inference ({test[0].name}), loopback, "
+              "TLS, silent OT; 'relu+check' = the ReLU layers and the check together")  # fmt: skip
         for r in runs:
-            c = r["check"]
-            print(f"{r['range_model']:<12} l={r['ell']:2d} {r['s']:8.1f} s "
-                  f"{r['bytes'] / 2**20:10,.1f} MiB {r['rounds']:6d} rounds; check "
-                  f"{c['s']:.1f} s {c['bytes'] / 2**20:,.1f} MiB {c['rounds']} rounds")  # fmt: skip
+            c, u = r["check"], r["relu"]
+            print(f"{r['range_model']:<11}{r['check_path']:<7} l={r['ell']:2d} {r['s']:7.1f} s "
+                  f"{r['bytes'] / 2**20:9,.1f} MiB {r['rounds']:5d} rounds; relu+check "
+                  f"{(u['bytes'] + c['bytes']) / 2**20:8,.1f} MiB {u['rounds'] + c['rounds']:5d} "
+                  f"rounds (check apart {c['bytes'] / 2**20:,.1f} MiB {c['rounds']} rounds); "
+                  f"equals simulate: {r['equals_simulate']}")  # fmt: skip
+        by = {r["check_path"]: r for r in runs if r["range_model"] == "checked"}
+        if {"merged", "apart"} <= by.keys():
+            o, n = by["apart"], by["merged"]
+            rc = lambda r: r["relu"]["bytes"] + r["check"]["bytes"]  # noqa: E731
+            print(f"merged / apart: total bytes {n['bytes'] / o['bytes']:.3f}, relu+check "
+                  f"bytes {rc(n) / rc(o):.3f}, rounds {n['rounds'] / o['rounds']:.3f}")  # fmt: skip
         load1 = os.getloadavg()
         print(f"load average at start {load0[0]:.2f}, at end {load1[0]:.2f}")
         if a.json:

@@ -41,8 +41,8 @@ LOOP_BYTES = 1 << 29
 def _run(p: Party, flavour: str, n: int, inputs: dict) -> None:
     o = p.ot
     if flavour == "rcot":
-        if o.silent:
-            (o._snd if p.is_server else o._rcv).ferret.take(n)
+        if o.silent:  # handed out as the protocols take random COTs: chunk views of the pool
+            (o._snd if p.is_server else o._rcv).extend_random(n, lambda q, tw, lo, hi: None)
         elif p.is_server:
             o._snd.extend(p.chan, n, lambda q, tw, lo, hi: None)
         else:

@@ -8,6 +8,11 @@ one thread each, ell = 32, shift 12; µs and bits per element beside EzPC SCI (D
 bytes include everything the primitive's session moves after setup, so the silent source's
 lazy IKNP bootstrap and Ferret iterations are counted (amortised over the n elements).
 
+``relu_check`` / ``relu_check_apart``: the ReLU-truncation with the overflow check of the
+checked range model, in one millionaire (protocols/relu_check.py) / as before, the check's own
+DReLU after ``relu_trunc`` (protocols/overflow.py); their difference to ``relu_trunc`` is what
+the check costs.
+
 Each primitive runs in a fresh pair of processes (so peak RSS is per primitive); the server
 checks the reconstructed output against the cleartext semantics after timing.
 """
@@ -27,8 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _twoproc import connect, run_workers  # noqa: E402
 
 ELL, SHIFT = 32, 12
-PRIMS = ["millionaire", "drelu", "relu", "relu_trunc", "trunc", "trunc_msb0", "trunc_reduce",
-         "maxpool"]  # fmt: skip
+#: the checked ReLU's grain (compiler/headroom.py: scale 2·SHIFT − CHECK_FRACTION_BITS)
+GRAIN = 2 * SHIFT - 4
+PRIMS = ["millionaire", "drelu", "relu", "relu_trunc", "relu_check_apart", "relu_check",
+         "trunc", "trunc_msb0", "trunc_reduce", "maxpool"]  # fmt: skip
+#: ReLU-truncation with the overflow check of the checked range model: ``relu_check_apart``
+#: runs relu_trunc and then the standalone check (protocols/overflow.py, the former path);
+#: ``relu_check`` both with one millionaire (protocols/relu_check.py). Inputs |x| ≤ 2^(ℓ−2),
+#: server-private limits in (0, 2^(ℓ−2)], multiples of 2^GRAIN, as the compiler makes them.
+CHECKED = ("relu_check_apart", "relu_check")
 # EzPC SCI, ell = 32, 2^20 elements, this kind of machine (DESIGN.md §7): (µs, bits) per element.
 SCI = {
     "millionaire": (7.1, 3932),
@@ -52,8 +64,22 @@ def _inputs(prim: str, n: int, prg) -> np.ndarray:  # noqa: ANN001
     return prg.ring(n, ELL)
 
 
-def _run(party, prim: str, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _limits(n: int) -> np.ndarray:
+    """The server's limits (signed int64), multiples of 2^GRAIN in (0, 2^(ELL−2)]."""
+    from twofold.runtime.prg import PRG
+
+    units = PRG().ring(n, ELL - 2 - GRAIN).astype(np.int64) + 1
+    return units << GRAIN
+
+
+def _run(party, prim: str, x: np.ndarray, lim: np.ndarray | None = None):  # noqa: ANN001, ANN201
     from twofold.runtime import protocols as P
+    from twofold.runtime.protocols.overflow import exceeds
+
+    if prim == "relu_check":
+        return P.checked_relu(party, x, ELL, lim, GRAIN, SHIFT)
+    if prim == "relu_check_apart":
+        return P.relu_trunc(party, x, ELL, SHIFT), exceeds(party, x, lim, ELL)
 
     if prim == "millionaire":
         return P.millionaire(party, x, ELL)
@@ -70,6 +96,10 @@ def _run(party, prim: str, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
     if prim == "trunc_reduce":
         return P.trunc(party, x, ELL, SHIFT, kind="reduce")
     return P.maxpool(party, x, ELL, (3, 3), (2, 2), (1, 1, 1, 1))
+
+
+def _signed(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int64) - ((x >> np.uint64(ELL - 1)).astype(np.int64) << ELL)
 
 
 def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> bool:
@@ -89,7 +119,7 @@ def _check(prim: str, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.nda
         return bool((y == np.where(sx > 0, x, 0).astype(np.uint64)).all())
     if prim in ("trunc", "trunc_msb0"):
         return bool((y == ((sx >> SHIFT).astype(np.uint64) & m)).all())
-    if prim == "relu_trunc":
+    if prim in ("relu_trunc", *CHECKED):
         return bool((y == ((np.maximum(sx, 0) >> SHIFT).astype(np.uint64) & m)).all())
     # maxpool: 3x3/2 pad 1 reference with padding = -inf, on the signed values
     sx = sx.reshape(x0.shape)
@@ -112,6 +142,13 @@ def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
     if prim == "maxpool":
         # keep one bit of margin as the compiler guarantees: |value| < 2^(ell-2)
         x &= np.uint64((1 << (ELL - 2)) - 1)
+    lim = _limits(n) if prim in CHECKED and role == "server" else None
+    if prim in CHECKED:  # |x| <= 2^(ell-2), as the compiler's spare bit guarantees
+        v = (party.shared_prg.ring(n, ELL - 1) - np.uint64(1 << (ELL - 2))) & np.uint64(
+            (1 << ELL) - 1
+        )
+        r = party.shared_prg.ring(n, ELL)
+        x = r if role == "server" else (v - r) & np.uint64((1 << ELL) - 1)
     if prim == "trunc_msb0":
         # shares of a value known to be >= 0 (as after a ReLU): v - r and r from a shared seed
         v = party.shared_prg.ring(n, ELL - 1)
@@ -123,7 +160,7 @@ def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
     r0 = ch.rounds
     t0 = time.perf_counter()
     c0 = time.process_time()
-    y = _run(party, prim, x)
+    y = _run(party, prim, x, lim)
     ch.send(b"done")
     ch.recv_bytes()
     secs = time.perf_counter() - t0
@@ -134,9 +171,14 @@ def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
     # verification (not timed): the client sends its input and output shares to the server
     k = min(x.size, 1 << 16) if prim != "maxpool" else x.size
     ok = None
+    flags = None
+    if prim in CHECKED:
+        y, flags = y
     if role == "client":
         ch.send(np.ascontiguousarray(x.reshape(-1)[:k]))
         ch.send(np.ascontiguousarray(y.reshape(-1)[: (k if prim != "maxpool" else y.size)]))
+        if flags is not None:
+            ch.send(np.ascontiguousarray(flags[:k]))
         ch.flush()
         peer_rss = None
     else:
@@ -146,6 +188,10 @@ def worker(role: str, prim: str, n: int, port: int, source: str) -> None:
             ok = _check(prim, x, x1.reshape(x.shape), y, y1.reshape(y.shape))
         else:
             ok = _check(prim, x[:k], x1, y.reshape(-1)[:k], y1)
+        if flags is not None:  # the check: 1{signed(x) >= limit}
+            f1 = ch.recv_array(np.uint8, k)
+            sx = _signed((x[:k] + x1) & np.uint64((1 << ELL) - 1))
+            ok = ok and bool(((flags[:k] ^ f1) == (sx >= lim[:k])).all())
         peer_rss = None
     out = {"role": role, "seconds": secs, "cpu_seconds": cpu, "bytes": nbytes, "rounds": rounds}
     out["rss_mb"] = rss
@@ -213,7 +259,7 @@ def main() -> None:
         raise SystemExit(f"unknown primitive(s) {bad}; choose from {PRIMS}")
     sources = ["silent", "iknp"] if a.ot == "both" else [a.ot]
     print(f"ell={ELL} shift={SHIFT} n={n} (two processes, loopback TCP, one thread each)")
-    hdr = f"{'ot':6} {'primitive':13} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
+    hdr = f"{'ot':6} {'primitive':16} {'us/elem':>8} {'SCI':>5} {'ratio':>6} {'bits/elem':>10} "
     print(hdr + f"{'SCI':>6} {'ratio':>6} {'rounds':>6} {'RSS MB':>7} {'cpu us':>7} ok")
     results: dict = {src: {} for src in sources}
     for src in sources:
@@ -225,7 +271,7 @@ def main() -> None:
             tr = f"{r['time_ratio']:6.2f}" if "time_ratio" in r else "     -"
             br = f"{r['bits_ratio']:6.3f}" if "bits_ratio" in r else "     -"
             print(
-                f"{src:6} {prim:13} {r['us_per_elem']:8.2f} {sci_t} {tr} "
+                f"{src:6} {prim:16} {r['us_per_elem']:8.2f} {sci_t} {tr} "
                 f"{r['bits_per_elem']:10.1f} {sci_b} {br} {r['rounds']:6d} "
                 f"{r['peak_rss_mb']:7.0f} {r['cpu_us_per_elem']:7.2f} {r['verified']}",
                 flush=True,

@@ -262,3 +262,63 @@ def test_one_main_set_iteration():
     assert it == it_c == 2 and made == (BOOT.n - BOOT.base) + (MAIN.n - MAIN.base)
     assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
     assert binomtest(int(x.sum()), n).pvalue > 1e-6
+
+
+def test_chunk_rows_views_and_straddlers():
+    """The pool's segments handed out in CHUNK-aligned chunks: the same rows in order, views
+    where a chunk lies in one segment."""
+    from twofold.runtime.ot import iknp
+    from twofold.runtime.ot.silent import _chunk_rows
+
+    sizes = [0, 3, iknp.CHUNK + 5, 2 * iknp.CHUNK, 7]
+    parts = [PRG().block(s) for s in sizes]
+    n = sum(sizes) - 4
+    got = list(_chunk_rows(parts, n))
+    assert [(lo, hi) for lo, hi, _ in got] == [
+        (lo, min(n, lo + iknp.CHUNK)) for lo in range(0, n, iknp.CHUNK)
+    ]
+    assert np.array_equal(np.concatenate([r for _, _, r in got]), np.concatenate(parts)[:n])
+    assert np.shares_memory(got[2][2], parts[3])  # inside one segment: no copy
+
+
+def test_chosen_choices_in_chunks_across_iterations():
+    """extend / extend_chunks / extend_random over pool segments of several iterations: every
+    row of every chunk correlated with the chosen (or returned random) choice, tweaks in order."""
+    from twofold.runtime.ot.silent import SilentReceiver, SilentSender
+
+    n = 150_001  # > 2 chunks, straddling the iterations' segments
+    c = PRG().bits(n)
+    packed = np.packbits(np.concatenate([c, np.zeros(-n % 64, np.uint8)]), bitorder="little")
+
+    def srv(ch):
+        s = PRG().bits(128)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 0)
+        snd = SilentSender(f)
+        q = np.empty((n, 2), np.uint64)
+        tws = []
+
+        def each(rows, tw, lo, hi):
+            q[lo:hi] = rows
+            tws.append(tw - lo)
+
+        snd.extend(ch, n, each)
+        qr = np.empty((n, 2), np.uint64)
+        snd.extend_random(n, lambda rows, tw, lo, hi: qr.__setitem__(slice(lo, hi), rows))
+        return q, qr, f.delta, tws
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, 0)
+        rcv = SilentReceiver(f)
+        t, tr = np.empty((n, 2), np.uint64), np.empty((n, 2), np.uint64)
+
+        def into(a):
+            return lambda r, tw, lo, hi: a.__setitem__(slice(lo, hi), r)
+
+        rcv.extend(ch, n, lambda lo, hi: packed[lo // 8 : hi // 8], into(t))
+        x = rcv.extend_random(n, into(tr))
+        return t, tr, x
+
+    (q, qr, delta, tws), (t, tr, x) = run_pair(srv, cli)
+    assert np.array_equal(t, q ^ (c[:, None].astype(np.uint64) * delta))
+    assert np.array_equal(tr, qr ^ (x[:, None].astype(np.uint64) * delta))
+    assert set(tws) == {0}  # tweak index of row lo is the batch's first + lo

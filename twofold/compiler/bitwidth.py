@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..ir import Fix, Graph, lut, newton
 from .errors import CompileError
-from .headroom import add_relu_checks, clamp_limits
+from .headroom import add_relu_checks, clamp_limits, limit_interval
 from .ranges import bits_needed, interval_ranges
 
 MAX_ELL = 64
@@ -71,6 +71,13 @@ def bitwidth(
     checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
     annotate_ranges(g, None if checked else margin)
     if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
+        for n in g.nodes:  # x − limit: the limit (rounded up to its grain) ≤ 2^(bits−1) too
+            lim = limit_interval(g, n.name) if n.op == "relu" else None
+            if lim is not None:
+                src = g[n.inputs[0]]
+                ulp = 2.0**-src.type.dtype.scale
+                need = bits_needed(0.0, float(lim.max()) - ulp, src.type.dtype.scale)
+                src.meta["bits"] = max(src.meta["bits"], need)
         for n in g.nodes:
             n.meta["bits"] += _spare(g, n.name)
     for n in g.nodes:  # a table's slope times the low bits must fit the ring (ir/lut.py)

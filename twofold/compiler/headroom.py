@@ -62,6 +62,28 @@ def _limits(g: Graph, relu: str, margin: float, headroom_bits: int) -> np.ndarra
 #: The integer limit of a ReLU without calibration data: above any value (clamped later).
 NO_LIMIT = 1 << 62
 
+#: Limits are rounded up to a multiple of 2^-CHECK_FRACTION_BITS in real units (or finer):
+#: the 2PC check then compares only the bits above that grain (protocols/relu_check.py).
+CHECK_FRACTION_BITS = 4
+
+
+def grain(g: Graph, relu: str) -> int:
+    """The public grain of a checked ReLU: its limits are multiples of 2^grain (integer units).
+    A function of the structure and scales only: scale − CHECK_FRACTION_BITS, and at least
+    the shift of an ``msb0`` truncation that alone reads the ReLU (the fused ReLU-truncation
+    takes that carry from the same millionaire)."""
+    node = g[relu]
+    k = max(0, g[node.inputs[0]].type.dtype.scale - CHECK_FRACTION_BITS)
+    users = g.users(relu)
+    if len(users) == 1 and g[users[0]].op == "trunc" and g[users[0]].attrs.get("kind") == "msb0":
+        k = max(k, int(g[users[0]].attrs.get("shift", 0)))
+    return k
+
+
+def round_up(q: np.ndarray, k: int) -> np.ndarray:
+    """Integer limits rounded up to multiples of 2^k (a larger limit never flags more)."""
+    return -((-np.asarray(q, np.int64)) >> k) << k
+
 
 def add_relu_checks(g: Graph, margin: float, headroom_bits: int) -> int:
     """Give every ReLU its server-private limit operand; returns how many. Every ReLU, so the
@@ -82,7 +104,9 @@ def add_relu_checks(g: Graph, margin: float, headroom_bits: int) -> int:
         key = g.fresh_name(f"{node.name}.limit")
         if lim is None:  # no calibration data: no limit (clamped to the sound bound later)
             lim = np.array([np.inf])
-        q = np.minimum(np.ceil(lim * 2.0**scale), NO_LIMIT).astype(np.int64)
+        k = grain(g, node.name)
+        q = round_up(np.minimum(np.ceil(lim * 2.0**scale), NO_LIMIT).astype(np.int64), k)
+        node.attrs["grain"] = k
         q = np.broadcast_to(q, (int(np.prod(shape)),)).reshape(shape).copy()
         g.params[key] = q
         ty = TensorType(tuple(shape), Fix(src.type.dtype.ell, scale), Visibility.SERVER)
@@ -120,6 +144,7 @@ def clamp_limits(g: Graph, iv: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
         w = g[node.inputs[1]]
         key = w.attrs["key"]
         cap = np.ceil(np.maximum(hi, 0.0) * 2.0**w.type.dtype.scale).astype(np.int64) + 1
+        cap = round_up(cap, int(node.attrs.get("grain", 0)))
         g.params[key] = np.minimum(g.params[key], cap.reshape(g.params[key].shape))
         n += int(np.any(hi >= lim))
     return n

@@ -18,8 +18,10 @@ from ..ir import Graph, lut, newton
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
-# the OR tree (runtime/protocols/overflow.py)
+# the OR tree (runtime/protocols/overflow.py); run inside the ReLU's millionaire
+# (runtime/protocols/relu_check.py) it pays only for the 4-bit digits above the ReLU's grain
 CHECK_BITS_L32, OR_AND_BITS = 3860, 148
+CHECK_DIGIT_BITS = CHECK_BITS_L32 / 8
 HE_SLOTS, HE_LOGQ = 4096, 109
 _LINEAR = {"conv2d", "gemm", "affine", "mul"}
 
@@ -59,7 +61,10 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
     bits = 0.0
     if node.op == "relu":
         bits = n * NONLINEAR_BITS_L32["relu"] * per
-        if len(node.inputs) == 2:
+        grain = node.attrs.get("grain")
+        if len(node.inputs) == 2 and grain is not None and 0 <= grain < ell - 1:
+            bits += n * (math.ceil((ell - 1 - grain) / 4) * CHECK_DIGIT_BITS + OR_AND_BITS)
+        elif len(node.inputs) == 2:
             bits += n * (CHECK_BITS_L32 * per + OR_AND_BITS)
     elif node.op == "trunc":
         bits = n * NONLINEAR_BITS_L32[node.attrs["kind"]] * per

@@ -319,7 +319,8 @@ for _spec in [
         2,
         _same,
         scale=_scale_first,
-        doc="max(x, 0); (x, limit): also the overflow check x < limit (server-private limit)",
+        doc="max(x, 0); (x, limit) {grain}: also the overflow check x < limit "
+        "(server-private, a multiple of 2^grain)",
     ),
     OpSpec(
         "clip",

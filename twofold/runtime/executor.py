@@ -23,10 +23,12 @@ import numpy as np
 from ..ir import lut
 from . import protocols as P
 from .errors import RuntimeProtocolError
+from .protocols import overflow
 from .protocols.lut import lut as lut_protocol
 from .protocols.mul import mul as mul_protocol
 from .protocols.newton import newton_fn
 from .protocols.overflow import any_of, exceeds
+from .protocols.relu_check import checked_relu, mergeable
 from .ring import from_signed, mask, to_signed
 from .sharing import reveal, reveal_bits, share
 
@@ -78,6 +80,8 @@ class _FusedRelu:
 
     name: str
     x: np.ndarray
+    limit: Any = None  # checked: the server's limit (the client's: None) ...
+    grain: int | None = None  # ... and its public grain; None: unchecked
 
 
 @dataclass
@@ -441,21 +445,36 @@ class Executor:
 
     # ------------------------------------------------------------- protocols
     def relu(
-        self, name: str, x: np.ndarray, limit: Private | None = None
+        self, name: str, x: np.ndarray, limit: Private | None = None, grain: int = 0
     ) -> np.ndarray | _FusedRelu:
         """ReLU; one in the fusion plan costs nothing here and runs with its truncation. With a
-        server-private ``limit`` also the shares of 1{x ≥ limit} per element (overflow
-        detection, ``protocols/overflow.py``), kept for ``verdict``."""
+        server-private ``limit`` (a multiple of 2^``grain``) also the shares of 1{x ≥ limit}
+        per element (overflow detection), kept for ``verdict``: computed with the ReLU's own
+        millionaire (``protocols/relu_check.py``), else apart (``protocols/overflow.py``)."""
         self._shares(name, x)
-        if limit is not None:
-            lim = limit.value if self.is_server else None
-            flags = self._run(
-                f"{name}.check", "check", lambda: exceeds(self.party, x, lim, self.ell)
-            )
-            self.checks.append((name, flags))
+        if limit is None:
+            if name in self.fuse:
+                return self._run(name, "relu", lambda: _FusedRelu(name, x))
+            return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+        lim = limit.value if self.is_server else None
+        slot = len(self.checks)
+        self.checks.append((name, np.zeros(0, np.uint8)))  # program order, filled in below
         if name in self.fuse:
-            return self._run(name, "relu", lambda: _FusedRelu(name, x))
+            return self._run(name, "relu", lambda: _FusedRelu(name, x, lim, int(grain)))
+        if overflow.MERGED and mergeable(self.ell, int(grain)):
+            y, flags = self._run(
+                name, "relu", lambda: checked_relu(self.party, x, self.ell, lim, int(grain))
+            )
+            self.checks[slot] = (name, flags)
+            return y
+        self._check_apart(slot, x, lim)
         return self._run(name, "relu", lambda: P.relu(self.party, x, self.ell))
+
+    def _check_apart(self, slot: int, x: np.ndarray, lim: Any) -> None:  # noqa: ANN401
+        """The standalone check of the ReLU in ``self.checks[slot]`` (protocols/overflow.py)."""
+        name = self.checks[slot][0]
+        flags = self._run(f"{name}.check", "check", lambda: exceeds(self.party, x, lim, self.ell))
+        self.checks[slot] = (name, flags)
 
     def verdict(self) -> dict[str, Any] | None:
         """After the program: the OR of each checked ReLU's flags, opened to the client only.
@@ -528,6 +547,20 @@ class Executor:
                     f"%{name}: cannot fuse %{x.name} with trunc kind={kind} shift={shift} "
                     "(bad fusion plan)"
                 )
+            if x.grain is None:
+                return self._run(
+                    name, "relu_trunc", lambda: P.relu_trunc(self.party, x.x, self.ell, shift)
+                )
+            slot = next(i for i, (n, _) in enumerate(self.checks) if n == x.name)
+            if overflow.MERGED and mergeable(self.ell, x.grain, shift):
+                y, flags = self._run(
+                    name,
+                    "relu_trunc",
+                    lambda: checked_relu(self.party, x.x, self.ell, x.limit, x.grain, shift),
+                )
+                self.checks[slot] = (x.name, flags)
+                return y
+            self._check_apart(slot, x.x, x.limit)
             return self._run(
                 name, "relu_trunc", lambda: P.relu_trunc(self.party, x.x, self.ell, shift)
             )

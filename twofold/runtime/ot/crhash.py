@@ -56,6 +56,8 @@ _WIDE_BLOCKS = 1 << 18  # blocks hashed per AES call in crhash_wide (4 MiB of in
 def crhash_wide(x: np.ndarray, index0: int, domain: int, nblocks: int) -> np.ndarray:
     """``nblocks`` independent 128-bit outputs per row (block c uses domain tag c << 48), as
     uint64[n, 2*nblocks]: all blocks of a slice of rows in one AES call."""
+    if nblocks == 1:  # block 0's tag is 0: the plain hash, without the repeat/tile copies
+        return crhash(x, index0, domain)
     n = x.shape[0]
     out = np.empty((n * nblocks + 1, 2), dtype=np.uint64)  # one spare row for mmo_into
     r = tweak_xor(x, index0, domain)

@@ -78,10 +78,21 @@ class _Pool:
         self.avail += rows.shape[0]
 
     def pop(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The next n rows (and bits) as one array each: a view if they lie in one segment."""
+        rows, bits = self.pop_parts(n)
+        # one segment: a view (its rows are never handed out again, so the caller may write)
+        out = np.concatenate(rows) if len(rows) != 1 else rows[0]
+        return out, bits
+
+    def pop_parts(self, n: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """The next n rows as the list of segment views that hold them (no copy; a batch of
+        several iterations' outputs would otherwise be copied whole) and the bits as one
+        array."""
         if n > self.avail:
             raise RuntimeError(f"COT pool: {n} requested, {self.avail} available")
         if n == 0:
-            return np.empty((0, 2), np.uint64), None if self.bits is None else np.empty(0, np.uint8)
+            empty = np.empty((0, 2), np.uint64)
+            return [empty], None if self.bits is None else np.empty(0, np.uint8)
         rows, bits = [], []
         left = n
         while left:
@@ -101,11 +112,9 @@ class _Pool:
                     self.bits[0] = b[take:]
             left -= take
         self.avail -= n
-        # one segment: a view (its rows are never handed out again, so the caller may write)
-        out = np.concatenate(rows) if len(rows) != 1 else rows[0]
         if self.bits is None:
-            return out, None
-        return out, (np.concatenate(bits) if len(bits) != 1 else bits[0])
+            return rows, None
+        return rows, (np.concatenate(bits) if len(bits) != 1 else bits[0])
 
 
 class _Ferret:
@@ -177,6 +186,12 @@ class FerretSender(_Ferret):
         self.served += n
         return self.pool.pop(n)[0]
 
+    def take_parts(self, n: int) -> list[np.ndarray]:
+        """As :meth:`take`, as the list of pool segments that hold the rows (views, no copy)."""
+        self.ensure(n)
+        self.served += n
+        return self.pool.pop_parts(n)[0]
+
     def _bootstrap(self) -> None:
         rows = np.empty((self.boot.base, 2), np.uint64)
 
@@ -218,6 +233,13 @@ class FerretReceiver(_Ferret):
         self.ensure(n)
         self.served += n
         rows, bits = self.pool.pop(n)
+        return bits, rows
+
+    def take_parts(self, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """As :meth:`take`, the rows as the list of pool segments that hold them (views)."""
+        self.ensure(n)
+        self.served += n
+        rows, bits = self.pool.pop_parts(n)
         return bits, rows
 
     def _bootstrap(self) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitpack
-from ..ring import mask
 from .crhash import mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender
+from .parts import Parts
 
 WIDTH = 256
 _SUB = 1 << 12  # OTs per batched hash call on the sender (N x 4096 blocks stay in cache)
@@ -74,12 +73,12 @@ def codeword_columns(choices: np.ndarray, npad: int, nmsg: int) -> np.ndarray:
     return comb[np.arange(WIDTH) & ((1 << b) - 1)]
 
 
-def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
-    """Sender side: ``tables`` uint64[n, N] of k-bit messages."""
+def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
+    """Sender side: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts``)."""
     n, nmsg = tables.shape
-    m = mask(k)
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]
-    wire = np.empty(bitpack.packed_size(n * nmsg, k), np.uint8)
+    wire = np.empty(parts.nbytes, np.uint8)
 
     sub = _SUB
     z = np.empty((nmsg * sub + 1, 2), np.uint64)
@@ -103,18 +102,16 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int, domain: int) -> No
             h3 ^= cs_hi[:, :r]
             mmo_into(h[: nmsg * r], z)
             np.bitwise_xor(tables[lo + s0 : lo + s1], z3[:, :, 0].T, out=out[s0:s1])
-        out &= m
-        packed = bitpack.pack(out, k)  # chunks start at multiples of 64 OTs: byte aligned
-        off = lo * nmsg * k // 8
-        wire[off : off + packed.size] = packed
+        parts.put(wire, lo, out)  # chunks start at multiples of 64 OTs: byte aligned
 
     ext.extend(chan, n, each)
     chan.send(wire)
 
 
-def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, domain: int):  # noqa: ANN001, ANN201
+def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int):  # noqa: ANN001, ANN201, E501
     """Receiver side: choices uint8[n] in [0, nmsg); returns the chosen k-bit messages."""
     n = choices.shape[0]
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
     h = np.empty(n, np.uint64)
 
     def cols(lo: int, hp: int) -> np.ndarray:
@@ -126,8 +123,4 @@ def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int, doma
         h[lo:hi] = _RowHasher(t, tweaks(tw, hi - lo, domain))(zero)
 
     ext.extend(chan, n, cols, each)
-    wire = chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k))
-    got = bitpack.take(wire, np.arange(n, dtype=np.int64) * nmsg + choices, n * nmsg, k)
-    got ^= h
-    got &= mask(k)
-    return got
+    return parts.take(chan.recv_array(np.uint8, parts.nbytes), choices, h)

@@ -2,10 +2,17 @@
 the n outputs is the XOR of d = 10 of the k secret inputs, at indices drawn from public
 randomness (AES-128-CTR under a key both parties derive from the code's name and size).
 
-Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) is a numpy gather and
-XOR, chunk by chunk; the indices are regenerated per chunk (index i of output j is
-floor(r * k / 2^32) for a uniform 32-bit r: bias below k / 2^32, public anyway), never stored
-for all n (10 M x 10 indices would be 400 MB).
+The index stream: outputs go in blocks of ``BLOCK``; a block of m outputs takes the next D*m
+32-bit words r of the keystream as a D x m array, and index c of its output j is
+floor(r[c, j] * k / 2^32) (multiply-shift, no modulo; bias below k / 2^32, public anyway). So
+the code is fixed by (name, n, k) alone and is regenerated block by block, never stored for all
+n (10 M x 10 indices would be 400 MB).
+
+Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) runs a block at a
+time in reused buffers sized for the L2 cache: one AES call for the block's indices, one
+gather of all D x m 16-byte rows (``np.take`` on a void-16 view), one XOR-reduce over the D
+axis, one XOR into the output (Ferret's cost is these 10 random gathers per output from a
+k x 16-byte table; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import numpy as np
 from ..prg import PRG
 
 D = 10
-_CHUNK = 1 << 15  # outputs per chunk
+BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
+_ROW = np.dtype((np.void, 16))
 
 
 class LocalCode:
@@ -30,8 +38,9 @@ class LocalCode:
         self._seed = hashlib.sha256(f"twofold LPN {name} {n} {k}".encode()).digest()[:16]
 
     def indices(self, prg: PRG, m: int, buf: np.ndarray | None = None) -> np.ndarray:
-        """The next m outputs' indices as intp[D, m] (row c = the c-th nonzero of each);
-        ``buf`` (uint64[D, >= m]) is reused when given."""
+        """The next m outputs' indices as intp[D, m] (row c = the c-th nonzero of each), m at
+        most ``BLOCK`` for the code's own stream; ``buf`` (uint64[D, >= m]) is reused when
+        given."""
         r = prg.fill(np.empty((D, m), np.uint32))
         out = np.empty((D, m), np.uint64) if buf is None else buf[:, :m]
         np.multiply(r, np.uint64(self.k), out=out)
@@ -51,21 +60,33 @@ class LocalCode:
             raise ValueError(
                 f"LPN encode: shapes {v.shape} -> {out.shape}, code {self.k} -> {self.n}"
             )
-        vc = np.ascontiguousarray(v).view(np.complex128).reshape(self.k)  # one 16-byte item a row
+        if not out.flags.c_contiguous:
+            raise ValueError("LPN encode: the output must be C-contiguous (written in place)")
+        table = np.ascontiguousarray(v).view(_ROW).reshape(self.k)  # one 16-byte item a row
         prg = PRG(self._seed)
-        tmp = np.empty(_CHUNK, np.complex128)
-        tb = np.empty(_CHUNK, np.uint8)
-        buf = np.empty((D, _CHUNK), np.uint64)
-        for j0 in range(0, self.n, _CHUNK):
-            m = min(_CHUNK, self.n - j0)
-            idx = self.indices(prg, m, buf)
-            acc = out[j0 : j0 + m].reshape(-1)
-            g = tmp[:m].view(np.uint64)
-            for c in range(D):
-                np.take(vc, idx[c], out=tmp[:m], mode="wrap")  # in range: no checks
-                acc ^= g
+        kk, sh = np.uint64(self.k), np.uint64(32)
+        rnd = np.empty(4 * D * BLOCK + 16, np.uint8)  # update_into's slack after the words
+        idx = np.empty(D * BLOCK, np.uint64)
+        rows = np.empty((D * BLOCK, 2), np.uint64)
+        acc = np.empty(2 * BLOCK, np.uint64)
+        gbits = np.empty(D * BLOCK, np.uint8) if u is not None else None
+        abits = np.empty(BLOCK, np.uint8) if u is not None else None
+        flat = out.reshape(-1)
+        for j0 in range(0, self.n, BLOCK):
+            m = min(BLOCK, self.n - j0)
+            prg.fill_raw(memoryview(rnd), 4 * D * m)
+            i = idx[: D * m].reshape(D, m)
+            np.multiply(rnd[: 4 * D * m].view(np.uint32).reshape(D, m), kk, out=i)
+            i >>= sh
+            ii = i.view(np.intp)
+            g = rows[: D * m]
+            np.take(table, ii, out=g.view(_ROW).reshape(D, m), mode="wrap")  # in range
+            a = acc[: 2 * m]
+            np.bitwise_xor.reduce(g.reshape(D, 2 * m), axis=0, out=a)
+            flat[2 * j0 : 2 * (j0 + m)] ^= a
             if u is not None:
-                bits = out_bits[j0 : j0 + m]
-                for c in range(D):
-                    np.take(u, idx[c], out=tb[:m], mode="wrap")
-                    bits ^= tb[:m]
+                gb = gbits[: D * m].reshape(D, m)
+                np.take(u, ii, out=gb, mode="wrap")
+                ab = abits[:m]
+                np.bitwise_xor.reduce(gb, axis=0, out=ab)
+                out_bits[j0 : j0 + m] ^= ab

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitpack
-from ..ring import mask
 from .crhash import crhash_wide
+from .parts import Parts
 
 _SUB = 1 << 15  # OTs per hashing batch
 
@@ -67,11 +66,16 @@ def _perm(nmsg: int, m: int, f: int) -> list[np.ndarray]:
     return [((x >> i) & 1) * f + _drop_bit(x, i) for i in range(m)]
 
 
-def _rows(ext, chan, n: int, cols) -> tuple[np.ndarray, int]:  # noqa: ANN001
-    """All n COT rows of one extension batch and the tweak index of the first: the silent
-    source's array itself, or the IKNP chunks collected (``cols`` None: the sender)."""
-    if hasattr(ext, "extend_rows"):
-        return ext.extend_rows(chan, n) if cols is None else ext.extend_rows(chan, n, cols)
+def _row_chunks(ext, chan, n: int, cols, step: int):  # noqa: ANN001, ANN202
+    """The n COT rows of one extension batch as (lo, hi, rows, tweak index of row lo) per
+    chunk of ``step`` rows: the silent source's pool views, or the IKNP chunks collected and
+    cut (``cols`` None: the sender)."""
+    if hasattr(ext, "extend_chunks"):
+        if cols is None:
+            yield from ext.extend_chunks(chan, n, step)
+        else:
+            yield from ext.extend_chunks(chan, n, cols, step)
+        return
     rows = np.empty((n, 2), np.uint64)
     start = [0]
 
@@ -84,14 +88,16 @@ def _rows(ext, chan, n: int, cols) -> tuple[np.ndarray, int]:  # noqa: ANN001
         ext.extend(chan, n, each)
     else:
         ext.extend(chan, n, cols, each)
-    return rows, start[0]
+    for lo in range(0, n, step):
+        yield lo, min(n, lo + step), rows[lo : lo + step], start[0] + lo
 
 
-def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noqa: ANN001
-    """Sender: ``tables`` uint64[n, N] of k-bit messages; ``ext`` a 128-bit COT sender."""
+def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
+    """Sender: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts`` of several
+    widths); ``ext`` a 128-bit COT sender."""
     n, nmsg = tables.shape
-    m, f, kk, nblk = layout(nmsg, k)
-    rows, base = _rows(ext, chan, n * m, None)
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    m, f, kk, nblk = layout(nmsg, parts.k)
     s = np.asarray(ext.s, np.uint64)
     word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
     dt = _narrow(min(f * kk, 64))
@@ -99,16 +105,14 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
     x = np.arange(nmsg, dtype=np.int64)
     sel = [(x >> i) & 1 for i in range(m)]
     shift = [(_drop_bit(x, i) * kk).astype(dt) for i in range(m)]
-    wire = np.empty(bitpack.packed_size(n * nmsg, k), np.uint8)
-    kmask = mask(k)
-    for j0 in range(0, n, _SUB):
-        j1 = min(n, j0 + _SUB)
-        r = rows[j0 * m : j1 * m]
+    wire = np.empty(parts.nbytes, np.uint8)
+    for lo, hi, r, tw in _row_chunks(ext, chan, n * m, None, _SUB * m):
+        j0, j1 = lo // m, hi // m
+        h0 = crhash_wide(r, tw, domain, nblk)
         r1 = r.copy()
         r1[:, 0] ^= s[0]
         r1[:, 1] ^= s[1]
-        h0 = crhash_wide(r, base + j0 * m, domain, nblk)
-        h1 = crhash_wide(r1, base + j0 * m, domain, nblk)
+        h1 = crhash_wide(r1, tw, domain, nblk)
         if word:  # in the narrowest dtype that holds the fields: less memory traffic
             both = np.empty((j1 - j0, m, 2), dt)
             both[:, :, 0] = h0[:, 0].reshape(j1 - j0, m)
@@ -124,30 +128,28 @@ def nco_send(ext, chan, tables: np.ndarray, k: int, domain: int) -> None:  # noq
             for i in range(1, m):
                 key ^= both[:, i, perm[i]]
         out = np.bitwise_xor(tables[j0:j1], key, dtype=np.uint64)
-        out &= kmask
-        packed = bitpack.pack(out, k)  # _SUB * N * k bits: every chunk starts on a byte
-        off = j0 * nmsg * k // 8
-        wire[off : off + packed.size] = packed
+        parts.put(wire, j0, out)  # _SUB * N * k bits: every chunk starts on a byte
     chan.send(wire)
 
 
-def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> np.ndarray:  # noqa: ANN001
+def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int) -> np.ndarray:  # noqa: ANN001, E501
     """Receiver: choices uint8[n] in [0, N); returns the chosen k-bit messages uint64[n]."""
     n = choices.shape[0]
-    m, f, kk, nblk = layout(nmsg, k)
+    parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    m, f, kk, nblk = layout(nmsg, parts.k)
     c = choices.astype(np.int64)
     bits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8).reshape(-1)
     npad = max(64, (n * m + 63) // 64 * 64)
     packed = np.packbits(
         np.concatenate([bits, np.zeros(npad - n * m, np.uint8)]), bitorder="little"
     )
-    rows, base = _rows(ext, chan, n * m, lambda lo, hi: packed[lo // 8 : hi // 8])
+    cols = lambda lo, hi: packed[lo // 8 : hi // 8]  # noqa: E731
     key = np.zeros(n, np.uint64)
     ar = np.arange(n)
     word = f * kk <= 64
-    for j0 in range(0, n, _SUB):
-        j1 = min(n, j0 + _SUB)
-        h = crhash_wide(rows[j0 * m : j1 * m], base + j0 * m, domain, nblk)
+    for lo, hi, r, tw in _row_chunks(ext, chan, n * m, cols, _SUB * m):
+        j0, j1 = lo // m, hi // m
+        h = crhash_wide(r, tw, domain, nblk)
         cj = c[j0:j1]
         if word:
             w = h[:, 0].reshape(j1 - j0, m)
@@ -157,8 +159,4 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int, domain: int) -> 
             fr = _fields(h, f, kk).reshape(j1 - j0, m, f)
             for i in range(m):
                 key[j0:j1] ^= fr[ar[: j1 - j0], i, _drop_bit(cj, i)]
-    wire = chan.recv_array(np.uint8, bitpack.packed_size(n * nmsg, k))
-    got = bitpack.take(wire, np.arange(n, dtype=np.int64) * nmsg + c, n * nmsg, k)
-    got ^= key
-    got &= mask(k)
-    return got
+    return parts.take(chan.recv_array(np.uint8, parts.nbytes), c, key)

@@ -48,6 +48,7 @@ from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
 from .nco import nco_recv, nco_send
+from .parts import Parts
 from .silent import SilentReceiver, SilentSender
 
 KAPPA = 128
@@ -158,7 +159,8 @@ class OTPack:
         dom, s = self._dom(_ROT, True), self._snd.s
 
         def each(q: np.ndarray, tw: int, lo: int, hi: int) -> None:
-            z = np.bitwise_xor(q, tweaks(tw, hi - lo, dom))
+            z = tweaks(tw, hi - lo, dom)  # then ^= q: one temporary, not two
+            z ^= q
             mmo_into(z, m0[lo:])
             _xor_block(z, s)
             mmo_into(z, m1[lo:])
@@ -235,7 +237,8 @@ class OTPack:
     @staticmethod
     def _limbs(rows: np.ndarray, tw: int, dom: int, d: int) -> np.ndarray:
         if d <= 2:
-            z = np.bitwise_xor(rows, tweaks(tw, rows.shape[0], dom))
+            z = tweaks(tw, rows.shape[0], dom)
+            z ^= rows
             h = np.empty((rows.shape[0] + 1, 2), np.uint64)
             mmo_into(z, h)
             return h[:-1, :d]
@@ -330,29 +333,60 @@ class OTPack:
         return h[:, 0].copy() if d is None else h
 
     # -- 1-out-of-N OT (KK13) -----------------------------------------------------------------
-    def kkot_send(self, tables: np.ndarray, k: int) -> None:
-        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages."""
-        k = _check_k(k)
+    def kkot_send(
+        self,
+        tables: np.ndarray | list[np.ndarray],
+        k: int | list[int],
+        sizes: list[int] | None = None,
+    ) -> None:
+        """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages. Rows in
+        parts of different widths, in one batch and one flight (``ot/parts.py``): a list of
+        tables and a list of widths, or one table with its part ``sizes`` (no copy)."""
+        many = isinstance(tables, list)
+        if many:
+            sizes = [np.shape(t)[0] for t in tables]
+            tables = np.concatenate([np.asarray(t, dtype=np.uint64) for t in tables])
+        ks = [_check_k(x) for x in (k if sizes is not None else [k])]
         t = np.asarray(tables, dtype=np.uint64)
         if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
             raise ValueError(
                 f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
             )
         t = np.ascontiguousarray(t)
+        parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1])
+        if parts.n != t.shape[0]:
+            raise ValueError(f"kkot_send: parts of {sizes} rows, table of {t.shape[0]}")
         if self.silent:
-            nco_send(self._snd, self.chan, t, k, self._dom(_KK, True))
+            nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True))
         else:
-            kk_send(self._kk_snd, self.chan, t, k, self._dom(_KK, True))
+            kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True))
 
-    def kkot_recv(self, choices: np.ndarray, nmsg: int, k: int) -> np.ndarray:
-        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]."""
-        k = _check_k(k)
+    def kkot_recv(
+        self,
+        choices: np.ndarray | list[np.ndarray],
+        nmsg: int,
+        k: int | list[int],
+        sizes: list[int] | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]. Parts as
+        :meth:`kkot_send`: a list of choice arrays gives a list of results; one array with
+        ``sizes`` one result."""
+        many = isinstance(choices, list)
+        if many:
+            sizes = [np.shape(c)[0] for c in choices]
+            choices = np.concatenate([np.asarray(c, dtype=np.uint8) for c in choices])
+        ks = [_check_k(x) for x in (k if sizes is not None else [k])]
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
         c = _check_choices(choices, int(nmsg))
+        parts = Parts(sizes if sizes is not None else [c.shape[0]], ks, int(nmsg))
+        if parts.n != c.shape[0]:
+            raise ValueError(f"kkot_recv: parts of {sizes} rows, {c.shape[0]} choices")
         if self.silent:
-            return nco_recv(self._rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
-        return kk_recv(self._kk_rcv, self.chan, c, int(nmsg), k, self._dom(_KK, False))
+            got = nco_recv(self._rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
+        else:
+            got = kk_recv(self._kk_rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
+        return np.split(got, parts.starts[1:-1]) if many else got
 
 
 def _xor_block(rows: np.ndarray, s: np.ndarray) -> None:

@@ -10,7 +10,7 @@ keeps x as its (uniform) choices, for protocols that need random OTs only (bit t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -20,9 +20,42 @@ from .ferret import FerretReceiver, FerretSender
 from .iknp import Chunk, padded
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    step = iknp.CHUNK
+def _chunks(n: int, step: int = 0) -> list[tuple[int, int]]:
+    step = step or iknp.CHUNK
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def _chunk_rows(
+    parts: list[np.ndarray], n: int, step: int = 0
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(lo, hi, rows lo..hi) for the chunks of ``step`` rows (default ``iknp.CHUNK``) of the
+    concatenation of ``parts`` (n rows): views into the parts, a copy only for a chunk that
+    straddles two."""
+    i, off = 0, 0  # the current part and the offset in it
+    for lo, hi in _chunks(n, step):
+        need = hi - lo
+        while parts[i].shape[0] == off:
+            i, off = i + 1, 0
+        if parts[i].shape[0] - off >= need:
+            yield lo, hi, parts[i][off : off + need]
+            off += need
+            continue
+        pieces = []
+        while need:
+            if parts[i].shape[0] == off:
+                i, off = i + 1, 0
+            take = min(need, parts[i].shape[0] - off)
+            pieces.append(parts[i][off : off + take])
+            off += take
+            need -= take
+        yield lo, hi, np.concatenate(pieces)
+
+
+def _check_n(chan, n: int) -> None:  # noqa: ANN001 - Channel
+    """The sender's side of a batch: the receiver's batch size must be n."""
+    peer_n = int(chan.recv_array(np.int64, (1,))[0])
+    if peer_n != n:
+        raise PeerError(f"OT batch size mismatch: this side has {n}, the peer {peer_n}")
 
 
 class SilentSender:
@@ -35,37 +68,48 @@ class SilentSender:
         self.s = ferret.delta
         self.count = 0
 
-    def _run(self, q: np.ndarray, n: int, each: Chunk) -> None:
+    def _run(self, parts: list[np.ndarray], n: int, each: Chunk) -> None:
         base = self.count
         self.count += n
-        for lo, hi in _chunks(n):
-            each(q[lo:hi], base + lo, lo, hi)
+        for lo, hi, q in _chunk_rows(parts, n):
+            each(q, base + lo, lo, hi)
 
-    def extend_rows(self, chan, n: int) -> tuple[np.ndarray, int]:  # noqa: ANN001 - Channel
-        """n COTs with the receiver's chosen bits, all at once: receive d = x ^ c and flip;
-        returns the rows uint64[n, 2] and the hash tweak index of the first."""
-        peer_n = int(chan.recv_array(np.int64, (1,))[0])
-        if peer_n != n:
-            raise PeerError(f"OT batch size mismatch: this side has {n}, the peer {peer_n}")
-        q = self.ferret.take(n)
+    def _flip(self, q: np.ndarray, d: np.ndarray, lo: int) -> None:
+        """q ^= d_j * Delta for the rows lo.. of a batch (lo a multiple of 8, d packed)."""
+        n = q.shape[0]
+        flip = np.unpackbits(d[lo // 8 :], count=n, bitorder="little")
+        limb = np.multiply(flip, self.s[0], dtype=np.uint64)  # Delta's limb where flipped
+        q[:, 0] ^= limb
+        np.multiply(flip, self.s[1], out=limb)
+        q[:, 1] ^= limb
+
+    def extend_chunks(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        step: int = 0,
+    ) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """n COTs with the receiver's chosen bits: receive d = x ^ c, flip the rows where
+        d = 1; yields (lo, hi, rows, hash tweak index of row lo) per chunk of ``step`` rows (a
+        multiple of 8; default ``iknp.CHUNK``), straight from Ferret's pool (no copy of the
+        batch). The messages are exchanged at the first chunk."""
+        _check_n(chan, n)
+        parts = self.ferret.take_parts(n)
         d = chan.recv_array(np.uint8, ((n + 7) // 8,))
-        flip = np.unpackbits(d, count=n, bitorder="little").astype(np.uint64)
-        flip = np.uint64(0) - flip  # all ones where the choice was flipped
-        q[:, 0] ^= flip & self.s[0]
-        q[:, 1] ^= flip & self.s[1]
         base = self.count
         self.count += n
-        return q, base
+        for lo, hi, q in _chunk_rows(parts, n, step):
+            self._flip(q, d, lo)
+            yield lo, hi, q, base + lo
 
     def extend(self, chan, n: int, each: Chunk) -> None:  # noqa: ANN001 - Channel
-        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtSender.extend``)."""
-        q, base = self.extend_rows(chan, n)
-        for lo, hi in _chunks(n):
-            each(q[lo:hi], base + lo, lo, hi)
+        """As :meth:`extend_chunks`, handing each chunk to ``each`` (``ExtSender.extend``)."""
+        for lo, hi, q, tw in self.extend_chunks(chan, n):
+            each(q, tw, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> None:
         """n COTs with the receiver's random choices; no traffic beyond Ferret's."""
-        self._run(self.ferret.take(n), n, each)
+        self._run(self.ferret.take_parts(n), n, each)
 
 
 class SilentReceiver:
@@ -77,22 +121,15 @@ class SilentReceiver:
         self.ferret = ferret
         self.count = 0
 
-    def _run(self, t: np.ndarray, n: int, each: Chunk) -> None:
+    def _run(self, parts: list[np.ndarray], n: int, each: Chunk) -> None:
         base = self.count
         self.count += n
-        for lo, hi in _chunks(n):
-            each(t[lo:hi], base + lo, lo, hi)
+        for lo, hi, t in _chunk_rows(parts, n):
+            each(t, base + lo, lo, hi)
 
-    def extend_rows(
-        self,
-        chan,  # noqa: ANN001 - Channel
-        n: int,
-        cols: Callable[[int, int], np.ndarray | None],
-    ) -> tuple[np.ndarray, int]:
-        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order), all
-        at once: returns the rows uint64[n, 2] and the hash tweak index of the first."""
-        chan.send(np.array([n], np.int64))
-        x, t = self.ferret.take(n)
+    @staticmethod
+    def _send_flips(chan, n: int, x: np.ndarray, cols) -> None:  # noqa: ANN001
+        """Send the derandomisation bits d = x ^ c (c = ``cols(0, padded(n))``)."""
         c = cols(0, padded(n))
         if c is not None and c.ndim != 1:
             raise ValueError("silent OT serves 1-out-of-2 choices only (one bit per OT)")
@@ -100,9 +137,25 @@ class SilentReceiver:
         if c is not None:
             d ^= c[: d.size]
         chan.send(d)
+
+    def extend_chunks(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        n: int,
+        cols: Callable[[int, int], np.ndarray | None],
+        step: int = 0,
+    ) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """n COTs with the choice bits ``cols(0, padded(n))`` (packed, little bit order): send
+        d = x ^ c; yields (lo, hi, rows, hash tweak index of row lo) per chunk of ``step`` rows
+        (default ``iknp.CHUNK``), straight from Ferret's pool (no copy of the batch). The
+        messages are exchanged at the first chunk."""
+        chan.send(np.array([n], np.int64))
+        x, parts = self.ferret.take_parts(n)
+        self._send_flips(chan, n, x, cols)
         base = self.count
         self.count += n
-        return t, base
+        for lo, hi, t in _chunk_rows(parts, n, step):
+            yield lo, hi, t, base + lo
 
     def extend(
         self,
@@ -111,13 +164,12 @@ class SilentReceiver:
         cols: Callable[[int, int], np.ndarray | None],
         each: Chunk,
     ) -> None:
-        """As :meth:`extend_rows`, handing the rows out chunk by chunk (``ExtReceiver.extend``)."""
-        t, base = self.extend_rows(chan, n, cols)
-        for lo, hi in _chunks(n):
-            each(t[lo:hi], base + lo, lo, hi)
+        """As :meth:`extend_chunks`, handing each chunk to ``each`` (``ExtReceiver.extend``)."""
+        for lo, hi, t, tw in self.extend_chunks(chan, n, cols):
+            each(t, tw, lo, hi)
 
     def extend_random(self, n: int, each: Chunk) -> np.ndarray:
         """n COTs with random choice bits, returned (uint8[n]); no traffic beyond Ferret's."""
-        x, t = self.ferret.take(n)
-        self._run(t, n, each)
+        x, parts = self.ferret.take_parts(n)
+        self._run(parts, n, each)
         return x

@@ -65,8 +65,8 @@ def spcot_recv(
     known = np.where(bb[:, None], msg[t * h : 2 * t * h], msg[: t * h])
     known ^= crhash(w, index0, domain)
     path = (1 - b).astype(np.uint8).reshape(h, t)
-    leaves = receiver_expand(path, known.reshape(h, t, 2))
+    leaves, others = receiver_expand(path, known.reshape(h, t, 2))
     pos = path_slots(path) * t + np.arange(t)
     # the path leaf is zero, so the XOR of the whole tree is the XOR of the other leaves
-    leaves[pos] = msg[2 * t * h :] ^ np.bitwise_xor.reduce(leaves.reshape(-1, t, 2), axis=0)
+    leaves[pos] = msg[2 * t * h :] ^ others
     return leaves, pos

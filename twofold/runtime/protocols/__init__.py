@@ -14,6 +14,7 @@ from .maxpool import max_, max_reduce, maxpool
 from .millionaire import millionaire
 from .mux import mux
 from .relu import relu
+from .relu_check import checked_relu
 from .relu_trunc import fusable as relu_trunc_fusable
 from .relu_trunc import relu_trunc
 from .triples import bit_triples
@@ -24,6 +25,7 @@ __all__ = [
     "and_",
     "b2a",
     "bit_triples",
+    "checked_relu",
     "drelu",
     "extend",
     "max_",

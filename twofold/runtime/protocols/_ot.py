@@ -29,3 +29,14 @@ def kkot(party, sender: str, data: np.ndarray, n_msgs: int, k: int) -> np.ndarra
         _ot(party).kkot_send(np.ascontiguousarray(data), k)
         return None
     return _ot(party).kkot_recv(np.ascontiguousarray(data, dtype=np.uint8), n_msgs, k)
+
+
+def kkot_parts(party, sender: str, data: np.ndarray, n_msgs: int, ks: list[int], sizes: list[int]):  # noqa: ANN001, ANN201, E501
+    """:func:`kkot` over rows in parts of ``sizes`` rows with ``ks``-bit messages, in one batch
+    and one flight (``ot/parts.py``): the sender passes one table uint64[sum(sizes), N]
+    (returns None), the receiver one choice array and gets one result array."""
+    if party.role == sender:
+        _ot(party).kkot_send(np.ascontiguousarray(data), list(ks), list(sizes))
+        return None
+    c = np.ascontiguousarray(data, dtype=np.uint8)
+    return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))

@@ -20,6 +20,11 @@ from ._util import CHUNK, as_ring
 from .and_ import and_
 from .drelu import drelu
 
+#: Run each checked ReLU's check with the ReLU's own millionaire (protocols/relu_check.py) where
+#: its grain allows; False runs every check apart with ``exceeds`` (the former path, kept for
+#: benchmarks/headroom.py to measure old against new in one run; both parties must agree).
+MERGED = True
+
 #: ANDs per call of the OR tree (each call is one round; bounds triple generation memory).
 OR_CHUNK = 1 << 18
 

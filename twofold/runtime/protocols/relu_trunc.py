@@ -54,9 +54,15 @@ def relu_trunc(party, x: np.ndarray, ell: int, shift: int) -> np.ndarray:  # noq
 
 def _chunk(party, x: np.ndarray, ell: int, s: int) -> np.ndarray:  # noqa: ANN001
     low = x & mask(ell - 1)
-    t = x >> np.uint64(ell - 1)  # msb of this party's share, 0/1
     val = mask(ell - 1) - low if party.is_server else low
     c, k = millionaire(party, val, ell - 1, split=s)
+    return select(party, x, ell, s, c, k)
+
+
+def select(party, x: np.ndarray, ell: int, s: int, c: np.ndarray, k: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """The output flight: shares of relu(x) >> s from the shares c of the low s bits' carry
+    and k of the ell-1 bits' carry (the millionaire's split node and root)."""
+    t = x >> np.uint64(ell - 1)  # msb of this party's share, 0/1
     hi = x >> np.uint64(s)
     e = t.astype(np.uint8) ^ k  # this party's XOR share of MSB(x)
     if party.is_server:
