@@ -16,10 +16,13 @@ direction on loopback; tc/netem is not available here) and reports measured / pr
                              [--unfused-too] [--shaped 32]
                              [--models densenet121 resnet50 mobilenetv2 efficientnet_b0]
                              [--batch N]   (N images as one program; figures are per batch)
+                             [--disable-pass NAME] [--pass-off-too bn_forward]
 
 ``--quick`` runs one small size per model (DenseNet-121 32², the zoo CNNs 16²) over TLS only,
 under a minute of CPU per model on a quiet machine; keys are ``MODEL_SIZE_OT`` (``_nofuse`` for
-``--unfused-too``) ``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
+``--unfused-too``, ``_no-PASS`` for a bundle compiled with ``--disable-pass PASS``, which
+``--pass-off-too PASS`` adds beside the default one, to compare a pass on and off in one run)
+``/TRANSPORT``, and ``shaped``. Each size runs over TLS (the pinned
 self-signed certificate, as ``twofold run`` does by default) and ``--insecure-plaintext``
 by default (``--transport both``), and a second table gives the time ratio and the TCP bytes
 TLS adds (kernel TCP_INFO counts).
@@ -120,15 +123,21 @@ def compile_size(
     reuse: bool = False,
     batch: int = 1,
     scale: int = 11,
+    disabled: tuple[str, ...] = (),
 ) -> tuple[Path, float]:
     """Export, compile and simulate once; the bundle and the compile time (``reuse``: keep a
     bundle and simulate.json a previous run left in the work directory; compile time 0).
-    ``batch`` > 1 (issue 17): the program takes N images, ``bundle/../batchN.npy``."""
+    ``batch`` > 1 (issue 17): the program takes N images, ``bundle/../batchN.npy``.
+    ``disabled``: compiler passes to skip (the bundle goes to ``bundle_no-PASS``)."""
     d = work / (f"{model}_{size}" + (f"_b{batch}" if batch > 1 else ""))
     d.mkdir(parents=True, exist_ok=True)
     onnx_path = d / f"{model}.onnx"
     if not onnx_path.exists():
         _export(model, onnx_path, size)
+    tag = "".join(f"_no-{p}" for p in disabled)
+    if tag:  # its own directory: run_once reads the simulate.json beside the bundle
+        d = d / tag.lstrip("_")
+        d.mkdir(exist_ok=True)
     bundle = d / "bundle"
     if reuse and (d / "simulate.json").exists() and (bundle / "server").is_dir():
         return bundle, 0.0
@@ -140,7 +149,9 @@ def compile_size(
     t = time.perf_counter()
     _check(
         subprocess.run([*TWOFOLD, "compile", str(onnx_path), "-o", str(bundle), *cal, *shape,
-                        "--scale", str(scale)], capture_output=True, text=True),
+                        "--scale", str(scale),
+                        *(a for p in disabled for a in ("--disable-pass", p))],
+                       capture_output=True, text=True),
         "compile",
     )  # fmt: skip
     compile_s = time.perf_counter() - t
@@ -343,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         help="fractional bits (11, EzPC's DenseNet-121 setting: the checked range model's "
         "ring then fits the HE linear layers' 40 bits at 224²)",
     )  # fmt: skip
+    ap.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                    help="compile with this compiler pass off (repeatable)")  # fmt: skip
+    ap.add_argument("--pass-off-too", action="append", default=[], metavar="NAME",
+                    help="also run each size on a bundle compiled without this pass")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.ot:
         sys.path.insert(0, str(ROOT))
@@ -360,16 +375,22 @@ def main(argv: list[str] | None = None) -> int:
         results[key] = r
         print(json.dumps({key: r}), file=sys.stderr, flush=True)
 
+    def own_sizes(model: str) -> list[int]:
+        return args.sizes or ([quick_size(model)] if args.quick else [224, 128])
+
     def sizes(model: str) -> list[int]:
-        own = args.sizes or ([quick_size(model)] if args.quick else [224, 128])
+        own = own_sizes(model)
         return own + ([args.shaped] if args.shaped and args.shaped not in own else [])
 
-    for model, size in ((m, z) for m in args.models for z in sizes(m)):
+    variants = [tuple(args.disable_pass)]
+    variants += [(*args.disable_pass, p) for p in args.pass_off_too]
+    runs = [(m, z, v) for m in args.models for z in sizes(m) for v in variants]
+    for model, size, off in runs:
         print(f"{model} at {size}x{size} ...", file=sys.stderr, flush=True)
         bundle, compile_s = compile_size(
-            size, Path(args.workdir), image, model, args.reuse, args.batch, args.scale
+            size, Path(args.workdir), image, model, args.reuse, args.batch, args.scale, off
         )
-        if args.prepare:
+        if args.prepare or (off != variants[0] and size not in own_sizes(model)):
             continue
         b = args.batch  # issue 17: N images per program
         img = str(bundle.parent / f"batch{b}.npy") if b > 1 else image
@@ -377,11 +398,12 @@ def main(argv: list[str] | None = None) -> int:
             for fuse in (True, False) if args.unfused_too else (True,):
                 for tr in transports:
                     key = f"{model}_{size}" + (f"_b{b}" if b > 1 else "") + f"_{ot}"
-                    key += ("" if fuse else "_nofuse") + f"/{tr}"
+                    key += ("" if fuse else "_nofuse") + "".join(f"_no-{p}" for p in off)
+                    key += f"/{tr}"
                     log(key, run_once(bundle, args.linear, img, ot=ot, fuse=fuse, transport=tr,
                                       session_timeout=args.session_timeout)
                         | {"compile_s": round(compile_s, 3), "batch": b})  # fmt: skip
-        if size == args.shaped:
+        if size == args.shaped and off == variants[0]:
             # loopback, shaped, loopback again: the compute time of the projection is the mean of
             # the two loopback runs around the shaped one (other jobs' load drifts in minutes)
             ot, tr = args.ot[0], transports[0]

@@ -228,3 +228,28 @@ def test_failed_recompile_keeps_the_bundle(one, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["client", "server"]
     assert (out / "server" / "tls" / "key.pem").read_text() == "k"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_sign_flips_leave_the_client_bundle_weight_independent(tmp_path):
+    """BN folded forward (issue 16): signs, shifts and rescaled weights are server weights; a
+    model with negative, tiny and zero BN scales (clamped shifts) and one with positive scales
+    give byte-identical client bundles, each with one sign flip per matching BN."""
+    from preact import export
+
+    outs = []
+    for name, seed, flip, amp in (("neg", 5, True, 2.9), ("pos", 9, False, 1.1)):
+        onnx_path = export(tmp_path / f"{name}.onnx", 8, seed=seed, flip=flip)
+        cal = tmp_path / f"cal-{name}.npy"
+        np.save(cal, np.random.default_rng(seed).uniform(-amp, amp, (1, 3, 8, 8)))
+        _compile(onnx_path, tmp_path / name, [str(cal)])
+        outs.append(tmp_path / name)
+    a, b = (_files(d / "client") for d in outs)
+    assert a == b
+    ir = json.loads(a["ir.json"])
+    flips = [n for n in ir["nodes"] if n["op"] == "sign_affine"]
+    assert len(flips) == 2
+    signs = []
+    for d in outs:
+        with np.load(d / "server" / "weights.npz") as z:
+            signs.append({int(v) for n in flips for v in z[n["inputs"][1]]})
+    assert signs == [{-1, 1}, {1}]

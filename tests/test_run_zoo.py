@@ -6,6 +6,7 @@ in test_run_cli.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,19 @@ from twofold.toolchain import compile_model, simulate_bundle
 # Reduced input sizes. DenseNet-121 (at 32², ~3 min here) is checked bit for bit by
 # benchmarks/e2e.py instead, to keep the suite fast.
 SIZES = {"resnet": 16, "mobilenet": 16, "squeezenet": 16, "vgg": 16}
+
+
+def run_and_simulate(bundle: Path, inp: Path, out: Path) -> tuple[dict, dict]:
+    """out.json of ``run server --once`` / ``run client`` as two processes on ``inp``, and the
+    document ``twofold simulate`` writes for it."""
+    srv = Server(bundle, "--once")
+    try:
+        res = client(bundle, srv.addr, inp, out, "--quiet")
+    finally:
+        _, err = srv.stop()
+    assert res.returncode == 0, res.stderr + err
+    want = json.loads(json.dumps(simulate_bundle(bundle, inp)))  # = simulate -o
+    return json.loads(out.read_text()), want
 
 
 @pytest.mark.parametrize("name", list(SIZES))
@@ -33,14 +47,7 @@ def test_zoo_model_two_processes_equal_simulate(name, zoo_onnx, tmp_path):
         onnx_path, bundle, preprocess="none", input_range=(-3.0, 3.0),
         calibrate=[tmp_path / "x.npy", tmp_path / "cal.npy"],
     )  # fmt: skip
-    srv = Server(bundle, "--once")
-    try:
-        res = client(bundle, srv.addr, tmp_path / "x.npy", tmp_path / "out.json", "--quiet")
-    finally:
-        _, err = srv.stop()
-    assert res.returncode == 0, res.stderr + err
-    want = json.loads(json.dumps(simulate_bundle(bundle, tmp_path / "x.npy")))  # = simulate -o
-    got = json.loads((tmp_path / "out.json").read_text())
+    got, want = run_and_simulate(bundle, tmp_path / "x.npy", tmp_path / "out.json")
     assert got["logits"] == want["logits"]
     assert got["outputs"] == want["outputs"]
     assert got["cost"]["by_kind"]["linear"]["bytes_sent"] > 0

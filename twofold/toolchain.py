@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .backends.cleartext import observe_ranges, simulate
+from .backends.float_ref import channel_stats as float_channel_stats
 from .backends.python2pc import emit_program
 from .compiler import CompileError, CompileOptions, run_pipeline
 from .compiler.bundle import read_bundle, write_bundle
@@ -150,7 +151,7 @@ def compile_model(
             raise CompileError("--fidelity chooses the ring: leave --bitlength at auto")
         if not calibrate:
             raise CompileError("--fidelity needs --calibrate inputs to measure fidelity on")
-    observe = None
+    observe = channel_stats = None
     if calibrate:
         meta = graph.meta["input"]
         samples = []
@@ -172,6 +173,15 @@ def compile_model(
         def observe(g: Graph) -> dict[str, tuple]:
             return observe_ranges(g, cal_x)
 
+        stats: dict[tuple[str, ...], dict[str, tuple]] = {}
+
+        def channel_stats(g: Graph, names: list[str]) -> dict[str, tuple]:
+            # the float graph before quantization is the same at every scale: run it once
+            key = tuple(names)
+            if key not in stats:
+                stats[key] = float_channel_stats(g, cal_x, names)
+            return stats[key]
+
     if labels:
         n_out = graph[graph.outputs[0]].type.size
         if len(labels) != n_out:
@@ -189,6 +199,7 @@ def compile_model(
             headroom_bits=headroom_bits,
             disabled=set(disabled),
             observe=observe,
+            channel_stats=channel_stats,
         )
         sec = run_pipeline(g, opts)
         sec.meta["compile"]["calibration_inputs"] = [Path(f).name for f in calibrate]

@@ -166,6 +166,10 @@ class Cleartext(Interpreter):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return (x * m.reshape(shape) + a.reshape(shape)) & mask(self.ell(node))
 
+    def op_sign_affine(self, node: Node, x, sign, a) -> np.ndarray:  # noqa: ANN001
+        """x·sign[c] + add[c] mod 2^ℓ (sign ±1: what the 2PC sign flip computes exactly)."""
+        return self.op_affine(node, x, sign, a)
+
     def op_mul(self, node: Node, a, b) -> np.ndarray:  # noqa: ANN001
         return (a * b) & mask(self.ell(node))
 

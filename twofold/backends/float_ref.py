@@ -119,6 +119,9 @@ class FloatReference(Interpreter):
         sh = (1, -1) + (1,) * (x.ndim - 2)
         return x * mul.reshape(sh) + add.reshape(sh)
 
+    def op_sign_affine(self, node: Node, x, sign, add):  # noqa: ANN001, ANN201
+        return self.op_affine(node, x, sign, add)
+
     def op_add(self, node: Node, a, b):  # noqa: ANN001, ANN201
         return a + b
 
@@ -260,3 +263,40 @@ def run_float(
 ) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` with the float reference; ``{output name: array}``."""
     return FloatReference(graph, dtype=dtype).run(inputs)
+
+
+class _ChannelStats(FloatReference):
+    """Float reference that records, per channel (axis 1) of chosen tensors, max |value| and
+    the mean value over all inputs run."""
+
+    def __init__(self, graph: Graph, names: set[str]) -> None:
+        super().__init__(graph, dtype=np.float32)  # statistics, not an oracle: float32 is ample
+        self.names = names
+        self.absmax: dict[str, np.ndarray] = {}
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
+
+    def run_node(self, node: Node, args: list) -> np.ndarray:  # type: ignore[override]
+        val = super().run_node(node, args)
+        if node.name in self.names and np.ndim(val) >= 2:
+            v = np.asarray(val, np.float64)
+            axes = tuple(a for a in range(v.ndim) if a != 1)
+            m = np.abs(v).max(axis=axes) if v.size else np.zeros(v.shape[1])
+            old = self.absmax.get(node.name)
+            self.absmax[node.name] = m if old is None else np.maximum(old, m)
+            self.sums[node.name] = self.sums.get(node.name, 0.0) + v.sum(axis=axes)
+            self.counts[node.name] = self.counts.get(node.name, 0) + v.size // v.shape[1]
+        return val
+
+
+def channel_stats(
+    graph: Graph, inputs: list[np.ndarray], names: list[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(max |x|, mean x) per channel (axis 1) of the float tensors ``names`` over calibration
+    inputs (each one array for the graph's single input; run in float32, summed in float64):
+    what ``bn_forward`` bounds its shifts by and corrects its rounded weights with."""
+    rec = _ChannelStats(graph, set(names))
+    (inp,) = graph.inputs()
+    for x in inputs:
+        rec.run({inp.name: x})
+    return {k: (rec.absmax[k], rec.sums[k] / max(1, rec.counts[k])) for k in rec.absmax}

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..ir import Graph, verify
 from .bitwidth import bitwidth
+from .bn_forward import ChannelStats, bn_forward
 from .canonicalize import canonicalize
 from .errors import CompileError
 from .fold_bn import fold_bn
@@ -44,6 +45,9 @@ class CompileOptions:
     disabled: set[str] = field(default_factory=set)
     # Runs the quantized graph on calibration inputs; returns observed (lo, hi) per node.
     observe: Observer | None = None
+    # Runs the float graph on calibration inputs; (max |x|, mean x) per channel of the named
+    # tensors (pass bn_forward).
+    channel_stats: ChannelStats | None = None
 
 
 def _calibrate(graph: Graph, observe: Observer | None) -> Graph:
@@ -66,6 +70,11 @@ def passes(opts: CompileOptions) -> list[tuple[str, Callable[[Graph], Graph], st
     return [
         ("canonicalize", canonicalize, "fold constants, drop no-ops and dead code"),
         ("fold_bn", fold_bn, "fold BN into Conv/Gemm, else lower it to affine"),
+        (
+            "bn_forward",
+            partial(bn_forward, channel_stats=opts.channel_stats, scale=opts.scale),
+            "affine->relu->linear: |a| into the next weights, sign flip + shift",
+        ),
         ("lower", lower, "clip, LeakyReLU, PReLU, max/min/abs, average pools -> ReLUs, sums"),
         ("output_function", output_function, "final sigmoid/softmax -> client side"),
         ("swap_relu_maxpool", swap_relu_maxpool, "relu->maxpool becomes maxpool->relu"),

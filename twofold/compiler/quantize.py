@@ -3,7 +3,9 @@
 Invariant established (DESIGN.md §4, pass 4): every value is fixed point. Inputs and the
 secret operand of every product carry scale s (the client quantizes its input at s);
 server weights are rounded at s; a bias or affine shift is rounded at the scale of the
-product it is added to (2s); a public constant added to a tensor at its scale. Each
+product it is added to (2s); a public constant added to a tensor at its scale. A
+``sign_affine`` keeps its input's scale: its signs are integers (scale 0), its shift is at
+the input's scale, and it needs no truncation. Each
 product is followed at once by a ``trunc`` back to s (eager placement, made lazy by the
 ``truncation`` pass). Integer parameter values (int64, signed) replace the floats in
 ``graph.params``. ℓ is a placeholder (64) until the ``bitwidth`` pass picks the ring.
@@ -127,6 +129,11 @@ class _Quantizer:
                 out = 2 * s
                 new += [self.param(i, out) for i in ins[2:]]
                 g.set_inputs(node.name, new)
+            elif node.op == "sign_affine":  # sign ±1 at scale 0: no product scale, no trunc
+                if not all(self.is_param(i) for i in ins[1:]) or self.is_param(ins[0]):
+                    raise CompileError(f"%{node.name}: sign_affine needs (tensor, sign, add)")
+                out = self.scale[ins[0]]
+                g.set_inputs(node.name, [ins[0], self.param(ins[1], 0), self.param(ins[2], out)])
             elif node.op == "mul_const":
                 precise = bool(node.meta.get("precise", False))
                 value, k = const_scale(float(node.attrs["value"]), s, precise)

@@ -141,7 +141,7 @@ def interval_ranges(
             iv = _conv(g, node, r[ins[0]])
         elif op == "gemm":
             iv = _gemm(g, node, [r[i] for i in ins])
-        elif op == "affine":
+        elif op in ("affine", "sign_affine"):
             m, a = _param(g, ins[1]), _param(g, ins[2])
             lo, hi = _chan(m.size, r[ins[0]])
             c = np.stack([lo * m, hi * m])

@@ -103,6 +103,8 @@ def layer_row(g: Graph, node, ell: int) -> dict[str, Any]:  # noqa: ANN001
         )
     elif node.op == "mul" and not any(g[i].op in ("weight", "const") for i in node.inputs):
         bits = n * 2 * ell * (ell + 128)  # two cross terms: ell COTs of ell bits (+ extension)
+    elif node.op == "sign_affine":  # the client's channel vector as an (ℓ−1)-bit correlation
+        bits = n * (ell - 1)
     elif node.op == "input":
         bits = n * ell
     comm = int(bits // 8)
@@ -150,6 +152,7 @@ def build_report(g: Graph) -> dict[str, Any]:
             "checked_elements": sum(r["checked"] for r in rows),
             "maxpool_layers": sum(1 for r in rows if r["op"] == "maxpool"),
             "affine_layers": sum(1 for r in rows if r["op"] == "affine"),
+            "sign_affine_layers": sum(1 for r in rows if r["op"] == "sign_affine"),
             "truncations": trunc_ops,
             "truncation_elements": trunc_elems,
             "macs": sum(r["macs"] for r in rows),
@@ -184,6 +187,7 @@ def format_summary(report: dict[str, Any]) -> str:
             or "none"
         ),
         f"affine (non-folded BN) layers: {t['affine_layers']}, "
+        f"sign flips (BN folded forward): {t.get('sign_affine_layers', 0)}, "
         f"maxpool layers: {t['maxpool_layers']}",
         f"MACs: {t['macs']:,}",
         f"estimated communication: {t['comm_bytes'] / 2**20:,.1f} MiB ({report['estimate']})",

@@ -37,6 +37,7 @@ KIND = {
     "conv2d": "linear",
     "gemm": "linear",
     "affine": "linear",
+    "sign_affine": "linear",
     "mul": "linear",
     "relu": "relu",
     "check": "check",
@@ -620,6 +621,14 @@ class Executor:
         """x * m[c] + a[c] over channel axis 1 (BatchNorm that could not be folded)."""
         self._shares(name, x)
         return self._run(name, "affine", lambda: self._lin().affine(self, name, x, m, a))
+
+    def sign_affine(self, name: str, x: np.ndarray, sign: Any, a: Any) -> np.ndarray:
+        """x * sign[c] + a[c] over channel axis 1, sign ±1 server-private (a BatchNorm folded
+        forward into the next linear layer): one correlated OT per channel."""
+        self._shares(name, x)
+        return self._run(
+            name, "sign_affine", lambda: self._lin().sign_affine(self, name, x, sign, a)
+        )
 
     def _lin(self) -> Any:  # noqa: ANN401
         if self._linear_mod is None:

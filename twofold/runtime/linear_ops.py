@@ -90,6 +90,11 @@ class LinearOps:
             method=self._pick("affine", name), cache=self.cache, name=name,
         )  # fmt: skip
 
+    def sign_affine(self, rt: Any, name: str, x: np.ndarray, sign: Any, add: Any) -> np.ndarray:  # noqa: ANN401
+        if not self.has_ot:
+            raise LinearError(f"%{name}: sign_affine needs a session with an OT extension")
+        return L.sign_affine(self.party, x, self._w(sign), self._w(add), ell=self.ell, name=name)
+
     def mul(self, rt: Any, name: str, x: np.ndarray, w: Any) -> np.ndarray:  # noqa: ANN401
         shp = _shape(w)
         c = x.shape[1] if x.ndim >= 2 else -1

@@ -28,8 +28,8 @@ from .errors import RuntimeProtocolError
 
 #: Ops the runtime executes; each is a method of twofold.runtime.executor.Executor.
 SUPPORTED = (
-    "input weight const conv2d gemm affine add sub mul mul_const relu maxpool sumpool "
-    "concat flatten reshape transpose pad slice reduce_sum lut reciprocal rsqrt log trunc"
+    "input weight const conv2d gemm affine sign_affine add sub mul mul_const relu maxpool "
+    "sumpool concat flatten reshape transpose pad slice reduce_sum lut reciprocal rsqrt log trunc"
 ).split()
 PARAMS = ("weight", "const")
 

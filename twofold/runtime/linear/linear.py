@@ -445,3 +445,30 @@ def affine(
         remote = (remote + x3 * g) & m
         remote = _add_bias(remote, add, (1, C, 1), ell)
     return remote.reshape(x_share.shape)
+
+
+def sign_affine(
+    party,  # noqa: ANN001
+    x_share: np.ndarray,
+    sign: np.ndarray | None,
+    add: np.ndarray | None,
+    *,
+    ell: int,
+    name: str | None = None,
+) -> np.ndarray:
+    """Shares of sign[c] * x[:, c, ...] + add[c] mod 2^ell, sign in {-1, +1} (server-private):
+    one correlated OT per channel (``linear_ot.sign_flip``), the shift added by the server."""
+    what = f"sign_affine {name or ''}".strip()
+    _check(party, x_share, sign, ell, "ot", what)
+    if x_share.ndim < 2:
+        raise ValueError(f"{what}: input needs a channel axis, got shape {x_share.shape}")
+    B, C = x_share.shape[:2]  # noqa: N806
+    if sign is not None:
+        sg = np.asarray(sign)
+        if sg.shape != (C,) or not np.all(np.abs(sg) == 1):
+            raise ValueError(f"{what}: sign must be {C} values in {{-1, +1}}")
+    x3 = x_share.reshape(B, C, -1)
+    y = ot.sign_flip(party, x3, sign, ell)
+    if party.role == "server":
+        y = _add_bias(y, add, (1, C, 1), ell)
+    return y.reshape(x_share.shape)

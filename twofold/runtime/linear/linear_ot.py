@@ -11,6 +11,11 @@ channel): the server's scale bits are the choices and the client's channel vecto
 the correlation, so each element costs sum_i (ell - i) = ell(ell+1)/2 bits and a channel costs
 only ell OTs. This is the DenseNet BN path (docs/SECURITY.md). Both are scalar-times-vector COT
 products over random OTs with long messages (``linear_ot_cot``).
+
+The sign flip (a BatchNorm folded forward, ``compiler/bn_forward.py``) is the same product
+with a one-bit scalar: sign[c]·x = x − 2·t[c]·x with t = [sign < 0] the server's choice bit
+and the client's channel vector as correlation. Only bit 1 of the scalar 2t is set, so a
+channel costs one OT and an element ℓ − 1 bits (the products are needed mod 2^(ℓ−1) only).
 """
 
 from __future__ import annotations
@@ -79,3 +84,23 @@ def affine(party, x: np.ndarray, mul, ell: int) -> np.ndarray:  # noqa: ANN001
     else:
         y = cot.receiver(party, _ring(mul, ell).reshape(C), B * M, ell)
     return y.reshape(C, B, M).transpose(1, 0, 2)
+
+
+def sign_flip(party, x: np.ndarray, sign, ell: int) -> np.ndarray:  # noqa: ANN001
+    """Shares of sign[c] * x[:, c, :] for x [B, C, M] and a server-private sign in {-1, +1}^C.
+
+    Client (COT sender of its channel vectors x_c[c, :]) gets S, server (receiver of the
+    scalar 2t[c], t = [sign < 0]) gets R with S + R = 2t*x_c mod 2^ell. The client's share of
+    the result is x_c - S, the server's sign*x_s - R: together sign*x_s + x_c - 2t*x_c =
+    sign*x. The client's messages are independent of t; what it receives is nothing (the
+    receiver only reads), so it learns nothing about the signs."""
+    B, C, M = x.shape  # noqa: N806
+    m = np.uint64((1 << ell) - 1)
+    if party.role == "client":
+        s = cot.sender(party, x.transpose(1, 0, 2).reshape(C, B * M), C, B * M, ell, lo=1, hi=2)
+        return (x - s.reshape(C, B, M).transpose(1, 0, 2)) & m
+    sg = np.asarray(sign).astype(np.int64).reshape(C)
+    two_t = np.where(sg < 0, 2, 0).astype(np.uint64)
+    r = cot.receiver(party, two_t, B * M, ell, lo=1, hi=2)
+    flipped = x * sg.astype(np.uint64)[None, :, None]
+    return (flipped - r.reshape(C, B, M).transpose(1, 0, 2)) & m

@@ -47,14 +47,18 @@ class Layout:
 
 
 @cache
-def layout(ell: int) -> Layout:
-    """First-fit decreasing packing of the field widths ell, ell-1, ..., 1 into words (uint32
-    for ell <= 32, else uint64); full words first, so only the tail may be trimmed."""
+def layout(ell: int, lo: int = 0, hi: int | None = None) -> Layout:
+    """First-fit decreasing packing of the field widths ell - i for the scalar bits i in
+    [lo, hi) (default all: ell, ell-1, ..., 1) into words (uint32 for ell <= 32, else uint64);
+    full words first, so only the tail may be trimmed."""
+    hi = ell if hi is None else hi
     if not 1 <= ell <= 64:
         raise ValueError(f"affine: ring bit width ell must be in [1, 64], got {ell}")
+    if not 0 <= lo < hi <= ell:
+        raise ValueError(f"COT products: scalar bits [{lo}, {hi}) outside [0, {ell})")
     dt, wb = (np.uint32, 32) if ell <= 32 else (np.uint64, 64)
     bins: list[list] = []  # [fill, [(i, off), ...]]
-    for i in range(ell):
+    for i in range(lo, hi):
         k = ell - i
         for b in bins:
             if b[0] + k <= wb:
@@ -141,9 +145,10 @@ def _ot(party):  # noqa: ANN001, ANN202
     return ot
 
 
-def _batches(C: int, ell: int, group: int) -> list[tuple[int, int]]:  # noqa: N803
-    """Scalar ranges of one extension batch each, aligned to whole groups."""
-    per = max(group, BATCH_OTS // max(1, ell) // group * group)
+def _batches(C: int, nb: int, group: int) -> list[tuple[int, int]]:  # noqa: N803
+    """Scalar ranges of one extension batch each (``nb`` OTs per scalar), aligned to whole
+    groups."""
+    per = max(group, BATCH_OTS // max(1, nb) // group * group)
     return [(b0, min(C, b0 + per)) for b0 in range(0, C, per)]
 
 
@@ -157,18 +162,29 @@ def _reduce_into(y: np.ndarray, acc: np.ndarray, c0: int, c1: int, e0: int, grou
     y[gidx[starts], e0 : e0 + acc.shape[1]] += np.add.reduceat(acc, starts, axis=0, dtype=y.dtype)
 
 
-def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1) -> np.ndarray:  # noqa: ANN001, N803
+def sender(  # noqa: PLR0913
+    party,  # noqa: ANN001
+    v: Rows | np.ndarray,
+    C: int,  # noqa: N803
+    d: int,
+    ell: int,
+    group: int = 1,
+    lo: int = 0,
+    hi: int | None = None,
+) -> np.ndarray:
     """COT sender of the vectors ``v`` [C, d] (an array or ``v(c0, c1, e0, e1)`` giving that
     block; uint64, low ell bits used). Returns its share of sum over each group of ``group``
-    consecutive c of g[c]*v[c, :], uint64 [C // group, d]."""
+    consecutive c of g[c]*v[c, :], uint64 [C // group, d]. Only the scalar bits [lo, hi) are
+    used (the receiver's g has no others): hi - lo OTs per scalar."""
     if C % group:
         raise ValueError(f"COT products: {C} scalars are not whole groups of {group}")
     rows = (lambda c0, c1, e0, e1: v[c0:c1, e0:e1]) if isinstance(v, np.ndarray) else v
-    lay = layout(ell)
+    lay = layout(ell, lo, hi)
+    nb = (ell if hi is None else hi) - lo
     dt = lay.dtype
     y = np.zeros((C // group, d), dt)
-    for b0, b1 in _batches(C, ell, group):
-        lot = _ot(party).lrot_send((b1 - b0) * ell)
+    for b0, b1 in _batches(C, nb, group):
+        lot = _ot(party).lrot_send((b1 - b0) * nb)
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
             x = np.asarray(rows(b0 + c0, b0 + c1, e0, e1)).astype(dt)
@@ -177,7 +193,7 @@ def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1
             tmp = np.empty((cc, ne), dt)
             buf = np.empty(cc * ne * lay.bytes_per_element, np.uint8)
             words = _words(lay, buf, cc, ne)
-            base = np.arange(c0, c1, dtype=np.int64) * ell
+            base = np.arange(c0, c1, dtype=np.int64) * nb - lo
             for w, fields in zip(words, lay.words, strict=True):
                 top = len(fields) - 1
                 for fi, (i, off) in enumerate(fields):
@@ -206,21 +222,31 @@ def sender(party, v: Rows | np.ndarray, C: int, d: int, ell: int, group: int = 1
     return y.astype(np.uint64) & np.uint64((1 << ell) - 1)
 
 
-def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarray:  # noqa: ANN001
-    """COT receiver of the scalars g [C] (uint64 < 2^ell); returns its share [C // group, d]."""
+def receiver(  # noqa: PLR0913
+    party,  # noqa: ANN001
+    g: np.ndarray,
+    d: int,
+    ell: int,
+    group: int = 1,
+    lo: int = 0,
+    hi: int | None = None,
+) -> np.ndarray:
+    """COT receiver of the scalars g [C] (uint64 < 2^ell, only bits [lo, hi) set); returns its
+    share [C // group, d]."""
     C = g.shape[0]  # noqa: N806
     if C % group:
         raise ValueError(f"COT products: {C} scalars are not whole groups of {group}")
-    lay = layout(ell)
+    lay = layout(ell, lo, hi)
+    hi = ell if hi is None else hi
+    nb = hi - lo
     dt = lay.dtype
     y = np.zeros((C // group, d), dt)
-    for b0, b1 in _batches(C, ell, group):
+    for b0, b1 in _batches(C, nb, group):
         gb = np.asarray(g[b0:b1], np.uint64)
-        bits = ((gb[:, None] >> np.arange(ell, dtype=np.uint64)[None, :]) & np.uint64(1)).astype(
-            np.uint8
-        )
+        pos = np.arange(lo, hi, dtype=np.uint64)[None, :]
+        bits = ((gb[:, None] >> pos) & np.uint64(1)).astype(np.uint8)
         lot = _ot(party).lrot_recv(bits.reshape(-1))
-        sel_mask = np.zeros((b1 - b0, ell), dt) - bits.astype(dt)  # all ones where the bit is set
+        sel_mask = np.zeros((b1 - b0, nb), dt) - bits.astype(dt)  # all ones where the bit is set
         for c0, c1, e0, e1 in chunks(b1 - b0, d):
             cc, ne = c1 - c0, e1 - e0
             buf = party.chan.recv_array(np.uint8, cc * ne * lay.bytes_per_element)
@@ -228,11 +254,11 @@ def receiver(party, g: np.ndarray, d: int, ell: int, group: int = 1) -> np.ndarr
             _tail(lay, buf, words, cc, ne, put=False)
             acc = np.zeros((cc, ne), dt)
             t = np.empty((cc, ne), dt)
-            base = np.arange(c0, c1, dtype=np.int64) * ell
+            base = np.arange(c0, c1, dtype=np.int64) * nb - lo
             for w, fields in zip(words, lay.words, strict=True):
                 for i, off in fields:
                     p = _pads(lot, base + i, e0, ne, ell - i, both=False)
-                    bm = sel_mask[c0:c1, i : i + 1]
+                    bm = sel_mask[c0:c1, i - lo : i - lo + 1]
                     if off:
                         np.right_shift(w, dt(off), out=t)
                         t &= bm
