@@ -4,12 +4,14 @@ connections holding the session slots, a port probe ending a ``--once`` server."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from test_run_cli import Server, bundles, client  # noqa: F401
@@ -133,64 +135,17 @@ def test_port_probe_does_not_end_a_once_server(bundles):  # noqa: F811
     assert "session 3 done" in out, out + err
 
 
-def test_client_gives_up_on_a_trickling_server_at_its_session_deadline(bundles, monkeypatch):  # noqa: F811
-    """Every wait of the client has a deadline: a server that sends one byte every 0.2 s
-    never trips the per-read timeout, but the whole-session deadline ends the run."""
-    import numpy as np
-    import pytest
-
-    from twofold.runtime import net, runner
-    from twofold.runtime.errors import RuntimeProtocolError
-
+@contextlib.contextmanager
+def _trickling_server(first: bytes) -> Iterator[int]:
+    """A loopback server (its port) that sends ``first`` to the one client it accepts, then a
+    byte every 0.2 s: never slow enough for a per-read timeout, never done."""
     lst = socket.create_server(("127.0.0.1", 0))
-    port = lst.getsockname()[1]
     stop = threading.Event()
 
     def trickle() -> None:
         conn, _ = lst.accept()
         with conn:
-            ok = json.dumps({"ok": True}).encode()  # past the gate ...
-            conn.sendall(net._HDR.pack(len(ok), net._KIND_BYTES) + ok)
-            conn.sendall(net._HDR.pack(64, net._KIND_BYTES))  # ... a hello that never ends
-            while not stop.is_set():
-                try:
-                    conn.sendall(b"\x01")
-                except OSError:
-                    return
-                time.sleep(0.2)
-
-    threading.Thread(target=trickle, daemon=True).start()
-    monkeypatch.setattr(runner, "HANDSHAKE_SLACK", 0.0)
-    x = np.load(bundles["x"])
-    t0 = time.monotonic()
-    try:
-        with pytest.raises(RuntimeProtocolError, match="session deadline of 2 s"):
-            runner.run_client(
-                bundles["a"], "127.0.0.1", port, {"image": x}, insecure_plaintext=True,
-                timeout=5.0, session_timeout=2.0, progress=False,
-            )  # fmt: skip
-    finally:
-        stop.set()
-        lst.close()
-    assert time.monotonic() - t0 < 10
-
-
-def test_client_gives_up_on_a_server_trickling_its_gate_reply(bundles):  # noqa: F811
-    """The token exchange after TLS is under the handshake deadline too (connect + 1 s here)."""
-    import pytest
-
-    from twofold.runtime import net
-    from twofold.runtime.errors import RuntimeProtocolError
-    from twofold.runtime.gate import client_channel as connect
-
-    lst = socket.create_server(("127.0.0.1", 0))
-    port = lst.getsockname()[1]
-    stop = threading.Event()
-
-    def trickle() -> None:
-        conn, _ = lst.accept()
-        with conn:
-            conn.sendall(net._HDR.pack(64, net._KIND_BYTES))  # a gate reply that never ends
+            conn.sendall(first)
             while not stop.is_set():
                 try:
                     conn.sendall(b" ")
@@ -199,11 +154,54 @@ def test_client_gives_up_on_a_server_trickling_its_gate_reply(bundles):  # noqa:
                 time.sleep(0.2)
 
     threading.Thread(target=trickle, daemon=True).start()
-    t0 = time.monotonic()
     try:
-        with pytest.raises(RuntimeProtocolError, match=r"^handshake deadline with .* passed"):
-            connect("127.0.0.1", port, insecure_plaintext=True, timeout=1.0, connect_timeout=1.0)
+        yield lst.getsockname()[1]
     finally:
         stop.set()
         lst.close()
+
+
+def _frame(payload_len: int, payload: bytes = b"") -> bytes:
+    from twofold.runtime import net
+
+    return net._HDR.pack(payload_len, net._KIND_BYTES) + payload
+
+
+def test_client_gives_up_on_a_trickling_server_at_its_session_deadline(bundles, monkeypatch):  # noqa: F811
+    """Every wait of the client has a deadline: a server that sends one byte every 0.2 s
+    never trips the per-read timeout, but the whole-session deadline ends the run."""
+    import numpy as np
+    import pytest
+
+    from twofold.runtime import runner
+    from twofold.runtime.errors import RuntimeProtocolError
+
+    ok = json.dumps({"ok": True}).encode()  # past the gate, then a hello that never ends
+    monkeypatch.setattr(runner, "HANDSHAKE_SLACK", 0.0)
+    x = np.load(bundles["x"])
+    t0 = time.monotonic()
+    with (
+        _trickling_server(_frame(len(ok), ok) + _frame(64)) as port,
+        pytest.raises(RuntimeProtocolError, match="session deadline of 2 s"),
+    ):
+        runner.run_client(
+            bundles["a"], "127.0.0.1", port, {"image": x}, insecure_plaintext=True,
+            timeout=5.0, session_timeout=2.0, progress=False,
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 10
+
+
+def test_client_gives_up_on_a_server_trickling_its_gate_reply(bundles):  # noqa: F811
+    """The token exchange after TLS is under the handshake deadline too (connect + 1 s here)."""
+    import pytest
+
+    from twofold.runtime.errors import RuntimeProtocolError
+    from twofold.runtime.gate import client_channel as connect
+
+    t0 = time.monotonic()
+    with (
+        _trickling_server(_frame(64)) as port,  # a gate reply that never ends
+        pytest.raises(RuntimeProtocolError, match=r"^handshake deadline with .* passed"),
+    ):
+        connect("127.0.0.1", port, insecure_plaintext=True, timeout=1.0, connect_timeout=1.0)
     assert time.monotonic() - t0 < 6
