@@ -4,8 +4,11 @@ reduced size and the 224² costs are measured by ``benchmarks/e2e.py --models ..
 
 At 32² these random deep nets are ill-conditioned (BN statistics from 16 tiny images), so
 fixed-point error grows with depth: each model is compiled at the ``--scale`` that keeps its
-logits close (ResNet-50: 16; the others 14), calibrated on two other inputs with margin 4 and
-``--headroom-bits 2`` (the checked ReLU limits then admit the test input).
+logits close (ResNet-50 and EfficientNet-B0: 16; MobileNetV2 14), calibrated on two other
+inputs with margin 4 and ``--headroom-bits 2`` (the checked ReLU limits then admit the test input).
+EfficientNet-B0 is the least stable: over five inputs (seeds 1, 4–7) its max |Δp| is
+0.0006–0.018 at s = 16 and 0–0.056 at s = 14, and 0.012 on the worst even at s = 18, so what
+remains is the SiLU/sigmoid tables' approximation amplified through depth, not the ring.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from twofold.backends.cleartext import simulate
 from twofold.ir.output_function import apply_output_function
 from twofold.toolchain import compile_model
 
-SCALE = {"resnet50": 16, "mobilenetv2": 14, "efficientnet_b0": 14}
+SCALE = {"resnet50": 16, "mobilenetv2": 14, "efficientnet_b0": 16}
 
 
 def _image(seed: int, size: int = 32) -> np.ndarray:
