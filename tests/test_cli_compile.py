@@ -110,3 +110,61 @@ def test_compile_says_when_the_ring_is_too_wide_for_he(zoo_onnx, tmp_path):
                                        str(ell)])  # fmt: skip
         assert res.exit_code == 0, res.output
         assert ("above the 40 bits the HE linear layers support" in res.output) == noted
+
+
+def _linear_only(size: int = 8):
+    """conv -> flatten -> gemm: no ReLU, so nothing the checked range model can check."""
+    from twofold.ir import Graph
+
+    rng = np.random.default_rng(5)
+    g = Graph()
+    x = g.add("input", attrs={"name": "image", "shape": [1, 2, size, size]}, name="x")
+    w = g.add_param("c.w", rng.normal(0, 0.5, (3, 2, 3, 3)).astype(np.float32))
+    y = g.add("conv2d", [x, w], {"strides": [2, 2], "pads": [1, 1, 1, 1]}, name="c")
+    f = g.add("flatten", [y], name="flat")
+    n = 3 * (size // 2) ** 2
+    fw = g.add_param("fc.w", rng.normal(0, 0.2, (n, 4)).astype(np.float32))
+    g.outputs = [g.add("gemm", [f, fw], name="fc")]
+    return g
+
+
+def test_compile_says_when_nothing_can_flag_an_overflow(tmp_path):
+    """The checked range model needs ReLUs: a calibrated program without one is said to be
+    unchecked (report.json and a note), so nobody takes its silence for a guarantee."""
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 2, 8, 8))
+    np.save(tmp_path / "c.npy", x)
+    cal = [tmp_path / "c.npy"]
+    _, rep = compile_model(None, None, graph=_linear_only(), preprocess="none", calibrate=cal)
+    assert rep["unchecked"] and rep["range_model"] == "calibrated"
+    _, rep = compile_model(None, None, graph=_linear_only(), preprocess="none")
+    assert not rep["unchecked"]  # interval ranges are sound without any check
+    np.save(tmp_path / "s.npy", np.random.default_rng(2).uniform(-1, 1, (1, 3, 16, 16)))
+    _, rep = compile_model(
+        None, None, graph=small_cnn(), preprocess="none", calibrate=[tmp_path / "s.npy"]
+    )
+    assert not rep["unchecked"] and rep["range_model"] == "checked"
+    _, rep = compile_model(
+        None, None, graph=_linear_only(), preprocess="none", calibrate=cal,
+        range_model="calibrated",
+    )  # fmt: skip
+    assert not rep["unchecked"]  # asked for the calibrated model: nothing promised
+
+
+def test_cli_notes_an_unchecked_program(tmp_path):
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.Flatten(), torch.nn.Linear(64, 2)
+    ).eval()
+    path = tmp_path / "lin.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(path), input_names=["image"],
+                      dynamo=False)  # fmt: skip
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).uniform(-1, 1, (1, 3, 8, 8)))
+    args = ["compile", str(path), "--preprocess", "none", "--input-range", "-1", "1"]
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b"), "--calibrate",
+                                   str(tmp_path / "c.npy")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "cannot flag an overflow" in res.output
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b2")])
+    assert res.exit_code == 0, res.output
+    assert "cannot flag an overflow" not in res.output

@@ -117,6 +117,12 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             "support, so `run --linear auto` will run conv/gemm by OT (far more traffic; "
             "DenseNet-121 at 224²: ~200 GiB); a lower --scale or --fidelity keeps them on HE"
         )
+    if report.get("unchecked"):
+        click.echo(
+            "note: this program has no ReLU to check, so it cannot flag an overflow: its ranges "
+            "come from the calibration inputs alone (range model calibrated), and an input far "
+            "outside them could give a wrong result unflagged"
+        )
     onnx = report.get("onnx") or {}
     if "converted_from" in onnx:
         click.echo(

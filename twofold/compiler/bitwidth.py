@@ -69,6 +69,7 @@ def bitwidth(
     if not all(n.type.is_fixed for n in g.nodes):
         return g  # quantize disabled: nothing to size
     checked = range_model == "checked" and add_relu_checks(g, margin, headroom_bits) > 0
+    observed = any("observed" in n.meta for n in g.nodes)
     annotate_ranges(g, None if checked else margin)
     if checked:  # sound ranges: a spare bit only where a protocol subtracts two values
         for n in g.nodes:  # x − limit: the limit (rounded up to its grain) ≤ 2^(bits−1) too
@@ -124,4 +125,6 @@ def bitwidth(
     g.meta["bits_needed"] = need
     g.meta["widest_tensor"] = widest.name
     g.meta["range_model"] = "checked" if checked else "calibrated"
+    # calibrated ranges with nothing to check (e.g. a network without ReLU): no overflow flag
+    g.meta["unchecked"] = range_model == "checked" and observed and not checked
     return g

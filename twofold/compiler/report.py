@@ -141,6 +141,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "scale": g.meta.get("scale"),
         "bits_needed": g.meta.get("bits_needed"),
         "range_model": g.meta.get("range_model"),
+        "unchecked": bool(g.meta.get("unchecked")),
         "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),
