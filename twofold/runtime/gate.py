@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PeerError
+from .errors import PeerError, PeerTimeout
 from .net import Channel, connect_tcp
 from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
 from .tls_stream import TLSStream
@@ -44,7 +44,7 @@ _PLAINTEXT_HINT = (
 def _wait_readable(sock: socket.socket, deadline: float, what: str) -> None:
     left = deadline - time.monotonic()
     if left <= 0 or not select.select([sock], [], [], left)[0]:
-        raise PeerError(f"{what}: deadline passed")
+        raise PeerTimeout(f"{what}: deadline passed")
 
 
 def _peek_first_byte(sock: socket.socket, deadline: float) -> int | None:
@@ -126,7 +126,7 @@ def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
     try:
         raw = chan.recv_bytes(max_len=GATE_FRAME_MAX)
     except PeerError as e:
-        if plaintext and not chan.timed_out(e):
+        if plaintext and not isinstance(e, PeerTimeout):
             raise PeerError(
                 f"the server at {where} closed the connection at once ({e}); it expects TLS "
                 "unless it runs --insecure-plaintext: pass --server-fingerprint or --tls-ca"

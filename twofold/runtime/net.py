@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PeerError, RuntimeProtocolError
+from .errors import PeerError, PeerTimeout, RuntimeProtocolError
 
 _HDR = struct.Struct("<QB")
 _KIND_BYTES = 0
@@ -100,14 +100,8 @@ class Channel:
             return
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise PeerError(f"{self._deadline_what} passed ({what})")
+            raise PeerTimeout(f"{self._deadline_what} passed ({what})")
         self.sock.settimeout(left if self.timeout is None else min(self.timeout, left))
-
-    def timed_out(self, err: BaseException) -> bool:
-        """Whether ``err`` is this channel's own timeout or deadline (not the peer's doing)."""
-        msg = str(err)
-        own = bool(self._deadline_what) and msg.startswith(f"{self._deadline_what} passed")
-        return own or msg.startswith("timed out after")
 
     def _timed_out(self, what: str) -> str:
         if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
@@ -174,7 +168,7 @@ class Channel:
             self._arm("sending")
             self.sock.sendall(mv)
         except TimeoutError as e:
-            raise PeerError(self._timed_out("sending")) from e
+            raise PeerTimeout(self._timed_out("sending")) from e
         except OSError as e:
             raise PeerError(f"peer connection lost while sending: {e}") from e
 
@@ -186,7 +180,7 @@ class Channel:
                 self._arm(what)
                 k = self.sock.recv_into(mv[got:], min(n - got, 1 << 24))
             except TimeoutError as e:
-                raise PeerError(self._timed_out(what)) from e
+                raise PeerTimeout(self._timed_out(what)) from e
             except OSError as e:
                 raise PeerError(f"peer connection lost while receiving {what}: {e}") from e
             if k == 0:

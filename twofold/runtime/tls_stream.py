@@ -18,7 +18,7 @@ import ssl
 import time
 from typing import Any
 
-from .errors import PeerError
+from .errors import PeerTimeout
 
 _READ = 1 << 22
 _WRITE = 1 << 20
@@ -45,7 +45,7 @@ class TLSStream:
 
     # -- handshake --------------------------------------------------------------------------
     def handshake(self, deadline: float, what: str) -> None:
-        """Run the TLS handshake; the monotonic ``deadline`` bounds all of it (PeerError)."""
+        """Run the TLS handshake; the monotonic ``deadline`` bounds all of it (PeerTimeout)."""
         while True:
             try:
                 self.obj.do_handshake()
@@ -55,7 +55,7 @@ class TLSStream:
                 self._flush(deadline)
                 left = deadline - time.monotonic()
                 if left <= 0 or not select.select([self.raw], [], [], left)[0]:
-                    raise PeerError(f"{what}: deadline passed") from None
+                    raise PeerTimeout(f"{what}: deadline passed") from None
                 self._fill()
 
     def _fill(self, until: float | None = None) -> None:
