@@ -9,7 +9,9 @@ time is printed too: on a shared machine the wall time includes waiting for a co
 the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
 TCP GB/s through the same Channel class. ``rcot`` is the source itself: IKNP's rows, or for the
 silent source one batch large enough for main-set Ferret iterations, reported per COT those
-iterations produced (the steady state; the pool carries leftovers between batches). The
+iterations produced (the steady state: the pool carries leftovers between batches, and an untimed
+batch of the same size first maps the trees' memory, which Ferret reuses once its rows are used,
+ot/recycle.py). The
 bootstrap and first iteration are session setup, reported apart, and the whole session's
 Ferret traffic per COT handed out is printed too. The silent source's flavour rows are timed
 with the pool already holding their COTs: they show the work and bytes on top of Ferret's (add
@@ -87,6 +89,8 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
     warm = _inputs(1 << 16)
     for fl in FLAVOURS:  # first use of each code path (allocator, caches) is not timed
         _run(p, fl, 1 << 16, warm)
+    if p.ot.silent:  # nor the first main-set iterations: they map the memory Ferret then reuses
+        _run(p, "rcot", big, warm)
     jobs = [(n, fl) for n in sizes for fl in FLAVOURS if not (p.ot.silent and fl == "rcot")]
     if p.ot.silent:
         jobs.append((big, "rcot"))

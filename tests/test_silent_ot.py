@@ -15,6 +15,7 @@ from twofold.runtime.ot.iknp import ExtReceiver, ExtSender
 from twofold.runtime.ot.lpn import D, LocalCode
 from twofold.runtime.ot.nco import layout
 from twofold.runtime.ot.otpack import OTPack
+from twofold.runtime.ot.recycle import Recycler
 from twofold.runtime.ot.spcot import spcot_recv, spcot_send
 from twofold.runtime.prg import PRG
 from twofold.runtime.session import Party
@@ -115,6 +116,59 @@ def test_ferret_correlation_on_every_output():
     assert binomtest(int(x.sum()), x.size).pvalue > 1e-6
     pat = np.packbits(x[: x.size // 8 * 8])
     assert chisquare(np.bincount(pat, minlength=256)).pvalue > 1e-6
+
+
+def test_ferret_reuses_tree_memory_only_when_free():
+    """Iterations reuse the trees' buffers of rows nobody holds any more, and never those of rows
+    a caller still holds: those keep their values while later iterations run."""
+    sizes = [3000] * 12
+
+    def side(f, take):  # noqa: ANN001
+        copies, held = [], []
+        for i, n in enumerate(sizes):
+            got = take(f, n)
+            copies.append(tuple(np.copy(a) for a in got))
+            if i % 4 == 0:
+                held.append((got, copies[-1]))
+        unchanged = all(
+            np.array_equal(a, c) for got, cs in held for a, c in zip(got, cs, strict=True)
+        )
+        return copies, unchanged, f.buffers.reused, f.iterations
+
+    def srv(ch):
+        s = PRG().bits(128)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000)
+        return side(f, lambda f, n: (f.take(n),)), f.delta
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, 6000)
+        return side(f, lambda f, n: f.take(n))
+
+    ((ks, s_same, s_reused, it), delta), (xm, c_same, c_reused, _) = run_pair(srv, cli)
+    assert it >= 5 and s_reused > 0 and c_reused > 0
+    assert s_same and c_same
+    k = np.concatenate([c[0] for c in ks])
+    x = np.concatenate([c[0] for c in xm])
+    m = np.concatenate([c[1] for c in xm])
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert len({bytes(r) for r in k}) == k.shape[0]
+
+
+def test_recycler_hands_out_only_unreferenced_buffers():
+    r = Recycler(keep=2)
+    shape = (4, 2)
+    view = r.get(shape, np.uint64)[1:]  # buffer A, held through a view only
+    a = id(view.base)
+    b = id(r.get(shape, np.uint64))  # A is in use: a new buffer B (free again at once)
+    assert b != a
+    assert id(r.get(shape, np.uint64)) == b
+    del view
+    assert id(r.get(shape, np.uint64)) == a  # nothing references A now
+    held = [r.get(shape, np.uint64), r.get(shape, np.uint64)]
+    assert {id(h) for h in held} == {a, b}
+    assert id(r.get(shape, np.uint64)) not in {a, b}  # both kept ones in use: a new one
+    assert r.get((8,), np.uint8).shape == (8,)  # another shape has its own buffers
+    assert (r.allocated, r.reused) == (4, 4)
 
 
 def test_params_are_ferrets():

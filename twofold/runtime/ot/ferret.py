@@ -29,8 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..prg import PRG
+from .ggm import tree_shape
 from .iknp import ExtReceiver, ExtSender
 from .lpn import LocalCode
+from .recycle import Recycler
 from .spcot import spcot_recv, spcot_send
 
 
@@ -131,8 +133,13 @@ class _Ferret:
         self.iterations = 0
         self.produced = 0  # usable COTs the iterations added (n - base each)
         self.started = False
+        self.buffers = Recycler()  # the trees' memory, reused once the rows in it are all used
 
     pool: _Pool
+
+    def _tree(self, p: Params) -> np.ndarray:
+        """A buffer for the iteration's GGM trees (its leaves become the outputs)."""
+        return self.buffers.get(tree_shape(p.t, p.depth), np.uint64)
 
     def _bootstrap(self) -> None:  # pragma: no cover - both subclasses define it
         raise NotImplementedError
@@ -204,7 +211,9 @@ class FerretSender(_Ferret):
     def _iterate(self, p: Params) -> None:
         base, _ = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        out = spcot_send(self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain)
+        out = spcot_send(
+            self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain, self._tree(p)
+        )
         self.hashed += t * h
         self.codes[p].encode(base[: p.k], out)
         self.pool.push(out)
@@ -257,9 +266,12 @@ class FerretReceiver(_Ferret):
     def _iterate(self, p: Params) -> None:
         base, u = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        out, pos = spcot_recv(self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain)
+        out, pos = spcot_recv(
+            self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain, self._tree(p)
+        )
         self.hashed += t * h
-        x = np.zeros(p.n, np.uint8)
+        x = self.buffers.get((p.n,), np.uint8)
+        x[:] = 0
         x[pos] = 1
         self.codes[p].encode(base[: p.k], out, u[: p.k], x)
         self.pool.push(out, x)

@@ -48,9 +48,20 @@ def _aes_into(b: int, x: np.ndarray, out: np.ndarray) -> None:
     )
 
 
-def tree_buffer(t: int, depth: int) -> np.ndarray:
-    """Room for t trees of 2^depth leaves and the spare row: uint64[2^depth * t + 1, 2]."""
-    return np.empty(((1 << depth) * t + 1, 2), np.uint64)
+def tree_shape(t: int, depth: int) -> tuple[int, int]:
+    """The shape of the buffer for t trees of 2^depth leaves and the spare row."""
+    return ((1 << depth) * t + 1, 2)
+
+
+def tree_buffer(t: int, depth: int, buf: np.ndarray | None = None) -> np.ndarray:
+    """Room for t trees of 2^depth leaves and the spare row, uint64[2^depth * t + 1, 2]: ``buf``
+    (any content; it is overwritten) if given, else a new array."""
+    shape = tree_shape(t, depth)
+    if buf is None:
+        return np.empty(shape, np.uint64)
+    if buf.shape != shape or buf.dtype != np.uint64 or not buf.flags.c_contiguous:
+        raise ValueError(f"GGM tree buffer: need uint64{list(shape)}, got {buf.dtype}{buf.shape}")
+    return buf
 
 
 def expand_level(buf: np.ndarray, rows: int, t: int, sums: np.ndarray | None = None) -> None:
@@ -76,12 +87,14 @@ def expand_level(buf: np.ndarray, rows: int, t: int, sums: np.ndarray | None = N
             sums[1] ^= np.bitwise_xor.reduce(right.reshape(-1, t, 2), axis=0)
 
 
-def sender_expand(roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def sender_expand(
+    roots: np.ndarray, depth: int, buf: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Full trees from t random roots (uint64[t, 2]): the leaves uint64[2^depth * t, 2] (a
-    C-contiguous view of a buffer with one spare row) and the level sums uint64[depth, 2, t, 2]
-    (K_i^b of tree j at [i - 1, b, j])."""
+    C-contiguous view of ``buf``, see :func:`tree_buffer`, with one spare row) and the level
+    sums uint64[depth, 2, t, 2] (K_i^b of tree j at [i - 1, b, j])."""
     t = roots.shape[0]
-    buf = tree_buffer(t, depth)
+    buf = tree_buffer(t, depth, buf)
     buf[:t] = roots
     sums = np.empty((depth, 2, t, 2), np.uint64)
     for i in range(depth):
@@ -89,13 +102,16 @@ def sender_expand(roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray
     return buf[:-1], sums
 
 
-def receiver_expand(path: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def receiver_expand(
+    path: np.ndarray, known: np.ndarray, buf: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The punctured trees: ``path`` uint8[depth, t] holds the path bits a_i of every tree,
     ``known`` uint64[depth, t, 2] the sums K_i^{1 - a_i} learnt by OT. Returns the leaves
     uint64[2^depth * t, 2] (as :func:`sender_expand`) with every node off the path right and
-    the path leaf zero, and the XOR of every tree's leaves, uint64[t, 2]."""
+    the path leaf zero, and the XOR of every tree's leaves, uint64[t, 2]. The leaves are a
+    view of ``buf`` (see :func:`tree_buffer`)."""
     depth, t = path.shape
-    buf = tree_buffer(t, depth)
+    buf = tree_buffer(t, depth, buf)
     trees = np.arange(t)
     slot = np.zeros(t, np.int64)  # the path node's slot at the current level (its value is 0)
     sums = np.zeros((2, t, 2), np.uint64)

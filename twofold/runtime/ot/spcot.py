@@ -34,11 +34,13 @@ def spcot_send(
     h: int,
     index0: int,
     domain: int,
+    buf: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Sender side; returns the leaves s. Hash tweaks are index0 .. index0 + t*h - 1."""
+    """Sender side; returns the leaves s (in ``buf``, see ``ggm.tree_buffer``, if given). Hash
+    tweaks are index0 .. index0 + t*h - 1."""
     if q.shape != (t * h, 2):
         raise ValueError(f"spcot: need {t * h} base COTs, got {q.shape[0]}")
-    leaves, sums = sender_expand(PRG().block(t), h)
+    leaves, sums = sender_expand(PRG().block(t), h, buf)
     d = np.asarray(delta, np.uint64).reshape(1, 2)
     msg = np.empty((2 * t * h + t, 2), np.uint64)
     msg[: t * h] = crhash(q, index0, domain) ^ sums[:, 0].reshape(t * h, 2)
@@ -56,8 +58,10 @@ def spcot_recv(
     h: int,
     index0: int,
     domain: int,
+    buf: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions)."""
+    """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions), r in
+    ``buf`` (see ``ggm.tree_buffer``) if given."""
     if w.shape != (t * h, 2) or b.shape != (t * h,):
         raise ValueError(f"spcot: need {t * h} base COTs, got {w.shape[0]}")
     msg = chan.recv_array(np.uint64, (2 * t * h + t, 2))
@@ -65,7 +69,7 @@ def spcot_recv(
     known = np.where(bb[:, None], msg[t * h : 2 * t * h], msg[: t * h])
     known ^= crhash(w, index0, domain)
     path = (1 - b).astype(np.uint8).reshape(h, t)
-    leaves, others = receiver_expand(path, known.reshape(h, t, 2))
+    leaves, others = receiver_expand(path, known.reshape(h, t, 2), buf)
     pos = path_slots(path) * t + np.arange(t)
     # the path leaf is zero, so the XOR of the whole tree is the XOR of the other leaves
     leaves[pos] = msg[2 * t * h :] ^ others
