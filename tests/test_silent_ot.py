@@ -154,6 +154,38 @@ def test_ferret_reuses_tree_memory_only_when_free():
     assert len({bytes(r) for r in k}) == k.shape[0]
 
 
+@pytest.mark.parametrize("worker_side", ["client", "server", "both", "neither"])
+def test_ferret_prepared_ahead(worker_side):
+    """Iterations prepared ahead, on a worker thread on either side or inline: both sides start
+    the same iterations at the same points, and every COT handed out is correlated."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = [1, 1000, 3000, 5000, 40000, 7, 20000]
+
+    def pool(side):  # noqa: ANN001, ANN202
+        return ThreadPoolExecutor(1) if worker_side in (side, "both") else None
+
+    def srv(ch):
+        s = PRG().bits(128)
+        w = pool("server")
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000, w)
+        out = [f.take(n) for n in sizes]
+        return out, f.delta, f.iterations, len(f.pending)
+
+    def cli(ch):
+        w = pool("client")
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, 6000, w)
+        return [f.take(n) for n in sizes], f.iterations, len(f.pending)
+
+    (ks, delta, it_s, pend_s), (xm, it_c, pend_c) = run_pair(srv, cli)
+    assert it_s == it_c and pend_s == pend_c == ferret.DEPTH  # prepared ahead, the same
+    k = np.concatenate(ks)
+    x = np.concatenate([b for b, _ in xm])
+    m = np.concatenate([r for _, r in xm])
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert len({bytes(r) for r in k}) == k.shape[0]
+
+
 def test_recycler_hands_out_only_unreferenced_buffers():
     r = Recycler(keep=2)
     shape = (4, 2)
@@ -304,12 +336,12 @@ def test_one_main_set_iteration():
 
     def srv(ch):
         s = PRG().bits(128)
-        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, switch=0)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, switch=0, depth=0)
         k = f.take(n)
         return k, f.delta, f.iterations, f.produced
 
     def cli(ch):
-        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, switch=0)
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, switch=0, depth=0)
         return f.take(n), f.iterations
 
     (k, delta, it, made), ((x, m), it_c) = run_pair(srv, cli, timeout=600)

@@ -117,6 +117,8 @@ class Party:
         return PRG(hashlib.sha256(b"twofold-shared-prg" + srv + cli).digest()[:16])
 
     def close(self) -> None:
+        if self.ot is not None:
+            self.ot.close()
         self.chan.close()
 
 

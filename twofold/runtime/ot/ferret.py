@@ -24,6 +24,8 @@ same request sizes.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +35,7 @@ from .ggm import tree_shape
 from .iknp import ExtReceiver, ExtSender
 from .lpn import LocalCode
 from .recycle import Recycler
-from .spcot import spcot_recv, spcot_send
+from .spcot import spcot_recv_expand, spcot_recv_message, spcot_send
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,21 @@ class Params:
 MAIN = Params(10_485_760, 452_000, 1_280)
 BOOT = Params(470_016, 32_768, 918)
 SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
+DEPTH = 2  # main-set iterations prepared ahead, per direction (168 MB each on each side)
+WAIT = 600.0  # seconds a take waits for an iteration's local work (bounded work, no peer)
+
+#: One iteration's local work: returns its output rows and (receiver) choice bits.
+Job = Callable[[], tuple[np.ndarray, np.ndarray | None]]
+
+
+class _Done:
+    """An iteration computed on the calling thread (no worker): a finished future."""
+
+    def __init__(self, value: tuple[np.ndarray, np.ndarray | None]) -> None:
+        self.value = value
+
+    def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.value
 
 
 class _Pool:
@@ -120,9 +137,31 @@ class _Pool:
 
 
 class _Ferret:
-    """State shared by both sides: parameters, codes, the pool and the hash counter."""
+    """State shared by both sides: parameters, codes, the pool and the hash counter.
 
-    def __init__(self, chan, domain: int, boot: Params, main: Params, switch: int) -> None:  # noqa: ANN001
+    Prepared ahead. An iteration has a part that talks and a part that does not. The talking
+    part (taking its base COTs from the pool, the SPCOT flight, and the sender's trees, whose
+    level sums are the flight) runs on the protocol's thread; the local part (the receiver's
+    trees, the LPN encoding) runs on ``worker`` if there is one, else at once. Its outputs enter
+    the pool only when a take needs them (:meth:`_finish`). After every take each side starts
+    main-set iterations until ``depth`` are pending; the decision reads only what both sides
+    share (COTs served, the pool's size, the iterations pending), so both start them at the
+    same point of the protocol. With a worker (the client, ``otpack.FERRET_WORKER_ROLES``) the
+    local part runs while the protocol's thread goes on or waits for the peer; without one (the
+    server) it runs at the start, ahead of need, so the two parties' encodings no longer run at
+    the same moment (on one machine they contend for the caches: docs/PERFORMANCE.md, "Silent
+    OT in the whole run"). ``depth`` = 0: each iteration when a take needs it."""
+
+    def __init__(
+        self,
+        chan,  # noqa: ANN001 - Channel
+        domain: int,
+        boot: Params,
+        main: Params,
+        switch: int,
+        worker: Executor | None = None,
+        depth: int = DEPTH,
+    ) -> None:
         boot.check()
         main.check()
         self.chan, self.domain = chan, domain
@@ -133,7 +172,10 @@ class _Ferret:
         self.iterations = 0
         self.produced = 0  # usable COTs the iterations added (n - base each)
         self.started = False
-        self.buffers = Recycler()  # the trees' memory, reused once the rows in it are all used
+        self.buffers = Recycler(keep=depth + 2)  # trees' memory, reused once its rows are used
+        self.worker = worker
+        self.depth = depth
+        self.pending: deque[Future | _Done] = deque()  # started, not yet in the pool
 
     pool: _Pool
 
@@ -144,13 +186,30 @@ class _Ferret:
     def _bootstrap(self) -> None:  # pragma: no cover - both subclasses define it
         raise NotImplementedError
 
-    def _iterate(self, p: Params) -> None:  # pragma: no cover
+    def _begin(self, p: Params) -> Job:  # pragma: no cover
+        """The talking part of an iteration; returns its local part."""
         raise NotImplementedError
+
+    def _start(self, p: Params) -> None:
+        job = self._begin(p)
+        self.pending.append(self.worker.submit(job) if self.worker is not None else _Done(job()))
+        self.iterations += 1
+        self.produced += p.n - p.base
+
+    def _finish(self) -> None:
+        """Wait for the oldest iteration in preparation and put its outputs in the pool."""
+        try:
+            rows, bits = self.pending.popleft().result(timeout=WAIT)
+        except TimeoutError:
+            msg = f"Ferret: an iteration's local work took over {WAIT:.0f} s"
+            raise RuntimeError(msg) from None
+        self.pool.push(rows, bits)
 
     def ensure(self, n: int) -> None:
         """Make n COTs available (keeping the next bootstrap-set iteration's base COTs): the
-        IKNP bootstrap on first use, then as many iterations as needed. Traffic is attributed
-        to the channel section ``ot-silent`` (as well as to any enclosing section)."""
+        IKNP bootstrap on first use, then the iterations in preparation, then as many more as
+        needed. Traffic is attributed to the channel section ``ot-silent`` (as well as to any
+        enclosing section)."""
         if self.started and self.pool.avail >= n + self.boot.base:
             return
         with self.chan.section("ot-silent"):
@@ -158,7 +217,21 @@ class _Ferret:
                 self._bootstrap()
                 self.started = True
             while self.pool.avail < n + self.boot.base:
-                self._iterate(self._plan(n, self.pool.avail))
+                if not self.pending:
+                    self._start(self._plan(n, self.pool.avail))
+                self._finish()
+
+    def _prefetch(self) -> None:
+        """After a take: start main-set iterations until ``depth`` are in preparation, from
+        COTs the pool holds beyond the bootstrap reserve."""
+        if len(self.pending) >= self.depth or self.served < self.switch:
+            return
+        with self.chan.section("ot-silent"):
+            while (
+                len(self.pending) < self.depth
+                and self.pool.avail >= self.main.base + self.boot.base
+            ):
+                self._start(self.main)
 
     def prime(self) -> None:
         """Bootstrap and run one iteration now (session setup), not at the first OT."""
@@ -181,8 +254,10 @@ class FerretSender(_Ferret):
         boot: Params = BOOT,
         main: Params = MAIN,
         switch: int = SWITCH,
+        worker: Executor | None = None,
+        depth: int = DEPTH,
     ) -> None:
-        super().__init__(chan, domain, boot, main, switch)
+        super().__init__(chan, domain, boot, main, switch, worker, depth)
         self.iknp = iknp
         self.delta = np.asarray(iknp.s, np.uint64).reshape(2)
         self.pool = _Pool(False)
@@ -191,13 +266,17 @@ class FerretSender(_Ferret):
         """The next n COT rows K, uint64[n, 2] (never handed out again: the caller owns them)."""
         self.ensure(n)
         self.served += n
-        return self.pool.pop(n)[0]
+        rows = self.pool.pop(n)[0]
+        self._prefetch()
+        return rows
 
     def take_parts(self, n: int) -> list[np.ndarray]:
         """As :meth:`take`, as the list of pool segments that hold the rows (views, no copy)."""
         self.ensure(n)
         self.served += n
-        return self.pool.pop_parts(n)[0]
+        parts = self.pool.pop_parts(n)[0]
+        self._prefetch()
+        return parts
 
     def _bootstrap(self) -> None:
         rows = np.empty((self.boot.base, 2), np.uint64)
@@ -208,17 +287,20 @@ class FerretSender(_Ferret):
         self.iknp.extend(self.chan, self.boot.base, each)
         self.pool.push(rows)
 
-    def _iterate(self, p: Params) -> None:
+    def _begin(self, p: Params) -> Job:
         base, _ = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        out = spcot_send(
+        out = spcot_send(  # the trees here: their level sums are the flight
             self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain, self._tree(p)
         )
         self.hashed += t * h
-        self.codes[p].encode(base[: p.k], out)
-        self.pool.push(out)
-        self.iterations += 1
-        self.produced += p.n - p.base
+        code, v = self.codes[p], base[: p.k]
+
+        def job() -> tuple[np.ndarray, None]:
+            code.encode(v, out)
+            return out, None
+
+        return job
 
 
 class FerretReceiver(_Ferret):
@@ -232,8 +314,10 @@ class FerretReceiver(_Ferret):
         boot: Params = BOOT,
         main: Params = MAIN,
         switch: int = SWITCH,
+        worker: Executor | None = None,
+        depth: int = DEPTH,
     ) -> None:
-        super().__init__(chan, domain, boot, main, switch)
+        super().__init__(chan, domain, boot, main, switch, worker, depth)
         self.iknp = iknp
         self.pool = _Pool(True)
 
@@ -242,6 +326,7 @@ class FerretReceiver(_Ferret):
         self.ensure(n)
         self.served += n
         rows, bits = self.pool.pop(n)
+        self._prefetch()
         return bits, rows
 
     def take_parts(self, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -249,6 +334,7 @@ class FerretReceiver(_Ferret):
         self.ensure(n)
         self.served += n
         rows, bits = self.pool.pop_parts(n)
+        self._prefetch()
         return bits, rows
 
     def _bootstrap(self) -> None:
@@ -263,17 +349,21 @@ class FerretReceiver(_Ferret):
         self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
         self.pool.push(rows, bits)
 
-    def _iterate(self, p: Params) -> None:
+    def _begin(self, p: Params) -> Job:
         base, u = self.pool.pop(p.base)
         t, h = p.t, p.depth
-        out, pos = spcot_recv(
-            self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain, self._tree(p)
+        flight = spcot_recv_message(
+            self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain
         )
         self.hashed += t * h
-        x = self.buffers.get((p.n,), np.uint8)
-        x[:] = 0
-        x[pos] = 1
-        self.codes[p].encode(base[: p.k], out, u[: p.k], x)
-        self.pool.push(out, x)
-        self.iterations += 1
-        self.produced += p.n - p.base
+        tree, x = self._tree(p), self.buffers.get((p.n,), np.uint8)
+        code, v, uk = self.codes[p], base[: p.k], u[: p.k]
+
+        def job() -> tuple[np.ndarray, np.ndarray]:
+            out, pos = spcot_recv_expand(*flight, tree)
+            x[:] = 0
+            x[pos] = 1
+            code.encode(v, out, uk, x)
+            return out, x
+
+        return job

@@ -33,6 +33,7 @@ distribution; only the traffic and the 1-out-of-N construction differ.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -54,6 +55,13 @@ from .silent import SilentReceiver, SilentSender
 KAPPA = 128
 _ROT, _COT, _OT, _KK, _LROT, _FERRET = 1, 2, 3, 4, 5, 6
 SOURCES = ("silent", "iknp")
+#: The roles whose Ferret iterations are computed on a worker thread (ferret.py, "prepared
+#: ahead"); the others compute theirs inline at the same protocol points. The client: it waits
+#: for the server about half of a DenseNet-121 run (the server does the HE linear layers), so
+#: its thread has the time, and its encodings then no longer run at the same moment as the
+#: server's, which on a shared machine contend for the caches; a worker on the busy server
+#: competes with the server's own thread (docs/PERFORMANCE.md, "Silent OT in the whole run").
+FERRET_WORKER_ROLES = ("client",)
 DEFAULT_SOURCE = "silent"
 
 
@@ -102,6 +110,7 @@ class OTPack:
             raise ValueError(f"OT source must be one of {SOURCES}, got {source!r}")
         self.chan, self.role, self.source = chan, role, source
         self.silent = source == "silent"
+        self.worker: ThreadPoolExecutor | None = None
         self._dir = 0 if role == "server" else 1  # domain bit: who is the sender
         prg = PRG()
         with chan.section("ot-setup"):
@@ -120,9 +129,13 @@ class OTPack:
                 self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
                 self._snd = ExtSender(s, base_ot_recv(chan, s))
             if self.silent:  # Ferret on top of IKNP, one instance per direction
-                self._snd = SilentSender(FerretSender(chan, self._snd, self._dom(_FERRET, True)))
+                if role in FERRET_WORKER_ROLES:  # both directions' local work, ahead of need
+                    self.worker = ThreadPoolExecutor(1, thread_name_prefix="twofold-ferret")
+                self._snd = SilentSender(
+                    FerretSender(chan, self._snd, self._dom(_FERRET, True), worker=self.worker)
+                )
                 self._rcv = SilentReceiver(
-                    FerretReceiver(chan, self._rcv, self._dom(_FERRET, False))
+                    FerretReceiver(chan, self._rcv, self._dom(_FERRET, False), worker=self.worker)
                 )
                 first, second = (
                     (self._snd, self._rcv) if role == "server" else (self._rcv, self._snd)
@@ -138,6 +151,11 @@ class OTPack:
             else:
                 self._kk_rcv = ExtReceiver(_seed_pairs(*self.rot_send(KK_WIDTH)))
                 self._kk_snd = ExtSender(s2, _seeds(self.rot_recv(s2)))
+
+    def close(self) -> None:
+        """Stop the Ferret worker thread (iterations in preparation are dropped)."""
+        if self.worker is not None:
+            self.worker.shutdown(wait=False, cancel_futures=True)
 
     def _dom(self, flavour: int, sending: bool) -> int:
         sender_dir = self._dir if sending else 1 - self._dir

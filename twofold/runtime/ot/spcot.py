@@ -61,7 +61,23 @@ def spcot_recv(
     buf: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions), r in
-    ``buf`` (see ``ggm.tree_buffer``) if given."""
+    ``buf`` (see ``ggm.tree_buffer``) if given: :func:`spcot_recv_message` then
+    :func:`spcot_recv_expand`."""
+    return spcot_recv_expand(*spcot_recv_message(chan, b, w, t, h, index0, domain), buf)
+
+
+def spcot_recv_message(
+    chan,  # noqa: ANN001 - Channel
+    b: np.ndarray,
+    w: np.ndarray,
+    t: int,
+    h: int,
+    index0: int,
+    domain: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The receiver's part that talks: the sender's flight, unmasked. Returns (the path bits
+    uint8[h, t], the known level sums uint64[h, t, 2], psi uint64[t, 2]) for
+    :func:`spcot_recv_expand`, which is local work only."""
     if w.shape != (t * h, 2) or b.shape != (t * h,):
         raise ValueError(f"spcot: need {t * h} base COTs, got {w.shape[0]}")
     msg = chan.recv_array(np.uint64, (2 * t * h + t, 2))
@@ -69,8 +85,16 @@ def spcot_recv(
     known = np.where(bb[:, None], msg[t * h : 2 * t * h], msg[: t * h])
     known ^= crhash(w, index0, domain)
     path = (1 - b).astype(np.uint8).reshape(h, t)
-    leaves, others = receiver_expand(path, known.reshape(h, t, 2), buf)
+    return path, known.reshape(h, t, 2), msg[2 * t * h :]
+
+
+def spcot_recv_expand(
+    path: np.ndarray, known: np.ndarray, psi: np.ndarray, buf: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The receiver's local part: the punctured trees, and r at the path leaves from psi."""
+    h, t = path.shape
+    leaves, others = receiver_expand(path, known, buf)
     pos = path_slots(path) * t + np.arange(t)
     # the path leaf is zero, so the XOR of the whole tree is the XOR of the other leaves
-    leaves[pos] = msg[2 * t * h :] ^ others
+    leaves[pos] = psi ^ others
     return leaves, pos
