@@ -13,7 +13,9 @@ iterations produced (the steady state: the pool carries leftovers between batche
 batch of the same size first maps the trees' memory, which Ferret reuses once its rows are used,
 ot/recycle.py). The
 bootstrap and first iteration are session setup, reported apart, and the whole session's
-Ferret traffic per COT handed out is printed too. The silent source's flavour rows are timed
+Ferret traffic per COT handed out is printed too, and one main-set LPN encoding's CPU time alone
+and with a second process encoding at the same time (what the two parties of one loopback run
+do to each other's memory accesses). The silent source's flavour rows are timed
 with the pool already holding their COTs: they show the work and bytes on top of Ferret's (add
 the rcot row per COT used; 1-of-16 uses 4 COTs).
 """
@@ -33,6 +35,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from twofold.runtime.net import connect, listen  # noqa: E402
 from twofold.runtime.ot.crhash import mmo_into  # noqa: E402
+from twofold.runtime.ot.ferret import MAIN  # noqa: E402
+from twofold.runtime.ot.lpn import LocalCode  # noqa: E402
 from twofold.runtime.prg import PRG  # noqa: E402
 from twofold.runtime.session import Party  # noqa: E402
 
@@ -155,6 +159,38 @@ def _aes_gbps() -> tuple[float, float]:
     return ctr, ecb
 
 
+def _lpn_encode_cpu(barrier=None) -> float:  # noqa: ANN001 - a multiprocessing Barrier
+    """CPU seconds of one main-set LPN encoding (the sender's: 10.5 M outputs, 10 random 16-byte
+    reads each from a 7.2 MB table), after an untimed one that maps the memory; with
+    ``barrier``, started together with the other process that waits on it."""
+    code = LocalCode(MAIN.n, MAIN.k)
+    v, out = PRG().block(MAIN.k), np.zeros((MAIN.n, 2), np.uint64)
+    code.encode(v, out)
+    if barrier is not None:
+        barrier.wait(60)
+    c0 = time.process_time()
+    code.encode(v, out)
+    return time.process_time() - c0
+
+
+def _lpn_pair(barrier, q) -> None:  # noqa: ANN001
+    q.put(_lpn_encode_cpu(barrier))
+
+
+def _lpn_alone_and_paired() -> tuple[float, float]:
+    """One main-set LPN encoding alone, and the slower of two run at once by two processes, as
+    the two parties of a loopback run do (they share this machine's caches and memory bus)."""
+    alone = _lpn_encode_cpu()
+    ctx = mp.get_context("fork")
+    barrier, q = ctx.Barrier(2), ctx.Queue()
+    child = ctx.Process(target=_lpn_pair, args=(barrier, q))
+    child.start()
+    mine = _lpn_encode_cpu(barrier)
+    paired = max(mine, q.get(timeout=120))
+    child.join(60)
+    return alone, paired
+
+
 def _one_source(source: str, sizes: list[int], big: int) -> dict:
     """One session on ``source``: setup, then every flavour and size; the figures."""
     with listen("127.0.0.1", 0, timeout=600) as lst:
@@ -215,6 +251,9 @@ def main() -> None:
     res: dict = {"limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb}}
     for src in sources:
         res[src] = _one_source(src, sizes, big)
+    if "silent" in sources:
+        alone, paired = _lpn_alone_and_paired()
+        res["lpn_encode_cpu_s"] = {"alone": alone, "two_at_once": paired}
     loop = LOOP_BYTES / min(res[s]["loopback_s"] for s in sources) / 1e9
     res["limits"]["loopback_GBps"] = loop
     res["load_average_1min"] = os.getloadavg()[0]
@@ -235,6 +274,13 @@ def main() -> None:
                 f"handed out, {f['iterations']} iterations, {f['bytes'] / 1e6:.2f} MB, "
                 f"{f['bits_per_cot']:.3f} bits per COT"
             )
+    if "lpn_encode_cpu_s" in res:
+        e = res["lpn_encode_cpu_s"]
+        print(
+            f"silent: one main-set LPN encoding {e['alone']:.3f} CPU s alone, "
+            f"{e['two_at_once']:.3f} when two processes encode at once "
+            f"({e['two_at_once'] / e['alone']:.2f}x: both parties share the caches here)"
+        )
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("(cpu s: the slower party's CPU time; M OT/cpu s: n over it, robust to other load)")
     print(
