@@ -121,14 +121,14 @@ def test_ferret_correlation_on_every_output():
 def test_ferret_reuses_tree_memory_only_when_free():
     """Iterations reuse the trees' buffers of rows nobody holds any more, and never those of rows
     a caller still holds: those keep their values while later iterations run."""
-    sizes = [3000] * 12
+    sizes = [3000] * 24
 
     def side(f, take):  # noqa: ANN001
         copies, held = [], []
         for i, n in enumerate(sizes):
             got = take(f, n)
             copies.append(tuple(np.copy(a) for a in got))
-            if i % 4 == 0:
+            if i % 8 == 0:
                 held.append((got, copies[-1]))
         unchanged = all(
             np.array_equal(a, c) for got, cs in held for a, c in zip(got, cs, strict=True)

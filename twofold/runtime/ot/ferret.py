@@ -65,7 +65,7 @@ class Params:
 MAIN = Params(10_485_760, 452_000, 1_280)
 BOOT = Params(470_016, 32_768, 918)
 SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
-DEPTH = 2  # main-set iterations prepared ahead, per direction (168 MB each on each side)
+DEPTH = 1  # main-set iterations prepared ahead, per direction (168 MB each on each side)
 WAIT = 600.0  # seconds a take waits for an iteration's local work (bounded work, no peer)
 
 #: One iteration's local work: returns its output rows and (receiver) choice bits.
