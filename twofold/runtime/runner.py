@@ -136,7 +136,10 @@ def server_session(
         chan.send(json.dumps(_summary(doc)).encode())
         chan.flush()
     finally:
-        chan.close()
+        if party is not None:
+            party.close()  # the channel, and the Ferret worker if this role has one
+        else:
+            chan.close()
     print(format_table(doc, label), file=out, flush=True)
     return doc
 
@@ -366,6 +369,7 @@ def run_client(
         insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
     )  # fmt: skip
     chan.set_deadline(time.monotonic() + session_s, f"session deadline of {session_s:g} s")
+    party = None
     try:
         party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
         linear, ot_source, fuse = _session_settings(chan, ot)
@@ -389,7 +393,10 @@ def run_client(
             raise PeerError(f"server sent a malformed cost summary: {e}") from None
         wire = tcp_wire_bytes(chan.sock)
     finally:
-        chan.close()
+        if party is not None:
+            party.close()  # the channel, and the Ferret worker (an iteration prepared ahead)
+        else:
+            chan.close()
     cost = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
     if wire is not None:  # what TCP carried: the frames plus TLS records and handshake
         cost["wire"] = {"bytes_sent": wire[0], "bytes_recv": wire[1]}
