@@ -16,7 +16,7 @@ from twofold.runtime.ot.lpn import D, LocalCode
 from twofold.runtime.ot.nco import layout
 from twofold.runtime.ot.otpack import OTPack
 from twofold.runtime.ot.recycle import Recycler
-from twofold.runtime.ot.spcot import spcot_recv, spcot_send
+from twofold.runtime.ot.spcot import spcot_recv_expand, spcot_recv_message, spcot_send
 from twofold.runtime.prg import PRG
 from twofold.runtime.session import Party
 
@@ -34,7 +34,7 @@ def _spcot(t: int, h: int):
     q, delta, b, w = _base_cots(t * h)
     s, (r, pos) = run_pair(
         lambda ch: spcot_send(ch, q, delta, t, h, 5, 99),
-        lambda ch: spcot_recv(ch, b, w, t, h, 5, 99),
+        lambda ch: spcot_recv_expand(*spcot_recv_message(ch, b, w, t, h, 5, 99)),
     )
     return s, r, pos, delta
 

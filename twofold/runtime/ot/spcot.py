@@ -50,22 +50,6 @@ def spcot_send(
     return leaves
 
 
-def spcot_recv(
-    chan,  # noqa: ANN001 - Channel
-    b: np.ndarray,
-    w: np.ndarray,
-    t: int,
-    h: int,
-    index0: int,
-    domain: int,
-    buf: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Receiver side; returns (r, the rows ``alpha_j * t + j`` of the noise positions), r in
-    ``buf`` (see ``ggm.tree_buffer``) if given: :func:`spcot_recv_message` then
-    :func:`spcot_recv_expand`."""
-    return spcot_recv_expand(*spcot_recv_message(chan, b, w, t, h, index0, domain), buf)
-
-
 def spcot_recv_message(
     chan,  # noqa: ANN001 - Channel
     b: np.ndarray,
@@ -75,9 +59,10 @@ def spcot_recv_message(
     index0: int,
     domain: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The receiver's part that talks: the sender's flight, unmasked. Returns (the path bits
-    uint8[h, t], the known level sums uint64[h, t, 2], psi uint64[t, 2]) for
-    :func:`spcot_recv_expand`, which is local work only."""
+    """Receiver side, the part that talks: the sender's flight, unmasked. Returns (the path
+    bits uint8[h, t], the known level sums uint64[h, t, 2], psi uint64[t, 2]) for
+    :func:`spcot_recv_expand`, the local part, which returns (r, the rows ``alpha_j * t + j``
+    of the noise positions)."""
     if w.shape != (t * h, 2) or b.shape != (t * h,):
         raise ValueError(f"spcot: need {t * h} base COTs, got {w.shape[0]}")
     msg = chan.recv_array(np.uint64, (2 * t * h + t, 2))
