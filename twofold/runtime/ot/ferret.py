@@ -72,16 +72,6 @@ WAIT = 600.0  # seconds a take waits for an iteration's local work (bounded work
 Job = Callable[[], tuple[np.ndarray, np.ndarray | None]]
 
 
-class _Done:
-    """An iteration computed on the calling thread (no worker): a finished future."""
-
-    def __init__(self, value: tuple[np.ndarray, np.ndarray | None]) -> None:
-        self.value = value
-
-    def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.value
-
-
 class _Pool:
     """A queue of COT segments (rows, and for the receiver choice bits) handed out in order."""
 
@@ -175,7 +165,7 @@ class _Ferret:
         self.buffers = Recycler(keep=depth + 2)  # trees' memory, reused once its rows are used
         self.worker = worker
         self.depth = depth
-        self.pending: deque[Future | _Done] = deque()  # started, not yet in the pool
+        self.pending: deque[Future] = deque()  # started, not yet in the pool
 
     pool: _Pool
 
@@ -192,7 +182,12 @@ class _Ferret:
 
     def _start(self, p: Params) -> None:
         job = self._begin(p)
-        self.pending.append(self.worker.submit(job) if self.worker is not None else _Done(job()))
+        if self.worker is not None:
+            self.pending.append(self.worker.submit(job))
+        else:  # computed here and now: a future that is already done
+            done: Future = Future()
+            done.set_result(job())
+            self.pending.append(done)
         self.iterations += 1
         self.produced += p.n - p.base
 
@@ -233,6 +228,15 @@ class _Ferret:
             ):
                 self._start(self.main)
 
+    def _take(self, n: int, pop: Callable[[int], tuple]) -> tuple:
+        """Hand out n COTs through ``pop`` (the pool's ``pop`` or ``pop_parts``), then prepare
+        ahead: every take of either side goes through here, so both decide at the same points."""
+        self.ensure(n)
+        self.served += n
+        out = pop(n)
+        self._prefetch()
+        return out
+
     def prime(self) -> None:
         """Bootstrap and run one iteration now (session setup), not at the first OT."""
         self.ensure(self.boot.n - 2 * self.boot.base)
@@ -264,19 +268,11 @@ class FerretSender(_Ferret):
 
     def take(self, n: int) -> np.ndarray:
         """The next n COT rows K, uint64[n, 2] (never handed out again: the caller owns them)."""
-        self.ensure(n)
-        self.served += n
-        rows = self.pool.pop(n)[0]
-        self._prefetch()
-        return rows
+        return self._take(n, self.pool.pop)[0]
 
     def take_parts(self, n: int) -> list[np.ndarray]:
         """As :meth:`take`, as the list of pool segments that hold the rows (views, no copy)."""
-        self.ensure(n)
-        self.served += n
-        parts = self.pool.pop_parts(n)[0]
-        self._prefetch()
-        return parts
+        return self._take(n, self.pool.pop_parts)[0]
 
     def _bootstrap(self) -> None:
         rows = np.empty((self.boot.base, 2), np.uint64)
@@ -323,18 +319,12 @@ class FerretReceiver(_Ferret):
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (the caller owns them)."""
-        self.ensure(n)
-        self.served += n
-        rows, bits = self.pool.pop(n)
-        self._prefetch()
+        rows, bits = self._take(n, self.pool.pop)
         return bits, rows
 
     def take_parts(self, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """As :meth:`take`, the rows as the list of pool segments that hold them (views)."""
-        self.ensure(n)
-        self.served += n
-        rows, bits = self.pool.pop_parts(n)
-        self._prefetch()
+        rows, bits = self._take(n, self.pool.pop_parts)
         return bits, rows
 
     def _bootstrap(self) -> None:
