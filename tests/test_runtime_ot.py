@@ -56,6 +56,13 @@ def test_bitpack_roundtrip(k, m):
     assert np.array_equal((bits.astype(np.uint64) << np.arange(k, dtype=np.uint64)).sum(1), v)
 
 
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+@pytest.mark.parametrize("m", [1, 37, 40])
+def test_bitpack_narrow_input_packs_the_same(k, m):
+    v = RNG.integers(0, 1 << k, m, dtype=np.uint64)
+    assert np.array_equal(bitpack.pack(v.astype(np.uint8), k), bitpack.pack(v, k))
+
+
 def test_hadamard_codewords_distance_128():
     bits = np.unpackbits(CODEWORDS, axis=1, bitorder="little").astype(np.int32)
     d = (bits[:, None, :] != bits[None, :, :]).sum(-1)
@@ -148,6 +155,39 @@ def test_all_flavours(sender, n, chunk, source, monkeypatch):
     assert np.array_equal(got, np.where(cb, m1, m0))
     assert np.array_equal(kk16, tab16[np.arange(n), ch16])
     assert np.array_equal(kk256, tab256[np.arange(n), ch256])
+
+
+@pytest.mark.parametrize("source", otpack.SOURCES)
+def test_narrow_tables_give_the_same_messages_and_bytes(source):
+    """uint8 tables (every k <= 8) go through the 1-of-N sender as they are: the receiver gets
+    table[i, c_i] and the wire is as long as with uint64 tables, for one part and for parts."""
+    n = 777
+    tab = RNG.integers(0, 16, (n, 16), dtype=np.uint8)
+    tab[:300] &= 3  # parts: 300 rows of 2-bit messages, then 4-bit ones
+    ch = _choices(n, 16)
+
+    def snd(p):
+        sent = []
+        for t in (tab, tab.astype(np.uint64)):
+            b0 = p.chan.bytes_sent
+            p.ot.kkot_send(t, 4)
+            p.ot.kkot_send(t, [2, 4], [300, n - 300])
+            p.ot.kkot_send([t[:300], t[300:]], [2, 4])
+            sent.append(p.chan.bytes_sent - b0)
+        return sent
+
+    def rcv(p):
+        out = []
+        for _ in range(2):
+            out.append(p.ot.kkot_recv(ch, 16, 4))
+            out.append(p.ot.kkot_recv(ch, 16, [2, 4], [300, n - 300]))
+            out.append(np.concatenate(p.ot.kkot_recv([ch[:300], ch[300:]], 16, [2, 4])))
+        return out
+
+    sent, got = _pair(snd, rcv, source)
+    assert sent[0] == sent[1]
+    want = tab[np.arange(n), ch].astype(np.uint64)
+    assert all(np.array_equal(g, want) for g in got)
 
 
 def test_bad_arguments_are_clear():

@@ -15,7 +15,20 @@ def packed_size(m: int, k: int) -> int:
 
 
 def pack(vals: np.ndarray, k: int) -> np.ndarray:
-    """uint64 values (any shape, already < 2^k) -> packed uint8[packed_size(size, k)]."""
+    """uint64 values (any shape, already < 2^k) -> packed uint8[packed_size(size, k)]. uint8
+    values with k in (1, 2, 4, 8) are packed as they are (no widening to uint64)."""
+    if vals.dtype == np.uint8 and k in (1, 2, 4, 8):
+        b = np.ascontiguousarray(vals).reshape(-1)
+        if k == 8:
+            return b.copy()
+        per = 8 // k
+        if b.size % per:
+            b = np.concatenate([b, np.zeros(-b.size % per, np.uint8)])
+        a = b.reshape(-1, per)
+        out = a[:, 0].copy()
+        for i in range(1, per):
+            out |= a[:, i] << np.uint8(i * k)
+        return out
     v = np.ascontiguousarray(vals, dtype=np.uint64).reshape(-1)
     if k in (1, 2, 4) and v.size % (8 // k) == 0:  # whole values per byte: shift and or
         a = v.astype(np.uint8).reshape(-1, 8 // k)

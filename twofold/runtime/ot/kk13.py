@@ -74,7 +74,8 @@ def codeword_columns(choices: np.ndarray, npad: int, nmsg: int) -> np.ndarray:
 
 
 def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
-    """Sender side: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts``)."""
+    """Sender side: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts``), or
+    uint8[n, N] when every k is at most 8."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]

@@ -94,7 +94,7 @@ def _row_chunks(ext, chan, n: int, cols, step: int):  # noqa: ANN001, ANN202
 
 def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
     """Sender: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts`` of several
-    widths); ``ext`` a 128-bit COT sender."""
+    widths), or uint8[n, N] when every k is at most 8; ``ext`` a 128-bit COT sender."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
     m, f, kk, nblk = layout(nmsg, parts.k)
@@ -127,7 +127,8 @@ def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None
             key = both[:, 0, perm[0]]
             for i in range(1, m):
                 key ^= both[:, i, perm[i]]
-        out = np.bitwise_xor(tables[j0:j1], key, dtype=np.uint64)
+        # in the tables' dtype: a uint8 table has k <= 8, so the key's low byte is its field
+        out = np.bitwise_xor(tables[j0:j1], key, dtype=tables.dtype, casting="unsafe")
         parts.put(wire, j0, out)  # _SUB * N * k bits: every chunk starts on a byte
     chan.send(wire)
 

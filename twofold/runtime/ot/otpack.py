@@ -359,17 +359,20 @@ class OTPack:
     ) -> None:
         """1-out-of-N OT as sender: tables uint64[n, N] (N <= 256) of k-bit messages. Rows in
         parts of different widths, in one batch and one flight (``ot/parts.py``): a list of
-        tables and a list of widths, or one table with its part ``sizes`` (no copy)."""
+        tables and a list of widths, or one table with its part ``sizes`` (no copy). Narrow
+        tables: uint8 tables are taken as they are when every k is at most 8 (the millionaire's
+        leaves: 16 bytes a row where uint64 would write and read 128)."""
         many = isinstance(tables, list)
+        ks = [_check_k(x) for x in (k if sizes is not None or many else [k])]
+        pieces = tables if many else [tables]
+        narrow = max(ks) <= 8 and all(np.asarray(t).dtype == np.uint8 for t in pieces)
+        dt = np.uint8 if narrow else np.uint64
         if many:
             sizes = [np.shape(t)[0] for t in tables]
-            tables = np.concatenate([np.asarray(t, dtype=np.uint64) for t in tables])
-        ks = [_check_k(x) for x in (k if sizes is not None else [k])]
-        t = np.asarray(tables, dtype=np.uint64)
+            tables = np.concatenate([np.asarray(t, dtype=dt) for t in tables])
+        t = np.asarray(tables, dtype=dt)
         if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
-            raise ValueError(
-                f"kkot_send: tables must be uint64[n, N], 2 <= N <= 256; got {t.shape}"
-            )
+            raise ValueError(f"kkot_send: tables must be [n, N], 2 <= N <= 256; got {t.shape}")
         t = np.ascontiguousarray(t)
         parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1])
         if parts.n != t.shape[0]:

@@ -42,10 +42,11 @@ class Parts:
                 yield a, b, k, self.offs[i] + (a - self.starts[i]) * self.nmsg * k // 8
 
     def put(self, wire: np.ndarray, lo: int, out: np.ndarray) -> None:
-        """Pack the masked messages ``out`` (uint64[r, nmsg]) of rows [lo, lo + r) into
-        ``wire``; ``lo`` must start a byte in every part (a multiple of 8 rows will do)."""
+        """Pack the masked messages ``out`` (uint64[r, nmsg], or uint8 when every width is at
+        most 8) of rows [lo, lo + r) into ``wire``; ``lo`` must start a byte in every part (a
+        multiple of 8 rows will do)."""
         for a, b, k, off in self._overlap(lo, lo + out.shape[0]):
-            packed = bitpack.pack(out[a - lo : b - lo] & mask(k), k)
+            packed = bitpack.pack(out[a - lo : b - lo] & out.dtype.type(mask(k)), k)
             wire[off : off + packed.size] = packed
 
     def take(self, wire: np.ndarray, choices: np.ndarray, key: np.ndarray) -> np.ndarray:

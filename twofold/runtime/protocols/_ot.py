@@ -23,8 +23,9 @@ def cot(party, sender: str, data: np.ndarray, k: int) -> np.ndarray:  # noqa: AN
 
 
 def kkot(party, sender: str, data: np.ndarray, n_msgs: int, k: int) -> np.ndarray | None:  # noqa: ANN001
-    """1-out-of-N OT: the sender passes tables uint64[n, N] of k-bit messages (returns None);
-    the receiver passes choices uint8[n] in [0, N) and gets table[i, choice[i]]."""
+    """1-out-of-N OT: the sender passes tables uint64[n, N] of k-bit messages, or uint8[n, N]
+    for k <= 8 (returns None); the receiver passes choices uint8[n] in [0, N) and gets
+    table[i, choice[i]]."""
     if party.role == sender:
         _ot(party).kkot_send(np.ascontiguousarray(data), k)
         return None

@@ -68,9 +68,10 @@ def _leaf_lut(greater: bool) -> np.ndarray:
     return (cmp.astype(np.uint8) | ((d == _V[None, :]).astype(np.uint8) << 1)).astype(np.uint8)
 
 
-_LUTS = {g: _leaf_lut(g).astype(np.uint64) for g in (False, True)}  # uint64: no OT-side copy
-# the same rows as single 128-byte items: gathering them is one memcpy per element
-_ROWS = {g: t.view(np.dtype((np.void, t.shape[1] * 8))).reshape(-1) for g, t in _LUTS.items()}
+# uint8: the OT sender takes narrow tables as they are (2-bit messages, 16 bytes a row)
+_LUTS = {g: _leaf_lut(g) for g in (False, True)}
+# the same rows as single 16-byte items: gathering them is one copy per element
+_ROWS = {g: t.view(np.dtype((np.void, t.shape[1]))).reshape(-1) for g, t in _LUTS.items()}
 
 
 def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
@@ -97,8 +98,8 @@ def _leaves_and_triples(
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     if party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
-        leaf = _ROWS[greater][dig.astype(np.intp)].view(np.uint64).reshape(nd * n, -1)
-        leaf ^= r.astype(np.uint64)[:, None]
+        leaf = _ROWS[greater][dig.astype(np.intp)].view(np.uint8).reshape(nd * n, -1)
+        leaf ^= r[:, None]
         table = np.concatenate([leaf, ot_table(st)]) if st.size else leaf
         kkot(party, "server", table, 1 << DIGIT_BITS, 2)
         msg, tmsg = r, None

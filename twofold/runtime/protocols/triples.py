@@ -61,7 +61,7 @@ def _table_lut() -> np.ndarray:
     vb = [(_V >> i) & 1 for i in range(4)]
     t0 = bit[4] ^ ((bit[0] ^ vb[0]) & (bit[1] ^ vb[1]))
     t1 = bit[5] ^ ((bit[2] ^ vb[2]) & (bit[3] ^ vb[3]))
-    return (t0 | (t1 << 1)).astype(np.uint64)  # uint64: what the OT sender consumes
+    return (t0 | (t1 << 1)).astype(np.uint8)  # uint8: the OT sender's narrow tables
 
 
 _LUT = _table_lut()
@@ -123,7 +123,7 @@ def _corr_lut() -> np.ndarray:
     a = kb[0] ^ vb[0]
     t0 = kb[3] ^ (a & (kb[1] ^ vb[1]))
     t1 = kb[4] ^ (a & (kb[2] ^ vb[2]))
-    return (t0 | (t1 << 1)).astype(np.uint64)  # uint64: what the OT sender consumes
+    return (t0 | (t1 << 1)).astype(np.uint8)  # uint8: the OT sender's narrow tables
 
 
 _LUT8 = _corr_lut()

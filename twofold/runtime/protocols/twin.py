@@ -36,7 +36,16 @@ from . import triples as tr
 from ._ot import kkot_parts
 from ._util import prg
 from .and_ import and_level
-from .millionaire import _LUTS, DIGIT_BITS, _digit_matrix, _digits, _eq_plan, _trees, _TriplePool
+from .millionaire import (
+    _LUTS,
+    _ROWS,
+    DIGIT_BITS,
+    _digit_matrix,
+    _digits,
+    _eq_plan,
+    _trees,
+    _TriplePool,
+)
 
 
 def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int):  # noqa: ANN001, ANN202
@@ -55,21 +64,21 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     nlo, nhi = lo_dig.size, hi_dig.size
     sizes = [nlo + st.size, nhi]
     if party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
-        lut = _LUTS[False]
-        table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint64)
+        lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (2- and 4-bit messages)
+        table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint8)
         r_lo = prg(party).bytes(nlo) & np.uint8(3)
         r_hi = prg(party).bytes(nhi) & np.uint8(15)
-        np.take(lut, lo_dig.astype(np.intp), axis=0, out=table[:nlo])
-        table[:nlo] ^= r_lo.astype(np.uint64)[:, None]
+        np.take(rows, lo_dig.astype(np.intp), out=table[:nlo].view(rows.dtype).reshape(-1))
+        table[:nlo] ^= r_lo[:, None]
         if st.size:
             table[nlo : sizes[0]] = tr.ot_table(st)
         hi = table[sizes[0] :]
-        np.take(lut, hi_dig.astype(np.intp), axis=0, out=hi)
+        np.take(rows, hi_dig.astype(np.intp), out=hi.view(rows.dtype).reshape(-1))
         d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
-        for lo in range(0, nhi, 1 << 18):  # the second leaves, <= 32 MiB of scratch at once
-            sl = slice(lo, lo + (1 << 18))
-            hi[sl] |= lut[d2[sl]] << np.uint64(2)
-        hi ^= r_hi.astype(np.uint64)[:, None]
+        for lo in range(0, nhi, 1 << 20):  # the second leaves, <= 16 MiB of scratch at once
+            sl = slice(lo, lo + (1 << 20))
+            hi[sl] |= lut[d2[sl]] << np.uint8(2)
+        hi ^= r_hi[:, None]
         kkot_parts(party, "server", table, 1 << DIGIT_BITS, [2, 4], sizes)
         m_lo, m_hi, tmsg = r_lo, r_hi, None
     else:
