@@ -31,6 +31,8 @@ POOLS = [
     ((3, 3), (2, 2), (1, 1, 1, 1)),
     ((2, 2), (2, 2), (0, 0, 0, 0)),
     ((3, 2), (1, 2), (1, 0, 2, 1)),
+    ((3, 3), (1, 1), (1, 1, 1, 1)),
+    ((2, 3), (3, 1), (0, 2, 1, 0)),  # stride above the kernel: rows no window uses
 ]
 
 
@@ -110,7 +112,10 @@ def _run_all(party, ell: int, shares: dict):  # noqa: ANN001, ANN202
         out["extend"] = P.extend(party, x, ell, 64)
         out["extend_u"] = P.extend(party, x, ell, ell + 5, signed=False)
     for i, (k, st, pads) in enumerate(POOLS):
-        out[("maxpool", i)] = P.maxpool(party, shares["img"][me], ell, k, st, pads)
+        for sep in (None, False, True):  # the plan maxpool picks, and both plans forced
+            out[("maxpool", i, sep)] = P.maxpool(
+                party, shares["img"][me], ell, k, st, pads, separable=sep
+            )
     return out
 
 
@@ -241,8 +246,24 @@ def test_maxpool(session) -> None:  # noqa: ANN001
     ell, c, s, k = session
     sx = signed(c["img"], ell)
     for i, (kern, st, pads) in enumerate(POOLS):
-        got = add(s[("maxpool", i)], k[("maxpool", i)], ell)
-        assert (got == to_ring(_maxpool_ref(sx, kern, st, pads), ell)).all(), (kern, st, pads)
+        want = to_ring(_maxpool_ref(sx, kern, st, pads), ell)
+        for sep in (None, False, True):
+            got = add(s[("maxpool", i, sep)], k[("maxpool", i, sep)], ell)
+            assert (got == want).all(), (kern, st, pads, sep)
+
+
+def test_separable_maxpool_plan() -> None:
+    """Rows then columns where it takes fewer comparisons in no more rounds (public shapes)."""
+    from twofold.runtime.protocols.maxpool import _axis_windows, _separable_is_cheaper
+
+    def plan(size, k, s, p):  # noqa: ANN001, ANN202
+        out = pool_output_size(size, k, s, p, p)
+        return _separable_is_cheaper(*(_axis_windows(size, k, s, p, 1, out),) * 2)
+
+    assert plan(112, 3, 2, 1)  # DenseNet's pool: 25% fewer comparisons, 4 rounds either way
+    assert plan(16, 3, 1, 1)  # stride 1: half
+    assert not plan(16, 2, 2, 0)  # 2x2/2: as many comparisons
+    assert not plan(20, 5, 1, 2)  # 5x5: 3 + 3 rounds against 5
 
 
 def test_pool_size_matches_ir() -> None:
