@@ -15,40 +15,24 @@ def packed_size(m: int, k: int) -> int:
 
 
 def pack(vals: np.ndarray, k: int) -> np.ndarray:
-    """uint64 values (any shape, already < 2^k) -> packed uint8[packed_size(size, k)]. uint8
-    values with k in (1, 2, 4, 8) are packed as they are (no widening to uint64)."""
-    if vals.dtype == np.uint8 and k in (1, 2, 4, 8):
-        b = np.ascontiguousarray(vals).reshape(-1)
-        if k == 8:
-            return b.copy()
+    """Values (any shape and unsigned dtype, already < 2^k) -> packed uint8[packed_size(size,
+    k)]. uint8 values are packed as they are (no widening to uint64)."""
+    vals = np.asarray(vals)
+    if k in (1, 2, 4):  # 8/k values per byte by shifts (the 1-of-16 OT leaves)
         per = 8 // k
-        if b.size % per:
-            b = np.concatenate([b, np.zeros(-b.size % per, np.uint8)])
-        a = b.reshape(-1, per)
-        out = a[:, 0].copy()
-        for i in range(1, per):
-            out |= a[:, i] << np.uint8(i * k)
-        return out
-    v = np.ascontiguousarray(vals, dtype=np.uint64).reshape(-1)
-    if k in (1, 2, 4) and v.size % (8 // k) == 0:  # whole values per byte: shift and or
-        a = v.astype(np.uint8).reshape(-1, 8 // k)
-        out = a[:, 0].copy()
-        for i in range(1, 8 // k):
-            out |= a[:, i] << np.uint8(i * k)
-        return out
-    nb = (k + 7) // 8
-    b = v.view(np.uint8).reshape(-1, 8)[:, :nb]
-    if k % 8 == 0:
-        return np.ascontiguousarray(b).reshape(-1)
-    if k in (1, 2, 4):  # fast path: 8/k values per byte by shifts (the 1-of-16 OT leaves)
-        per = 8 // k
-        small = np.zeros(-(-v.size // per) * per, dtype=np.uint8)
-        small[: v.size] = v
+        small = np.ascontiguousarray(vals).reshape(-1).astype(np.uint8, copy=False)
+        if small.size % per:
+            small = np.concatenate([small, np.zeros(-small.size % per, np.uint8)])
         small = small.reshape(-1, per)
         out = small[:, 0].copy()
         for i in range(1, per):
             out |= small[:, i] << np.uint8(i * k)
         return out
+    if k == 8 and vals.dtype == np.uint8:
+        return np.ascontiguousarray(vals).reshape(-1).copy()
+    v = np.ascontiguousarray(vals, dtype=np.uint64).reshape(-1)
+    if k % 8 == 0:  # whole bytes: the low bytes of each uint64
+        return np.ascontiguousarray(v.view(np.uint8).reshape(-1, 8)[:, : k // 8]).reshape(-1)
     return _pack_words(v, k)
 
 
