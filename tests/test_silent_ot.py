@@ -8,11 +8,11 @@ from scipy.stats import binomtest, chisquare
 from twofold.runtime import bitpack, net
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
-from twofold.runtime.ot import ferret, ggm
+from twofold.runtime.ot import ferret, ggm, lpn
 from twofold.runtime.ot.baseot import base_ot_recv, base_ot_send
 from twofold.runtime.ot.ferret import BOOT, MAIN, FerretReceiver, FerretSender, Params
 from twofold.runtime.ot.iknp import ExtReceiver, ExtSender
-from twofold.runtime.ot.lpn import D, LocalCode
+from twofold.runtime.ot.lpn import BLOCK, D, LocalCode
 from twofold.runtime.ot.nco import layout
 from twofold.runtime.ot.otpack import OTPack
 from twofold.runtime.ot.recycle import Recycler
@@ -82,6 +82,54 @@ def test_local_code_is_the_sparse_matrix():
     assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
     assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
     assert np.array_equal(code.indices(P(code._seed), n), idx)  # same on both sides
+
+
+def test_local_code_cached_indices_are_the_stream():
+    """Across blocks (the last one short): the cached indices give what the AES stream gives,
+    block after block, and the second encoding (from the cache) adds the same again."""
+    n, k = 2 * BLOCK + 300, 1000
+    code = LocalCode(n, k, "test-blocks")
+    from twofold.runtime.prg import PRG as P
+
+    stream = P(code._seed)
+    idx = np.concatenate(
+        [code.indices(stream, min(BLOCK, n - j0)) for j0 in range(0, n, BLOCK)], axis=1
+    )
+    v, u = PRG().block(k), PRG().bits(k)
+    out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
+    code.encode(v, out, u, bits)
+    assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
+    assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
+    LocalCode(n, k, "test-blocks").encode(v, out, u, bits)  # another instance: the cache
+    assert not out.any() and not bits.any()
+
+
+def test_local_code_indices_derived_once_per_process(monkeypatch):
+    """Two instances and two threads of one code derive its indices once; the cache keeps a
+    bounded number of codes."""
+    import threading
+
+    calls = []
+    derive = LocalCode._derive_all
+
+    def counted(self):  # noqa: ANN001, ANN202
+        calls.append(self._seed)
+        return derive(self)
+
+    monkeypatch.setattr(LocalCode, "_derive_all", counted)
+    monkeypatch.setattr(lpn, "_CACHE", lpn._Indices())
+    v, outs = PRG().block(64), [np.zeros((3000, 2), np.uint64) for _ in range(2)]
+    threads = [
+        threading.Thread(target=LocalCode(3000, 64, "test-once").encode, args=(v, o)) for o in outs
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(calls) == 1 and np.array_equal(outs[0], outs[1]) and outs[0].any()
+    for i in range(lpn._KEEP + 1):
+        LocalCode(100 + i, 64, "test-keep").encode(v, np.zeros((100 + i, 2), np.uint64))
+    assert len(calls) == 1 + lpn._KEEP + 1 and len(lpn._CACHE._codes) == lpn._KEEP
 
 
 SMALL = Params(4096, 1024, 64)  # test-only sizes: 6-level trees

@@ -5,19 +5,26 @@ randomness (AES-128-CTR under a key both parties derive from the code's name and
 The index stream: outputs go in blocks of ``BLOCK``; a block of m outputs takes the next D*m
 32-bit words r of the keystream as a D x m array, and index c of its output j is
 floor(r[c, j] * k / 2^32) (multiply-shift, no modulo; bias below k / 2^32, public anyway). So
-the code is fixed by (name, n, k) alone and is regenerated block by block, never stored for all
-n (10 M x 10 indices would be 400 MB).
+the code is fixed by (name, n, k) alone.
+
+The indices are the same for every encoding with the code, so each process derives them once
+per code, at its first encoding, and keeps them as uint32 (:class:`_Indices`: 4*D*n bytes,
+419 MB for Ferret's main set, shared by both directions' instances; a session that never
+reaches the main set never derives them). That takes the AES and multiply-shift passes, about
+a third of an encoding, out of every encoding but the first.
 
 Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) runs a block at a
-time in reused buffers sized for the L2 cache: one AES call for the block's indices, one
-gather of all D x m 16-byte rows (``np.take`` on a void-16 view), one XOR-reduce over the D
-axis, one XOR into the output (Ferret's cost is these 10 random gathers per output from a
-k x 16-byte table; docs/PERFORMANCE.md).
+time in reused buffers sized for the L2 cache: the block's indices from the cache, one gather
+of all D x m 16-byte rows (``np.take`` on a void-16 view), one XOR-reduce over the D axis, one
+XOR into the output (Ferret's cost is these 10 random gathers per output from a k x 16-byte
+table; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -26,6 +33,31 @@ from ..prg import PRG
 D = 10
 BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
 _ROW = np.dtype((np.void, 16))
+_KEEP = 4  # codes whose indices a process keeps (Ferret uses two: the bootstrap and main sets)
+
+
+class _Indices:
+    """A process-wide cache of codes' index streams: uint32[D * n] per code, in the stream's
+    order (block after block, each block's D x m array row by row). Built once per code under a
+    lock (a second thread waits for the first: bounded local work, no peer), then read-only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._codes: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def get(self, code: LocalCode) -> np.ndarray:
+        key = code._seed
+        with self._lock:
+            words = self._codes.get(key)
+            if words is None:
+                words = code._derive_all()
+                self._codes[key] = words
+                while len(self._codes) > _KEEP:
+                    self._codes.popitem(last=False)
+            return words
+
+
+_CACHE = _Indices()
 
 
 class LocalCode:
@@ -63,10 +95,8 @@ class LocalCode:
         if not out.flags.c_contiguous:
             raise ValueError("LPN encode: the output must be C-contiguous (written in place)")
         table = np.ascontiguousarray(v).view(_ROW).reshape(self.k)  # one 16-byte item a row
-        prg = PRG(self._seed)
-        kk, sh = np.uint64(self.k), np.uint64(32)
-        rnd = np.empty(4 * D * BLOCK + 16, np.uint8)  # update_into's slack after the words
-        idx = np.empty(D * BLOCK, np.uint64)
+        words = _CACHE.get(self)
+        idx = np.empty(D * BLOCK, np.intp)
         rows = np.empty((D * BLOCK, 2), np.uint64)
         acc = np.empty(2 * BLOCK, np.uint64)
         gbits = np.empty(D * BLOCK, np.uint8) if u is not None else None
@@ -74,19 +104,26 @@ class LocalCode:
         flat = out.reshape(-1)
         for j0 in range(0, self.n, BLOCK):
             m = min(BLOCK, self.n - j0)
-            prg.fill_raw(memoryview(rnd), 4 * D * m)
-            i = idx[: D * m].reshape(D, m)
-            np.multiply(rnd[: 4 * D * m].view(np.uint32).reshape(D, m), kk, out=i)
-            i >>= sh
-            ii = i.view(np.intp)
+            ii = idx[: D * m]
+            ii[:] = words[D * j0 : D * (j0 + m)]  # row c of the block's D x m: its c-th nonzeros
             g = rows[: D * m]
-            np.take(table, ii, out=g.view(_ROW).reshape(D, m), mode="wrap")  # in range
+            np.take(table, ii, out=g.view(_ROW).reshape(-1), mode="wrap")  # in range
             a = acc[: 2 * m]
             np.bitwise_xor.reduce(g.reshape(D, 2 * m), axis=0, out=a)
             flat[2 * j0 : 2 * (j0 + m)] ^= a
             if u is not None:
-                gb = gbits[: D * m].reshape(D, m)
+                gb = gbits[: D * m]
                 np.take(u, ii, out=gb, mode="wrap")
                 ab = abits[:m]
-                np.bitwise_xor.reduce(gb, axis=0, out=ab)
+                np.bitwise_xor.reduce(gb.reshape(D, m), axis=0, out=ab)
                 out_bits[j0 : j0 + m] ^= ab
+
+    def _derive_all(self) -> np.ndarray:
+        """The whole index stream, uint32[D * n]: block by block from the code's AES stream."""
+        prg = PRG(self._seed)
+        words = np.empty(D * self.n, np.uint32)
+        buf = np.empty((D, BLOCK), np.uint64)
+        for j0 in range(0, self.n, BLOCK):
+            m = min(BLOCK, self.n - j0)
+            words[D * j0 : D * (j0 + m)] = self.indices(prg, m, buf).reshape(-1)
+        return words
