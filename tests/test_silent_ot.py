@@ -268,7 +268,9 @@ def run_silent(server_fn, client_fn):
     )
 
 
-@pytest.mark.parametrize("nmsg,k", [(2, 1), (3, 5), (8, 2), (16, 2), (16, 4), (17, 3), (256, 64)])
+@pytest.mark.parametrize(
+    "nmsg,k", [(2, 1), (3, 5), (8, 1), (8, 2), (16, 2), (16, 4), (4, 16), (17, 3), (256, 64)]
+)
 def test_one_of_n_from_cots(nmsg, k):
     n = 777
     tab = RNG.integers(0, 2**63, (n, nmsg), dtype=np.uint64) & np.uint64((1 << k) - 1)
@@ -366,6 +368,14 @@ def test_silent_views_are_uniform(monkeypatch):
     y = bitpack.unpack(e_kk, 16 * n, 4).reshape(n, 16)
     others = y[np.arange(16)[None, :] != ch16[:, None]]
     assert chisquare(np.bincount(others.astype(np.int64), minlength=16)).pvalue > 1e-6
+    # packed keys (nco.py): every key reads its own field, so two non-chosen entries of one
+    # row are independent: their XOR is uniform too (a key field shared by two entries, or
+    # read at the same place for both, would cancel)
+    for d in (1, 2, 8):
+        pair = (ch16 != np.arange(n) % 16) & ((np.arange(n) + d) % 16 != ch16)
+        x = np.arange(n) % 16
+        xor = (y[np.arange(n), x] ^ y[np.arange(n), (x + d) % 16])[pair]
+        assert chisquare(np.bincount(xor.astype(np.int64), minlength=16)).pvalue > 1e-6
 
 
 def test_switch_to_main_plan():
