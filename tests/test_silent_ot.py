@@ -289,6 +289,35 @@ def test_one_of_n_from_cots(nmsg, k):
     assert np.array_equal(got, tab[np.arange(n), ch])
 
 
+def test_one_of_n_from_packed_words():
+    """kkot_send_words (the rows as packed words) is the OT of kkot_send with the unpacked
+    tables, parts of 2 and 4 bits whose boundary falls inside a hashing chunk; a wrong word
+    type is refused before anything is sent."""
+    from twofold.runtime import bitpack as bp
+
+    sizes, ks = [40_000, 1_001], [2, 4]
+    tabs = [
+        RNG.integers(0, 1 << k, (n, 16)).astype(np.uint8) for n, k in zip(sizes, ks, strict=True)
+    ]
+    words = [
+        bp.pack(t, k).view(np.uint32 if k == 2 else np.uint64)
+        for t, k in zip(tabs, ks, strict=True)
+    ]
+    ch = RNG.integers(0, 16, sum(sizes)).astype(np.uint8)
+
+    def srv(p):
+        with pytest.raises(ValueError, match="part 0 needs uint32"):
+            p.ot.kkot_send_words([words[0].astype(np.uint64), words[1]], 16, ks)
+        p.ot.kkot_send_words(words, 16, ks)
+
+    def cli(p):
+        return p.ot.kkot_recv(ch, 16, ks, sizes)
+
+    _, got = run_silent(srv, cli)
+    want = np.concatenate(tabs)[np.arange(sum(sizes)), ch]
+    assert np.array_equal(got, want.astype(np.uint64))
+
+
 def test_source_mismatch_is_refused():
     def make(role):
         def f(ch):

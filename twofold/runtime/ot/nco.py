@@ -201,7 +201,7 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
         cj = c[j0:j1]
         if packable(parts):  # field c of every R_{j,i,c_i}, at each part's width
             w = h[:, 0].reshape(j1 - j0, m)
-            for a, b, kp, _ in parts.overlap(j0, j1):
+            for _, a, b, kp, _ in parts.overlap(j0, j1):
                 sh = (cj[a - j0 : b - j0] * kp).astype(np.uint64)
                 for i in range(m):
                     key[a:b] ^= w[a - j0 : b - j0, i] >> sh
@@ -217,14 +217,35 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
 
 
 def _send_packed(ext, chan, tables: np.ndarray, parts: Parts, domain: int) -> None:  # noqa: ANN001
-    """nco_send with packed keys (module docstring): per chunk, each part's rows packed at its
-    width as words and XORed with their keys, straight into the wire."""
-    n, nmsg = tables.shape
-    m = max(1, (nmsg - 1).bit_length())
+    """nco_send with packed keys (module docstring): each part's rows packed at its width."""
+    words = []
+    for i, kp in enumerate(parts.ks):
+        rows = tables[parts.starts[i] : parts.starts[i + 1]]
+        rows = np.bitwise_and(rows, rows.dtype.type(mask(kp)))  # k-bit messages
+        words.append(bitpack.pack(rows, kp).view(_WORD[parts.nmsg * kp]))
+    nco_send_words(ext, chan, words, parts, domain)
+
+
+def row_word(parts: Parts, i: int) -> np.dtype:
+    """The dtype of part i's rows packed as words (entry x at bits [x*k, x*k + k))."""
+    return np.dtype(_WORD[parts.nmsg * parts.ks[i]])
+
+
+def nco_send_words(ext, chan, words: list[np.ndarray], parts: Parts, domain: int) -> None:  # noqa: ANN001
+    """Sender, packed keys: ``words[i]`` holds part i's rows as words of :func:`row_word`'s
+    dtype, entry x of a row at bits [x*k, x*k + k) (``bitpack.pack`` of the row), so a caller
+    that builds its rows this way skips the N-wide tables. The receiver runs ``nco_recv``."""
+    if not packable(parts):
+        raise ValueError(f"nco_send_words: parts {parts.ks} of N={parts.nmsg} are not packable")
+    for i, w in enumerate(words):
+        want = (parts.sizes[i],)
+        if w.dtype != row_word(parts, i) or w.shape != want:
+            raise ValueError(f"nco_send_words: part {i} needs {row_word(parts, i)}{list(want)}")
+    m = max(1, (parts.nmsg - 1).bit_length())
     s = np.asarray(ext.s, np.uint64)
-    masks = {kp: _entry_masks(nmsg, kp) for kp in set(parts.ks)}
+    masks = {kp: _entry_masks(parts.nmsg, kp) for kp in set(parts.ks)}
     wire = np.empty(parts.nbytes, np.uint8)
-    for lo, hi, r, tw in _row_chunks(ext, chan, n * m, None, _SUB * m):
+    for lo, hi, r, tw in _row_chunks(ext, chan, parts.n * m, None, _SUB * m):
         j0, j1 = lo // m, hi // m
         z = tweak_xor(r, tw, domain)  # H(q ^ b*Delta) = pi(z ^ b*Delta) ^ z ^ b*Delta
         h0 = np.empty((z.shape[0] + 1, 2), np.uint64)
@@ -235,11 +256,9 @@ def _send_packed(ext, chan, tables: np.ndarray, parts: Parts, domain: int) -> No
         mmo_into(z, h1)
         w0 = h0[:-1, 0].reshape(j1 - j0, m)
         w1 = h1[:-1, 0].reshape(j1 - j0, m)
-        for a, b, kp, off in parts.overlap(j0, j1):
-            bits = nmsg * kp
-            key = _packed_keys(w0[a - j0 : b - j0], w1[a - j0 : b - j0], masks[kp], bits)
-            rows = np.bitwise_and(tables[a:b], tables.dtype.type(mask(kp)))  # k-bit messages
-            msg = bitpack.pack(rows, kp).view(_WORD[bits])
-            msg ^= key
+        for i, a, b, kp, off in parts.overlap(j0, j1):
+            bits = parts.nmsg * kp
+            msg = _packed_keys(w0[a - j0 : b - j0], w1[a - j0 : b - j0], masks[kp], bits)
+            msg ^= words[i][a - parts.starts[i] : b - parts.starts[i]]
             wire[off : off + msg.nbytes] = msg.view(np.uint8)
     chan.send(wire)

@@ -48,7 +48,7 @@ from .iknp import ExtReceiver, ExtSender, padded
 from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
-from .nco import nco_recv, nco_send
+from .nco import nco_recv, nco_send, nco_send_words
 from .parts import Parts
 from .silent import SilentReceiver, SilentSender
 
@@ -381,6 +381,17 @@ class OTPack:
             nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True))
         else:
             kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True))
+
+    def kkot_send_words(self, words: list[np.ndarray], nmsg: int, ks: list[int]) -> None:
+        """1-out-of-N OT as sender on the silent source, rows already packed: part i's rows as
+        one word each (``nco.row_word``: N*k_i bits, entry x at bits [x*k_i, x*k_i + k_i)),
+        every k_i a power of two and N*k_i one of 8, 16, 32, 64 bits (``nco.packable``). The
+        receiver runs :meth:`kkot_recv` with parts of the same sizes and widths: the same OT as
+        :meth:`kkot_send` with the unpacked tables, without building them."""
+        if not self.silent:
+            raise ValueError("kkot_send_words: packed rows are for the silent source")
+        parts = Parts([np.shape(w)[0] for w in words], [_check_k(k) for k in ks], int(nmsg))
+        nco_send_words(self._snd, self.chan, list(words), parts, self._dom(_KK, True))
 
     def kkot_recv(
         self,

@@ -36,18 +36,18 @@ class Parts:
         self.nbytes = self.offs[-1]
 
     def overlap(self, lo: int, hi: int):  # noqa: ANN201
-        """(a, b, k, offset): the rows [a, b) of [lo, hi) in each part, the part's width and
-        the wire offset of row a."""
+        """(i, a, b, k, offset): part i's rows [a, b) within [lo, hi), its width and the wire
+        offset of row a, for every part that has some."""
         for i, k in enumerate(self.ks):
             a, b = max(lo, self.starts[i]), min(hi, self.starts[i + 1])
             if a < b:
-                yield a, b, k, self.offs[i] + (a - self.starts[i]) * self.nmsg * k // 8
+                yield i, a, b, k, self.offs[i] + (a - self.starts[i]) * self.nmsg * k // 8
 
     def put(self, wire: np.ndarray, lo: int, out: np.ndarray) -> None:
         """Pack the masked messages ``out`` (uint64[r, nmsg], or uint8 when every width is at
         most 8) of rows [lo, lo + r) into ``wire``; ``lo`` must start a byte in every part (a
         multiple of 8 rows will do)."""
-        for a, b, k, off in self.overlap(lo, lo + out.shape[0]):
+        for _, a, b, k, off in self.overlap(lo, lo + out.shape[0]):
             packed = bitpack.pack(out[a - lo : b - lo] & out.dtype.type(mask(k)), k)
             wire[off : off + packed.size] = packed
 

@@ -41,3 +41,14 @@ def kkot_parts(party, sender: str, data: np.ndarray, n_msgs: int, ks: list[int],
         return None
     c = np.ascontiguousarray(data, dtype=np.uint8)
     return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))
+
+
+def kkot_words(party, sender: str, data, n_msgs: int, ks: list[int], sizes: list[int]):  # noqa: ANN001, ANN201
+    """:func:`kkot_parts` with the sender's rows already packed, a list of word arrays, one per
+    part (``OTPack.kkot_send_words``, silent source only); the receiver passes one choice array
+    and gets one result array, as for :func:`kkot_parts`."""
+    if party.role == sender:
+        _ot(party).kkot_send_words(list(data), n_msgs, list(ks))
+        return None
+    c = np.ascontiguousarray(data, dtype=np.uint8)
+    return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ot import kkot
+from ._ot import kkot, kkot_words
 from ._util import as_ring, chunk_of, prg
 from .and_ import and_, and_level
 from .triples import (
@@ -74,6 +74,19 @@ _LUTS = {g: _leaf_lut(g) for g in (False, True)}
 _ROWS = {g: t.view(np.dtype((np.void, t.shape[1]))).reshape(-1) for g, t in _LUTS.items()}
 
 
+def _row_words(lut: np.ndarray, field: int, dtype: type) -> np.ndarray:
+    """Each LUT row packed as one word, entry v at bits [v*field, v*field + 2): the silent
+    source's 1-of-16 rows as they go on the wire (``OTPack.kkot_send_words``)."""
+    shift = (np.arange(lut.shape[1], dtype=np.uint64) * np.uint64(field))[None, :]
+    return np.bitwise_or.reduce(lut.astype(np.uint64) << shift, axis=1).astype(dtype)
+
+
+# 2-bit fields (uint32 a row) and the same 2-bit values in 4-bit fields (uint64 a row)
+WORDS2 = {g: _row_words(t, 2, np.uint32) for g, t in _LUTS.items()}
+WORDS4 = {g: _row_words(t, 4, np.uint64) for g, t in _LUTS.items()}
+REP2, REP4 = np.uint32(0x55555555), np.uint64(0x1111111111111111)  # r·REP: r in every field
+
+
 def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
     """uint8[len(digits), n]: the digits of x, lowest first."""
     return np.stack(
@@ -96,7 +109,13 @@ def _leaves_and_triples(
         triples = bit_triples(party, n_triples)
         n_triples = 0
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
-    if party.is_server:
+    if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
+        r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
+        words = WORDS2[greater][dig.astype(np.intp)]
+        words ^= r.astype(np.uint32) * REP2
+        kkot_words(party, "server", [words], 1 << DIGIT_BITS, [2], [nd * n])
+        msg, tmsg = r, None
+    elif party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
         leaf = _ROWS[greater][dig.astype(np.intp)].view(np.uint8).reshape(nd * n, -1)
         leaf ^= r[:, None]

@@ -33,13 +33,17 @@ from __future__ import annotations
 import numpy as np
 
 from . import triples as tr
-from ._ot import kkot_parts
+from ._ot import kkot_parts, kkot_words
 from ._util import prg
 from .and_ import and_level
 from .millionaire import (
     _LUTS,
     _ROWS,
     DIGIT_BITS,
+    REP2,
+    REP4,
+    WORDS2,
+    WORDS4,
     _digit_matrix,
     _digits,
     _eq_plan,
@@ -63,7 +67,18 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     hi_dig = _digit_matrix(x, high).reshape(-1)
     nlo, nhi = lo_dig.size, hi_dig.size
     sizes = [nlo + st.size, nhi]
-    if party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
+    if party.is_server and tr.on_silent(party):  # packed words: no 16-wide tables
+        r_lo = prg(party).bytes(nlo) & np.uint8(3)
+        r_hi = prg(party).bytes(nhi) & np.uint8(15)
+        w_lo = WORDS2[False][lo_dig.astype(np.intp)]
+        w_lo ^= r_lo.astype(np.uint32) * REP2
+        w4 = WORDS4[False]
+        w_hi = w4[hi_dig.astype(np.intp)]
+        w_hi |= w4[_digit_matrix(x2, high).reshape(-1).astype(np.intp)] << np.uint64(2)
+        w_hi ^= r_hi.astype(np.uint64) * REP4
+        kkot_words(party, "server", [w_lo, w_hi], 1 << DIGIT_BITS, [2, 4], sizes)
+        m_lo, m_hi, tmsg = r_lo, r_hi, None
+    elif party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
         lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (2- and 4-bit messages)
         table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint8)
         r_lo = prg(party).bytes(nlo) & np.uint8(3)
