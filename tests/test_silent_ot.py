@@ -104,16 +104,29 @@ def test_local_code_cached_indices_are_the_stream():
     assert not out.any() and not bits.any()
 
 
+def test_local_code_stream_known_answer():
+    """The code both parties derive is pinned: SHA-256 of the index stream of a three-block
+    code (the same before and after the cache; a change to the stream is a protocol change)."""
+    import hashlib
+
+    words = LocalCode(2 * BLOCK + 300, 1000, "kat")._derive_all()
+    assert words.dtype == np.uint32 and words.size == D * (2 * BLOCK + 300)
+    digest = hashlib.sha256(words.tobytes()).hexdigest()
+    assert digest == "996dc39dc01b3937a8bbded078087c75836145c9ad8bb0261b1f22902fdbe9ce"
+
+
 def test_local_code_indices_derived_once_per_process(monkeypatch):
     """Two instances and two threads of one code derive its indices once; the cache keeps a
-    bounded number of codes."""
+    bounded number of codes, read-only."""
     import threading
+    import time
 
     calls = []
     derive = LocalCode._derive_all
 
     def counted(self):  # noqa: ANN001, ANN202
         calls.append(self._seed)
+        time.sleep(0.2)  # the second thread arrives while the first derives
         return derive(self)
 
     monkeypatch.setattr(LocalCode, "_derive_all", counted)
@@ -127,6 +140,7 @@ def test_local_code_indices_derived_once_per_process(monkeypatch):
     for th in threads:
         th.join(60)
     assert len(calls) == 1 and np.array_equal(outs[0], outs[1]) and outs[0].any()
+    assert not next(iter(lpn._CACHE._codes.values())).flags.writeable
     for i in range(lpn._KEEP + 1):
         LocalCode(100 + i, 64, "test-keep").encode(v, np.zeros((100 + i, 2), np.uint64))
     assert len(calls) == 1 + lpn._KEEP + 1 and len(lpn._CACHE._codes) == lpn._KEEP
@@ -287,6 +301,26 @@ def test_one_of_n_from_cots(nmsg, k):
 
     _, got = run_silent(srv, cli)
     assert np.array_equal(got, tab[np.arange(n), ch])
+
+
+@pytest.mark.parametrize("ks", [[2, 4, 2, 4], [3, 5, 3, 5]])  # packed keys, and the fields path
+def test_one_of_n_parts_across_chunks(monkeypatch, ks):
+    """Parts whose bounds fall inside hashing chunks (8 OTs a chunk here), an empty part and
+    values above k bits in the tables: every receiver gets its entry cut to its part's width."""
+    from twofold.runtime.ot import nco
+
+    monkeypatch.setattr(nco, "_SUB", 8)
+    sizes = [13, 0, 29, 5]
+    tab = RNG.integers(0, 256, (sum(sizes), 16)).astype(np.uint8)  # not masked to k bits
+    ch = RNG.integers(0, 16, sum(sizes)).astype(np.uint8)
+    _, got = run_silent(
+        lambda p: p.ot.kkot_send(tab, ks, sizes), lambda p: p.ot.kkot_recv(ch, 16, ks, sizes)
+    )
+    width = np.repeat(ks, sizes).astype(np.uint64)
+    want = tab[np.arange(sum(sizes)), ch].astype(np.uint64) & (
+        (np.uint64(1) << width) - np.uint64(1)
+    )
+    assert np.array_equal(got, want)
 
 
 def test_one_of_n_from_packed_words():

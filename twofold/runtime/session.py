@@ -25,7 +25,10 @@ from .ot.otpack import OTPack
 from .prg import PRG
 
 PROTOCOL = "twofold-2pc"
-PROTOCOL_VERSION = 1
+#: What the messages mean: bump it on every change an older peer would misread, so that the
+#: handshake refuses the pair instead of the run computing garbage (2: packed 1-of-N keys,
+#: ot/nco.py, 2026-11-30).
+PROTOCOL_VERSION = 2
 ROLES = ("server", "client")
 #: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
 #: the OTPack's (silent Ferret COT, or IKNP).

@@ -51,9 +51,11 @@ class _Indices:
             words = self._codes.get(key)
             if words is None:
                 words = code._derive_all()
+                words.flags.writeable = False
                 self._codes[key] = words
                 while len(self._codes) > _KEEP:
                     self._codes.popitem(last=False)
+            self._codes.move_to_end(key)  # least recently used goes first
             return words
 
 

@@ -88,7 +88,7 @@ def packable(parts: Parts) -> bool:
 
 
 def _entry_masks(nmsg: int, k: int) -> np.ndarray:
-    """M[i] (uint64[m]): the k-bit fields of the entries x with bit i of x set."""
+    """uint64[m]: row i has the k-bit fields of the entries x whose bit i is set."""
     m = max(1, (nmsg - 1).bit_length())
     x = np.arange(nmsg, dtype=np.uint64)
     field = np.uint64((1 << k) - 1) << (x * np.uint64(k))
@@ -182,9 +182,7 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
     """Receiver: choices uint8[n] in [0, N); returns the chosen k-bit messages uint64[n]."""
     n = choices.shape[0]
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
-    m, f, kk, nblk = layout(nmsg, parts.k)
-    if packable(parts):
-        nblk = 1
+    m, f, kk, nblk = layout(nmsg, parts.k)  # packable parts: one block (N*k <= 64)
     c = choices.astype(np.int64)
     bits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8).reshape(-1)
     npad = max(64, (n * m + 63) // 64 * 64)
