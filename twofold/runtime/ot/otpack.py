@@ -14,7 +14,8 @@ is the OT sender, either party may be. Flavours (wire cost per OT: IKNP / silent
 * correlated OT over Z_2^k: the sender gives corr (uint64[n] or [n, d]) and gets x; the receiver
   gives b and gets x + b*corr mod 2^k (16 bytes / 1 bit, + d*k bits);
 * chosen-message OT of k-bit values (uint64[n] or [n, d] each);
-* 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages;
+* 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages (on the silent
+  source also as rows already packed into words, ``kkot_send_words``);
 * random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``);
 * random OT with random choices (``rrot_*``): free of traffic on the silent source.
 

@@ -56,8 +56,10 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     """The digit leaves in ONE batch of 1-of-16 OTs, one flight (``_ot.kkot_parts``): the
     ``low`` digits (the same for both comparisons) with 2-bit messages (lt, eq), the ``high``
     ones with 4-bit messages (lt, eq, lt2, eq2); on IKNP also ``n_triples`` AND triples
-    (2-bit rows). Returns the boolean shares (lt, eq) of the low leaves, (lt, eq, lt2, eq2)
-    of the high ones, each uint8[digits, n], and the triples. The client passes x2=None."""
+    (2-bit rows; on the silent source the server's rows go as packed words, built from the
+    per-digit words, ``kkot_words``). Returns the boolean shares (lt, eq) of the low leaves,
+    (lt, eq, lt2, eq2) of the high ones, each uint8[digits, n], and the triples. The client
+    passes x2=None."""
     n = x.size
     if tr.on_silent(party):  # triples from random OTs, free of traffic: not in the batch
         triples = tr.bit_triples(party, n_triples)
