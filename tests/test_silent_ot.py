@@ -84,9 +84,11 @@ def test_local_code_is_the_sparse_matrix():
     assert np.array_equal(code.indices(P(code._seed), n), idx)  # same on both sides
 
 
-def test_local_code_cached_indices_are_the_stream():
-    """Across blocks (the last one short): the cached indices give what the AES stream gives,
-    block after block, and the second encoding (from the cache) adds the same again."""
+def test_local_code_cached_indices_are_the_stream(monkeypatch):
+    """Across blocks (the last one short): the first encodings derive the indices from the AES
+    stream as they go, later ones read them from the cache, and all give the sparse matrix of
+    the stream (``indices`` block after block)."""
+    monkeypatch.setattr(lpn, "_CACHE", lpn._Indices())
     n, k = 2 * BLOCK + 300, 1000
     code = LocalCode(n, k, "test-blocks")
     from twofold.runtime.prg import PRG as P
@@ -96,12 +98,12 @@ def test_local_code_cached_indices_are_the_stream():
         [code.indices(stream, min(BLOCK, n - j0)) for j0 in range(0, n, BLOCK)], axis=1
     )
     v, u = PRG().block(k), PRG().bits(k)
-    out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
-    code.encode(v, out, u, bits)
-    assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
-    assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
-    LocalCode(n, k, "test-blocks").encode(v, out, u, bits)  # another instance: the cache
-    assert not out.any() and not bits.any()
+    for i in range(lpn.STREAM_FIRST + 2):  # another instance each time: one cache per process
+        out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
+        LocalCode(n, k, "test-blocks").encode(v, out, u, bits)
+        assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
+        assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
+        assert (code._seed in lpn._CACHE._codes) == (i >= lpn.STREAM_FIRST)
 
 
 def test_local_code_stream_known_answer():
@@ -131,6 +133,7 @@ def test_local_code_indices_derived_once_per_process(monkeypatch):
 
     monkeypatch.setattr(LocalCode, "_derive_all", counted)
     monkeypatch.setattr(lpn, "_CACHE", lpn._Indices())
+    monkeypatch.setattr(lpn, "STREAM_FIRST", 0)  # kept from the first encoding
     v, outs = PRG().block(64), [np.zeros((3000, 2), np.uint64) for _ in range(2)]
     threads = [
         threading.Thread(target=LocalCode(3000, 64, "test-once").encode, args=(v, o)) for o in outs

@@ -8,10 +8,11 @@ floor(r[c, j] * k / 2^32) (multiply-shift, no modulo; bias below k / 2^32, publi
 the code is fixed by (name, n, k) alone.
 
 The indices are the same for every encoding with the code, so each process derives them once
-per code, at its first encoding, and keeps them as uint32 (:class:`_Indices`: 4*D*n bytes,
-419 MB for Ferret's main set, shared by both directions' instances; a session that never
-reaches the main set never derives them). That takes the AES and multiply-shift passes, about
-a third of an encoding, out of every encoding but the first.
+per code and keeps them as uint32 (:class:`_Indices`: 4*D*n bytes, 419 MB for Ferret's main
+set, shared by both directions' instances), from its third encoding on: the first two derive
+them block by block as they go, so a session that encodes with a code once or twice keeps
+nothing. That takes the AES and multiply-shift passes, about a third of an encoding, out of
+every later encoding.
 
 Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) runs a block at a
 time in reused buffers sized for the L2 cache: the block's indices from the cache, one gather
@@ -34,6 +35,7 @@ D = 10
 BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
 _ROW = np.dtype((np.void, 16))
 _KEEP = 4  # codes whose indices a process keeps (Ferret uses two: the bootstrap and main sets)
+STREAM_FIRST = 2  # encodings per code that derive their indices as they go before they are kept
 
 
 class _Indices:
@@ -44,12 +46,19 @@ class _Indices:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._codes: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._uses: dict[bytes, int] = {}  # encodings so far of the codes not kept yet
 
-    def get(self, code: LocalCode) -> np.ndarray:
+    def get(self, code: LocalCode) -> np.ndarray | None:
+        """The code's indices, or None for its first ``STREAM_FIRST`` encodings in this process
+        (derived from the stream as they go): a session that encodes with a code once or twice
+        does not keep its indices."""
         key = code._seed
         with self._lock:
             words = self._codes.get(key)
             if words is None:
+                self._uses[key] = self._uses.get(key, 0) + 1
+                if self._uses[key] <= STREAM_FIRST:
+                    return None
                 words = code._derive_all()
                 words.flags.writeable = False
                 self._codes[key] = words
@@ -98,6 +107,7 @@ class LocalCode:
             raise ValueError("LPN encode: the output must be C-contiguous (written in place)")
         table = np.ascontiguousarray(v).view(_ROW).reshape(self.k)  # one 16-byte item a row
         words = _CACHE.get(self)
+        prg = PRG(self._seed) if words is None else None
         idx = np.empty(D * BLOCK, np.intp)
         rows = np.empty((D * BLOCK, 2), np.uint64)
         acc = np.empty(2 * BLOCK, np.uint64)
@@ -106,8 +116,11 @@ class LocalCode:
         flat = out.reshape(-1)
         for j0 in range(0, self.n, BLOCK):
             m = min(BLOCK, self.n - j0)
-            ii = idx[: D * m]
-            ii[:] = words[D * j0 : D * (j0 + m)]  # row c of the block's D x m: its c-th nonzeros
+            ii = idx[: D * m]  # row c of the block's D x m: its outputs' c-th nonzeros
+            if words is None:
+                self.indices(prg, m, ii.view(np.uint64).reshape(D, m))
+            else:
+                ii[:] = words[D * j0 : D * (j0 + m)]
             g = rows[: D * m]
             np.take(table, ii, out=g.view(_ROW).reshape(-1), mode="wrap")  # in range
             a = acc[: 2 * m]
