@@ -37,6 +37,7 @@ from .program import Program
 from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
 from .session import OT_DEFAULT, OT_SOURCES, Party, check_ot_source
+from .threads import one_blas_thread
 from .tls import cert_fingerprint, ensure_self_signed, server_context
 
 LINEAR = ("he", "ot", "auto")
@@ -130,7 +131,8 @@ def server_session(
             fuse=relu_trunc_plan(prog.graph) if fuse else frozenset(),
             chunk=None if fuse else SMALL_CHUNK,
         )
-        prog.run(rt)
+        with one_blas_thread():
+            prog.run(rt)
         rt.verdict()  # the overflow flags go to the client only
         doc = cost_doc(rt.cost, time.perf_counter() - t0, chan, setup)
         chan.send(json.dumps(_summary(doc)).encode())
@@ -385,7 +387,8 @@ def run_client(
             fuse=relu_trunc_plan(prog.graph) if fuse else frozenset(),
             chunk=None if fuse else SMALL_CHUNK,
         )
-        res = prog.run(rt)
+        with one_blas_thread():
+            res = prog.run(rt)
         verdict = rt.verdict()
         try:
             server_cost = json.loads(chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
