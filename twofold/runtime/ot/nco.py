@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitpack
-from ..ring import mask
 from .crhash import crhash_wide, mmo_into, tweak_xor
-from .parts import Parts
+from .parts import Parts, pack_rows
 
 _SUB = 1 << 15  # OTs per hashing batch
 
@@ -89,7 +87,7 @@ def packable(parts: Parts) -> bool:
 
 def _entry_masks(nmsg: int, k: int) -> np.ndarray:
     """uint64[m]: row i has the k-bit fields of the entries x whose bit i is set."""
-    m = max(1, (nmsg - 1).bit_length())
+    m = layout(nmsg, k)[0]
     x = np.arange(nmsg, dtype=np.uint64)
     field = np.uint64((1 << k) - 1) << (x * np.uint64(k))
     return np.array(
@@ -193,11 +191,12 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
     key = np.zeros(n, np.uint64)
     ar = np.arange(n)
     word = f * kk <= 64
+    packed_keys = packable(parts)
     for lo, hi, r, tw in _row_chunks(ext, chan, n * m, cols, _SUB * m):
         j0, j1 = lo // m, hi // m
         h = crhash_wide(r, tw, domain, nblk)
         cj = c[j0:j1]
-        if packable(parts):  # field c of every R_{j,i,c_i}, at each part's width
+        if packed_keys:  # field c of every R_{j,i,c_i}, at each part's width
             w = h[:, 0].reshape(j1 - j0, m)
             for _, a, b, kp, _ in parts.overlap(j0, j1):
                 sh = (cj[a - j0 : b - j0] * kp).astype(np.uint64)
@@ -216,11 +215,10 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
 
 def _send_packed(ext, chan, tables: np.ndarray, parts: Parts, domain: int) -> None:  # noqa: ANN001
     """nco_send with packed keys (module docstring): each part's rows packed at its width."""
-    words = []
-    for i, kp in enumerate(parts.ks):
-        rows = tables[parts.starts[i] : parts.starts[i + 1]]
-        rows = np.bitwise_and(rows, rows.dtype.type(mask(kp)))  # k-bit messages
-        words.append(bitpack.pack(rows, kp).view(_WORD[parts.nmsg * kp]))
+    words = [
+        pack_rows(tables[parts.starts[i] : parts.starts[i + 1]], kp).view(row_word(parts, i))
+        for i, kp in enumerate(parts.ks)
+    ]
     nco_send_words(ext, chan, words, parts, domain)
 
 
@@ -239,7 +237,7 @@ def nco_send_words(ext, chan, words: list[np.ndarray], parts: Parts, domain: int
         want = (parts.sizes[i],)
         if w.dtype != row_word(parts, i) or w.shape != want:
             raise ValueError(f"nco_send_words: part {i} needs {row_word(parts, i)}{list(want)}")
-    m = max(1, (parts.nmsg - 1).bit_length())
+    m = layout(parts.nmsg, parts.k)[0]
     s = np.asarray(ext.s, np.uint64)
     masks = {kp: _entry_masks(parts.nmsg, kp) for kp in set(parts.ks)}
     wire = np.empty(parts.nbytes, np.uint8)

@@ -48,7 +48,7 @@ class Parts:
         most 8) of rows [lo, lo + r) into ``wire``; ``lo`` must start a byte in every part (a
         multiple of 8 rows will do)."""
         for _, a, b, k, off in self.overlap(lo, lo + out.shape[0]):
-            packed = bitpack.pack(out[a - lo : b - lo] & out.dtype.type(mask(k)), k)
+            packed = pack_rows(out[a - lo : b - lo], k)
             wire[off : off + packed.size] = packed
 
     def take(self, wire: np.ndarray, choices: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -63,3 +63,9 @@ class Parts:
             got[a:b] ^= key[a:b]
             got[a:b] &= mask(k)
         return got
+
+
+def pack_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """Rows of N messages cut to k bits and packed as they go on the wire (``bitpack.pack``:
+    entry x of a row at bits [x*k, x*k + k) of the row's bits), uint8."""
+    return bitpack.pack(rows & rows.dtype.type(mask(k)), k)

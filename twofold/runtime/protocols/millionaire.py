@@ -109,14 +109,14 @@ def _leaves_and_triples(
         triples = bit_triples(party, n_triples)
         n_triples = 0
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
-    if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
+    if party.is_server:
         r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
+    if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
         words = WORDS2[greater][dig.astype(np.intp)]
         words ^= r.astype(np.uint32) * REP2
         kkot_words(party, "server", [words], 1 << DIGIT_BITS, [2], [nd * n])
         msg, tmsg = r, None
     elif party.is_server:
-        r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
         leaf = _ROWS[greater][dig.astype(np.intp)].view(np.uint8).reshape(nd * n, -1)
         leaf ^= r[:, None]
         table = np.concatenate([leaf, ot_table(st)]) if st.size else leaf

@@ -69,9 +69,10 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     hi_dig = _digit_matrix(x, high).reshape(-1)
     nlo, nhi = lo_dig.size, hi_dig.size
     sizes = [nlo + st.size, nhi]
-    if party.is_server and tr.on_silent(party):  # packed words: no 16-wide tables
+    if party.is_server:  # the server's shares of the leaves (lt, eq) and (lt, eq, lt2, eq2)
         r_lo = prg(party).bytes(nlo) & np.uint8(3)
         r_hi = prg(party).bytes(nhi) & np.uint8(15)
+    if party.is_server and tr.on_silent(party):  # packed words: no 16-wide tables
         w_lo = WORDS2[False][lo_dig.astype(np.intp)]
         w_lo ^= r_lo.astype(np.uint32) * REP2
         w4 = WORDS4[False]
@@ -83,8 +84,6 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     elif party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
         lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (2- and 4-bit messages)
         table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint8)
-        r_lo = prg(party).bytes(nlo) & np.uint8(3)
-        r_hi = prg(party).bytes(nhi) & np.uint8(15)
         np.take(rows, lo_dig.astype(np.intp), out=table[:nlo].view(rows.dtype).reshape(-1))
         table[:nlo] ^= r_lo[:, None]
         if st.size:
