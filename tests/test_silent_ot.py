@@ -106,6 +106,19 @@ def test_local_code_cached_indices_are_the_stream(monkeypatch):
         assert (code._seed in lpn._CACHE._codes) == (i >= lpn.STREAM_FIRST)
 
 
+def test_local_code_indices_wait_has_a_deadline(monkeypatch):
+    """A thread waiting for another's derivation gives up after LOCK_WAIT with a clear error."""
+    cache = lpn._Indices()
+    monkeypatch.setattr(lpn, "_CACHE", cache)
+    monkeypatch.setattr(lpn, "LOCK_WAIT", 0.05)
+    cache._lock.acquire()  # another thread deriving
+    try:
+        with pytest.raises(RuntimeError, match="waited 0.05 s for its indices"):
+            LocalCode(100, 10, "test-wait").encode(PRG().block(10), np.zeros((100, 2), np.uint64))
+    finally:
+        cache._lock.release()
+
+
 def test_local_code_stream_known_answer():
     """The code both parties derive is pinned: SHA-256 of the index stream of a three-block
     code (the same before and after the cache; a change to the stream is a protocol change)."""

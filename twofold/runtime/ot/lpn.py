@@ -36,12 +36,14 @@ BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay 
 _ROW = np.dtype((np.void, 16))
 _KEEP = 4  # codes whose indices a process keeps (Ferret uses two: the bootstrap and main sets)
 STREAM_FIRST = 2  # encodings per code that derive their indices as they go before they are kept
+LOCK_WAIT = 600.0  # seconds a thread waits for another's derivation (local work, ~1 s)
 
 
 class _Indices:
     """A process-wide cache of codes' index streams: uint32[D * n] per code, in the stream's
     order (block after block, each block's D x m array row by row). Built once per code under a
-    lock (a second thread waits for the first: bounded local work, no peer), then read-only."""
+    lock (a second thread waits for the first, at most ``LOCK_WAIT``: bounded local work, no
+    peer), then read-only."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,7 +55,9 @@ class _Indices:
         (derived from the stream as they go): a session that encodes with a code once or twice
         does not keep its indices."""
         key = code._seed
-        with self._lock:
+        if not self._lock.acquire(timeout=LOCK_WAIT):
+            raise RuntimeError(f"LPN code: waited {LOCK_WAIT:g} s for its indices")
+        try:
             words = self._codes.get(key)
             if words is None:
                 self._uses[key] = self._uses.get(key, 0) + 1
@@ -66,6 +70,8 @@ class _Indices:
                     self._codes.popitem(last=False)
             self._codes.move_to_end(key)  # least recently used goes first
             return words
+        finally:
+            self._lock.release()
 
 
 _CACHE = _Indices()
