@@ -56,6 +56,39 @@ def test_bitpack_roundtrip(k, m):
     assert np.array_equal((bits.astype(np.uint64) << np.arange(k, dtype=np.uint64)).sum(1), v)
 
 
+@pytest.mark.parametrize("k", [3, 7, 13, 15, 30, 39, 60, 63])
+@pytest.mark.parametrize("m", [bitpack.PERIODIC_MIN, 10_007])
+def test_bitpack_periodic_is_the_same_layout(k, m):
+    """Long arrays take the periodic packers: the same bytes as the per-value packer (the
+    documented layout, checked above) and back, also across several blocks of periods."""
+    v = RNG.integers(0, 2**63, m, dtype=np.uint64) & np.uint64((1 << k) - 1)
+    p = bitpack.pack(v, k)
+    assert np.array_equal(p, bitpack._pack_words(v, k))
+    assert np.array_equal(bitpack.unpack(p, m, k), v)
+    assert np.array_equal(bitpack._unpack_words(p, m, k), v)
+
+
+def test_bitpack_periodic_crosses_blocks(monkeypatch):
+    monkeypatch.setattr(bitpack, "_BLOCK", 3)
+    v = RNG.integers(0, 1 << 39, 5_000, dtype=np.uint64)
+    p = bitpack.pack(v, 39)
+    assert np.array_equal(p, bitpack._pack_words(v, 39))
+    assert np.array_equal(bitpack.unpack(p, v.size, 39), v)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 15])
+def test_put_bits_streams_at_any_offset_in_any_order(k):
+    """Streams OR-ed into a zeroed buffer at their bit offsets, in a shuffled order, give the
+    packing of their concatenation (neighbours share the byte at a boundary)."""
+    sizes = [0, 1, 5, 8, 13, 0, 21, 3]
+    vals = [RNG.integers(0, 1 << k, s).astype(np.uint64) for s in sizes]
+    wire = np.zeros(bitpack.packed_size(sum(sizes), k), np.uint8)
+    offs = np.cumsum([0, *sizes]) * k
+    for i in RNG.permutation(len(sizes)):
+        bitpack.put_bits(wire, int(offs[i]), bitpack.pack(vals[i], k), sizes[i] * k)
+    assert np.array_equal(wire, bitpack.pack(np.concatenate(vals), k))
+
+
 @pytest.mark.parametrize("k", [1, 2, 4, 8])
 @pytest.mark.parametrize("m", [1, 37, 40])
 def test_bitpack_narrow_input_packs_the_same(k, m):
