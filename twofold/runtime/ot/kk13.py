@@ -12,7 +12,7 @@ import numpy as np
 
 from .crhash import mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender
-from .parts import Parts
+from .parts import Parts, seal
 
 WIDTH = 256
 _SUB = 1 << 12  # OTs per batched hash call on the sender (N x 4096 blocks stay in cache)
@@ -73,13 +73,19 @@ def codeword_columns(choices: np.ndarray, npad: int, nmsg: int) -> np.ndarray:
     return comb[np.arange(WIDTH) & ((1 << b) - 1)]
 
 
-def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
+def kk_send(
+    ext: ExtSender, chan, tables: np.ndarray, k: int | Parts, domain: int, op: str | None = None
+):  # noqa: ANN001, ANN201, E501
     """Sender side: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts``), or
-    uint8[n, N] when every k is at most 8."""
+    uint8[n, N] when every k is at most 8. With ``op`` (the shares flavour, ``Parts(implicit=
+    True)``: ``parts.seal``) the tables are values and the sender's shares r are returned."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    if (op is not None) != parts.implicit:
+        raise ValueError(f"KK13: share op {op!r} with implicit={parts.implicit}")
+    shares = np.empty(n, tables.dtype) if op else None
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]
-    wire = np.empty(parts.nbytes, np.uint8)
+    wire = parts.wire()
 
     sub = _SUB
     z = np.empty((nmsg * sub + 1, 2), np.uint64)
@@ -102,11 +108,17 @@ def kk_send(ext: ExtSender, chan, tables: np.ndarray, k: int | Parts, domain: in
             h3 ^= b[None, s0:s1]
             h3 ^= cs_hi[:, :r]
             mmo_into(h[: nmsg * r], z)
-            np.bitwise_xor(tables[lo + s0 : lo + s1], z3[:, :, 0].T, out=out[s0:s1])
+            if op:  # the keys, sealed below with the sender's shares
+                out[s0:s1] = z3[:, :, 0].T
+            else:
+                np.bitwise_xor(tables[lo + s0 : lo + s1], z3[:, :, 0].T, out=out[s0:s1])
+        if op:
+            out = seal(parts, lo, tables[lo:hi], out, op, shares)
         parts.put(wire, lo, out)  # chunks start at multiples of 64 OTs: byte aligned
 
     ext.extend(chan, n, each)
     chan.send(wire)
+    return shares
 
 
 def kk_recv(ext: ExtReceiver, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int):  # noqa: ANN001, ANN201, E501

@@ -23,14 +23,21 @@ Security as above: for x != c and i with x_i != c_i, field x of R_{j,i,1-c_i} ap
 key_j(x) and in no other key (each key reads its own field), so the keys other than key_j(c)
 are jointly pseudorandom; the receiver computes key_j(c) from its R_{j,i,c_i} alone. Each part
 of a batch (``parts.py``) takes the fields of its own width from the same hashes.
+
+Shares flavour (``op``, ``Parts(implicit=True)``): the sender's output is its share r_j, chosen
+so that entry 0 encrypts to zero (r_j = v_j0 ^ key_j(0), or v_j0 - key_j(0) mod 2^k), and
+only entries 1..N-1 are sent; the receiver gets v_jc ^ r_j (v_jc - r_j), with choice 0 its key
+alone. To a receiver with c != 0, key_j(0) is one of the pseudorandom keys above, so r_j is
+uniform to it; with c = 0 it learns key_j(0) = its output, as it should.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..ring import mask
 from .crhash import crhash_wide, mmo_into, tweak_xor
-from .parts import Parts, pack_rows
+from .parts import Parts, pack_rows, seal
 
 _SUB = 1 << 15  # OTs per hashing batch
 
@@ -132,14 +139,17 @@ def _row_chunks(ext, chan, n: int, cols, step: int):  # noqa: ANN001, ANN202
         yield lo, min(n, lo + step), rows[lo : lo + step], start[0] + lo
 
 
-def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None:  # noqa: ANN001
+def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int, op: str | None = None):  # noqa: ANN001, ANN201, E501
     """Sender: ``tables`` uint64[n, N] of k-bit messages (or rows in ``Parts`` of several
-    widths), or uint8[n, N] when every k is at most 8; ``ext`` a 128-bit COT sender."""
+    widths), or uint8[n, N] when every k is at most 8; ``ext`` a 128-bit COT sender. With
+    ``op`` (the shares flavour, ``Parts(implicit=True)``) the tables are values and the
+    sender's shares r (tables' dtype, [n]) are returned (module docstring)."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
+    _check_op(parts, op)
     if packable(parts):
-        _send_packed(ext, chan, tables, parts, domain)
-        return
+        return _send_packed(ext, chan, tables, parts, domain, op)
+    shares = np.empty(n, tables.dtype) if op else None
     m, f, kk, nblk = layout(nmsg, parts.k)
     s = np.asarray(ext.s, np.uint64)
     word = f * kk <= 64  # all fields of a hash in its first 64-bit word: shifts, no gathers
@@ -148,7 +158,7 @@ def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None
     x = np.arange(nmsg, dtype=np.int64)
     sel = [(x >> i) & 1 for i in range(m)]
     shift = [(_drop_bit(x, i) * kk).astype(dt) for i in range(m)]
-    wire = np.empty(parts.nbytes, np.uint8)
+    wire = parts.wire()
     for lo, hi, r, tw in _row_chunks(ext, chan, n * m, None, _SUB * m):
         j0, j1 = lo // m, hi // m
         h0 = crhash_wide(r, tw, domain, nblk)
@@ -171,9 +181,19 @@ def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int) -> None
             for i in range(1, m):
                 key ^= both[:, i, perm[i]]
         # in the tables' dtype: a uint8 table has k <= 8, so the key's low byte is its field
-        out = np.bitwise_xor(tables[j0:j1], key, dtype=tables.dtype, casting="unsafe")
+        if op:
+            out = seal(parts, j0, tables[j0:j1], key, op, shares)
+        else:
+            out = np.bitwise_xor(tables[j0:j1], key, dtype=tables.dtype, casting="unsafe")
         parts.put(wire, j0, out)  # _SUB * N * k bits: every chunk starts on a byte
     chan.send(wire)
+    return shares
+
+
+def _check_op(parts: Parts, op: str | None) -> None:
+    """The shares flavour needs the implicit-first-entry layout, and only it."""
+    if (op is not None) != parts.implicit or op not in (None, "xor", "add"):
+        raise ValueError(f"1-of-N OT: share op {op!r} with implicit={parts.implicit}")
 
 
 def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int) -> np.ndarray:  # noqa: ANN001, E501
@@ -213,13 +233,14 @@ def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: 
     return parts.take(chan.recv_array(np.uint8, parts.nbytes), c, key)
 
 
-def _send_packed(ext, chan, tables: np.ndarray, parts: Parts, domain: int) -> None:  # noqa: ANN001
+def _send_packed(ext, chan, tables: np.ndarray, parts: Parts, domain: int, op: str | None):  # noqa: ANN001, ANN201, E501
     """nco_send with packed keys (module docstring): each part's rows packed at its width."""
     words = [
         pack_rows(tables[parts.starts[i] : parts.starts[i + 1]], kp).view(row_word(parts, i))
         for i, kp in enumerate(parts.ks)
     ]
-    nco_send_words(ext, chan, words, parts, domain)
+    shares = nco_send_words(ext, chan, words, parts, domain, op)
+    return None if shares is None else shares.astype(tables.dtype)
 
 
 def row_word(parts: Parts, i: int) -> np.dtype:
@@ -227,10 +248,39 @@ def row_word(parts: Parts, i: int) -> np.dtype:
     return np.dtype(_WORD[parts.nmsg * parts.ks[i]])
 
 
-def nco_send_words(ext, chan, words: list[np.ndarray], parts: Parts, domain: int) -> None:  # noqa: ANN001
+def _field_consts(nmsg: int, k: int, dtype: np.dtype) -> tuple:
+    """(field mask, r -> r in every field multiplier, top bit of every field) for N k-bit
+    fields in one word of ``dtype``."""
+    rep = sum(1 << (x * k) for x in range(nmsg))
+    top = rep << (k - 1)
+    return dtype.type(mask(k)), dtype.type(rep), dtype.type(top)
+
+
+def _seal_words(v: np.ndarray, key: np.ndarray, k: int, nmsg: int, op: str):  # noqa: ANN202
+    """:func:`parts.seal` on packed rows: (rows ^ key with the share r taken off every field,
+    r), r = field 0 of v ^ key ("xor") or of v - key ("add"); "add" subtracts r from every
+    field without borrows between fields (SWAR: ((v | H) - (R & ~H)) ^ ((v ^ ~R) & H), H the
+    fields' top bits)."""
+    fm, rep, top = _field_consts(nmsg, k, v.dtype)
+    if op == "xor":
+        r = (v ^ key) & fm
+        return v ^ key ^ (r * rep), r
+    r = (v - key) & fm
+    big = r * rep
+    t = ((v | top) - (big & ~top)) ^ ((v ^ ~big) & top)
+    return t ^ key, r
+
+
+def nco_send_words(
+    ext, chan, words: list[np.ndarray], parts: Parts, domain: int, op: str | None = None
+):  # noqa: ANN001, ANN201, E501
     """Sender, packed keys: ``words[i]`` holds part i's rows as words of :func:`row_word`'s
     dtype, entry x of a row at bits [x*k, x*k + k) (``bitpack.pack`` of the row), so a caller
-    that builds its rows this way skips the N-wide tables. The receiver runs ``nco_recv``."""
+    that builds its rows this way skips the N-wide tables. The receiver runs ``nco_recv``.
+    With ``op`` (shares flavour) returns the sender's shares, uint8[n] when every k is at most
+    8, else uint64[n]."""
+    _check_op(parts, op)
+    shares = np.empty(parts.n, np.uint8 if parts.k <= 8 else np.uint64) if op else None
     if not packable(parts):
         raise ValueError(f"nco_send_words: parts {parts.ks} of N={parts.nmsg} are not packable")
     for i, w in enumerate(words):
@@ -240,7 +290,7 @@ def nco_send_words(ext, chan, words: list[np.ndarray], parts: Parts, domain: int
     m = layout(parts.nmsg, parts.k)[0]
     s = np.asarray(ext.s, np.uint64)
     masks = {kp: _entry_masks(parts.nmsg, kp) for kp in set(parts.ks)}
-    wire = np.empty(parts.nbytes, np.uint8)
+    wire = parts.wire()
     for lo, hi, r, tw in _row_chunks(ext, chan, parts.n * m, None, _SUB * m):
         j0, j1 = lo // m, hi // m
         z = tweak_xor(r, tw, domain)  # H(q ^ b*Delta) = pi(z ^ b*Delta) ^ z ^ b*Delta
@@ -252,9 +302,14 @@ def nco_send_words(ext, chan, words: list[np.ndarray], parts: Parts, domain: int
         mmo_into(z, h1)
         w0 = h0[:-1, 0].reshape(j1 - j0, m)
         w1 = h1[:-1, 0].reshape(j1 - j0, m)
-        for i, a, b, kp, off in parts.overlap(j0, j1):
+        for i, a, b, kp, _ in parts.overlap(j0, j1):
             bits = parts.nmsg * kp
             msg = _packed_keys(w0[a - j0 : b - j0], w1[a - j0 : b - j0], masks[kp], bits)
-            msg ^= words[i][a - parts.starts[i] : b - parts.starts[i]]
-            wire[off : off + msg.nbytes] = msg.view(np.uint8)
+            v = words[i][a - parts.starts[i] : b - parts.starts[i]]
+            if op:
+                msg, shares[a:b] = _seal_words(v, msg, kp, parts.nmsg, op)
+            else:
+                msg ^= v
+            parts.put_words(wire, i, a, msg)
     chan.send(wire)
+    return shares

@@ -15,7 +15,9 @@ is the OT sender, either party may be. Flavours (wire cost per OT: IKNP / silent
   gives b and gets x + b*corr mod 2^k (16 bytes / 1 bit, + d*k bits);
 * chosen-message OT of k-bit values (uint64[n] or [n, d] each);
 * 1-out-of-N OT (KK13), N <= 256, per-OT tables uint64[n, N] of k-bit messages (on the silent
-  source also as rows already packed into words, ``kkot_send_words``);
+  source also as rows already packed into words, ``kkot_send_words``); its *shares* flavour
+  (``kkot_share_*``): the sender passes values V and gets its share r, the receiver gets
+  V[c] - r mod 2^k (or V[c] ^ r), entry 0 implicit ((N-1)·k bits a row on the wire);
 * random OT with long messages (``lrot_*``): keystreams of any length per OT (``lrot.LongOT``);
 * random OT with random choices (``rrot_*``): free of traffic on the silent source.
 
@@ -50,7 +52,7 @@ from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
 from .nco import nco_recv, nco_send, nco_send_words
-from .parts import Parts
+from .parts import SHARE_OPS, Parts
 from .silent import SilentReceiver, SilentSender
 
 KAPPA = 128
@@ -363,6 +365,27 @@ class OTPack:
         tables and a list of widths, or one table with its part ``sizes`` (no copy). Narrow
         tables: uint8 tables are taken as they are when every k is at most 8 (the millionaire's
         leaves: 16 bytes a row where uint64 would write and read 128)."""
+        self._kk_send(tables, k, sizes, None)
+
+    def kkot_share_send(
+        self,
+        values: np.ndarray | list[np.ndarray],
+        k: int | list[int],
+        sizes: list[int] | None = None,
+        op: str = "add",
+    ) -> np.ndarray | list[np.ndarray]:
+        """1-out-of-N OT whose sender output is its share (the *shares* flavour): values V as
+        :meth:`kkot_send`'s tables; returns r (V's dtype, [n], or a list per part for a list
+        of tables) such that the receiver's :meth:`kkot_share_recv` gets V[i, c_i] - r_i mod
+        2^k (``op="add"``) or V[i, c_i] ^ r_i (``op="xor"``). r_i is fixed by the OT so that
+        entry 0 encrypts to zero, so only entries 1..N-1 are sent ((N-1)·k bits a row instead
+        of N·k); to the receiver r_i is as uniform as a fresh random share (``ot/nco.py``)."""
+        if op not in SHARE_OPS:
+            raise ValueError(f"kkot_share_send: op must be one of {SHARE_OPS}, got {op!r}")
+        return self._kk_send(values, k, sizes, op)
+
+    def _kk_send(self, tables, k, sizes, op: str | None):  # noqa: ANN001, ANN202
+        """kkot_send / kkot_share_send: the tables checked, cut into parts and sent."""
         many = isinstance(tables, list)
         ks = [_check_k(x) for x in (k if sizes is not None or many else [k])]
         pieces = tables if many else [tables]
@@ -375,13 +398,14 @@ class OTPack:
         if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
             raise ValueError(f"kkot_send: tables must be [n, N], 2 <= N <= 256; got {t.shape}")
         t = np.ascontiguousarray(t)
-        parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1])
+        parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1], op is not None)
         if parts.n != t.shape[0]:
             raise ValueError(f"kkot_send: parts of {sizes} rows, table of {t.shape[0]}")
         if self.silent:
-            nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True))
+            shares = nco_send(self._snd, self.chan, t, parts, self._dom(_KK, True), op)
         else:
-            kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True))
+            shares = kk_send(self._kk_snd, self.chan, t, parts, self._dom(_KK, True), op)
+        return np.split(shares, parts.starts[1:-1]) if many and op else shares
 
     def kkot_send_words(self, words: list[np.ndarray], nmsg: int, ks: list[int]) -> None:
         """1-out-of-N OT as sender on the silent source, rows already packed: part i's rows as
@@ -389,10 +413,24 @@ class OTPack:
         every k_i a power of two and N*k_i one of 8, 16, 32, 64 bits (``nco.packable``). The
         receiver runs :meth:`kkot_recv` with parts of the same sizes and widths: the same OT as
         :meth:`kkot_send` with the unpacked tables, without building them."""
+        self._kk_send_words(words, nmsg, ks, None)
+
+    def kkot_share_send_words(
+        self, words: list[np.ndarray], nmsg: int, ks: list[int], op: str = "xor"
+    ) -> np.ndarray:
+        """:meth:`kkot_share_send` with the rows packed as :meth:`kkot_send_words` takes them;
+        returns the shares of all parts, uint8[n] when every k is at most 8, else uint64[n].
+        The receiver runs :meth:`kkot_share_recv`."""
+        if op not in SHARE_OPS:
+            raise ValueError(f"kkot_share_send_words: op must be one of {SHARE_OPS}, got {op!r}")
+        return self._kk_send_words(words, nmsg, ks, op)
+
+    def _kk_send_words(self, words, nmsg: int, ks: list[int], op: str | None):  # noqa: ANN001, ANN202
         if not self.silent:
             raise ValueError("kkot_send_words: packed rows are for the silent source")
-        parts = Parts([np.shape(w)[0] for w in words], [_check_k(k) for k in ks], int(nmsg))
-        nco_send_words(self._snd, self.chan, list(words), parts, self._dom(_KK, True))
+        sizes = [np.shape(w)[0] for w in words]
+        parts = Parts(sizes, [_check_k(k) for k in ks], int(nmsg), op is not None)
+        return nco_send_words(self._snd, self.chan, list(words), parts, self._dom(_KK, True), op)
 
     def kkot_recv(
         self,
@@ -404,6 +442,20 @@ class OTPack:
         """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]. Parts as
         :meth:`kkot_send`: a list of choice arrays gives a list of results; one array with
         ``sizes`` one result."""
+        return self._kk_recv(choices, nmsg, k, sizes, False)
+
+    def kkot_share_recv(
+        self,
+        choices: np.ndarray | list[np.ndarray],
+        nmsg: int,
+        k: int | list[int],
+        sizes: list[int] | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Receiver of :meth:`kkot_share_send` / :meth:`kkot_share_send_words`: V[i, c_i]
+        combined with the sender's share (its op), uint64[n]; arguments as :meth:`kkot_recv`."""
+        return self._kk_recv(choices, nmsg, k, sizes, True)
+
+    def _kk_recv(self, choices, nmsg, k, sizes, implicit: bool):  # noqa: ANN001, ANN202
         many = isinstance(choices, list)
         if many:
             sizes = [np.shape(c)[0] for c in choices]
@@ -412,7 +464,7 @@ class OTPack:
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
         c = _check_choices(choices, int(nmsg))
-        parts = Parts(sizes if sizes is not None else [c.shape[0]], ks, int(nmsg))
+        parts = Parts(sizes if sizes is not None else [c.shape[0]], ks, int(nmsg), implicit)
         if parts.n != c.shape[0]:
             raise ValueError(f"kkot_recv: parts of {sizes} rows, {c.shape[0]} choices")
         if self.silent:

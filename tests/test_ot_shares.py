@@ -1,0 +1,184 @@
+"""The shares flavour of 1-out-of-N OT (``OTPack.kkot_share_*``): the sender passes values V and
+gets its share r, the receiver gets V[c] - r mod 2^k (or V[c] ^ r); entry 0 of every row is
+implicit, so a row costs (N-1)·k bits on the wire. Both OT sources, every choice value."""
+
+import socket
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from twofold.runtime import bitpack, net
+from twofold.runtime.net import run_pair
+from twofold.runtime.ot import nco
+from twofold.runtime.ot.otpack import SOURCES
+from twofold.runtime.session import Party
+
+RNG = np.random.default_rng(20261201)  # public test inputs only; protocol randomness is secrets
+
+
+class _Recording(net.Channel):
+    """A channel that keeps a copy of every array it receives (the receiver's view)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.view = []
+
+    def recv_array(self, dtype, shape):
+        a = super().recv_array(dtype, shape)
+        self.view.append(a.copy())
+        return a
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    def pair(timeout=30.0):
+        a, b = socket.socketpair()
+        return _Recording(a, timeout), _Recording(b, timeout)
+
+    monkeypatch.setattr(net, "socketpair_channels", pair)
+
+
+def _pair(server_fn, client_fn, source):
+    return run_pair(
+        server_fn, client_fn, make=lambda role, ch: Party(role, ch, "test", ot_source=source)
+    )
+
+
+def _mask(k):
+    return np.uint64((1 << k) - 1) if k < 64 else np.uint64(2**64 - 1)
+
+
+def _want(v, r, k, op):
+    v, r = v.astype(np.uint64), r.astype(np.uint64)
+    return v ^ r if op == "xor" else (v - r) & _mask(k)
+
+
+CASES = [  # (N, k, op, dtype): relu_trunc's 1-of-8 at ell bits, the leaves' 1-of-16, odd shapes
+    (8, 39, "add", np.uint64),
+    (8, 32, "add", np.uint64),
+    (16, 2, "xor", np.uint8),
+    (16, 1, "xor", np.uint8),
+    (16, 4, "add", np.uint8),
+    (8, 8, "add", np.uint64),  # packed keys on the silent source, "add" across fields
+    (4, 16, "xor", np.uint64),
+    (3, 5, "add", np.uint64),
+    (2, 1, "xor", np.uint8),
+    (256, 64, "add", np.uint64),
+]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("nmsg,k,op,dtype", CASES)
+def test_every_choice_gets_its_value_minus_the_share(recording, source, nmsg, k, op, dtype):
+    """Every choice value, 0 included, decrypts V[c] - r (V[c] ^ r), and the message is exactly
+    n·(N-1)·k bits (entry 0 is not sent); values above k bits are cut to k."""
+    n = 777
+    vals = RNG.integers(0, 2**63, (n, nmsg), dtype=np.uint64)
+    vals = (vals & np.uint64(255) if dtype == np.uint8 else vals).astype(dtype)
+    ch = (np.arange(n) % nmsg).astype(np.uint8)
+    RNG.shuffle(ch)
+
+    def srv(p):
+        return p.ot.kkot_share_send(vals, k, op=op)
+
+    def cli(p):
+        got = p.ot.kkot_share_recv(ch, nmsg, k)
+        return got, p.chan.view[-1].size
+
+    r, (got, wire) = _pair(srv, cli, source)
+    assert r.dtype == dtype and r.shape == (n,)
+    assert np.all(r.astype(np.uint64) <= _mask(k))
+    v = vals[np.arange(n), ch].astype(np.uint64) & _mask(k)
+    assert np.array_equal(got, _want(v, r, k, op))
+    assert wire == bitpack.packed_size(n * (nmsg - 1), k)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("op", ["xor", "add"])
+def test_parts_across_chunks(monkeypatch, source, op):
+    """Parts of 1-, 2- and 4-bit rows (the millionaire's leaves) whose bounds fall inside the
+    hashing chunks, so that rows of 15, 30 and 60 bits are OR-ed in at odd bit offsets; on the
+    silent source once from tables and once from packed words."""
+    from twofold.runtime.ot import kk13
+
+    monkeypatch.setattr(nco, "_SUB", 8)
+    monkeypatch.setattr(kk13, "_SUB", 64)
+    sizes, ks = [13, 0, 29, 5, 70], [1, 2, 4, 2, 4]
+    n = sum(sizes)
+    vals = RNG.integers(0, 16, (n, 16)).astype(np.uint8)
+    ch = RNG.integers(0, 16, n).astype(np.uint8)
+    width = np.repeat(ks, sizes).astype(np.uint64)
+    v = vals[np.arange(n), ch].astype(np.uint64) & ((np.uint64(1) << width) - np.uint64(1))
+    tries = 2 if source == "silent" else 1
+
+    def srv(p):
+        out = [p.ot.kkot_share_send(vals, ks, sizes, op=op)]
+        if tries == 2:
+            parts = np.split(vals, np.cumsum(sizes)[:-1])
+            words = [
+                bitpack.pack(t & np.uint8((1 << k) - 1), k).view(nco._WORD[16 * k])
+                for t, k in zip(parts, ks, strict=True)
+            ]
+            out.append(p.ot.kkot_share_send_words(words, 16, ks, op=op))
+        return out
+
+    def cli(p):
+        return [p.ot.kkot_share_recv(ch, 16, ks, sizes) for _ in range(tries)]
+
+    rs, gots = _pair(srv, cli, source)
+    for r, got in zip(rs, gots, strict=True):
+        assert np.array_equal(got, _want(v, r, 4, op) & ((np.uint64(1) << width) - np.uint64(1)))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_share_and_unchosen_entries_are_uniform(recording, source):
+    """With constant values (all zero) the sender's shares r, the receiver's outputs and the
+    entries it did not choose are uniform (chi-square, p > 1e-6): r carries nothing but the
+    pad of entry 0, which a receiver that chose another entry cannot compute."""
+    n = 4096
+    ch = RNG.integers(1, 16, n).astype(np.uint8)  # never 0: r must still look uniform
+
+    def srv(p):
+        return p.ot.kkot_share_send(np.zeros((n, 16), np.uint8), 4, op="add")
+
+    def cli(p):
+        got = p.ot.kkot_share_recv(ch, 16, 4)
+        return got, p.chan.view[-1]
+
+    r, (got, wire) = _pair(srv, cli, source)
+    assert chisquare(np.bincount(r, minlength=16)).pvalue > 1e-6
+    assert chisquare(np.bincount(got.astype(np.int64), minlength=16)).pvalue > 1e-6
+    y = bitpack.unpack(wire, 15 * n, 4).reshape(n, 15)
+    others = y[np.arange(1, 16)[None, :] != ch[:, None]]
+    assert chisquare(np.bincount(others.astype(np.int64), minlength=16)).pvalue > 1e-6
+
+
+@pytest.mark.parametrize(
+    "k,dtype", [(1, np.uint16), (2, np.uint32), (4, np.uint64), (8, np.uint64)]
+)
+def test_packed_add_subtracts_every_field_without_borrows(k, dtype):
+    """nco._seal_words "add": each k-bit field of the packed row becomes (v_x - r) mod 2^k, r =
+    v_0 - key_0 mod 2^k, XORed with the key: against the per-field arithmetic."""
+    nmsg = 8 * np.dtype(dtype).itemsize // k
+    n = 4000
+    v = RNG.integers(0, 1 << k, (n, nmsg)).astype(np.uint64)
+    key = RNG.integers(0, 1 << k, (n, nmsg)).astype(np.uint64)
+    sh = np.arange(nmsg, dtype=np.uint64) * np.uint64(k)
+    word = lambda a: np.bitwise_or.reduce(a << sh, axis=1).astype(dtype)  # noqa: E731
+    out, r = nco._seal_words(word(v), word(key), k, nmsg, "add")
+    want_r = (v[:, 0] - key[:, 0]) & np.uint64((1 << k) - 1)
+    assert np.array_equal(r.astype(np.uint64), want_r)
+    fields = (out.astype(np.uint64)[:, None] >> sh) & np.uint64((1 << k) - 1)
+    assert np.array_equal(fields, ((v - want_r[:, None]) & np.uint64((1 << k) - 1)) ^ key)
+    assert not fields[:, 0].any()  # entry 0 encrypts to zero
+
+
+def test_share_flavour_arguments_are_checked():
+    def srv(p):
+        with pytest.raises(ValueError, match="op must be one of"):
+            p.ot.kkot_share_send(np.zeros((4, 8), np.uint64), 8, op="sub")
+        with pytest.raises(ValueError, match="share op"):
+            nco.nco_send(None, None, np.zeros((4, 8), np.uint64), 8, 0, op="add")
+
+    _pair(srv, lambda p: None, "silent")
