@@ -263,16 +263,18 @@ def test_handshake_mismatch_raises_on_both_sides():
     assert "both parties claim" in str(s) and "both parties claim" in str(c)
 
 
-def test_older_protocol_version_is_refused():
-    """A peer of an older protocol version (v1: 1-of-N keys before the packed ones) is refused
-    at the handshake, naming both versions, before any OT runs."""
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_protocol_version_is_refused(old):
+    """A peer of an older protocol version (v1: 1-of-N keys before the packed ones; v2: every
+    1-of-N entry sent, before the shares flavour) is refused at the handshake, naming both
+    versions, before any OT runs."""
     import json
 
     from twofold.runtime.session import PROTOCOL, PROTOCOL_VERSION
 
     def make(role, ch):
         if role == "client":  # an old client: its hello, its contribution, then it waits
-            hello = {"protocol": PROTOCOL, "version": 1, "role": "client", "program": "h"}
+            hello = {"protocol": PROTOCOL, "version": old, "role": "client", "program": "h"}
             ch.send(json.dumps(hello, sort_keys=True).encode())
             ch.send(b"\0" * 16)
             return json.loads(ch.recv_bytes(max_len=4096).decode())
@@ -282,9 +284,9 @@ def test_older_protocol_version_is_refused():
             return e
 
     s, c = run_pair(lambda x: x, lambda x: x, make=make)
-    assert c["version"] == PROTOCOL_VERSION == 2
+    assert c["version"] == PROTOCOL_VERSION == 3
     assert isinstance(s, ProgramMismatchError)
-    assert f"v{PROTOCOL_VERSION}" in str(s) and "v1" in str(s)
+    assert f"v{PROTOCOL_VERSION}" in str(s) and f"v{old}" in str(s)
 
 
 class _Recording(net.Channel):

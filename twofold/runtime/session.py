@@ -27,8 +27,9 @@ from .prg import PRG
 PROTOCOL = "twofold-2pc"
 #: What the messages mean: bump it on every change an older peer would misread, so that the
 #: handshake refuses the pair instead of the run computing garbage (2: packed 1-of-N keys,
-#: ot/nco.py, 2026-11-30).
-PROTOCOL_VERSION = 2
+#: ot/nco.py, 2026-11-30; 3: 1-of-N OTs whose entry 0 is implicit, the shares flavour of
+#: ot/parts.py, in the ReLU-truncation's output OT and the millionaire's leaves, 2026-11-30).
+PROTOCOL_VERSION = 3
 ROLES = ("server", "client")
 #: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
 #: the OTPack's (silent Ferret COT, or IKNP).

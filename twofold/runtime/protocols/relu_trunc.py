@@ -14,9 +14,10 @@ s bits is the truncation's carry):
   w = t_0 t_1 ^ k (t_0 ^ t_1) = t_0 OR t_1: x >> s = hi_0 + hi_1 + c - w·2^(ell-s);
 * so y = d·(hi_0 + c - (t_0 OR t_1)·2^(ell-s)) + d·hi_1. The first term is one 1-out-of-8 OT
   with ell-bit messages: the server offers, for each of the client's (d_1, c_1, t_1), its
-  value minus a random r it keeps; the second is the multiplexer's client half, one COT with
-  the client as sender and the server's d_0 as choice. Both follow the millionaires' protocol
-  in one flight.
+  value minus a share r it keeps -- the OT's shares flavour (``_ot.kkot(share="add")``), where
+  the OT fixes r so that entry 0 need not be sent: 7·ell bits instead of 8·ell; the second is
+  the multiplexer's client half, one COT with the client as sender and the server's d_0 as
+  choice. Both follow the millionaires' protocol in one flight.
 
 Cost per element with IKNP at ell = 31, s = 12: ~3,900 bits and the millionaire's rounds + 1,
 against ~5,300 bits and twice the rounds for ReLU then known-MSB truncation.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ot import cot, kkot
-from ._util import as_ring, chunk_of, mask, prg, wrap
+from ._util import as_ring, chunk_of, mask, wrap
 from .millionaire import millionaire
 
 _J = np.arange(8, dtype=np.uint64)
@@ -68,15 +69,14 @@ def select(party, x: np.ndarray, ell: int, s: int, c: np.ndarray, k: np.ndarray)
     if party.is_server:
         d0 = (e ^ 1).astype(np.uint64)
         c0, t0 = c.astype(np.uint64), t
-        r = prg(party).ring(x.size, ell)
         d = d0[:, None] ^ _E1[None, :]
         w = t0[:, None] | _T1[None, :]
         v = hi[:, None] + (c0[:, None] ^ _C1[None, :]) - (w << np.uint64(ell - s))
-        kkot(party, "server", wrap(d * v - r[:, None], ell), 8, ell)
+        r = kkot(party, "server", wrap(d * v, ell), 8, ell, share="add")  # client: entry - r
         got = cot(party, "client", d0.astype(np.uint8), ell)  # x + d0·(1 - 2 d1)·hi_1
         return wrap(r + got, ell)
     choice = e | (c << 1) | (t.astype(np.uint8) << 2)
-    msg = kkot(party, "server", choice, 8, ell)
+    msg = kkot(party, "server", choice, 8, ell, share="add")
     d1 = e.astype(np.uint64)
     corr = wrap((np.uint64(1) - np.uint64(2) * d1) * hi, ell)
     mine = cot(party, "client", corr, ell)
