@@ -3,10 +3,12 @@ the cleartext, and the bytes they save are exactly the entries no longer sent.""
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 
-from twofold.runtime import bitpack
+from twofold.runtime import bitpack, net
 from twofold.runtime.net import run_pair
 from twofold.runtime.prg import PRG
 from twofold.runtime.protocols._ot import cot, kkot
@@ -76,3 +78,103 @@ def test_relu_trunc_output_ot_saves_one_entry_exactly(source, ell, s):
     for a, b in zip(y0, y1, strict=True):
         assert np.array_equal(to_signed(wrap(a + b, ell), ell), want)
     assert cost[1] - cost[0] == bitpack.packed_size(8 * n, ell) - bitpack.packed_size(7 * n, ell)
+
+
+class _Recording(net.Channel):
+    """A channel that notes the size of every uint8 array it receives."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.sizes = []
+
+    def recv_array(self, dtype, shape):
+        a = super().recv_array(dtype, shape)
+        if a.dtype == np.uint8:
+            self.sizes.append(a.size)
+        return a
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    def pair(timeout=30.0):
+        a, b = socket.socketpair()
+        return _Recording(a, timeout), _Recording(b, timeout)
+
+    monkeypatch.setattr(net, "socketpair_channels", pair)
+
+
+def _leaf_bytes(n: int, one: int, two: int, four: int = 0) -> int:
+    """The leaf message: rows of 15 entries (entry 0 implicit) at 1, 2 and 4 bits, by part."""
+    return sum(bitpack.packed_size(15 * n * d, k) for d, k in ((one, 1), (two, 2), (four, 4)))
+
+
+# (bits, split, return_eq, digits with lt alone, (lt, eq) digits, single ANDs per element: their
+# triples ride in the leaf batch on IKNP, two a row)
+MILLIONAIRES = [
+    (31, None, False, 1, 7, 3),  # 8 digits; 7 + 4 ANDs, 4 of them in correlated pairs
+    (31, None, True, 0, 8, 0),  # the root's eq is read: every leaf (lt, eq), 7 pairs
+    (38, 11, False, 1, 9, 3),  # ReLU-truncation at ell = 39, s = 11: [0, 11) 2 singles, [11,
+]  # 38) 6 pairs, then the split's AND
+
+
+@pytest.mark.parametrize("source", OT_SOURCES)
+@pytest.mark.parametrize("bits,split,eq,one,two,singles", MILLIONAIRES)
+def test_millionaire_leaves_on_the_wire(recording, source, bits, split, eq, one, two, singles):
+    """The client receives a leaf message of exactly 15 entries a row, 1 bit for the lowest
+    digit of a tree whose root eq is not read, 2 bits for the others (on IKNP with the AND
+    triples' rows beside them), not the former 16 entries of 2 bits, and the comparison stays
+    exact where x and y differ in one bit or not at all."""
+    n = 512
+    rng = np.random.default_rng(bits)
+    x, y = (rng.integers(0, 1 << bits, n, dtype=np.uint64) for _ in range(2))
+    y[:64] = x[:64] ^ (np.uint64(1) << (np.arange(64, dtype=np.uint64) % np.uint64(bits)))
+    y[64:96] = x[64:96]
+
+    def party(v):  # noqa: ANN202
+        def run(p):  # noqa: ANN001, ANN202
+            out = millionaire(p, v, bits, split=split, return_eq=eq)
+            return out, list(p.chan.sizes)
+
+        return run
+
+    (s, _), (c, sizes) = _pair(party(x), party(y), source)
+    rows2 = two * n + (0 if source == "silent" else (singles * n + 1) // 2)
+    assert _leaf_bytes(n, one, 0) + bitpack.packed_size(15 * rows2, 2) in sizes
+    assert bitpack.packed_size(16 * (one * n + rows2), 2) not in sizes  # all 16 entries, 2 bits
+    got = [a ^ b for a, b in zip(s, c, strict=True)] if isinstance(s, tuple) else [s ^ c]
+    want = {None: [x < y], True: [x < y, x == y]}[eq or None]
+    if split:
+        m = np.uint64((1 << split) - 1)
+        want = [(x & m) < (y & m), x < y]
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("source", OT_SOURCES)
+def test_checked_relu_leaves_on_the_wire(recording, source):
+    """The checked ReLU-truncation at DenseNet's ell = 39, s = 11, grain 18 (twin.py): digits
+    [0, 11) compared once, the lowest with lt alone, [11, 18) once with (lt, eq), [18, 38) for
+    both comparisons with 4-bit leaves, all at 15 entries a row; exact, flags included."""
+    from twofold.runtime.protocols.relu_check import checked_relu
+
+    ell, grain, s, n = 39, 18, 11, 600
+    q = 1 << (ell - 2)
+    rng = np.random.default_rng(7)
+    vals = rng.integers(-q, q, n, dtype=np.int64, endpoint=True)
+    lim = (rng.integers(1, q >> grain, n, endpoint=True) << grain).astype(np.int64)
+    vals[:6] = [0, -1, 1, lim[3], lim[4] - 1, q]
+    x = from_signed(vals, ell)
+    r = PRG().ring(n, ell)
+    shares = (r, wrap(x - r, ell))
+
+    def party(i):  # noqa: ANN202
+        def run(p):  # noqa: ANN001, ANN202
+            out = checked_relu(p, shares[i], ell, lim if i == 0 else None, grain, s)
+            return out, list(p.chan.sizes)
+
+        return run
+
+    ((y0, f0), _), ((y1, f1), sizes) = _pair(party(0), party(1), source)
+    assert np.array_equal(to_signed(wrap(y0 + y1, ell), ell), np.maximum(vals, 0) >> s)
+    assert np.array_equal(f0 ^ f1, (vals >= lim).astype(np.uint8))
+    rows2 = 4 * n + (0 if source == "silent" else n)  # on IKNP 2 single ANDs: n rows of triples
+    assert _leaf_bytes(n, 1, 0, 5) + bitpack.packed_size(15 * rows2, 2) in sizes

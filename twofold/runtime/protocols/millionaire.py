@@ -6,10 +6,15 @@ KK13 1-out-of-2^m OT, the 2-bit message (lt ^ 1{x_j < v}, eq ^ 1{x_j = v}) for e
 value v; the client picks v = y_j.  An AND tree combines neighbouring digits,
 lt = lt_hi ^ (eq_hi & lt_lo), eq = eq_hi & eq_lo, one round per level; an ``eq`` is only
 computed where a later level reads it (8 digits: 7 + 4 ANDs instead of 7 + 6), and a combine
-that needs both ANDs uses a correlated triple pair (eq_hi opened once, one 1-of-8 OT).
-Bits per comparison at 32 bits on the IKNP source: 8 x (256 + 32) + 3 x 148 + 4 x 278 = 3,860;
-on the silent source (Cheetah §5) 8 x (4 + 32) + 3 x 4 + 4 x 6 = 324 plus Ferret's ~0.44 bits
-for each of its 46 COTs (the triples come from random OTs, free of other traffic).
+that needs both ANDs uses a correlated triple pair (eq_hi opened once, one 1-of-8 OT). The
+lowest digit of a tree whose root eq nobody reads is read for its lt alone, so its leaf is
+1 bit (:func:`_leaf_needs`). The server's shares (lt, eq) of the leaves are fixed by the OT
+(its shares flavour, ``_ot.kkot_words(share="xor")``: the share is entry 0's pad, so entry 0
+is not sent, 15 entries a row).
+Bits per comparison at 32 bits on the IKNP source: 7 x (256 + 30) + (256 + 15) + 3 x 148 +
+4 x 278 = 3,829; on the silent source (Cheetah §5) 7 x (4 + 30) + (4 + 15) + 3 x 4 + 4 x 6 =
+293 plus Ferret's ~0.44 bits for each of its 46 COTs (the triples come from random OTs, free
+of other traffic).
 ``split=s`` also returns the comparison of the low s bits (a node of the same tree), which
 faithful truncation needs for its carry (SiRNN §4.1).
 """
@@ -18,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ot import kkot, kkot_words
-from ._util import as_ring, chunk_of, prg
+from ._ot import kkot_parts, kkot_words
+from ._util import as_ring, chunk_of
 from .and_ import and_, and_level
 from .triples import (
     bit_triples,
@@ -57,6 +62,20 @@ def _eq_plan(d: int, root_eq: bool) -> list[list[bool]]:
     return plan
 
 
+def _leaf_needs(d: int, root_eq: bool) -> list[bool]:
+    """For each of a tree's d leaves, lowest first: whether any level reads its eq. Only the
+    lowest leaf can go without (when the root's eq is not needed): every other leaf is the
+    high side of a pair somewhere on its way up, whose eq the pair's lt reads."""
+    need = [root_eq]
+    sizes = [d]
+    while sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    for size in reversed(sizes[:-1]):
+        paired = 2 * (size // 2)
+        need = [(i < paired and i % 2 == 1) or need[i // 2] for i in range(size)]
+    return need
+
+
 def _count_ands(d: int, root_eq: bool) -> int:
     return sum(len(p) + sum(p) for p in _eq_plan(d, root_eq))
 
@@ -81,10 +100,11 @@ def _row_words(lut: np.ndarray, field: int, dtype: type) -> np.ndarray:
     return np.bitwise_or.reduce(lut.astype(np.uint64) << shift, axis=1).astype(dtype)
 
 
-# 2-bit fields (uint32 a row) and the same 2-bit values in 4-bit fields (uint64 a row)
+# lt alone in 1-bit fields (uint16 a row), (lt, eq) in 2-bit fields (uint32 a row) and the
+# same 2-bit values in 4-bit fields (uint64 a row)
+WORDS1 = {g: _row_words(t & 1, 1, np.uint16) for g, t in _LUTS.items()}
 WORDS2 = {g: _row_words(t, 2, np.uint32) for g, t in _LUTS.items()}
 WORDS4 = {g: _row_words(t, 4, np.uint64) for g, t in _LUTS.items()}
-REP2, REP4 = np.uint32(0x55555555), np.uint64(0x1111111111111111)  # r·REP: r in every field
 
 
 def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
@@ -94,42 +114,52 @@ def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
     )
 
 
+def _lt_only(groups: list[int], root_eq: list[bool]) -> np.ndarray:
+    """bool[digits]: the digits (all groups' digits, lowest first in each) whose eq no level
+    reads (:func:`_leaf_needs`); their leaves carry lt alone."""
+    return ~np.array([nd for d, re in zip(groups, root_eq, strict=True)
+                      for nd in _leaf_needs(d, re)], bool)  # fmt: skip
+
+
 def _leaves_and_triples(
-    party,
+    party,  # noqa: ANN001
     x: np.ndarray,
     digits: list[tuple[int, int]],
-    greater: bool,  # noqa: ANN001
+    lt_only: np.ndarray,
+    greater: bool,
     n_triples: int,
 ):  # noqa: ANN202
     """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons, and
-    ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs (2-bit messages)."""
+    ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs on the shares flavour (the
+    server's shares are the OT's): the ``lt_only`` digits with 1-bit messages (their eq is
+    returned as 0 and must not be read), the others with 2-bit ones (lt, eq)."""
     n, nd = x.size, len(digits)
-    dig = _digit_matrix(x, digits).reshape(-1)
+    dig = _digit_matrix(x, digits)
+    one, two = dig[lt_only].reshape(-1), dig[~lt_only].reshape(-1)
     if on_silent(party):  # triples from random OTs, free of traffic: not batched with the leaves
         triples = bit_triples(party, n_triples)
         n_triples = 0
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
-    if party.is_server:
-        r = prg(party).bytes(nd * n) & np.uint8(3)  # the server's shares lt | eq << 1
+    sizes = [one.size, two.size + st.size]
     if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
-        words = WORDS2[greater][dig.astype(np.intp)]
-        words ^= r.astype(np.uint32) * REP2
-        kkot_words(party, "server", [words], 1 << DIGIT_BITS, [2], [nd * n])
-        msg, tmsg = r, None
+        words = [WORDS1[greater][one.astype(np.intp)], WORDS2[greater][two.astype(np.intp)]]
+        msg = kkot_words(party, "server", words, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
     elif party.is_server:
-        leaf = _ROWS[greater][dig.astype(np.intp)].view(np.uint8).reshape(nd * n, -1)
-        leaf ^= r[:, None]
-        table = np.concatenate([leaf, ot_table(st)]) if st.size else leaf
-        kkot(party, "server", table, 1 << DIGIT_BITS, 2)
-        msg, tmsg = r, None
+        lut = _LUTS[greater]
+        rows = _ROWS[greater][two.astype(np.intp)].view(np.uint8).reshape(two.size, 16)
+        table = np.concatenate([lut[one] & 1, rows, ot_table(st)])
+        msg = kkot_parts(party, "server", table, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
     else:
-        out = kkot(party, "server", np.concatenate([dig, st]), 1 << DIGIT_BITS, 2)
-        out = out.astype(np.uint8)
-        msg, tmsg = out[: nd * n], out[nd * n :]
-    msg = msg.reshape(nd, n)
+        choice = np.concatenate([one, two, st])
+        msg = kkot_parts(party, "server", choice, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
+    msg = msg.astype(np.uint8)
+    tmsg = msg[one.size + two.size :]
+    leaf = np.zeros((nd, n), np.uint8)
+    leaf[lt_only] = msg[: one.size].reshape(-1, n)
+    leaf[~lt_only] = msg[one.size : one.size + two.size].reshape(-1, n)
     if not on_silent(party):
         triples = triples_from_ot(party, n_triples, st, tmsg)
-    return msg & 1, msg >> 1, triples
+    return leaf & 1, leaf >> 1, triples
 
 
 def _trees(
@@ -254,7 +284,8 @@ def millionaire(
     n_pair = sum(sum(sum(lv) for lv in pl) for pl in plans)
     n_single = sum(sum(len(lv) for lv in pl) for pl in plans) - n_pair
     n_single += 1 if split is not None else 0
-    lt, eq, triples = _leaves_and_triples(party, x, flat, greater, n_single * n)
+    lt_only = _lt_only([len(g) for g in digits], root_eq)
+    lt, eq, triples = _leaves_and_triples(party, x, flat, lt_only, greater, n_single * n)
     pool = _TriplePool(triples)
     cpool = _TriplePool(corr_triples(party, n_pair * n))
     roots = _trees(party, lt, eq, groups, root_eq, pool, cpool)

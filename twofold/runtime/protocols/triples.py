@@ -9,10 +9,12 @@ c = a_S b_S ^ a_C b_C ^ a_C b_S ^ a_S b_C. Two message bits per ROT give a corre
 (a, b, b') the same way.
 
 On the IKNP source: two triples per 1-out-of-16 OT (SCI's ``_16KKOT_to_4OT``). The server
-picks random (a0, b0, r) for two triples and offers, for every 4-bit choice
-(a1, b1, a1', b1'), the two bits r ^ (a0^a1)(b0^b1) and r' ^ (a0'^a1')(b0'^b1'); the client
-chooses with its random shares and gets c1, the server keeps c0 = r: c0 ^ c1 = a·b.
-Cost: one KK13 1-of-16 OT with 2-bit messages per two triples.
+picks random (a0, b0) for two triples and offers, for every 4-bit choice (a1, b1, a1', b1'),
+the two bits r ^ (a0^a1)(b0^b1) and r' ^ (a0'^a1')(b0'^b1'); the client chooses with its
+random shares and gets c1, the server keeps c0 = r: c0 ^ c1 = a·b. The server's r is the OT's
+(its shares flavour, ``_ot.kkot(share="xor")``: r is fixed by entry 0's pad, so entry 0 is
+not sent, and it is as uniform to the client as a fresh one).
+Cost: one KK13 1-of-16 OT with 2-bit messages (15 of them on the wire) per two triples.
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ _V = np.arange(16, dtype=np.uint8)
 
 
 def _table_lut() -> np.ndarray:
-    """LUT[k, v]: the 2-bit message for server randomness k = (a0, b0, a0', b0', r, r') bits."""
-    k = np.arange(64, dtype=np.uint8)[:, None]
-    bit = [(k >> i) & 1 for i in range(6)]
+    """LUT[k, v]: the 2-bit message (a0^a1)(b0^b1) | (a0'^a1')(b0'^b1') << 1 for the server's
+    randomness k = (a0, b0, a0', b0') bits and the client's v = (a1, b1, a1', b1'); the OT's
+    shares flavour adds the server's (r, r')."""
+    k = np.arange(16, dtype=np.uint8)[:, None]
+    bit = [(k >> i) & 1 for i in range(4)]
     vb = [(_V >> i) & 1 for i in range(4)]
-    t0 = bit[4] ^ ((bit[0] ^ vb[0]) & (bit[1] ^ vb[1]))
-    t1 = bit[5] ^ ((bit[2] ^ vb[2]) & (bit[3] ^ vb[3]))
+    t0 = (bit[0] ^ vb[0]) & (bit[1] ^ vb[1])
+    t1 = (bit[2] ^ vb[2]) & (bit[3] ^ vb[3])
     return (t0 | (t1 << 1)).astype(np.uint8)  # uint8: the OT sender's narrow tables
 
 
@@ -68,33 +72,26 @@ _LUT = _table_lut()
 
 
 def triple_ot_input(party, n: int) -> np.ndarray:  # noqa: ANN001
-    """This party's input to the 1-of-16 OTs for n triples: the server's tables uint8[m, 16]
-    (its randomness k = a0|b0<<1|a0'<<2|b0'<<3|r<<4|r'<<5 is kept as ``state``), the client's
-    choices uint8[m]; m = ceil(n/2).  Lets callers batch these OTs with others."""
+    """This party's input to the 1-of-16 OTs (shares flavour, 2-bit) for n triples: the
+    server's randomness k = a0|b0<<1|a0'<<2|b0'<<3 (tables :func:`ot_table`), the client's
+    choices, uint8[m] each; m = ceil(n/2).  Lets callers batch these OTs with others."""
     m = (n + 1) // 2
-    if party.is_server:
-        return prg(party).bytes(m) & np.uint8(63)
     return prg(party).bytes(m) & np.uint8(15)
 
 
 def ot_table(state: np.ndarray) -> np.ndarray:
-    """The server's OT tables for its randomness ``state``."""
+    """The server's OT values for its randomness ``state``."""
     return _LUT[state]
 
 
-def triples_from_ot(party, n: int, state: np.ndarray, msg: np.ndarray | None):  # noqa: ANN001, ANN201
-    """Boolean shares (a, b, c), uint8[n] each, from the OT state (and the client's messages)."""
-    if party.is_server:
-        bits = [(state >> i) & 1 for i in range(6)]
-        a = np.stack([bits[0], bits[2]], axis=1)
-        b = np.stack([bits[1], bits[3]], axis=1)
-        c = np.stack([bits[4], bits[5]], axis=1)
-    else:
-        ch = [(state >> i) & 1 for i in range(4)]
-        msg = msg.astype(np.uint8)
-        a = np.stack([ch[0], ch[2]], axis=1)
-        b = np.stack([ch[1], ch[3]], axis=1)
-        c = np.stack([msg & 1, (msg >> 1) & 1], axis=1)
+def triples_from_ot(party, n: int, state: np.ndarray, msg: np.ndarray):  # noqa: ANN001, ANN201
+    """Boolean shares (a, b, c), uint8[n] each, from this party's OT input ``state`` and its
+    output of the OT: the server's shares (r, r'), the client's messages."""
+    ch = [(state >> i) & 1 for i in range(4)]
+    msg = msg.astype(np.uint8)
+    a = np.stack([ch[0], ch[2]], axis=1)
+    b = np.stack([ch[1], ch[3]], axis=1)
+    c = np.stack([msg & 1, (msg >> 1) & 1], axis=1)
     return a.reshape(-1)[:n], b.reshape(-1)[:n], c.reshape(-1)[:n]
 
 
@@ -107,22 +104,21 @@ def bit_triples(party, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # 
         a, b, c = rot_triples(party, n, 1)
         return a, b[0], c[0]
     st = triple_ot_input(party, n)
-    if party.is_server:
-        kkot(party, "server", ot_table(st), 16, 2)
-        return triples_from_ot(party, n, st, None)
-    return triples_from_ot(party, n, st, kkot(party, "server", st, 16, 2))
+    data = ot_table(st) if party.is_server else st
+    return triples_from_ot(party, n, st, kkot(party, "server", data, 16, 2, share="xor"))
 
 
 def _corr_lut() -> np.ndarray:
-    """LUT8[k, v]: for server randomness k = (a0, b0, b0', r, r') bits and client choice
-    v = (a1, b1, b1'): the bits r ^ a·b | (r' ^ a·b') << 1 with a = a0^a1, b = b0^b1, ..."""
-    k = np.arange(32, dtype=np.uint8)[:, None]
+    """LUT8[k, v]: for server randomness k = (a0, b0, b0') bits and client choice
+    v = (a1, b1, b1'): the bits a·b | a·b' << 1 with a = a0^a1, b = b0^b1, b' = b0'^b1'
+    (the OT's shares flavour adds the server's (r, r'))."""
+    k = np.arange(8, dtype=np.uint8)[:, None]
     v = np.arange(8, dtype=np.uint8)[None, :]
-    kb = [(k >> i) & 1 for i in range(5)]
+    kb = [(k >> i) & 1 for i in range(3)]
     vb = [(v >> i) & 1 for i in range(3)]
     a = kb[0] ^ vb[0]
-    t0 = kb[3] ^ (a & (kb[1] ^ vb[1]))
-    t1 = kb[4] ^ (a & (kb[2] ^ vb[2]))
+    t0 = a & (kb[1] ^ vb[1])
+    t1 = a & (kb[2] ^ vb[2])
     return (t0 | (t1 << 1)).astype(np.uint8)  # uint8: the OT sender's narrow tables
 
 
@@ -131,8 +127,9 @@ _LUT8 = _corr_lut()
 
 def corr_triples(party, n: int):  # noqa: ANN001, ANN201
     """Boolean shares (a, b, b', c, c') of n correlated triple pairs, c = a·b, c' = a·b' (one
-    shared a), one 1-of-8 OT with 2-bit messages per pair: 272 bits instead of 288 for two
-    independent triples, and the AND pair opens a once (CrypTFlow2 §3.1.1, correlated triples).
+    shared a), one 1-of-8 OT with 2-bit messages per pair (shares flavour: 7 entries on the
+    wire): 270 bits on IKNP instead of 286 for two independent triples, and the AND pair opens
+    a once (CrypTFlow2 §3.1.1, correlated triples).
     """
     if n == 0:
         z = np.zeros(0, dtype=np.uint8)
@@ -140,10 +137,7 @@ def corr_triples(party, n: int):  # noqa: ANN001, ANN201
     if on_silent(party):
         a, b, c = rot_triples(party, n, 2)
         return a, b[0], b[1], c[0], c[1]
-    if party.is_server:
-        k = prg(party).bytes(n) & np.uint8(31)
-        kkot(party, "server", _LUT8[k], 8, 2)
-        return tuple((k >> i) & 1 for i in range(5))
-    v = prg(party).bytes(n) & np.uint8(7)
-    msg = kkot(party, "server", v, 8, 2).astype(np.uint8)
-    return v & 1, (v >> 1) & 1, (v >> 2) & 1, msg & 1, msg >> 1
+    st = prg(party).bytes(n) & np.uint8(7)
+    data = _LUT8[st] if party.is_server else st
+    msg = kkot(party, "server", data, 8, 2, share="xor").astype(np.uint8)
+    return st & 1, (st >> 1) & 1, (st >> 2) & 1, msg & 1, msg >> 1

@@ -34,14 +34,12 @@ import numpy as np
 
 from . import triples as tr
 from ._ot import kkot_parts, kkot_words
-from ._util import prg
 from .and_ import and_level
 from .millionaire import (
     _LUTS,
     _ROWS,
     DIGIT_BITS,
-    REP2,
-    REP4,
+    WORDS1,
     WORDS2,
     WORDS4,
     _digit_matrix,
@@ -52,14 +50,16 @@ from .millionaire import (
 )
 
 
-def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int):  # noqa: ANN001, ANN202
-    """The digit leaves in ONE batch of 1-of-16 OTs, one flight (``_ot.kkot_parts``): the
-    ``low`` digits (the same for both comparisons) with 2-bit messages (lt, eq), the ``high``
-    ones with 4-bit messages (lt, eq, lt2, eq2); on IKNP also ``n_triples`` AND triples
-    (2-bit rows; on the silent source the server's rows go as packed words, built from the
-    per-digit words, ``kkot_words``). Returns the boolean shares (lt, eq) of the low leaves,
-    (lt, eq, lt2, eq2) of the high ones, each uint8[digits, n], and the triples. The client
-    passes x2=None."""
+def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int, carry: bool):  # noqa: ANN001, ANN202, E501
+    """The digit leaves in ONE batch of 1-of-16 OTs on the shares flavour (the server's shares
+    are fixed by the OT, entry 0 not sent), one flight (``_ot.kkot_parts``): the ``low``
+    digits (the same for both comparisons) with 2-bit messages (lt, eq) -- with ``carry`` (they
+    start with the carry's tree) the lowest, whose eq nobody reads, with lt alone --, the
+    ``high`` ones with 4-bit messages (lt, eq, lt2, eq2); on IKNP also ``n_triples`` AND
+    triples (2-bit rows; on the silent source the server's rows go as packed words, built from
+    the per-digit words, ``kkot_words``). Returns the boolean shares (lt, eq) of the low
+    leaves (with ``carry`` the lowest one's eq is 0 and must not be read), (lt, eq, lt2, eq2)
+    of the high ones, each uint8[digits, n], and the triples. The client passes x2=None."""
     n = x.size
     if tr.on_silent(party):  # triples from random OTs, free of traffic: not in the batch
         triples = tr.bit_triples(party, n_triples)
@@ -67,60 +67,55 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     st = tr.triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
     lo_dig = _digit_matrix(x, low).reshape(-1) if low else np.zeros(0, np.uint8)
     hi_dig = _digit_matrix(x, high).reshape(-1)
+    cut = n if carry else 0
+    one, two = lo_dig[:cut], lo_dig[cut:]  # the lowest digit (lt alone), the rest
     nlo, nhi = lo_dig.size, hi_dig.size
-    sizes = [nlo + st.size, nhi]
-    if party.is_server:  # the server's shares of the leaves (lt, eq) and (lt, eq, lt2, eq2)
-        r_lo = prg(party).bytes(nlo) & np.uint8(3)
-        r_hi = prg(party).bytes(nhi) & np.uint8(15)
+    sizes = [one.size, two.size + st.size, nhi]
+    ks = [1, 2, 4]
     if party.is_server and tr.on_silent(party):  # packed words: no 16-wide tables
-        w_lo = WORDS2[False][lo_dig.astype(np.intp)]
-        w_lo ^= r_lo.astype(np.uint32) * REP2
         w4 = WORDS4[False]
         w_hi = w4[hi_dig.astype(np.intp)]
         w_hi |= w4[_digit_matrix(x2, high).reshape(-1).astype(np.intp)] << np.uint64(2)
-        w_hi ^= r_hi.astype(np.uint64) * REP4
-        kkot_words(party, "server", [w_lo, w_hi], 1 << DIGIT_BITS, [2, 4], sizes)
-        m_lo, m_hi, tmsg = r_lo, r_hi, None
-    elif party.is_server:  # one table for both parts, filled in place (the OT layer copies none)
-        lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (2- and 4-bit messages)
-        table = np.empty((sizes[0] + nhi, 1 << DIGIT_BITS), np.uint8)
-        np.take(rows, lo_dig.astype(np.intp), out=table[:nlo].view(rows.dtype).reshape(-1))
-        table[:nlo] ^= r_lo[:, None]
-        if st.size:
-            table[nlo : sizes[0]] = tr.ot_table(st)
-        hi = table[sizes[0] :]
+        words = [WORDS1[False][one.astype(np.intp)], WORDS2[False][two.astype(np.intp)], w_hi]
+        got = kkot_words(party, "server", words, 1 << DIGIT_BITS, ks, sizes, share="xor")
+    elif party.is_server:  # one table for all parts, filled in place (the OT layer copies none)
+        lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (1-, 2- and 4-bit)
+        table = np.empty((sum(sizes), 1 << DIGIT_BITS), np.uint8)
+        table[: one.size] = lut[one] & 1
+        mid = table[one.size : one.size + two.size]
+        np.take(rows, two.astype(np.intp), out=mid.view(rows.dtype).reshape(-1))
+        table[one.size + two.size : nlo + st.size] = tr.ot_table(st)
+        hi = table[nlo + st.size :]
         np.take(rows, hi_dig.astype(np.intp), out=hi.view(rows.dtype).reshape(-1))
         d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
         for lo in range(0, nhi, 1 << 20):  # the second leaves, <= 16 MiB of scratch at once
             sl = slice(lo, lo + (1 << 20))
             hi[sl] |= lut[d2[sl]] << np.uint8(2)
-        hi ^= r_hi[:, None]
-        kkot_parts(party, "server", table, 1 << DIGIT_BITS, [2, 4], sizes)
-        m_lo, m_hi, tmsg = r_lo, r_hi, None
+        got = kkot_parts(party, "server", table, 1 << DIGIT_BITS, ks, sizes, share="xor")
     else:
         got = kkot_parts(party, "server", np.concatenate([lo_dig, st, hi_dig]),
-                         1 << DIGIT_BITS, [2, 4], sizes)  # fmt: skip
-        m_lo, m_hi = got[:nlo].astype(np.uint8), got[sizes[0] :].astype(np.uint8)
-        tmsg = got[nlo : sizes[0]]
+                         1 << DIGIT_BITS, ks, sizes, share="xor")  # fmt: skip
+    got = got.astype(np.uint8)
+    m_lo, m_hi, tmsg = got[:nlo], got[nlo + st.size :], got[nlo : nlo + st.size]
     if not tr.on_silent(party):
         triples = tr.triples_from_ot(party, n_triples, st, tmsg)
     m_lo, m_hi = m_lo.reshape(len(low), n), m_hi.reshape(len(high), n)
-    lo = (m_lo & 1, m_lo >> 1)
+    lo = (m_lo & 1, m_lo >> 1)  # the lowest digit's eq: 0, not read (1-bit messages)
     return lo, (m_hi & 1, (m_hi >> 1) & 1, (m_hi >> 2) & 1, m_hi >> 3), triples
 
 
 def split_at(bits: int, grain: int, split: int | None = None) -> int:
     """Where to split between the digits compared once and those compared twice: the g ≤
-    ``grain`` (and ≥ ``split``) with the fewest leaf bits (silent source: 36 a shared digit,
-    68 a doubled one; on IKNP the same g has the fewest OTs). Below the grain the server
-    values agree, so any g ≤ grain is exact; lowering it pays where the grain cuts a narrow
-    digit on both sides (ℓ = 40, s = 11, grain 18: 3 + 2 + 6 digits at 18, 3 + 1 + 6 at 15).
-    Ties keep the larger g. Public inputs only, so both parties agree."""
+    ``grain`` (and ≥ ``split``) with the fewest leaf bits (silent source: 34 a shared digit,
+    64 a doubled one, 15 entries a row on the wire; on IKNP the same g has the fewest OTs).
+    Below the grain the server values agree, so any g ≤ grain is exact; lowering it pays where
+    the grain cuts a narrow digit on both sides (ℓ = 40, s = 11, grain 18: 3 + 2 + 6 digits at
+    18, 3 + 1 + 6 at 15). Ties keep the larger g. Public inputs only, so both parties agree."""
 
     def cost(g: int) -> int:
         once = len(_digits(0, split, DIGIT_BITS)) + len(_digits(split, g, DIGIT_BITS)) \
             if split is not None else len(_digits(0, g, DIGIT_BITS))  # fmt: skip
-        return 36 * once + 68 * len(_digits(g, bits, DIGIT_BITS))
+        return 34 * once + 64 * len(_digits(g, bits, DIGIT_BITS))
 
     return min(range(grain, (split or 0) - 1, -1), key=cost)
 
@@ -168,7 +163,7 @@ def twin_millionaire(
             single += len(lv) - sum(lv)
     pair += 1 if carry else 0  # (c ∧ eq, c ∧ eq2) for the two roots
     (lt_l, eq_l), (lt_a, eq_a, lt_b, eq_b), triples = _leaves(
-        party, x, x2, low + mid, high, single * n
+        party, x, x2, low + mid, high, single * n, carry
     )
     nl = len(low)
     lt = np.concatenate([lt_l, lt_a, lt_l[nl:], lt_b])  # low | mid high | mid high2
