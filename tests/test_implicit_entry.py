@@ -103,27 +103,33 @@ def recording(monkeypatch):
     monkeypatch.setattr(net, "socketpair_channels", pair)
 
 
-def _leaf_bytes(n: int, one: int, two: int, four: int = 0) -> int:
-    """The leaf message: rows of 15 entries (entry 0 implicit) at 1, 2 and 4 bits, by part."""
-    return sum(bitpack.packed_size(15 * n * d, k) for d, k in ((one, 1), (two, 2), (four, 4)))
+def _leaf_bytes(n: int, parts: list[tuple[int, int, int]], triple_rows: int) -> int:
+    """The leaf message: per part (k bits, entries e, digits d), n·d rows of e − 1 entries (entry
+    0 implicit), each part from a byte; then on IKNP the triples' rows, 15 entries of 2 bits."""
+    size = sum(bitpack.packed_size(n * d * (e - 1), k) for k, e, d in parts)
+    return size + bitpack.packed_size(15 * triple_rows, 2)
 
 
-# (bits, split, return_eq, digits with lt alone, (lt, eq) digits, single ANDs per element: their
-# triples ride in the leaf batch on IKNP, two a row)
+# (bits, split, return_eq, parts (k, entries, digits), single ANDs per element: their triples
+# ride in the leaf batch on IKNP, two a row)
 MILLIONAIRES = [
-    (31, None, False, 1, 7, 3),  # 8 digits; 7 + 4 ANDs, 4 of them in correlated pairs
-    (31, None, True, 0, 8, 0),  # the root's eq is read: every leaf (lt, eq), 7 pairs
-    (38, 11, False, 1, 9, 3),  # ReLU-truncation at ell = 39, s = 11: [0, 11) 2 singles, [11,
-]  # 38) 6 pairs, then the split's AND
+    # 8 digits, the top one of 3 bits (8 entries); 7 + 4 ANDs, 4 of them in correlated pairs
+    (31, None, False, [(1, 16, 1), (2, 16, 6), (2, 8, 1)], 3),
+    # the root's eq is read: every leaf (lt, eq); 7 correlated pairs
+    (31, None, True, [(2, 16, 7), (2, 8, 1)], 0),
+    # ReLU-truncation at ell = 39, s = 11: [0, 11) = 4 + 4 + 3 bits (2 single ANDs), [11, 38) =
+    # 6 x 4 + 3 bits (6 pairs), then the split's AND
+    (38, 11, False, [(1, 16, 1), (2, 16, 7), (2, 8, 2)], 3),
+]
 
 
 @pytest.mark.parametrize("source", OT_SOURCES)
-@pytest.mark.parametrize("bits,split,eq,one,two,singles", MILLIONAIRES)
-def test_millionaire_leaves_on_the_wire(recording, source, bits, split, eq, one, two, singles):
-    """The client receives a leaf message of exactly 15 entries a row, 1 bit for the lowest
-    digit of a tree whose root eq is not read, 2 bits for the others (on IKNP with the AND
-    triples' rows beside them), not the former 16 entries of 2 bits, and the comparison stays
-    exact where x and y differ in one bit or not at all."""
+@pytest.mark.parametrize("bits,split,eq,parts,singles", MILLIONAIRES)
+def test_millionaire_leaves_on_the_wire(recording, source, bits, split, eq, parts, singles):
+    """The client receives a leaf message of exactly 2^w − 1 entries a row for a w-bit digit,
+    of 1 bit for the lowest digit of a tree whose root eq is not read, 2 bits for the others
+    (on IKNP with the AND triples' rows beside them), not the former 16 entries of 2 bits, and
+    the comparison stays exact where x and y differ in one bit or not at all."""
     n = 512
     rng = np.random.default_rng(bits)
     x, y = (rng.integers(0, 1 << bits, n, dtype=np.uint64) for _ in range(2))
@@ -138,9 +144,10 @@ def test_millionaire_leaves_on_the_wire(recording, source, bits, split, eq, one,
         return run
 
     (s, _), (c, sizes) = _pair(party(x), party(y), source)
-    rows2 = two * n + (0 if source == "silent" else (singles * n + 1) // 2)
-    assert _leaf_bytes(n, one, 0) + bitpack.packed_size(15 * rows2, 2) in sizes
-    assert bitpack.packed_size(16 * (one * n + rows2), 2) not in sizes  # all 16 entries, 2 bits
+    triple_rows = 0 if source == "silent" else (singles * n + 1) // 2
+    assert _leaf_bytes(n, parts, triple_rows) in sizes
+    digits = sum(d for _, _, d in parts)
+    assert bitpack.packed_size(16 * (digits * n + triple_rows), 2) not in sizes  # the former
     got = [a ^ b for a, b in zip(s, c, strict=True)] if isinstance(s, tuple) else [s ^ c]
     want = {None: [x < y], True: [x < y, x == y]}[eq or None]
     if split:
@@ -152,8 +159,9 @@ def test_millionaire_leaves_on_the_wire(recording, source, bits, split, eq, one,
 @pytest.mark.parametrize("source", OT_SOURCES)
 def test_checked_relu_leaves_on_the_wire(recording, source):
     """The checked ReLU-truncation at DenseNet's ell = 39, s = 11, grain 18 (twin.py): digits
-    [0, 11) compared once, the lowest with lt alone, [11, 18) once with (lt, eq), [18, 38) for
-    both comparisons with 4-bit leaves, all at 15 entries a row; exact, flags included."""
+    [0, 11) = 4 + 4 + 3 bits compared once, the lowest with lt alone, [11, 18) = 4 + 3 once
+    with (lt, eq), [18, 38) for both comparisons with 4-bit leaves, every row with 2^w − 1
+    entries; exact, flags included."""
     from twofold.runtime.protocols.relu_check import checked_relu
 
     ell, grain, s, n = 39, 18, 11, 600
@@ -176,5 +184,6 @@ def test_checked_relu_leaves_on_the_wire(recording, source):
     ((y0, f0), _), ((y1, f1), sizes) = _pair(party(0), party(1), source)
     assert np.array_equal(to_signed(wrap(y0 + y1, ell), ell), np.maximum(vals, 0) >> s)
     assert np.array_equal(f0 ^ f1, (vals >= lim).astype(np.uint8))
-    rows2 = 4 * n + (0 if source == "silent" else n)  # on IKNP 2 single ANDs: n rows of triples
-    assert _leaf_bytes(n, 1, 0, 5) + bitpack.packed_size(15 * rows2, 2) in sizes
+    triple_rows = 0 if source == "silent" else n  # on IKNP 2 single ANDs: n rows of triples
+    parts = [(1, 16, 1), (2, 16, 2), (2, 8, 2), (4, 16, 5)]
+    assert _leaf_bytes(n, parts, triple_rows) in sizes

@@ -182,3 +182,52 @@ def test_share_flavour_arguments_are_checked():
             nco.nco_send(None, None, np.zeros((4, 8), np.uint64), 8, 0, op="add")
 
     _pair(srv, lambda p: None, "silent")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_entries_beyond_the_choices_are_not_sent(recording, monkeypatch, source):
+    """Parts whose choices lie below ``ents`` (a w-bit digit in a 1-of-16 batch) send entries
+    1..ents-1 only, at odd bit offsets inside hashing chunks; on the silent source also from
+    packed words; and a choice at or above its part's bound is refused."""
+    from twofold.runtime.ot import kk13
+
+    monkeypatch.setattr(nco, "_SUB", 8)
+    monkeypatch.setattr(kk13, "_SUB", 64)
+    sizes, ks, ents = [21, 37, 70, 9], [2, 1, 4, 2], [8, 2, 4, 1]
+    n = sum(sizes)
+    vals = RNG.integers(0, 16, (n, 16)).astype(np.uint8)
+    bound = np.repeat(ents, sizes)
+    ch = (RNG.integers(0, 16, n) % bound).astype(np.uint8)
+    width = np.repeat(ks, sizes).astype(np.uint64)
+    low = (np.uint64(1) << width) - np.uint64(1)
+    v = vals[np.arange(n), ch].astype(np.uint64) & low
+    tries = 2 if source == "silent" else 1
+
+    def srv(p):
+        out = [p.ot.kkot_share_send(vals, ks, sizes, op="xor", ents=ents)]
+        if tries == 2:
+            parts = np.split(vals, np.cumsum(sizes)[:-1])
+            words = [
+                bitpack.pack(t & np.uint8((1 << k) - 1), k).view(nco._WORD[16 * k])
+                for t, k in zip(parts, ks, strict=True)
+            ]
+            out.append(p.ot.kkot_share_send_words(words, 16, ks, op="xor", ents=ents))
+        return out
+
+    def cli(p):
+        got = []
+        for _ in range(tries):
+            got.append((p.ot.kkot_share_recv(ch, 16, ks, sizes, ents=ents), p.chan.view[-1].size))
+        bad = ch.copy()
+        bad[sizes[0] + 3] = 2  # part 1 chooses below 2
+        with pytest.raises(ValueError, match="part 1's choices must lie below 2"):
+            p.ot.kkot_share_recv(bad, 16, ks, sizes, ents=ents)
+        return got
+
+    rs, gots = _pair(srv, cli, source)
+    want_bytes = sum(
+        bitpack.packed_size(s * (e - 1), k) for s, k, e in zip(sizes, ks, ents, strict=True)
+    )
+    for r, (got, wire) in zip(rs, gots, strict=True):
+        assert np.array_equal(got, (v ^ r.astype(np.uint64)) & low)
+        assert wire == want_bytes

@@ -365,7 +365,7 @@ class OTPack:
         tables and a list of widths, or one table with its part ``sizes`` (no copy). Narrow
         tables: uint8 tables are taken as they are when every k is at most 8 (the millionaire's
         leaves: 16 bytes a row where uint64 would write and read 128)."""
-        self._kk_send(tables, k, sizes, None)
+        self._kk_send(tables, k, sizes, None, None)
 
     def kkot_share_send(
         self,
@@ -373,18 +373,21 @@ class OTPack:
         k: int | list[int],
         sizes: list[int] | None = None,
         op: str = "add",
+        ents: list[int] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """1-out-of-N OT whose sender output is its share (the *shares* flavour): values V as
         :meth:`kkot_send`'s tables; returns r (V's dtype, [n], or a list per part for a list
         of tables) such that the receiver's :meth:`kkot_share_recv` gets V[i, c_i] - r_i mod
         2^k (``op="add"``) or V[i, c_i] ^ r_i (``op="xor"``). r_i is fixed by the OT so that
         entry 0 encrypts to zero, so only entries 1..N-1 are sent ((N-1)·k bits a row instead
-        of N·k); to the receiver r_i is as uniform as a fresh random share (``ot/nco.py``)."""
+        of N·k); to the receiver r_i is as uniform as a fresh random share (``ot/nco.py``).
+        ``ents`` (one per part): the receiver's choices of part i lie below ents_i, so only
+        entries 1..ents_i - 1 are sent (a narrow millionaire digit in a 1-of-16 batch)."""
         if op not in SHARE_OPS:
             raise ValueError(f"kkot_share_send: op must be one of {SHARE_OPS}, got {op!r}")
-        return self._kk_send(values, k, sizes, op)
+        return self._kk_send(values, k, sizes, op, ents)
 
-    def _kk_send(self, tables, k, sizes, op: str | None):  # noqa: ANN001, ANN202
+    def _kk_send(self, tables, k, sizes, op: str | None, ents):  # noqa: ANN001, ANN202
         """kkot_send / kkot_share_send: the tables checked, cut into parts and sent."""
         many = isinstance(tables, list)
         ks = [_check_k(x) for x in (k if sizes is not None or many else [k])]
@@ -398,7 +401,8 @@ class OTPack:
         if t.ndim != 2 or not 2 <= t.shape[1] <= 256:
             raise ValueError(f"kkot_send: tables must be [n, N], 2 <= N <= 256; got {t.shape}")
         t = np.ascontiguousarray(t)
-        parts = Parts(sizes if sizes is not None else [t.shape[0]], ks, t.shape[1], op is not None)
+        sizes = sizes if sizes is not None else [t.shape[0]]
+        parts = Parts(sizes, ks, t.shape[1], op is not None, ents)
         if parts.n != t.shape[0]:
             raise ValueError(f"kkot_send: parts of {sizes} rows, table of {t.shape[0]}")
         if self.silent:
@@ -413,23 +417,28 @@ class OTPack:
         every k_i a power of two and N*k_i one of 8, 16, 32, 64 bits (``nco.packable``). The
         receiver runs :meth:`kkot_recv` with parts of the same sizes and widths: the same OT as
         :meth:`kkot_send` with the unpacked tables, without building them."""
-        self._kk_send_words(words, nmsg, ks, None)
+        self._kk_send_words(words, nmsg, ks, None, None)
 
     def kkot_share_send_words(
-        self, words: list[np.ndarray], nmsg: int, ks: list[int], op: str = "xor"
+        self,
+        words: list[np.ndarray],
+        nmsg: int,
+        ks: list[int],
+        op: str = "xor",
+        ents: list[int] | None = None,
     ) -> np.ndarray:
         """:meth:`kkot_share_send` with the rows packed as :meth:`kkot_send_words` takes them;
         returns the shares of all parts, uint8[n] when every k is at most 8, else uint64[n].
-        The receiver runs :meth:`kkot_share_recv`."""
+        The receiver runs :meth:`kkot_share_recv`; ``ents`` as :meth:`kkot_share_send`."""
         if op not in SHARE_OPS:
             raise ValueError(f"kkot_share_send_words: op must be one of {SHARE_OPS}, got {op!r}")
-        return self._kk_send_words(words, nmsg, ks, op)
+        return self._kk_send_words(words, nmsg, ks, op, ents)
 
-    def _kk_send_words(self, words, nmsg: int, ks: list[int], op: str | None):  # noqa: ANN001, ANN202
+    def _kk_send_words(self, words, nmsg: int, ks: list[int], op: str | None, ents):  # noqa: ANN001, ANN202
         if not self.silent:
             raise ValueError("kkot_send_words: packed rows are for the silent source")
         sizes = [np.shape(w)[0] for w in words]
-        parts = Parts(sizes, [_check_k(k) for k in ks], int(nmsg), op is not None)
+        parts = Parts(sizes, [_check_k(k) for k in ks], int(nmsg), op is not None, ents)
         return nco_send_words(self._snd, self.chan, list(words), parts, self._dom(_KK, True), op)
 
     def kkot_recv(
@@ -442,7 +451,7 @@ class OTPack:
         """1-out-of-N OT as receiver: choices uint8[n] in [0, N); returns uint64[n]. Parts as
         :meth:`kkot_send`: a list of choice arrays gives a list of results; one array with
         ``sizes`` one result."""
-        return self._kk_recv(choices, nmsg, k, sizes, False)
+        return self._kk_recv(choices, nmsg, k, sizes, False, None)
 
     def kkot_share_recv(
         self,
@@ -450,12 +459,14 @@ class OTPack:
         nmsg: int,
         k: int | list[int],
         sizes: list[int] | None = None,
+        ents: list[int] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Receiver of :meth:`kkot_share_send` / :meth:`kkot_share_send_words`: V[i, c_i]
-        combined with the sender's share (its op), uint64[n]; arguments as :meth:`kkot_recv`."""
-        return self._kk_recv(choices, nmsg, k, sizes, True)
+        combined with the sender's share (its op), uint64[n]; arguments as :meth:`kkot_recv`,
+        and the sender's ``ents`` (every choice of part i below ents_i, else ValueError)."""
+        return self._kk_recv(choices, nmsg, k, sizes, True, ents)
 
-    def _kk_recv(self, choices, nmsg, k, sizes, implicit: bool):  # noqa: ANN001, ANN202
+    def _kk_recv(self, choices, nmsg, k, sizes, implicit: bool, ents):  # noqa: ANN001, ANN202
         many = isinstance(choices, list)
         if many:
             sizes = [np.shape(c)[0] for c in choices]
@@ -464,9 +475,11 @@ class OTPack:
         if not 2 <= int(nmsg) <= 256:
             raise ValueError(f"kkot_recv: N must be in [2, 256], got {nmsg}")
         c = _check_choices(choices, int(nmsg))
-        parts = Parts(sizes if sizes is not None else [c.shape[0]], ks, int(nmsg), implicit)
+        sizes = sizes if sizes is not None else [c.shape[0]]
+        parts = Parts(sizes, ks, int(nmsg), implicit, ents)
         if parts.n != c.shape[0]:
             raise ValueError(f"kkot_recv: parts of {sizes} rows, {c.shape[0]} choices")
+        parts.check_choices(c)
         if self.silent:
             got = nco_recv(self._rcv, self.chan, c, int(nmsg), parts, self._dom(_KK, False))
         else:

@@ -9,9 +9,11 @@ a one-time pad for its message. A single part is byte for byte the layout of a p
 
 Implicit first entry (``implicit=True``, the *shares* flavour of ``OTPack.kkot_share_send``):
 the sender makes entry 0 of every row encrypt to zero by choosing its own share from entry 0's
-key (:func:`seal`), so entry 0 is not sent: a row is entries 1..N-1, (N-1)·k bits, rows dense
-(a row need not start on a byte: chunks are OR-ed in at their bit offsets, ``bitpack.put_bits``),
-and the receiver with choice 0 takes its key alone.
+key (:func:`seal`), so entry 0 is not sent, and the receiver with choice 0 takes its key alone.
+Entries a part's choices never reach (``ents``: part i's choices are below ents_i, e.g. a
+millionaire digit of 3 bits in a 1-of-16 batch) are not sent either. A row of part i is then
+entries [implicit, ents_i) at k_i bits, rows dense (a row need not start on a byte: chunks are
+OR-ed in at their bit offsets, ``bitpack.put_bits``).
 """
 
 from __future__ import annotations
@@ -28,29 +30,42 @@ SHARE_OPS = ("xor", "add")
 
 class Parts:
     """Rows of a 1-of-``nmsg`` OT batch in parts of ``sizes`` rows with ``ks``-bit messages;
-    ``implicit``: entry 0 of every row is not sent (module docstring)."""
+    ``implicit``: entry 0 of every row is not sent; ``ents``: part i's choices lie below
+    ents_i (default N), only those entries are sent (module docstring)."""
 
-    def __init__(self, sizes: list[int], ks: list[int], nmsg: int, implicit: bool = False) -> None:
+    def __init__(
+        self,
+        sizes: list[int],
+        ks: list[int],
+        nmsg: int,
+        implicit: bool = False,
+        ents: list[int] | None = None,
+    ) -> None:
         if len(sizes) != len(ks) or not sizes:
             raise ValueError("OT parts: one width per part, at least one part")
-        if not implicit and len(sizes) > 1 and any(nmsg * k % 8 for k in ks):
+        ents = [int(nmsg)] * len(ks) if ents is None else [int(e) for e in ents]
+        if len(ents) != len(ks) or not all(1 <= e <= nmsg for e in ents):
+            raise ValueError(f"OT parts: entries {ents} must be one per part, in 1..{nmsg}")
+        self.dense = bool(implicit) or any(e != nmsg for e in ents)  # rows OR-ed in at bits
+        if not self.dense and len(sizes) > 1 and any(nmsg * k % 8 for k in ks):
             raise ValueError(f"OT parts: N·k must be a multiple of 8 (N={nmsg}, k={ks})")
         self.nmsg = int(nmsg)
         self.implicit = bool(implicit)
-        self.sent = self.nmsg - int(self.implicit)  # entries of a row on the wire
+        self.ents = ents
+        self.sent = [e - int(self.implicit) for e in ents]  # entries of a row on the wire
         self.sizes = [int(s) for s in sizes]
         self.ks = [int(k) for k in ks]
         self.k = max(self.ks)
         self.starts = np.cumsum([0, *self.sizes]).tolist()
-        sk = zip(self.sizes, self.ks, strict=True)
-        nb = [bitpack.packed_size(s * self.sent, k) for s, k in sk]
+        sek = zip(self.sizes, self.sent, self.ks, strict=True)
+        nb = [bitpack.packed_size(s * e, k) for s, e, k in sek]
         self.offs = np.cumsum([0, *nb]).tolist()
         self.n = self.starts[-1]
         self.nbytes = self.offs[-1]
 
     def wire(self) -> np.ndarray:
         """A buffer for the batch's message (zeroed where rows are OR-ed in at bit offsets)."""
-        return (np.zeros if self.implicit else np.empty)(self.nbytes, np.uint8)
+        return (np.zeros if self.dense else np.empty)(self.nbytes, np.uint8)
 
     def overlap(self, lo: int, hi: int):  # noqa: ANN201
         """(i, a, b, k, offset): part i's rows [a, b) within [lo, hi), its width and the wire
@@ -58,30 +73,35 @@ class Parts:
         for i, k in enumerate(self.ks):
             a, b = max(lo, self.starts[i]), min(hi, self.starts[i + 1])
             if a < b:
-                yield i, a, b, k, self.offs[i] * 8 + (a - self.starts[i]) * self.sent * k
+                yield i, a, b, k, self.offs[i] * 8 + (a - self.starts[i]) * self.sent[i] * k
 
     def put(self, wire: np.ndarray, lo: int, out: np.ndarray) -> None:
         """Pack the masked messages ``out`` (uint64[r, nmsg], or uint8 when every width is at
-        most 8) of rows [lo, lo + r) into ``wire``; without ``implicit``, ``lo`` must start a
-        byte in every part (a multiple of 8 rows will do)."""
-        for _, a, b, k, off in self.overlap(lo, lo + out.shape[0]):
-            rows = out[a - lo : b - lo, int(self.implicit) :]
+        most 8) of rows [lo, lo + r) into ``wire``; unless ``dense``, ``lo`` must start a byte
+        in every part (a multiple of 8 rows will do)."""
+        for i, a, b, k, off in self.overlap(lo, lo + out.shape[0]):
+            rows = out[a - lo : b - lo, int(self.implicit) : self.ents[i]]
             packed = pack_rows(rows, k)
-            if self.implicit:
+            if self.dense:
                 bitpack.put_bits(wire, off, packed, rows.size * k)
             else:
                 wire[off // 8 : off // 8 + packed.size] = packed
 
     def put_words(self, wire: np.ndarray, i: int, a: int, words: np.ndarray) -> None:
         """Part i's rows from row a on, masked and packed as words (entry x at bits [x*k,
-        x*k + k); with ``implicit``, entry 0's field is zero and dropped)."""
+        x*k + k); with ``implicit``, entry 0's field is zero and dropped, and the fields from
+        ents_i on are dropped)."""
         k = self.ks[i]
-        off = self.offs[i] * 8 + (a - self.starts[i]) * self.sent * k
-        if not self.implicit:
+        off = self.offs[i] * 8 + (a - self.starts[i]) * self.sent[i] * k
+        if not self.dense:
             wire[off // 8 : off // 8 + words.nbytes] = words.view(np.uint8)
             return
-        rest = words.astype(np.uint64) >> np.uint64(k)
-        bits = self.sent * k
+        bits = self.sent[i] * k
+        if not bits:
+            return
+        rest = words.astype(np.uint64) >> np.uint64(k * self.implicit)
+        if bits < 64:
+            rest &= np.uint64((1 << bits) - 1)
         bitpack.put_bits(wire, off, bitpack.pack(rest, bits), rest.size * bits)
 
     def take(self, wire: np.ndarray, choices: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -91,16 +111,23 @@ class Parts:
         for i, k in enumerate(self.ks):
             a, b = self.starts[i], self.starts[i + 1]
             c = choices[a:b].astype(np.int64)
-            idx = np.arange(b - a, dtype=np.int64) * self.sent + c
+            idx = np.arange(b - a, dtype=np.int64) * self.sent[i] + c
             if self.implicit:
                 idx = np.maximum(idx - 1, 0)
             seg = wire[self.offs[i] : self.offs[i + 1]]
-            got[a:b] = bitpack.take(seg, idx, (b - a) * self.sent, k)
+            got[a:b] = bitpack.take(seg, idx, (b - a) * self.sent[i], k) if self.sent[i] else 0
             if self.implicit:
                 got[a:b][c == 0] = 0
             got[a:b] ^= key[a:b]
             got[a:b] &= mask(k)
         return got
+
+    def check_choices(self, choices: np.ndarray) -> None:
+        """ValueError unless every part's choices lie below its ``ents``."""
+        for i, e in enumerate(self.ents):
+            c = choices[self.starts[i] : self.starts[i + 1]]
+            if e < self.nmsg and c.size and int(c.max()) >= e:
+                raise ValueError(f"1-of-N OT: part {i}'s choices must lie below {e}")
 
 
 def pack_rows(rows: np.ndarray, k: int) -> np.ndarray:

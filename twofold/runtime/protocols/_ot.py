@@ -46,43 +46,55 @@ def kkot(
 
 
 def kkot_parts(
-    party,
+    party,  # noqa: ANN001
     sender: str,
     data: np.ndarray,
     n_msgs: int,
     ks: list[int],
     sizes: list[int],
     share: str | None = None,
-):  # noqa: ANN001, ANN201, E501
+    ents: list[int] | None = None,
+):  # noqa: ANN201
     """:func:`kkot` over rows in parts of ``sizes`` rows with ``ks``-bit messages, in one batch
     and one flight (``ot/parts.py``): the sender passes one table uint64[sum(sizes), N]
     (returns None, or with ``share`` its shares of all rows), the receiver one choice array
-    and gets one result array."""
+    and gets one result array. With ``share``, ``ents`` (one per part) bounds the choices of
+    each part (only the entries below it are sent)."""
     if party.role == sender:
         t = np.ascontiguousarray(data)
         if share:
-            return _ot(party).kkot_share_send(t, list(ks), list(sizes), op=share)
+            return _ot(party).kkot_share_send(t, list(ks), list(sizes), op=share, ents=ents)
         _ot(party).kkot_send(t, list(ks), list(sizes))
         return None
-    c = np.ascontiguousarray(data, dtype=np.uint8)
-    if share:
-        return _ot(party).kkot_share_recv(c, n_msgs, list(ks), list(sizes))
-    return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))
+    return _recv_parts(party, data, n_msgs, ks, sizes, share, ents)
 
 
 def kkot_words(
-    party, sender: str, data, n_msgs: int, ks: list[int], sizes: list[int], share: str | None = None
-):  # noqa: ANN001, ANN201, E501
+    party,  # noqa: ANN001
+    sender: str,
+    data,  # noqa: ANN001
+    n_msgs: int,
+    ks: list[int],
+    sizes: list[int],
+    share: str | None = None,
+    ents: list[int] | None = None,
+):  # noqa: ANN201
     """:func:`kkot_parts` with the sender's rows already packed, a list of word arrays, one per
     part (``OTPack.kkot_send_words``, silent source only); the receiver passes one choice array
     and gets one result array, as for :func:`kkot_parts`. ``share``: the shares flavour, the
-    sender gets its shares of all rows (uint8 when every k is at most 8)."""
+    sender gets its shares of all rows (uint8 when every k is at most 8); ``ents`` as there."""
     if party.role == sender:
         if share:
-            return _ot(party).kkot_share_send_words(list(data), n_msgs, list(ks), op=share)
+            words = list(data)
+            return _ot(party).kkot_share_send_words(words, n_msgs, list(ks), op=share, ents=ents)
         _ot(party).kkot_send_words(list(data), n_msgs, list(ks))
         return None
+    return _recv_parts(party, data, n_msgs, ks, sizes, share, ents)
+
+
+def _recv_parts(party, data, n_msgs: int, ks, sizes, share: str | None, ents):  # noqa: ANN001, ANN202
+    """The receiver's side of :func:`kkot_parts` and :func:`kkot_words`."""
     c = np.ascontiguousarray(data, dtype=np.uint8)
     if share:
-        return _ot(party).kkot_share_recv(c, n_msgs, list(ks), list(sizes))
+        return _ot(party).kkot_share_recv(c, n_msgs, list(ks), list(sizes), ents=ents)
     return _ot(party).kkot_recv(c, n_msgs, list(ks), list(sizes))

@@ -121,6 +121,50 @@ def _lt_only(groups: list[int], root_eq: list[bool]) -> np.ndarray:
                       for nd in _leaf_needs(d, re)], bool)  # fmt: skip
 
 
+def leaf_parts(ks: list[int], widths: list[int]) -> list[tuple[int, int, list[int]]]:
+    """The parts of a leaf batch: digit rows grouped by message width k and by the entries
+    their choices can reach (2^w for a w-bit digit: a narrow digit's row needs 2^w of its 16
+    entries on the wire), as (k, entries, digit rows), in order of first appearance. Public
+    inputs only, so both parties group alike."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for d, (k, w) in enumerate(zip(ks, widths, strict=True)):
+        groups.setdefault((k, 1 << w), []).append(d)
+    return [(k, e, rows) for (k, e), rows in groups.items()]
+
+
+def leaf_ots(party, dig: np.ndarray, ks: list[int], widths: list[int], rows, st: np.ndarray):  # noqa: ANN001, ANN201, E501
+    """ONE batch of 1-of-16 OTs on the shares flavour, one flight, for the leaves of digit
+    rows ``dig`` (uint8[digits, n]: the client's digits are its choices; k-bit messages and
+    ``widths``-bit digits per row, :func:`leaf_parts`), then on IKNP the AND triples' OTs
+    (``st``, 2-bit rows). The server's ``rows(k, digit rows, packed)`` gives a part's rows,
+    packed words (silent) or uint8 tables [r, 16] (IKNP); its shares are the OT's. Returns
+    the leaves (uint8[digits, n]: the server's shares, the client's messages) and the triple
+    rows' messages."""
+    n = dig.shape[1]
+    parts = leaf_parts(ks, widths)
+    sizes = [len(d) * n for _, _, d in parts]
+    kp, ents = [k for k, _, _ in parts], [e for _, e, _ in parts]
+    if st.size:  # IKNP: the triples' OTs in the same batch
+        sizes, kp, ents = [*sizes, st.size], [*kp, 2], [*ents, 1 << DIGIT_BITS]
+    n_msg = 1 << DIGIT_BITS
+    if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
+        words = [rows(k, d, True) for k, _, d in parts]
+        got = kkot_words(party, "server", words, n_msg, kp, sizes, share="xor", ents=ents)
+    elif party.is_server:
+        table = np.concatenate([rows(k, d, False) for k, _, d in parts] + [ot_table(st)])
+        got = kkot_parts(party, "server", table, n_msg, kp, sizes, share="xor", ents=ents)
+    else:
+        choice = np.concatenate([dig[d].reshape(-1) for _, _, d in parts] + [st])
+        got = kkot_parts(party, "server", choice, n_msg, kp, sizes, share="xor", ents=ents)
+    got = got.astype(np.uint8)
+    leaf = np.empty(dig.shape, np.uint8)
+    at = 0
+    for _, _, d in parts:
+        leaf[d] = got[at : at + len(d) * n].reshape(len(d), n)
+        at += len(d) * n
+    return leaf, got[at:]
+
+
 def _leaves_and_triples(
     party,  # noqa: ANN001
     x: np.ndarray,
@@ -130,33 +174,25 @@ def _leaves_and_triples(
     n_triples: int,
 ):  # noqa: ANN202
     """Boolean shares (lt, eq), each uint8[len(digits), n], of the digit comparisons, and
-    ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs on the shares flavour (the
-    server's shares are the OT's): the ``lt_only`` digits with 1-bit messages (their eq is
-    returned as 0 and must not be read), the others with 2-bit ones (lt, eq)."""
-    n, nd = x.size, len(digits)
+    ``n_triples`` AND triples -- all from ONE batch of 1-of-16 OTs on the shares flavour
+    (:func:`leaf_ots`): the ``lt_only`` digits with 1-bit messages (their eq is returned as 0
+    and must not be read), the others with 2-bit ones (lt, eq)."""
     dig = _digit_matrix(x, digits)
-    one, two = dig[lt_only].reshape(-1), dig[~lt_only].reshape(-1)
     if on_silent(party):  # triples from random OTs, free of traffic: not batched with the leaves
         triples = bit_triples(party, n_triples)
         n_triples = 0
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
-    sizes = [one.size, two.size + st.size]
-    if party.is_server and on_silent(party):  # the rows as packed words: no 16-wide tables
-        words = [WORDS1[greater][one.astype(np.intp)], WORDS2[greater][two.astype(np.intp)]]
-        msg = kkot_words(party, "server", words, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
-    elif party.is_server:
-        lut = _LUTS[greater]
-        rows = _ROWS[greater][two.astype(np.intp)].view(np.uint8).reshape(two.size, 16)
-        table = np.concatenate([lut[one] & 1, rows, ot_table(st)])
-        msg = kkot_parts(party, "server", table, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
-    else:
-        choice = np.concatenate([one, two, st])
-        msg = kkot_parts(party, "server", choice, 1 << DIGIT_BITS, [1, 2], sizes, share="xor")
-    msg = msg.astype(np.uint8)
-    tmsg = msg[one.size + two.size :]
-    leaf = np.zeros((nd, n), np.uint8)
-    leaf[lt_only] = msg[: one.size].reshape(-1, n)
-    leaf[~lt_only] = msg[one.size : one.size + two.size].reshape(-1, n)
+
+    def rows(k: int, d: list[int], packed: bool) -> np.ndarray:
+        v = dig[d].reshape(-1).astype(np.intp)
+        if packed:
+            return (WORDS1 if k == 1 else WORDS2)[greater][v]
+        if k == 1:
+            return _LUTS[greater][v] & np.uint8(1)
+        return _ROWS[greater][v].view(np.uint8).reshape(v.size, 1 << DIGIT_BITS)
+
+    ks = [1 if o else 2 for o in lt_only]
+    leaf, tmsg = leaf_ots(party, dig, ks, [w for _, w in digits], rows, st)
     if not on_silent(party):
         triples = triples_from_ot(party, n_triples, st, tmsg)
     return leaf & 1, leaf >> 1, triples

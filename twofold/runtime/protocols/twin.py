@@ -33,7 +33,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import triples as tr
-from ._ot import kkot_parts, kkot_words
 from .and_ import and_level
 from .millionaire import (
     _LUTS,
@@ -47,75 +46,73 @@ from .millionaire import (
     _eq_plan,
     _trees,
     _TriplePool,
+    leaf_ots,
 )
 
 
 def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: int, carry: bool):  # noqa: ANN001, ANN202, E501
     """The digit leaves in ONE batch of 1-of-16 OTs on the shares flavour (the server's shares
-    are fixed by the OT, entry 0 not sent), one flight (``_ot.kkot_parts``): the ``low``
+    are fixed by the OT, entry 0 not sent), one flight (``millionaire.leaf_ots``): the ``low``
     digits (the same for both comparisons) with 2-bit messages (lt, eq) -- with ``carry`` (they
     start with the carry's tree) the lowest, whose eq nobody reads, with lt alone --, the
     ``high`` ones with 4-bit messages (lt, eq, lt2, eq2); on IKNP also ``n_triples`` AND
     triples (2-bit rows; on the silent source the server's rows go as packed words, built from
-    the per-digit words, ``kkot_words``). Returns the boolean shares (lt, eq) of the low
-    leaves (with ``carry`` the lowest one's eq is 0 and must not be read), (lt, eq, lt2, eq2)
-    of the high ones, each uint8[digits, n], and the triples. The client passes x2=None."""
-    n = x.size
+    the per-digit words). Returns the boolean shares (lt, eq) of the low leaves (with
+    ``carry`` the lowest one's eq is 0 and must not be read), (lt, eq, lt2, eq2) of the high
+    ones, each uint8[digits, n], and the triples. The client passes x2=None."""
     if tr.on_silent(party):  # triples from random OTs, free of traffic: not in the batch
         triples = tr.bit_triples(party, n_triples)
         n_triples = 0
     st = tr.triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
-    lo_dig = _digit_matrix(x, low).reshape(-1) if low else np.zeros(0, np.uint8)
-    hi_dig = _digit_matrix(x, high).reshape(-1)
-    cut = n if carry else 0
-    one, two = lo_dig[:cut], lo_dig[cut:]  # the lowest digit (lt alone), the rest
-    nlo, nhi = lo_dig.size, hi_dig.size
-    sizes = [one.size, two.size + st.size, nhi]
-    ks = [1, 2, 4]
-    if party.is_server and tr.on_silent(party):  # packed words: no 16-wide tables
-        w4 = WORDS4[False]
-        w_hi = w4[hi_dig.astype(np.intp)]
-        w_hi |= w4[_digit_matrix(x2, high).reshape(-1).astype(np.intp)] << np.uint64(2)
-        words = [WORDS1[False][one.astype(np.intp)], WORDS2[False][two.astype(np.intp)], w_hi]
-        got = kkot_words(party, "server", words, 1 << DIGIT_BITS, ks, sizes, share="xor")
-    elif party.is_server:  # one table for all parts, filled in place (the OT layer copies none)
-        lut, rows = _LUTS[False], _ROWS[False]  # uint8 narrow tables (1-, 2- and 4-bit)
-        table = np.empty((sum(sizes), 1 << DIGIT_BITS), np.uint8)
-        table[: one.size] = lut[one] & 1
-        mid = table[one.size : one.size + two.size]
-        np.take(rows, two.astype(np.intp), out=mid.view(rows.dtype).reshape(-1))
-        table[one.size + two.size : nlo + st.size] = tr.ot_table(st)
-        hi = table[nlo + st.size :]
-        np.take(rows, hi_dig.astype(np.intp), out=hi.view(rows.dtype).reshape(-1))
-        d2 = _digit_matrix(x2, high).reshape(-1).astype(np.intp)
-        for lo in range(0, nhi, 1 << 20):  # the second leaves, <= 16 MiB of scratch at once
-            sl = slice(lo, lo + (1 << 20))
-            hi[sl] |= lut[d2[sl]] << np.uint8(2)
-        got = kkot_parts(party, "server", table, 1 << DIGIT_BITS, ks, sizes, share="xor")
-    else:
-        got = kkot_parts(party, "server", np.concatenate([lo_dig, st, hi_dig]),
-                         1 << DIGIT_BITS, ks, sizes, share="xor")  # fmt: skip
-    got = got.astype(np.uint8)
-    m_lo, m_hi, tmsg = got[:nlo], got[nlo + st.size :], got[nlo : nlo + st.size]
+    digits = low + high
+    dig = _digit_matrix(x, digits)
+    dig2 = _digit_matrix(x2, high) if x2 is not None else None  # the server's second leaves
+    nlo = len(low)
+
+    def rows(k: int, d: list[int], packed: bool) -> np.ndarray:
+        v = dig[d].reshape(-1).astype(np.intp)
+        if k == 4:  # (lt, eq) of x in bits 0-1, of x2 in bits 2-3 of every 4-bit entry
+            v2 = dig2[[i - nlo for i in d]].reshape(-1).astype(np.intp)
+            if packed:
+                w4 = WORDS4[False]
+                return w4[v] | (w4[v2] << np.uint64(2))
+            return _LUTS[False][v] | (_LUTS[False][v2] << np.uint8(2))
+        if packed:
+            return (WORDS1 if k == 1 else WORDS2)[False][v]
+        if k == 1:
+            return _LUTS[False][v] & np.uint8(1)
+        return _ROWS[False][v].view(np.uint8).reshape(v.size, 1 << DIGIT_BITS)
+
+    ks = [1 if carry and i == 0 else 2 for i in range(nlo)] + [4] * len(high)
+    leaf, tmsg = leaf_ots(party, dig, ks, [w for _, w in digits], rows, st)
     if not tr.on_silent(party):
         triples = tr.triples_from_ot(party, n_triples, st, tmsg)
-    m_lo, m_hi = m_lo.reshape(len(low), n), m_hi.reshape(len(high), n)
-    lo = (m_lo & 1, m_lo >> 1)  # the lowest digit's eq: 0, not read (1-bit messages)
+    m_lo, m_hi = leaf[:nlo], leaf[nlo:]
+    lo = (m_lo & 1, m_lo >> 1)  # with carry, the lowest digit's eq: 0, not read (1 bit)
     return lo, (m_hi & 1, (m_hi >> 1) & 1, (m_hi >> 2) & 1, m_hi >> 3), triples
 
 
-def split_at(bits: int, grain: int, split: int | None = None) -> int:
+def leaf_bits(width: int, k: int, ot_bits: int) -> int:
+    """Bits of one leaf OT of a ``width``-bit digit with k-bit messages: ``ot_bits`` for the
+    OT itself (silent: 4 choice bits; IKNP/KK13: a 256-bit column), 2^width − 1 entries."""
+    return ot_bits + ((1 << width) - 1) * k
+
+
+def split_at(bits: int, grain: int, split: int | None = None, ot_bits: int = 4) -> int:
     """Where to split between the digits compared once and those compared twice: the g ≤
-    ``grain`` (and ≥ ``split``) with the fewest leaf bits (silent source: 34 a shared digit,
-    64 a doubled one, 15 entries a row on the wire; on IKNP the same g has the fewest OTs).
-    Below the grain the server values agree, so any g ≤ grain is exact; lowering it pays where
-    the grain cuts a narrow digit on both sides (ℓ = 40, s = 11, grain 18: 3 + 2 + 6 digits at
-    18, 3 + 1 + 6 at 15). Ties keep the larger g. Public inputs only, so both parties agree."""
+    ``grain`` (and ≥ ``split``) with the fewest leaf bits (:func:`leaf_bits`; the digits
+    compared once have 2-bit messages, the lowest 1-bit, the doubled ones 4-bit). Below the
+    grain the server values agree, so any g ≤ grain is exact; lowering it pays where the grain
+    cuts a narrow digit on both sides and an OT costs more than its entries (ℓ = 40, s = 11,
+    grain 18 on IKNP: 3 + 2 + 6 digits at 18, 3 + 1 + 6 at 15; on the silent source the top
+    1-bit digit at 18 costs 8 bits, one OT fewer saves 4). Ties keep the larger g. Public
+    inputs only (``ot_bits`` from the session's OT source), so both parties agree."""
 
     def cost(g: int) -> int:
-        once = len(_digits(0, split, DIGIT_BITS)) + len(_digits(split, g, DIGIT_BITS)) \
-            if split is not None else len(_digits(0, g, DIGIT_BITS))  # fmt: skip
-        return 34 * once + 64 * len(_digits(g, bits, DIGIT_BITS))
+        once = _digits(0, split, DIGIT_BITS) + _digits(split, g, DIGIT_BITS) \
+            if split is not None else _digits(0, g, DIGIT_BITS)  # fmt: skip
+        c = sum(leaf_bits(w, 1 if i == 0 else 2, ot_bits) for i, (_, w) in enumerate(once))
+        return c + sum(leaf_bits(w, 4, ot_bits) for _, w in _digits(g, bits, DIGIT_BITS))
 
     return min(range(grain, (split or 0) - 1, -1), key=cost)
 
@@ -148,7 +145,7 @@ def twin_millionaire(
     n = x.size
     # digit groups: ``low`` is compared once; the rest of each comparison is ``mid`` (the
     # shared leaves of [split, grain), also compared once) followed by its own high digits
-    grain = split_at(bits, grain, split)
+    grain = split_at(bits, grain, split, 4 if tr.on_silent(party) else 256)
     cut = split if split is not None else grain
     low = _digits(0, cut, DIGIT_BITS)
     mid = _digits(cut, grain, DIGIT_BITS)
