@@ -92,27 +92,21 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
     return lo, (m_hi & 1, (m_hi >> 1) & 1, (m_hi >> 2) & 1, m_hi >> 3), triples
 
 
-def leaf_bits(width: int, k: int, ot_bits: int) -> int:
-    """Bits of one leaf OT of a ``width``-bit digit with k-bit messages: ``ot_bits`` for the
-    OT itself (silent: 4 choice bits; IKNP/KK13: a 256-bit column), 2^width − 1 entries."""
-    return ot_bits + ((1 << width) - 1) * k
-
-
-def split_at(bits: int, grain: int, split: int | None = None, ot_bits: int = 4) -> int:
+def split_at(bits: int, grain: int, split: int | None = None) -> int:
     """Where to split between the digits compared once and those compared twice: the g ≤
-    ``grain`` (and ≥ ``split``) with the fewest leaf bits (:func:`leaf_bits`; the digits
-    compared once have 2-bit messages, the lowest 1-bit, the doubled ones 4-bit). Below the
-    grain the server values agree, so any g ≤ grain is exact; lowering it pays where the grain
-    cuts a narrow digit on both sides and an OT costs more than its entries (ℓ = 40, s = 11,
-    grain 18 on IKNP: 3 + 2 + 6 digits at 18, 3 + 1 + 6 at 15; on the silent source the top
-    1-bit digit at 18 costs 8 bits, one OT fewer saves 4). Ties keep the larger g. Public
-    inputs only (``ot_bits`` from the session's OT source), so both parties agree."""
+    ``grain`` (and ≥ ``split``) with the fewest leaf OTs, weighted as whole digits (silent
+    source: 34 bits a shared digit, 64 a doubled one; on IKNP the same g has the fewest OTs).
+    A narrow digit's fewer entries (``millionaire.leaf_parts``) do not pay for the extra OT
+    and the extra AND in both high trees a split inside a digit costs (ℓ = 36, s = 11, grain
+    18: 969.6 bits per element at 15 against 977.5 at 18, checked ReLU-truncation, silent).
+    Below the grain the server values agree, so any g ≤ grain is exact; lowering it pays where
+    the grain cuts a narrow digit on both sides (ℓ = 40, s = 11, grain 18: 3 + 2 + 6 digits at
+    18, 3 + 1 + 6 at 15). Ties keep the larger g. Public inputs only, so both parties agree."""
 
     def cost(g: int) -> int:
-        once = _digits(0, split, DIGIT_BITS) + _digits(split, g, DIGIT_BITS) \
-            if split is not None else _digits(0, g, DIGIT_BITS)  # fmt: skip
-        c = sum(leaf_bits(w, 1 if i == 0 else 2, ot_bits) for i, (_, w) in enumerate(once))
-        return c + sum(leaf_bits(w, 4, ot_bits) for _, w in _digits(g, bits, DIGIT_BITS))
+        once = len(_digits(0, split, DIGIT_BITS)) + len(_digits(split, g, DIGIT_BITS)) \
+            if split is not None else len(_digits(0, g, DIGIT_BITS))  # fmt: skip
+        return 34 * once + 64 * len(_digits(g, bits, DIGIT_BITS))
 
     return min(range(grain, (split or 0) - 1, -1), key=cost)
 
@@ -145,7 +139,7 @@ def twin_millionaire(
     n = x.size
     # digit groups: ``low`` is compared once; the rest of each comparison is ``mid`` (the
     # shared leaves of [split, grain), also compared once) followed by its own high digits
-    grain = split_at(bits, grain, split, 4 if tr.on_silent(party) else 256)
+    grain = split_at(bits, grain, split)
     cut = split if split is not None else grain
     low = _digits(0, cut, DIGIT_BITS)
     mid = _digits(cut, grain, DIGIT_BITS)
