@@ -232,6 +232,36 @@ def test_ferret_reuses_tree_memory_only_when_free():
     assert len({bytes(r) for r in k}) == k.shape[0]
 
 
+@pytest.mark.parametrize("size", [1300, 1500, 2600])
+def test_ferret_leaves_the_bootstrap_set_after_the_switch(size):
+    """Takes of a size that a bootstrap-set iteration just covers (it yields 2,688 here) used
+    to keep a direction on the bootstrap set for good once its pool had dropped below a main
+    iteration's base COTs (20 bootstrap iterations and no main one for 40 takes of 1,300):
+    prefetching now climbs back by bootstrap iterations and starts a main one. Every COT is
+    still correlated and handed out once, and both sides run the same iterations."""
+    sizes = [size] * 40
+
+    def srv(ch):
+        s = PRG().bits(128)
+        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000)
+        return [f.take(n) for n in sizes], f.delta, f.iterations, f.produced
+
+    def cli(ch):
+        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, 6000)
+        return [f.take(n) for n in sizes], f.iterations, f.produced
+
+    (ks, delta, it, produced), (xm, it_c, produced_c) = run_pair(srv, cli)
+    assert (it, produced) == (it_c, produced_c)
+    boot, main = SMALL.n - SMALL.base, SMALL_MAIN.n - SMALL_MAIN.base  # usable per iteration
+    n_main = (produced - boot * it) // (main - boot)
+    assert it - n_main <= 5 and n_main >= 4, (it - n_main, n_main)  # 3 before the switch
+    k = np.concatenate(ks)
+    m = np.concatenate([r for _, r in xm])
+    x = np.concatenate([b for b, _ in xm])
+    assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    assert len({bytes(r) for r in k}) == k.shape[0]
+
+
 @pytest.mark.parametrize("worker_side", ["client", "server", "both", "neither"])
 def test_ferret_prepared_ahead(worker_side):
     """Iterations prepared ahead, on a worker thread on either side or inline: both sides start

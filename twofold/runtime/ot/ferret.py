@@ -218,15 +218,23 @@ class _Ferret:
 
     def _prefetch(self) -> None:
         """After a take: start main-set iterations until ``depth`` are in preparation, from
-        COTs the pool holds beyond the bootstrap reserve."""
+        COTs the pool holds beyond the bootstrap reserve. With none in preparation and too few
+        COTs for a main iteration's base, first refill by bootstrap-set iterations until there
+        are: otherwise takes a little larger than what a bootstrap iteration yields (~429 k)
+        keep the direction on the bootstrap set, 5.2 bits per COT instead of 0.44 (DenseNet-121
+        at 64² ran 10 such iterations more when the ReLU-truncation's client OT grew to 2 COTs
+        per element)."""
         if len(self.pending) >= self.depth or self.served < self.switch:
             return
         with self.chan.section("ot-silent"):
-            while (
-                len(self.pending) < self.depth
-                and self.pool.avail >= self.main.base + self.boot.base
-            ):
-                self._start(self.main)
+            while len(self.pending) < self.depth:
+                if self.pool.avail >= self.main.base + self.boot.base:
+                    self._start(self.main)
+                elif not self.pending:  # climb back to the main set
+                    self._start(self.boot)
+                    self._finish()
+                else:
+                    break
 
     def _take(self, n: int, pop: Callable[[int], tuple]) -> tuple:
         """Hand out n COTs through ``pop`` (the pool's ``pop`` or ``pop_parts``), then prepare
