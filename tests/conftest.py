@@ -1,4 +1,6 @@
-"""Shared fixtures: ``zoo_onnx(name, size)`` exports a zoo model once per session."""
+"""Shared fixtures: ``zoo_onnx(name, size)`` exports a zoo model once per session;
+``recording``: the socketpair channels of ``net.run_pair`` keep a copy of every array they
+receive (``chan.view``: a party's view)."""
 
 from __future__ import annotations
 
@@ -34,3 +36,27 @@ def zoo_onnx(tmp_path_factory) -> Callable[[str, int], Path]:
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def recording(monkeypatch):  # noqa: ANN001, ANN201
+    """``net.run_pair``'s channels record every array they receive in ``chan.view``."""
+    import socket
+
+    from twofold.runtime import net
+
+    class Recording(net.Channel):
+        def __init__(self, *a, **kw) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*a, **kw)
+            self.view: list = []
+
+        def recv_array(self, dtype, shape):  # noqa: ANN001, ANN201
+            a = super().recv_array(dtype, shape)
+            self.view.append(a.copy())
+            return a
+
+    def pair(timeout: float = 30.0):  # noqa: ANN202
+        a, b = socket.socketpair()
+        return Recording(a, timeout), Recording(b, timeout)
+
+    monkeypatch.setattr(net, "socketpair_channels", pair)

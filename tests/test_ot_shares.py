@@ -2,41 +2,17 @@
 gets its share r, the receiver gets V[c] - r mod 2^k (or V[c] ^ r); entry 0 of every row is
 implicit, so a row costs (N-1)·k bits on the wire. Both OT sources, every choice value."""
 
-import socket
-
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from twofold.runtime import bitpack, net
+from twofold.runtime import bitpack
 from twofold.runtime.net import run_pair
 from twofold.runtime.ot import nco
 from twofold.runtime.ot.otpack import SOURCES
 from twofold.runtime.session import Party
 
 RNG = np.random.default_rng(20261201)  # public test inputs only; protocol randomness is secrets
-
-
-class _Recording(net.Channel):
-    """A channel that keeps a copy of every array it receives (the receiver's view)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.view = []
-
-    def recv_array(self, dtype, shape):
-        a = super().recv_array(dtype, shape)
-        self.view.append(a.copy())
-        return a
-
-
-@pytest.fixture
-def recording(monkeypatch):
-    def pair(timeout=30.0):
-        a, b = socket.socketpair()
-        return _Recording(a, timeout), _Recording(b, timeout)
-
-    monkeypatch.setattr(net, "socketpair_channels", pair)
 
 
 def _pair(server_fn, client_fn, source):

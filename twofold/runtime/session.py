@@ -28,7 +28,9 @@ PROTOCOL = "twofold-2pc"
 #: What the messages mean: bump it on every change an older peer would misread, so that the
 #: handshake refuses the pair instead of the run computing garbage (2: packed 1-of-N keys,
 #: ot/nco.py, 2026-11-30; 3: 1-of-N OTs whose entry 0 is implicit, the shares flavour of
-#: ot/parts.py, in the ReLU-truncation's output OT and the millionaire's leaves, 2026-11-30).
+#: ot/parts.py, in the ReLU-truncation's output OT and the millionaire's leaves, the leaves of
+#: narrow digits cut to their reachable entries, the silent ReLU-truncation's two 1-of-4 OTs,
+#: and Ferret's climb back to the main set, which moves its iterations, 2026-11-30).
 PROTOCOL_VERSION = 3
 ROLES = ("server", "client")
 #: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
