@@ -1,23 +1,27 @@
 """OT extension throughput, both OT sources: raw correlated OTs (random choices, unhashed),
 random OT, correlated OT (k=32), 1-of-16 OT (k=4); two processes.
 
-Usage: python benchmarks/ot.py [--json FILE] [--quick] [--ot silent|iknp|both]
+Usage: python benchmarks/ot.py [--json FILE] [--quick] [--rounds R] [--ot silent|iknp|both]
 
-The server is this process, the client a forked child; one thread each, over loopback TCP. Each
-figure is the slower party's wall time for one batch of n OTs, after a sync message (its CPU
-time is printed too: on a shared machine the wall time includes waiting for a core). Printed beside
+The server is this process, the client a forked child per source; one thread each, over
+loopback TCP. Each figure is the slower party's wall and CPU time for one batch of n OTs, after
+a sync message (on a shared machine the wall time includes waiting for a core). Printed beside
 the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
-TCP GB/s through the same Channel class. ``rcot`` is the source itself: IKNP's rows, or for the
-silent source one batch large enough for main-set Ferret iterations, reported per COT those
-iterations produced (the steady state: the pool carries leftovers between batches, and an untimed
-batch of the same size first maps the trees' memory, which Ferret reuses once its rows are used,
-ot/recycle.py). The
-bootstrap and first iteration are session setup, reported apart, and the whole session's
-Ferret traffic per COT handed out is printed too, and one main-set LPN encoding's CPU time alone
-and with a second process encoding at the same time (what the two parties of one loopback run
-do to each other's memory accesses). The silent source's flavour rows are timed
-with the pool already holding their COTs: they show the work and bytes on top of Ferret's (add
-the rcot row per COT used; 1-of-16 uses 4 COTs).
+TCP GB/s through the same Channel class.
+
+``rcot`` is the source itself, unhashed: R rounds of one batch of n = 3 * 2^23 per source,
+silent and IKNP in turn (both sessions stay open), so the two rates are compared round by round
+as this shared machine's state drifts; the rcot row is each source's median round, and the
+silent/IKNP ratio of every round is printed. Silent rounds are reported per COT the Ferret
+iterations they started produced (the pool carries leftovers between batches; an iteration the
+client's worker is still computing is waited for inside the round; an untimed batch of the same
+size first maps the trees' memory, which Ferret reuses, ot/recycle.py). The bootstrap and first
+iteration are session setup, reported apart; the whole session's Ferret traffic per COT handed
+out is printed too, and one main-set LPN encoding's CPU time alone and with a second process
+encoding at the same time (what the two parties of one loopback run do to each other's memory
+accesses). The silent source's flavour rows are timed with the pool already holding their COTs
+and no iteration left to prepare: they show the work and bytes on top of Ferret's (add the rcot
+row per COT used; 1-of-16 uses 4 COTs).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -71,8 +76,44 @@ def _inputs(n: int) -> dict:
     }
 
 
-def _session(p: Party, sizes: list[int], big: int) -> dict:
-    """Both parties run this; returns this party's timings and byte counts."""
+def _settle(p: Party) -> None:
+    """Let the silent source's iterations in preparation finish, and start those the last take
+    would start (``_prefetch``, at the same point on both sides), so that a timed job pays only
+    for its own work: a main-set iteration prepared ahead is Ferret's, not the flavour's."""
+    if not p.ot.silent:
+        return
+    o = p.ot  # the server's sender direction first, meeting the client's receiver
+    for f in (o._snd.ferret, o._rcv.ferret) if p.is_server else (o._rcv.ferret, o._snd.ferret):
+        f._prefetch()
+        for job in list(f.pending):
+            job.result(timeout=600)
+
+
+def _timed(p: Party, fl: str, n: int, inputs: dict) -> dict:
+    """One job after a sync message: the slower party's figures are formed by the caller."""
+    ch = p.chan
+    ch.send(b"sync")
+    ch.recv_bytes()
+    b0 = ch.bytes_sent + ch.bytes_recv
+    f = (p.ot._snd if p.is_server else p.ot._rcv).ferret if p.ot.silent else None
+    made0 = f.produced if f else 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    _run(p, fl, n, inputs)
+    ch.flush()
+    if f:  # the iterations this job started are its work: wait for the client's worker
+        for job in list(f.pending):
+            job.result(timeout=600)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    out = {"seconds": dt, "cpu_seconds": dc, "bytes": ch.bytes_sent + ch.bytes_recv - b0}
+    if f and fl == "rcot":  # per COT the iterations produced (the pool carries leftovers)
+        out["produced"] = f.produced - made0
+    return out
+
+
+def _session(p: Party, sizes: list[int], big: int, rounds: int) -> Iterator[dict]:
+    """Both parties run this: the loopback test and every flavour, then ``rounds`` raw-COT
+    batches of ``big``; yields before each of those (the server alternates two sessions'
+    rounds there) and last this party's timings and byte counts."""
     out: dict = {}
     ch = p.chan
     # loopback through the same Channel: server sends, client receives
@@ -95,31 +136,22 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
         _run(p, fl, 1 << 16, warm)
     if p.ot.silent:  # nor the first main-set iterations: they map the memory Ferret then reuses
         _run(p, "rcot", big, warm)
-    jobs = [(n, fl) for n in sizes for fl in FLAVOURS if not (p.ot.silent and fl == "rcot")]
-    if p.ot.silent:
-        jobs.append((big, "rcot"))
-    for n, fl in jobs:
-        inputs = _inputs(n) if fl != "rcot" else {}
-        if p.ot.silent and fl != "rcot":  # the flavour's own work: Ferret's is the rcot row
-            (p.ot._snd if p.is_server else p.ot._rcv).ferret.ensure(
-                n * (4 if fl == "kkot16" else 1)
-            )
-        ch.send(b"sync")
-        ch.recv_bytes()
-        b0 = ch.bytes_sent + ch.bytes_recv
-        f = (p.ot._snd if p.is_server else p.ot._rcv).ferret if p.ot.silent else None
-        made0 = f.produced if f else 0
-        t0, c0 = time.perf_counter(), time.process_time()
-        _run(p, fl, n, inputs)
-        ch.flush()
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        out[f"{fl}/{n}"] = {
-            "seconds": dt,
-            "cpu_seconds": dc,
-            "bytes": ch.bytes_sent + ch.bytes_recv - b0,
-        }
-        if f and fl == "rcot":  # per COT the iterations produced (the pool carries leftovers)
-            out[f"{fl}/{n}"]["produced"] = f.produced - made0
+    for n in sizes:
+        for fl in FLAVOURS:
+            if p.ot.silent and fl == "rcot":
+                continue  # Ferret's own rate: the rounds below
+            inputs = _inputs(n) if fl != "rcot" else {}
+            if p.ot.silent:  # the flavour's own work: Ferret's is the rcot row
+                (p.ot._snd if p.is_server else p.ot._rcv).ferret.ensure(
+                    n * (4 if fl == "kkot16" else 1)
+                )
+            _settle(p)
+            out[f"{fl}/{n}"] = _timed(p, fl, n, inputs)
+    _settle(p)
+    out["rcot_rounds"] = []
+    for _ in range(rounds):
+        yield {}
+        out["rcot_rounds"].append(_timed(p, "rcot", big, {}))
     if p.ot.silent:  # the whole session's Ferret traffic over every COT it handed out
         st = ch.stats.get("ot-silent")
         out["ferret"] = {
@@ -129,12 +161,13 @@ def _session(p: Party, sizes: list[int], big: int) -> dict:
         }
     ch.send(b"end")
     ch.recv_bytes()
-    return out
+    yield out
 
 
-def _client(port: int, sizes: list[int], big: int, source: str, q: mp.Queue) -> None:
+def _client(port: int, sizes: list[int], big: int, rounds: int, source: str, q: mp.Queue) -> None:
     p = Party("client", connect("127.0.0.1", port, timeout=600), "bench", ot_source=source)
-    q.put(_session(p, sizes, big))
+    *_, out = _session(p, sizes, big, rounds)
+    q.put(out)
     p.close()
 
 
@@ -191,49 +224,85 @@ def _lpn_alone_and_paired() -> tuple[float, float]:
     return alone, paired
 
 
-def _one_source(source: str, sizes: list[int], big: int) -> dict:
-    """One session on ``source``: setup, then every flavour and size; the figures."""
-    with listen("127.0.0.1", 0, timeout=600) as lst:
-        q: mp.Queue = mp.get_context("fork").Queue()
-        args = (lst.port, sizes, big, source, q)
-        child = mp.get_context("fork").Process(target=_client, args=args)
-        child.start()
-        t0 = time.perf_counter()
-        p = Party("server", lst.accept(60), "bench", ot_source=source)
-        setup = time.perf_counter() - t0
-    srv = _session(p, sizes, big)
-    cli = q.get(timeout=1800)
-    child.join(60)
-    p.close()
-    st = p.chan.stats["ot-setup"]
-    res: dict = {
-        "setup_seconds": setup,
-        "setup_bytes": st.bytes_sent + st.bytes_recv,
-        "loopback_s": max(srv["loopback_s"], cli["loopback_s"]),
-    }
-    if "ferret" in srv:
-        f = srv["ferret"]
-        res["ferret_session"] = {**f, "bits_per_cot": f["bytes"] * 8 / max(1, f["served"])}
-    for key in srv:
-        if "/" not in key:
-            continue
-        fl, n = key.split("/")
-        dt = max(srv[key]["seconds"], cli[key]["seconds"])
-        dc = max(srv[key]["cpu_seconds"], cli[key]["cpu_seconds"])
-        m = srv[key].get("produced") or int(n)
-        res.setdefault(fl, {"n": {}})["n"][n] = {
-            "seconds": dt,
-            "ops_per_s": m / dt,
-            "bytes_per_op": srv[key]["bytes"] / m,
-            "bits_per_op": srv[key]["bytes"] * 8 / m,
-            "cpu_seconds_slower_party": dc,
-            "cpu_ops_per_s": m / max(dc, 1e-9),
-            "ops": m,
+class _Source:
+    """One OT source's session: this process is the server, a forked child the client."""
+
+    def __init__(self, source: str, sizes: list[int], big: int, rounds: int) -> None:
+        self.source, self.big = source, big
+        ctx = mp.get_context("fork")
+        with listen("127.0.0.1", 0, timeout=600) as lst:
+            self.q: mp.Queue = ctx.Queue()
+            args = (lst.port, sizes, big, rounds, source, self.q)
+            self.child = ctx.Process(target=_client, args=args)
+            self.child.start()
+            t0 = time.perf_counter()
+            self.party = Party("server", lst.accept(60), "bench", ot_source=source)
+            self.setup = time.perf_counter() - t0
+        self.steps = _session(self.party, sizes, big, rounds)
+
+    def step(self) -> dict:
+        """Run this session to its next pause (the flavours, or one raw-COT round)."""
+        return next(self.steps)
+
+    def figures(self, srv: dict) -> dict:
+        """The session's figures from both parties' (the slower party's time per job)."""
+        cli = self.q.get(timeout=1800)
+        self.child.join(60)
+        self.party.close()
+        st = self.party.chan.stats["ot-setup"]
+        res: dict = {
+            "setup_seconds": self.setup,
+            "setup_bytes": st.bytes_sent + st.bytes_recv,
+            "loopback_s": max(srv["loopback_s"], cli["loopback_s"]),
         }
-    for fl in FLAVOURS:
-        biggest = max(res[fl]["n"], key=int)
-        res[fl].update({k: res[fl]["n"][biggest][k] for k in ("ops_per_s", "bits_per_op")})
-    return res
+        if "ferret" in srv:
+            f = srv["ferret"]
+            res["ferret_session"] = {**f, "bits_per_cot": f["bytes"] * 8 / max(1, f["served"])}
+        for key in srv:
+            if "/" not in key:
+                continue
+            fl, n = key.split("/")
+            res.setdefault(fl, {"n": {}})["n"][n] = _job(srv[key], cli[key], int(n))
+        pairs = zip(srv["rcot_rounds"], cli["rcot_rounds"], strict=True)
+        rounds = [_job(a, b, self.big) for a, b in pairs]
+        res["rcot_rounds"] = rounds
+        res.setdefault("rcot", {"n": {}})
+        if rounds:  # the median round is the rcot row at n = big
+            med = sorted(rounds, key=lambda r: r["cpu_ops_per_s"])[len(rounds) // 2]
+            res["rcot"]["n"][str(med["n"])] = med
+        for fl in FLAVOURS:
+            biggest = max(res[fl]["n"], key=int)
+            res[fl].update({k: res[fl]["n"][biggest][k] for k in ("ops_per_s", "bits_per_op")})
+        return res
+
+
+def _job(srv: dict, cli: dict, n: int) -> dict:
+    """One timed job's figures: the slower party's wall and CPU time, per OT made."""
+    dt = max(srv["seconds"], cli["seconds"])
+    dc = max(srv["cpu_seconds"], cli["cpu_seconds"])
+    m = srv.get("produced") or n
+    return {
+        "n": n,
+        "seconds": dt,
+        "ops_per_s": m / dt,
+        "bytes_per_op": srv["bytes"] / m,
+        "bits_per_op": srv["bytes"] * 8 / m,
+        "cpu_seconds_slower_party": dc,
+        "cpu_seconds_server_client": [srv["cpu_seconds"], cli["cpu_seconds"]],
+        "cpu_ops_per_s": m / max(dc, 1e-9),
+        "ops": m,
+    }
+
+
+def _run_sources(sources: list[str], sizes: list[int], big: int, rounds: int) -> dict:
+    """Every source's session; their raw-COT rounds alternate (silent, IKNP, silent, ...), so
+    the two rates are taken side by side as the machine's state drifts (docs/PERFORMANCE.md)."""
+    runs = {src: _Source(src, sizes, big, rounds) for src in sources}
+    last = {src: runs[src].step() for src in sources}  # the flavours, one session after the other
+    for _ in range(rounds):
+        for src in sources:
+            last[src] = runs[src].step()
+    return {src: runs[src].figures(last[src]) for src in sources}
 
 
 def main() -> None:
@@ -241,16 +310,25 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 2^16, 2^18)")
     ap.add_argument(
+        "--rounds", type=int, default=0, help="raw-COT rounds per source (default 5, --quick 3)"
+    )
+    ap.add_argument(
         "--ot", default="both", choices=["silent", "iknp", "both"], help="OT source (default both)"
     )
     args = ap.parse_args()
     sizes = [1 << 16, 1 << 18] if args.quick else [1 << 20, 1 << 22]
-    big = 1 << 24 if args.quick else 3 << 23  # silent rcot: main-set iterations
+    big = 1 << 24 if args.quick else 3 << 23  # raw-COT rounds: main-set iterations
+    rounds = args.rounds or (3 if args.quick else 5)
     sources = ["silent", "iknp"] if args.ot == "both" else [args.ot]
     ctr, ecb = _aes_gbps()
     res: dict = {"limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb}}
-    for src in sources:
-        res[src] = _one_source(src, sizes, big)
+    res.update(_run_sources(sources, sizes, big, rounds))
+    if len(sources) == 2:  # each silent round against the IKNP round after it
+        ratios = [
+            a["cpu_ops_per_s"] / b["cpu_ops_per_s"]
+            for a, b in zip(res["silent"]["rcot_rounds"], res["iknp"]["rcot_rounds"], strict=True)
+        ]
+        res["rcot_silent_over_iknp"] = {"per_round": ratios, "median": float(np.median(ratios))}
     if "silent" in sources:
         alone, paired = _lpn_alone_and_paired()
         res["lpn_encode_cpu_s"] = {"alone": alone, "two_at_once": paired}
@@ -295,6 +373,24 @@ def main() -> None:
                     f"{f['ops_per_s'] / 1e6:8.2f} {f['bits_per_op']:9.2f} "
                     f"{f['cpu_seconds_slower_party']:6.3f} {f['cpu_ops_per_s'] / 1e6:10.1f}"
                 )
+    print(
+        f"raw COTs, {rounds} rounds of n = {big:,} per source, taken in turn "
+        "(M OT per CPU s of the slower party; the rcot rows above are the median rounds):"
+    )
+    for src in sources:
+        rates = " ".join(f"{r['cpu_ops_per_s'] / 1e6:6.1f}" for r in res[src]["rcot_rounds"])
+        print(f"  {src:6} {rates}")
+    for src in sources:  # the sender is the server, the receiver the client
+        cpu = " ".join(
+            "{:.2f}/{:.2f}".format(*r["cpu_seconds_server_client"]) for r in res[src]["rcot_rounds"]
+        )
+        print(f"  {src:6} CPU s sender/receiver: {cpu}")
+    if "rcot_silent_over_iknp" in res:
+        r = res["rcot_silent_over_iknp"]
+        print(
+            f"  silent / IKNP per round: {' '.join(f'{x:6.2f}' for x in r['per_round'])}"
+            f"   median {r['median']:.2f}x"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
