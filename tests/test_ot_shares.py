@@ -207,3 +207,54 @@ def test_entries_beyond_the_choices_are_not_sent(recording, monkeypatch, source)
     for r, (got, wire) in zip(rs, gots, strict=True):
         assert np.array_equal(got, (v ^ r.astype(np.uint64)) & low)
         assert wire == want_bytes
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(
+    "nmsg,k,op",
+    [(16, 4, "add"), (16, 2, "xor"), (8, 39, "add"), (4, 39, "add")],  # leaves; relu_trunc
+)
+def test_entries_differing_in_two_choice_bits_xor_to_uniform(recording, source, nmsg, k, op):
+    """The keys of one row are independent, not only each uniform: for entries x, x^e_i, x^e_j,
+    x^e_i^e_j (entry 0's ciphertext being the implicit zero) the XOR of the four ciphertexts the
+    receiver sees is uniform. Keys that drew every entry's part of COT i from one shared field
+    (key(x) = XOR_i A_{i,x_i}) would make that XOR zero while each key still looked uniform."""
+    n, m = 4096, nmsg.bit_length() - 1
+    ch = RNG.integers(0, nmsg, n).astype(np.uint8)
+
+    def srv(p):
+        return p.ot.kkot_share_send(np.zeros((n, nmsg), np.uint64), k, op=op)
+
+    def cli(p):
+        p.ot.kkot_share_recv(ch, nmsg, k)
+        return p.chan.view[-1]
+
+    _, wire = _pair(srv, cli, source)
+    ct = np.zeros((n, nmsg), np.uint64)  # entry 0: the implicit zero
+    ct[:, 1:] = bitpack.unpack(wire, (nmsg - 1) * n, k).reshape(n, nmsg - 1)
+    x = RNG.integers(0, nmsg, n)
+    i = RNG.integers(0, m - 1, n)
+    j = i + 1 + (RNG.integers(0, 1 << 20, n) % (m - 1 - i))  # j > i, both below m
+    ei, ej = 1 << i, 1 << j
+    rows = np.arange(n)
+    four = ct[rows, x] ^ ct[rows, x ^ ei] ^ ct[rows, x ^ ej] ^ ct[rows, x ^ ei ^ ej]
+    w = min(k, 4)  # the lowest and the highest w bits of the k-bit XORs, 2^w bins each
+    for bits in (four & np.uint64((1 << w) - 1), four >> np.uint64(k - w)):
+        assert chisquare(np.bincount(bits.astype(np.int64), minlength=1 << w)).pvalue > 1e-6
+
+
+@pytest.mark.parametrize("send", ["kk13", "nco", "seal"])
+def test_an_unknown_share_op_is_refused(send):
+    """Every sender entry of the shares flavour refuses an op that is neither "xor" nor "add"
+    (it is not read as "add"), before any traffic."""
+    from twofold.runtime.ot import kk13, parts
+
+    p = parts.Parts([4], [8], 4, True)
+    v = np.zeros((4, 4), np.uint64)
+    with pytest.raises(ValueError, match="share op"):
+        if send == "kk13":
+            kk13.kk_send(None, None, v, p, 0, op="sub")
+        elif send == "nco":
+            nco.nco_send(None, None, v, p, 0, op="sub")
+        else:
+            parts.seal(p, 0, v, v, "sub", np.zeros(4, np.uint64))

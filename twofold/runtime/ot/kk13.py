@@ -12,7 +12,7 @@ import numpy as np
 
 from .crhash import mmo_into, tweaks
 from .iknp import ExtReceiver, ExtSender
-from .parts import Parts, seal
+from .parts import Parts, check_op, seal
 
 WIDTH = 256
 _SUB = 1 << 12  # OTs per batched hash call on the sender (N x 4096 blocks stay in cache)
@@ -81,8 +81,7 @@ def kk_send(
     True)``: ``parts.seal``) the tables are values and the sender's shares r are returned."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
-    if (op is not None) != parts.implicit:
-        raise ValueError(f"KK13: share op {op!r} with implicit={parts.implicit}")
+    check_op(parts, op)
     shares = np.empty(n, tables.dtype) if op else None
     cs = CODEWORDS64[:nmsg] & ext.s[None, :]
     wire = parts.wire()

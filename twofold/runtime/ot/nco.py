@@ -37,7 +37,7 @@ import numpy as np
 
 from ..ring import mask
 from .crhash import crhash_wide, mmo_into, tweak_xor
-from .parts import Parts, pack_rows, seal
+from .parts import Parts, check_op, pack_rows, seal
 
 _SUB = 1 << 15  # OTs per hashing batch
 
@@ -146,7 +146,7 @@ def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int, op: str
     sender's shares r (tables' dtype, [n]) are returned (module docstring)."""
     n, nmsg = tables.shape
     parts = k if isinstance(k, Parts) else Parts([n], [k], nmsg)
-    _check_op(parts, op)
+    check_op(parts, op)
     if packable(parts):
         return _send_packed(ext, chan, tables, parts, domain, op)
     shares = np.empty(n, tables.dtype) if op else None
@@ -188,12 +188,6 @@ def nco_send(ext, chan, tables: np.ndarray, k: int | Parts, domain: int, op: str
         parts.put(wire, j0, out)  # _SUB * N * k bits: every chunk starts on a byte
     chan.send(wire)
     return shares
-
-
-def _check_op(parts: Parts, op: str | None) -> None:
-    """The shares flavour needs the implicit-first-entry layout, and only it."""
-    if (op is not None) != parts.implicit or op not in (None, "xor", "add"):
-        raise ValueError(f"1-of-N OT: share op {op!r} with implicit={parts.implicit}")
 
 
 def nco_recv(ext, chan, choices: np.ndarray, nmsg: int, k: int | Parts, domain: int) -> np.ndarray:  # noqa: ANN001, E501
@@ -279,7 +273,7 @@ def nco_send_words(
     that builds its rows this way skips the N-wide tables. The receiver runs ``nco_recv``.
     With ``op`` (shares flavour) returns the sender's shares, uint8[n] when every k is at most
     8, else uint64[n]."""
-    _check_op(parts, op)
+    check_op(parts, op)
     shares = np.empty(parts.n, np.uint8 if parts.k <= 8 else np.uint64) if op else None
     if not packable(parts):
         raise ValueError(f"nco_send_words: parts {parts.ks} of N={parts.nmsg} are not packable")
