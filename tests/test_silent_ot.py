@@ -232,22 +232,34 @@ def test_ferret_reuses_tree_memory_only_when_free():
     assert len({bytes(r) for r in k}) == k.shape[0]
 
 
-@pytest.mark.parametrize("size", [1300, 1500, 2600])
-def test_ferret_leaves_the_bootstrap_set_after_the_switch(size):
+@pytest.mark.parametrize(
+    "size,worker_side,depth",
+    [(1300, "neither", 1), (1500, "neither", 1), (2600, "neither", 1), (1300, "client", 1)]
+    + [(1300, "both", 2), (2600, "server", 2)],
+)
+def test_ferret_leaves_the_bootstrap_set_after_the_switch(size, worker_side, depth):
     """Takes of a size that a bootstrap-set iteration just covers (it yields 2,688 here) used
     to keep a direction on the bootstrap set for good once its pool had dropped below a main
     iteration's base COTs (20 bootstrap iterations and no main one for 40 takes of 1,300):
-    prefetching now climbs back by bootstrap iterations and starts a main one. Every COT is
-    still correlated and handed out once, and both sides run the same iterations."""
+    prefetching now climbs back by bootstrap iterations and starts a main one, with iterations
+    prepared inline or on a worker on either side, one or two ahead. Every COT is still
+    correlated and handed out once, and both sides run the same iterations."""
+    from concurrent.futures import ThreadPoolExecutor
+
     sizes = [size] * 40
+
+    def pool(side):  # noqa: ANN001, ANN202
+        return ThreadPoolExecutor(1) if worker_side in (side, "both") else None
 
     def srv(ch):
         s = PRG().bits(128)
-        f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000)
+        ext = ExtSender(s, base_ot_recv(ch, s))
+        f = FerretSender(ch, ext, 6, SMALL, SMALL_MAIN, 6000, pool("server"), depth)
         return [f.take(n) for n in sizes], f.delta, f.iterations, f.produced
 
     def cli(ch):
-        f = FerretReceiver(ch, ExtReceiver(base_ot_send(ch, 128)), 6, SMALL, SMALL_MAIN, 6000)
+        ext = ExtReceiver(base_ot_send(ch, 128))
+        f = FerretReceiver(ch, ext, 6, SMALL, SMALL_MAIN, 6000, pool("client"), depth)
         return [f.take(n) for n in sizes], f.iterations, f.produced
 
     (ks, delta, it, produced), (xm, it_c, produced_c) = run_pair(srv, cli)
