@@ -52,7 +52,7 @@ from .kk13 import WIDTH as KK_WIDTH
 from .kk13 import kk_recv, kk_send
 from .lrot import LongOT
 from .nco import nco_recv, nco_send, nco_send_words
-from .parts import SHARE_OPS, Parts
+from .parts import Parts
 from .silent import SilentReceiver, SilentSender
 
 KAPPA = 128
@@ -382,9 +382,8 @@ class OTPack:
         entry 0 encrypts to zero, so only entries 1..N-1 are sent ((N-1)·k bits a row instead
         of N·k); to the receiver r_i is as uniform as a fresh random share (``ot/nco.py``).
         ``ents`` (one per part): the receiver's choices of part i lie below ents_i, so only
-        entries 1..ents_i - 1 are sent (a narrow millionaire digit in a 1-of-16 batch)."""
-        if op not in SHARE_OPS:
-            raise ValueError(f"kkot_share_send: op must be one of {SHARE_OPS}, got {op!r}")
+        entries 1..ents_i - 1 are sent (a narrow millionaire digit in a 1-of-16 batch). An op
+        other than ``parts.SHARE_OPS`` is refused before any traffic (``parts.check_op``)."""
         return self._kk_send(values, k, sizes, op, ents)
 
     def _kk_send(self, tables, k, sizes, op: str | None, ents):  # noqa: ANN001, ANN202
@@ -430,8 +429,6 @@ class OTPack:
         """:meth:`kkot_share_send` with the rows packed as :meth:`kkot_send_words` takes them;
         returns the shares of all parts, uint8[n] when every k is at most 8, else uint64[n].
         The receiver runs :meth:`kkot_share_recv`; ``ents`` as :meth:`kkot_share_send`."""
-        if op not in SHARE_OPS:
-            raise ValueError(f"kkot_share_send_words: op must be one of {SHARE_OPS}, got {op!r}")
         return self._kk_send_words(words, nmsg, ks, op, ents)
 
     def _kk_send_words(self, words, nmsg: int, ks: list[int], op: str | None, ents):  # noqa: ANN001, ANN202

@@ -28,10 +28,19 @@ from ..ring import mask
 SHARE_OPS = ("xor", "add")
 
 
+def check_share_op(op: str) -> None:
+    """ValueError unless ``op`` is one of ``SHARE_OPS`` (any other is refused, not read as
+    "add")."""
+    if op not in SHARE_OPS:
+        raise ValueError(f"1-of-N OT: share op must be one of {SHARE_OPS}, got {op!r}")
+
+
 def check_op(parts: Parts, op: str | None) -> None:
     """The shares flavour (``op`` one of ``SHARE_OPS``) needs the implicit-first-entry layout,
-    and only it; any other op is refused, not read as "add"."""
-    if (op is not None) != parts.implicit or op not in (None, *SHARE_OPS):
+    and only it."""
+    if op is not None:
+        check_share_op(op)
+    if (op is not None) != parts.implicit:
         raise ValueError(f"1-of-N OT: share op {op!r} with implicit={parts.implicit}")
 
 
@@ -149,8 +158,7 @@ def seal(parts: Parts, lo: int, values: np.ndarray, key: np.ndarray, op: str, sh
     ``shares[lo:]``, row j is (v_j ^ r_j) ^ key_j, or ((v_j - r_j) mod 2^k) ^ key_j, so
     entry 0 encrypts to 0 and the receiver with choice c decrypts v_jc ^ r_j (v_jc - r_j).
     ``values`` uint64 or uint8 [r, N], ``key`` the same shape (k-bit keys or wider)."""
-    if op not in SHARE_OPS:
-        raise ValueError(f"1-of-N OT: share op must be one of {SHARE_OPS}, got {op!r}")
+    check_share_op(op)
     out = np.empty(values.shape, values.dtype)
     for _, a, b, k, _ in parts.overlap(lo, lo + values.shape[0]):
         v, ky = values[a - lo : b - lo], key[a - lo : b - lo].astype(values.dtype, copy=False)
