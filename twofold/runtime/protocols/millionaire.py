@@ -107,6 +107,16 @@ WORDS2 = {g: _row_words(t, 2, np.uint32) for g, t in _LUTS.items()}
 WORDS4 = {g: _row_words(t, 4, np.uint64) for g, t in _LUTS.items()}
 
 
+def leaf_rows(v: np.ndarray, k: int, greater: bool, packed: bool) -> np.ndarray:
+    """The server's leaf rows for digit values ``v`` (intp): lt alone (k = 1) or (lt, eq)
+    (k = 2), as packed words (silent source, ``kkot_words``) or uint8 tables [r, 16] (IKNP)."""
+    if packed:
+        return (WORDS1 if k == 1 else WORDS2)[greater][v]
+    if k == 1:
+        return _LUTS[greater][v] & np.uint8(1)
+    return _ROWS[greater][v].view(np.uint8).reshape(v.size, 1 << DIGIT_BITS)
+
+
 def _digit_matrix(x: np.ndarray, digits: list[tuple[int, int]]) -> np.ndarray:
     """uint8[len(digits), n]: the digits of x, lowest first."""
     return np.stack(
@@ -184,12 +194,7 @@ def _leaves_and_triples(
     st = triple_ot_input(party, n_triples) if n_triples else np.zeros(0, np.uint8)
 
     def rows(k: int, d: list[int], packed: bool) -> np.ndarray:
-        v = dig[d].reshape(-1).astype(np.intp)
-        if packed:
-            return (WORDS1 if k == 1 else WORDS2)[greater][v]
-        if k == 1:
-            return _LUTS[greater][v] & np.uint8(1)
-        return _ROWS[greater][v].view(np.uint8).reshape(v.size, 1 << DIGIT_BITS)
+        return leaf_rows(dig[d].reshape(-1).astype(np.intp), k, greater, packed)
 
     ks = [1 if o else 2 for o in lt_only]
     leaf, tmsg = leaf_ots(party, dig, ks, [w for _, w in digits], rows, st)

@@ -36,10 +36,7 @@ from . import triples as tr
 from .and_ import and_level
 from .millionaire import (
     _LUTS,
-    _ROWS,
     DIGIT_BITS,
-    WORDS1,
-    WORDS2,
     WORDS4,
     _digit_matrix,
     _digits,
@@ -47,6 +44,7 @@ from .millionaire import (
     _trees,
     _TriplePool,
     leaf_ots,
+    leaf_rows,
 )
 
 
@@ -77,11 +75,7 @@ def _leaves(party, x: np.ndarray, x2: np.ndarray | None, low, high, n_triples: i
                 w4 = WORDS4[False]
                 return w4[v] | (w4[v2] << np.uint64(2))
             return _LUTS[False][v] | (_LUTS[False][v2] << np.uint8(2))
-        if packed:
-            return (WORDS1 if k == 1 else WORDS2)[False][v]
-        if k == 1:
-            return _LUTS[False][v] & np.uint8(1)
-        return _ROWS[False][v].view(np.uint8).reshape(v.size, 1 << DIGIT_BITS)
+        return leaf_rows(v, k, False, packed)
 
     ks = [1 if carry and i == 0 else 2 for i in range(nlo)] + [4] * len(high)
     leaf, tmsg = leaf_ots(party, dig, ks, [w for _, w in digits], rows, st)
