@@ -76,6 +76,12 @@ def _inputs(n: int) -> dict:
     }
 
 
+def _wait_prepared(f) -> None:  # noqa: ANN001 - a Ferret side
+    """Wait for the iterations ``f`` has in preparation (the client's run on its worker)."""
+    for job in list(f.pending):
+        job.result(timeout=600)
+
+
 def _settle(p: Party) -> None:
     """Let the silent source's iterations in preparation finish, and start those the last take
     would start (``_prefetch``, at the same point on both sides), so that a timed job pays only
@@ -85,8 +91,7 @@ def _settle(p: Party) -> None:
     o = p.ot  # the server's sender direction first, meeting the client's receiver
     for f in (o._snd.ferret, o._rcv.ferret) if p.is_server else (o._rcv.ferret, o._snd.ferret):
         f._prefetch()
-        for job in list(f.pending):
-            job.result(timeout=600)
+        _wait_prepared(f)
 
 
 def _timed(p: Party, fl: str, n: int, inputs: dict) -> dict:
@@ -101,8 +106,7 @@ def _timed(p: Party, fl: str, n: int, inputs: dict) -> dict:
     _run(p, fl, n, inputs)
     ch.flush()
     if f:  # the iterations this job started are its work: wait for the client's worker
-        for job in list(f.pending):
-            job.result(timeout=600)
+        _wait_prepared(f)
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
     out = {"seconds": dt, "cpu_seconds": dc, "bytes": ch.bytes_sent + ch.bytes_recv - b0}
     if f and fl == "rcot":  # per COT the iterations produced (the pool carries leftovers)
