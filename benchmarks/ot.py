@@ -2,25 +2,31 @@
 random OT, correlated OT (k=32), 1-of-16 OT (k=4); two processes.
 
 Usage: python benchmarks/ot.py [--json FILE] [--quick] [--rounds R] [--ot silent|iknp|both]
+                               [--transport tls|plaintext|both]
 
-The server is this process, the client a forked child per source; one thread each, over
-loopback TCP. Each figure is the slower party's wall and CPU time for one batch of n OTs, after
-a sync message (on a shared machine the wall time includes waiting for a core). Printed beside
-the physical limits measured in the same run: AES-128 (CTR and fixed-key ECB) GB/s and loopback
-TCP GB/s through the same Channel class.
+The server is this process, the client a forked child per source and transport; one thread
+each, over loopback TCP, the session opened as ``twofold run`` opens one (runtime.gate): TLS 1.3
+with the server's self-signed certificate pinned (``twofold run``'s default), or
+``--insecure-plaintext``. ``--transport both`` (the default) measures each source over both, so
+the table shows what the channel's encryption adds to a source that puts 128 bits per COT on the
+wire and to one that puts almost none. Each figure is the slower party's wall and CPU time for
+one batch of n OTs, after a sync message (on a shared machine the wall time includes waiting for
+a core). Printed beside the physical limits measured in the same run: AES-128 (CTR and
+fixed-key ECB) GB/s and loopback GB/s through the same Channel class, per transport.
 
-``rcot`` is the source itself, unhashed: R rounds of one batch of n = 3 * 2^23 per source,
-silent and IKNP in turn (both sessions stay open), so the two rates are compared round by round
-as this shared machine's state drifts; the rcot row is each source's median round, and the
-silent/IKNP ratio of every round is printed. Silent rounds are reported per COT the Ferret
-iterations they started produced (the pool carries leftovers between batches; an iteration the
-client's worker is still computing is waited for inside the round; an untimed batch of the same
-size first maps the trees' memory, which Ferret reuses, ot/recycle.py). The bootstrap and first
-iteration are session setup, reported apart; the whole session's Ferret traffic per COT handed
-out is printed too, and one main-set LPN encoding's CPU time alone and with a second process
-encoding at the same time (what the two parties of one loopback run do to each other's memory
-accesses). The silent source's flavour rows are timed with the pool already holding their COTs
-and no iteration left to prepare: they show the work and bytes on top of Ferret's (add the rcot
+``rcot`` is the source itself, unhashed: R rounds of one batch of n = 3 * 2^23 per session, the
+sessions in turn (all stay open: silent and IKNP over each transport), so the rates are compared
+round by round as this shared machine's state drifts; the rcot row is each session's median
+round, and the silent/IKNP ratio of every round is printed per transport. Silent rounds are
+reported per COT the Ferret iterations they started produced (the pool carries leftovers between
+batches; an iteration the client's worker is still computing is waited for inside the round;
+untimed batches first map the trees' memory, which Ferret reuses, ot/recycle.py, and build the
+code's index cache, ot/lpn.py). The bootstrap and first iteration are session setup, reported
+apart; the whole session's Ferret traffic per COT handed out is printed too, and one main-set
+LPN encoding's CPU time alone and with a second process encoding at the same time (what the two
+parties of one loopback run do to each other's memory accesses). The silent source's flavour
+rows are timed with the pool already holding their COTs and no iteration left to prepare: they
+show the work and bytes on top of Ferret's (add the rcot
 row per COT used; 1-of-16 uses 4 COTs).
 """
 
@@ -30,7 +36,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -38,12 +46,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from twofold.runtime.net import connect, listen  # noqa: E402
+from twofold.runtime.gate import GateConfig, client_channel, server_channel  # noqa: E402
 from twofold.runtime.ot.crhash import mmo_into  # noqa: E402
 from twofold.runtime.ot.ferret import MAIN  # noqa: E402
 from twofold.runtime.ot.lpn import LocalCode  # noqa: E402
 from twofold.runtime.prg import PRG  # noqa: E402
 from twofold.runtime.session import Party  # noqa: E402
+from twofold.runtime.tls import cert_fingerprint, ensure_self_signed, server_context  # noqa: E402
 
 FLAVOURS = ("rcot", "rot", "cot32", "kkot16")
 LOOP_BYTES = 1 << 29
@@ -138,8 +147,9 @@ def _session(p: Party, sizes: list[int], big: int, rounds: int) -> Iterator[dict
     warm = _inputs(1 << 16)
     for fl in FLAVOURS:  # first use of each code path (allocator, caches) is not timed
         _run(p, fl, 1 << 16, warm)
-    if p.ot.silent:  # nor the first main-set iterations: they map the memory Ferret then reuses
-        _run(p, "rcot", big, warm)
+    if p.ot.silent:  # nor the first main-set iterations: they map the memory Ferret then reuses,
+        for _ in range(2):  # and the third encoding with the main code builds its index cache
+            _run(p, "rcot", big, warm)
     for n in sizes:
         for fl in FLAVOURS:
             if p.ot.silent and fl == "rcot":
@@ -168,8 +178,13 @@ def _session(p: Party, sizes: list[int], big: int, rounds: int) -> Iterator[dict
     yield out
 
 
-def _client(port: int, sizes: list[int], big: int, rounds: int, source: str, q: mp.Queue) -> None:
-    p = Party("client", connect("127.0.0.1", port, timeout=600), "bench", ot_source=source)
+def _client(
+    port: int, pin: str | None, sizes: list[int], big: int, rounds: int, source: str, q: mp.Queue
+) -> None:
+    opts = {"server_fingerprint": pin} if pin else {"insecure_plaintext": True}
+    chan = client_channel("127.0.0.1", port, timeout=600, **opts)
+    p = Party("client", chan, "bench", ot_source=source)
+    chan.set_deadline(None)
     *_, out = _session(p, sizes, big, rounds)
     q.put(out)
     p.close()
@@ -229,18 +244,30 @@ def _lpn_alone_and_paired() -> tuple[float, float]:
 
 
 class _Source:
-    """One OT source's session: this process is the server, a forked child the client."""
+    """One OT source's session over one transport: this process is the server, a forked child
+    the client; the session is opened as ``twofold run`` opens one (TLS with the certificate
+    pinned, or plaintext)."""
 
-    def __init__(self, source: str, sizes: list[int], big: int, rounds: int) -> None:
+    def __init__(
+        self, source: str, tls_dir: str | None, sizes: list[int], big: int, rounds: int
+    ) -> None:
         self.source, self.big = source, big
         ctx = mp.get_context("fork")
-        with listen("127.0.0.1", 0, timeout=600) as lst:
+        gate, pin = GateConfig(None, handshake_timeout=60), None
+        if tls_dir is not None:
+            cert, key = ensure_self_signed(tls_dir)
+            gate = GateConfig(server_context(cert, key), handshake_timeout=60)
+            pin = cert_fingerprint(cert)
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            lst.settimeout(60)
             self.q: mp.Queue = ctx.Queue()
-            args = (lst.port, sizes, big, rounds, source, self.q)
+            args = (lst.getsockname()[1], pin, sizes, big, rounds, source, self.q)
             self.child = ctx.Process(target=_client, args=args)
             self.child.start()
             t0 = time.perf_counter()
-            self.party = Party("server", lst.accept(60), "bench", ot_source=source)
+            chan = server_channel(lst.accept()[0], gate, 600)
+            self.party = Party("server", chan, "bench", ot_source=source)
+            chan.set_deadline(None)
             self.setup = time.perf_counter() - t0
         self.steps = _session(self.party, sizes, big, rounds)
 
@@ -298,15 +325,33 @@ def _job(srv: dict, cli: dict, n: int) -> dict:
     }
 
 
-def _run_sources(sources: list[str], sizes: list[int], big: int, rounds: int) -> dict:
-    """Every source's session; their raw-COT rounds alternate (silent, IKNP, silent, ...), so
-    the two rates are taken side by side as the machine's state drifts (docs/PERFORMANCE.md)."""
-    runs = {src: _Source(src, sizes, big, rounds) for src in sources}
-    last = {src: runs[src].step() for src in sources}  # the flavours, one session after the other
-    for _ in range(rounds):
-        for src in sources:
-            last[src] = runs[src].step()
-    return {src: runs[src].figures(last[src]) for src in sources}
+def _run_sessions(
+    sources: list[str], transports: list[str], sizes: list[int], big: int, rounds: int
+) -> dict[str, dict]:
+    """Every (transport, source) session, named "source/transport"; their raw-COT rounds
+    alternate (silent, IKNP, silent, ... over each transport in turn), so the rates are taken
+    side by side as the machine's state drifts (docs/PERFORMANCE.md)."""
+    with tempfile.TemporaryDirectory() as d:
+        runs = {
+            f"{src}/{tr}": _Source(src, os.path.join(d, "tls") if tr == "tls" else None, sizes,
+                                   big, rounds)
+            for tr in transports
+            for src in sources
+        }  # fmt: skip
+        last = {name: run.step() for name, run in runs.items()}  # flavours, one after the other
+        for _ in range(rounds):
+            for name, run in runs.items():
+                last[name] = run.step()
+        return {name: run.figures(last[name]) for name, run in runs.items()}
+
+
+def _ratios(a: dict, b: dict) -> dict:
+    """Session a's raw-COT rate over session b's, round by round (b's round right after a's)."""
+    per = [
+        x["cpu_ops_per_s"] / y["cpu_ops_per_s"]
+        for x, y in zip(a["rcot_rounds"], b["rcot_rounds"], strict=True)
+    ]
+    return {"per_round": per, "median": float(np.median(per))}
 
 
 def main() -> None:
@@ -314,45 +359,51 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 2^16, 2^18)")
     ap.add_argument(
-        "--rounds", type=int, default=0, help="raw-COT rounds per source (default 5, --quick 3)"
+        "--rounds", type=int, default=0, help="raw-COT rounds per session (default 5, --quick 3)"
     )
     ap.add_argument(
         "--ot", default="both", choices=["silent", "iknp", "both"], help="OT source (default both)"
+    )
+    ap.add_argument(
+        "--transport",
+        default="both",
+        choices=["tls", "plaintext", "both"],
+        help="TLS 1.3 as `twofold run` (default), --insecure-plaintext, or both (default both)",
     )
     args = ap.parse_args()
     sizes = [1 << 16, 1 << 18] if args.quick else [1 << 20, 1 << 22]
     big = 1 << 24 if args.quick else 3 << 23  # raw-COT rounds: main-set iterations
     rounds = args.rounds or (3 if args.quick else 5)
     sources = ["silent", "iknp"] if args.ot == "both" else [args.ot]
+    transports = ["tls", "plaintext"] if args.transport == "both" else [args.transport]
     ctr, ecb = _aes_gbps()
     res: dict = {"limits": {"aes_ctr_GBps": ctr, "aes_mmo_fixed_key_GBps": ecb}}
-    res.update(_run_sources(sources, sizes, big, rounds))
+    res["sessions"] = sess = _run_sessions(sources, transports, sizes, big, rounds)
     if len(sources) == 2:  # each silent round against the IKNP round after it
-        ratios = [
-            a["cpu_ops_per_s"] / b["cpu_ops_per_s"]
-            for a, b in zip(res["silent"]["rcot_rounds"], res["iknp"]["rcot_rounds"], strict=True)
-        ]
-        res["rcot_silent_over_iknp"] = {"per_round": ratios, "median": float(np.median(ratios))}
+        res["rcot_silent_over_iknp"] = {
+            tr: _ratios(sess[f"silent/{tr}"], sess[f"iknp/{tr}"]) for tr in transports
+        }
     if "silent" in sources:
         alone, paired = _lpn_alone_and_paired()
         res["lpn_encode_cpu_s"] = {"alone": alone, "two_at_once": paired}
-    loop = LOOP_BYTES / min(res[s]["loopback_s"] for s in sources) / 1e9
-    res["limits"]["loopback_GBps"] = loop
+    for tr in transports:  # the channel's own ceiling over this transport
+        best = min(sess[f"{src}/{tr}"]["loopback_s"] for src in sources)
+        res["limits"][f"loopback_GBps/{tr}"] = LOOP_BYTES / best / 1e9
     res["load_average_1min"] = os.getloadavg()[0]
-    print(
-        f"AES-128-CTR {ctr:.2f} GB/s   fixed-key AES MMO {ecb:.2f} GB/s   loopback {loop:.2f} GB/s"
-    )
-    for src in sources:
-        r = res[src]
+    loops = "   ".join(f"loopback {tr} {res['limits'][f'loopback_GBps/{tr}']:.2f} GB/s"
+                       for tr in transports)  # fmt: skip
+    print(f"AES-128-CTR {ctr:.2f} GB/s   fixed-key AES MMO {ecb:.2f} GB/s   {loops}")
+    for name, r in sess.items():
+        src = name.split("/")[0]
         print(
-            f"{src}: session setup (handshake + base OTs + "
+            f"{name}: session setup (opening + base OTs + "
             f"{'Ferret bootstrap' if src == 'silent' else 'KK13 bases'}): "
             f"{r['setup_seconds']:.3f} s, {r['setup_bytes'] / 1e6:.2f} MB"
         )
         if "ferret_session" in r:
             f = r["ferret_session"]
             print(
-                f"{src}: Ferret over the whole session (setup included): {f['served']:,} COTs "
+                f"{name}: Ferret over the whole session (setup included): {f['served']:,} COTs "
                 f"handed out, {f['iterations']} iterations, {f['bytes'] / 1e6:.2f} MB, "
                 f"{f['bits_per_cot']:.3f} bits per COT"
             )
@@ -366,33 +417,32 @@ def main() -> None:
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("(cpu s: the slower party's CPU time; M OT/cpu s: n over it, robust to other load)")
     print(
-        f"{'ot':6} {'flavour':7} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bits/OT':>9} "
+        f"{'session':16} {'flavour':7} {'n':>9} {'seconds':>8} {'M OT/s':>8} {'bits/OT':>9} "
         f"{'cpu s':>6} {'M OT/cpu s':>10}"
     )
-    for src in sources:
+    for name, r in sess.items():
         for fl in FLAVOURS:
-            for n, f in sorted(res[src][fl]["n"].items(), key=lambda kv: int(kv[0])):
+            for n, f in sorted(r[fl]["n"].items(), key=lambda kv: int(kv[0])):
                 print(
-                    f"{src:6} {fl:7} {int(n):>9} {f['seconds']:8.3f} "
+                    f"{name:16} {fl:7} {int(n):>9} {f['seconds']:8.3f} "
                     f"{f['ops_per_s'] / 1e6:8.2f} {f['bits_per_op']:9.2f} "
                     f"{f['cpu_seconds_slower_party']:6.3f} {f['cpu_ops_per_s'] / 1e6:10.1f}"
                 )
     print(
-        f"raw COTs, {rounds} rounds of n = {big:,} per source, taken in turn "
+        f"raw COTs, {rounds} rounds of n = {big:,} per session, taken in turn "
         "(M OT per CPU s of the slower party; the rcot rows above are the median rounds):"
     )
-    for src in sources:
-        rates = " ".join(f"{r['cpu_ops_per_s'] / 1e6:6.1f}" for r in res[src]["rcot_rounds"])
-        print(f"  {src:6} {rates}")
-    for src in sources:  # the sender is the server, the receiver the client
+    for name, r in sess.items():
+        rates = " ".join(f"{x['cpu_ops_per_s'] / 1e6:6.1f}" for x in r["rcot_rounds"])
+        print(f"  {name:16} {rates}")
+    for name, r in sess.items():  # the sender is the server, the receiver the client
         cpu = " ".join(
-            "{:.2f}/{:.2f}".format(*r["cpu_seconds_server_client"]) for r in res[src]["rcot_rounds"]
+            "{:.2f}/{:.2f}".format(*x["cpu_seconds_server_client"]) for x in r["rcot_rounds"]
         )
-        print(f"  {src:6} CPU s sender/receiver: {cpu}")
-    if "rcot_silent_over_iknp" in res:
-        r = res["rcot_silent_over_iknp"]
+        print(f"  {name:16} CPU s sender/receiver: {cpu}")
+    for tr, r in res.get("rcot_silent_over_iknp", {}).items():
         print(
-            f"  silent / IKNP per round: {' '.join(f'{x:6.2f}' for x in r['per_round'])}"
+            f"  silent / IKNP over {tr:9}: {' '.join(f'{x:6.2f}' for x in r['per_round'])}"
             f"   median {r['median']:.2f}x"
         )
     if args.json:
