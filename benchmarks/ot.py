@@ -26,8 +26,7 @@ apart; the whole session's Ferret traffic per COT handed out is printed too, and
 LPN encoding's CPU time alone and with a second process encoding at the same time (what the two
 parties of one loopback run do to each other's memory accesses). The silent source's flavour
 rows are timed with the pool already holding their COTs and no iteration left to prepare: they
-show the work and bytes on top of Ferret's (add the rcot
-row per COT used; 1-of-16 uses 4 COTs).
+show the work and bytes on top of Ferret's (add the rcot row per COT used; 1-of-16 uses 4 COTs).
 """
 
 from __future__ import annotations
