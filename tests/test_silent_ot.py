@@ -30,6 +30,14 @@ def _base_cots(m: int):
     return q, delta, b, q ^ (b[:, None].astype(np.uint64) * delta)
 
 
+def _offset_bits() -> np.ndarray:
+    """The IKNP sender's s for a Ferret sender: random, its lowest bit set (Delta's lowest bit
+    carries the receiver's choice bits, ferret.py)."""
+    s = PRG().bits(128)
+    s[0] = 1
+    return s
+
+
 def _spcot(t: int, h: int):
     q, delta, b, w = _base_cots(t * h)
     s, (r, pos) = run_pair(
@@ -76,11 +84,10 @@ def test_local_code_is_the_sparse_matrix():
 
     idx = code.indices(P(code._seed), n)  # the public matrix: D indices per output
     assert idx.shape == (D, n) and idx.min() >= 0 and idx.max() < k
-    v, u = PRG().block(k), PRG().bits(k)
-    out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
-    code.encode(v, out, u, bits)
+    v = PRG().block(k)
+    out = np.zeros((n, 2), np.uint64)
+    code.encode(v, out)
     assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
-    assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
     assert np.array_equal(code.indices(P(code._seed), n), idx)  # same on both sides
 
 
@@ -97,12 +104,11 @@ def test_local_code_cached_indices_are_the_stream(monkeypatch):
     idx = np.concatenate(
         [code.indices(stream, min(BLOCK, n - j0)) for j0 in range(0, n, BLOCK)], axis=1
     )
-    v, u = PRG().block(k), PRG().bits(k)
+    v = PRG().block(k)
     for i in range(lpn.STREAM_FIRST + 2):  # another instance each time: one cache per process
-        out, bits = np.zeros((n, 2), np.uint64), np.zeros(n, np.uint8)
-        LocalCode(n, k, "test-blocks").encode(v, out, u, bits)
+        out = np.zeros((n, 2), np.uint64)
+        LocalCode(n, k, "test-blocks").encode(v, out)
         assert np.array_equal(out, np.bitwise_xor.reduce(v[idx], axis=0))
-        assert np.array_equal(bits, np.bitwise_xor.reduce(u[idx], axis=0))
         assert (code._seed in lpn._CACHE._codes) == (i >= lpn.STREAM_FIRST)
 
 
@@ -168,7 +174,7 @@ SMALL_MAIN = Params(16384, 2048, 128)  # 7-level trees
 
 def _ferret_pair(sizes, switch):
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         ext = ExtSender(s, base_ot_recv(ch, s))
         f = FerretSender(ch, ext, 6, boot=SMALL, main=SMALL_MAIN, switch=switch)
         return [f.take(n) for n in sizes], f.delta, f.iterations
@@ -180,6 +186,16 @@ def _ferret_pair(sizes, switch):
     return run_pair(srv, cli)
 
 
+def test_ferret_sender_refuses_an_offset_with_lowest_bit_clear():
+    """The receiver reads its choice bits from its rows' lowest bit, which needs lsb(Delta) = 1:
+    a sender given another offset refuses before any traffic."""
+    s = _offset_bits()
+    s[0] = 0
+    ext = ExtSender(s, [bytes(16)] * 128)
+    with pytest.raises(ValueError, match="lowest bit"):
+        FerretSender(None, ext, 6)
+
+
 def test_ferret_correlation_on_every_output():
     sizes = [1, 1000, 3000, 5000, 40000, 7]
     (ks, delta, it_s), (xm, it_c) = _ferret_pair(sizes, switch=6000)
@@ -189,6 +205,9 @@ def test_ferret_correlation_on_every_output():
     m = np.concatenate([r for _, r in xm])
     assert k.shape[0] == sum(sizes)
     assert np.array_equal(m, k ^ (x[:, None].astype(np.uint64) * delta))
+    # the lowest-bit convention: lsb(Delta) = 1, lsb(K) = 0, so lsb(M) is the choice bit
+    assert delta[0] & 1 == 1 and not (k[:, 0] & 1).any()
+    assert np.array_equal(m[:, 0] & 1, x)
     assert len({bytes(r) for r in k}) == k.shape[0]  # no output handed out twice
     # choice bits uniform: bit frequency and the 8-bit patterns
     assert binomtest(int(x.sum()), x.size).pvalue > 1e-6
@@ -214,7 +233,7 @@ def test_ferret_reuses_tree_memory_only_when_free():
         return copies, unchanged, f.buffers.reused, f.iterations
 
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000)
         return side(f, lambda f, n: (f.take(n),)), f.delta
 
@@ -252,7 +271,7 @@ def test_ferret_leaves_the_bootstrap_set_after_the_switch(size, worker_side, dep
         return ThreadPoolExecutor(1) if worker_side in (side, "both") else None
 
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         ext = ExtSender(s, base_ot_recv(ch, s))
         f = FerretSender(ch, ext, 6, SMALL, SMALL_MAIN, 6000, pool("server"), depth)
         return [f.take(n) for n in sizes], f.delta, f.iterations, f.produced
@@ -286,7 +305,7 @@ def test_ferret_prepared_ahead(worker_side):
         return ThreadPoolExecutor(1) if worker_side in (side, "both") else None
 
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         w = pool("server")
         f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 6000, w)
         out = [f.take(n) for n in sizes]
@@ -514,7 +533,7 @@ def test_one_main_set_iteration():
     n = 2_000_000
 
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, switch=0, depth=0)
         k = f.take(n)
         return k, f.delta, f.iterations, f.produced
@@ -556,7 +575,7 @@ def test_chosen_choices_in_chunks_across_iterations():
     packed = np.packbits(np.concatenate([c, np.zeros(-n % 64, np.uint8)]), bitorder="little")
 
     def srv(ch):
-        s = PRG().bits(128)
+        s = _offset_bits()
         f = FerretSender(ch, ExtSender(s, base_ot_recv(ch, s)), 6, SMALL, SMALL_MAIN, 0)
         snd = SilentSender(f)
         q = np.empty((n, 2), np.uint64)

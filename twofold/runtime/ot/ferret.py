@@ -12,6 +12,14 @@ with A the public local code (lpn.py). The first k + t*h outputs of every iterat
 the next iteration's base COTs; only the rest is handed out. Traffic: t*(2h + 1) blocks from
 sender to receiver per iteration, one flight; the receiver sends nothing.
 
+Lowest-bit convention (emp-ot's Ferret, which OpenCheetah builds on): Delta's lowest bit is 1 and
+every sender row has its lowest bit 0, so a receiver row's lowest bit is its choice bit,
+lsb(M) = lsb(K) ^ x*lsb(Delta) = x. The convention is linear, so the encoding keeps it: the
+bootstrap rows and the trees' leaves are put in that form (sender: lowest bit cleared; receiver:
+lowest bit set to its choice bit u, or to the noise bit e), and x = u*A ^ e comes out of the
+rows' own encoding, without a second gather over the k choice bits (a third of the receiver's
+encoding). Delta keeps 127 secret bits (SECURITY.md, "Silent OT").
+
 Parameter sets (Ferret Table 2, 128-bit security against the known LPN attacks):
 ``MAIN`` n = 10,485,760, k = 452,000, t = 1,280 (2^13-leaf trees): 0.44 bits per usable COT;
 ``BOOT`` n = 470,016, k = 32,768, t = 918 (2^9 leaves), run first from 41,030 IKNP COTs, and
@@ -67,6 +75,8 @@ BOOT = Params(470_016, 32_768, 918)
 SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
 DEPTH = 1  # main-set iterations prepared ahead, per direction (168 MB each on each side)
 WAIT = 600.0  # seconds a take waits for an iteration's local work (bounded work, no peer)
+_LSB = np.uint64(1)
+_HIGH = ~_LSB  # every bit but the lowest
 
 #: One iteration's local work: returns its output rows and (receiver) choice bits.
 Job = Callable[[], tuple[np.ndarray, np.ndarray | None]]
@@ -272,6 +282,11 @@ class FerretSender(_Ferret):
         super().__init__(chan, domain, boot, main, switch, worker, depth)
         self.iknp = iknp
         self.delta = np.asarray(iknp.s, np.uint64).reshape(2)
+        if not self.delta[0] & _LSB:
+            raise ValueError(
+                "Ferret: the offset Delta (the IKNP sender's s) must have its lowest bit set, "
+                "where the receiver's choice bits ride"
+            )
         self.pool = _Pool(False)
 
     def take(self, n: int) -> np.ndarray:
@@ -289,6 +304,7 @@ class FerretSender(_Ferret):
             rows[lo:hi] = q
 
         self.iknp.extend(self.chan, self.boot.base, each)
+        rows[:, 0] &= _HIGH  # the lowest-bit convention
         self.pool.push(rows)
 
     def _begin(self, p: Params) -> Job:
@@ -301,6 +317,7 @@ class FerretSender(_Ferret):
         code, v = self.codes[p], base[: p.k]
 
         def job() -> tuple[np.ndarray, None]:
+            out[:, 0] &= _HIGH  # the leaves s in the lowest-bit convention, then K = v*A ^ s
             code.encode(v, out)
             return out, None
 
@@ -345,6 +362,8 @@ class FerretReceiver(_Ferret):
             rows[lo:hi] = w
 
         self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
+        rows[:, 0] &= _HIGH  # the lowest-bit convention: the choice bit in the lowest bit
+        rows[:, 0] |= bits
         self.pool.push(rows, bits)
 
     def _begin(self, p: Params) -> Job:
@@ -355,13 +374,14 @@ class FerretReceiver(_Ferret):
         )
         self.hashed += t * h
         tree, x = self._tree(p), self.buffers.get((p.n,), np.uint8)
-        code, v, uk = self.codes[p], base[: p.k], u[: p.k]
+        code, w = self.codes[p], base[: p.k]  # lsb(w) = u: the choice bits ride along
 
         def job() -> tuple[np.ndarray, np.ndarray]:
             out, pos = spcot_recv_expand(*flight, tree)
-            x[:] = 0
-            x[pos] = 1
-            code.encode(v, out, uk, x)
+            out[:, 0] &= _HIGH  # the leaves r in the lowest-bit convention: lsb(r) = e
+            out[pos, 0] |= _LSB
+            code.encode(w, out)  # M = w*A ^ r, and so lsb(M) = u*A ^ e = x
+            np.bitwise_and(out[:, 0], _LSB, out=x, casting="unsafe")
             return out, x
 
         return job

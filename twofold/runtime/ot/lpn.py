@@ -14,11 +14,11 @@ them block by block as they go, so a session that encodes with a code once or tw
 nothing. That takes the AES and multiply-shift passes, about a third of an encoding, out of
 every later encoding.
 
-Encoding v -> v*A for 128-bit rows (and for the receiver's bits u -> u*A) runs a block at a
-time in reused buffers sized for the L2 cache: the block's indices from the cache, one gather
-of all D x m 16-byte rows (``np.take`` on a void-16 view), one XOR-reduce over the D axis, one
-XOR into the output (Ferret's cost is these 10 random gathers per output from a k x 16-byte
-table; docs/PERFORMANCE.md).
+Encoding v -> v*A for 128-bit rows runs a block at a time in reused buffers sized for the L2
+cache: the block's indices from the cache, one gather of all D x m 16-byte rows (``np.take`` on
+a void-16 view), one XOR-reduce over the D axis, one XOR into the output (Ferret's cost is these
+10 random gathers per output from a k x 16-byte table; docs/PERFORMANCE.md). The receiver's
+choice bits need no encoding of their own: they ride in the rows' lowest bit (ferret.py).
 """
 
 from __future__ import annotations
@@ -96,15 +96,8 @@ class LocalCode:
         out >>= np.uint64(32)
         return out.view(np.intp)  # < k < 2^32: the same bits as int64
 
-    def encode(
-        self,
-        v: np.ndarray,
-        out: np.ndarray,
-        u: np.ndarray | None = None,
-        out_bits: np.ndarray | None = None,
-    ) -> None:
-        """In place: out ^= v*A (v uint64[k, 2], out uint64[n, 2]) and, if given,
-        out_bits ^= u*A (u, out_bits uint8 0/1)."""
+    def encode(self, v: np.ndarray, out: np.ndarray) -> None:
+        """In place: out ^= v*A (v uint64[k, 2], out uint64[n, 2])."""
         if v.shape != (self.k, 2) or out.shape != (self.n, 2):
             raise ValueError(
                 f"LPN encode: shapes {v.shape} -> {out.shape}, code {self.k} -> {self.n}"
@@ -117,8 +110,6 @@ class LocalCode:
         idx = np.empty(D * BLOCK, np.intp)
         rows = np.empty((D * BLOCK, 2), np.uint64)
         acc = np.empty(2 * BLOCK, np.uint64)
-        gbits = np.empty(D * BLOCK, np.uint8) if u is not None else None
-        abits = np.empty(BLOCK, np.uint8) if u is not None else None
         flat = out.reshape(-1)
         for j0 in range(0, self.n, BLOCK):
             m = min(BLOCK, self.n - j0)
@@ -132,12 +123,6 @@ class LocalCode:
             a = acc[: 2 * m]
             np.bitwise_xor.reduce(g.reshape(D, 2 * m), axis=0, out=a)
             flat[2 * j0 : 2 * (j0 + m)] ^= a
-            if u is not None:
-                gb = gbits[: D * m]
-                np.take(u, ii, out=gb, mode="wrap")
-                ab = abits[:m]
-                np.bitwise_xor.reduce(gb.reshape(D, m), axis=0, out=ab)
-                out_bits[j0 : j0 + m] ^= ab
 
     def _derive_all(self) -> np.ndarray:
         """The whole index stream, uint32[D * n]: block by block from the code's AES stream."""

@@ -125,6 +125,8 @@ class OTPack:
                     "(pass the same --ot to both sides)"
                 )
             s = prg.bits(KAPPA)
+            if self.silent:  # Ferret's offset Delta = s has its lowest bit set (ferret.py)
+                s[0] = 1
             if role == "server":
                 self._snd = ExtSender(s, base_ot_recv(chan, s))
                 self._rcv = ExtReceiver(base_ot_send(chan, KAPPA))
