@@ -317,8 +317,7 @@ class FerretSender(_Ferret):
         code, v = self.codes[p], base[: p.k]
 
         def job() -> tuple[np.ndarray, None]:
-            out[:, 0] &= _HIGH  # the leaves s in the lowest-bit convention, then K = v*A ^ s
-            code.encode(v, out)
+            code.encode(v, out, clear_lsb=True)  # K = v*A ^ s, s in the lowest-bit convention
             return out, None
 
         return job
@@ -378,10 +377,11 @@ class FerretReceiver(_Ferret):
 
         def job() -> tuple[np.ndarray, np.ndarray]:
             out, pos = spcot_recv_expand(*flight, tree)
-            out[:, 0] &= _HIGH  # the leaves r in the lowest-bit convention: lsb(r) = e
-            out[pos, 0] |= _LSB
-            code.encode(w, out)  # M = w*A ^ r, and so lsb(M) = u*A ^ e = x
-            np.bitwise_and(out[:, 0], _LSB, out=x, casting="unsafe")
+            # M = w*A ^ r with r in the lowest-bit convention, lsb(r) = e: the leaves' lowest
+            # bits cleared, so lsb(M) = u*A, then e's ones added at the noise positions
+            code.encode(w, out, clear_lsb=True, lsb=x)
+            out[pos, 0] ^= _LSB
+            x[pos] ^= 1  # x = lsb(M) = u*A ^ e
             return out, x
 
         return job
