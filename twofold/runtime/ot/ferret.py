@@ -41,7 +41,7 @@ import numpy as np
 from ..prg import PRG
 from .ggm import tree_shape
 from .iknp import ExtReceiver, ExtSender
-from .lpn import LocalCode
+from .lpn import HIGH, LSB, LocalCode
 from .recycle import Recycler
 from .spcot import spcot_recv_expand, spcot_recv_message, spcot_send
 
@@ -75,44 +75,37 @@ BOOT = Params(470_016, 32_768, 918)
 SWITCH = 1 << 22  # COTs handed out (both directions count apart) before MAIN iterations
 DEPTH = 1  # main-set iterations prepared ahead, per direction (168 MB each on each side)
 WAIT = 600.0  # seconds a take waits for an iteration's local work (bounded work, no peer)
-_LSB = np.uint64(1)
-_HIGH = ~_LSB  # every bit but the lowest
 
-#: One iteration's local work: returns its output rows and (receiver) choice bits.
-Job = Callable[[], tuple[np.ndarray, np.ndarray | None]]
+#: One iteration's local work: returns its output rows (the receiver's choice bits are their
+#: lowest bits).
+Job = Callable[[], np.ndarray]
 
 
 class _Pool:
-    """A queue of COT segments (rows, and for the receiver choice bits) handed out in order."""
+    """A queue of COT row segments handed out in order."""
 
-    def __init__(self, with_bits: bool) -> None:
+    def __init__(self) -> None:
         self.rows: deque[np.ndarray] = deque()
-        self.bits: deque[np.ndarray] | None = deque() if with_bits else None
         self.avail = 0
 
-    def push(self, rows: np.ndarray, bits: np.ndarray | None = None) -> None:
+    def push(self, rows: np.ndarray) -> None:
         self.rows.append(rows)
-        if self.bits is not None:
-            self.bits.append(bits)
         self.avail += rows.shape[0]
 
-    def pop(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The next n rows (and bits) as one array each: a view if they lie in one segment."""
-        rows, bits = self.pop_parts(n)
+    def pop(self, n: int) -> np.ndarray:
+        """The next n rows as one array: a view if they lie in one segment."""
+        rows = self.pop_parts(n)
         # one segment: a view (its rows are never handed out again, so the caller may write)
-        out = np.concatenate(rows) if len(rows) != 1 else rows[0]
-        return out, bits
+        return np.concatenate(rows) if len(rows) != 1 else rows[0]
 
-    def pop_parts(self, n: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+    def pop_parts(self, n: int) -> list[np.ndarray]:
         """The next n rows as the list of segment views that hold them (no copy; a batch of
-        several iterations' outputs would otherwise be copied whole) and the bits as one
-        array."""
+        several iterations' outputs would otherwise be copied whole)."""
         if n > self.avail:
             raise RuntimeError(f"COT pool: {n} requested, {self.avail} available")
         if n == 0:
-            empty = np.empty((0, 2), np.uint64)
-            return [empty], None if self.bits is None else np.empty(0, np.uint8)
-        rows, bits = [], []
+            return [np.empty((0, 2), np.uint64)]
+        rows = []
         left = n
         while left:
             r = self.rows[0]
@@ -122,18 +115,20 @@ class _Pool:
                 self.rows.popleft()
             else:
                 self.rows[0] = r[take:]
-            if self.bits is not None:
-                b = self.bits[0]
-                bits.append(b[:take])
-                if take == b.shape[0]:
-                    self.bits.popleft()
-                else:
-                    self.bits[0] = b[take:]
             left -= take
         self.avail -= n
-        if self.bits is None:
-            return rows, None
-        return rows, (np.concatenate(bits) if len(bits) != 1 else bits[0])
+        return rows
+
+
+def choice_bits(parts: list[np.ndarray]) -> np.ndarray:
+    """A receiver's choice bits, uint8: its rows' lowest bits (the lowest-bit convention), read
+    before the rows are handed to a caller that may write them."""
+    out = np.empty(sum(p.shape[0] for p in parts), np.uint8)
+    at = 0
+    for p in parts:
+        np.bitwise_and(p[:, 0], LSB, out=out[at : at + p.shape[0]], casting="unsafe")
+        at += p.shape[0]
+    return out
 
 
 class _Ferret:
@@ -204,11 +199,11 @@ class _Ferret:
     def _finish(self) -> None:
         """Wait for the oldest iteration in preparation and put its outputs in the pool."""
         try:
-            rows, bits = self.pending.popleft().result(timeout=WAIT)
+            rows = self.pending.popleft().result(timeout=WAIT)
         except TimeoutError:
             msg = f"Ferret: an iteration's local work took over {WAIT:.0f} s"
             raise RuntimeError(msg) from None
-        self.pool.push(rows, bits)
+        self.pool.push(rows)
 
     def ensure(self, n: int) -> None:
         """Make n COTs available (keeping the next bootstrap-set iteration's base COTs): the
@@ -282,20 +277,20 @@ class FerretSender(_Ferret):
         super().__init__(chan, domain, boot, main, switch, worker, depth)
         self.iknp = iknp
         self.delta = np.asarray(iknp.s, np.uint64).reshape(2)
-        if not self.delta[0] & _LSB:
+        if not self.delta[0] & LSB:
             raise ValueError(
                 "Ferret: the offset Delta (the IKNP sender's s) must have its lowest bit set, "
                 "where the receiver's choice bits ride"
             )
-        self.pool = _Pool(False)
+        self.pool = _Pool()
 
     def take(self, n: int) -> np.ndarray:
         """The next n COT rows K, uint64[n, 2] (never handed out again: the caller owns them)."""
-        return self._take(n, self.pool.pop)[0]
+        return self._take(n, self.pool.pop)
 
     def take_parts(self, n: int) -> list[np.ndarray]:
         """As :meth:`take`, as the list of pool segments that hold the rows (views, no copy)."""
-        return self._take(n, self.pool.pop_parts)[0]
+        return self._take(n, self.pool.pop_parts)
 
     def _bootstrap(self) -> None:
         rows = np.empty((self.boot.base, 2), np.uint64)
@@ -304,11 +299,11 @@ class FerretSender(_Ferret):
             rows[lo:hi] = q
 
         self.iknp.extend(self.chan, self.boot.base, each)
-        rows[:, 0] &= _HIGH  # the lowest-bit convention
+        rows[:, 0] &= HIGH  # the lowest-bit convention
         self.pool.push(rows)
 
     def _begin(self, p: Params) -> Job:
-        base, _ = self.pool.pop(p.base)
+        base = self.pool.pop(p.base)
         t, h = p.t, p.depth
         out = spcot_send(  # the trees here: their level sums are the flight
             self.chan, base[p.k :], self.delta, t, h, self.hashed, self.domain, self._tree(p)
@@ -316,9 +311,9 @@ class FerretSender(_Ferret):
         self.hashed += t * h
         code, v = self.codes[p], base[: p.k]
 
-        def job() -> tuple[np.ndarray, None]:
+        def job() -> np.ndarray:
             code.encode(v, out, clear_lsb=True)  # K = v*A ^ s, s in the lowest-bit convention
-            return out, None
+            return out
 
         return job
 
@@ -339,17 +334,17 @@ class FerretReceiver(_Ferret):
     ) -> None:
         super().__init__(chan, domain, boot, main, switch, worker, depth)
         self.iknp = iknp
-        self.pool = _Pool(True)
+        self.pool = _Pool()
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The next n COTs: choice bits uint8[n] and rows uint64[n, 2] (the caller owns them)."""
-        rows, bits = self._take(n, self.pool.pop)
-        return bits, rows
+        rows = self._take(n, self.pool.pop)
+        return choice_bits([rows]), rows
 
     def take_parts(self, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """As :meth:`take`, the rows as the list of pool segments that hold them (views)."""
-        rows, bits = self._take(n, self.pool.pop_parts)
-        return bits, rows
+        parts = self._take(n, self.pool.pop_parts)
+        return choice_bits(parts), parts
 
     def _bootstrap(self) -> None:
         m = self.boot.base
@@ -361,27 +356,28 @@ class FerretReceiver(_Ferret):
             rows[lo:hi] = w
 
         self.iknp.extend(self.chan, m, lambda lo, hi: packed[lo // 8 : hi // 8], each)
-        rows[:, 0] &= _HIGH  # the lowest-bit convention: the choice bit in the lowest bit
+        rows[:, 0] &= HIGH  # the lowest-bit convention: the choice bit in the lowest bit
         rows[:, 0] |= bits
-        self.pool.push(rows, bits)
+        self.pool.push(rows)
 
     def _begin(self, p: Params) -> Job:
-        base, u = self.pool.pop(p.base)
+        base = self.pool.pop(p.base)
         t, h = p.t, p.depth
+        tw = base[p.k :]  # the trees' base COTs, their choice bits in their lowest bits
         flight = spcot_recv_message(
-            self.chan, u[p.k :], base[p.k :], t, h, self.hashed, self.domain
+            self.chan, choice_bits([tw]), tw, t, h, self.hashed, self.domain
         )
         self.hashed += t * h
-        tree, x = self._tree(p), self.buffers.get((p.n,), np.uint8)
+        tree = self._tree(p)
         code, w = self.codes[p], base[: p.k]  # lsb(w) = u: the choice bits ride along
 
-        def job() -> tuple[np.ndarray, np.ndarray]:
+        def job() -> np.ndarray:
             out, pos = spcot_recv_expand(*flight, tree)
             # M = w*A ^ r with r in the lowest-bit convention, lsb(r) = e: the leaves' lowest
-            # bits cleared, so lsb(M) = u*A, then e's ones added at the noise positions
-            code.encode(w, out, clear_lsb=True, lsb=x)
-            out[pos, 0] ^= _LSB
-            x[pos] ^= 1  # x = lsb(M) = u*A ^ e
-            return out, x
+            # bits cleared, so lsb(M) = u*A, then e's ones added at the noise positions, so
+            # that lsb(M) = u*A ^ e = x
+            code.encode(w, out, clear_lsb=True)
+            out[pos, 0] ^= LSB
+            return out
 
         return job

@@ -34,8 +34,8 @@ from ..prg import PRG
 D = 10
 BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
 _ROW = np.dtype((np.void, 16))
-_LSB = np.uint64(1)
-_HIGH = ~_LSB  # every bit but the lowest
+LSB = np.uint64(1)  # a row's lowest bit (Ferret's lowest-bit convention, ferret.py)
+HIGH = ~LSB  # every bit but the lowest
 _KEEP = 4  # codes whose indices a process keeps (Ferret uses two: the bootstrap and main sets)
 STREAM_FIRST = 2  # encodings per code that derive their indices as they go before they are kept
 LOCK_WAIT = 600.0  # seconds a thread waits for another's derivation (local work, ~1 s)
@@ -98,24 +98,16 @@ class LocalCode:
         out >>= np.uint64(32)
         return out.view(np.intp)  # < k < 2^32: the same bits as int64
 
-    def encode(
-        self,
-        v: np.ndarray,
-        out: np.ndarray,
-        clear_lsb: bool = False,
-        lsb: np.ndarray | None = None,
-    ) -> None:
-        """In place: out ^= v*A (v uint64[k, 2], out uint64[n, 2]). For Ferret's lowest-bit
-        convention, block by block while the block is in cache: ``clear_lsb`` clears out's
-        lowest bits first, and ``lsb`` (uint8[n]) receives the result's lowest bits."""
+    def encode(self, v: np.ndarray, out: np.ndarray, clear_lsb: bool = False) -> None:
+        """In place: out ^= v*A (v uint64[k, 2], out uint64[n, 2]); with ``clear_lsb``, out's
+        lowest bits are cleared first (Ferret's lowest-bit convention), block by block while the
+        block is in cache."""
         if v.shape != (self.k, 2) or out.shape != (self.n, 2):
             raise ValueError(
                 f"LPN encode: shapes {v.shape} -> {out.shape}, code {self.k} -> {self.n}"
             )
         if not out.flags.c_contiguous:
             raise ValueError("LPN encode: the output must be C-contiguous (written in place)")
-        if lsb is not None and lsb.shape != (self.n,):
-            raise ValueError(f"LPN encode: lowest bits {lsb.shape}, code output {self.n}")
         table = np.ascontiguousarray(v).view(_ROW).reshape(self.k)  # one 16-byte item a row
         words = _CACHE.get(self)
         prg = PRG(self._seed) if words is None else None
@@ -135,10 +127,8 @@ class LocalCode:
             np.bitwise_xor.reduce(g.reshape(D, m, 2), axis=0, out=a)
             o = out[j0 : j0 + m]
             if clear_lsb:
-                o[:, 0] &= _HIGH
+                o[:, 0] &= HIGH
             o ^= a
-            if lsb is not None:
-                np.bitwise_and(o[:, 0], _LSB, out=lsb[j0 : j0 + m], casting="unsafe")
 
     def _derive_all(self) -> np.ndarray:
         """The whole index stream, uint32[D * n]: block by block from the code's AES stream."""
