@@ -263,11 +263,12 @@ def test_handshake_mismatch_raises_on_both_sides():
     assert "both parties claim" in str(s) and "both parties claim" in str(c)
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_protocol_version_is_refused(old):
     """A peer of an older protocol version (v1: 1-of-N keys before the packed ones; v2: every
-    1-of-N entry sent, before the shares flavour) is refused at the handshake, naming both
-    versions, before any OT runs."""
+    1-of-N entry sent, before the shares flavour; v3: Ferret rows without the lowest-bit
+    convention, whose receiver would read wrong choice bits) is refused at the handshake,
+    naming both versions, before any OT runs."""
     import json
 
     from twofold.runtime.session import PROTOCOL, PROTOCOL_VERSION
@@ -284,7 +285,7 @@ def test_older_protocol_version_is_refused(old):
             return e
 
     s, c = run_pair(lambda x: x, lambda x: x, make=make)
-    assert c["version"] == PROTOCOL_VERSION == 3
+    assert c["version"] == PROTOCOL_VERSION == 4
     assert isinstance(s, ProgramMismatchError)
     assert f"v{PROTOCOL_VERSION}" in str(s) and f"v{old}" in str(s)
 

@@ -30,8 +30,10 @@ PROTOCOL = "twofold-2pc"
 #: ot/nco.py, 2026-11-30; 3: 1-of-N OTs whose entry 0 is implicit, the shares flavour of
 #: ot/parts.py, in the ReLU-truncation's output OT and the millionaire's leaves, the leaves of
 #: narrow digits cut to their reachable entries, the silent ReLU-truncation's two 1-of-4 OTs,
-#: and Ferret's climb back to the main set, which moves its iterations, 2026-11-30).
-PROTOCOL_VERSION = 3
+#: and Ferret's climb back to the main set, which moves its iterations, 2026-11-30; 4: Ferret's
+#: lowest-bit convention, lsb(Delta) = 1 and the receiver's choice bits in its rows' lowest bits,
+#: which a v3 peer's rows do not follow, 2026-11-30).
+PROTOCOL_VERSION = 4
 ROLES = ("server", "client")
 #: Correlated-OT sources a session can run on (``twofold run server --ot``) and the default:
 #: the OTPack's (silent Ferret COT, or IKNP).
