@@ -83,13 +83,17 @@ class Parts:
         """A buffer for the batch's message (zeroed where rows are OR-ed in at bit offsets)."""
         return (np.zeros if self.dense else np.empty)(self.nbytes, np.uint8)
 
+    def bit_offset(self, i: int, a: int) -> int:
+        """Where row a of part i starts on the wire, in bits."""
+        return self.offs[i] * 8 + (a - self.starts[i]) * self.sent[i] * self.ks[i]
+
     def overlap(self, lo: int, hi: int):  # noqa: ANN201
         """(i, a, b, k, offset): part i's rows [a, b) within [lo, hi), its width and the wire
         offset of row a in bits, for every part that has some."""
         for i, k in enumerate(self.ks):
             a, b = max(lo, self.starts[i]), min(hi, self.starts[i + 1])
             if a < b:
-                yield i, a, b, k, self.offs[i] * 8 + (a - self.starts[i]) * self.sent[i] * k
+                yield i, a, b, k, self.bit_offset(i, a)
 
     def put(self, wire: np.ndarray, lo: int, out: np.ndarray) -> None:
         """Pack the masked messages ``out`` (uint64[r, nmsg], or uint8 when every width is at
@@ -107,8 +111,7 @@ class Parts:
         """Part i's rows from row a on, masked and packed as words (entry x at bits [x*k,
         x*k + k); with ``implicit``, entry 0's field is zero and dropped, and the fields from
         ents_i on are dropped)."""
-        k = self.ks[i]
-        off = self.offs[i] * 8 + (a - self.starts[i]) * self.sent[i] * k
+        k, off = self.ks[i], self.bit_offset(i, a)
         if not self.dense:
             wire[off // 8 : off // 8 + words.nbytes] = words.view(np.uint8)
             return
