@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from nacl import bindings as nb
 from scipy.stats import chisquare
 
-from twofold.runtime import bitpack, net
+from twofold.runtime import bitpack
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
 from twofold.runtime.ot import iknp, kk13, otpack
@@ -290,38 +290,14 @@ def test_older_protocol_version_is_refused(old):
     assert f"v{PROTOCOL_VERSION}" in str(s) and f"v{old}" in str(s)
 
 
-class _Recording(net.Channel):
-    """A Channel that keeps every array it receives: the party's view of the protocol."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.view = []
-
-    def recv_array(self, dtype, shape):
-        a = super().recv_array(dtype, shape)
-        self.view.append(a.copy())  # the protocol may reuse the buffer in place
-        return a
-
-
-def _recording_pair(monkeypatch):
-    import socket
-
-    def pair(timeout=30.0):
-        a, b = socket.socketpair()
-        return _Recording(a, timeout), _Recording(b, timeout)
-
-    monkeypatch.setattr(net, "socketpair_channels", pair)
-
-
 def _uniform(counts):
     return chisquare(counts).pvalue
 
 
-def test_views_are_uniform(monkeypatch):
+def test_views_are_uniform(recording):
     """The sender's view of the choice bits (u) and the receiver's view of the non-chosen
     messages are uniform even for constant inputs (chi-square over several runs, p > 1e-6).
     IKNP source (the silent one: test_silent_ot.py)."""
-    _recording_pair(monkeypatch)
     n = 2048
     runs = 3
     ones = np.ones(n, np.uint8)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, chisquare
 
-from twofold.runtime import bitpack, net
+from twofold.runtime import bitpack
 from twofold.runtime.errors import PeerError, ProgramMismatchError
 from twofold.runtime.net import run_pair
 from twofold.runtime.ot import ferret, ggm, lpn
@@ -457,27 +457,9 @@ def test_silent_batch_size_mismatch():
         run_silent(lambda p: p.ot.rot_send(10), lambda p: p.ot.rot_recv(np.zeros(11, np.uint8)))
 
 
-class _Recording(net.Channel):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.view = []
-
-    def recv_array(self, dtype, shape):
-        a = super().recv_array(dtype, shape)
-        self.view.append(a.copy())
-        return a
-
-
-def test_silent_views_are_uniform(monkeypatch):
+def test_silent_views_are_uniform(recording):
     """Sender's view of the chosen bits (d = x ^ c) and the receiver's view of the SPCOT sums
     and of the non-chosen messages are uniform for constant inputs (chi-square, p > 1e-6)."""
-    import socket
-
-    def pair(timeout=30.0):
-        a, b = socket.socketpair()
-        return _Recording(a, timeout), _Recording(b, timeout)
-
-    monkeypatch.setattr(net, "socketpair_channels", pair)
     n = 4096
     ones = np.ones(n, np.uint8)
     ch16 = RNG.integers(0, 16, n).astype(np.uint8)
