@@ -22,7 +22,7 @@ import numpy as np
 from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
 from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
-from .engines import EngineError, Plaintext, SecureFailure, Simulate, file_digest
+from .engines import EngineError, Inference, Plaintext, SecureFailure, Simulate, file_digest
 from .execute import Execution
 from .labels import CHEXNET_LABELS, LabelMap
 from .projection import describe as describe_estimate
@@ -181,7 +181,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
                 + (f"; retrying {log.dropped} failed image(s)" if log.dropped else "")
             )
             if todo and batch > 1:
-                run_batched(todo, batch, _load_image, plain, secure, sim, log, say)
+                run_batched(todo, batch, plain, secure, sim, log, say)
             elif todo:
                 say(describe_estimate(ex.estimate(len(todo))))
                 ex.run(todo, log, say)
@@ -225,6 +225,89 @@ def _has_server_part(bundle: Path) -> bool:
     return True
 
 
+def failure_kind(e: BaseException) -> str:
+    """The ``failure`` kind of a secure run that gave no trustworthy output."""
+    if _out_of_range(e):
+        return "input out of range"
+    if str(e).startswith("secure output for"):
+        return "non-finite output"
+    if "overflow" in str(e).lower():
+        return "overflow"
+    return "secure run failed"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image that passed the first stage: its record so far (id, line, SHA-256), the
+    input the program takes and its finite plaintext result."""
+
+    base: dict[str, Any]
+    x: np.ndarray
+    plain: Inference
+    names: tuple[str, ...]
+
+
+def prepare_image(
+    s: Sample, plain: Plaintext, meta: dict[str, Any], labels: list[str]
+) -> Prepared | dict[str, Any]:
+    """First stage of an image's record, shared by every path (per image, batches): digest,
+    load with the range check of ``meta`` (one image's shape), plaintext and its finiteness.
+
+    Invariant: an image stops here with its final record exactly when its file cannot be
+    read or decoded (``error``: unreadable image), its input is out of the compiled range
+    (``secure_error``, failure "input out of range": a result, refused before any secure
+    run), or its plaintext output is not finite (``error``); otherwise :class:`Prepared`.
+    """
+    base: dict[str, Any] = {"id": s.id, "line": s.line}
+    try:
+        base["sha256"] = file_digest(s.path)
+        x = _load_image(s, meta)
+    except Exception as e:  # any decoder failure is a bad row, reported with the reason
+        msg = str(e).replace(str(s.path), s.id)  # no absolute paths in a report
+        if _out_of_range(e):
+            return {**base, "failure": "input out of range", "secure_error": msg}
+        return {**base, "error": f"unreadable image: {msg}"}
+    p = plain(x)
+    names = tuple(labels) or (CHEXNET_LABELS if p.values.size == 14 else ())
+    bad = _nonfinite(p.values, names)
+    if bad:
+        return {**base, "error": f"plaintext {bad}"}
+    return Prepared(base, x, p, names)
+
+
+def secure_record(s: Sample, prep: Prepared, run: Callable[[], Inference]) -> dict[str, Any]:
+    """Second stage, shared by every path: the secure result ``run()`` gives, classified.
+
+    Invariant: the record has ``secure`` (finite, the plaintext's shape) and the cost keys
+    exactly when ``run`` returned a finite output; an ArithmeticError (overflow, a flagged
+    output), an InputOutOfRange or a non-finite value makes it a ``secure_error`` record
+    with its :func:`failure_kind`; any other error (a failed session) propagates, for the
+    engine to classify.
+    """
+    p = prep.plain
+    try:
+        r = run()
+        bad = _nonfinite(r.values, prep.names)
+        if bad:
+            raise SecureFailure(f"secure {bad}")
+    except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
+        if isinstance(e, ValueError) and not _out_of_range(e):
+            raise  # EngineError (a failed session) and other faults: the engine decides
+        msg = str(e).replace(str(s.path), s.id)
+        return {**prep.base, "plain": p.values.tolist(), "failure": failure_kind(e),
+                "secure_error": msg}  # fmt: skip
+    if p.values.shape != r.values.shape:
+        raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
+    return {
+        **prep.base,
+        "plain": p.values.tolist(),
+        "secure": r.values.tolist(),
+        "time_plain_s": p.time_s,
+        "time_secure_s": r.time_s,
+        **r.cost,
+    }
+
+
 def evaluate_image(
     s: Sample, plain: Plaintext, secure: Any, sim: Simulate | None, measure: bool = False
 ) -> dict[str, Any]:
@@ -236,59 +319,28 @@ def evaluate_image(
     secure run without a trustworthy output (fixed-point overflow, input out of the compiled
     range, an output flagged invalid or not finite) a ``secure_error`` record with its
     ``failure`` kind; a failed 2PC session raises (the engine classifies it, see
-    ``dispatch``). ``sim`` is None when only the client bundle is at hand (no oracle).
+    ``dispatch``). ``sim`` is None when only the client bundle is at hand (no oracle). The
+    classification is :func:`prepare_image` then :func:`secure_record`, which the batch path
+    (batching.py) uses too.
     """
     t0 = time.perf_counter()
-    base: dict[str, Any] = {"id": s.id, "line": s.line}
-    try:
-        base["sha256"] = file_digest(s.path)
-        x = _load_image(s, secure.meta)
-    except Exception as e:  # any decoder failure is a bad row, reported with the reason
-        msg = str(e).replace(str(s.path), s.id)  # no absolute paths in a report
-        if _out_of_range(e):
-            return {**base, "failure": "input out of range", "secure_error": msg}
-        return {**base, "error": f"unreadable image: {msg}"}
-    p = plain(x)
-    names = tuple(secure.labels) or (CHEXNET_LABELS if p.values.size == 14 else ())
-    bad = _nonfinite(p.values, names)
-    if bad:
-        return {**base, "error": f"plaintext {bad}"}
-    try:
+    prep = prepare_image(s, plain, secure.meta, secure.labels)
+    if not isinstance(prep, Prepared):
+        return prep
+
+    def run() -> Inference:
         if secure is sim:
-            r = sim(x, measure_memory=measure)
-        else:
-            r = secure(x, secure.input_name)
-            if sim is not None:
-                # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
-                r.cost["simulate"] = sim(x, measure_memory=False).values.tolist()
-        bad = _nonfinite(r.values, names)
-        if bad:
-            raise SecureFailure(f"secure {bad}")
-    except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
-        if isinstance(e, ValueError) and not _out_of_range(e):
-            raise  # EngineError (a failed session) and other faults: the engine decides
-        kind = (
-            "input out of range"
-            if _out_of_range(e)
-            else "non-finite output"
-            if str(e).startswith("secure output for")
-            else "overflow"
-            if "overflow" in str(e).lower()
-            else "secure run failed"
-        )
-        msg = str(e).replace(str(s.path), s.id)
-        return {**base, "plain": p.values.tolist(), "failure": kind, "secure_error": msg}
-    if p.values.shape != r.values.shape:
-        raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
-    return {
-        **base,
-        "plain": p.values.tolist(),
-        "secure": r.values.tolist(),
-        "time_plain_s": p.time_s,
-        "time_secure_s": r.time_s,
-        "wall_s": time.perf_counter() - t0,
-        **r.cost,
-    }
+            return sim(prep.x, measure_memory=measure)
+        r = secure(prep.x, secure.input_name)
+        if sim is not None:
+            # The oracle: 2PC must equal the cleartext fixed-point program bit for bit.
+            r.cost["simulate"] = sim(prep.x, measure_memory=False).values.tolist()
+        return r
+
+    rec = secure_record(s, prep, run)
+    if "secure" in rec:
+        rec["wall_s"] = time.perf_counter() - t0
+    return rec
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:
