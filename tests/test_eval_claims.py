@@ -259,3 +259,33 @@ def test_auc_equivalence_exact_and_bad_margin():
     assert auc_equivalence(0.03, 0.0, 0.02).p_value == 1.0
     with pytest.raises(ValueError, match="margin"):
         auc_equivalence(0.0, 0.01, 0.0)
+
+
+def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path):
+    """DESIGN §6: 2PC equals the fixed-point simulation bit for bit. A record whose secure
+    output differs from its ``simulate`` oracle (here by one ulp-sized step, as a tampered or
+    faulty run would) is a secure failure, said at the top; the report no longer tells the
+    reader the differences are quantisation. Judged from the records (so --resume too)."""
+    ds, recs = _data(n=20)
+    for r in recs.values():
+        r["simulate"] = list(r["secure"])  # a 2PC run with its oracle, all bit-identical
+    s = write_report(_cfg(tmp_path, mode="2pc"), ds, LMAP, recs, {})
+    assert s["secure_failures"]["failed"] == 0
+    assert s["overall"]["twopc_vs_simulate"]["bit_exact_images"] == 20
+    md = (tmp_path / "report.md").read_text()
+    assert "fixed-point quantisation, not the protocol" in md and "PROTOCOL FAULT" not in md
+
+    recs["i7.png"]["simulate"][4] += 2.0**-12
+    s = write_report(_cfg(tmp_path, mode="2pc"), ds, LMAP, recs, {})
+    f = s["secure_failures"]
+    assert (f["attempted"], f["failed"]) == (20, 1)
+    assert f["reasons"] == {"2PC differs from the fixed-point simulation": 1}
+    assert f["images"][0]["id"] == "i7.png" and "1 of 14 outputs" in f["images"][0]["reason"]
+    assert s["dataset"]["evaluated"] == 19
+    assert all(r["agreement"]["n"] == 19 for r in s["labels"])  # out of every statistic
+    v = s["overall"]["twopc_vs_simulate"]
+    assert (v["images"], v["bit_exact_images"]) == (20, 19) and v["max_abs_diff"] > 0
+    md = (tmp_path / "report.md").read_text()
+    assert md.split("\n\n")[1].startswith("> ⚠ **PROTOCOL FAULT")  # first, under the title
+    assert "fixed-point quantisation, not the protocol" not in md
+    assert "Secure inference failed on 1 of 20 images" in md

@@ -1,8 +1,11 @@
 """From results and labels to the numbers of the report (pure function, no I/O).
 
 Every image of the dataset is in exactly one set: *evaluated* (finite plaintext and secure
-outputs), *secure failure* (the secure run gave no trustworthy output: overflow, input outside
-the compiled range, a non-finite value — a result of the evaluation, reported first), *unusable*
+outputs, and a 2PC output equal bit for bit to its fixed-point oracle when the record has one),
+*secure failure* (the secure run gave no trustworthy output: overflow, input outside the
+compiled range, a non-finite value, or a 2PC output that differs from the fixed-point
+simulation — a protocol fault, DESIGN §6; a result of the evaluation, reported first; it is
+classified here, from the records, so a resumed run's older records are judged alike), *unusable*
 (bad CSV row, missing or unreadable file, non-finite plaintext output: nothing to compare) or
 *pending* (not run yet).
 
@@ -41,6 +44,7 @@ from .labels import LabelMap
 
 ALPHA = 0.05
 SMALL_N = 30
+ORACLE_FAULT = "2PC differs from the fixed-point simulation"
 SMALL_POS = 10
 
 
@@ -66,6 +70,34 @@ def _check_finite(sample: Sample, rec: dict[str, Any], names: tuple[str, ...]) -
                 f"{sample.id}: {side} output for {names[j]} is {v[j]} (not finite); "
                 "the results file cannot be analysed"
             )
+
+
+def _oracle_gap(rec: dict[str, Any]) -> float:
+    """max |2PC − simulate| of a record with an oracle (inf when the shapes differ)."""
+    sec = np.asarray(rec["secure"], np.float64)
+    sim = np.asarray(rec["simulate"], np.float64)
+    if sec.shape != sim.shape:
+        return math.inf
+    return float(np.max(np.abs(sec - sim), initial=0.0))
+
+
+def _oracle_fault(rec: dict[str, Any]) -> str | None:
+    """Why a 2PC record is a protocol fault, or None: DESIGN §6 requires the 2PC output to
+    equal the cleartext fixed-point program's (the record's ``simulate``) bit for bit, so any
+    difference (not a tolerance) means the protocol, not the quantisation, went wrong."""
+    if "simulate" not in rec:
+        return None
+    sec = np.asarray(rec["secure"], np.float64)
+    sim = np.asarray(rec["simulate"], np.float64)
+    if sec.shape == sim.shape and np.array_equal(sec, sim):
+        return None
+    if sec.shape != sim.shape:
+        return f"2PC gives {sec.size} outputs, the fixed-point simulation {sim.size}"
+    k = int(np.count_nonzero(sec != sim))
+    return (
+        f"2PC output differs from the fixed-point simulation on {k} of {sec.size} outputs "
+        f"(max |Δ| {_oracle_gap(rec):.3g}); DESIGN §6 requires them bit-identical"
+    )
 
 
 def _small(n: int, n_pos: int | None = None) -> list[str]:
@@ -224,6 +256,7 @@ def analyse(
     """Statistics over the dataset's samples that have a result; see module docstring."""
     names = tuple(lmap.model_labels)
     done, fails, unusable = [], [], []
+    oracle: list[tuple[Sample, bool]] = []  # images with a fixed-point oracle: bit-identical?
     for s in ds.samples:
         rec = records.get(s.id)
         if rec is None:
@@ -240,9 +273,22 @@ def analyse(
                     "reason": rec["secure_error"],
                 }
             )
+        elif (fault := _oracle_fault(rec)) is not None:
+            oracle.append((s, False))
+            fails.append(
+                {
+                    "line": s.line,
+                    "id": s.id,
+                    "group": s.group,
+                    "kind": ORACLE_FAULT,
+                    "reason": fault,
+                }
+            )
         else:
             _check_finite(s, rec, names)
             done.append(s)
+            if "simulate" in rec:
+                oracle.append((s, True))
     bad = [{"line": b.line, "id": b.id, "reason": b.reason} for b in ds.bad_rows] + unusable
     bad.sort(key=lambda b: b["line"])
     finished = {s.id for s in ds.samples if s.id in records}
@@ -265,14 +311,12 @@ def analyse(
         }
 
     overall: dict[str, Any] = {"images": len(done)}
-    oracle = [s for s in done if "simulate" in records[s.id]]
     if oracle:
-        sim = np.array([records[s.id]["simulate"] for s in oracle], np.float64)
-        sec = np.array([records[s.id]["secure"] for s in oracle], np.float64)
+        gaps = [_oracle_gap(records[s.id]) for s, _ in oracle]
         overall["twopc_vs_simulate"] = {
             "images": len(oracle),
-            "bit_exact_images": int(np.sum(np.all(sim == sec, axis=1))),
-            "max_abs_diff": float(np.max(np.abs(sim - sec))),
+            "bit_exact_images": sum(1 for _, same in oracle if same),
+            "max_abs_diff": max(gaps),
         }
     if done:
         idx = [lmap.model_labels.index(n) for n in ds.labels]

@@ -330,14 +330,29 @@ def _headline(s: dict[str, Any]) -> list[Block]:
     """Title, then a non-zero secure failure rate before anything else, then the claims."""
     d, f = s["dataset"], s["secure_failures"]
     b: list[Block] = [("h1", s["title"])]
+    v = s["overall"].get("twopc_vs_simulate")
+    if v and v["bit_exact_images"] < v["images"]:
+        k = v["images"] - v["bit_exact_images"]
+        b.append(
+            (
+                "warn",
+                f"**PROTOCOL FAULT: the 2PC output differs from the fixed-point simulation of "
+                f"the same bundle on {k} of {v['images']} images** (max |Δ| "
+                f"{v['max_abs_diff']:.3g}). They must be equal bit for bit (DESIGN §6), so the "
+                "two-party runtime, not quantisation, gave these outputs; they are counted as "
+                "secure failures and left out of every statistic, and the secure results of "
+                "this run should not be relied on until the difference is explained.",
+            )
+        )
     if f["failed"]:
         why = ", ".join(f"{k}: {n}" for k, n in f["reasons"].items())
         b.append(
             (
                 "warn",
                 f"**Secure inference failed on {f['failed']} of {f['attempted']} images "
-                f"({100 * f['rate']:.1f}%)** — {why}. These images have no secure output and "
-                "are left out of every statistic below; they are listed under Secure failures.",
+                f"({100 * f['rate']:.1f}%)** — {why}. These images have no trustworthy secure "
+                "output and are left out of every statistic below; they are listed under Secure "
+                "failures.",
             )
         )
     if s["note"]:
@@ -421,15 +436,20 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
     b += _section_blocks(s, s, "h2", tag)
     if "twopc_vs_simulate" in o:
         v = o["twopc_vs_simulate"]
-        b.append(
-            (
-                "p",
-                f"2PC vs the cleartext fixed-point simulation of the same bundle: "
-                f"**{v['bit_exact_images']} of {v['images']} images bit-identical** "
-                f"(max |Δ| {v['max_abs_diff']:.1e}); the differences above are fixed-point "
-                "quantisation, not the protocol.",
-            )
+        head = (
+            f"2PC vs the cleartext fixed-point simulation of the same bundle: "
+            f"**{v['bit_exact_images']} of {v['images']} images bit-identical** "
+            f"(max |Δ| {v['max_abs_diff']:.1e})"
         )
+        if v["bit_exact_images"] == v["images"]:
+            tail = "; the differences above are fixed-point quantisation, not the protocol."
+            b.append(("p", head + tail))
+        else:
+            tail = (
+                ": the others differ, a protocol fault (see the top of the report and Secure "
+                "failures); they are left out of the tables above."
+            )
+            b.append(("warn", head + tail))
     for key, alt in (
         ("roc", "ROC curves per finding"),
         ("bland_altman", "Bland–Altman plot per finding"),
