@@ -129,11 +129,11 @@ def test_cochran_q_and_holm_by_hand():
     h = cochran_q(th, v)
     assert h.q == pytest.approx(q) and h.df == 2 and h.pooled == pytest.approx(pooled)
     assert h.p_value == pytest.approx(math.exp(-q / 2))  # chi2 sf with 2 df
-    # a group with DeLong variance 0 enters as an exact value (limit of infinite weight)
-    h = cochran_q([0.0, 0.02], [0.0, 1e-4])
-    assert h.q == pytest.approx(0.02**2 / 1e-4) and h.pooled == 0.0
-    assert cochran_q([0.0, 0.0], [0.0, 0.0]).p_value == 1.0
-    assert cochran_q([0.0, 0.01], [0.0, 0.0]).q == math.inf
+    # a group with DeLong variance 0 would have infinite weight: refused, the caller leaves
+    # it out (it used to decide the pooled value and make Q = ∞, p = 0 of a 0.01 difference)
+    for v in ([0.0, 1e-4], [0.0, 0.0]):
+        with pytest.raises(ValueError, match="positive, finite variances"):
+            cochran_q([0.0, 0.01], v)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
@@ -199,7 +199,7 @@ def test_verdicts_say_what_they_test(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert s["verdicts"]["equivalent"]
     assert "intersection–union over the 3 findings" in md
-    assert "Holm-adjusted over 3 findings" in md and "unadjusted" in md
+    assert "Holm-adjusted over 3 testable findings" in md and "unadjusted" in md
     assert "non-significant AUROC difference is not evidence of equivalence" in md
     assert "no AUROC equivalence is claimed" in md  # no --auroc-margin given
     assert "/abs/" not in md and "/abs/" not in (tmp_path / "summary.json").read_text()
@@ -254,9 +254,10 @@ def test_groups_get_every_table_and_a_heterogeneity_test(tmp_path):
     assert md.count("| finding | n (pos.) |") == 3  # pooled + each site
 
 
-def test_auc_equivalence_exact_and_bad_margin():
-    assert auc_equivalence(0.0, 0.0, 0.02).p_value == 0.0
-    assert auc_equivalence(0.03, 0.0, 0.02).p_value == 1.0
+def test_auc_equivalence_zero_variance_and_bad_margin():
+    with pytest.raises(ValueError, match="not testable"):  # no "p = 0, equivalent"
+        auc_equivalence(0.0, 0.0, 0.02)
+    assert auc_equivalence(0.0, 0.005, 0.02).equivalent()
     with pytest.raises(ValueError, match="margin"):
         auc_equivalence(0.0, 0.01, 0.0)
 
@@ -289,3 +290,69 @@ def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path):
     assert md.split("\n\n")[1].startswith("> ⚠ **PROTOCOL FAULT")  # first, under the title
     assert "fixed-point quantisation, not the protocol" not in md
     assert "Secure inference failed on 1 of 20 images" in md
+
+
+def _two_site_data(rerank=True):
+    """12 images at two sites; Cardiomegaly labelled on 2 cases only (1 positive, 1 negative)
+    and secure swaps their order; Effusion's secure scores rank exactly as the plaintext's."""
+    rng = np.random.default_rng(11)
+    samples, recs = [], {}
+    for i in range(12):
+        y = {
+            "Cardiomegaly": float(i == 0) if i < 2 else math.nan,
+            "Effusion": float(i % 3 == 0),
+            "Atelectasis": float(i % 2),
+        }
+        samples.append(Sample(i + 2, f"i{i}", Path(f"i{i}"), y, "AB"[i // 6]))
+        p = rng.uniform(0.2, 0.8, 14)
+        s = p + 1e-5  # same ranking on every finding ...
+        recs[f"i{i}"] = {"id": f"i{i}", "plain": p.tolist(), "secure": s.tolist()}
+    c = CHEXNET_LABELS.index("Cardiomegaly")
+    recs["i0"]["plain"][c], recs["i1"]["plain"][c] = 0.3, 0.7  # ... but the two Cardiomegaly
+    recs["i0"]["secure"][c], recs["i1"]["secure"][c] = 0.7, 0.3  # cases swap places
+    a = CHEXNET_LABELS.index("Atelectasis")
+    for k in (1, 4, 7, 10) if rerank else ():  # Atelectasis: secure reranks a few cases
+        recs[f"i{k}"]["secure"][a] = 1.0 - recs[f"i{k}"]["secure"][a]
+    return Dataset(
+        samples, [], ["Atelectasis", "Cardiomegaly", "Effusion"], group_column="site"
+    ), recs
+
+
+def test_degenerate_delong_is_not_computed_or_not_testable_never_significant(tmp_path):
+    """Fewer than 2 cases of a class: AUROC not computed, with the reason (was: p < 1e-16 and
+    "Significant AUROC difference" from one swapped pair). Zero variance (identical rankings):
+    "not testable", no p, out of Holm's family, no bold claim, out of Cochran's Q."""
+    ds, recs = _two_site_data()
+    s = write_report(_cfg(tmp_path, auroc_margin=0.02), ds, LMAP, recs, {})
+    rows = {r["label"]: r for r in s["labels"]}
+    assert "delta_auc" not in rows["Cardiomegaly"]
+    assert rows["Cardiomegaly"]["auc_note"] == (
+        "AUROC not computed: 1 positive and 1 negative labelled cases "
+        "(the DeLong variance needs at least 2 of each class)"
+    )
+    eff = rows["Effusion"]["delta_auc"]
+    assert eff["p_value"] is None and eff["note"] == "not testable: zero variance"
+    assert "p_holm" not in eff and "auc_tost" not in rows["Effusion"]
+    assert rows["Atelectasis"]["delta_auc"]["p_value"] > 0  # the one testable finding
+    v = s["verdicts"]
+    assert v["auc_tested"] == 1 and v["auc_untestable"] == ["Effusion"]
+    assert v["auc_significant"] == [] and v["auc_equivalent"] is False
+    md = (tmp_path / "report.md").read_text()
+    assert "Significant AUROC difference" not in md
+    assert "< 1e-16 (" not in md  # no such "p (Holm)" cell: it came from one swapped pair
+    assert "**ΔAUROC within" not in md  # no bold equivalence claim fed by Effusion
+    assert "ΔAUROC not testable for Effusion" in md and "not testable (zero variance)" in md
+    assert "AUROC not computed: 1 positive and 1 negative" in md
+    for h in s["groups"]["heterogeneity"]:
+        if h["label"] == "Effusion":  # zero variance at both sites: left out, not Q = ∞
+            assert "q" not in h and h["groups_zero_variance"] == ["A", "B"]
+            assert "left out, zero DeLong variance" in h["note"]
+    assert "left out of it (A, B)" in md
+
+    ds, recs = _two_site_data(rerank=False)  # every ΔAUROC untestable: no verdict, no bold
+    s = write_report(_cfg(tmp_path, auroc_margin=0.02), ds, LMAP, recs, {})
+    assert s["verdicts"]["auc_tested"] == 0 and s["verdicts"]["auc_equivalent"] is False
+    md = (tmp_path / "report.md").read_text()
+    assert "AUROC equivalence within ±0.02 is not shown overall: ΔAUROC is not testable" in md
+    assert "**AUROC equivalence" not in md and "**ΔAUROC within" not in md
+    assert "significant AUROC difference (paired" not in md  # no Holm family at all

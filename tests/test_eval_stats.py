@@ -82,12 +82,32 @@ def test_paired_delong_hand_computed():
     assert r.p_value == pytest.approx(2 * stats.norm.sf(abs(r.z)))
 
 
-def test_paired_delong_identical_and_monotone_transform():
+def test_paired_delong_identical_rankings_are_not_testable():
+    """Identical rankings make the variance of ΔAUROC exactly zero: a degenerate test, with
+    no z, p or interval (it used to say p = 1, and p = 0 for any non-zero difference)."""
     labels, scores = _hanley_mcneil_ct()
-    r = paired_test(labels, scores, scores)
-    assert (r.diff, r.p_value) == (0.0, 1.0)
-    r = paired_test(labels, scores, 1 / (1 + np.exp(-scores)))  # same ranking
-    assert r.p_value == 1.0
+    for other in (scores, 1 / (1 + np.exp(-scores))):  # the same ranking
+        r = paired_test(labels, scores, other)
+        assert r.diff == 0.0 and r.se_diff == 0.0 and not r.testable
+        assert (r.z, r.p_value, r.low, r.high) == (None, None, None, None)
+    y = np.array([1, 1, 1, 0, 0, 0])  # both separate perfectly: zero variance, too
+    s = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    assert not paired_test(y, s + 1e-5, s).testable
+    r = auc_ci(y, s)
+    assert r.auc == 1.0 and r.se == 0.0 and (r.low, r.high) == (None, None)
+
+
+def test_delong_needs_two_cases_of_each_class():
+    """With one positive or one negative the placements of that class have no sample
+    variance: refused, never a variance of zero (which gave p < 1e-16 from two cases)."""
+    y = np.array([1, 0])
+    with pytest.raises(ValueError, match="at least 2 positive and 2 negative cases: 1 positive"):
+        paired_test(y, np.array([0.4, 0.6]), np.array([0.6, 0.4]))
+    with pytest.raises(ValueError, match="1 positive, 4 negative"):
+        auc_ci(np.array([1, 0, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3, 0.4]))
+    r = paired_test(np.array([1, 1, 0, 0]), np.array([0.15, 0.8, 0.2, 0.1]),
+                    np.array([0.9, 0.8, 0.2, 0.1]))  # fmt: skip
+    assert r.testable and 0.4 < r.p_value < 0.5  # 2 + 2 cases: a (weak) test exists
 
 
 def test_paired_delong_detects_worse_scorer():

@@ -14,7 +14,11 @@ Per finding, on the evaluated images of a section (all images pooled, and each g
 * AUROC of plaintext and secure outputs with DeLong 95% CIs on the ``n`` labelled cases;
   ΔAUROC = secure − plaintext with its paired DeLong 95% CI and two-sided p; Holm's adjustment
   over the findings; with ``auroc_margin`` a TOST of |ΔAUROC| < margin (delong.auc_equivalence).
-  A finding whose labelled cases are one class gets a row that says so instead of an AUROC.
+  A finding whose labelled cases are one class, or have fewer than 2 of a class (the DeLong
+  variance is then undefined), gets a row that says so instead of an AUROC. A ΔAUROC whose
+  DeLong variance is zero (identical rankings, perfect separation) is *not testable*: no CI,
+  p or TOST, left out of Holm's family, and it never counts towards a verdict (for AUROC
+  equivalence, intersection–union: an untestable finding does not show equivalence).
 * Agreement of that finding's output over all evaluated images: paired TOST of the mean
   difference (±margin), Bland–Altman 95% limits of agreement, share of images with |Δ| < margin,
   mean and max |Δ|. Outputs are called *equivalent* only when the TOST passes AND the limits of
@@ -23,7 +27,8 @@ Per finding, on the evaluated images of a section (all images pooled, and each g
 Overall verdicts are intersection–union tests over the findings (equivalence overall = every
 finding passes at alpha; no multiplicity correction is needed, Berger 1982), and "no significant
 AUROC difference" uses Holm-adjusted p-values (unadjusted given too). Across groups, Cochran's Q
-on the per-group ΔAUROC with their DeLong variances tests heterogeneity (combine.cochran_q).
+on the per-group ΔAUROC with their DeLong variances tests heterogeneity (combine.cochran_q);
+a group whose ΔAUROC has zero variance is left out (its weight would be infinite) and named.
 Rows with n < 30 labelled cases or < 10 positives carry a small-sample warning.
 """
 
@@ -39,12 +44,13 @@ import numpy as np
 from .agreement import abs_diff, bland_altman, share_within, tost_paired
 from .combine import cochran_q, holm
 from .datasets import Dataset, Sample
-from .delong import auc_ci, auc_equivalence, paired_test
+from .delong import MIN_PER_CLASS, auc_ci, auc_equivalence, paired_test
 from .labels import LabelMap
 
 ALPHA = 0.05
 SMALL_N = 30
 ORACLE_FAULT = "2PC differs from the fixed-point simulation"
+NOT_TESTABLE = "not testable: zero variance"
 SMALL_POS = 10
 
 
@@ -52,8 +58,13 @@ class AnalysisError(ValueError):
     """The results cannot be analysed as they are (e.g. a non-finite output in a record)."""
 
 
-def _auc_dict(a: Any) -> dict[str, float]:
+def _auc_dict(a: Any) -> dict[str, float | None]:
     return {"auc": a.auc, "se": a.se, "low": a.low, "high": a.high}
+
+
+def testable(row: dict[str, Any]) -> bool:
+    """A finding whose paired DeLong test has a p-value (ΔAUROC with a positive variance)."""
+    return "delta_auc" in row and row["delta_auc"]["p_value"] is not None
 
 
 def _check_finite(sample: Sample, rec: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -126,6 +137,11 @@ def _agreement(secure: np.ndarray, plain: np.ndarray, margin: float) -> dict[str
 def _one_class_note(n: int, n_pos: int) -> str:
     if n == 0:
         return "AUROC not computed: no labelled cases"
+    if 0 < n_pos < n:  # both classes, but too few of one for a variance
+        return (
+            f"AUROC not computed: {n_pos} positive and {n - n_pos} negative labelled cases "
+            f"(the DeLong variance needs at least {MIN_PER_CLASS} of each class)"
+        )
     kind = "positive" if n_pos == n else "negative"
     return f"AUROC not computed: all {n} labelled cases are {kind}"
 
@@ -150,7 +166,7 @@ def _finding(
         "warnings": _small(n, n_pos),
         "agreement": _agreement(secure[:, j], plain[:, j], margin),
     }
-    if 0 < n_pos < n:
+    if min(n_pos, n - n_pos) >= MIN_PER_CLASS:
         yk = y[keep].astype(int)
         row["auc_plain"] = _auc_dict(auc_ci(yk, plain[keep, j]))
         row["auc_secure"] = _auc_dict(auc_ci(yk, secure[keep, j]))
@@ -163,7 +179,9 @@ def _finding(
             "z": pt.z,
             "p_value": pt.p_value,
         }
-        if auroc_margin is not None:
+        if not pt.testable:
+            row["delta_auc"]["note"] = NOT_TESTABLE
+        elif auroc_margin is not None:
             eq = auc_equivalence(pt.diff, pt.se_diff, auroc_margin)
             row["auc_tost"] = {**asdict(eq), "equivalent": eq.equivalent(ALPHA)}
     else:
@@ -181,23 +199,27 @@ def _verdicts(rows: list[dict[str, Any]], auroc_margin: float | None) -> dict[st
         v["loa_within_margin"] = all(r["agreement"]["bland_altman"]["inside_margin"] for r in agree)
         v["equivalent"] = v["mean_within_margin"] and v["loa_within_margin"]
         v["not_equivalent"] = [r["label"] for r in agree if not r["agreement"]["equivalent"]]
-    tested = [r for r in rows if "delta_auc" in r]
+    tested = [r for r in rows if testable(r)]
+    untestable = [r["label"] for r in rows if "delta_auc" in r and not testable(r)]
     adj = holm([r["delta_auc"]["p_value"] for r in tested])
     for r, p in zip(tested, adj, strict=True):
         r["delta_auc"]["p_holm"] = p
     v["auc_tested"] = len(tested)
+    v["auc_untestable"] = untestable  # zero DeLong variance: no p, no verdict
     if tested:
         i = int(np.argmin([r["delta_auc"]["p_value"] for r in tested]))
         v["auc_significant"] = [r["label"] for r, p in zip(tested, adj, strict=True) if p < ALPHA]
         v["auc_min_p_holm"] = adj[i]
         v["auc_min_p"] = tested[i]["delta_auc"]["p_value"]
         v["auc_min_p_label"] = tested[i]["label"]
-        if auroc_margin is not None:
-            v["auc_equivalent"] = all(r["auc_tost"]["equivalent"] for r in tested)
+    if auroc_margin is not None and (tested or untestable):
+        # intersection–union: a finding that cannot be tested does not show equivalence
+        v["auc_equivalent"] = (
+            bool(tested) and not untestable and all(r["auc_tost"]["equivalent"] for r in tested)
+        )
+        if tested:
             v["auc_tost_p_max"] = max(r["auc_tost"]["p_value"] for r in tested)
-            v["auc_not_equivalent"] = [
-                r["label"] for r in tested if not r["auc_tost"]["equivalent"]
-            ]
+        v["auc_not_equivalent"] = [r["label"] for r in tested if not r["auc_tost"]["equivalent"]]
     return v
 
 
@@ -232,15 +254,24 @@ def _heterogeneity(sections: list[dict[str, Any]], labels: list[str]) -> list[di
     out = []
     for k, name in enumerate(labels):
         per = [(sec["group"], sec["labels"][k].get("delta_auc")) for sec in sections]
-        used = [(g, d) for g, d in per if d is not None]
-        row: dict[str, Any] = {"label": name, "groups_used": [g for g, _ in used]}
+        used = [(g, d) for g, d in per if d is not None and d["se"] > 0]
+        zero = [g for g, d in per if d is not None and not d["se"] > 0]
+        row: dict[str, Any] = {
+            "label": name,
+            "groups_used": [g for g, _ in used],
+            "groups_zero_variance": zero,
+        }
+        notes = []
+        if zero:  # weight 1/0: it would decide the pooled value and Q on its own
+            notes.append(f"left out, zero DeLong variance (not testable): {', '.join(zero)}")
         if len(used) < 2:
-            row["note"] = f"needs ΔAUROC in at least two groups, have {len(used)}"
+            notes.insert(0, "not computed: needs ΔAUROC with a non-zero variance in at "
+                         f"least two groups, has it in {len(used)}")  # fmt: skip
         else:
             h = cochran_q([d["diff"] for _, d in used], [d["se"] ** 2 for _, d in used])
             row.update(asdict(h))
-            if zero := [g for g, d in used if d["se"] == 0.0]:
-                row["note"] = f"zero DeLong variance (exact ΔAUROC) in: {', '.join(zero)}"
+        if notes:
+            row["note"] = "; ".join(notes)
         out.append(row)
     return out
 

@@ -11,7 +11,6 @@ I² = max(0, (Q − df)/Q) is the share of variation beyond chance.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,42 +33,36 @@ def holm(pvalues: list[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class Heterogeneity:
-    """Cochran's Q across groups: statistic, df, p, I² and the fixed-effect pooled estimate
-    (None when groups known exactly disagree: Q is then infinite)."""
+    """Cochran's Q across groups: statistic, df, p, I² and the fixed-effect pooled estimate."""
 
     groups: int
     q: float
     df: int
     p_value: float
     i2: float
-    pooled: float | None
+    pooled: float
 
 
 def cochran_q(estimates: list[float], variances: list[float]) -> Heterogeneity:
     """Cochran's Q of ``estimates`` with ``variances`` (needs at least two groups).
 
-    A zero variance (e.g. identical rankings give ΔAUROC = 0 with DeLong variance 0) is the
-    limit of an infinite weight: θ̄ becomes that group's estimate and its own term vanishes, so
-    Q = Σ over the other groups of (θ_g − θ̄)²/v_g, still with G − 1 df. If groups with zero
-    variance disagree among themselves, Q is infinite (p = 0).
+    Every variance must be positive and finite (ValueError otherwise): a zero variance (e.g.
+    identical rankings give ΔAUROC = 0 with DeLong variance 0) would be an infinite weight,
+    deciding the pooled value alone and turning any other group's difference into a
+    "significant" heterogeneity. The caller leaves such groups out and says so.
     """
     th = np.asarray(estimates, np.float64)
     v = np.asarray(variances, np.float64)
     g = th.size
     if g < 2 or v.size != g:
         raise ValueError(f"Cochran's Q needs at least two groups with variances, got {g}")
+    if not np.all((v > 0) & np.isfinite(v)):
+        raise ValueError("Cochran's Q needs positive, finite variances (a zero-variance group "
+                         "would have infinite weight: leave it out)")  # fmt: skip
     df = g - 1
-    exact = v <= 0.0
-    if np.any(exact):
-        fixed = th[exact]
-        if np.any(fixed != fixed[0]):
-            return Heterogeneity(g, math.inf, df, 0.0, 1.0, None)
-        pooled = float(fixed[0])
-        q = float(np.sum((th[~exact] - pooled) ** 2 / v[~exact]))
-    else:
-        w = 1.0 / v
-        pooled = float(np.sum(w * th) / np.sum(w))
-        q = float(np.sum(w * (th - pooled) ** 2))
+    w = 1.0 / v
+    pooled = float(np.sum(w * th) / np.sum(w))
+    q = float(np.sum(w * (th - pooled) ** 2))
     p = float(stats.chi2.sf(q, df))
     i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
     return Heterogeneity(g, q, df, p, i2, pooled)

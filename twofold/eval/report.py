@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .analysis import AnalysisError, analyse
+from .analysis import AnalysisError, analyse, testable
 from .datasets import Dataset
 from .labels import LabelMap
 
@@ -171,24 +171,32 @@ def _names(xs: list[str]) -> str:
     return ", ".join(xs)
 
 
+def _auc_cell(a: dict[str, Any]) -> str:
+    if a["low"] is None:  # zero DeLong variance: no interval
+        return f"{a['auc']:.3f} [no CI]"
+    return f"{a['auc']:.3f} {_ci(a['low'], a['high'], '.2f')}"
+
+
 def _auc_table(sec: dict[str, Any], auroc_margin: float | None) -> Block:
     rows = []
     for r in sec["labels"]:
         warn = "⚠ " + "; ".join(r["warnings"]) if r["warnings"] else ""
         if "delta_auc" in r:
             ap, as_, d = r["auc_plain"], r["auc_secure"], r["delta_auc"]
-            row = [
-                r["label"],
-                f"{r['n']} ({r['n_pos']})",
-                f"{ap['auc']:.3f} {_ci(ap['low'], ap['high'], '.2f')}",
-                f"{as_['auc']:.3f} {_ci(as_['low'], as_['high'], '.2f')}",
-                f"{_signed(d['diff'])} {_ci(d['low'], d['high'], '+.3f')}",
-                f"{_p(d['p_value'])} ({_p(d['p_holm'])})",
-            ]
+            notes = []
+            if ap["low"] is None or as_["low"] is None:
+                notes.append("zero DeLong variance of an AUROC: no CI")
+            if testable(r):
+                delta = f"{_signed(d['diff'])} {_ci(d['low'], d['high'], '+.3f')}"
+                p = f"{_p(d['p_value'])} ({_p(d['p_holm'])})"
+            else:
+                delta, p = f"{_signed(d['diff'])} [no CI]", "–"
+                notes.append(f"ΔAUROC {d['note']} (no p-value, no verdict)")
+            row = [r["label"], f"{r['n']} ({r['n_pos']})", _auc_cell(ap), _auc_cell(as_), delta, p]
             if auroc_margin is not None:
-                t = r["auc_tost"]
-                row.append(f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}")
-            row.append(warn)
+                t = r.get("auc_tost")
+                row.append(f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}" if t else "–")
+            row.append("; ".join(x for x in (*notes, warn) if x))
         else:  # the reason goes to the notes column (it wraps; the number columns do not)
             row = [r["label"], f"{r['n']} ({r['n_pos']})", "–", "–", "–", "–"]
             if auroc_margin is not None:
@@ -270,31 +278,60 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
             )
     else:
         out.append("Output equivalence not tested: fewer than two evaluated images.")
-    if v["auc_tested"]:
-        tested = v["auc_tested"]
+    tested, untestable = v["auc_tested"], v.get("auc_untestable", [])
+    if tested:
         if v["auc_significant"]:
             out.append(
                 f"**Significant AUROC difference** (paired DeLong, Holm-adjusted over {tested} "
-                f"findings, α = {s['alpha']:g}) for {_names(v['auc_significant'])}."
+                f"testable findings, α = {s['alpha']:g}) for {_names(v['auc_significant'])}."
             )
         else:
             out.append(
                 f"No finding shows a significant AUROC difference (paired DeLong, Holm-adjusted "
-                f"over {tested} findings at α = {s['alpha']:g}; smallest p: "
+                f"over {tested} testable findings at α = {s['alpha']:g}; smallest p: "
                 f"{v['auc_min_p_label']}, unadjusted {_p(v['auc_min_p'])}, Holm-adjusted "
                 f"{_p(v['auc_min_p_holm'])})."
             )
-        if am is not None:
-            if v["auc_equivalent"]:
-                out.append(
-                    f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
-                    f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})."
-                )
-            else:
-                out.append(
-                    f"**AUROC equivalence within ±{am:g} NOT shown** for "
-                    f"{_names(v['auc_not_equivalent'])} (TOST on ΔAUROC with the DeLong SE)."
-                )
+    if untestable:
+        diffs = ", ".join(
+            f"{r['label']} {_signed(r['delta_auc']['diff'])}"
+            for r in sec["labels"]
+            if r["label"] in untestable
+        )
+        out.append(
+            f"ΔAUROC not testable for {_names(untestable)}: the DeLong variance of the paired "
+            f"difference is zero (ΔAUROC {diffs} on these cases, e.g. identical rankings or "
+            "perfect separation), so there is no p-value and no significance or equivalence "
+            "verdict for them."
+        )
+    if am is not None and "auc_equivalent" in v:
+        fails = v["auc_not_equivalent"]
+        if v["auc_equivalent"]:
+            out.append(
+                f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
+                f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})."
+            )
+        elif fails:
+            out.append(
+                f"**AUROC equivalence within ±{am:g} NOT shown** for {_names(fails)} (TOST on "
+                "ΔAUROC with the DeLong SE)"
+                + (
+                    f"; not testable (zero variance) for {_names(untestable)}."
+                    if untestable
+                    else "."
+                )  # fmt: skip
+            )
+        else:  # only untestable findings stand in the way: no verdict either way
+            passed = (
+                f"; the TOST passes for the {tested} testable finding(s) (largest "
+                f"{_peq(v['auc_tost_p_max'])})"
+                if tested
+                else ""
+            )
+            out.append(
+                f"AUROC equivalence within ±{am:g} is not shown overall: ΔAUROC is not testable "
+                f"(zero variance) for {_names(untestable)}{passed}."
+            )
     none = [r["label"] for r in sec["labels"] if "auc_note" in r]
     if none:
         out.append(f"AUROC not computed for {_names(none)} (see the table).")
@@ -392,11 +429,17 @@ def _headline(s: dict[str, Any]) -> list[Block]:
         het = [h for h in g["heterogeneity"] if "p_value" in h]
         sig = [h["label"] for h in het if h["p_value"] < s["alpha"]]
         if not het:
-            verdict = "could not be tested (it needs ΔAUROC in at least two groups)."
+            verdict = (
+                "could not be tested (it needs ΔAUROC with a non-zero variance in at least "
+                "two groups)."
+            )
         elif sig:
             verdict = f"is significant for {_names(sig)}."
         else:
             verdict = f"is not significant for any of the {len(het)} findings it could test."
+        zero = sorted({x for h in g["heterogeneity"] for x in h.get("groups_zero_variance", [])})
+        if zero:
+            verdict += f" Groups with a zero-variance ΔAUROC are left out of it ({_names(zero)})."
         claims.append(
             f"Per {g['column']}: {len(g['sections'])} groups. Heterogeneity of ΔAUROC across "
             f"them (Cochran's Q, α = {s['alpha']:g}) {verdict}"
@@ -514,8 +557,9 @@ def _group_blocks(s: dict[str, Any]) -> list[Block]:
             "p",
             "Cochran's Q on the per-group ΔAUROC with their DeLong variances (weights 1/var), "
             "χ² with (groups − 1) df; I² = share of variation beyond chance. A group whose "
-            "ΔAUROC has zero DeLong variance enters as an exact value (the limit of an infinite "
-            "weight). Groups where AUROC is not computed are left out.",
+            "ΔAUROC has zero DeLong variance is left out (its weight would be infinite: it "
+            "would decide the pooled value alone), and so are groups where AUROC is not "
+            "computed; the notes name them.",
         )
     )
     rows = []
@@ -528,7 +572,7 @@ def _group_blocks(s: dict[str, Any]) -> list[Block]:
                 [
                     h["label"],
                     str(used),
-                    "–" if h["pooled"] is None else _signed(h["pooled"]),
+                    _signed(h["pooled"]),
                     f"{h['q']:.3g}",
                     _p(h["p_value"]),
                     f"{100 * h['i2']:.0f}%",
