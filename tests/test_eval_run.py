@@ -364,3 +364,61 @@ def test_batched_eval_equals_the_per_image_run(model, dataset, tmp_path):
         assert r["batch"] == 4 and np.array_equal(r["secure"], recs["o1"][k]["secure"])
     with pytest.raises(EvalError, match="runs batches of 4; compile it with --input-shape 2,3"):
         run_eval(_cfg((model[0], b4), dataset, tmp_path / "o5", batch=2))
+
+
+def test_report_provenance_names_what_changes_the_results(model, dataset, tmp_path, monkeypatch):
+    """Two reports of the same results with another --uncertain used to have identical
+    provenance; now the command, every result-changing option with its source, versions,
+    UTC time, machine and the full dataset digest are in report.md, report.html and
+    summary.json — without absolute paths or the --token value."""
+    import platform
+    import sys
+
+    import onnxruntime
+    from click.testing import CliRunner
+
+    import twofold
+    from twofold.cli import cli
+    from twofold.eval.provenance import shown_argv
+
+    out = tmp_path / "o"
+    base = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(dataset[0]),
+            "--images", str(dataset[1]), "-o", str(out), "--quiet"]  # fmt: skip
+
+    def run(*extra):
+        monkeypatch.setattr(sys, "argv", ["/abs/bin/twofold", *base, *extra])
+        r = CliRunner().invoke(cli, [*base, *extra])
+        assert r.exit_code == 0, r.output
+        return {p: (out / p).read_text() for p in ("report.md", "report.html", "summary.json")}
+
+    first = run("--limit", "3", "--margin", "0.02")
+    again = run("--resume", "--limit", "0", "--uncertain", "ones")
+    prov = json.loads(again["summary.json"])["provenance"]
+    opts = {o["option"]: (o["value"], o["source"]) for o in prov["options"]}
+    assert opts["--uncertain"] == ("ones", "command line")
+    assert opts["--margin"] == (0.01, "default") and opts["--batch"] == (1, "the bundle's batch")
+    assert opts["--label-map"] == (None, "default") and opts["--limit"] == (0, "command line")
+    old = {o["option"]: o for o in json.loads(first["summary.json"])["provenance"]["options"]}
+    assert old["--uncertain"]["value"] == "zeros" and old["--margin"]["value"] == 0.02
+    assert prov["versions"] == {
+        "twofold": twofold.__version__, "python": platform.python_version(),
+        "numpy": np.__version__, "scipy": __import__("scipy").__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }  # fmt: skip
+    assert prov["started_utc"].endswith("Z") and prov["finished_utc"] >= prov["started_utc"]
+    assert prov["machine"]["cpus"] == __import__("os").cpu_count()
+    assert len(prov["machine"]["load_average_start"]) == 3
+    assert len(prov["machine"]["load_average_end"]) == 3
+    digest = json.loads(again["summary.json"])["dataset"]["sha256"]
+    assert prov["digests"]["dataset_csv_sha256"] == digest and len(digest) == 64
+    assert prov["command"].startswith("twofold eval ") and "--uncertain ones" in prov["command"]
+    for text in again.values():
+        assert str(tmp_path) not in text and "/abs/" not in text
+        assert "--uncertain" in text and digest in text and "onnxruntime" in text
+    assert "| --uncertain | ones | command line |" in again["report.md"]
+    assert first["report.md"] != again["report.md"]
+    cwd = tmp_path / "work"
+    assert shown_argv(["--token", "s3cret", "--token=x", f"{cwd}/a.csv", "--connect",
+                       f"@{cwd}/v.txt", "--token", f"@{tmp_path}/t.txt"], cwd) == [
+        "--token", "***", "--token=***", "a.csv", "--connect", "@v.txt", "--token", "@…/t.txt",
+    ]  # fmt: skip

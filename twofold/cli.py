@@ -384,6 +384,14 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
 
     if retry_failed and not resume:
         raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
+    ctx = click.get_current_context()
+    sources = {}  # where each option's value came from, for the report's provenance
+    for name in ctx.params:
+        src = ctx.get_parameter_source(name)
+        sources[name] = "command line" if src == click.core.ParameterSource.COMMANDLINE else (
+            "default" if src in (click.core.ParameterSource.DEFAULT,
+                                 click.core.ParameterSource.DEFAULT_MAP) else src.name.lower()
+        )  # fmt: skip
     try:
         conn = {"tls_ca": tls_ca, "server_fingerprint": server_fingerprint,
                 "token": read_token(token), "insecure_plaintext": insecure_plaintext,
@@ -398,6 +406,7 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
             title=title, note=note, engine=engine, ray_address=ray_address,
             per_endpoint=per_endpoint, retries=retries, batch=batch,
             connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
+            command=["twofold", *sys.argv[1:]], option_sources=sources,
         )  # fmt: skip
         s = run_eval(cfg, None if quiet else lambda m: click.echo(m, err=True))
     except (EvalError, ValueError, OSError) as e:

@@ -82,11 +82,13 @@ def write_report(
     records: dict[str, dict[str, Any]],
     identity: dict[str, Any],
     projection: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse and write every artefact into ``cfg.out``; returns the summary dict.
 
     Paths in the artefacts are file names only: a report is published, the machine's layout
-    is not part of it.
+    is not part of it. ``provenance`` (provenance.py: command, result-changing options and
+    their sources, versions, UTC time, machine, digests) goes into every artefact.
     """
     out = Path(cfg.out)
     try:
@@ -107,6 +109,7 @@ def write_report(
     }
     summary["figures"] = _figures(out, ds, lmap, records, summary)
     summary["projection"] = projection  # execution side (eval/projection.py)
+    summary["provenance"] = provenance
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
     blocks = _blocks(summary)
     _atomic_write(out / "report.md", _markdown(blocks).encode())
@@ -527,6 +530,9 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
         )
     else:
         b.append(("p", "None."))
+    from .provenance import blocks as provenance_blocks
+
+    b += provenance_blocks(s.get("provenance"))
     return b
 
 

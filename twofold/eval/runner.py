@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import provenance
 from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
 from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
@@ -66,6 +67,9 @@ class EvalConfig:
     per_endpoint: int = 2
     retries: int = 3
     batch: int | None = None  # images per secure run: the bundle's batch (issue 17, batching.py)
+    # --- provenance (provenance.py): the command line, where each option's value came from ---
+    command: list[str] | None = None  # argv as typed (shown without absolute paths, secrets)
+    option_sources: dict[str, str] = field(default_factory=dict)  # field -> "command line", ...
 
 
 def _model_labels(cfg: EvalConfig, n_out: int, bundle_labels: list[str]) -> list[str]:
@@ -154,6 +158,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         "labels": list(lmap.model_labels),
         "dataset_sha256": ds.sha256,
     }
+    prov = provenance.start(cfg, batch, identity)
     try:
         log = ResultsLog(
             cfg.out / FILENAME, identity, cfg.resume, failed if cfg.retry_failed else None
@@ -191,7 +196,15 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
 
     records = _records(cfg.out / FILENAME)
     proj = ex.projection(list(records.values()), len(ds.samples))
-    return write_report(replace(cfg, jobs=ex.cap), ds, lmap, records, identity, projection=proj)
+    return write_report(
+        replace(cfg, jobs=ex.cap),
+        ds,
+        lmap,
+        records,
+        identity,
+        projection=proj,
+        provenance=provenance.finish(prov),
+    )
 
 
 def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
