@@ -356,3 +356,30 @@ def test_degenerate_delong_is_not_computed_or_not_testable_never_significant(tmp
     assert "AUROC equivalence within ±0.02 is not shown overall: ΔAUROC is not testable" in md
     assert "**AUROC equivalence" not in md and "**ΔAUROC within" not in md
     assert "significant AUROC difference (paired" not in md  # no Holm family at all
+
+
+def test_headline_counts_usable_images_and_groups_with_results(tmp_path):
+    """An image found unreadable when run is not a usable image (the report said "17 rows,
+    14 usable images, 12 evaluated" with 4 unusable rows); a group with no evaluated image
+    is not counted as one of the groups compared, and is named."""
+    from twofold.eval.datasets import BadRow
+
+    ds, recs = _data(n=12, groups=["A", "B", "C"])
+    ds.bad_rows.append(BadRow(20, "gone.png", "missing file gone.png (under the image root)"))
+    recs["i0.png"] = {"id": "i0.png", "error": "unreadable image: truncated"}
+    recs["i3.png"] = {"id": "i3.png", "failure": "overflow", "secure_error": "overflow at %c"}
+    for x in ds.samples:  # site C: not run yet (an incomplete run)
+        if x.group == "C":
+            del recs[x.id]
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    d = s["dataset"]
+    assert (d["rows"], d["unusable"], d["usable"], d["evaluated"], d["pending"]) == (
+        13, 2, 11, 6, 4,
+    )  # fmt: skip
+    assert d["usable"] == d["evaluated"] + s["secure_failures"]["failed"] + d["pending"]
+    assert d["rows"] == d["usable"] + d["unusable"]
+    md = (tmp_path / "report.md").read_text()
+    assert (
+        "13 rows: 2 unusable, 11 usable images (6 evaluated, 1 secure failure, 4 not yet run)" in md
+    )
+    assert "Per site: 2 groups with evaluated images (1 of 3 has none: site C)" in md

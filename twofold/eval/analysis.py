@@ -361,7 +361,9 @@ def analyse(
             "format": ds.fmt,
             "sha256": ds.sha256,
             "rows": len(ds.samples) + len(ds.bad_rows),
-            "images": len(ds.samples),
+            "images": len(ds.samples),  # rows naming an existing file (not all readable)
+            "unusable": len(bad),  # bad CSV rows + images found unusable when run
+            "usable": len(ds.samples) - len(unusable),  # evaluated + secure failures + pending
             "evaluated": len(done),
             "pending": pending,
             "bad_rows": bad,

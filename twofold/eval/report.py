@@ -443,9 +443,19 @@ def _headline(s: dict[str, Any]) -> list[Block]:
         zero = sorted({x for h in g["heterogeneity"] for x in h.get("groups_zero_variance", [])})
         if zero:
             verdict += f" Groups with a zero-variance ΔAUROC are left out of it ({_names(zero)})."
+        have = [sec["group"] for sec in g["sections"] if sec["images"]]
+        empty = [sec["group"] for sec in g["sections"] if not sec["images"]]
         claims.append(
-            f"Per {g['column']}: {len(g['sections'])} groups. Heterogeneity of ΔAUROC across "
-            f"them (Cochran's Q, α = {s['alpha']:g}) {verdict}"
+            f"Per {g['column']}: {len(have)} group{'' if len(have) == 1 else 's'} with "
+            "evaluated images"
+            + (
+                f" ({len(empty)} of {len(g['sections'])} ha{'s' if len(empty) == 1 else 've'} "
+                f"none: {_names([g['column'] + ' ' + x for x in empty])})"
+                if empty
+                else ""
+            )
+            + f". Heterogeneity of ΔAUROC across them (Cochran's Q, α = {s['alpha']:g}) "
+            + verdict
         )
     unusable = len(d["bad_rows"])
     claims.append(
@@ -460,13 +470,16 @@ def _headline(s: dict[str, Any]) -> list[Block]:
 
 def _blocks(s: dict[str, Any]) -> list[Block]:
     d, o, c = s["dataset"], s["overall"], s["cost"]
+    nf = s["secure_failures"]["failed"]
     b = _headline(s)
     b.append(
         (
             "p",
             f"Mode: **{s['mode']}**. Model `{s['model']}`, bundle `{s['bundle']}`. Dataset "
-            f"`{d['path']}` ({d['format']}, SHA-256 {d['sha256'][:12]}…): {d['rows']} rows, "
-            f"{d['images']} usable images, {d['evaluated']} evaluated.",
+            f"`{d['path']}` ({d['format']}, SHA-256 {d['sha256'][:12]}…): {d['rows']} rows: "
+            f"{d['unusable']} unusable, {d['usable']} usable images ({d['evaluated']} "
+            f"evaluated, {nf} secure failure{'' if nf == 1 else 's'}, {d['pending']} not yet "
+            "run).",
         )
     )
     if d["unmapped_columns"]:
