@@ -3,6 +3,7 @@ computed here independently (O(m·n) DeLong from its definition, scipy's t-tests
 and the defects of issue 14: n, one-class findings, NaN/inf, the pooled-TOST counterexample,
 secure failures in the headline, per-group tables with Cochran's Q, small-sample warnings."""
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -383,3 +384,55 @@ def test_headline_counts_usable_images_and_groups_with_results(tmp_path):
         "13 rows: 2 unusable, 11 usable images (6 evaluated, 1 secure failure, 4 not yet run)" in md
     )
     assert "Per site: 2 groups with evaluated images (1 of 3 has none: site C)" in md
+
+
+def _report_set(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["html is a directory", "figure fails", "second replace fails"])
+def test_a_failed_report_write_changes_nothing(tmp_path, monkeypatch, where):
+    """The report set is written to temporary files and put in place together: any failure
+    leaves every previous file as it was and no temporary file behind (it used to rewrite
+    summary.json and report.md, then fail on report.html and leave a .report.html.* file)."""
+    import os
+
+    from twofold.eval import figures, report
+
+    ds, recs = _data(n=20)
+    write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    recs["i3.png"]["secure"][0] += 0.3  # the next report would differ in every file
+    if where == "html is a directory":
+        (tmp_path / "report.html").unlink()
+        (tmp_path / "report.html").mkdir()
+    elif where == "figure fails":
+
+        def broken(*a, **k):
+            raise RuntimeError("matplotlib fell over")
+
+        monkeypatch.setattr(figures, "differences_figure", broken)
+    else:
+        real, calls = os.replace, []
+
+        def flaky(src, dst):
+            calls.append(dst)
+            if len(calls) == 2:
+                raise PermissionError(13, "Permission denied")
+            return real(src, dst)
+
+        monkeypatch.setattr(report.os, "replace", flaky)
+    before = _report_set(tmp_path)
+    with pytest.raises((OSError, RuntimeError)) as e:
+        write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    assert _report_set(tmp_path) == before  # nothing rewritten, nothing left behind
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    if where != "figure fails":
+        msg = str(e.value)
+        assert "\n" not in msg and "the previous report is left as it was" in msg
+        assert ("report.html" if where == "html is a directory" else "cannot write") in msg
+    monkeypatch.undo()
+    if where == "html is a directory":
+        (tmp_path / "report.html").rmdir()
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})  # and a later write succeeds
+    assert json.loads((tmp_path / "summary.json").read_text())["labels"] == s["labels"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

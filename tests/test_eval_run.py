@@ -422,3 +422,24 @@ def test_report_provenance_names_what_changes_the_results(model, dataset, tmp_pa
                        f"@{cwd}/v.txt", "--token", f"@{tmp_path}/t.txt"], cwd) == [
         "--token", "***", "--token=***", "a.csv", "--connect", "@v.txt", "--token", "@…/t.txt",
     ]  # fmt: skip
+
+
+def test_cli_report_write_failure_is_one_line_and_changes_nothing(model, dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    out = tmp_path / "o"
+    args = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(dataset[0]),
+            "--images", str(dataset[1]), "-o", str(out), "--quiet"]  # fmt: skip
+    assert CliRunner().invoke(cli, [*args, "--limit", "2"]).exit_code == 0
+    (out / "report.html").unlink()
+    (out / "report.html").mkdir()  # the reviewer's repro: report.html cannot be replaced
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = CliRunner().invoke(cli, [*args, "--resume", "--limit", "1"])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert r.output.startswith("twofold: error: cannot write report.html in ")
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after.keys() - {"results.jsonl"} == before.keys() - {"results.jsonl"}
+    assert all(after[k] == before[k] for k in before if k != "results.jsonl")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

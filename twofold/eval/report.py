@@ -9,7 +9,9 @@ import html
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,93 @@ from .labels import LabelMap
 Block = tuple
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
-    os.replace(tmp, path)
+class ReportWriteError(OSError):
+    """The report set could not be written; the previous one is left as it was (one line)."""
+
+
+class _Staged:
+    """The files of one report set (summary.json, report.md, report.html, figures), written
+    to temporary files in the output directory and put in place together by :meth:`commit`.
+
+    Invariant: after ``commit`` every file is the new one; after a failure anywhere (writing,
+    rendering, a figure, a replace) every file is the previous one (or absent, as before) and
+    no temporary file is left: ``commit`` keeps a hard link to each file it replaces and puts
+    them back if a later replace fails; :meth:`discard` removes the temporaries.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.tmp: dict[str, Path] = {}
+
+    def path(self, name: str) -> Path:
+        """A new temporary file for ``name`` (same directory, same suffix: matplotlib reads
+        the format from it)."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=self.out)
+        os.close(fd)
+        self.tmp[name] = Path(tmp)
+        return self.tmp[name]
+
+    def write(self, name: str, data: bytes) -> None:
+        self.path(name).write_bytes(data)
+
+    def source(self, name: str) -> Path:
+        """Where ``name`` is now: its temporary file if staged, else the output directory."""
+        return self.tmp.get(name, self.out / name)
+
+    def commit(self) -> None:
+        for name in self.tmp:  # a directory (or other non-file) in the way: refuse up front
+            final = self.out / name
+            if final.exists() and not final.is_file():
+                raise ReportWriteError(
+                    f"cannot write {name} in {self.out}: a directory (or other non-file) is in "
+                    "the way; the previous report is left as it was"
+                )
+        done: list[tuple[Path, Path | None]] = []  # (final, its previous version)
+        try:
+            for name, tmp in self.tmp.items():
+                final = self.out / name
+                old = self._keep(final) if final.exists() else None
+                os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
+                try:
+                    os.replace(tmp, final)
+                except OSError as e:
+                    if old is not None:
+                        old.unlink()
+                    raise ReportWriteError(
+                        f"cannot write {name} in {self.out}: {e.strerror or e}; the previous "
+                        "report is left as it was"
+                    ) from e
+                done.append((final, old))
+        except BaseException:
+            for final, old in reversed(done):  # put the previous versions back
+                if old is None:
+                    final.unlink(missing_ok=True)
+                else:
+                    os.replace(old, final)
+            raise
+        finally:
+            self.discard()
+        for _, old in done:
+            if old is not None:
+                old.unlink(missing_ok=True)
+
+    def _keep(self, final: Path) -> Path:
+        """A second name for the file about to be replaced (a hard link; a copy where the
+        file system has none), to put it back if a later replace fails."""
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.old.", dir=self.out)
+        os.close(fd)
+        old = Path(name)
+        try:
+            old.unlink()
+            os.link(final, old)
+        except OSError:
+            shutil.copy2(final, old)
+        return old
+
+    def discard(self) -> None:
+        """Remove every temporary file not yet put in place."""
+        for tmp in self.tmp.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _f(x: float | None, fmt: str = ".4f") -> str:
@@ -107,19 +190,25 @@ def write_report(
         "identity": identity,
         **summary,
     }
-    summary["figures"] = _figures(out, ds, lmap, records, summary)
-    summary["projection"] = projection  # execution side (eval/projection.py)
-    summary["provenance"] = provenance
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
-    blocks = _blocks(summary)
-    _atomic_write(out / "report.md", _markdown(blocks).encode())
-    _atomic_write(out / "report.html", _html(blocks, out, cfg.title).encode())
+    stage = _Staged(out)  # all or nothing: a failure leaves the previous report as it was
+    try:
+        summary["figures"] = _figures(stage, ds, lmap, records, summary)
+        summary["projection"] = projection  # execution side (eval/projection.py)
+        summary["provenance"] = provenance
+        stage.write("summary.json", json.dumps(summary, indent=1).encode())
+        blocks = _blocks(summary)
+        stage.write("report.md", _markdown(blocks).encode())
+        stage.write("report.html", _html(blocks, stage.source, cfg.title).encode())
+        stage.commit()
+    finally:
+        stage.discard()
     return summary
 
 
 def _figures(
-    out: Path, ds: Dataset, lmap: LabelMap, records: dict, summary: dict
+    stage: _Staged, ds: Dataset, lmap: LabelMap, records: dict, summary: dict
 ) -> dict[str, str]:
+    """Draw the figures into ``stage``; their final file names."""
     done = [
         s
         for s in ds.samples
@@ -149,16 +238,18 @@ def _figures(
         )
     name = "secure (2PC)" if summary["mode"] == "2pc" else "secure (fixed-point)"
     if curves:
-        figs["roc"] = figures.roc_figure(out / "roc.png", curves, name).name
+        figures.roc_figure(stage.path("roc.png"), curves, name)
+        figs["roc"] = "roc.png"
     names = [r["label"] for r in summary["labels"]]
     if names and len(done) >= 2:
         idx = [lmap.model_labels.index(n) for n in names]
-        figs["bland_altman"] = figures.bland_altman_figure(
-            out / "bland_altman.png", secure[:, idx], plain[:, idx], names, summary["margin"]
-        ).name
-        figs["differences"] = figures.differences_figure(
-            out / "differences.png", (secure[:, idx] - plain[:, idx]).ravel(), summary["margin"]
-        ).name
+        figures.bland_altman_figure(
+            stage.path("bland_altman.png"), secure[:, idx], plain[:, idx], names, summary["margin"]
+        )
+        figs["bland_altman"] = "bland_altman.png"
+        diff = (secure[:, idx] - plain[:, idx]).ravel()
+        figures.differences_figure(stage.path("differences.png"), diff, summary["margin"])
+        figs["differences"] = "differences.png"
     return figs
 
 
@@ -700,7 +791,8 @@ CSS = (
 )
 
 
-def _html(blocks: list[Block], out: Path, title: str) -> str:
+def _html(blocks: list[Block], source: Callable[[str], Path], title: str) -> str:
+    """The page; ``source(name)`` is where a figure's PNG is now (it is inlined)."""
     body: list[str] = []
     for blk in blocks:
         kind = blk[0]
@@ -722,7 +814,7 @@ def _html(blocks: list[Block], out: Path, title: str) -> str:
             cls = ' class="n"' if blk[1][-1] in ("notes", "reason") else ""  # wide text column
             body.append(f'<div class="tw"><table{cls}><tr>{head}</tr>{rows}</table></div>')
         elif kind == "img":
-            data = base64.b64encode((out / blk[1]).read_bytes()).decode()
+            data = base64.b64encode(source(blk[1]).read_bytes()).decode()
             alt = html.escape(blk[2])
             body.append(f'<p><img alt="{alt}" src="data:image/png;base64,{data}"></p>')
     return (
