@@ -174,13 +174,22 @@ def test_progress_rate_eta_and_projection():
         {"id": "c", "secure": [0], "endpoint": "h:2", "wall_s": 1.0, "comm_bytes": 200},
         {"id": "d", "error": "unreadable image"},
     ]
-    m = measured(recs, 2, 10, 7, {"images": 3, "elapsed_s": 60.0})
+    m = measured(recs, 2, 10, 7, {"images": 3, "elapsed_s": 60.0, "sessions": 1})
     assert m["per_endpoint"]["h:1"] == {
-        "images": 2, "mean_s": 3.0, "mean_bytes": 200.0, "images_per_min": 40.0,
+        "images": 2, "mean_s": 3.0, "mean_bytes": 200.0, "projected_images_per_min": 40.0,
     }  # fmt: skip
     assert m["run"]["images_per_min"] == 3.0 and m["remaining_s"] == 140.0
     assert m["dataset_bytes"] == 2000 and math.isclose(m["dataset_s"], 200.0)
     md = blocks({"estimate": None, "measured": m})
-    assert md[0] == ("h2", "Cost projection (execution)") and md[1][0] == "table"
-    assert "3.0 images/min" in md[2][1]
+    assert md[0] == ("h2", "Cost projection (execution)")
+    # the rate at 2 sessions of a run that had 1 is an extrapolation: apart, and labelled so
+    (meas,) = [b for b in md if b[0] == "table" and "mean s/session" in b[1]]
+    assert not any("img/min" in h for h in meas[1])
+    (proj,) = [b for b in md if b[0] == "table" and "mean s/session" not in b[1]]
+    assert proj[1] == ["endpoint", "projected img/min at 2 sessions"] and proj[2][0][1] == "40.0"
+    text = [b[1] for b in md if b[0] == "p"]
+    assert any(x.startswith("Projected, not measured") and "this run had 1 at once" in x
+               for x in text)  # fmt: skip
+    assert any(x.startswith("Measured, this run") and "3.0 images/min" in x for x in text)
+    assert any(x.startswith("Projected, the whole dataset") for x in text)
     assert "no 2PC cost estimate" in describe(None)

@@ -181,7 +181,11 @@ class Execution:
                 outcome=self.engine.outcome,
             )
         finally:
-            self.run_stats = {"images": bar.done, "elapsed_s": time.monotonic() - t0}
+            self.run_stats = {
+                "images": bar.done,
+                "elapsed_s": time.monotonic() - t0,
+                "sessions": self.engine.cap,
+            }
             self.engine.close()
 
     def projection(self, records: list[dict[str, Any]], n_images: int) -> dict[str, Any]:

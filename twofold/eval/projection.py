@@ -9,9 +9,13 @@ times the number of images; time per session = ``SESSION_SETUP_S`` + bytes /
 machine). It is a prior for planning, replaced by the measurement as soon as images finish.
 
 *Measured*: per endpoint, from the records (``endpoint``, ``wall_s``, ``comm_bytes``), the
-images served, mean seconds and bytes per session and the rate at ``--per-endpoint K``
-sessions at once; in total, the rate this process observed (images finished / elapsed),
-projected onto the images still to run.
+images served and mean seconds and bytes per session; in total, the rate this process observed
+(images finished / elapsed) at the concurrency it ran with.
+
+*Projected* (computed, not observed, and labelled so in the report, apart from the measured
+figures): per endpoint the rate at ``--per-endpoint K`` sessions at once (K × 60 / mean
+seconds per session, as if K sessions ran as fast as the measured ones, whatever concurrency
+the run had), and the run's rate carried over to the whole dataset and the images still to run.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def measured(
 ) -> dict[str, Any]:
     """Per-endpoint and total rates from finished records and this process's run figures.
 
-    ``run``: ``{"images": k, "elapsed_s": t}`` finished by this process (None: none ran).
+    ``run``: ``{"images": k, "elapsed_s": t, "sessions": j}`` finished by this process at j
+    sessions at once (None: none ran).
     """
     eps: dict[str, dict[str, Any]] = {}
     for r in records:
@@ -75,7 +80,8 @@ def measured(
             "images": e["images"],
             "mean_s": mean_s,
             "mean_bytes": e["bytes"] / e["images"],
-            "images_per_min": per_endpoint * 60.0 / mean_s if mean_s > 0 else None,
+            # projected, not measured: K sessions at once, each as fast as the measured ones
+            "projected_images_per_min": per_endpoint * 60.0 / mean_s if mean_s > 0 else None,
         }
     out: dict[str, Any] = {"per_endpoint": per, "per_endpoint_sessions": per_endpoint}
     n = sum(e["images"] for e in eps.values())
@@ -122,38 +128,53 @@ def blocks(proj: dict[str, Any] | None) -> list[tuple]:
         b.append(
             (
                 "p",
-                f"Before the run: {est['images']} images × {_gib(est['bytes_per_image'])} = "
+                f"Estimated before the run: {est['images']} images × "
+                f"{_gib(est['bytes_per_image'])} = "
                 f"**{_gib(est['total_bytes'])}**, ≈ **{_dur(est['total_wall_s'])}** at "
                 f"{est['sessions']} concurrent session(s); {est['basis']}.",
             )
         )
     rows = [
-        [
-            name,
-            str(e["images"]),
-            f"{e['mean_s']:.2f} s",
-            _gib(e["mean_bytes"]),
-            f"{e['images_per_min']:.1f}" if e["images_per_min"] else "–",
-        ]
+        [name, str(e["images"]), f"{e['mean_s']:.2f} s", _gib(e["mean_bytes"])]
         for name, e in meas.get("per_endpoint", {}).items()
     ]
     if rows:
-        k = meas["per_endpoint_sessions"]
-        b.append(
-            (
-                "table",
-                ["endpoint", "images", "mean s/session", "mean bytes", f"img/min at {k} sessions"],
-                rows,
-            )
-        )
+        b.append(("p", "Measured per endpoint (from the records of the images run):"))
+        b.append(("table", ["endpoint", "images", "mean s/session", "mean bytes"], rows))
     if "run" in meas:
         r = meas["run"]
+        at = f" at {r['sessions']} session(s) at once" if r.get("sessions") else ""
         b.append(
             (
                 "p",
-                f"This run: {r['images']} images in {_dur(r['elapsed_s'])} "
-                f"(**{r['images_per_min']:.1f} images/min** over all endpoints); the whole "
-                f"dataset at this rate: {_dur(meas['dataset_s'])}"
+                f"Measured, this run: {r['images']} images in {_dur(r['elapsed_s'])}{at} "
+                f"(**{r['images_per_min']:.1f} images/min** over all endpoints).",
+            )
+        )
+    k = meas.get("per_endpoint_sessions")
+    proj = [
+        [name, f"{e['projected_images_per_min']:.1f}" if e["projected_images_per_min"] else "–"]
+        for name, e in meas.get("per_endpoint", {}).items()
+    ]
+    if proj:
+        ran = meas.get("run", {}).get("sessions")
+        b.append(
+            (
+                "p",
+                f"Projected, not measured: images/min per endpoint at {k} concurrent sessions "
+                f"(--per-endpoint), {k} × 60 ÷ the mean seconds per session, as if {k} sessions "
+                "at once each ran as fast as the measured ones"
+                + (f"; this run had {ran} at once" if ran else "")
+                + ".",
+            )
+        )
+        b.append(("table", ["endpoint", f"projected img/min at {k} sessions"], proj))
+    if "run" in meas:
+        b.append(
+            (
+                "p",
+                f"Projected, the whole dataset at this run's measured rate: "
+                f"{_dur(meas['dataset_s'])}"
                 + (
                     f", about {_gib(meas['dataset_bytes'])} on the wire"
                     if "dataset_bytes" in meas
