@@ -436,3 +436,35 @@ def test_a_failed_report_write_changes_nothing(tmp_path, monkeypatch, where):
     s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})  # and a later write succeeds
     assert json.loads((tmp_path / "summary.json").read_text())["labels"] == s["labels"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _summary_bullets(md):
+    """The headline bullets of the Summary section, in order."""
+    head = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    return [line[2:] for line in head.splitlines() if line.startswith("- ")]
+
+
+def test_equivalence_on_few_images_is_qualified_in_its_own_bullet(tmp_path):
+    ds, recs = _data(n=4, noise=1e-5)
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    assert s["verdicts"]["equivalent"]
+    (claim,) = [b for b in _summary_bullets((tmp_path / "report.md").read_text())
+                if "Outputs equivalent within ±0.01" in b]  # fmt: skip
+    assert "but on only 4 images** (< 30)" in claim
+    ds, recs = _data(n=40, noise=1e-5)
+    write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    (claim,) = [b for b in _summary_bullets((tmp_path / "report.md").read_text())
+                if "Outputs equivalent within ±0.01" in b]  # fmt: skip
+    assert "but on only" not in claim  # 40 images: no qualifier
+
+
+def test_incomplete_run_notice_comes_before_every_claim(tmp_path):
+    ds, recs = _data(n=20, noise=1e-5)
+    for k in range(12, 20):
+        del recs[f"i{k}.png"]  # not run yet
+    write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    bullets = _summary_bullets((tmp_path / "report.md").read_text())
+    assert bullets[0].startswith("⚠ **Incomplete run: 8 of 20 usable images not yet run**")
+    assert "covers the 12 run so far" in bullets[0]
+    assert any("Outputs equivalent" in b for b in bullets[1:])
+    assert "## Summary\n\n- ⚠ **Incomplete run" in (tmp_path / "report.md").read_text()

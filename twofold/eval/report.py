@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .analysis import AnalysisError, analyse, testable
+from .analysis import SMALL_N, AnalysisError, analyse, testable
 from .datasets import Dataset
 from .labels import LabelMap
 
@@ -346,6 +346,16 @@ def _agreement_table(sec: dict[str, Any], margin: float) -> Block:
     return ("table", head, rows)
 
 
+def _few(n: int, what: str) -> str:
+    """The qualifier a claim carries, in its own bullet, when it rests on few cases."""
+    if n >= SMALL_N:
+        return ""
+    return (
+        f" — ⚠ **but on only {n} {what}** (< {SMALL_N}): too few for this to be more than an "
+        "indication"
+    )
+
+
 def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
     """The claims of one section, each saying exactly what it tests."""
     v, m, am = sec["verdicts"], s["margin"], s["auroc_margin"]
@@ -359,7 +369,11 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
             "multiplicity correction is needed)"
         )
         if v["equivalent"]:
-            out.append(f"**Outputs equivalent within ±{m:g} for all {k} findings** {test}.")
+            out.append(
+                f"**Outputs equivalent within ±{m:g} for all {k} findings** {test}"
+                + _few(min(r["agreement"]["n"] for r in sec["labels"]), "images")
+                + "."
+            )
         else:
             why = []
             if not v["mean_within_margin"]:
@@ -403,7 +417,9 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
         if v["auc_equivalent"]:
             out.append(
                 f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
-                f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})."
+                f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})"
+                + _few(min(r["n"] for r in sec["labels"] if testable(r)), "labelled cases")
+                + "."
             )
         elif fails:
             out.append(
@@ -489,15 +505,19 @@ def _headline(s: dict[str, Any]) -> list[Block]:
     if s["note"]:
         b.append(("note", s["note"]))
     b.append(("h2", "Summary"))
-    if not f["failed"]:
-        b.append(
-            (
-                "p",
-                f"Secure inference gave a valid output on all {f['attempted']} images it ran "
-                "(secure failure rate 0%).",
-            )
+    claims = []
+    if d["pending"]:  # before any claim: every claim below covers part of the data only
+        claims.append(
+            f"⚠ **Incomplete run: {d['pending']} of {d['usable']} usable images not yet run** "
+            f"— every figure below covers the {d['evaluated'] + f['failed']} run so far "
+            "(`--resume` continues it)."
         )
-    claims = _verdict_text(s, s)
+    if not f["failed"]:
+        claims.append(
+            f"Secure inference gave a valid output on all {f['attempted']} images it ran "
+            "(secure failure rate 0%)."
+        )
+    claims += _verdict_text(s, s)
     small = sum(1 for r in s["labels"] if r["warnings"])
     if small:
         claims.append(
@@ -552,7 +572,7 @@ def _headline(s: dict[str, Any]) -> list[Block]:
     claims.append(
         f"{d['evaluated']} images evaluated; {unusable} rows unusable (bad CSV row, missing or "
         "unreadable image: not a secure-vs-plaintext result)"
-        + (f"; **{d['pending']} not yet run (incomplete run)**" if d["pending"] else "")
+        + (f"; {d['pending']} not yet run (incomplete run, see above)" if d["pending"] else "")
         + "."
     )
     b.append(("ul", claims))
