@@ -391,13 +391,14 @@ def test_report_provenance_names_what_changes_the_results(model, dataset, tmp_pa
         assert r.exit_code == 0, r.output
         return {p: (out / p).read_text() for p in ("report.md", "report.html", "summary.json")}
 
-    first = run("--limit", "3", "--margin", "0.02")
+    first = run("--limit", "3", "--margin", "0.02", "--note", "two words")
     again = run("--resume", "--limit", "0", "--uncertain", "ones")
     prov = json.loads(again["summary.json"])["provenance"]
     opts = {o["option"]: (o["value"], o["source"]) for o in prov["options"]}
     assert opts["--uncertain"] == ("ones", "command line")
     assert opts["--margin"] == (0.01, "default") and opts["--batch"] == (1, "the bundle's batch")
     assert opts["--label-map"] == (None, "default") and opts["--limit"] == (0, "command line")
+    assert "--note 'two words'" in json.loads(first["summary.json"])["provenance"]["command"]
     old = {o["option"]: o for o in json.loads(first["summary.json"])["provenance"]["options"]}
     assert old["--uncertain"]["value"] == "zeros" and old["--margin"]["value"] == 0.02
     assert prov["versions"] == {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import time
 from dataclasses import MISSING, fields
 from datetime import UTC, datetime
@@ -137,7 +138,7 @@ def start(cfg: Any, batch: int, identity: dict[str, Any]) -> dict[str, Any]:  # 
     """Provenance as the run starts (before any image runs); :func:`finish` completes it."""
     argv = getattr(cfg, "command", None)
     return {
-        "command": " ".join(shown_argv(list(argv))) if argv else None,
+        "command": shlex.join(shown_argv(list(argv))) if argv else None,  # pastes back
         "options": _options(cfg, batch),
         "versions": _versions(),
         "started_utc": _now(),
