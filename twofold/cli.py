@@ -386,12 +386,15 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
         raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
     ctx = click.get_current_context()
     sources = {}  # where each option's value came from, for the report's provenance
+    ps = click.core.ParameterSource
     for name in ctx.params:
         src = ctx.get_parameter_source(name)
-        sources[name] = "command line" if src == click.core.ParameterSource.COMMANDLINE else (
-            "default" if src in (click.core.ParameterSource.DEFAULT,
-                                 click.core.ParameterSource.DEFAULT_MAP) else src.name.lower()
-        )  # fmt: skip
+        if src == ps.COMMANDLINE:
+            sources[name] = "command line"
+        elif src in (ps.DEFAULT, ps.DEFAULT_MAP):
+            sources[name] = "default"
+        else:
+            sources[name] = src.name.lower()
     try:
         conn = {"tls_ca": tls_ca, "server_fingerprint": server_fingerprint,
                 "token": read_token(token), "insecure_plaintext": insecure_plaintext,

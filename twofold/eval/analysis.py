@@ -265,8 +265,11 @@ def _heterogeneity(sections: list[dict[str, Any]], labels: list[str]) -> list[di
         if zero:  # weight 1/0: it would decide the pooled value and Q on its own
             notes.append(f"left out, zero DeLong variance (not testable): {', '.join(zero)}")
         if len(used) < 2:
-            notes.insert(0, "not computed: needs ΔAUROC with a non-zero variance in at "
-                         f"least two groups, has it in {len(used)}")  # fmt: skip
+            notes.insert(
+                0,
+                "not computed: needs ΔAUROC with a non-zero variance in at least two groups, "
+                f"has it in {len(used)}",
+            )
         else:
             h = cochran_q([d["diff"] for _, d in used], [d["se"] ** 2 for _, d in used])
             row.update(asdict(h))

@@ -57,8 +57,10 @@ def cochran_q(estimates: list[float], variances: list[float]) -> Heterogeneity:
     if g < 2 or v.size != g:
         raise ValueError(f"Cochran's Q needs at least two groups with variances, got {g}")
     if not np.all((v > 0) & np.isfinite(v)):
-        raise ValueError("Cochran's Q needs positive, finite variances (a zero-variance group "
-                         "would have infinite weight: leave it out)")  # fmt: skip
+        raise ValueError(
+            "Cochran's Q needs positive, finite variances (a zero-variance group would have "
+            "infinite weight: leave it out)"
+        )
     df = g - 1
     w = 1.0 / v
     pooled = float(np.sum(w * th) / np.sum(w))

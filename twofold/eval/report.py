@@ -429,7 +429,7 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
                     f"; not testable (zero variance) for {_names(untestable)}."
                     if untestable
                     else "."
-                )  # fmt: skip
+                )
             )
         else:  # only untestable findings stand in the way: no verdict either way
             passed = (

@@ -307,8 +307,12 @@ def secure_record(s: Sample, prep: Prepared, run: Callable[[], Inference]) -> di
         if isinstance(e, ValueError) and not _out_of_range(e):
             raise  # EngineError (a failed session) and other faults: the engine decides
         msg = str(e).replace(str(s.path), s.id)
-        return {**prep.base, "plain": p.values.tolist(), "failure": failure_kind(e),
-                "secure_error": msg}  # fmt: skip
+        return {
+            **prep.base,
+            "plain": p.values.tolist(),
+            "failure": failure_kind(e),
+            "secure_error": msg,
+        }
     if p.values.shape != r.values.shape:
         raise EvalError(f"plaintext gives {p.values.size} outputs, secure {r.values.size}")
     return {
