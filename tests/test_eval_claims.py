@@ -293,20 +293,28 @@ def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path):
     assert "Secure inference failed on 1 of 20 images" in md
 
 
-def _two_site_data(rerank=True):
+def _two_site_data(rerank=True, flat=True):
     """12 images at two sites; Cardiomegaly labelled on 2 cases only (1 positive, 1 negative)
-    and secure swaps their order; Effusion's secure scores rank exactly as the plaintext's."""
+    and secure swaps their order; Effusion's secure scores rank exactly as the plaintext's
+    (identical); with ``flat``, Pneumonia's plaintext separates perfectly and its secure
+    output is one value for every image (zero variance, yet not identical)."""
     rng = np.random.default_rng(11)
     samples, recs = [], {}
+    pn = CHEXNET_LABELS.index("Pneumonia")
     for i in range(12):
         y = {
             "Cardiomegaly": float(i == 0) if i < 2 else math.nan,
             "Effusion": float(i % 3 == 0),
             "Atelectasis": float(i % 2),
         }
+        if flat:
+            y["Pneumonia"] = float(i % 4 == 0)
         samples.append(Sample(i + 2, f"i{i}", Path(f"i{i}"), y, "AB"[i // 6]))
         p = rng.uniform(0.2, 0.8, 14)
         s = p + 1e-5  # same ranking on every finding ...
+        if flat:
+            p[pn] = 0.9 if i % 4 == 0 else 0.1  # plaintext separates Pneumonia perfectly,
+            s[pn] = 0.5  # secure ties every case
         recs[f"i{i}"] = {"id": f"i{i}", "plain": p.tolist(), "secure": s.tolist()}
     c = CHEXNET_LABELS.index("Cardiomegaly")
     recs["i0"]["plain"][c], recs["i1"]["plain"][c] = 0.3, 0.7  # ... but the two Cardiomegaly
@@ -314,15 +322,16 @@ def _two_site_data(rerank=True):
     a = CHEXNET_LABELS.index("Atelectasis")
     for k in (1, 4, 7, 10) if rerank else ():  # Atelectasis: secure reranks a few cases
         recs[f"i{k}"]["secure"][a] = 1.0 - recs[f"i{k}"]["secure"][a]
-    return Dataset(
-        samples, [], ["Atelectasis", "Cardiomegaly", "Effusion"], group_column="site"
-    ), recs
+    findings = ["Atelectasis", "Cardiomegaly", "Effusion"] + (["Pneumonia"] if flat else [])
+    return Dataset(samples, [], findings, group_column="site"), recs
 
 
 def test_degenerate_delong_is_not_computed_or_not_testable_never_significant(tmp_path):
     """Fewer than 2 cases of a class: AUROC not computed, with the reason (was: p < 1e-16 and
-    "Significant AUROC difference" from one swapped pair). Zero variance (identical rankings):
-    "not testable", no p, out of Holm's family, no bold claim, out of Cochran's Q."""
+    "Significant AUROC difference" from one swapped pair). Zero variance with something
+    differing (Pneumonia): "not testable", no p, out of Holm's family, no bold claim, out of
+    Cochran's Q. Zero variance because every case is placed the same (Effusion): "identical",
+    ΔAUROC = 0 exactly, said as a fact of the sample and not as a test."""
     ds, recs = _two_site_data()
     s = write_report(_cfg(tmp_path, auroc_margin=0.02), ds, LMAP, recs, {})
     rows = {r["label"]: r for r in s["labels"]}
@@ -331,32 +340,68 @@ def test_degenerate_delong_is_not_computed_or_not_testable_never_significant(tmp
         "AUROC not computed: 1 positive and 1 negative labelled cases "
         "(the DeLong variance needs at least 2 of each class)"
     )
+    pn = rows["Pneumonia"]["delta_auc"]
+    assert pn["p_value"] is None and pn["note"] == "not testable: zero variance"
+    assert pn["diff"] == pytest.approx(-0.5) and not pn.get("identical")
+    assert "p_holm" not in pn and "auc_tost" not in rows["Pneumonia"]
     eff = rows["Effusion"]["delta_auc"]
-    assert eff["p_value"] is None and eff["note"] == "not testable: zero variance"
-    assert "p_holm" not in eff and "auc_tost" not in rows["Effusion"]
+    assert eff["p_value"] is None and eff["identical"] and eff["diff"] == 0.0
+    assert eff["note"].startswith("identical:") and "auc_tost" not in rows["Effusion"]
     assert rows["Atelectasis"]["delta_auc"]["p_value"] > 0  # the one testable finding
     v = s["verdicts"]
-    assert v["auc_tested"] == 1 and v["auc_untestable"] == ["Effusion"]
+    assert v["auc_tested"] == 1 and v["auc_untestable"] == ["Pneumonia"]
+    assert v["auc_identical"] == ["Effusion"]
     assert v["auc_significant"] == [] and v["auc_equivalent"] is False
     md = (tmp_path / "report.md").read_text()
     assert "Significant AUROC difference" not in md
     assert "< 1e-16 (" not in md  # no such "p (Holm)" cell: it came from one swapped pair
-    assert "**ΔAUROC within" not in md  # no bold equivalence claim fed by Effusion
-    assert "ΔAUROC not testable for Effusion" in md and "not testable (zero variance)" in md
+    assert "**ΔAUROC within" not in md  # no bold equivalence claim: Pneumonia is not testable
+    assert "ΔAUROC not testable for Pneumonia" in md and "not testable (zero variance)" in md
+    assert "ΔAUROC = 0 exactly for Effusion" in md and "not the result of a test" in md
     assert "AUROC not computed: 1 positive and 1 negative" in md
     for h in s["groups"]["heterogeneity"]:
         if h["label"] == "Effusion":  # zero variance at both sites: left out, not Q = ∞
             assert "q" not in h and h["groups_zero_variance"] == ["A", "B"]
-            assert "left out, zero DeLong variance" in h["note"]
+            assert "left out, zero DeLong variance: A (identical), B (identical)" in h["note"]
+        if h["label"] == "Pneumonia":  # site B has one positive: no ΔAUROC there at all
+            assert "q" not in h and h["groups_zero_variance"] == ["A"]
+            assert "A (not testable)" in h["note"]
     assert "left out of it (A, B)" in md
 
-    ds, recs = _two_site_data(rerank=False)  # every ΔAUROC untestable: no verdict, no bold
+    ds, recs = _two_site_data(rerank=False)  # Atelectasis identical too; Pneumonia still not
     s = write_report(_cfg(tmp_path, auroc_margin=0.02), ds, LMAP, recs, {})
     assert s["verdicts"]["auc_tested"] == 0 and s["verdicts"]["auc_equivalent"] is False
     md = (tmp_path / "report.md").read_text()
     assert "AUROC equivalence within ±0.02 is not shown overall: ΔAUROC is not testable" in md
-    assert "**AUROC equivalence" not in md and "**ΔAUROC within" not in md
+    assert "**AUROC equivalence" not in md
+    # a site where Pneumonia has no ΔAUROC (one positive) may claim its two identical findings
+    claims = md.split("**ΔAUROC within")[1:]
+    assert all(c.startswith(" ±0.02 for all 2 findings**: 2 identical on these") for c in claims)
     assert "significant AUROC difference (paired" not in md  # no Holm family at all
+
+
+def test_identical_auroc_is_an_exact_equality_not_a_test(tmp_path):
+    """Secure and plaintext placing every labelled case the same is the best outcome there is:
+    the report says ΔAUROC = 0 exactly and counts it within the AUROC margin, naming how many
+    findings rest on a test and how many on identity (it said "not testable ... equivalence not
+    shown" for exactly this case, e.g. the example report's five findings)."""
+    ds, recs = _two_site_data(rerank=True, flat=False)
+    s = write_report(_cfg(tmp_path, auroc_margin=0.05), ds, LMAP, recs, {})
+    v = s["verdicts"]
+    assert v["auc_identical"] == ["Effusion"] and v["auc_untestable"] == []
+    md = (tmp_path / "report.md").read_text()
+    if v["auc_equivalent"]:  # Atelectasis' TOST decides; either way Effusion is not in the way
+        assert "**ΔAUROC within ±0.05 for all 2 findings**: 1 by TOST" in md
+        assert "1 identical on these cases (ΔAUROC = 0 exactly, no test)" in md
+    else:
+        assert "NOT shown** for Atelectasis (" in md
+    assert "| +0.0000 (identical) | – |" in md
+    ds, recs = _two_site_data(rerank=False, flat=False)  # both identical
+    s = write_report(_cfg(tmp_path, auroc_margin=0.05), ds, LMAP, recs, {})
+    assert s["verdicts"]["auc_equivalent"] is True and s["verdicts"]["auc_tested"] == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "**ΔAUROC within ±0.05 for all 2 findings**: 2 identical on these cases" in md
+    assert "but on only 12 labelled cases" in md  # pooled: 12 cases each (a site has 6)
 
 
 def test_headline_counts_usable_images_and_groups_with_results(tmp_path):

@@ -88,11 +88,16 @@ def test_paired_delong_identical_rankings_are_not_testable():
     labels, scores = _hanley_mcneil_ct()
     for other in (scores, 1 / (1 + np.exp(-scores))):  # the same ranking
         r = paired_test(labels, scores, other)
-        assert r.diff == 0.0 and r.se_diff == 0.0 and not r.testable
+        assert r.diff == 0.0 and r.se_diff == 0.0 and not r.testable and r.identical
         assert (r.z, r.p_value, r.low, r.high) == (None, None, None, None)
-    y = np.array([1, 1, 1, 0, 0, 0])  # both separate perfectly: zero variance, too
+    y = np.array([1, 1, 1, 0, 0, 0])  # both separate perfectly: zero variance, identical
     s = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
-    assert not paired_test(y, s + 1e-5, s).testable
+    r = paired_test(y, s + 1e-5, s)
+    assert not r.testable and r.identical
+    r = paired_test(y, s, np.full(6, 0.5))  # one separates, the other ties all: not identical
+    assert not r.testable and not r.identical and r.diff == 0.5 and r.p_value is None
+    r = paired_test(labels, scores, scores[::-1])  # a real difference: testable
+    assert r.testable and not r.identical
     r = auc_ci(y, s)
     assert r.auc == 1.0 and r.se == 0.0 and (r.low, r.high) == (None, None)
 

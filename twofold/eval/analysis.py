@@ -16,9 +16,12 @@ Per finding, on the evaluated images of a section (all images pooled, and each g
   over the findings; with ``auroc_margin`` a TOST of |ΔAUROC| < margin (delong.auc_equivalence).
   A finding whose labelled cases are one class, or have fewer than 2 of a class (the DeLong
   variance is then undefined), gets a row that says so instead of an AUROC. A ΔAUROC whose
-  DeLong variance is zero (identical rankings, perfect separation) is *not testable*: no CI,
-  p or TOST, left out of Holm's family, and it never counts towards a verdict (for AUROC
-  equivalence, intersection–union: an untestable finding does not show equivalence).
+  DeLong variance is zero has no CI, p or TOST and is left out of Holm's family: when secure
+  and plaintext place every labelled case the same it is *identical* (ΔAUROC = 0 exactly on
+  these cases, said as such, not as a test result, and it counts as within any AUROC margin);
+  otherwise (e.g. one side separates perfectly, the other ties everything) it is *not
+  testable* and never counts towards a verdict (intersection–union: it does not show
+  equivalence).
 * Agreement of that finding's output over all evaluated images: paired TOST of the mean
   difference (±margin), Bland–Altman 95% limits of agreement, share of images with |Δ| < margin,
   mean and max |Δ|. Outputs are called *equivalent* only when the TOST passes AND the limits of
@@ -51,6 +54,7 @@ ALPHA = 0.05
 SMALL_N = 30
 ORACLE_FAULT = "2PC differs from the fixed-point simulation"
 NOT_TESTABLE = "not testable: zero variance"
+IDENTICAL = "identical: every labelled case placed the same, ΔAUROC = 0 exactly (no test applies)"
 SMALL_POS = 10
 
 
@@ -179,7 +183,10 @@ def _finding(
             "z": pt.z,
             "p_value": pt.p_value,
         }
-        if not pt.testable:
+        if pt.identical:  # zero variance because nothing differs: an exact equality
+            row["delta_auc"]["note"] = IDENTICAL
+            row["delta_auc"]["identical"] = True
+        elif not pt.testable:
             row["delta_auc"]["note"] = NOT_TESTABLE
         elif auroc_margin is not None:
             eq = auc_equivalence(pt.diff, pt.se_diff, auroc_margin)
@@ -200,22 +207,28 @@ def _verdicts(rows: list[dict[str, Any]], auroc_margin: float | None) -> dict[st
         v["equivalent"] = v["mean_within_margin"] and v["loa_within_margin"]
         v["not_equivalent"] = [r["label"] for r in agree if not r["agreement"]["equivalent"]]
     tested = [r for r in rows if testable(r)]
-    untestable = [r["label"] for r in rows if "delta_auc" in r and not testable(r)]
+    same = [r["label"] for r in rows if "delta_auc" in r and r["delta_auc"].get("identical")]
+    untestable = [
+        r["label"] for r in rows if "delta_auc" in r and not testable(r) and r["label"] not in same
+    ]
     adj = holm([r["delta_auc"]["p_value"] for r in tested])
     for r, p in zip(tested, adj, strict=True):
         r["delta_auc"]["p_holm"] = p
     v["auc_tested"] = len(tested)
-    v["auc_untestable"] = untestable  # zero DeLong variance: no p, no verdict
+    v["auc_identical"] = same  # ΔAUROC = 0 exactly: every case placed the same
+    v["auc_untestable"] = untestable  # zero DeLong variance otherwise: no p, no verdict
     if tested:
         i = int(np.argmin([r["delta_auc"]["p_value"] for r in tested]))
         v["auc_significant"] = [r["label"] for r, p in zip(tested, adj, strict=True) if p < ALPHA]
         v["auc_min_p_holm"] = adj[i]
         v["auc_min_p"] = tested[i]["delta_auc"]["p_value"]
         v["auc_min_p_label"] = tested[i]["label"]
-    if auroc_margin is not None and (tested or untestable):
+    if auroc_margin is not None and (tested or untestable or same):
         # intersection–union: a finding that cannot be tested does not show equivalence
         v["auc_equivalent"] = (
-            bool(tested) and not untestable and all(r["auc_tost"]["equivalent"] for r in tested)
+            bool(tested or same)
+            and not untestable
+            and all(r["auc_tost"]["equivalent"] for r in tested)
         )
         if tested:
             v["auc_tost_p_max"] = max(r["auc_tost"]["p_value"] for r in tested)
@@ -263,7 +276,9 @@ def _heterogeneity(sections: list[dict[str, Any]], labels: list[str]) -> list[di
         }
         notes = []
         if zero:  # weight 1/0: it would decide the pooled value and Q on its own
-            notes.append(f"left out, zero DeLong variance (not testable): {', '.join(zero)}")
+            same = {g for g, d in per if d is not None and d.get("identical")}
+            why = ", ".join(f"{g} ({'identical' if g in same else 'not testable'})" for g in zero)
+            notes.append(f"left out, zero DeLong variance: {why}")
         if len(used) < 2:
             notes.insert(
                 0,

@@ -39,6 +39,9 @@ class PairedAUC:
     ``testable`` is False when the estimated variance of the difference is zero (identical
     rankings, perfect separation by both, ...): the test is degenerate, so ``z``, ``p_value``,
     ``low`` and ``high`` are None — never p = 0 or p = 1 from a division by zero.
+    ``identical`` is the zero-variance case where both place every case the same (each
+    positive–negative pair in the same order, ties alike): the AUROCs are then equal on these
+    cases exactly (diff = 0), a fact of the sample rather than the outcome of a test.
     """
 
     auc_a: float
@@ -49,6 +52,7 @@ class PairedAUC:
     p_value: float | None
     low: float | None
     high: float | None
+    identical: bool = False
 
     @property
     def testable(self) -> bool:
@@ -195,7 +199,8 @@ def paired_test(
     diff = float(aucs[0] - aucs[1])
     d10, d01 = p10[0] - p10[1], p01[0] - p01[1]
     if _constant(d10) and _constant(d01):
-        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, None, None, None, None)
+        same = not d10.any() and not d01.any()  # every placement equal: the same AUROC
+        return PairedAUC(float(aucs[0]), float(aucs[1]), diff, 0.0, None, None, None, None, same)
     # = cov[0,0] + cov[1,1] - 2 cov[0,1], as a sum of squares: > 0 when not both constant
     var = float(np.var(d10 / n, ddof=1) / m + np.var(d01 / m, ddof=1) / n)
     se = float(np.sqrt(var))

@@ -283,13 +283,17 @@ def _auc_table(sec: dict[str, Any], auroc_margin: float | None) -> Block:
             if testable(r):
                 delta = f"{_signed(d['diff'])} {_ci(d['low'], d['high'], '+.3f')}"
                 p = f"{_p(d['p_value'])} ({_p(d['p_holm'])})"
+            elif d.get("identical"):
+                delta, p = f"{_signed(d['diff'])} (identical)", "–"
+                notes.append(f"ΔAUROC {d['note']}")
             else:
                 delta, p = f"{_signed(d['diff'])} [no CI]", "–"
                 notes.append(f"ΔAUROC {d['note']} (no p-value, no verdict)")
             row = [r["label"], f"{r['n']} ({r['n_pos']})", _auc_cell(ap), _auc_cell(as_), delta, p]
             if auroc_margin is not None:
                 t = r.get("auc_tost")
-                row.append(f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}" if t else "–")
+                cell = f"{_p(t['p_value'])} {'yes' if t['equivalent'] else 'no'}" if t else "–"
+                row.append("identical" if d.get("identical") else cell)
             row.append("; ".join(x for x in (*notes, warn) if x))
         else:  # the reason goes to the notes column (it wraps; the number columns do not)
             row = [r["label"], f"{r['n']} ({r['n_pos']})", "–", "–", "–", "–"]
@@ -387,6 +391,7 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
     else:
         out.append("Output equivalence not tested: fewer than two evaluated images.")
     tested, untestable = v["auc_tested"], v.get("auc_untestable", [])
+    same = v.get("auc_identical", [])
     if tested:
         if v["auc_significant"]:
             out.append(
@@ -400,6 +405,13 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
                 f"{v['auc_min_p_label']}, unadjusted {_p(v['auc_min_p'])}, Holm-adjusted "
                 f"{_p(v['auc_min_p_holm'])})."
             )
+    if same:
+        out.append(
+            f"ΔAUROC = 0 exactly for {_names(same)}: secure and plaintext place every labelled "
+            "case the same (each positive–negative pair in the same order), so their AUROCs are "
+            "equal on these cases. That is a fact of this sample, not the result of a test: "
+            "with nothing differing there is no variance, so no CI or p-value."
+        )
     if untestable:
         diffs = ", ".join(
             f"{r['label']} {_signed(r['delta_auc']['diff'])}"
@@ -415,10 +427,19 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
     if am is not None and "auc_equivalent" in v:
         fails = v["auc_not_equivalent"]
         if v["auc_equivalent"]:
+            how = []
+            if tested:
+                how.append(
+                    f"{tested} by TOST on ΔAUROC with the DeLong SE (intersection–union, "
+                    f"largest {_peq(v['auc_tost_p_max'])})"
+                )
+            if same:
+                how.append(f"{len(same)} identical on these cases (ΔAUROC = 0 exactly, no test)")
+            counted = [r for r in sec["labels"] if testable(r) or r["label"] in same]
             out.append(
-                f"**ΔAUROC within ±{am:g} for all {tested} findings** (TOST on ΔAUROC with "
-                f"the DeLong SE; intersection–union, largest {_peq(v['auc_tost_p_max'])})"
-                + _few(min(r["n"] for r in sec["labels"] if testable(r)), "labelled cases")
+                f"**ΔAUROC within ±{am:g} for all {len(counted)} findings**: "
+                + "; ".join(how)
+                + _few(min(r["n"] for r in counted), "labelled cases")
                 + "."
             )
         elif fails:
@@ -550,7 +571,11 @@ def _headline(s: dict[str, Any]) -> list[Block]:
         elif sig:
             verdict = f"is significant for {_names(sig)}."
         else:
-            verdict = f"is not significant for any of the {len(het)} findings it could test."
+            verdict = (
+                f"is not significant for the {len(het)} finding it could test."
+                if len(het) == 1
+                else f"is not significant for any of the {len(het)} findings it could test."
+            )
         zero = sorted({x for h in g["heterogeneity"] for x in h.get("groups_zero_variance", [])})
         if zero:
             verdict += f" Groups with a zero-variance ΔAUROC are left out of it ({_names(zero)})."
