@@ -263,7 +263,7 @@ def test_auc_equivalence_zero_variance_and_bad_margin():
         auc_equivalence(0.0, 0.01, 0.0)
 
 
-def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path):
+def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path, monkeypatch):
     """DESIGN §6: 2PC equals the fixed-point simulation bit for bit. A record whose secure
     output differs from its ``simulate`` oracle (here by one ulp-sized step, as a tampered or
     faulty run would) is a secure failure, said at the top; the report no longer tells the
@@ -278,7 +278,20 @@ def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path):
     assert "fixed-point quantisation, not the protocol" in md and "PROTOCOL FAULT" not in md
 
     recs["i7.png"]["simulate"][4] += 2.0**-12
+    from twofold.eval import figures
+
+    drawn = {}
+    draw = figures.roc_figure
+    monkeypatch.setattr(  # the ROC figure draws the evaluated images only
+        figures,
+        "roc_figure",
+        lambda path, curves, name: (
+            drawn.update({c[0]: len(c[1]) for c in curves}),
+            draw(path, curves, name),
+        ),
+    )
     s = write_report(_cfg(tmp_path, mode="2pc"), ds, LMAP, recs, {})
+    assert drawn == {r["label"]: r["n"] for r in s["labels"] if "auc_plain" in r}
     f = s["secure_failures"]
     assert (f["attempted"], f["failed"]) == (20, 1)
     assert f["reasons"] == {"2PC differs from the fixed-point simulation": 1}

@@ -96,7 +96,7 @@ def _oracle_gap(rec: dict[str, Any]) -> float:
     return float(np.max(np.abs(sec - sim), initial=0.0))
 
 
-def _oracle_fault(rec: dict[str, Any]) -> str | None:
+def oracle_fault(rec: dict[str, Any]) -> str | None:
     """Why a 2PC record is a protocol fault, or None: DESIGN §6 requires the 2PC output to
     equal the cleartext fixed-point program's (the record's ``simulate``) bit for bit, so any
     difference (not a tolerance) means the protocol, not the quantisation, went wrong."""
@@ -322,7 +322,7 @@ def analyse(
                     "reason": rec["secure_error"],
                 }
             )
-        elif (fault := _oracle_fault(rec)) is not None:
+        elif (fault := oracle_fault(rec)) is not None:
             oracle.append((s, False))
             fails.append(
                 {

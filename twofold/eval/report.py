@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .analysis import SMALL_N, AnalysisError, analyse, testable
+from .analysis import SMALL_N, AnalysisError, analyse, oracle_fault, testable
 from .datasets import Dataset
 from .labels import LabelMap
 
@@ -209,10 +209,12 @@ def _figures(
     stage: _Staged, ds: Dataset, lmap: LabelMap, records: dict, summary: dict
 ) -> dict[str, str]:
     """Draw the figures into ``stage``; their final file names."""
-    done = [
+    done = [  # the evaluated images of analyse(): a protocol fault is not drawn either
         s
         for s in ds.samples
-        if "secure" in records.get(s.id, {}) and "secure_error" not in records[s.id]
+        if "secure" in records.get(s.id, {})
+        and "secure_error" not in records[s.id]
+        and oracle_fault(records[s.id]) is None
     ]
     figs: dict[str, str] = {}
     if not done:
