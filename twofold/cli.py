@@ -164,9 +164,11 @@ def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN00
     import json
 
     from .backends.cleartext import FixedPointOverflow
-    from .toolchain import simulate_bundle, write_json_atomic
+    from .toolchain import check_output_path, simulate_bundle, write_json_atomic
 
     try:
+        if out_path:
+            check_output_path(out_path, [input_path])
         doc = simulate_bundle(bundle, input_path, check=not no_check)
         if out_path:
             write_json_atomic(doc, out_path)
@@ -294,10 +296,12 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
     import json
 
     from .runtime.errors import RuntimeProtocolError
-    from .toolchain import write_json_atomic
+    from .toolchain import check_output_path, write_json_atomic
     from .twoparty import client_main
 
     try:
+        if out_path:  # before any traffic: a run's result must have somewhere to go
+            check_output_path(out_path, [input_path])
         doc = client_main(
             bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
             token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,

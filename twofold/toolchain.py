@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -235,14 +236,74 @@ def parse_labels(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
-    """Write JSON to ``path`` via a temporary file and rename: never a partial file."""
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for the messages that refuse to replace it)."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _json_target(path: str | Path, option: str) -> Path:
+    """The file ``path`` names for writing: itself, or the regular file a symbolic link at
+    ``path`` points to. ValueError naming ``option`` when that is an existing non-regular file
+    (a FIFO, device, socket, directory: replacing it would break what it stands for) or a
+    dangling link."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
+    try:
+        st = os.stat(p)  # follows a symbolic link
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise ValueError(
+                f"{option} {p} is a symbolic link to {os.readlink(p)}, which does not exist"
+            ) from None
+        return p
+    except OSError as e:
+        raise ValueError(f"{option} {p}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = _file_kind(st.st_mode)
+        link = f" (a symbolic link to {os.readlink(p)})" if p.is_symlink() else ""
+        raise ValueError(f"{option} {p} is {what}{link}; give the path of a regular file")
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
+
+
+def check_output_path(
+    path: str | Path, inputs: Sequence[str | Path] = (), option: str = "-o"
+) -> None:
+    """Refuse, before any work or traffic, an output path :func:`write_json_atomic` must not
+    replace: an existing FIFO, device, socket or directory, a dangling symbolic link, or one
+    of the ``inputs`` (the same file under any name). A symbolic link to a regular file is
+    accepted: the file it points to is replaced, the link stays."""
+    p = Path(path)
+    target = _json_target(p, option)
+    for inp in inputs:
+        try:
+            same = os.path.samefile(target, inp)
+        except OSError:
+            same = False  # one of them does not exist (yet): not the same file
+        if same:
+            raise ValueError(
+                f"{option} {p} is the input file {inp}: writing the result would overwrite it"
+            )
+
+
+def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
+    """Write JSON to ``path`` via a temporary file and rename: never a partial file.
+
+    Only a regular file (or nothing) is replaced; a symbolic link to a regular file keeps
+    pointing to it (its target is replaced). A FIFO, device, socket or directory at ``path``
+    is refused (ValueError), never replaced by a regular file.
+    """
+    target = _json_target(path, "output")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."
+    )
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
-        os.replace(tmp, p)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

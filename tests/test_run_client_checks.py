@@ -1,0 +1,88 @@
+"""``twofold run client`` as the hospital's IT runs it: every mistake in the command line or the
+files it names ends in one ``twofold: error:`` line, before any traffic, naming the thing at
+fault, and nothing the user had is damaged (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_run_cli import bundles  # noqa: F401
+
+from twofold.cli import cli
+from twofold.toolchain import write_json_atomic
+
+NOBODY = "127.0.0.1:9"  # no server: an error about the connection means the check came too late
+
+
+def run_client(bundle: Path, inp: Path, *extra: str):  # noqa: ANN201
+    """``twofold run client`` in-process against a port nobody listens on."""
+    return CliRunner().invoke(
+        cli,
+        ["run", "client", str(bundle), "--connect", NOBODY, "--input", str(inp), "--quiet",
+         "--insecure-plaintext", *extra],
+    )  # fmt: skip
+
+
+def one_line(res, *needles: str) -> str:  # noqa: ANN001
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("twofold: error: "), res.output
+    assert "cannot connect" not in lines[0], lines[0]
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- D1: what -o names
+
+
+def test_output_fifo_is_refused_not_replaced(bundles, tmp_path):  # noqa: F811
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(fifo)), str(fifo), "FIFO")
+    assert fifo.is_fifo()
+
+
+def test_output_symlink_to_a_fifo_is_refused(bundles, tmp_path):  # noqa: F811
+    fifo, link = tmp_path / "f", tmp_path / "mystdout"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(link)), str(link), "FIFO")
+    assert link.is_symlink() and fifo.is_fifo()
+
+
+def test_output_equal_to_the_input_is_refused(bundles, tmp_path):  # noqa: F811
+    x = tmp_path / "x.npy"
+    x.write_bytes(bundles["x"].read_bytes())
+    one_line(run_client(bundles["a"], x, "-o", str(x)), str(x), "input")
+    assert x.read_bytes() == bundles["x"].read_bytes()
+    hard = tmp_path / "hard.json"  # the same file under another name
+    os.link(x, hard)
+    one_line(run_client(bundles["a"], x, "-o", str(hard)), str(hard), "input")
+    assert x.read_bytes() == bundles["x"].read_bytes()
+
+
+def test_write_json_atomic_replaces_a_symlinks_target_and_never_a_fifo(tmp_path):
+    """The write itself keeps the rule (the path may change during a long run)."""
+    target, link = tmp_path / "real.json", tmp_path / "out.json"
+    target.write_text("{}")
+    link.symlink_to(target)
+    write_json_atomic({"a": 1}, link)
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        write_json_atomic({"a": 1}, fifo)
+    assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_simulate_refuses_the_same_outputs(bundles, tmp_path):  # noqa: F811
+    x = tmp_path / "x.npy"
+    x.write_bytes(bundles["x"].read_bytes())
+    res = CliRunner().invoke(cli, ["simulate", str(bundles["a"]), "--input", str(x), "-o", str(x)])
+    one_line(res, str(x), "input")
+    assert x.read_bytes() == bundles["x"].read_bytes()
