@@ -86,3 +86,44 @@ def test_simulate_refuses_the_same_outputs(bundles, tmp_path):  # noqa: F811
     res = CliRunner().invoke(cli, ["simulate", str(bundles["a"]), "--input", str(x), "-o", str(x)])
     one_line(res, str(x), "input")
     assert x.read_bytes() == bundles["x"].read_bytes()
+
+
+# ----------------------------------------------- D2: the output's directory, before the run
+
+
+def test_output_in_a_missing_directory_is_refused_before_the_run(bundles, tmp_path):  # noqa: F811
+    out = tmp_path / "nodir" / "out.json"
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(out)),
+             f"-o {out}: directory {out.parent} does not exist")  # fmt: skip
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(afile / "out.json")),
+             f"{afile} is not a directory")  # fmt: skip
+
+
+def test_output_directory_not_writable_is_refused(bundles, tmp_path, monkeypatch):  # noqa: F811
+    """(Root writes anywhere, so the permission is faked.)"""
+    import twofold.toolchain as tc
+
+    real = os.access
+    monkeypatch.setattr(
+        tc.os, "access", lambda path, mode: Path(path) != tmp_path and real(path, mode)
+    )
+    out = tmp_path / "out.json"
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(out)), f"-o {out}", "not writable")
+
+
+def test_output_that_is_a_directory_is_one_line_not_a_usage_error(bundles, tmp_path):  # noqa: F811
+    one_line(run_client(bundles["a"], bundles["x"], "-o", str(tmp_path)), str(tmp_path),
+             "is a directory")  # fmt: skip
+    res = CliRunner().invoke(
+        cli, ["simulate", str(bundles["a"]), "--input", str(bundles["x"]), "-o", str(tmp_path)]
+    )
+    one_line(res, str(tmp_path), "is a directory")
+
+
+def test_write_error_names_the_output_not_the_temporary_file(tmp_path):
+    out = tmp_path / "gone" / "out.json"
+    with pytest.raises(OSError, match=f"cannot write {out}") as e:
+        write_json_atomic({"a": 1}, out)
+    assert ".out.json." not in str(e.value)

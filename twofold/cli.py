@@ -157,7 +157,7 @@ def _exit_if_invalid(doc: dict) -> None:
 @cli.command("simulate")
 @click.argument("bundle", type=click.Path())
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
-@click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
+@click.option("-o", "--output", "out_path", type=click.Path(), help="out.json")
 @click.option("--no-check", is_flag=True, help="do not stop at a fixed-point overflow")
 def simulate_cmd(bundle, input_path, out_path, no_check) -> None:  # noqa: ANN001
     """Run a compiled BUNDLE exactly in cleartext fixed point on one input."""
@@ -281,7 +281,7 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @click.argument("bundle", type=click.Path())
 @click.option("--connect", required=True, help="server HOST:PORT")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="npy/png/jpg/dcm")
-@click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="out.json")
+@click.option("-o", "--output", "out_path", type=click.Path(), help="out.json")
 @connect_options
 @click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=None,
               help="refuse a server that chose another OT source")  # fmt: skip

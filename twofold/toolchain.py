@@ -254,7 +254,7 @@ def _json_target(path: str | Path, option: str) -> Path:
     p = Path(path)
     try:
         st = os.stat(p)  # follows a symbolic link
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (yet)
         if p.is_symlink():
             raise ValueError(
                 f"{option} {p} is a symbolic link to {os.readlink(p)}, which does not exist"
@@ -274,10 +274,18 @@ def check_output_path(
 ) -> None:
     """Refuse, before any work or traffic, an output path :func:`write_json_atomic` must not
     replace: an existing FIFO, device, socket or directory, a dangling symbolic link, or one
-    of the ``inputs`` (the same file under any name). A symbolic link to a regular file is
-    accepted: the file it points to is replaced, the link stays."""
+    of the ``inputs`` (the same file under any name), or a path whose directory is missing or
+    not writable. A symbolic link to a regular file is accepted: the file it points to is
+    replaced, the link stays. The messages name ``option`` and the path as given."""
     p = Path(path)
     target = _json_target(p, option)
+    d = target.parent
+    if not d.exists():
+        raise ValueError(f"{option} {p}: directory {d} does not exist")
+    if not d.is_dir():
+        raise ValueError(f"{option} {p}: {d} is not a directory")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {p}: directory {d} is not writable")
     for inp in inputs:
         try:
             same = os.path.samefile(target, inp)
@@ -297,9 +305,10 @@ def write_json_atomic(doc: dict[str, Any], path: str | Path) -> None:
     is refused (ValueError), never replaced by a regular file.
     """
     target = _json_target(path, "output")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(f"cannot write {path}: {e.strerror} (directory {target.parent})") from None
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
