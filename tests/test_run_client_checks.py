@@ -127,3 +127,35 @@ def test_write_error_names_the_output_not_the_temporary_file(tmp_path):
     with pytest.raises(OSError, match=f"cannot write {out}") as e:
         write_json_atomic({"a": 1}, out)
     assert ".out.json." not in str(e.value)
+
+
+# ------------------------------------------------ D3: --session-timeout is the run's limit
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5"])
+def test_session_timeout_must_be_finite_and_positive(bundles, tmp_path, value):  # noqa: F811
+    res = run_client(bundles["a"], bundles["x"], "-o", str(tmp_path / "o.json"),
+                     "--session-timeout", value)  # fmt: skip
+    one_line(res, "--session-timeout", value)
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_session_timeout_bounds_the_opening_too(bundles):  # noqa: F811
+    """A server trickling its gate reply: the opening's own bound (connect timeout + the
+    per-read timeout) is longer than the --session-timeout, which still ends the run."""
+    import time
+
+    import numpy as np
+    from test_run_admission import _frame, _trickling_server
+
+    from twofold.runtime.errors import RuntimeProtocolError
+    from twofold.runtime.runner import run_client as run
+
+    t0 = time.monotonic()
+    with (
+        _trickling_server(_frame(64)) as port,  # a gate reply that never ends
+        pytest.raises(RuntimeProtocolError, match="deadline"),
+    ):
+        run(bundles["a"], "127.0.0.1", port, {"image": np.load(bundles["x"])},
+            insecure_plaintext=True, timeout=30.0, session_timeout=1.5, progress=False)  # fmt: skip
+    assert time.monotonic() - t0 < 5

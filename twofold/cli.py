@@ -286,8 +286,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=None,
               help="refuse a server that chose another OT source")  # fmt: skip
 @click.option("--session-timeout", type=float, default=None,
-              help="seconds the whole run may last [default: 660 + 2 per program step "
-                   "and batch image]")  # fmt: skip
+              help="seconds the whole run may last, connecting included [default: 660 + 2 "
+                   "per program step and batch image]")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
                    insecure_plaintext, timeout, ot_source, session_timeout,

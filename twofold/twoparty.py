@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler.bundle import read_bundle
-from .runtime.runner import run_client, serve
+from .runtime.runner import check_seconds, run_client, serve
 from .toolchain import input_meta, load_input
 
 
@@ -77,7 +77,12 @@ def client_main(
     ot: str | None = None,
     session_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run BUNDLE as the client against the server at CONNECT (see ``run_client``)."""
+    """Run BUNDLE as the client against the server at CONNECT (see ``run_client``).
+
+    The options are checked first, then the bundle and the input: a mistake ends the run
+    before any traffic."""
+    if session_timeout is not None:
+        check_seconds(session_timeout, "--session-timeout")
     host, port = parse_address(connect, "--connect")
     inputs = load_client_input(bundle, input_path)
     return run_client(

@@ -70,8 +70,13 @@ def client_channel(
     insecure_plaintext: bool = False,
     timeout: float = 600.0,
     connect_timeout: float = 10.0,
+    deadline: float | None = None,
 ) -> Channel:
-    """Connect, authenticate the server (pin or CA), present the token; return the channel."""
+    """Connect, authenticate the server (pin or CA), present the token; return the channel.
+
+    The opening ends by the monotonic time ``deadline`` at the latest (the caller's session
+    deadline), else within the connect timeout plus ``min(timeout, 60)`` s after connecting.
+    """
     where = f"{host}:{port}"
     if insecure_plaintext and (tls_ca or server_fingerprint):
         raise TLSConfigError(
@@ -86,7 +91,8 @@ def client_channel(
     pin = parse_fingerprint(server_fingerprint) if server_fingerprint else None
     ctx = None if insecure_plaintext else client_context(tls_ca, server_fingerprint)
     sock = connect_tcp(host, port, connect_timeout)
-    deadline = time.monotonic() + max(connect_timeout, 1.0) + min(timeout, 60.0)
+    opening = time.monotonic() + max(connect_timeout, 1.0) + min(timeout, 60.0)
+    deadline = opening if deadline is None else min(opening, deadline)
     try:
         if ctx is not None:
             sock = TLSStream(sock, ctx, server_side=False, server_hostname=host)

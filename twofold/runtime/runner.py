@@ -15,6 +15,7 @@ handshake, ``--max-sessions`` at once), so one session's failure never reaches a
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import time
@@ -300,7 +301,23 @@ def serve(
 
 
 SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
-HANDSHAKE_SLACK = 60.0  # s: the client's deadline also covers the program handshake
+HANDSHAKE_SLACK = 60.0  # s: the client's default deadline also covers the program handshake
+
+
+def check_seconds(value: float, option: str, maximum: float | None = None) -> float:
+    """``value`` as a duration to wait: a finite number of seconds above 0 (and at most
+    ``maximum``); RunError naming ``option`` otherwise. NaN or infinity would switch a
+    deadline off (a comparison with NaN is never true), 0 or less would end every wait at
+    once, and a huge value overflows the socket timeout."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise RunError(f"{option} must be a number of seconds, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise RunError(f"{option} must be a finite number of seconds above 0, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise RunError(f"{option} must be at most {maximum:g} s, got {value!r}")
+    return v
 
 
 def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
@@ -341,15 +358,17 @@ def run_client(
 ) -> dict[str, Any]:
     """Run the program as the client; returns the out.json document (with ``cost``).
 
-    The whole exchange after connecting, handshake included, must end within
-    :func:`session_deadline` (``session_timeout``, else the program-sized default the server
-    also uses) plus ``HANDSHAKE_SLACK``: a server that trickles bytes cannot hold the client.
+    The whole exchange, from connecting to the last byte, ends within ``session_timeout``
+    seconds, else within the program-sized :func:`session_deadline` the server also uses plus
+    ``HANDSHAKE_SLACK``: a server that trickles bytes cannot hold the client.
 
     The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
     an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
     ``ot``: refuse a server that chose another OT source (None: accept the server's).
     """
     out = out or sys.stdout
+    if session_timeout is not None:
+        session_timeout = check_seconds(session_timeout, "--session-timeout")
     if ot is not None:
         try:
             check_ot_source(ot)
@@ -364,13 +383,18 @@ def run_client(
             raise RunError(
                 f"input {key!r} has shape {list(shp)}, the program expects {spec['shape']}"
             )
-    session_s = session_deadline(prog, session_timeout) + HANDSHAKE_SLACK
+    if session_timeout is None:
+        session_s = session_deadline(prog, None) + HANDSHAKE_SLACK
+    else:
+        session_s = session_timeout  # the limit the user gave, connecting included
     t0 = time.perf_counter()
+    end = time.monotonic() + session_s
     chan = client_channel(
         host, port, tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
-        insecure_plaintext=insecure_plaintext, timeout=timeout, connect_timeout=connect_timeout,
+        insecure_plaintext=insecure_plaintext, timeout=timeout,
+        connect_timeout=min(connect_timeout, session_s), deadline=end,
     )  # fmt: skip
-    chan.set_deadline(time.monotonic() + session_s, f"session deadline of {session_s:g} s")
+    chan.set_deadline(end, f"session deadline of {session_s:g} s")
     party = None
     try:
         party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
