@@ -159,3 +159,32 @@ def test_session_timeout_bounds_the_opening_too(bundles):  # noqa: F811
         run(bundles["a"], "127.0.0.1", port, {"image": np.load(bundles["x"])},
             insecure_plaintext=True, timeout=30.0, session_timeout=1.5, progress=False)  # fmt: skip
     assert time.monotonic() - t0 < 5
+
+
+# ----------------------------------------------------------- D4: --timeout, at startup
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("inf", "inf"), ("1e308", "1e+308"), ("nan", "nan"), ("-1", "-1"), ("0", "0"),
+     ("86401", "86401")],
+)  # fmt: skip
+def test_timeout_is_checked_at_startup(bundles, tmp_path, value, shown):  # noqa: F811
+    res = run_client(bundles["a"], bundles["x"], "-o", str(tmp_path / "o.json"), "--timeout", value)
+    one_line(res, "--timeout", shown)
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_stray_overflow_error_is_one_line(monkeypatch, capsys):
+    """The cause is fixed above; a number too large anywhere else still ends in one line."""
+    import twofold.cli as tcli
+
+    def boom(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise OverflowError("timeout doesn't fit into C timeval")
+
+    monkeypatch.setattr(tcli.cli, "main", boom)
+    with pytest.raises(SystemExit) as e:
+        tcli.main(["run", "client"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["twofold: error: a number is too large: timeout doesn't fit into C timeval"]

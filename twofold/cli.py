@@ -191,7 +191,7 @@ def connect_options(f: Callable) -> Callable:
         click.option("--insecure-plaintext", is_flag=True,
                      help="no TLS, server not authenticated (trusted networks only)"),
         click.option("--timeout", default=600.0, show_default=True,
-                     help="seconds to wait for the peer"),
+                     help="seconds to wait for the peer (at most a day)"),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -458,11 +458,15 @@ def inspect_cmd(model, fmt, input_shape) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``twofold`` program: a known failure is one line on stderr and a non-zero exit."""
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)
     except KeyboardInterrupt:
         click.echo("twofold: interrupted", err=True)
         sys.exit(130)
+    except OverflowError as e:  # a number too large for where it goes (options are checked)
+        click.echo(f"twofold: error: a number is too large: {e}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

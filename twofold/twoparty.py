@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler.bundle import read_bundle
-from .runtime.runner import check_seconds, run_client, serve
+from .runtime.runner import TIMEOUT_MAX, check_seconds, run_client, serve
 from .toolchain import input_meta, load_input
 
 
@@ -81,6 +81,7 @@ def client_main(
 
     The options are checked first, then the bundle and the input: a mistake ends the run
     before any traffic."""
+    check_seconds(timeout, "--timeout", TIMEOUT_MAX)
     if session_timeout is not None:
         check_seconds(session_timeout, "--session-timeout")
     host, port = parse_address(connect, "--connect")

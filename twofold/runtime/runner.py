@@ -302,6 +302,7 @@ def serve(
 
 SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
 HANDSHAKE_SLACK = 60.0  # s: the client's default deadline also covers the program handshake
+TIMEOUT_MAX = 86400.0  # s: a wait for the peer longer than a day is a typo, not a setting
 
 
 def check_seconds(value: float, option: str, maximum: float | None = None) -> float:
@@ -367,6 +368,7 @@ def run_client(
     ``ot``: refuse a server that chose another OT source (None: accept the server's).
     """
     out = out or sys.stdout
+    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
     if session_timeout is not None:
         session_timeout = check_seconds(session_timeout, "--session-timeout")
     if ot is not None:
