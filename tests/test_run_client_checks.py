@@ -188,3 +188,49 @@ def test_a_stray_overflow_error_is_one_line(monkeypatch, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["twofold: error: a number is too large: timeout doesn't fit into C timeval"]
+
+
+# -------------------------------------------------------------- D5: Ctrl-C, every command
+
+
+def _interrupt(proc) -> tuple[str, str]:  # noqa: ANN001
+    """SIGINT ``proc`` (as Ctrl-C does); its (stdout, stderr)."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)
+
+
+def test_ctrl_c_in_run_client_is_interrupted_130(bundles, tmp_path):  # noqa: F811
+    """The client waits on a server that accepted and says nothing; Ctrl-C ends it with one
+    line, status 130, and the previous out.json as it was."""
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.json"
+    out.write_text('{"old": true}')
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        lst.settimeout(60)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twofold.cli", "run", "client", str(bundles["a"]),
+             "--connect", f"127.0.0.1:{lst.getsockname()[1]}", "--input", str(bundles["x"]),
+             "-o", str(out), "--insecure-plaintext", "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        conn, _ = lst.accept()  # the client is connected and waits for the gate's reply
+        with conn:
+            _, err = _interrupt(proc)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["twofold: interrupted"], err
+    assert out.read_text() == '{"old": true}'
+
+
+def test_ctrl_c_stops_run_server_with_130(bundles):  # noqa: F811
+    from test_run_cli import Server
+
+    srv = Server(bundles["a"])  # returns once the server printed its banner
+    _, err = _interrupt(srv.proc)
+    assert srv.proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "twofold: interrupted", err
+    assert "Aborted" not in err

@@ -21,7 +21,23 @@ class UserError(click.ClickException):
         click.echo(f"twofold: error: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Interrupted(Exception):  # noqa: N818 - it is what happened, not a failure
+    """Ctrl-C (SIGINT) during a command, carried past click to :func:`main`."""
+
+
+class _Group(click.Group):
+    """The top-level group: a KeyboardInterrupt leaves it as :class:`Interrupted`, because
+    click turns a KeyboardInterrupt into "Aborted!" and exit status 1 before ``main`` sees it;
+    ``main`` prints ``twofold: interrupted`` and exits 130 (128 + SIGINT) for every command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="twofold")
 def cli() -> None:
     """Compile ONNX models into two-party secure inference programs and run them."""
@@ -461,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     """The ``twofold`` program: a known failure is one line on stderr and a non-zero exit."""
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         click.echo("twofold: interrupted", err=True)
         sys.exit(130)
     except OverflowError as e:  # a number too large for where it goes (options are checked)
