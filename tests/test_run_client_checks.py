@@ -234,3 +234,50 @@ def test_ctrl_c_stops_run_server_with_130(bundles):  # noqa: F811
     assert srv.proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "twofold: interrupted", err
     assert "Aborted" not in err
+
+
+# --------------------------------------------------------- D6: a tampered client bundle
+
+
+def _client_copy(b: dict[str, Path], tmp_path: Path) -> Path:
+    """A copy of the client bundle to tamper with."""
+    import shutil
+
+    d = tmp_path / "client"
+    shutil.copytree(b["a"] / "client", d)
+    return d
+
+
+@pytest.mark.parametrize("name", ["ir.json", "manifest.json"])
+def test_deeply_nested_bundle_json_is_a_bundle_error(bundles, tmp_path, name):  # noqa: F811
+    d = _client_copy(bundles, tmp_path)
+    (d / name).write_text("[" * 100_000 + "]" * 100_000)
+    line = one_line(run_client(d, bundles["x"]), str(d / name), "malformed", "nested too deeply")
+    assert "Traceback" not in line
+
+
+def test_a_fifo_in_the_bundle_is_refused_not_waited_on(bundles, tmp_path):  # noqa: F811
+    name = "ir.json"
+    import subprocess
+    import sys
+
+    d = _client_copy(bundles, tmp_path)
+    (d / name).unlink()
+    os.mkfifo(d / name)
+    res = subprocess.run(
+        [sys.executable, "-m", "twofold.cli", "run", "client", str(d), "--connect", NOBODY,
+         "--input", str(bundles["x"]), "--insecure-plaintext", "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(d / name) in lines[0] and "not a regular file" in lines[0]
+
+
+def test_an_oversized_bundle_file_is_refused_unread(bundles, tmp_path):  # noqa: F811
+    from twofold.ir.bundle import JSON_MAX
+
+    d = _client_copy(bundles, tmp_path)
+    with open(d / "ir.json", "r+b") as f:  # sparse: no disk spent
+        f.truncate(JSON_MAX + 1)
+    one_line(run_client(d, bundles["x"]), str(d / "ir.json"), "larger than")

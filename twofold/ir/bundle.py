@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,38 @@ class BundleError(ValueError):
     """A bundle directory is missing, malformed or the wrong part; the message names the file."""
 
 
+#: The largest bundle JSON file read (DenseNet-121's ir.json: ~0.3 MB); a larger one is refused
+#: before it is read, not parsed into gigabytes of memory.
+JSON_MAX = 64 << 20
+MANIFEST_MAX = 1 << 20  # a manifest is a few hashes
+
+
+def read_text(f: Path, limit: int = JSON_MAX) -> str:
+    """The text of the bundle file ``f``. BundleError naming it unless it is a regular file of
+    at most ``limit`` bytes of UTF-8: a FIFO in its place would block the reader forever, a
+    device never end. The type is checked on the open descriptor (opened non-blocking, so a
+    FIFO cannot hold the open either). FileNotFoundError passes (the caller says what is
+    missing)."""
+    try:
+        fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise BundleError(f"{f} is unreadable: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, device or socket"
+            raise BundleError(f"{f} is {what}, not a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"{f} is larger than the {limit:,} bytes a bundle file may have")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{f} is malformed: {e}") from None
+
+
 def manifest(part: str, program_hash: str, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
     head = {"format": FORMAT, "version": VERSION, "bundle": part, "program_hash": program_hash}
     return head | extra
@@ -52,11 +86,15 @@ def manifest(part: str, program_hash: str, **extra: Any) -> dict[str, Any]:  # n
 def read_manifest(d: Path) -> dict[str, Any]:
     f = d / MANIFEST
     try:
-        m = json.loads(f.read_text())
+        text = read_text(f, MANIFEST_MAX)
     except FileNotFoundError:
         raise BundleError(f"{f} is missing") from None
-    except (ValueError, UnicodeDecodeError, OSError) as e:
+    try:
+        m = json.loads(text)
+    except ValueError as e:
         raise BundleError(f"{f} is malformed: {e}") from None
+    except RecursionError:
+        raise BundleError(f"{f} is malformed: nested too deeply") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("bundle") not in PARTS:
         raise BundleError(f"{f} is not a twofold bundle manifest")
     if m.get("version") != VERSION:
@@ -104,11 +142,15 @@ def load_ir(d: Path) -> Graph:
     """``d/ir.json`` with the public constants' values in ``graph.params``."""
     f = d / "ir.json"
     try:
-        g = graph_from_json(f.read_text())
+        text = read_text(f)
     except FileNotFoundError:
         raise BundleError(f"{f} is missing") from None
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+    try:
+        g = graph_from_json(text)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{f} is malformed: {e}") from None
+    except RecursionError:
+        raise BundleError(f"{f} is malformed: nested too deeply") from None
     try:
         for key, pv in g.meta.get("public_params", {}).items():
             g.params[key] = np.asarray(pv["values"], np.int64).reshape(pv["shape"])
