@@ -256,14 +256,15 @@ def test_deeply_nested_bundle_json_is_a_bundle_error(bundles, tmp_path, name):  
     assert "Traceback" not in line
 
 
-def test_a_fifo_in_the_bundle_is_refused_not_waited_on(bundles, tmp_path):  # noqa: F811
-    name = "ir.json"
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_in_the_bundle_is_refused_not_waited_on(bundles, tmp_path, kind):  # noqa: F811
     import subprocess
     import sys
 
+    name = "ir.json"
     d = _client_copy(bundles, tmp_path)
     (d / name).unlink()
-    os.mkfifo(d / name)
+    os.mkfifo(d / name) if kind == "fifo" else (d / name).mkdir()
     res = subprocess.run(
         [sys.executable, "-m", "twofold.cli", "run", "client", str(d), "--connect", NOBODY,
          "--input", str(bundles["x"]), "--insecure-plaintext", "--quiet"],

@@ -64,11 +64,12 @@ def read_text(f: Path, limit: int = JSON_MAX) -> str:
         raise
     except OSError as e:
         raise BundleError(f"{f} is unreadable: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise BundleError(f"{f} is {what}, not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, device or socket"
-            raise BundleError(f"{f} is {what}, not a regular file")
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise BundleError(f"{f} is larger than the {limit:,} bytes a bundle file may have")
