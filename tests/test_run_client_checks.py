@@ -282,3 +282,56 @@ def test_an_oversized_bundle_file_is_refused_unread(bundles, tmp_path):  # noqa:
     with open(d / "ir.json", "r+b") as f:  # sparse: no disk spent
         f.truncate(JSON_MAX + 1)
     one_line(run_client(d, bundles["x"]), str(d / "ir.json"), "larger than")
+
+
+# ------------------------------------------ D7: the program hash before any of its metadata
+
+
+def _edit_ir(d: Path, edit, rehash: bool = False) -> None:  # noqa: ANN001
+    """Apply ``edit`` to ``d/ir.json``'s document; with ``rehash`` the manifest names the
+    edited program (what the vendor could ship), else it still names the compiled one."""
+    from twofold.ir import program_hash
+    from twofold.ir.bundle import load_ir
+
+    doc = json.loads((d / "ir.json").read_text())
+    edit(doc)
+    (d / "ir.json").write_text(json.dumps(doc))
+    if rehash:
+        m = json.loads((d / "manifest.json").read_text())
+        m["program_hash"] = program_hash(load_ir(d))
+        (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _set_input(**kw):  # noqa: ANN003, ANN202
+    return lambda doc: doc["meta"]["input"].update(kw)
+
+
+INPUT_EDITS = {
+    "input_null": lambda doc: doc["meta"].update(input=None),
+    "range_nan": _set_input(range=[float("nan"), float("nan")]),
+    "range_wide": _set_input(range=[-100, 100]),
+    "scale_str": _set_input(scale="x"),
+    "shape_str": _set_input(shape="x"),
+    "preprocess": _set_input(preprocess="bogus"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(INPUT_EDITS))
+def test_an_edited_ir_is_the_bundle_was_modified(bundles, tmp_path, edit):  # noqa: F811
+    """Not errors blaming the image (AttributeError, NaN to int, int('x'), ...)."""
+    d = _client_copy(bundles, tmp_path)
+    _edit_ir(d, INPUT_EDITS[edit])
+    one_line(run_client(d, bundles["x"]), str(d / "ir.json"), "the bundle was modified")
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [("input_null", "meta.input is None"), ("range_nan", "meta.input.range"),
+     ("shape_str", "meta.input.shape"), ("scale_str", "meta.input.scale"),
+     ("preprocess", "meta.input.preprocess")],
+)  # fmt: skip
+def test_a_rehashed_malformed_input_spec_names_the_field(bundles, tmp_path, edit, field):  # noqa: F811
+    d = _client_copy(bundles, tmp_path)
+    _edit_ir(d, INPUT_EDITS[edit], rehash=True)
+    line = one_line(run_client(d, bundles["x"]), str(d), field)
+    assert str(bundles["x"]) not in line  # the image is not at fault

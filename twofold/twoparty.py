@@ -7,13 +7,22 @@ The client loads and preprocesses its input with the preprocessing recorded at c
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from .compiler.bundle import read_bundle
-from .runtime.runner import TIMEOUT_MAX, check_seconds, run_client, serve
-from .toolchain import input_meta, load_input
+from .preprocess import PREPROCESSING
+from .runtime.program import Program
+from .runtime.runner import (
+    TIMEOUT_MAX,
+    RunError,
+    check_seconds,
+    load_program,
+    run_client,
+    serve,
+)
+from .toolchain import load_input
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -38,18 +47,52 @@ def server_main(bundle: str, listen: str, **kw: Any) -> int:  # noqa: ANN401
     return serve(bundle, host, port, **kw)
 
 
-def load_client_input(bundle: str | Path, input_path: str | Path) -> dict[str, Any]:
-    """The client's input by program input name, preprocessed and shape-checked."""
-    g = read_bundle(bundle, weights=False, command="run client")
-    meta = input_meta(g)
+def client_input_meta(bundle: str | Path, prog: Program) -> dict[str, Any]:
+    """``meta["input"]`` of the (hash-checked) program, checked to be what the input loader
+    reads: one line naming the bundle and the field, not a conversion error blamed on the
+    image, when a vendor's ir.json (re-hashed) holds something else."""
+    meta = prog.graph.meta.get("input")
+
+    def bad(key: str, why: str) -> RunError:
+        value = meta.get(key) if isinstance(meta, dict) else meta
+        return RunError(
+            f"{bundle}: ir.json meta.input{'.' + key if key else ''} is {value!r}: {why}"
+        )
+
+    if not isinstance(meta, dict):
+        raise bad("", "not an object (name, shape, scale, range, preprocess)")
+    name = meta.setdefault("name", next(iter(prog.INPUTS)))
+    if name not in prog.INPUTS:
+        raise bad("name", f"not an input of the program ({', '.join(prog.INPUTS)})")
+    if meta.get("shape", prog.INPUTS[name]["shape"]) != prog.INPUTS[name]["shape"]:
+        raise bad("shape", f"the program's input has shape {prog.INPUTS[name]['shape']}")
+    if meta.get("scale", prog.INPUTS[name]["scale"]) != prog.INPUTS[name]["scale"]:
+        raise bad("scale", f"the program's input has scale {prog.INPUTS[name]['scale']}")
+    rng = meta.get("range")
+    ok = isinstance(rng, list) and len(rng) == 2 and all(type(v) in (int, float) for v in rng)
+    if rng is not None and not (ok and math.isfinite(rng[0]) and rng[0] < rng[1] < math.inf):
+        raise bad("range", "not two finite numbers LO < HI")
+    if meta.get("preprocess", "none") not in PREPROCESSING:
+        raise bad("preprocess", f"not one of {', '.join(PREPROCESSING)}")
+    return meta
+
+
+def load_client_input(
+    bundle: str | Path, input_path: str | Path, prog: Program | None = None
+) -> dict[str, Any]:
+    """The client's input by program input name, preprocessed and shape-checked.
+
+    What reads it (shape, preprocessing, declared range) is the metadata of the program whose
+    hash matched the manifest (``prog``, else ``load_program(bundle)``): an edited ir.json is
+    "the bundle was modified", never an error blamed on the image."""
+    meta = client_input_meta(bundle, prog or load_program(bundle))
     try:
         x = load_input(input_path, meta)
     except (ValueError, OSError):
         raise
     except Exception as e:  # noqa: BLE001 - an unreadable image is the user's input at fault
         raise ValueError(f"cannot read input {input_path}: {type(e).__name__}: {e}") from None
-    name = meta.get("name") or g.inputs()[0].attrs["name"]
-    return {name: x}
+    return {meta["name"]: x}
 
 
 def read_token(text: str | None) -> str | None:
@@ -85,7 +128,8 @@ def client_main(
     if session_timeout is not None:
         check_seconds(session_timeout, "--session-timeout")
     host, port = parse_address(connect, "--connect")
-    inputs = load_client_input(bundle, input_path)
+    prog = load_program(bundle)
+    inputs = load_client_input(bundle, input_path, prog)
     return run_client(
         bundle,
         host,
@@ -100,4 +144,5 @@ def client_main(
         out=sys.stderr if table_to_stderr else sys.stdout,
         ot=ot,
         session_timeout=session_timeout,
+        program=prog,
     )

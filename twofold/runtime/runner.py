@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..ir import program_hash
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function, invalid_result
@@ -51,20 +52,31 @@ class RunError(RuntimeProtocolError):
 def load_program(directory: str | Path, part: str = CLIENT) -> Program:
     """The program of a bundle: its IR (``part`` of the top DIR, or DIR itself), checked to
     reveal only its outputs, only to the client (``runtime.program``). No file of the bundle is
-    executed: a ``program.py`` beside the IR is a listing for people, never imported."""
+    executed: a ``program.py`` beside the IR is a listing for people, never imported.
+
+    The IR's hash is checked against the manifest before anything else reads it, so an edited
+    ir.json is "the bundle was modified", whatever the edit broke."""
     command = "run server" if part == SERVER else "run client"
     try:
         d = resolve(directory, part, command)
-        prog = Program(load_ir(d))
+        g = load_ir(d)
         want = read_manifest(d)["program_hash"]
     except BundleError as e:
         raise RunError(str(e)) from None
-    if prog.PROGRAM_HASH != want:
+    f = d / "ir.json"
+    try:
+        got = program_hash(g)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise RunError(f"{f} is malformed: {type(e).__name__}: {e}") from None
+    if got != want:
         raise RunError(
-            f"{d / 'ir.json'} is not the program {d / 'manifest.json'} names (hash "
-            f"{prog.PROGRAM_HASH[:16]}... vs {str(want)[:16]}...): the bundle was modified"
+            f"{f} is not the program {d / 'manifest.json'} names (hash "
+            f"{got[:16]}... vs {str(want)[:16]}...): the bundle was modified"
         )
-    return prog
+    try:
+        return Program(g)
+    except RecursionError:
+        raise RunError(f"{f} is malformed: nested too deeply") from None
 
 
 def load_weights(directory: str | Path) -> dict[str, np.ndarray]:
@@ -356,8 +368,12 @@ def run_client(
     out: IO[str] | None = None,
     ot: str | None = None,
     session_timeout: float | None = None,
+    program: Program | None = None,
 ) -> dict[str, Any]:
     """Run the program as the client; returns the out.json document (with ``cost``).
+
+    ``program``: the program of ``directory`` if the caller already loaded it (the one whose
+    metadata prepared the inputs), else it is loaded here.
 
     The whole exchange, from connecting to the last byte, ends within ``session_timeout``
     seconds, else within the program-sized :func:`session_deadline` the server also uses plus
@@ -376,7 +392,7 @@ def run_client(
             check_ot_source(ot)
         except ValueError as e:
             raise RunError(str(e)) from None
-    prog = load_program(directory)
+    prog = program or load_program(directory)
     for key, spec in prog.INPUTS.items():
         if key not in inputs:
             raise RunError(f"no value for the program input {key!r}")
