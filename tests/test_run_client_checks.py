@@ -335,3 +335,27 @@ def test_a_rehashed_malformed_input_spec_names_the_field(bundles, tmp_path, edit
     _edit_ir(d, INPUT_EDITS[edit], rehash=True)
     line = one_line(run_client(d, bundles["x"]), str(d), field)
     assert str(bundles["x"]) not in line  # the image is not at fault
+
+
+# ------------------------------------------------------------- D9: messages that say what
+
+
+def test_input_that_is_a_directory_or_fifo_says_so(bundles, tmp_path):  # noqa: F811
+    line = one_line(run_client(bundles["a"], tmp_path), str(tmp_path), "is a directory")
+    assert "does not exist" not in line
+    os.mkfifo(tmp_path / "x.png")
+    one_line(run_client(bundles["a"], tmp_path / "x.png"), "not a regular file")
+
+
+def test_non_finite_and_constant_pictures_are_named_once(bundles, tmp_path):  # noqa: F811
+    import numpy as np
+    from PIL import Image
+
+    tif = tmp_path / "inf.tif"
+    Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tif)
+    line = one_line(run_client(bundles["a"], tif), str(tif), "non-finite")
+    assert "constant pixel" not in line
+    png = tmp_path / "const16.png"
+    Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(png)
+    line = one_line(run_client(bundles["a"], png), "constant pixel values")
+    assert line.count(str(png)) == 1, line

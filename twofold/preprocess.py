@@ -69,6 +69,9 @@ def read_dicom(p: Path) -> np.ndarray:
 
 
 def _minmax(x: np.ndarray, p: Path) -> np.ndarray:
+    """Grey levels stretched to [0, 1]; PreprocessError for NaN/infinite or constant pixels."""
+    if not np.all(np.isfinite(x)):
+        raise PreprocessError(f"{p} has non-finite pixel values (NaN or infinity); not an image")
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
         raise PreprocessError(f"{p} has constant pixel values; not an image")
@@ -87,6 +90,8 @@ def read_picture(p: Path) -> np.ndarray:
             if im.mode in ("L", "1", "P", "LA"):
                 return np.asarray(im.convert("L"), np.float64) / 255.0
             return np.asarray(im.convert("RGB"), np.float64) / 255.0
+    except PreprocessError:
+        raise  # names the file already
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise PreprocessError(f"{p} is not a readable image: {e}") from None
 

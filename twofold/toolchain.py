@@ -47,6 +47,10 @@ def load_input(path: str | Path, meta: dict[str, Any]) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
+        if p.is_dir():
+            raise ValueError(f"input {p} is a directory, not an image file")
+        if p.exists():
+            raise ValueError(f"input {p} is not a regular file (a FIFO or device?)")
         raise ValueError(f"input file {p} does not exist")
     shape = tuple(meta.get("shape", ()))
     if p.suffix.lower() == ".npy":
