@@ -359,3 +359,24 @@ def test_non_finite_and_constant_pictures_are_named_once(bundles, tmp_path):  # 
     Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(png)
     line = one_line(run_client(bundles["a"], png), "constant pixel values")
     assert line.count(str(png)) == 1, line
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo"])
+def test_a_bundle_without_its_manifest_says_so(bundles, tmp_path, kind):  # noqa: F811
+    """The old single-directory layout is named only when its files are there."""
+    d = _client_copy(bundles, tmp_path)
+    (d / "manifest.json").unlink()
+    if kind == "directory":
+        (d / "manifest.json").mkdir()
+    elif kind == "fifo":
+        os.mkfifo(d / "manifest.json")
+    want = {"missing": "is missing", "directory": "is a directory", "fifo": "not a regular file"}
+    line = one_line(run_client(d, bundles["x"]), str(d / "manifest.json"), want[kind])
+    assert "old single-directory" not in line and "recompile" not in line
+    if kind == "directory":
+        (d / "manifest.json").rmdir()
+    elif kind == "fifo":
+        (d / "manifest.json").unlink()
+    (d / "weights.npz").write_bytes(b"")  # now the flat layout's files are all there
+    (d / "report.json").write_text("{}")
+    one_line(run_client(d, bundles["x"]), "manifest.json is missing", "old single-directory")

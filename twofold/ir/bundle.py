@@ -104,8 +104,9 @@ def read_manifest(d: Path) -> dict[str, Any]:
 
 
 def part_of(d: Path) -> str | None:
-    """``server``/``client`` if ``d`` is a sub-bundle, None otherwise."""
-    return read_manifest(d)["bundle"] if (d / MANIFEST).is_file() else None
+    """``server``/``client`` if ``d`` is a sub-bundle, None if it has no manifest; BundleError
+    if what is there in the manifest's place is not one (a directory, a FIFO, ...)."""
+    return read_manifest(d)["bundle"] if os.path.lexists(d / MANIFEST) else None
 
 
 def resolve(path: str | Path, need: str, command: str) -> Path:
@@ -131,10 +132,15 @@ def resolve(path: str | Path, need: str, command: str) -> Path:
             f"{d} holds only the {other} bundle; {command} needs the {need} bundle "
             f"({_WHY[need]}): {sub} is missing"
         )
-    if (d / "ir.json").is_file():
+    if (d / "ir.json").exists():
+        if all((d / f).exists() for f in ("weights.npz", "report.json")):  # the old layout's
+            raise BundleError(
+                f"{d / MANIFEST} is missing: {d} holds the files of the old single-directory "
+                "layout; recompile it (twofold compile -o DIR writes DIR/server and DIR/client)"
+            )
         raise BundleError(
-            f"{d} is a bundle of the old single-directory layout; recompile it "
-            "(twofold compile -o DIR writes DIR/server and DIR/client)"
+            f"{d / MANIFEST} is missing: {d} has an ir.json but no manifest naming its program "
+            "(copy the whole bundle again, as twofold compile wrote it)"
         )
     raise BundleError(f"{d} is not a compiled bundle directory (twofold compile -o DIR)")
 
