@@ -129,7 +129,10 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "edit, needle",
     [
         (lambda ir: ir["nodes"][6]["attrs"].update(bogus=1), "unexpected keyword argument 'bogus'"),
-        (lambda ir: ir["meta"].update(ell=64), "unexpected keyword argument 'ell'"),
+        (
+            lambda ir: ir["meta"].update(ell=64),
+            "meta.ell is 64, but the program.s tensors are on the ring of",
+        ),
     ],
     ids=["extra attribute", "program ring unlike its nodes'"],
 )

@@ -380,3 +380,11 @@ def test_a_bundle_without_its_manifest_says_so(bundles, tmp_path, kind):  # noqa
     (d / "weights.npz").write_bytes(b"")  # now the flat layout's files are all there
     (d / "report.json").write_text("{}")
     one_line(run_client(d, bundles["x"]), "manifest.json is missing", "old single-directory")
+
+
+@pytest.mark.parametrize("ell", [200, "x"])
+def test_a_rehashed_meta_ell_says_what_is_wrong(bundles, tmp_path, ell):  # noqa: F811
+    d = _client_copy(bundles, tmp_path)
+    _edit_ir(d, lambda doc: doc["meta"].update(ell=ell), rehash=True)
+    line = one_line(run_client(d, bundles["x"]), f"meta.ell is {ell!r}", "ring of")
+    assert "unexpected keyword" not in line

@@ -98,7 +98,8 @@ def last_uses(graph: Graph) -> dict[str, list[str]]:
 
 
 def check_ops(graph: Graph) -> int:
-    """The single ring ℓ of the graph; ProgramError naming the node if it is not a secure IR."""
+    """The single ring ℓ of the graph; ProgramError naming the node if it is not a secure IR,
+    or saying so if ``meta.ell`` is not the ring of its tensors."""
     ells = set()
     for node in graph.nodes:
         if node.op not in SUPPORTED:
@@ -108,7 +109,14 @@ def check_ops(graph: Graph) -> int:
         if not node.type.is_fixed:
             raise ProgramError(f"%{node.name}: type {node.type} is not fixed point (not compiled?)")
         ells.add(node.type.dtype.ell)
-    return int(graph.meta.get("ell", max(ells, default=32)))
+    ring = max(ells, default=32)  # the program's ring: only a truncation may narrow it
+    ell = graph.meta.get("ell", ring)
+    if ell != ring or not isinstance(ell, int):
+        raise ProgramError(
+            f"meta.ell is {ell!r}, but the program's tensors are on the ring of {ring} bits "
+            f"(their types say fix<{ring},s>): the IR is inconsistent"
+        )
+    return ell
 
 
 def reveals(graph: Graph) -> dict[str, str]:
