@@ -388,3 +388,27 @@ def test_a_rehashed_meta_ell_says_what_is_wrong(bundles, tmp_path, ell):  # noqa
     _edit_ir(d, lambda doc: doc["meta"].update(ell=ell), rehash=True)
     line = one_line(run_client(d, bundles["x"]), f"meta.ell is {ell!r}", "ring of")
     assert "unexpected keyword" not in line
+
+
+def test_an_oversized_token_is_refused_before_traffic(bundles, tmp_path):  # noqa: F811
+    from twofold.twoparty import TOKEN_MAX
+
+    big = tmp_path / "bigtok.txt"
+    big.write_text("t" * (TOKEN_MAX + 1) + "\n")
+    one_line(run_client(bundles["a"], bundles["x"], "--token", f"@{big}"),
+             f"--token @{big}", f"{TOKEN_MAX + 1:,} bytes", f"at most {TOKEN_MAX:,}")  # fmt: skip
+    big.write_text("t" * 3_000_000)  # not even read whole
+    one_line(run_client(bundles["a"], bundles["x"], "--token", f"@{big}"), "more than")
+    secret = "s" * (TOKEN_MAX + 1)
+    line = one_line(run_client(bundles["a"], bundles["x"], "--token", secret), "--token")
+    assert secret not in line  # a token is never printed
+
+
+def test_the_longest_token_fits_the_servers_opening_frame():
+    """TOKEN_MAX is what the gate frame takes, not a guess."""
+    import json as js
+
+    from twofold.runtime.gate import GATE_FRAME_MAX
+    from twofold.twoparty import TOKEN_MAX, read_token
+
+    assert len(js.dumps({"token": read_token("t" * TOKEN_MAX)}).encode()) == GATE_FRAME_MAX

@@ -7,12 +7,14 @@ The client loads and preprocesses its input with the preprocessing recorded at c
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from .preprocess import PREPROCESSING
+from .runtime.gate import GATE_FRAME_MAX
 from .runtime.program import Program
 from .runtime.runner import (
     TIMEOUT_MAX,
@@ -95,14 +97,36 @@ def load_client_input(
     return {meta["name"]: x}
 
 
+_EMPTY_TOKEN_FRAME = len(json.dumps({"token": ""}))
+TOKEN_MAX = GATE_FRAME_MAX - _EMPTY_TOKEN_FRAME  # bytes of token the server's opening frame takes
+TOKEN_FILE_MAX = 1 << 16  # a token file is one short line (and may be a pipe: read bounded)
+
+
 def read_token(text: str | None) -> str | None:
-    """``--token``: the token itself, or ``@FILE`` holding it (keeps it out of ``ps``)."""
-    if text is None or not text.startswith("@"):
-        return text
-    try:
-        return Path(text[1:]).read_text().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read --token {text}: {e}") from None
+    """``--token``: the token itself, or ``@FILE`` holding it (keeps it out of ``ps``; a pipe
+    such as ``@<(pass show vendor)`` works too, read up to a bound). A token longer than the
+    server's opening frame takes is refused here, naming the option and the file (never the
+    token): sent, it only ended in "peer connection lost while sending: Broken pipe"."""
+    if text is None:
+        return None
+    where, token = "--token", text
+    if text.startswith("@"):
+        where = f"--token {text}"
+        try:
+            with open(text[1:], "rb") as f:
+                raw = f.read(TOKEN_FILE_MAX + 1)
+            if len(raw) > TOKEN_FILE_MAX:
+                raise ValueError(f"{where}: the file holds more than {TOKEN_FILE_MAX:,} bytes")
+            token = raw.decode().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read {where}: {e}") from None
+    size = len(json.dumps({"token": token}).encode()) - _EMPTY_TOKEN_FRAME
+    if size > TOKEN_MAX:
+        raise ValueError(
+            f"{where}: the token is {size:,} bytes long; the server's opening frame takes a "
+            f"token of at most {TOKEN_MAX:,}"
+        )
+    return token
 
 
 def client_main(
@@ -128,6 +152,7 @@ def client_main(
     if session_timeout is not None:
         check_seconds(session_timeout, "--session-timeout")
     host, port = parse_address(connect, "--connect")
+    token = read_token(token)
     prog = load_program(bundle)
     inputs = load_client_input(bundle, input_path, prog)
     return run_client(
@@ -137,7 +162,7 @@ def client_main(
         inputs,
         tls_ca=tls_ca,
         server_fingerprint=server_fingerprint,
-        token=read_token(token),
+        token=token,
         insecure_plaintext=insecure_plaintext,
         timeout=timeout,
         progress=progress,
