@@ -412,3 +412,36 @@ def test_the_longest_token_fits_the_servers_opening_frame():
     from twofold.twoparty import TOKEN_MAX, read_token
 
     assert len(js.dumps({"token": read_token("t" * TOKEN_MAX)}).encode()) == GATE_FRAME_MAX
+
+
+def test_a_client_without_a_free_session_slot_is_told_so(bundles, tmp_path):  # noqa: F811
+    """--max-sessions 1 and a session holding the slot: the next client, past the handshake,
+    waits for a session that never starts; its message says so (busy or not answering)."""
+    import time
+
+    from test_run_cli import Server, client
+
+    from twofold.runtime.gate import client_channel
+    from twofold.runtime.runner import load_program
+    from twofold.runtime.session import Party
+
+    srv = Server(bundles["a"], "--max-sessions", "1", "--timeout", "60")
+    holder = None
+    try:
+        host, port = srv.addr.rsplit(":", 1)
+        holder = client_channel(host, int(port), server_fingerprint=srv.fingerprint, timeout=30)
+        Party("client", holder, load_program(bundles["a"]).PROGRAM_HASH, setup_ot=False)
+        holder.recv_bytes()  # the session settings: the one slot is the holder's now
+        t0 = time.monotonic()
+        res = client(bundles["a"], srv.addr, bundles["x"], tmp_path / "o.json", "--quiet",
+                     "--timeout", "2")  # fmt: skip
+        assert time.monotonic() - t0 < 30
+    finally:
+        if holder is not None:
+            holder.close()
+        srv.stop()
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("twofold: error: ") and "Traceback" not in res.stderr
+    assert f"the server at {srv.addr} did not start the session" in last, last
+    assert "session slots busy" in last and not (tmp_path / "o.json").exists()

@@ -333,11 +333,24 @@ def check_seconds(value: float, option: str, maximum: float | None = None) -> fl
     return v
 
 
-def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
+def _session_settings(
+    chan: Channel, want_ot: str | None = None, where: str = "the server"
+) -> tuple[str, str, bool]:
     """The linear-layer method, OT source and ReLU-truncation fusion the server chose (sent
-    right after the handshake); ``want_ot``: the source this client insists on, if any."""
+    right after the handshake); ``want_ot``: the source this client insists on, if any.
+
+    The server sends them once it gave the session a slot: a client that waits in vain (all
+    ``--max-sessions`` slots busy until the timeout, or a server that stopped answering) is
+    told that the server did not start the session, not just "timed out (frame header)"."""
     try:
-        doc = json.loads(chan.recv_bytes(max_len=SETTINGS_MAX).decode())
+        raw = chan.recv_bytes(max_len=SETTINGS_MAX)
+    except PeerError as e:
+        raise type(e)(
+            f"{where} did not start the session (all its session slots busy, or it is not "
+            f"answering): {e}"
+        ) from None
+    try:
+        doc = json.loads(raw.decode())
         linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
@@ -416,7 +429,7 @@ def run_client(
     party = None
     try:
         party = Party("client", chan, prog.PROGRAM_HASH, setup_ot=False)
-        linear, ot_source, fuse = _session_settings(chan, ot)
+        linear, ot_source, fuse = _session_settings(chan, ot, f"the server at {host}:{port}")
         party.setup_ot(ot_source)
         setup = _setup_cost(chan, t0)
         rt = Executor(
