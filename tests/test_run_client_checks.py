@@ -445,3 +445,90 @@ def test_a_client_without_a_free_session_slot_is_told_so(bundles, tmp_path):  # 
     assert last.startswith("twofold: error: ") and "Traceback" not in res.stderr
     assert f"the server at {srv.addr} did not start the session" in last, last
     assert "session slots busy" in last and not (tmp_path / "o.json").exists()
+
+
+# ------------------------------------- D10: a program that cannot flag an overflow, said so
+
+
+@pytest.fixture(scope="module")
+def unchecked(bundles, tmp_path_factory):  # noqa: F811, ANN001, ANN201
+    """The "a" program calibrated on its input, in the calibrated range model (no checks)."""
+    from test_python2pc import local_ops_graph
+
+    from twofold.toolchain import compile_model
+
+    d = tmp_path_factory.mktemp("unchecked") / "b"
+    compile_model(None, d, graph=local_ops_graph(16), preprocess="none", input_range=(-3, 3),
+                  calibrate=[bundles["x"]], range_model="calibrated")  # fmt: skip
+    return d
+
+
+def test_the_ir_says_whether_overflow_is_checked(bundles, unchecked, tmp_path):  # noqa: F811
+    from test_python2pc import local_ops_graph
+
+    from twofold.runtime.runner import load_program
+    from twofold.toolchain import compile_model
+
+    checked = tmp_path / "checked"
+    compile_model(None, checked, graph=local_ops_graph(16), preprocess="none",
+                  input_range=(-3, 3), calibrate=[bundles["x"]])  # fmt: skip
+    # public, so the client knows it from the hash-checked IR: True with in-protocol checks or
+    # sound (uncalibrated) ranges, False for ranges cut to the calibration images
+    assert load_program(checked).OVERFLOW_CHECKED is True
+    assert load_program(bundles["a"]).OVERFLOW_CHECKED is True
+    assert load_program(unchecked).OVERFLOW_CHECKED is False
+    ir = json.loads((unchecked / "client" / "ir.json").read_text())
+    assert ir["meta"]["overflow_checked"] is False
+    # an IR from before the key: its checked ReLUs tell the checked model; else nothing tells
+    from twofold.runtime.program import overflow_checked
+
+    for bundle, want in ((checked, True), (unchecked, None), (bundles["a"], None)):
+        g = load_program(bundle).graph
+        del g.meta["overflow_checked"]
+        assert overflow_checked(g) is want
+
+
+def test_an_unchecked_program_is_refused_unless_allowed(unchecked, bundles, tmp_path):  # noqa: F811
+    out = tmp_path / "o.json"
+    one_line(run_client(unchecked, bundles["x"], "-o", str(out)), "cannot flag an overflow",
+             "--range-model calibrated", "--allow-unchecked", "before any traffic")  # fmt: skip
+    assert not out.exists()
+
+
+def test_an_allowed_unchecked_result_says_unchecked(unchecked, bundles, tmp_path):  # noqa: F811
+    from test_run_cli import Server, client
+
+    srv = Server(unchecked, "--once")
+    try:
+        res = client(unchecked, srv.addr, bundles["x"], tmp_path / "o.json", "--quiet",
+                     "--allow-unchecked")  # fmt: skip
+    finally:
+        srv.stop()
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["overflow_checked"] is False and "outputs" in doc
+    assert "UNCHECKED result" in res.stderr
+
+
+def test_a_checked_result_says_checked(bundles, tmp_path):  # noqa: F811
+    from test_run_cli import Server, client
+
+    srv = Server(bundles["a"], "--once")
+    try:
+        res = client(bundles["a"], srv.addr, bundles["x"], tmp_path / "o.json", "--quiet")
+    finally:
+        srv.stop()
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "o.json").read_text())["overflow_checked"] is True
+    assert "UNCHECKED" not in res.stderr
+
+
+def test_an_older_ir_without_the_key(bundles, tmp_path):  # noqa: F811
+    """Compiled before the key: checked ReLUs say the checked range model; nothing else can
+    be told, so the client refuses (recompile, or --allow-unchecked)."""
+    d = _client_copy(bundles, tmp_path)
+    _edit_ir(d, lambda doc: doc["meta"].pop("overflow_checked"), rehash=True)
+    one_line(run_client(d, bundles["x"]), "does not say whether it flags overflows",
+             "recompile", "--allow-unchecked")  # fmt: skip
+    res = run_client(d, bundles["x"], "--allow-unchecked")
+    assert "cannot connect" in res.output  # past the refusal: only the missing server stops it

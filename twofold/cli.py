@@ -304,9 +304,12 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
 @click.option("--session-timeout", type=float, default=None,
               help="seconds the whole run may last, connecting included [default: 660 + 2 "
                    "per program step and batch image]")  # fmt: skip
+@click.option("--allow-unchecked", is_flag=True,
+              help="run a program that cannot flag an overflow (--range-model calibrated, no "
+                   "ReLU): its result may be wrong unnoticed; out.json says so")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerprint, token,
-                   insecure_plaintext, timeout, ot_source, session_timeout,
+                   insecure_plaintext, timeout, ot_source, session_timeout, allow_unchecked,
                    quiet) -> None:  # fmt: skip
     """Run BUNDLE with the server on the image INPUT; write the prediction to out.json."""
     import json
@@ -322,7 +325,7 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
             bundle, connect, input_path, tls_ca=tls_ca, server_fingerprint=server_fingerprint,
             token=token, insecure_plaintext=insecure_plaintext, timeout=timeout,
             progress=not quiet, table_to_stderr=not out_path, ot=ot_source,
-            session_timeout=session_timeout,
+            session_timeout=session_timeout, allow_unchecked=allow_unchecked,
         )  # fmt: skip
         if out_path:
             write_json_atomic(doc, out_path)
@@ -330,6 +333,13 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
         raise UserError(str(e)) from None
     if not out_path:
         click.echo(json.dumps(doc))
+    if doc.get("overflow_checked") is False:
+        click.echo(
+            "twofold: warning: UNCHECKED result: this program cannot flag an overflow, so a "
+            "wrong probability would look like a right one (--allow-unchecked; out.json: "
+            '"overflow_checked": false)',
+            err=True,
+        )
     _exit_if_invalid(doc)
 
 

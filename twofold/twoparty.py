@@ -143,17 +143,32 @@ def client_main(
     table_to_stderr: bool = False,
     ot: str | None = None,
     session_timeout: float | None = None,
+    allow_unchecked: bool = False,
 ) -> dict[str, Any]:
     """Run BUNDLE as the client against the server at CONNECT (see ``run_client``).
 
     The options are checked first, then the bundle and the input: a mistake ends the run
-    before any traffic."""
+    before any traffic. A program that cannot flag an overflow (compiled with ``--range-model
+    calibrated``, or with no ReLU to check) is refused unless ``allow_unchecked``: its result
+    could be wrong with nothing to tell it from a right one."""
     check_seconds(timeout, "--timeout", TIMEOUT_MAX)
     if session_timeout is not None:
         check_seconds(session_timeout, "--session-timeout")
     host, port = parse_address(connect, "--connect")
     token = read_token(token)
     prog = load_program(bundle)
+    if not prog.OVERFLOW_CHECKED and not allow_unchecked:
+        why = (
+            "does not say whether it flags overflows (compiled by an older twofold: recompile it)"
+            if prog.OVERFLOW_CHECKED is None
+            else "cannot flag an overflow (compiled with --range-model calibrated, or it has no "
+            "ReLU to check): its ranges come from the vendor's calibration images alone, and an "
+            "image outside them would give a wrong probability that looks like a right one"
+        )
+        raise RunError(
+            f"{bundle}: the program {why}; refused before any traffic. Pass --allow-unchecked "
+            'to run it anyway (out.json then says "overflow_checked": false)'
+        )
     inputs = load_client_input(bundle, input_path, prog)
     return run_client(
         bundle,

@@ -127,4 +127,7 @@ def bitwidth(
     g.meta["range_model"] = "checked" if checked else "calibrated"
     # calibrated ranges with nothing to check (e.g. a network without ReLU): no overflow flag
     g.meta["unchecked"] = range_model == "checked" and observed and not checked
+    # public (the client reads it): can every overflow be seen? Yes with in-protocol checks, and
+    # without calibration (interval ranges are sound); no when ranges were cut to calibration
+    g.meta["overflow_checked"] = checked or not observed
     return g

@@ -8,8 +8,9 @@ same public view, byte for byte, whatever their weights and calibration images. 
   visibility) — all fixed by the architecture, ``--bitlength`` and ``--scale``;
 * per-node liveness (``last_use``, ``free``) and ``clamp`` bounds (from Clip attributes);
 * graph meta: the input (name, shape, scale, *declared* range, preprocessing), the scale, ℓ,
-  the output function, the labels, the reveal declaration (who learns each output) and the
-  values of public constants (``public_params``: clip bounds, reciprocal window counts);
+  the output function, the labels, the reveal declaration (who learns each output), the
+  values of public constants (``public_params``: clip bounds, reciprocal window counts) and
+  ``overflow_checked`` (whether every overflow is flagged: a compile option, not a value);
 
 and drops everything derived from weights or calibration: per-tensor ``range``/``bits``/
 ``observed``, ``bits_needed``, ``widest_tensor``, compile settings (calibration file names,
@@ -26,7 +27,16 @@ import numpy as np
 from .graph import Graph
 
 #: Graph meta kept in the public view.
-PUBLIC_META = ("input", "scale", "ell", "output_function", "labels", "reveal", "public_params")
+PUBLIC_META = (
+    "input",
+    "scale",
+    "ell",
+    "output_function",
+    "labels",
+    "reveal",
+    "public_params",
+    "overflow_checked",
+)
 #: Keys of ``meta["input"]`` kept (the range is the *declared* one, never the calibrated one).
 PUBLIC_INPUT = ("name", "shape", "scale", "range", "preprocess")
 #: Node meta kept (structural only).

@@ -187,6 +187,20 @@ def check_calls(calls: list[tuple[Node, list[Any], dict[str, Any]]]) -> None:
             ) from None
 
 
+def overflow_checked(graph: Graph) -> bool | None:
+    """Whether the program flags every overflow it can have (its result is exact or flagged):
+    ``meta["overflow_checked"]``, which the compiler sets — False for ``--range-model
+    calibrated`` or a network with no ReLU to check, whose ranges come from calibration alone.
+    An IR compiled before that key existed: True if it has checked ReLUs (operand 2, the
+    server's limit: only the checked range model adds them), else None (cannot tell)."""
+    flag = graph.meta.get("overflow_checked")
+    if isinstance(flag, bool):
+        return flag
+    if any(n.op == "relu" and len(n.inputs) == 2 for n in graph.nodes):
+        return True
+    return None
+
+
 class Program:
     """A checked public IR, ready to run on an Executor (the constants the runner reads have
     the names a generated ``program.py`` used)."""
@@ -209,6 +223,7 @@ class Program:
             for o in graph.outputs
         }
         self.LABELS = list(graph.meta.get("labels", []))
+        self.OVERFLOW_CHECKED = overflow_checked(graph)
         self.STEPS = sum(1 for n in graph.nodes if n.op not in PARAMS) + len(graph.outputs)
         self._calls = [(n, *call_args(graph, n, self.ELL)) for n in graph.nodes]
         check_calls(self._calls)
@@ -237,4 +252,5 @@ __all__ = [
     "check_ops",
     "check_program",
     "last_uses",
+    "overflow_checked",
 ]

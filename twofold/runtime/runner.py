@@ -383,7 +383,10 @@ def run_client(
     session_timeout: float | None = None,
     program: Program | None = None,
 ) -> dict[str, Any]:
-    """Run the program as the client; returns the out.json document (with ``cost``).
+    """Run the program as the client; returns the out.json document (with ``cost``, and
+    ``overflow_checked``: False when the program cannot flag an overflow, so its result may be
+    wrong without notice — see ``Program.OVERFLOW_CHECKED``; the CLI refuses such a program
+    unless asked, this function leaves that policy to its caller).
 
     ``program``: the program of ``directory`` if the caller already loaded it (the one whose
     metadata prepared the inputs), else it is loaded here.
@@ -461,8 +464,9 @@ def run_client(
     print(format_table(cost, "client"), file=out, flush=True)
     cost["server"] = server_cost
     cost["settings"] = {"linear": linear, "ot": ot_source, "fuse": fuse}
+    checked = {"overflow_checked": bool(prog.OVERFLOW_CHECKED)}  # False: a wrong result is silent
     if verdict is not None and not verdict["valid"]:
-        return invalid_result(verdict["overflow_at"]) | {"cost": cost}
+        return invalid_result(verdict["overflow_at"]) | checked | {"cost": cost}
     logits, outputs = {}, {}
     for name, spec in prog.OUTPUTS.items():
         real = np.asarray(res[name]).astype(np.float64) / 2.0 ** spec["scale"]
@@ -474,6 +478,7 @@ def run_client(
         doc["valid"] = True
     if prog.LABELS:
         doc["labels"] = list(prog.LABELS)
+    doc |= checked
     doc["cost"] = cost
     return doc
 
