@@ -63,6 +63,7 @@ def client_input_meta(bundle: str | Path, prog: Program) -> dict[str, Any]:
 
     if not isinstance(meta, dict):
         raise bad("", "not an object (name, shape, scale, range, preprocess)")
+    meta = dict(meta)  # a copy: the program's own IR stays as hashed
     name = meta.setdefault("name", next(iter(prog.INPUTS)))
     if name not in prog.INPUTS:
         raise bad("name", f"not an input of the program ({', '.join(prog.INPUTS)})")
