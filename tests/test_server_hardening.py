@@ -1,0 +1,74 @@
+"""What a stranger can make the server write or read (review of the vendor's server, issue 17):
+handshake fields in error messages, a damaged weights file, timeouts that cannot work. Each
+test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import pytest
+
+from twofold.runtime.errors import PeerError, ProgramMismatchError, peer_repr
+from twofold.runtime.net import Channel
+from twofold.runtime.session import PROTOCOL, PROTOCOL_VERSION, Party
+
+
+def _frame(body: bytes) -> bytes:
+    return struct.pack("<QB", len(body), 0) + body
+
+
+def _server_hello_error(hello: dict) -> Exception:
+    """What the server's Party raises for a client that sends ``hello`` (and a seed)."""
+    a, b = socket.socketpair()
+    try:
+        b.sendall(_frame(json.dumps(hello).encode()) + _frame(b"\0" * 16))
+        with pytest.raises((PeerError, ProgramMismatchError)) as e:
+            Party("server", Channel(a, 5.0), "0" * 64, setup_ot=False)
+        return e.value
+    finally:
+        a.close()
+        b.close()
+
+
+GOOD = {"protocol": PROTOCOL, "version": PROTOCOL_VERSION, "role": "client", "program": "0" * 64}
+
+
+@pytest.mark.parametrize(
+    "field, value, shown",
+    [
+        ("protocol", "A" * 3000, "(3000 chars)"),
+        ("role", "B" * 3000, "(3000 chars)"),
+        ("version", [0] * 1000, "<list of 1000 items>"),
+        ("program", {"k" * 50: "v" * 2000}, "<dict of 1 item>"),
+        ("version", "4", "v'4'"),  # the right number as a string is not version 4
+    ],
+)
+def test_handshake_fields_reach_the_log_capped(field, value, shown):
+    """The handshake's refusals put the peer's protocol/role/version/program in the message
+    with !r, whole: a stranger wrote 4 MB lines into the server's log per connection."""
+    err = _server_hello_error(GOOD | {field: value})
+    assert isinstance(err, ProgramMismatchError), err
+    assert shown in str(err) and len(str(err)) < 250, str(err)[:300]
+
+
+def test_oversized_hello_is_refused_before_it_is_read():
+    """A hello is ~150 bytes; one of megabytes (a million-element list) is refused on its
+    header, never parsed (it took ~1 GB of Python objects in the connection's process)."""
+    a, b = socket.socketpair()
+    try:
+        b.sendall(struct.pack("<QB", 6_000_000, 0))
+        with pytest.raises(PeerError, match="at most 4096"):
+            Party("server", Channel(a, 5.0), "0" * 64, setup_ot=False)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_peer_repr_bounds():
+    assert peer_repr("abc") == "'abc'"
+    assert peer_repr("x" * 61) == repr("x" * 60) + "…(61 chars)"
+    assert peer_repr(b"\0" * 100, 10) == repr(b"\0" * 10) + "…(100 bytes)"
+    assert peer_repr(3) == "3" and peer_repr(None) == "None"
+    assert len(peer_repr(1.5e300)) < 70
