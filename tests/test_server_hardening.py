@@ -5,10 +5,13 @@ test failed on the code before its fix."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import struct
+import subprocess
 
 import pytest
+from test_run_cli import TWOFOLD, bundles, one_line_error  # noqa: F401
 
 from twofold.runtime.errors import PeerError, ProgramMismatchError, peer_repr
 from twofold.runtime.net import Channel
@@ -72,3 +75,29 @@ def test_peer_repr_bounds():
     assert peer_repr(b"\0" * 100, 10) == repr(b"\0" * 10) + "…(100 bytes)"
     assert peer_repr(3) == "3" and peer_repr(None) == "None"
     assert len(peer_repr(1.5e300)) < 70
+
+
+def _damage(raw: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return raw[: len(raw) // 2]
+    if how == "bit flip":  # inside the first array's data: the zip's CRC-32 no longer matches
+        b = bytearray(raw)
+        b[raw.index(b"\x93NUMPY") + 160] ^= 0xFF
+        return bytes(b)
+    return bytes(range(256)) * 8  # random bytes: np.load took them for a pickle
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit flip", "random bytes"])
+def test_damaged_weights_file_is_one_line(bundles, tmp_path, how):  # noqa: F811
+    """A truncated or corrupted weights.npz gave `run server` a 50-line traceback
+    (zipfile.BadZipFile, Bad CRC-32), random bytes a message about allow_pickle."""
+    srv = tmp_path / "b"
+    shutil.copytree(bundles["a"], srv)
+    w = srv / "server" / "weights.npz"
+    w.write_bytes(_damage(w.read_bytes(), how))
+    res = subprocess.run(
+        [*TWOFOLD, "run", "server", str(srv), "--listen", "127.0.0.1:0", "--once"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    one_line_error(res, str(w), "is damaged or not a weights file")
+    assert "pickle" not in res.stderr
