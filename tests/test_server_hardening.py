@@ -101,3 +101,26 @@ def test_damaged_weights_file_is_one_line(bundles, tmp_path, how):  # noqa: F811
     )  # fmt: skip
     one_line_error(res, str(w), "is damaged or not a weights file")
     assert "pickle" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--timeout", "0"),
+        ("--timeout", "-1"),
+        ("--timeout", "nan"),
+        ("--timeout", "inf"),
+        ("--handshake-timeout", "nan"),
+        ("--session-timeout", "inf"),
+    ],
+)
+def test_server_refuses_a_timeout_that_cannot_work_at_start(bundles, option, value):  # noqa: F811
+    """`run server --timeout 0` (or -1, nan, inf) started, printed its banner, then failed
+    every client; nan/inf also passed --handshake-timeout and --session-timeout."""
+    res = subprocess.run(
+        [*TWOFOLD, "run", "server", str(bundles["a"]), "--listen", "127.0.0.1:0", "--once",
+         option, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    one_line_error(res, option, "finite number of seconds above 0")
+    assert "serving" not in res.stdout

@@ -15,6 +15,7 @@ handshake, ``--max-sessions`` at once), so one session's failure never reaches a
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import time
@@ -162,8 +163,7 @@ def server_gate(
     certificate in ``--tls-dir``, by default ``tls/`` beside the bundle's server side.
     """
     tokens = read_token_file(token_file) if token_file else None
-    if handshake_timeout <= 0:
-        raise RunError(f"--handshake-timeout must be positive, got {handshake_timeout}")
+    handshake_timeout = check_seconds(handshake_timeout, "--handshake-timeout", TIMEOUT_MAX)
     if insecure_plaintext:
         if tls_cert or tls_key or tls_dir:
             raise RunError(
@@ -235,6 +235,10 @@ def serve(
     """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+    # at start, naming the option: 0, a negative, NaN or infinity would fail every client later
+    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
+    if session_timeout is not None:
+        session_timeout = check_seconds(session_timeout, "--session-timeout")
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     if max_pending < 1:
@@ -300,7 +304,24 @@ def serve(
 
 
 SETTINGS_MAX = 4096  # the session-settings frame is a few short keys
-HANDSHAKE_SLACK = 60.0  # s: the client's deadline also covers the program handshake
+HANDSHAKE_SLACK = 60.0  # s: the client's default deadline also covers the program handshake
+TIMEOUT_MAX = 86400.0  # s: a wait for the peer longer than a day is a typo, not a setting
+
+
+def check_seconds(value: float, option: str, maximum: float | None = None) -> float:
+    """``value`` as a duration to wait: a finite number of seconds above 0 (and at most
+    ``maximum``); RunError naming ``option`` otherwise. NaN or infinity would switch a
+    deadline off (a comparison with NaN is never true), 0 or less would end every wait at
+    once, and a huge value overflows the socket timeout."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise RunError(f"{option} must be a number of seconds, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise RunError(f"{option} must be a finite number of seconds above 0, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise RunError(f"{option} must be at most {maximum:g} s, got {value!r}")
+    return v
 
 
 def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, str, bool]:
