@@ -9,11 +9,13 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 
 import pytest
 from test_run_cli import TWOFOLD, bundles, one_line_error  # noqa: F401
 
 from twofold.runtime.errors import PeerError, ProgramMismatchError, peer_repr
+from twofold.runtime.gate import client_channel, plaintext_reply
 from twofold.runtime.net import Channel
 from twofold.runtime.session import PROTOCOL, PROTOCOL_VERSION, Party
 
@@ -124,3 +126,48 @@ def test_server_refuses_a_timeout_that_cannot_work_at_start(bundles, option, val
     )  # fmt: skip
     one_line_error(res, option, "finite number of seconds above 0")
     assert "serving" not in res.stdout
+
+
+def _closing_server(reset: bool) -> socket.socket:
+    """A listener whose every connection is closed at once (as a busy server closes one it
+    turns away before TLS), with a FIN or a RST."""
+    lst = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        while True:
+            try:
+                conn, _ = lst.accept()
+            except OSError:
+                return
+            if reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return lst
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_busy_server_does_not_steer_the_client_to_plaintext(reset):
+    """A client turned away while the server was busy was told that the server did not offer
+    TLS and to pass --insecure-plaintext: a hospital steered off the authenticated channel."""
+    lst = _closing_server(reset)
+    try:
+        with pytest.raises(PeerError) as e:
+            client_channel(*lst.getsockname()[:2], server_fingerprint="sha256:" + "00" * 32,
+                           timeout=5.0, connect_timeout=5.0)  # fmt: skip
+    finally:
+        lst.close()
+    msg = str(e.value)
+    assert "closed the connection during the TLS handshake" in msg and "busy" in msg, msg
+    assert "plaintext" not in msg, msg
+
+
+def test_plaintext_hint_needs_a_plaintext_twofold_answer():
+    reply = json.dumps({"error": "this server runs --insecure-plaintext (no TLS)"}).encode()
+    assert plaintext_reply(_frame(reply)) == "this server runs --insecure-plaintext (no TLS)"
+    assert plaintext_reply(_frame(reply)[:20]) is None  # cut short: no claim
+    assert plaintext_reply(b"\x15\x03\x03\x00\x02\x02\x28") is None  # a TLS alert
+    assert plaintext_reply(b"\x16\x03\x03\x00\x7a" + b"\0" * 200) is None  # a ServerHello
+    assert plaintext_reply(b"HTTP/1.1 400 Bad Request\r\n\r\n") is None
+    assert plaintext_reply(_frame(b'{"ok": true}')) is None
