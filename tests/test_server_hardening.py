@@ -1,4 +1,4 @@
-"""What a stranger can make the server write or read (review of the vendor's server, issue 17):
+"""What a stranger can make the server write or read (the operator's review of the server):
 handshake fields in error messages, a damaged weights file, timeouts that cannot work. Each
 test failed on the code before its fix."""
 

@@ -236,13 +236,18 @@ def _refuse_plaintext(sock: socket.socket, msg: str) -> None:
         sock.recv(GATE_FRAME_MAX)  # let the client's bytes in flight arrive (no RST on close)
 
 
-def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Channel:
-    """Open the session on an accepted socket (TLS, token) within ``gate.handshake_timeout``.
+def server_channel(
+    conn: socket.socket, gate: GateConfig, timeout: float, deadline: float | None = None
+) -> Channel:
+    """Open the session on an accepted socket (TLS, token) by the monotonic ``deadline``
+    (default: ``gate.handshake_timeout`` from now; the server passes the connection's accept
+    time plus that, so the time it waited for a first byte counts too).
 
     Returns the channel with its deadline still set (the caller continues the handshake under
     it); PeerError naming what went wrong otherwise (the socket is closed).
     """
-    deadline = time.monotonic() + gate.handshake_timeout
+    if deadline is None:
+        deadline = time.monotonic() + gate.handshake_timeout
     try:
         first = _peek_first_byte(conn, deadline)
         if first is None:

@@ -14,6 +14,7 @@ handshake, ``--max-sessions`` at once), so one session's failure never reaches a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import socket
@@ -219,6 +220,9 @@ def serve(
     once: bool = False,
     max_sessions: int = 2,
     max_pending: int = 16,
+    max_pending_per_address: int | None = None,
+    max_queued: int = 4,
+    queue_wait: float = 60.0,
     linear: str = "auto",
     ot: str = OT_DEFAULT,
     fuse: bool = True,
@@ -231,7 +235,10 @@ def serve(
     TLS is on unless ``insecure_plaintext`` (see :func:`server_gate`); with ``token_file`` only
     clients presenting one of its tokens get a session. Admission (see :mod:`.admission`): a
     connection gets a session slot only after its handshake completed within
-    ``handshake_timeout``; a session holds its slot at most :func:`session_deadline`.
+    ``handshake_timeout`` of connecting (at most ``max_pending`` at once in that stage,
+    ``max_pending_per_address`` from one address), then waits at most ``queue_wait`` for one
+    (at most ``max_queued`` waiting); a session holds its slot at most
+    :func:`session_deadline`.
     """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
@@ -243,6 +250,17 @@ def serve(
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     if max_pending < 1:
         raise RunError(f"--max-pending must be at least 1, got {max_pending}")
+    per_address = max(1, max_pending // 4)
+    if max_pending_per_address is not None:
+        per_address = max_pending_per_address
+        if not 1 <= per_address <= max_pending:
+            raise RunError(
+                f"--max-pending-per-address must be 1 to --max-pending ({max_pending}), "
+                f"got {per_address}"
+            )
+    if max_queued < 0:
+        raise RunError(f"--max-queued must be at least 0, got {max_queued}")
+    queue_wait = check_seconds(queue_wait, "--queue-wait", TIMEOUT_MAX)
     try:
         check_ot_source(ot)
     except ValueError as e:
@@ -269,9 +287,9 @@ def serve(
     if ready is not None:
         ready(port)
 
-    def handshake(conn: socket.socket, label: str) -> Party:
-        """TLS, token and program handshake, all within the handshake deadline."""
-        chan = server_channel(conn, gate, timeout)  # leaves the handshake deadline set
+    def handshake(conn: socket.socket, label: str, deadline: float) -> Party:
+        """TLS, token and program handshake, all by the connection's handshake deadline."""
+        chan = server_channel(conn, gate, timeout, deadline)  # leaves the deadline set
         try:
             party = Party("server", chan, prog.PROGRAM_HASH, setup_ot=False)
         except BaseException:
@@ -292,11 +310,23 @@ def serve(
         except RuntimeProtocolError as e:
             raise RuntimeProtocolError(f"{e} (peak RSS {peak_rss_mb():.0f} MiB)") from None
 
+    def refuse(party: Party, why: str) -> None:
+        """Tell a client that completed the handshake why it gets no session, in the frame
+        where it expects the session settings (``{"error": why}``), then close."""
+        party.chan.set_deadline(time.monotonic() + 2.0, "deadline of the busy reply")
+        with contextlib.suppress(RuntimeProtocolError, OSError):
+            party.chan.send(json.dumps({"error": why}).encode())
+            party.chan.flush()
+        party.chan.close()
+
     with lst:
         lst.setblocking(False)
         return serve_forked(
-            lst, handshake, session, once=once, max_sessions=max_sessions,
-            max_pending=max_pending, slot_wait=timeout, once_wait=timeout if once else None,
+            lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
+            max_pending=max_pending, per_address=per_address, max_queued=max_queued,
+            queue_wait=queue_wait, handshake_timeout=gate.handshake_timeout,
+            session_deadline=session_s,
+            once_wait=timeout if once else None,
         )  # fmt: skip
 
 
