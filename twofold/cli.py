@@ -123,6 +123,7 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             "come from the calibration inputs alone (range model calibrated), and an input far "
             "outside them could give a wrong result unflagged"
         )
+    _weight_dependence_notes(report)
     onnx = report.get("onnx") or {}
     if "converted_from" in onnx:
         click.echo(
@@ -144,6 +145,38 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             )  # fmt: skip
             + f"; {len(fid['tried'])} candidates tried"
             + ("; l > 40: no HE parameters, linear layers go by OT" if c["ell"] > 40 else "")
+        )
+
+
+def _weight_dependence_notes(report: dict) -> None:
+    """What in the client bundle depends on the weights or calibration (docs/SECURITY.md,
+    "The client bundle ..."): ℓ when ``--bitlength auto`` chose it, and the public constants
+    read from model initializers, which may be learned values."""
+    ell = report["ell"]
+    if report.get("fidelity"):
+        click.echo(
+            f"note: s={report['scale']} and l={ell} were chosen by --fidelity from the weights "
+            "and calibration inputs, so the client bundle depends on them; compile with "
+            f"--scale {report['scale']} --bitlength {ell} to make it independent of them"
+        )
+    elif report.get("bitlength_auto"):
+        click.echo(
+            f"note: l={ell} was chosen from the weights and calibration inputs (--bitlength "
+            "auto), so the client bundle depends on them (another compile may pick another "
+            f"l); pass --bitlength {ell} to make it independent of them"
+        )
+    found = report.get("public_from_initializers") or []
+    if found:
+        shown = ", ".join(
+            f"%{f['node']} ({f['op']}, from {', '.join(map(repr, f['initializers']))})"
+            for f in found[:8]
+        )
+        more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+        click.echo(
+            f"note: the client bundle holds constants read from model initializers, where "
+            f"learned values live: {shown}{more}; if one is learned (a temperature, a learned "
+            "clip bound), it is public: fold it into the weights or make it a per-channel "
+            "vector (docs/SECURITY.md)"
         )
 
 

@@ -7,8 +7,9 @@
   program, for reading only: nobody imports it) and ``manifest.json`` with the program hash
   and the SHA-256 of the weights (:func:`weights_digest`), checked whenever weights are loaded;
 * ``DIR/client/`` — the vendor hands it to the hospital: ``ir.json``/``ir.txt`` of the public
-  view (``ir.public``: nothing derived from weights or calibration) and ``manifest.json``
-  with the program hash.
+  view (``ir.public``: nothing derived from weights or calibration but ℓ under ``--bitlength
+  auto`` and learned scalars a model keeps in public constants; ``compile`` names both) and
+  ``manifest.json`` with the program hash.
 
 The compiler writes it, the runtime and the CLI read it, so it lives with the IR (the one
 layer both may import). Every command accepts the top ``DIR`` or a sub-bundle and takes the
