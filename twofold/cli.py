@@ -273,7 +273,7 @@ def _ot_default() -> str:
     default=16,
     show_default=True,
     help="connections in the handshake stage at once (when full, a newcomer ends the oldest "
-    "of the address holding the most)",
+    "of the address holding the most, if that evens them out)",
 )
 @click.option(
     "--max-pending-per-address",

@@ -13,11 +13,13 @@ from the moment it was accepted:
 2. *handshake* (TLS, token, program handshake, in a forked process under the deadline):
    at most ``max_pending`` connections, at most ``per_address`` from one address (one IPv4
    address, or one IPv6 /64); a newcomer from an address at its cap is closed at once. When
-   the stage is full a newcomer is not refused: the oldest connection of the address that
-   holds the most places in the stage is ended (a real client needs milliseconds to finish
-   its handshake, an attacker's stalled ones age). So a client alone on its address is never
-   the one ended while the other places are held from fewer than ``max_pending`` - 1
-   addresses.
+   the stage is full a newcomer ends the oldest connection of the address that holds the
+   most places, if that evens the places out (the newcomer's address holds at least two
+   fewer; or every address holds one and it holds none), and is closed otherwise (a swap
+   that evens nothing out would let an attacker's reconnections end its own connections in
+   turn, a fork each). A real client needs milliseconds to finish its handshake, so a client
+   alone on its address is never the one ended while the other places are held from fewer
+   than ``max_pending`` - 1 addresses.
 3. *queued* (handshake done, waiting for a session slot): at most ``max_queued``, each at most
    ``queue_wait`` seconds; then, or if the queue is full, the client is told ``server busy``
    in the frame where it expects the session settings. Its process watches the socket and
@@ -115,6 +117,25 @@ def address_key(host: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def eviction_victim(places: list[tuple[str, float]], key: str) -> int | None:
+    """Which of the full handshake stage's ``places`` (address key, accept time) a newcomer
+    from ``key`` ends: the oldest of the address holding the most, if that evens the places
+    out (``key`` holds at least two fewer; or every address holds one and ``key`` none);
+    None, the newcomer is turned away, otherwise.
+
+    Invariant: a connection alone on its address is ended only when every address in the
+    stage holds one place, i.e. when the others come from ``len(places) - 1`` addresses. And
+    no swap leaves the newcomer's address holding as many places as the victim's held, so an
+    attacker's reconnections cannot end its own other connections in turn (a fork each).
+    """
+    counts = Counter(k for k, _ in places)
+    top, mine = max(counts.values()), counts.get(key, 0)
+    if not (mine + 2 <= top or (mine == 0 and top == 1)):
+        return None
+    return min((i for i, (k, _) in enumerate(places) if counts[k] == top),
+               key=lambda i: places[i][1])  # fmt: skip
 
 
 @dataclass
@@ -381,13 +402,20 @@ class _Admission:
             s.sock.close()
             return
         if len(hs) >= self.max_pending:
-            counts = Counter(c.key for c in hs)
-            top = max(counts.values())
-            victim = min((c for c in hs if counts[c.key] == top), key=lambda c: c.accepted)
+            i = eviction_victim([(c.key, c.accepted) for c in hs], s.key)
+            if i is None:
+                self.busy.log(
+                    f"connection {s.sid} from {s.addr} turned away: {self.max_pending} "
+                    f"connections are in their handshake (--max-pending), {mine} from {s.key}"
+                )
+                s.sock.close()
+                return
+            victim = hs[i]
             self.busy.log(
                 f"connection {victim.sid} from {victim.addr} ended after "
-                f"{time.monotonic() - victim.accepted:.1f} s in its handshake: {self.max_pending} "
-                f"pending (--max-pending), {top} of them from {victim.key}, and a newcomer"
+                f"{time.monotonic() - victim.accepted:.1f} s in its handshake to make room "
+                f"(--max-pending {self.max_pending}, "
+                f"{sum(c.key == victim.key for c in hs)} of them from {victim.key})"
             )
             victim.state, victim.quiet = "evicted", True
             victim.proc.kill()
@@ -621,4 +649,11 @@ def serve_forked(
     ).run()  # fmt: skip
 
 
-__all__ = ["HANDSHAKE_FAILED", "SILENT_MAX", "STOPPED", "address_key", "serve_forked"]
+__all__ = [
+    "HANDSHAKE_FAILED",
+    "SILENT_MAX",
+    "STOPPED",
+    "address_key",
+    "eviction_victim",
+    "serve_forked",
+]
