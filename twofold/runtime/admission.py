@@ -127,8 +127,9 @@ def eviction_victim(places: list[tuple[str, float]], key: str) -> int | None:
 
     Invariant: a connection alone on its address is ended only when every address in the
     stage holds one place, i.e. when the others come from ``len(places) - 1`` addresses. And
-    no swap leaves the newcomer's address holding as many places as the victim's held, so an
-    attacker's reconnections cannot end its own other connections in turn (a fork each).
+    unless every address holds one, a swap leaves the newcomer's address with fewer places
+    than the victim's had, so an attacker's reconnections cannot end its own other
+    connections in turn (a fork each).
     """
     counts = Counter(k for k, _ in places)
     top, mine = max(counts.values()), counts.get(key, 0)
@@ -160,7 +161,7 @@ class _Conn:
     state: str = "handshake"
     since: float = field(default_factory=time.monotonic)  # entered its current state
     why: str = ""
-    quiet: bool = False  # its end was logged already (evicted)
+    quiet: bool = False  # its end is not logged (evicted: logged then; or the server stops)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -172,6 +173,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _end(pipe: mpc.Connection, code: int, why: str) -> None:
+    """Exit the connection's process with ``code``, ``why`` sent first for the parent's log."""
     with contextlib.suppress(OSError):
         pipe.send_bytes(_WHY + why.encode(errors="replace")[:_WHY_MAX])
     sys.exit(code)
