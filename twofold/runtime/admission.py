@@ -76,6 +76,10 @@ _REAP_WAIT = 2.0  # s a terminated process gets before SIGKILL
 STOPPED = 130  # exit status after SIGINT (128 + 2)
 
 
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
 def _log(msg: str) -> None:
     print(f"twofold server: {msg}", flush=True)
 
@@ -464,8 +468,8 @@ class _Admission:
         elif busy >= self.max_sessions and len(self.queue) >= self.max_queued:
             self._turn_away(
                 c,
-                f"server busy: all {self.max_sessions} session slots are taken and "
-                f"{len(self.queue)} clients are waiting already; try again later",
+                f"server busy: {_n(self.max_sessions, 'session slot')} taken, "
+                f"{_n(len(self.queue), 'client')} waiting already; try again later",
             )
         else:
             self.queue.append(c.sid)
@@ -490,7 +494,9 @@ class _Admission:
                 self.the_one = c.sid
         if self.once and self.the_one is not None:
             for sid in self.queue:
-                self._turn_away(self.conns[sid], "server busy: it serves one client (--once)")
+                self._turn_away(
+                    self.conns[sid], "server busy: it serves one client (--once); try again later"
+                )
             self.queue.clear()
 
     def _expire(self, now: float) -> None:
@@ -576,9 +582,8 @@ class _Admission:
         if sessions:
             n = len(sessions)
             _log(
-                f"stopping: no new connections; waiting up to {left:.0f} s for {n} "
-                f"session{'s' if n > 1 else ''} to end (Ctrl-C again to end "
-                f"{'them' if n > 1 else 'it'} now)"
+                f"stopping: no new connections; waiting up to {left:.0f} s for "
+                f"{_n(n, 'session')} to end (Ctrl-C again to end {'them' if n > 1 else 'it'} now)"
             )
 
     def _stopping(self) -> int | None:
@@ -591,11 +596,7 @@ class _Admission:
         for c in sessions:
             c.quiet = True
         self._end_all(list(self.conns.values()))
-        _log(
-            f"stopped; {len(sessions)} session{'s' if len(sessions) != 1 else ''} cut short"
-            if sessions
-            else "stopped"
-        )
+        _log(f"stopped; {_n(len(sessions), 'session')} cut short" if sessions else "stopped")
         return STOPPED
 
     def _end_all(self, conns: list[_Conn]) -> None:
