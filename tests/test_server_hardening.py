@@ -159,8 +159,9 @@ def test_busy_server_does_not_steer_the_client_to_plaintext(reset):
     finally:
         lst.close()
     msg = str(e.value)
-    assert "closed the connection during the TLS handshake" in msg and "busy" in msg, msg
     assert "plaintext" not in msg, msg
+    if "cannot connect" not in msg:  # a reset may even beat connect() to it (1 in ~150)
+        assert "closed the connection during the TLS handshake" in msg and "busy" in msg, msg
 
 
 def test_plaintext_hint_needs_a_plaintext_twofold_answer():
@@ -171,3 +172,23 @@ def test_plaintext_hint_needs_a_plaintext_twofold_answer():
     assert plaintext_reply(b"\x16\x03\x03\x00\x7a" + b"\0" * 200) is None  # a ServerHello
     assert plaintext_reply(b"HTTP/1.1 400 Bad Request\r\n\r\n") is None
     assert plaintext_reply(_frame(b'{"ok": true}')) is None
+
+
+def test_a_busy_reply_is_a_transient_server_busy_error():
+    """A server with no slot answers the settings frame with {"error": ...}: the client says
+    so (capped) as ServerBusy, which eval's retries count as a connection failure; before,
+    it read "server chose an unknown linear method None"."""
+    from twofold.eval.endpoints import is_transient
+    from twofold.runtime.errors import ServerBusy
+    from twofold.runtime.runner import _session_settings
+
+    a, b = socket.socketpair()
+    try:
+        why = "server busy: 2 session slots taken, 4 clients waiting already; try again later"
+        b.sendall(_frame(json.dumps({"error": why + "!" * 3500}).encode()))
+        with pytest.raises(ServerBusy, match="turned the session away: 'server busy") as e:
+            _session_settings(Channel(a, 5.0))
+    finally:
+        a.close()
+        b.close()
+    assert len(str(e.value)) < 400 and is_transient(e.value)

@@ -16,6 +16,12 @@ class PeerTimeout(PeerError):
     it was too slow): callers tell it from a closed or malformed connection by its type."""
 
 
+class ServerBusy(PeerError, ConnectionError):
+    """The server turned the session away for lack of room (its slots taken, its queue full,
+    or it is stopping): a connection-level failure, worth another try later or elsewhere,
+    hence also a :class:`ConnectionError` (what ``eval``'s retries count as transient)."""
+
+
 class ProgramMismatchError(RuntimeProtocolError):
     """The handshake found a different program hash or protocol version on the two sides."""
 

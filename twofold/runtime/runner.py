@@ -30,7 +30,7 @@ from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, res
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function, invalid_result
 from .admission import serve_forked
-from .errors import PeerError, RuntimeProtocolError, peer_repr
+from .errors import PeerError, RuntimeProtocolError, ServerBusy, peer_repr
 from .executor import Executor, peak_rss_mb
 from .fusion import relu_trunc_plan
 from .gate import GateConfig, client_channel, read_token_file, server_channel
@@ -363,7 +363,7 @@ def _session_settings(chan: Channel, want_ot: str | None = None) -> tuple[str, s
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
     if "error" in doc:  # no session for us (busy, stopping): said in place of the settings
-        raise PeerError(f"the server turned the session away: {peer_repr(doc['error'], 300)}")
+        raise ServerBusy(f"the server turned the session away: {peer_repr(doc['error'], 300)}")
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
     if ot not in OT_SOURCES:
