@@ -236,7 +236,7 @@ class _Holder:
                         self.opened += 1
                     except OSError:
                         pass
-                    time.sleep(0.005)  # ~200 a second at most: two cores are shared
+                    time.sleep(0.01)  # ~100 a second at most: two cores are shared
                 for s in select.select(socks, [], [], 0.2)[0]:
                     try:
                         gone = not s.recv(4096)
@@ -323,15 +323,15 @@ def test_clients_waiting_for_a_slot_hang_up_or_are_told_busy(bundles):  # noqa: 
         for _ in range(4):  # handshake, then gone
             _attacker_after_handshake(srv.addr, srv.fingerprint).close()
         waiting = _attacker_after_handshake(srv.addr, srv.fingerprint)  # the one queue place
+        queued = time.monotonic()
         held.append(waiting)
         time.sleep(0.5)
         t = time.monotonic()
         res = client(bundles["a"], srv.addr, bundles["x"], d / "q1.json", "--quiet")
         assert time.monotonic() - t < 8, res.stderr  # told at once: the queue is full
         one_line_error(res, "turned the session away", "server busy", "try again later")
-        t = time.monotonic()
         reply = _settings_or_error(waiting)  # told after --queue-wait
-        assert 2.0 < time.monotonic() - t < 6.0 and "within 3 s" in reply["error"], reply
+        assert 2.5 < time.monotonic() - queued < 7.0 and "within 3 s" in reply["error"], reply
         holder.close()  # the slot is free again
         res = client(bundles["a"], srv.addr, bundles["x"], d / "q2.json", "--quiet")
         assert res.returncode == 0, res.stderr
