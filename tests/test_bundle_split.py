@@ -253,3 +253,61 @@ def test_sign_flips_leave_the_client_bundle_weight_independent(tmp_path):
         with np.load(d / "server" / "weights.npz") as z:
             signs.append({int(v) for n in flips for v in z[n["inputs"][1]]})
     assert signs == [{-1, 1}, {1}]
+
+
+def _temperature_model(path: Path, t: float) -> Path:
+    """conv → relu → global pool → flatten → ``/ T`` with T a scalar initializer (a learned
+    temperature, as torch exports an ``nn.Parameter``); the ReLU6 bounds are Constant nodes
+    (as torch exports literals)."""
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "conv.weight"),
+        numpy_helper.from_array(np.array(t, np.float32), "T"),
+    ]
+    consts = [
+        oh.make_node("Constant", [], [n], value=numpy_helper.from_array(np.array(v, np.float32)))
+        for n, v in (("zero", 0.0), ("six", 6.0))
+    ]
+    nodes = [
+        *consts,
+        oh.make_node("Conv", ["image", "conv.weight"], ["c"], name="/conv/Conv"),
+        oh.make_node("Clip", ["c", "zero", "six"], ["r"], name="/relu6/Clip"),
+        oh.make_node("GlobalAveragePool", ["r"], ["p"], name="/pool"),
+        oh.make_node("Flatten", ["p"], ["f"], name="/flatten"),
+        oh.make_node("Div", ["f", "T"], ["logits"], name="/Div"),
+    ]
+    g = oh.make_graph(
+        nodes, "t", [oh.make_tensor_value_info("image", TP.FLOAT, [1, 3, 8, 8])],
+        [oh.make_tensor_value_info("logits", TP.FLOAT, [1, 4])], inits,
+    )  # fmt: skip
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_compile_says_what_in_the_client_bundle_depends_on_the_weights(tmp_path):
+    """README and DESIGN said the client bundle has nothing derived from the weights, while
+    --bitlength auto picks l from them and a learned scalar divisor T becomes a public
+    mul_const (SECURITY.md documents both): compile said nothing. Now it names both."""
+    run = CliRunner().invoke
+    args = ["--preprocess", "none", "--input-range", "-3", "3"]
+    for t in (1.7371, 2.5):
+        res = run(cli, ["compile", str(_temperature_model(tmp_path / f"m{t}.onnx", t)),
+                        "-o", str(tmp_path / f"b{t}"), *args])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        ell = json.loads((tmp_path / f"b{t}" / "server" / "report.json").read_text())["ell"]
+        assert "(--bitlength auto), so the client bundle depends on them" in res.output
+        assert f"pass --bitlength {ell} to make it independent" in res.output
+        notes = [ln for ln in res.output.splitlines() if "model initializers" in ln]
+        assert len(notes) == 1 and "%logits (mul_const, from 'T')" in notes[0], res.output
+        assert "%clip" not in notes[0] and "(const" not in notes[0]  # literals: architecture
+    a, b = (_files(tmp_path / f"b{t}" / "client") for t in (1.7371, 2.5))
+    assert a["ir.json"] != b["ir.json"]  # what the note is about: T is in the client bundle
+    res = run(cli, ["compile", str(tmp_path / "m2.5.onnx"), "-o", str(tmp_path / "c"), *args,
+                    "--bitlength", "32"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "--bitlength auto" not in res.output and "model initializers" in res.output

@@ -230,10 +230,12 @@ def test_ctrl_c_stops_run_server_with_130(bundles):  # noqa: F811
     from test_run_cli import Server
 
     srv = Server(bundles["a"])  # returns once the server printed its banner
-    _, err = _interrupt(srv.proc)
+    out, err = _interrupt(srv.proc)
     assert srv.proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "twofold: interrupted", err
-    assert "Aborted" not in err
+    # the server handles Ctrl-C itself (admission.serve_forked): its log, on stdout, says it
+    # stopped; nothing on stderr, where click's "Aborted!" or a traceback would go
+    assert out.strip().splitlines()[-1].endswith("stopped"), out
+    assert err.strip() == "", err
 
 
 # --------------------------------------------------------- D6: a tampered client bundle

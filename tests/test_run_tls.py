@@ -74,9 +74,10 @@ def test_pin_mismatch_plaintext_server_and_tokens(bundles, tmp_path):  # noqa: F
         assert res.returncode == 0, res.stderr
     finally:
         out, err = srv.stop()
-        _, perr = plain.stop()
-    assert "token" in err and "session 4 done" in out
-    assert "the client started TLS" in perr
+        pout, perr = plain.stop()
+    assert "refused at handshake: the client presented no accepted access token" in out
+    assert "session 4 done" in out and not err
+    assert "refused at handshake: the client started TLS" in pout, pout + perr
     assert stat.S_IMODE((tmp_path / "tls" / "server-key.pem").stat().st_mode) == 0o600
 
 

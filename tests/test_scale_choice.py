@@ -31,6 +31,7 @@ def test_fidelity_picks_cheapest_scale_meeting_target(tmp_path, zoo_onnx, inputs
     )
     assert res.exit_code == 0, res.output
     assert "--fidelity 0.002: chose s=" in res.output and "held-out" in res.output
+    assert "were chosen by --fidelity from the weights and calibration inputs" in res.output
     rep = json.loads((tmp_path / "b" / "server" / "report.json").read_text())
     fid = rep["fidelity"]
     c = fid["chosen"]

@@ -139,6 +139,7 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             "come from the calibration inputs alone (range model calibrated), and an input far "
             "outside them could give a wrong result unflagged"
         )
+    _weight_dependence_notes(report)
     onnx = report.get("onnx") or {}
     if "converted_from" in onnx:
         click.echo(
@@ -160,6 +161,38 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
             )  # fmt: skip
             + f"; {len(fid['tried'])} candidates tried"
             + ("; l > 40: no HE parameters, linear layers go by OT" if c["ell"] > 40 else "")
+        )
+
+
+def _weight_dependence_notes(report: dict) -> None:
+    """What in the client bundle depends on the weights or calibration (docs/SECURITY.md,
+    "The client bundle ..."): ℓ when ``--bitlength auto`` chose it, and the public constants
+    read from model initializers, which may be learned values."""
+    ell = report["ell"]
+    if report.get("fidelity"):
+        click.echo(
+            f"note: s={report['scale']} and l={ell} were chosen by --fidelity from the weights "
+            "and calibration inputs, so the client bundle depends on them; compile with "
+            f"--scale {report['scale']} --bitlength {ell} to make it independent of them"
+        )
+    elif report.get("bitlength_auto"):
+        click.echo(
+            f"note: l={ell} was chosen from the weights and calibration inputs (--bitlength "
+            "auto), so the client bundle depends on them (another compile may pick another "
+            f"l); pass --bitlength {ell} to make it independent of them"
+        )
+    found = report.get("public_from_initializers") or []
+    if found:
+        shown = ", ".join(
+            f"%{f['node']} ({f['op']}, from {', '.join(map(repr, f['initializers']))})"
+            for f in found[:8]
+        )
+        more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+        click.echo(
+            f"note: the client bundle holds constants read from model initializers, where "
+            f"learned values live: {shown}{more}; if one is learned (a temperature, a learned "
+            "clip bound), it is public: fold it into the weights or make it a per-channel "
+            "vector (docs/SECURITY.md)"
         )
 
 
@@ -257,10 +290,30 @@ def _ot_default() -> str:
     "--max-pending",
     default=16,
     show_default=True,
-    help="connections in the handshake stage at once (more are closed)",
+    help="connections in the handshake stage at once (when full, a newcomer ends the oldest "
+    "of the address holding the most, if that evens them out)",
+)
+@click.option(
+    "--max-pending-per-address",
+    type=int,
+    default=None,
+    help="connections from one address (IPv6: one /64) in the handshake stage; more are "
+    "closed [default: a quarter of --max-pending]",
 )
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
+@click.option(
+    "--max-queued",
+    default=4,
+    show_default=True,
+    help="clients past the handshake waiting for a session slot (more are told: busy)",
+)
+@click.option(
+    "--queue-wait",
+    default=60.0,
+    show_default=True,
+    help="seconds a client may wait for a session slot before it is told: busy",
+)
 @click.option("--linear", type=click.Choice(["he", "ot", "auto"]), default="auto")
 @click.option("--ot", "ot_source", type=click.Choice(["silent", "iknp"]), default=_ot_default,
               help="correlated-OT source of ReLU etc. (default: the runtime's)")  # fmt: skip
@@ -269,12 +322,15 @@ def _ot_default() -> str:
 @click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the peer")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
-                   handshake_timeout, session_timeout, max_pending, once, max_sessions, linear,
-                   ot_source, no_fuse, timeout, quiet) -> None:  # fmt: skip
+                   handshake_timeout, session_timeout, max_pending, max_pending_per_address,
+                   once, max_sessions, max_queued, queue_wait, linear, ot_source, no_fuse,
+                   timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped.
 
     TLS is on by default: without --tls-cert the server creates a self-signed certificate on
     first start and prints its fingerprint, which clients pin with --server-fingerprint.
+    Ctrl-C stops accepting and lets running sessions finish; a second Ctrl-C ends them (exit
+    status 130 either way).
     """
     from .runtime.errors import RuntimeProtocolError
     from .twoparty import server_main
@@ -284,7 +340,8 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
             bundle, listen, tls_cert=tls_cert, tls_key=tls_key, tls_dir=tls_dir,
             insecure_plaintext=insecure_plaintext, token_file=token_file,
             handshake_timeout=handshake_timeout, session_timeout=session_timeout,
-            max_pending=max_pending, once=once,
+            max_pending=max_pending, max_pending_per_address=max_pending_per_address,
+            max_queued=max_queued, queue_wait=queue_wait, once=once,
             max_sessions=max_sessions, linear=linear, ot=ot_source, fuse=not no_fuse,
             timeout=timeout, progress=not quiet,
         )  # fmt: skip

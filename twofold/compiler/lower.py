@@ -23,6 +23,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.ops import pool_out_dim
+from ..ir.public import FROM_INITIALIZERS
 from .errors import CompileError
 from .weight_axes import lower_weight_mul
 
@@ -39,21 +40,29 @@ def _lower_clip(g: Graph, node) -> str:  # noqa: ANN001
     """
     x, lo, hi = node.inputs[0], node.attrs["min"], node.attrs["max"]
     n = node.name
+    origin = node.meta.get(FROM_INITIALIZERS)
+
+    def bound(value: float, hint: str) -> str:  # a public scalar; the bounds' origin goes along
+        key = _scalar(g, value, hint)
+        if origin:
+            g[key].meta[FROM_INITIALIZERS] = list(origin)
+        return key
+
     if lo is None and hi is None:
         return x
     if lo is None:  # min(x, b) = x − relu(x − b)
-        over = g.add("sub", [x, _scalar(g, hi, n + ".hi")], name=n + "_subhi")
+        over = g.add("sub", [x, bound(hi, n + ".hi")], name=n + "_subhi")
         return g.add("sub", [x, g.add("relu", [over], name=n + "_relu_hi")], name=n + "_min")
-    base = x if lo == 0 else g.add("sub", [x, _scalar(g, lo, n + ".lo")], name=n + "_sublo")
+    base = x if lo == 0 else g.add("sub", [x, bound(lo, n + ".lo")], name=n + "_sublo")
     out = g.add("relu", [base], name=n + "_relu")
     if hi is not None:
-        over = g.add("sub", [out, _scalar(g, hi - lo, n + ".hi")], name=n + "_subhi")
+        over = g.add("sub", [out, bound(hi - lo, n + ".hi")], name=n + "_subhi")
         r_hi = g.add("relu", [over], name=n + "_relu_hi")
         # bounded by the check of ``out``'s ReLU: no calibration-scaled limit of its own
         g[r_hi].meta["bounded_by"] = out
         out = g.add("sub", [out, r_hi], name=n + "_clip")
     if lo != 0:
-        out = g.add("add", [out, _scalar(g, lo, n + ".lo2")], name=n + "_addlo")
+        out = g.add("add", [out, bound(lo, n + ".lo2")], name=n + "_addlo")
     return out
 
 

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from ..ir import Graph, lut, newton
+from ..ir.public import public_from_initializers
 
 NONLINEAR_BITS_L32 = {"relu": 4316, "faithful": 4196, "msb0": 1720, "reduce": 1308}
 # overflow check of a checked ReLU element: one DReLU (millionaire on ℓ−1 bits) + one AND of
@@ -142,6 +143,8 @@ def build_report(g: Graph) -> dict[str, Any]:
         "bits_needed": g.meta.get("bits_needed"),
         "range_model": g.meta.get("range_model"),
         "unchecked": bool(g.meta.get("unchecked")),
+        "bitlength_auto": g.meta.get("compile", {}).get("bitlength") == "auto",
+        "public_from_initializers": public_from_initializers(g),
         "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
         "input": g.meta.get("input"),

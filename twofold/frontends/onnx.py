@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, IRVerifyError, ShapeError, verify
+from ..ir.public import FROM_INITIALIZERS
 
 MIN_OPSET, MAX_OPSET = 11, 21
 #: Older models are raised to this opset with ``onnx.version_converter`` (said in the report).
@@ -257,6 +258,7 @@ class _Converter:
         self.consts: dict[str, np.ndarray] = {
             t.name: numpy_helper.to_array(t) for t in model.graph.initializer
         }
+        self.initializers = set(self.consts)  # where a model keeps its learned values
         self.node = None
 
     # -- helpers
@@ -293,6 +295,15 @@ class _Converter:
             else:
                 parts.append(p)
         return ".".join(parts + [role])
+
+    def public_from(self, ir: str, names: list[str]) -> str:
+        """Note on IR node ``ir`` that a value of it (an attribute, public: the client bundle
+        holds it) was read from the initializers among ``names``: a learned scalar there
+        would be in the client bundle (``compile`` lists them, compiler/report.py)."""
+        found = [n for n in names if n in self.initializers]
+        if found:
+            self.g[ir].meta[FROM_INITIALIZERS] = found
+        return ir
 
     def const(self, name: str, what: str) -> np.ndarray:
         if name not in self.consts:
@@ -641,7 +652,7 @@ def _clip(c: _Converter, ins: list[str], a: dict) -> str:
     lo, hi = bound(1), bound(2)
     if lo == 0.0 and hi is None:
         return c.add("relu", [c.val(ins[0])])
-    return c.add("clip", [c.val(ins[0])], {"min": lo, "max": hi})
+    return c.public_from(c.add("clip", [c.val(ins[0])], {"min": lo, "max": hi}), ins[1:3])
 
 
 @_reg("Tanh", "Exp")
@@ -797,7 +808,8 @@ def _mul(c: _Converter, ins: list[str], a: dict) -> str:
             k = 1.0 / k
         x_shape = c.shape(x_i)
         if k.size == 1 and np.broadcast_shapes(x_shape, k.shape) == tuple(x_shape):
-            return c.add("mul_const", [c.val(x_i)], {"value": float(k.reshape(-1)[0])})
+            y = c.add("mul_const", [c.val(x_i)], {"value": float(k.reshape(-1)[0])})
+            return c.public_from(y, [k_i])
         w = c.g.add_param(c.g.fresh_name(k_i), k.astype(np.float32))
         return c.add("mul", [c.val(x_i), w])
     if div:
@@ -831,7 +843,7 @@ def _pad(c: _Converter, ins: list[str], a: dict) -> str:
     attrs: dict[str, Any] = {"pads": pads, "value": value}
     if mode != "constant":
         attrs["mode"] = mode
-    return c.add("pad", [c.val(ins[0])], attrs)
+    return c.public_from(c.add("pad", [c.val(ins[0])], attrs), ins[2:3] if value else [])
 
 
 @_reg("LRN")

@@ -7,8 +7,9 @@
   program, for reading only: nobody imports it) and ``manifest.json`` with the program hash
   and the SHA-256 of the weights (:func:`weights_digest`), checked whenever weights are loaded;
 * ``DIR/client/`` — the vendor hands it to the hospital: ``ir.json``/``ir.txt`` of the public
-  view (``ir.public``: nothing derived from weights or calibration) and ``manifest.json``
-  with the program hash.
+  view (``ir.public``: nothing derived from weights or calibration but ℓ under ``--bitlength
+  auto`` and learned scalars a model keeps in public constants; ``compile`` names both) and
+  ``manifest.json`` with the program hash.
 
 The compiler writes it, the runtime and the CLI read it, so it lives with the IR (the one
 layer both may import). Every command accepts the top ``DIR`` or a sub-bundle and takes the
@@ -21,6 +22,8 @@ import hashlib
 import json
 import os
 import stat
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -179,14 +182,24 @@ def weights_digest(weights: Mapping[str, np.ndarray]) -> str:
 
 def load_weights(d: Path) -> dict[str, np.ndarray]:
     """The server's integer weights by key; refused unless they are the compiled ones (the
-    digest in ``d/manifest.json``)."""
+    digest in ``d/manifest.json``). A file that is not a readable npz archive (truncated,
+    corrupted, another kind of file) is one :class:`BundleError` naming it; nothing in it is
+    ever unpickled."""
     f = d / "weights.npz"
+    damaged = f"{f} is damaged or not a weights file"
     try:
+        with open(f, "rb") as fh:  # np.load would take any other file as a pickle or one array
+            if not zipfile.is_zipfile(fh):
+                raise BundleError(f"{damaged}: not a zip (.npz) archive (truncated?)")
         with np.load(f, allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise BundleError(f"{f} is missing (the server needs the compiled weights)") from None
-    except (ValueError, OSError, EOFError) as e:
+    except BundleError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError) as e:  # Bad CRC-32, ...
+        raise BundleError(f"{damaged}: {e}") from None
+    except OSError as e:
         raise BundleError(f"{f} is unreadable: {e}") from None
     want = read_manifest(d).get("weights_sha256")
     got = weights_digest(weights)

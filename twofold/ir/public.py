@@ -41,6 +41,21 @@ PUBLIC_META = (
 PUBLIC_INPUT = ("name", "shape", "scale", "range", "preprocess")
 #: Node meta kept (structural only).
 PUBLIC_NODE_META = ("last_use", "free", "clamp")
+#: Node meta (server side only) naming the model initializers a *public* value of the node was
+#: read from: a scalar Mul/Div (``mul_const``), a Clip bound, a Pad value. An exporter keeps
+#: learned values in initializers (torch: parameters; literals are Constant nodes), so such a
+#: value may be learned, and the client bundle holds it (``compile`` prints a note).
+FROM_INITIALIZERS = "from_initializers"
+
+
+def public_from_initializers(graph: Graph) -> list[dict[str, Any]]:
+    """The nodes of ``graph`` whose public values came from model initializers (see
+    :data:`FROM_INITIALIZERS`), in program order: ``{node, op, initializers}``."""
+    return [
+        {"node": n.name, "op": n.op, "initializers": list(n.meta[FROM_INITIALIZERS])}
+        for n in graph.nodes
+        if n.meta.get(FROM_INITIALIZERS)
+    ]
 
 
 def public_params(graph: Graph) -> dict[str, dict[str, Any]]:
@@ -87,4 +102,12 @@ def _array(pv: dict[str, Any]) -> np.ndarray:
     return (v.astype(np.int64) if v.dtype.kind in "iub" else v).reshape(pv["shape"])
 
 
-__all__ = ["PUBLIC_INPUT", "PUBLIC_META", "PUBLIC_NODE_META", "public_ir", "public_params"]
+__all__ = [
+    "FROM_INITIALIZERS",
+    "PUBLIC_INPUT",
+    "PUBLIC_META",
+    "PUBLIC_NODE_META",
+    "public_from_initializers",
+    "public_ir",
+    "public_params",
+]

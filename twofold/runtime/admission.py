@@ -1,53 +1,171 @@
-"""Admitting clients: a cheap handshake stage, then a bounded number of session slots.
+"""Admitting clients: four bounded stages, so that idle, trickling or probing connections cannot
+starve real clients (DESIGN.md §5; issue 12, then the review of the server by its operator).
 
-A server facing the internet must not let idle, trickling or probing connections starve real
-clients (DESIGN.md §5, issue 12). Every accepted connection gets its own forked process at
-once (at most ``max_pending`` in the handshake stage; beyond that it is closed on the spot).
-That process runs the opening (TLS, token, program handshake) under one deadline, then asks
-the parent for a session slot over a pipe; the parent grants at most ``max_sessions`` slots,
-first come first served, and frees a slot when its process exits (whatever the exit). So a
-connection only holds a slot after it has proven to be a client of this program, and a stuck
-handshake costs one pending place for at most the handshake deadline. With ``once`` the server
-ends after the first session that got a slot, and returns its exit status; connections that
-fail their handshake (a port probe, garbage, a wrong program) do not count.
+A connection goes through these stages, each with its own bound and deadline, all counted
+from the moment it was accepted:
 
-Exit statuses of a connection's process: 0 session done, 1 session failed, 2 internal error,
-3 refused in the handshake stage.
+1. *silent* (no byte received yet): held by this process as a bare socket, no process of its
+   own. At most :data:`SILENT_MAX`; a newcomer beyond that closes the oldest silent one. A real
+   client sends its TLS ClientHello right after connecting, so it leaves this stage in the
+   time the server takes to look (usually at once: a new socket is peeked when accepted),
+   while an attacker's idle sockets age out as newcomers arrive. One that sends nothing within
+   the handshake deadline is closed.
+2. *handshake* (TLS, token, program handshake, in a forked process under the deadline):
+   at most ``max_pending`` connections, at most ``per_address`` from one address (one IPv4
+   address, or one IPv6 /64); a newcomer from an address at its cap is closed at once. When
+   the stage is full a newcomer ends the oldest connection of the address that holds the
+   most places, if that evens the places out (the newcomer's address holds at least two
+   fewer; or every address holds one and it holds none), and is closed otherwise (a swap
+   that evens nothing out would let an attacker's reconnections end its own connections in
+   turn, a fork each). A real client needs milliseconds to finish its handshake, so a client
+   alone on its address is never the one ended while the other places are held from fewer
+   than ``max_pending`` - 1 addresses.
+3. *queued* (handshake done, waiting for a session slot): at most ``max_queued``, each at most
+   ``queue_wait`` seconds; then, or if the queue is full, the client is told ``server busy``
+   in the frame where it expects the session settings. Its process watches the socket and
+   gives its place up as soon as the client hangs up.
+4. *session*: at most ``max_sessions``, granted first come first served; a slot is freed when
+   its process exits (whatever the exit).
+
+With ``once`` the server ends after the first session that got a slot and returns its exit
+status; connections that fail their handshake (a port probe, garbage, a wrong program) do not
+count. A first SIGINT stops accepting and lets running sessions finish (within their session
+deadline); a second one, or that deadline, ends them; both return 130.
+
+The log (stdout): one line per connection that is turned away or fails, with its address and
+why; turned-away lines that a flood repeats (server busy, silent connections, port probes) at
+most once a second each, with the count of those left out.
+
+Exit statuses of a connection's process: see ``_DONE`` ... ``_LEFT``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import signal
 import socket
 import sys
+import threading
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RuntimeProtocolError
 
 HANDSHAKE_FAILED = 3
+_DONE, _FAILED, _INTERNAL, _REFUSED, _BUSY, _LEFT = 0, 1, 2, HANDSHAKE_FAILED, 4, 5
 _GO = b"go"
 _READY = b"ready"
+_BUSY_MSG = b"busy:"  # + why, parent -> child: tell the client and exit _BUSY
+_WHY = b"why:"  # + why, child -> parent: the reason of the exit that follows
+_WHY_MAX = 600  # bytes of a reason sent to the parent (the peer's values in it are capped)
+#: Silent connections (accepted, not a byte yet) held at once; each costs one descriptor here.
+SILENT_MAX = 64
+_ACCEPT_BURST = 64  # connections accepted per turn of the loop, so the loop stays responsive
+_KILL_GRACE = 5.0  # s past its deadline before a handshake process that overran is killed
+_SLOT_GRACE = 30.0  # s past queue_wait before a queued process gives up without the parent
+_SESSION_GRACE = 30.0  # s past its own deadline before a session's process is killed
+_REAP_WAIT = 2.0  # s a terminated process gets before SIGKILL
+STOPPED = 130  # exit status after SIGINT (128 + 2)
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _log(msg: str) -> None:
+    print(f"twofold server: {msg}", flush=True)
+
+
+class _Limited:
+    """Log lines of one kind that a flood repeats: at most one a ``period``; the lines left
+    out are counted, and the count goes out with the next line or on :meth:`flush`."""
+
+    def __init__(self, what: str, period: float = 1.0) -> None:
+        self.what, self.period = what, period
+        self.last = -1e9
+        self.left_out = 0
+
+    def log(self, line: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.period:
+            self.left_out += 1
+            return
+        more = f" (and {self.left_out} more {self.what} not logged)" if self.left_out else ""
+        _log(line + more)
+        self.last, self.left_out = now, 0
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if self.left_out and now - self.last >= self.period:
+            _log(f"{self.left_out} more {self.what} in the last {now - self.last:.0f} s")
+            self.last, self.left_out = now, 0
+
+
+def address_key(host: str) -> str:
+    """What ``per_address`` counts by: the IPv4 address, or the /64 of an IPv6 one (a single
+    host gets a /64 or more, so counting its addresses one by one would bound nothing)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def eviction_victim(places: list[tuple[str, float]], key: str) -> int | None:
+    """Which of the full handshake stage's ``places`` (address key, accept time) a newcomer
+    from ``key`` ends: the oldest of the address holding the most, if that evens the places
+    out (``key`` holds at least two fewer; or every address holds one and ``key`` none);
+    None, the newcomer is turned away, otherwise.
+
+    Invariant: a connection alone on its address is ended only when every address in the
+    stage holds one place, i.e. when the others come from ``len(places) - 1`` addresses. And
+    unless every address holds one, a swap leaves the newcomer's address with fewer places
+    than the victim's had, so an attacker's reconnections cannot end its own other
+    connections in turn (a fork each).
+    """
+    counts = Counter(k for k, _ in places)
+    top, mine = max(counts.values()), counts.get(key, 0)
+    if not (mine + 2 <= top or (mine == 0 and top == 1)):
+        return None
+    return min((i for i, (k, _) in enumerate(places) if counts[k] == top),
+               key=lambda i: places[i][1])  # fmt: skip
+
+
+@dataclass
+class _Silent:
+    sid: int
+    sock: socket.socket
+    addr: str
+    key: str
+    accepted: float
 
 
 @dataclass
 class _Conn:
     sid: int
+    addr: str
+    key: str
+    accepted: float
     proc: Any  # multiprocessing.Process
     pipe: mpc.Connection
-    state: str = "handshake"  # -> "ready" (waits for a slot) -> "session"
-
-
-def _log(msg: str) -> None:
-    print(f"twofold server: {msg}", flush=True)
+    #: "handshake" -> "queued" (waits for a slot) -> "session"; or "turned away" (told the
+    #: server is busy, exiting) or "evicted" (killed to make room; it counts nowhere)
+    state: str = "handshake"
+    since: float = field(default_factory=time.monotonic)  # entered its current state
+    why: str = ""
+    quiet: bool = False  # its end is not logged (evicted: logged then; or the server stops)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -58,145 +176,487 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _end(pipe: mpc.Connection, code: int, why: str) -> None:
+    """Exit the connection's process with ``code``, ``why`` sent first for the parent's log."""
+    with contextlib.suppress(OSError):
+        pipe.send_bytes(_WHY + why.encode(errors="replace")[:_WHY_MAX])
+    sys.exit(code)
+
+
 def _child(
-    lst: socket.socket,
     conn: socket.socket,
     pipe: mpc.Connection,
+    inherited: list[Any],
     sid: int,
-    handshake: Callable[[socket.socket, str], Any],
+    deadline: float,
+    handshake: Callable[[socket.socket, str, float], Any],
     session: Callable[[Any, str], None],
+    refuse: Callable[[Any, str], None],
     slot_wait: float,
     parent: int,
 ) -> None:
-    """One connection's process: handshake, wait for a slot, run the session; exit status."""
+    """One connection's process: handshake, wait for a slot (watching the socket: a client
+    that hangs up gives its place up at once), run the session; reasons go to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent(parent)
-    lst.close()  # the connection's process must not hold the listening port
+    for obj in inherited:  # the listener, other connections' sockets and pipes: not ours
+        with contextlib.suppress(OSError):
+            obj.close()
     label = f"server[session {sid}]"
     try:
-        state = handshake(conn, label)
+        state = handshake(conn, label, deadline)
     except (RuntimeProtocolError, OSError, ValueError) as e:
-        print(f"twofold: {label}: refused at handshake: {e}", file=sys.stderr, flush=True)
-        sys.exit(HANDSHAKE_FAILED)
+        _end(pipe, _REFUSED, str(e))
     except Exception as e:  # noqa: BLE001 - a bug met by a stranger's bytes: one line, this one
-        msg = f"twofold: {label}: internal error at handshake: {type(e).__name__}: {e}"
-        print(msg, file=sys.stderr, flush=True)
-        sys.exit(2)
+        _end(pipe, _INTERNAL, f"internal error at handshake: {type(e).__name__}: {e}")
     try:
         pipe.send_bytes(_READY)
-        if not pipe.poll(slot_wait) or pipe.recv_bytes() != _GO:
-            raise RuntimeProtocolError(f"no session slot became free within {slot_wait:g} s")
+        until = time.monotonic() + slot_wait + _SLOT_GRACE  # the parent decides before that
+        while True:
+            ready = mpc.wait([pipe, conn], max(until - time.monotonic(), 0.0))
+            if conn in ready:  # nothing is due from a waiting client: it hung up
+                _end(pipe, _LEFT, "the client hung up while waiting for a session slot")
+            if pipe in ready:
+                msg = pipe.recv_bytes()
+                if msg == _GO:
+                    break
+                why = msg.removeprefix(_BUSY_MSG).decode()
+            elif not ready:
+                why = "server busy: no session slot became free; try again later"
+            else:
+                continue
+            refuse(state, why)
+            _end(pipe, _BUSY, why)
         session(state, label)
     except (RuntimeProtocolError, OSError, ValueError, EOFError) as e:
-        print(f"twofold: {label}: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        _end(pipe, _FAILED, str(e))
     except BaseException as e:  # noqa: BLE001 - a bug must still end only this session
-        print(f"twofold: {label}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(0)
+        if isinstance(e, SystemExit):
+            raise
+        _end(pipe, _INTERNAL, f"internal error: {type(e).__name__}: {e}")
+    sys.exit(_DONE)
+
+
+class _Admission:
+    """The parent's state: the stages of the module docstring and the SIGINT handling."""
+
+    def __init__(
+        self,
+        lst: socket.socket,
+        handshake: Callable[[socket.socket, str, float], Any],
+        session: Callable[[Any, str], None],
+        refuse: Callable[[Any, str], None],
+        *,
+        once: bool,
+        max_sessions: int,
+        max_pending: int,
+        per_address: int,
+        max_queued: int,
+        queue_wait: float,
+        handshake_timeout: float,
+        session_deadline: float,
+        once_wait: float | None,
+    ) -> None:
+        self.lst: socket.socket | None = lst
+        self.handshake, self.session, self.refuse = handshake, session, refuse
+        self.once, self.once_wait = once, once_wait
+        self.max_sessions, self.max_pending = max_sessions, max_pending
+        self.per_address, self.max_queued, self.queue_wait = per_address, max_queued, queue_wait
+        self.hs_timeout, self.session_s = handshake_timeout, session_deadline
+        self.mp = multiprocessing.get_context("fork")
+        self.silent: dict[int, _Silent] = {}  # insertion order: oldest first
+        self.conns: dict[int, _Conn] = {}
+        self.queue: list[int] = []
+        self.sid = 0
+        self.the_one: int | None = None
+        self.started = time.monotonic()
+        self.busy = _Limited("connections turned away (server busy)")
+        self.quiet = _Limited("silent connections and port probes closed")
+        self.sigints = 0
+        self.stop_until: float | None = None  # set by the first SIGINT
+        self.stop_began = 0.0
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        try:
+            while True:
+                code = self._turn()
+                if code is not None:
+                    return code
+        finally:
+            if main and old is not None:
+                signal.signal(signal.SIGINT, old)
+            self._end_all(list(self.conns.values()))
+            for s in self.silent.values():
+                s.sock.close()
+            self.wake_r.close()
+            self.wake_w.close()
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.sigints += 1
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"!")
+
+    def _turn(self) -> int | None:
+        """One turn: wait for something (at most 0.5 s), then act on it; an exit status when
+        the server is done."""
+        waitables: list[Any] = [self.wake_r, *(s.sock for s in self.silent.values())]
+        if self.lst is not None:
+            waitables.append(self.lst)
+        for c in self.conns.values():
+            waitables += [c.proc.sentinel, c.pipe]
+        ready = set(mpc.wait(waitables, timeout=0.5))
+        if self.wake_r in ready:
+            with contextlib.suppress(OSError):
+                self.wake_r.recv(4096)
+        if self.sigints and self.stop_until is None:
+            self._stop()
+        for c in list(self.conns.values()):
+            if c.pipe in ready:
+                self._read_pipe(c)
+            if c.proc.sentinel in ready or not c.proc.is_alive():
+                code = self._reap(c)
+                if code is not None:
+                    return code
+        if self.stop_until is not None:
+            return self._stopping()
+        now = time.monotonic()
+        self._expire(now)
+        if self.once and self.the_one is None and self.once_wait is not None:
+            if now - self.started > self.once_wait:
+                _log(f"no client completed a handshake within {self.once_wait:g} s")
+                return 1
+        self._grant()
+        for s in [s for s in self.silent.values() if s.sock in ready]:
+            del self.silent[s.sid]
+            self._spoke(s)
+        if self.lst is not None and self.lst in ready:
+            self._accept()
+        self.busy.flush()
+        self.quiet.flush()
+        return None
+
+    # -- stage 1: accepted, silent -------------------------------------------------------
+    def _accept(self) -> None:
+        for _ in range(_ACCEPT_BURST):
+            try:
+                sock, addr = self.lst.accept()  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError, TimeoutError):
+                return
+            except OSError as e:  # out of descriptors: those waiting stay in the backlog
+                self.busy.log(f"cannot accept a connection ({e})")
+                return
+            self.sid += 1
+            s = _Silent(self.sid, sock, f"{addr[0]}:{addr[1]}", address_key(addr[0]),
+                        time.monotonic())  # fmt: skip
+            if self.once and self.the_one is not None:
+                self.busy.log(f"connection {s.sid} from {s.addr} turned away: server busy")
+                sock.close()
+                continue
+            self._spoke(s)
+
+    def _keep_silent(self, s: _Silent) -> None:
+        """Hold ``s`` until it speaks; beyond :data:`SILENT_MAX` the oldest silent one goes."""
+        self.silent[s.sid] = s
+        if len(self.silent) > SILENT_MAX:
+            old = min(self.silent.values(), key=lambda x: x.accepted)
+            del self.silent[old.sid]
+            self.quiet.log(
+                f"connection {old.sid} from {old.addr} closed: still silent after "
+                f"{time.monotonic() - old.accepted:.1f} s, with {SILENT_MAX} newer ones waiting"
+            )
+            old.sock.close()
+
+    @staticmethod
+    def _first_byte(s: _Silent) -> bool | None:
+        """True: the peer sent something; False: it closed; None: nothing yet."""
+        try:
+            b = s.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return False
+        return bool(b)
+
+    def _spoke(self, s: _Silent) -> None:
+        """``s`` was accepted or became readable: start its handshake if it sent something,
+        else hold it (nothing yet) or close it (a probe; or no room for its address)."""
+        first = self._first_byte(s)
+        if first is None:  # nothing yet: a real client's hello is on its way
+            self._keep_silent(s)
+            return
+        if not first:
+            self.quiet.log(f"connection {s.sid} from {s.addr} closed without a word (a probe?)")
+            s.sock.close()
+            return
+        if self.once and self.the_one is not None:
+            self.busy.log(f"connection {s.sid} from {s.addr} turned away: server busy")
+            s.sock.close()
+            return
+        hs = [c for c in self.conns.values() if c.state == "handshake"]
+        mine = sum(c.key == s.key for c in hs)
+        if mine >= self.per_address:
+            self.busy.log(
+                f"connection {s.sid} from {s.addr} turned away: {mine} connections from "
+                f"{s.key} are in their handshake already (--max-pending-per-address)"
+            )
+            s.sock.close()
+            return
+        if len(hs) >= self.max_pending:
+            i = eviction_victim([(c.key, c.accepted) for c in hs], s.key)
+            if i is None:
+                self.busy.log(
+                    f"connection {s.sid} from {s.addr} turned away: {self.max_pending} "
+                    f"connections are in their handshake (--max-pending), {mine} from {s.key}"
+                )
+                s.sock.close()
+                return
+            victim = hs[i]
+            self.busy.log(
+                f"connection {victim.sid} from {victim.addr} ended after "
+                f"{time.monotonic() - victim.accepted:.1f} s in its handshake to make room "
+                f"(--max-pending {self.max_pending}, "
+                f"{sum(c.key == victim.key for c in hs)} of them from {victim.key})"
+            )
+            victim.state, victim.quiet = "evicted", True
+            victim.proc.kill()
+        self._fork(s)
+
+    def _fork(self, s: _Silent) -> None:
+        parent_end, child_end = self.mp.Pipe()
+        inherited: list[Any] = [self.wake_r, self.wake_w, parent_end]
+        inherited += [x.sock for x in self.silent.values()]
+        inherited += [c.pipe for c in self.conns.values()]
+        if self.lst is not None:
+            inherited.append(self.lst)
+        p = self.mp.Process(
+            target=_child,
+            args=(s.sock, child_end, inherited, s.sid, s.accepted + self.hs_timeout,
+                  self.handshake, self.session, self.refuse, self.queue_wait, os.getpid()),
+        )  # fmt: skip
+        try:
+            p.start()
+        except OSError as e:  # out of processes or memory: this connection only
+            self.busy.log(f"connection {s.sid} from {s.addr} turned away: no process ({e})")
+            parent_end.close()
+            return
+        finally:
+            s.sock.close()
+            child_end.close()
+        self.conns[s.sid] = _Conn(s.sid, s.addr, s.key, s.accepted, p, parent_end)
+
+    # -- stages 2-4 ----------------------------------------------------------------------
+    def _read_pipe(self, c: _Conn) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while c.pipe.poll():
+                msg = c.pipe.recv_bytes(_WHY_MAX + 64)
+                if msg == _READY and c.state == "handshake":
+                    c.state, c.since = "queued", time.monotonic()
+                    self._enqueue(c)
+                elif msg.startswith(_WHY):
+                    c.why = msg.removeprefix(_WHY).decode(errors="replace")
+
+    def _enqueue(self, c: _Conn) -> None:
+        busy = sum(x.state == "session" for x in self.conns.values())
+        if self.once and self.the_one is not None:
+            self._turn_away(c, "server busy: it serves one client (--once); try again later")
+        elif busy >= self.max_sessions and len(self.queue) >= self.max_queued:
+            self._turn_away(
+                c,
+                f"server busy: {_n(self.max_sessions, 'session slot')} taken, "
+                f"{_n(len(self.queue), 'client')} waiting already; try again later",
+            )
+        else:
+            self.queue.append(c.sid)
+
+    def _turn_away(self, c: _Conn, why: str) -> None:
+        with contextlib.suppress(OSError):
+            c.pipe.send_bytes(_BUSY_MSG + why.encode())
+        c.state, c.since = "turned away", time.monotonic()
+
+    def _grant(self) -> None:
+        busy = sum(c.state == "session" for c in self.conns.values())
+        while (
+            self.queue and busy < self.max_sessions and not (self.once and self.the_one is not None)
+        ):
+            c = self.conns[self.queue.pop(0)]
+            with contextlib.suppress(OSError):
+                c.pipe.send_bytes(_GO)
+            c.state, c.since = "session", time.monotonic()
+            busy += 1
+            _log(f"session {c.sid} from {c.addr} started")
+            if self.once:
+                self.the_one = c.sid
+        if self.once and self.the_one is not None:
+            for sid in self.queue:
+                self._turn_away(
+                    self.conns[sid], "server busy: it serves one client (--once); try again later"
+                )
+            self.queue.clear()
+
+    def _expire(self, now: float) -> None:
+        for s in [s for s in self.silent.values() if now - s.accepted > self.hs_timeout]:
+            del self.silent[s.sid]
+            self.quiet.log(
+                f"connection {s.sid} from {s.addr} closed: sent nothing within "
+                f"{self.hs_timeout:g} s (--handshake-timeout)"
+            )
+            s.sock.close()
+        for c in self.conns.values():  # every stage has a deadline; a process past it is killed
+            overran = (
+                (c.state == "handshake" and now - c.accepted > self.hs_timeout + _KILL_GRACE)
+                or (c.state == "turned away" and now - c.since > _KILL_GRACE)
+                or (c.state == "session" and now - c.since > self.session_s + _SESSION_GRACE)
+            )
+            if overran and c.proc.is_alive():
+                c.why = c.why or f"its process overran the {c.state} stage's deadline; killed"
+                c.proc.kill()
+            elif c.state == "queued" and now - c.since > self.queue_wait:
+                self.queue.remove(c.sid)
+                self._turn_away(
+                    c,
+                    f"server busy: no session slot became free within {self.queue_wait:g} s "
+                    "(--queue-wait); try again later",
+                )
+
+    def _reap(self, c: _Conn) -> int | None:
+        """``c``'s process ended: log it once, free its place; an exit status if that ends
+        the server (``once``)."""
+        c.proc.join(_REAP_WAIT)
+        self._read_pipe(c)
+        c.pipe.close()
+        del self.conns[c.sid]
+        if c.sid in self.queue:
+            self.queue.remove(c.sid)
+        code = c.proc.exitcode
+        if not c.quiet:
+            self._log_end(c, code)
+        if c.sid == self.the_one:
+            if code == _LEFT:  # hung up before its session began: not the one after all
+                self.the_one = None
+                return None
+            return code or 0
+        return None
+
+    def _log_end(self, c: _Conn, code: int | None) -> None:
+        took = f"{time.monotonic() - c.since:.1f} s"
+        why = c.why or (f"killed by signal {-code}" if code and code < 0 else f"exit {code}")
+        if c.state == "session" and code == _DONE:
+            _log(f"session {c.sid} done ({c.addr}, {took})")
+        elif c.state == "session" and code != _LEFT:
+            _log(f"session {c.sid} failed ({c.addr}, {took}): {why}")
+        elif code == _BUSY:
+            self.busy.log(f"connection {c.sid} from {c.addr} turned away: {why}")
+        elif code == _LEFT:
+            _log(f"connection {c.sid} from {c.addr}: {why}")
+        elif code == _REFUSED:
+            _log(f"connection {c.sid} from {c.addr} refused at handshake: {why}")
+        else:
+            _log(f"connection {c.sid} from {c.addr} failed at handshake: {why}")
+
+    # -- stopping (SIGINT) ---------------------------------------------------------------
+    def _stop(self) -> None:
+        """First SIGINT: no new connections, none waiting; running sessions may finish."""
+        if self.lst is not None:
+            self.lst.close()
+            self.lst = None
+        for s in self.silent.values():
+            s.sock.close()
+        self.silent.clear()
+        for sid in self.queue:
+            self._turn_away(self.conns[sid], "server stopping; try again later")
+        self.queue.clear()
+        for c in self.conns.values():
+            if c.state == "handshake":
+                c.quiet = True
+                c.proc.kill()
+        sessions = [c for c in self.conns.values() if c.state == "session"]
+        now = self.stop_began = time.monotonic()
+        left = max((c.since + self.session_s - now for c in sessions), default=0.0)
+        self.stop_until = now + max(left, 0.0)
+        if sessions:
+            n = len(sessions)
+            _log(
+                f"stopping: no new connections; waiting up to {left:.0f} s for "
+                f"{_n(n, 'session')} to end (Ctrl-C again to end {'them' if n > 1 else 'it'} now)"
+            )
+
+    def _stopping(self) -> int | None:
+        sessions = [c for c in self.conns.values() if c.state == "session"]
+        now = time.monotonic()
+        if sessions and self.sigints < 2 and now < (self.stop_until or 0.0):
+            return None
+        if not sessions and len(self.conns) and now < self.stop_began + _REAP_WAIT:
+            return None  # turned away or killed a moment ago: let them finish that
+        for c in sessions:
+            c.quiet = True
+        self._end_all(list(self.conns.values()))
+        _log(f"stopped; {_n(len(sessions), 'session')} cut short" if sessions else "stopped")
+        return STOPPED
+
+    def _end_all(self, conns: list[_Conn]) -> None:
+        """Terminate the processes of ``conns`` and reap them, within a bounded time."""
+        for c in conns:
+            if c.proc.is_alive():
+                c.proc.terminate()
+        until = time.monotonic() + _REAP_WAIT
+        for c in conns:
+            c.proc.join(max(until - time.monotonic(), 0.0))
+            if c.proc.is_alive():
+                c.proc.kill()
+                c.proc.join(1.0)
+            with contextlib.suppress(OSError):
+                c.pipe.close()
+            self.conns.pop(c.sid, None)
 
 
 def serve_forked(
     lst: socket.socket,
-    handshake: Callable[[socket.socket, str], Any],
+    handshake: Callable[[socket.socket, str, float], Any],
     session: Callable[[Any, str], None],
+    refuse: Callable[[Any, str], None],
     *,
     once: bool = False,
     max_sessions: int = 2,
     max_pending: int = 16,
-    slot_wait: float = 600.0,
+    per_address: int | None = None,
+    max_queued: int = 4,
+    queue_wait: float = 60.0,
+    handshake_timeout: float = 10.0,
+    session_deadline: float = 600.0,
     once_wait: float | None = None,
 ) -> int:
-    """Accept on ``lst`` until interrupted (or, with ``once``, until one session ends).
+    """Accept on ``lst`` (non-blocking) until stopped (or, with ``once``, until one session
+    ends); returns the exit status (130 after SIGINT).
 
-    ``handshake(conn, label)`` runs in the connection's process under its own deadline and
-    returns the state ``session(state, label)`` continues from once a slot is granted.
-    ``once_wait``: with ``once``, give up (exit status 1) if no client got a slot in that time.
+    ``handshake(conn, label, deadline)`` runs in the connection's process and must end by the
+    monotonic ``deadline`` (its accept time plus ``handshake_timeout``); it returns the state
+    that ``session(state, label)`` continues from once a slot is granted, or that
+    ``refuse(state, why)`` uses to tell the client it gets none. ``per_address``: default a
+    quarter of ``max_pending`` (at least 1). ``session_deadline``: the seconds a session may
+    run (its process enforces them; past them by 30 s it is killed, and after the first
+    SIGINT the server waits for sessions at most that long). ``once_wait``: with ``once``,
+    give up (status 1) if no client got a slot in that time.
     """
-    mp = multiprocessing.get_context("fork")
-    conns: dict[int, _Conn] = {}
-    queue: deque[int] = deque()
-    sid = 0
-    the_one: int | None = None
-    started = time.monotonic()
-    try:
-        while True:
-            if once and the_one is None and once_wait is not None:
-                if time.monotonic() - started > once_wait:
-                    _log(f"no client completed a handshake within {once_wait:g} s")
-                    return 1
-            waitables: list[Any] = [lst]
-            for c in conns.values():
-                waitables += [c.proc.sentinel, c.pipe]
-            ready = mpc.wait(waitables, timeout=0.5)
-            for c in list(conns.values()):
-                if c.pipe in ready and c.state == "handshake":
-                    with contextlib.suppress(EOFError, OSError):
-                        if c.pipe.recv_bytes() == _READY:
-                            c.state = "ready"
-                            queue.append(c.sid)
-                if c.proc.sentinel in ready or not c.proc.is_alive():
-                    c.proc.join()
-                    _log(_status(c))
-                    c.pipe.close()
-                    del conns[c.sid]
-                    if c.sid in queue:
-                        queue.remove(c.sid)
-                    if c.sid == the_one:
-                        return c.proc.exitcode or 0
-            busy = sum(c.state == "session" for c in conns.values())
-            while queue and busy < max_sessions and not (once and the_one is not None):
-                c = conns[queue.popleft()]
-                with contextlib.suppress(OSError):
-                    c.pipe.send_bytes(_GO)
-                c.state = "session"
-                busy += 1
-                if once:
-                    the_one = c.sid
-            if lst in ready:
-                try:
-                    conn, addr = lst.accept()
-                except (BlockingIOError, TimeoutError, InterruptedError):
-                    continue
-                pending = sum(c.state != "session" for c in conns.values())
-                sid += 1
-                if pending >= max_pending or (once and the_one is not None):
-                    _log(f"session {sid} from {addr[0]}:{addr[1]} refused: server busy")
-                    conn.close()
-                    continue
-                _log(f"session {sid} from {addr[0]}:{addr[1]}")
-                parent_end, child_end = mp.Pipe()
-                p = mp.Process(
-                    target=_child,
-                    args=(lst, conn, child_end, sid, handshake, session, slot_wait, os.getpid()),
-                )
-                try:
-                    p.start()
-                except OSError as e:  # out of processes or memory: this connection only
-                    _log(f"session {sid} refused: cannot start its process ({e})")
-                    parent_end.close()
-                    continue
-                finally:
-                    conn.close()
-                    child_end.close()
-                conns[sid] = _Conn(sid, p, parent_end)
-    except KeyboardInterrupt:
-        lst.close()  # stop accepting; let running sessions finish, drop pending handshakes
-        for c in conns.values():
-            if c.state != "session":
-                c.proc.terminate()
-        for c in conns.values():
-            c.proc.join()
-            _log(_status(c))
-        raise
+    return _Admission(
+        lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
+        max_pending=max_pending,
+        per_address=per_address if per_address is not None else max(1, max_pending // 4),
+        max_queued=max_queued, queue_wait=queue_wait, handshake_timeout=handshake_timeout,
+        session_deadline=session_deadline, once_wait=once_wait,
+    ).run()  # fmt: skip
 
 
-def _status(c: _Conn) -> str:
-    code = c.proc.exitcode
-    if code == 0:
-        return f"session {c.sid} done"
-    if code == HANDSHAKE_FAILED:
-        return f"session {c.sid} failed (refused at handshake)"
-    return f"session {c.sid} failed (exit {code})"
-
-
-__all__ = ["HANDSHAKE_FAILED", "serve_forked"]
+__all__ = [
+    "HANDSHAKE_FAILED",
+    "SILENT_MAX",
+    "STOPPED",
+    "address_key",
+    "eviction_victim",
+    "serve_forked",
+]

@@ -23,11 +23,12 @@ import json
 import select
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PeerError, PeerTimeout
+from .errors import PeerError, PeerTimeout, peer_repr
 from .net import Channel, connect_tcp
 from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
 from .tls_stream import TLSStream
@@ -35,10 +36,7 @@ from .tls_stream import TLSStream
 GATE_FRAME_MAX = 4096
 TOKEN_MIN_CHARS = 16
 _TLS_RECORD_HANDSHAKE = 0x16
-_PLAINTEXT_HINT = (
-    "the server did not offer TLS (it runs --insecure-plaintext?); pass --insecure-plaintext "
-    "to talk to it in the clear"
-)
+_FRAME_HDR = struct.Struct("<QB")  # net.Channel's frame header: payload length, kind 0 = bytes
 
 
 def _wait_readable(sock: socket.socket, deadline: float, what: str) -> None:
@@ -98,16 +96,13 @@ def client_channel(
             sock = TLSStream(sock, ctx, server_side=False, server_hostname=host)
             try:
                 sock.handshake(deadline, f"TLS handshake with {where}")
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError) as e:
-                msg = f"TLS handshake with {where} failed ({e}): {_PLAINTEXT_HINT}"
-                raise PeerError(msg) from None
             except ssl.SSLCertVerificationError as e:
                 raise PeerError(
                     f"TLS: the server at {where} is not trusted by --tls-ca {tls_ca}: "
                     f"{e.verify_message}"
                 ) from None
             except (ssl.SSLError, OSError) as e:
-                raise PeerError(f"TLS handshake with {where} failed: {e}") from None
+                raise PeerError(_tls_failure(where, e, sock.head)) from None
             if pin is not None:
                 check_pin(sock, pin, where)
         chan = Channel(sock, timeout)
@@ -126,6 +121,49 @@ def client_channel(
         chan.abort()
         raise PeerError(f"the server at {where} refused the session: {reply['error']}")
     return chan
+
+
+def _tls_failure(where: str, e: OSError, head: bytes) -> str:
+    """Why the TLS handshake with ``where`` failed, from what the server sent (``head``).
+
+    Plaintext is suggested only when the server's bytes show a plaintext twofold server (its
+    framed refusal of a TLS client): a server that closes or resets the connection during the
+    handshake is busy (it turns connections away before TLS) or not a twofold server, and a
+    client told to drop TLS there would be steered off the authenticated channel for nothing.
+    """
+    said = plaintext_reply(head)
+    if said is not None:
+        return (
+            f"the server at {where} did not offer TLS: it answered in plaintext as a twofold "
+            f"server run with --insecure-plaintext does ({peer_repr(said)}); pass "
+            "--insecure-plaintext to talk to it in the clear, on a trusted network only"
+        )
+    if isinstance(e, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionError):
+        return (
+            f"the server at {where} closed the connection during the TLS handshake (busy, or "
+            "not a twofold server); try again later"
+        )
+    return f"TLS handshake with {where} failed: {e}"
+
+
+def plaintext_reply(head: bytes) -> str | None:
+    """The error message of a twofold frame at the start of ``head``, else None.
+
+    ``head`` is what a server answered a TLS ClientHello with. A plaintext twofold server
+    answers with one frame (kind 0, at most :data:`GATE_FRAME_MAX` bytes) holding
+    ``{"error": "..."}``. No TLS record passes for one: its third byte (the version's minor
+    number, 1-4) would make the frame's little-endian length at least 2^16.
+    """
+    if len(head) < _FRAME_HDR.size:
+        return None
+    n, kind = _FRAME_HDR.unpack_from(head)
+    if kind != 0 or n > GATE_FRAME_MAX or len(head) < _FRAME_HDR.size + n:
+        return None
+    try:
+        doc = json.loads(bytes(head[_FRAME_HDR.size : _FRAME_HDR.size + n]).decode())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return doc["error"] if isinstance(doc, dict) and isinstance(doc.get("error"), str) else None
 
 
 def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
@@ -194,7 +232,8 @@ class GateConfig:
 
 
 def _refuse_plaintext(sock: socket.socket, msg: str) -> None:
-    """Tell a plaintext client in its own framing that TLS is expected, then close."""
+    """Send ``msg`` as a plaintext twofold frame (``{"error": msg}``), outside TLS: a plaintext
+    client is told that TLS is expected, a TLS client that this server runs without it."""
     body = json.dumps({"error": msg}).encode()
     with contextlib.suppress(OSError):
         sock.settimeout(1.0)
@@ -203,13 +242,18 @@ def _refuse_plaintext(sock: socket.socket, msg: str) -> None:
         sock.recv(GATE_FRAME_MAX)  # let the client's bytes in flight arrive (no RST on close)
 
 
-def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Channel:
-    """Open the session on an accepted socket (TLS, token) within ``gate.handshake_timeout``.
+def server_channel(
+    conn: socket.socket, gate: GateConfig, timeout: float, deadline: float | None = None
+) -> Channel:
+    """Open the session on an accepted socket (TLS, token) by the monotonic ``deadline``
+    (default: ``gate.handshake_timeout`` from now; the server passes the connection's accept
+    time plus that, so the time it waited for a first byte counts too).
 
     Returns the channel with its deadline still set (the caller continues the handshake under
     it); PeerError naming what went wrong otherwise (the socket is closed).
     """
-    deadline = time.monotonic() + gate.handshake_timeout
+    if deadline is None:
+        deadline = time.monotonic() + gate.handshake_timeout
     try:
         first = _peek_first_byte(conn, deadline)
         if first is None:
@@ -222,7 +266,8 @@ def server_channel(conn: socket.socket, gate: GateConfig, timeout: float) -> Cha
             )
             _refuse_plaintext(conn, msg)
             raise PeerError("a plaintext client connected; told it that TLS is required")
-        if gate.ctx is None and tls:
+        if gate.ctx is None and tls:  # said in the frame the client recognises (plaintext_reply)
+            _refuse_plaintext(conn, "this server runs --insecure-plaintext (no TLS)")
             raise PeerError("the client started TLS, but this server runs --insecure-plaintext")
         if gate.ctx is not None:
             conn = TLSStream(conn, gate.ctx, server_side=True)

@@ -14,6 +14,7 @@ handshake, ``--max-sessions`` at once), so one session's failure never reaches a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import socket
@@ -30,7 +31,7 @@ from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, res
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function, invalid_result
 from .admission import serve_forked
-from .errors import PeerError, RuntimeProtocolError
+from .errors import PeerError, RuntimeProtocolError, ServerBusy, peer_repr
 from .executor import Executor, peak_rss_mb
 from .fusion import relu_trunc_plan
 from .gate import GateConfig, client_channel, read_token_file, server_channel
@@ -175,8 +176,7 @@ def server_gate(
     certificate in ``--tls-dir``, by default ``tls/`` beside the bundle's server side.
     """
     tokens = read_token_file(token_file) if token_file else None
-    if handshake_timeout <= 0:
-        raise RunError(f"--handshake-timeout must be positive, got {handshake_timeout}")
+    handshake_timeout = check_seconds(handshake_timeout, "--handshake-timeout", TIMEOUT_MAX)
     if insecure_plaintext:
         if tls_cert or tls_key or tls_dir:
             raise RunError(
@@ -232,6 +232,9 @@ def serve(
     once: bool = False,
     max_sessions: int = 2,
     max_pending: int = 16,
+    max_pending_per_address: int | None = None,
+    max_queued: int = 4,
+    queue_wait: float = 60.0,
     linear: str = "auto",
     ot: str = OT_DEFAULT,
     fuse: bool = True,
@@ -244,14 +247,32 @@ def serve(
     TLS is on unless ``insecure_plaintext`` (see :func:`server_gate`); with ``token_file`` only
     clients presenting one of its tokens get a session. Admission (see :mod:`.admission`): a
     connection gets a session slot only after its handshake completed within
-    ``handshake_timeout``; a session holds its slot at most :func:`session_deadline`.
+    ``handshake_timeout`` of connecting (at most ``max_pending`` at once in that stage,
+    ``max_pending_per_address`` from one address), then waits at most ``queue_wait`` for one
+    (at most ``max_queued`` waiting); a session holds its slot at most
+    :func:`session_deadline`.
     """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+    # at start, naming the option: 0, a negative, NaN or infinity would fail every client later
+    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
+    if session_timeout is not None:
+        session_timeout = check_seconds(session_timeout, "--session-timeout")
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     if max_pending < 1:
         raise RunError(f"--max-pending must be at least 1, got {max_pending}")
+    per_address = max(1, max_pending // 4)
+    if max_pending_per_address is not None:
+        per_address = max_pending_per_address
+        if not 1 <= per_address <= max_pending:
+            raise RunError(
+                f"--max-pending-per-address must be 1 to --max-pending ({max_pending}), "
+                f"got {per_address}"
+            )
+    if max_queued < 0:
+        raise RunError(f"--max-queued must be at least 0, got {max_queued}")
+    queue_wait = check_seconds(queue_wait, "--queue-wait", TIMEOUT_MAX)
     try:
         check_ot_source(ot)
     except ValueError as e:
@@ -278,9 +299,9 @@ def serve(
     if ready is not None:
         ready(port)
 
-    def handshake(conn: socket.socket, label: str) -> Party:
-        """TLS, token and program handshake, all within the handshake deadline."""
-        chan = server_channel(conn, gate, timeout)  # leaves the handshake deadline set
+    def handshake(conn: socket.socket, label: str, deadline: float) -> Party:
+        """TLS, token and program handshake, all by the connection's handshake deadline."""
+        chan = server_channel(conn, gate, timeout, deadline)  # leaves the deadline set
         try:
             party = Party("server", chan, prog.PROGRAM_HASH, setup_ot=False)
         except BaseException:
@@ -301,11 +322,23 @@ def serve(
         except RuntimeProtocolError as e:
             raise RuntimeProtocolError(f"{e} (peak RSS {peak_rss_mb():.0f} MiB)") from None
 
+    def refuse(party: Party, why: str) -> None:
+        """Tell a client that completed the handshake why it gets no session, in the frame
+        where it expects the session settings (``{"error": why}``), then close."""
+        party.chan.set_deadline(time.monotonic() + 2.0, "deadline of the busy reply")
+        with contextlib.suppress(RuntimeProtocolError, OSError):
+            party.chan.send(json.dumps({"error": why}).encode())
+            party.chan.flush()
+        party.chan.close()
+
     with lst:
         lst.setblocking(False)
         return serve_forked(
-            lst, handshake, session, once=once, max_sessions=max_sessions,
-            max_pending=max_pending, slot_wait=timeout, once_wait=timeout if once else None,
+            lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
+            max_pending=max_pending, per_address=per_address, max_queued=max_queued,
+            queue_wait=queue_wait, handshake_timeout=gate.handshake_timeout,
+            session_deadline=session_s,
+            once_wait=timeout if once else None,
         )  # fmt: skip
 
 
@@ -354,6 +387,8 @@ def _session_settings(
         linear, ot, fuse = doc.get("linear"), doc.get("ot"), doc.get("fuse")
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
         raise PeerError(f"server sent malformed session settings: {e}") from None
+    if "error" in doc:  # no session for us (busy, stopping): said in place of the settings
+        raise ServerBusy(f"the server turned the session away: {peer_repr(doc['error'], 300)}")
     if linear not in LINEAR:
         raise PeerError(f"server chose an unknown linear method {linear!r}")
     if ot not in OT_SOURCES:

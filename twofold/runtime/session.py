@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .alloc import keep_freed_memory
-from .errors import PeerError, ProgramMismatchError
-from .net import CONTROL_FRAME_MAX, Channel, connect, listen, run_pair
+from .errors import PeerError, ProgramMismatchError, peer_repr
+from .net import Channel, connect, listen, run_pair
 from .ot import otpack as _otpack
 from .ot.otpack import OTPack
 from .prg import PRG
@@ -39,6 +39,10 @@ ROLES = ("server", "client")
 #: the OTPack's (silent Ferret COT, or IKNP).
 OT_SOURCES: tuple[str, ...] = tuple(_otpack.SOURCES)
 OT_DEFAULT: str = _otpack.DEFAULT_SOURCE
+#: The hello is four short fields (~150 bytes): a larger frame is refused before it is read, so
+#: a stranger cannot make a connection's process parse megabytes of JSON.
+HELLO_MAX = 4096
+SEED_BYTES = 16
 
 
 def check_ot_source(source: str) -> str:
@@ -92,34 +96,39 @@ class Party:
             "role": self.role,
             "program": self.program_hash,
         }
-        contrib = secrets.token_bytes(16)
+        contrib = secrets.token_bytes(SEED_BYTES)
         self.chan.send(json.dumps(mine, sort_keys=True).encode())
         self.chan.send(contrib)
         try:
-            theirs = json.loads(self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX).decode())
+            theirs = json.loads(self.chan.recv_bytes(max_len=HELLO_MAX).decode())
             if not isinstance(theirs, dict):
                 raise ValueError("not an object")
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise PeerError(f"handshake: peer sent a malformed hello ({e})") from None
-        peer_contrib = self.chan.recv_bytes(max_len=CONTROL_FRAME_MAX)
-        if theirs.get("protocol") != PROTOCOL or theirs.get("version") != PROTOCOL_VERSION:
+        peer_contrib = self.chan.recv_bytes(max_len=SEED_BYTES)
+        # Every peer field reaches a message only through peer_repr (capped): its type is
+        # whatever the peer's JSON says, so it is compared, never formatted whole.
+        proto, version = theirs.get("protocol"), theirs.get("version")
+        role, program = theirs.get("role"), theirs.get("program")
+        if proto != PROTOCOL or type(version) is not int or version != PROTOCOL_VERSION:
             raise ProgramMismatchError(
                 f"protocol mismatch: this {self.role} speaks {PROTOCOL} v{PROTOCOL_VERSION}, "
-                f"the peer {theirs.get('protocol')!r} v{theirs.get('version')!r}"
+                f"the peer {peer_repr(proto)} v{peer_repr(version)}"
             )
-        if theirs.get("role") != self.peer_role:
+        if role != self.peer_role:
             raise ProgramMismatchError(
                 f"role mismatch: both parties claim to be the {self.role}"
-                if theirs.get("role") == self.role
-                else f"role mismatch: peer claims role {theirs.get('role')!r}"
+                if role == self.role
+                else f"role mismatch: peer claims role {peer_repr(role)}"
             )
-        if theirs.get("program") != self.program_hash:
+        if program != self.program_hash:
+            theirs_text = f"{program[:16]!r}..." if isinstance(program, str) else peer_repr(program)
             raise ProgramMismatchError(
                 f"program mismatch: this {self.role} runs program {self.program_hash[:16]!r}..., "
-                f"the {self.peer_role} runs {str(theirs.get('program'))[:16]!r}... "
+                f"the {self.peer_role} runs {theirs_text} "
                 "(compile both sides from the same model and settings)"
             )
-        if len(peer_contrib) != 16:
+        if len(peer_contrib) != SEED_BYTES:
             raise PeerError("handshake: peer sent a malformed seed contribution")
         srv, cli = (contrib, peer_contrib) if self.is_server else (peer_contrib, contrib)
         return PRG(hashlib.sha256(b"twofold-shared-prg" + srv + cli).digest()[:16])

@@ -22,6 +22,7 @@ from .errors import PeerTimeout
 
 _READ = 1 << 22
 _WRITE = 1 << 20
+HEAD_MAX = 4105  # bytes of the peer's first flight kept in ``head`` (a 4 KiB twofold frame)
 
 
 class TLSStream:
@@ -42,6 +43,9 @@ class TLSStream:
         )
         self._buf = bytearray(_READ)
         self._timeout: float | None = raw.gettimeout()
+        #: The first bytes the peer sent, as they came (at most HEAD_MAX): what a failed
+        #: handshake was answered with, e.g. a plaintext twofold frame (gate.client_channel).
+        self.head = bytearray()
 
     # -- handshake --------------------------------------------------------------------------
     def handshake(self, deadline: float, what: str) -> None:
@@ -71,6 +75,8 @@ class TLSStream:
             self._in.write_eof()
         else:
             self._in.write(memoryview(self._buf)[:k])
+            if len(self.head) < HEAD_MAX:
+                self.head += memoryview(self._buf)[: min(k, HEAD_MAX - len(self.head))]
 
     def _flush(self, deadline: float | None = None) -> None:
         data = self._out.read()
