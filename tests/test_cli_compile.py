@@ -168,3 +168,28 @@ def test_cli_notes_an_unchecked_program(tmp_path):
     res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b2")])
     assert res.exit_code == 0, res.output
     assert "cannot flag an overflow" not in res.output
+
+
+def test_cli_notes_a_calibrated_range_model(tmp_path):
+    """--range-model calibrated drops the in-protocol checks: compile says the program cannot
+    flag an overflow and that `run client` refuses it without --allow-unchecked (it said
+    nothing, while the client refuses it)."""
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(64, 2),
+    ).eval()  # fmt: skip
+    path = tmp_path / "relu.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(path), input_names=["image"],
+                      dynamo=False)  # fmt: skip
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).uniform(-1, 1, (1, 3, 8, 8)))
+    args = ["compile", str(path), "--preprocess", "none", "--input-range", "-1", "1",
+            "--calibrate", str(tmp_path / "c.npy")]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b"), "--range-model", "calibrated"])
+    assert res.exit_code == 0, res.output
+    assert "note: --range-model calibrated: this program cannot flag an overflow" in res.output
+    assert "--allow-unchecked" in res.output
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b2")])  # checked: no note
+    assert res.exit_code == 0, res.output
+    assert "cannot flag an overflow" not in res.output

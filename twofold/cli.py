@@ -137,7 +137,15 @@ def compile_cmd(model, out_dir, bitlength, scale, calibrate, preprocess, input_r
         click.echo(
             "note: this program has no ReLU to check, so it cannot flag an overflow: its ranges "
             "come from the calibration inputs alone (range model calibrated), and an input far "
-            "outside them could give a wrong result unflagged"
+            "outside them could give a wrong result unflagged; `run client` refuses it unless "
+            "the client passes --allow-unchecked"
+        )
+    elif report.get("overflow_checked") is False:
+        click.echo(
+            "note: --range-model calibrated: this program cannot flag an overflow (its ranges "
+            "come from the calibration inputs alone), so an input far outside them could give "
+            "a wrong result unflagged; `run client` refuses it unless the client passes "
+            "--allow-unchecked"
         )
     _weight_dependence_notes(report)
     onnx = report.get("onnx") or {}

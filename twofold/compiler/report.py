@@ -143,6 +143,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "bits_needed": g.meta.get("bits_needed"),
         "range_model": g.meta.get("range_model"),
         "unchecked": bool(g.meta.get("unchecked")),
+        "overflow_checked": g.meta.get("overflow_checked", True),
         "bitlength_auto": g.meta.get("compile", {}).get("bitlength") == "auto",
         "public_from_initializers": public_from_initializers(g),
         "fidelity": g.meta.get("compile", {}).get("fidelity"),
