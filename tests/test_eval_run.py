@@ -151,6 +151,10 @@ def test_cli_eval_and_one_line_errors(model, dataset, tmp_path):
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o4").exists()
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o"), "--retry-failed"])
     assert r.exit_code != 0 and "--retry-failed goes with --resume" in r.output
+    for bad in ("0", "-1", "nan", "inf", "1e308"):  # refused at start, naming the option
+        r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "o5"), "--timeout", bad])
+        assert r.exit_code == 1 and r.output.startswith("twofold: error: --timeout"), r.output
+        assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o5").exists()
 
 
 def test_two_party_mode_against_a_server(model, dataset, tmp_path):

@@ -475,10 +475,15 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
 
     from .eval.labels import parse_label_map
     from .eval.runner import EvalConfig, EvalError, run_eval
+    from .runtime.runner import TIMEOUT_MAX, RunError, check_seconds
     from .twoparty import read_token
 
     if retry_failed and not resume:
         raise UserError("--retry-failed goes with --resume (it reruns failed images of a run)")
+    try:  # at start, not once per image after each one's connection: as `run client` does
+        check_seconds(timeout, "--timeout", TIMEOUT_MAX)
+    except RunError as e:
+        raise UserError(str(e)) from None
     ctx = click.get_current_context()
     sources = {}  # where each option's value came from, for the report's provenance
     ps = click.core.ParameterSource
