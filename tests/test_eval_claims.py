@@ -526,3 +526,19 @@ def test_incomplete_run_notice_comes_before_every_claim(tmp_path):
     assert "covers the 12 run so far" in bullets[0]
     assert any("Outputs equivalent" in b for b in bullets[1:])
     assert "## Summary\n\n- ⚠ **Incomplete run" in (tmp_path / "report.md").read_text()
+
+
+def test_identical_outputs_are_said_to_be_exact_not_tested(tmp_path):
+    """Secure equal to plaintext on every image (or off by one constant) leaves the paired
+    TOST with no variance: its p of 0 is a fact of the images, not a test result. The table
+    says "exact" (it printed "< 1e-16") and the equivalence headline says which findings."""
+    ds, recs = _data(n=20, noise=0.0)
+    s = write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    assert s["verdicts"]["equivalent"]
+    md = (tmp_path / "report.md").read_text()
+    assert "exact: Δ = +0.0e+00 on every image" in md
+    assert "the difference is the same on every image (no variance" in md
+    ds, recs = _data(n=20)  # with noise: tested, no such words
+    write_report(_cfg(tmp_path), ds, LMAP, recs, {})
+    md = (tmp_path / "report.md").read_text()
+    assert "exact: Δ" not in md and "the same on every image" not in md

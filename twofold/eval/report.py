@@ -316,6 +316,12 @@ def _auc_table(sec: dict[str, Any], auroc_margin: float | None) -> Block:
     return ("table", [*head, "notes"], rows)
 
 
+def _exact_diff(a: dict[str, Any]) -> bool:
+    """Every image's secure − plaintext difference is the same (sd 0): the TOST's p of 0 or 1
+    is then a fact of the images, not a test result, and is shown as such."""
+    return "tost" in a and a["tost"]["sd_diff"] == 0.0
+
+
 def _agreement_table(sec: dict[str, Any], margin: float) -> Block:
     rows = []
     for r in sec["labels"]:
@@ -331,7 +337,9 @@ def _agreement_table(sec: dict[str, Any], margin: float) -> Block:
                 str(a["n"]),
                 f"{t['mean_diff']:+.1e}",
                 f"{a['max_abs_diff']:.1e}",
-                _p(t["p_value"]),
+                f"exact: Δ = {t['mean_diff']:+.1e} on every image"
+                if _exact_diff(a)
+                else _p(t["p_value"]),
                 f"[{ba['loa_low']:+.1e}, {ba['loa_high']:+.1e}]",
                 f"{100 * a['within_margin']:.1f}%",
                 "yes" if a["equivalent"] else "**no**",
@@ -375,8 +383,15 @@ def _verdict_text(sec: dict[str, Any], s: dict[str, Any]) -> list[str]:
             "multiplicity correction is needed)"
         )
         if v["equivalent"]:
+            exact = [r["label"] for r in sec["labels"] if _exact_diff(r["agreement"])]
+            same = (
+                f"; for {_names(exact)} the difference is the same on every image (no variance: "
+                "a fact of these images, not a test result)"
+                if exact
+                else ""
+            )
             out.append(
-                f"**Outputs equivalent within ±{m:g} for all {k} findings** {test}"
+                f"**Outputs equivalent within ±{m:g} for all {k} findings** {test}{same}"
                 + _few(min(r["agreement"]["n"] for r in sec["labels"]), "images")
                 + "."
             )
