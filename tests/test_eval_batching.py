@@ -4,12 +4,11 @@ secure outputs are caught, and a batch whose secure run overflows is rerun one i
 time so that only the culprit fails, with its own failure kind."""
 
 import json
-import warnings
 
 import numpy as np
 import onnx
 import pytest
-import torch
+from evalnet import export_eval_net
 
 from twofold.eval import engines
 from twofold.eval.runner import EvalConfig, run_eval
@@ -25,16 +24,7 @@ def bundles(tmp_path_factory):
     """A batch-symbolic ONNX model, compiled for batch 1 and for batch 2, calibrated on small
     inputs so that an in-range input can overflow (as with real calibrated models)."""
     tmp = tmp_path_factory.mktemp("batching")
-    torch.manual_seed(0)
-    conv, fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 14)
-    net = torch.nn.Sequential(
-        conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), fc,
-        torch.nn.Sigmoid(),
-    ).eval()  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, SIZE, SIZE), str(tmp / "m.onnx"),
-                          input_names=["image"], output_names=["prob"], dynamo=False)  # fmt: skip
+    conv, _ = export_eval_net(tmp / "m.onnx", SIZE)
     m = onnx.load(str(tmp / "m.onnx"))
     for vi in (m.graph.input[0], m.graph.output[0]):
         vi.type.tensor_type.shape.dim[0].dim_param = "N"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from evalnet import export_eval_net
 
 from twofold.eval.runner import EvalConfig, EvalError, run_eval
 from twofold.ir import Graph
@@ -21,16 +22,7 @@ SIZE = 8
 def model(tmp_path_factory):
     """Conv-ReLU-GAP-FC-sigmoid with 14 outputs, exported by torch; the same net as IR."""
     tmp = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    conv, fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 14)
-    net = torch.nn.Sequential(
-        conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), fc,
-        torch.nn.Sigmoid(),
-    ).eval()  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, SIZE, SIZE), str(tmp / "m.onnx"),
-                          input_names=["image"], output_names=["prob"], dynamo=False)  # fmt: skip
+    conv, fc = export_eval_net(tmp / "m.onnx", SIZE)
     g = Graph()
     x = g.add("input", attrs={"name": "image", "shape": [1, 3, SIZE, SIZE]}, name="x")
     w, b = (
