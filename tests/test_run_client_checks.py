@@ -250,6 +250,22 @@ def _client_copy(b: dict[str, Path], tmp_path: Path) -> Path:
     return d
 
 
+@pytest.mark.parametrize("value", [None, 123])
+def test_a_manifest_without_a_program_hash_is_a_bundle_error(bundles, tmp_path, value):  # noqa: F811
+    """A manifest whose program hash is missing (or not a string) is one line naming the file,
+    before anything else (it was a KeyError traceback from load_program)."""
+    import json
+
+    d = _client_copy(bundles, tmp_path)
+    m = json.loads((d / "manifest.json").read_text())
+    if value is None:
+        del m["program_hash"]
+    else:
+        m["program_hash"] = value
+    (d / "manifest.json").write_text(json.dumps(m))
+    one_line(run_client(d, bundles["x"]), str(d / "manifest.json"), "no program hash")
+
+
 @pytest.mark.parametrize("name", ["ir.json", "manifest.json"])
 def test_deeply_nested_bundle_json_is_a_bundle_error(bundles, tmp_path, name):  # noqa: F811
     d = _client_copy(bundles, tmp_path)

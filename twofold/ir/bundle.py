@@ -103,6 +103,8 @@ def read_manifest(d: Path) -> dict[str, Any]:
         raise BundleError(f"{f} is not a twofold bundle manifest")
     if m.get("version") != VERSION:
         raise BundleError(f"{f}: bundle version {m.get('version')!r} is not supported")
+    if not isinstance(m.get("program_hash"), str):  # every reader checks the IR against it
+        raise BundleError(f"{f} is not a twofold bundle manifest (no program hash)")
     return m
 
 
