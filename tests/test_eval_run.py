@@ -416,8 +416,10 @@ def test_report_provenance_names_what_changes_the_results(model, dataset, tmp_pa
     assert first["report.md"] != again["report.md"]
     cwd = tmp_path / "work"
     assert shown_argv(["--token", "s3cret", "--token=x", f"{cwd}/a.csv", "--connect",
-                       f"@{cwd}/v.txt", "--token", f"@{tmp_path}/t.txt"], cwd) == [
+                       f"@{cwd}/v.txt", "--token", f"@{tmp_path}/t.txt", f"-o{tmp_path}/r",
+                       f"-o{cwd}/r2", "-o", f"{cwd}/r3", "-h"], cwd) == [
         "--token", "***", "--token=***", "a.csv", "--connect", "@v.txt", "--token", "@…/t.txt",
+        "-o…/r", "-or2", "-o", "r3", "-h",
     ]  # fmt: skip
 
 

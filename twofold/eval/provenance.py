@@ -9,7 +9,8 @@ at start and end) and the full digests of the dataset CSV, model and bundle.
 
 Invariant: nothing here is an absolute path or a secret. Command-line arguments that are
 absolute paths are shown relative to the working directory when they lie under it, else as
-``…/NAME``; the value of ``--token`` is replaced by ``***`` (a ``@FILE`` is shown as a path).
+``…/NAME`` (also a short option's attached value, ``-o/abs/out``); the value of ``--token``
+is replaced by ``***`` (a ``@FILE`` is shown as a path).
 The provenance is not part of the run's identity (``results.jsonl`` header): a resumed run
 reports the invocation that wrote the report.
 """
@@ -74,6 +75,8 @@ def shown_argv(argv: list[str], cwd: Path | None = None) -> list[str]:
             out.append(f"{opt}={_secret(val, cwd)}")
         elif eq and opt.startswith("--"):
             out.append(f"{opt}={_value(val, cwd)}")
+        elif len(a) > 2 and a[0] == "-" and a[1] != "-":  # a short option and its value: -oDIR
+            out.append(a[:2] + _value(a[2:], cwd))
         else:
             out.append(_value(a, cwd))
     return out
