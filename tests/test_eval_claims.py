@@ -436,6 +436,7 @@ def test_headline_counts_usable_images_and_groups_with_results(tmp_path):
         13, 2, 11, 6, 4,
     )  # fmt: skip
     assert d["usable"] == d["evaluated"] + s["secure_failures"]["failed"] + d["pending"]
+    assert s["cost"]["dataset_images"] == d["usable"]  # extrapolated to the usable images
     assert d["rows"] == d["usable"] + d["unusable"]
     md = (tmp_path / "report.md").read_text()
     assert (

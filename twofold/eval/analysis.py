@@ -401,7 +401,8 @@ def analyse(
         "verdicts": pooled["verdicts"],
         "groups": groups,
         "overall": overall,
-        "cost": _cost([records[s.id] for s in done], len(ds.samples), jobs),
+        # extrapolated to the usable images: one found unreadable is never run
+        "cost": _cost([records[s.id] for s in done], len(ds.samples) - len(unusable), jobs),
     }
 
 
