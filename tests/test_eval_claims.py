@@ -302,6 +302,8 @@ def test_2pc_output_that_differs_from_its_oracle_is_a_protocol_fault(tmp_path, m
     assert (v["images"], v["bit_exact_images"]) == (20, 19) and v["max_abs_diff"] > 0
     md = (tmp_path / "report.md").read_text()
     assert md.split("\n\n")[1].startswith("> ⚠ **PROTOCOL FAULT")  # first, under the title
+    summary = md.split("## Summary")[1]  # and the first bullet, before any claim
+    assert summary.strip().startswith("- ⚠ **Protocol fault on 1 image(s): every claim below")
     assert "fixed-point quantisation, not the protocol" not in md
     assert "Secure inference failed on 1 of 20 images" in md
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .analysis import SMALL_N, AnalysisError, analyse, oracle_fault, testable
+from .analysis import ORACLE_FAULT, SMALL_N, AnalysisError, analyse, oracle_fault, testable
 from .datasets import Dataset
 from .labels import LabelMap
 
@@ -549,6 +549,13 @@ def _headline(s: dict[str, Any]) -> list[Block]:
             f"⚠ **Incomplete run: {d['pending']} of {d['usable']} usable images not yet run** "
             f"— every figure below covers the {d['evaluated'] + f['failed']} run so far "
             "(`--resume` continues it)."
+        )
+    faults = f.get("reasons", {}).get(ORACLE_FAULT, 0)
+    if faults:  # before any claim: they rest on a runtime that gave a wrong output
+        claims.append(
+            f"⚠ **Protocol fault on {faults} image(s): every claim below is on the images "
+            "whose 2PC output did equal the simulation, from a runtime that got others wrong** "
+            "— not to be relied on until the fault is explained (see the warning above)."
         )
     if not f["failed"]:
         claims.append(
