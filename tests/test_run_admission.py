@@ -447,3 +447,78 @@ def test_eviction_evens_out_the_handshake_places():
     assert (
         address_key("::ffff:192.0.2.1") == "192.0.2.1" and address_key("192.0.2.1") == "192.0.2.1"
     )
+
+
+def test_handshakes_ending_in_one_turn_cannot_queue_past_the_limit():
+    """Several handshakes that end in one turn of the loop are queued before any is granted a
+    slot: the bound counts sessions and queued clients together, so with --max-sessions 1
+    --max-queued 0 one client gets the slot and the rest are told busy (seven were queued)."""
+    from types import SimpleNamespace
+
+    from twofold.runtime.admission import _Admission
+
+    adm = _Admission.__new__(_Admission)
+    adm.once, adm.the_one, adm.queue, adm.conns = False, None, [], {}
+    adm.max_sessions, adm.max_queued = 1, 0
+    told = []
+    adm._turn_away = lambda c, why: told.append(c.sid)
+    for sid in range(8):  # eight READY messages read in one turn, before _grant
+        c = SimpleNamespace(sid=sid, state="queued")
+        adm.conns[sid] = c
+        adm._enqueue(c)
+    assert adm.queue == [0] and told == list(range(1, 8))
+    adm.max_sessions, adm.max_queued, adm.queue, told[:] = 2, 1, [], []
+    for c in adm.conns.values():
+        adm._enqueue(c)
+    assert adm.queue == [0, 1, 2] and told == list(range(3, 8))
+
+
+def test_running_out_of_descriptors_sheds_silent_connections_and_keeps_serving(bundles):  # noqa: F811
+    """With few file descriptors, a flood of silent connections used to end the server
+    ("Too many open files" from the pipe of the next connection's process) after spinning a
+    core on a listener it could not accept from; now the oldest silent connection is closed to
+    make room, the listener rests, and a client gets in."""
+    import resource
+    import subprocess
+
+    import test_run_cli
+
+    d = bundles["dir"]
+    real = subprocess.Popen
+
+    def low_limit(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+        return real(*a, **kw)
+
+    test_run_cli.subprocess.Popen = low_limit
+    try:
+        srv = Server(bundles["a"])
+    finally:
+        test_run_cli.subprocess.Popen = real
+    host, port = srv.addr.rsplit(":", 1)
+    silent = []
+    try:
+        for _ in range(40):  # more than the server has descriptors for
+            silent.append(socket.create_connection((host, int(port)), timeout=5))
+        time.sleep(0.5)
+        t = time.process_time()
+        cpu0 = _cpu_ticks(srv.proc.pid)
+        time.sleep(2.0)
+        spun = _cpu_ticks(srv.proc.pid) - cpu0
+        assert srv.proc.poll() is None, srv.stop()
+        res = client(bundles["a"], srv.addr, bundles["x"], d / "fd.json", "--quiet")
+        assert res.returncode == 0, res.stderr + srv.stop()[0]
+        assert srv.proc.poll() is None
+        assert spun < 100, f"the server used {spun} CPU ticks in 2 s with nothing to do"
+        del t
+    finally:
+        for s in silent:
+            s.close()
+        out, err = srv.stop()
+    assert "Traceback" not in err, err
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])

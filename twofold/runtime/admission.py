@@ -47,6 +47,7 @@ import ipaddress
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
+import resource
 import signal
 import socket
 import sys
@@ -68,7 +69,11 @@ _WHY = b"why:"  # + why, child -> parent: the reason of the exit that follows
 _WHY_MAX = 600  # bytes of a reason sent to the parent (the peer's values in it are capped)
 #: Silent connections (accepted, not a byte yet) held at once; each costs one descriptor here.
 SILENT_MAX = 64
+BASE_FDS = 16  # descriptors the parent holds anyway (stdio, listener, wake-up pair, ...)
+FORK_FDS = 4  # a connection's process being started: its pipe and multiprocessing's sentinel
 _ACCEPT_BURST = 64  # connections accepted per turn of the loop, so the loop stays responsive
+ACCEPT_PAUSE = 0.05  # s the listener rests after running out of file descriptors
+SHED = 4  # silent connections closed to make room when the process runs out of descriptors
 _KILL_GRACE = 5.0  # s past its deadline before a handshake process that overran is killed
 _SLOT_GRACE = 30.0  # s past queue_wait before a queued process gives up without the parent
 _SESSION_GRACE = 30.0  # s past its own deadline before a session's process is killed
@@ -121,6 +126,25 @@ def address_key(host: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def silent_budget(places: int) -> int:
+    """How many silent connections the parent may hold: :data:`SILENT_MAX`, or fewer when the
+    process's descriptor limit leaves no room for them beside the ``places`` connection
+    processes (each costs the parent its pipe and its sentinel) and a fork in progress
+    (:data:`FORK_FDS`). The soft limit is first raised towards the hard one if it is short.
+    Invariant: silent connections alone can never take the descriptors a speaking client's
+    process needs (a flood of them ended the server with "Too many open files")."""
+    need = BASE_FDS + SILENT_MAX + 2 * places + FORK_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return SILENT_MAX
+    return max(1, min(SILENT_MAX, soft - BASE_FDS - 2 * places - FORK_FDS))
 
 
 def eviction_victim(places: list[tuple[str, float]], key: str) -> int | None:
@@ -275,6 +299,8 @@ class _Admission:
         self.sigints = 0
         self.stop_until: float | None = None  # set by the first SIGINT
         self.stop_began = 0.0
+        self.accept_paused_until = 0.0  # out of descriptors: the listener rests till then
+        self.silent_max = silent_budget(max_pending + max_queued + max_sessions)
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -306,7 +332,7 @@ class _Admission:
         """One turn: wait for something (at most 0.5 s), then act on it; an exit status when
         the server is done."""
         waitables: list[Any] = [self.wake_r, *(s.sock for s in self.silent.values())]
-        if self.lst is not None:
+        if self.lst is not None and time.monotonic() >= self.accept_paused_until:
             waitables.append(self.lst)
         for c in self.conns.values():
             waitables += [c.proc.sentinel, c.pipe]
@@ -350,6 +376,7 @@ class _Admission:
                 return
             except OSError as e:  # out of descriptors: those waiting stay in the backlog
                 self.busy.log(f"cannot accept a connection ({e})")
+                self._out_of_descriptors()
                 return
             self.sid += 1
             s = _Silent(self.sid, sock, f"{addr[0]}:{addr[1]}", address_key(addr[0]),
@@ -360,15 +387,34 @@ class _Admission:
                 continue
             self._spoke(s)
 
+    def _out_of_descriptors(self) -> bool:
+        """The process is out of descriptors: free some by closing the oldest silent
+        connections (each holds one and has said nothing; :data:`SHED` of them, room for a
+        connection and its process's pipe), and rest the listener for :data:`ACCEPT_PAUSE` so
+        the loop waits instead of spinning on a listener that stays readable while nothing can
+        be accepted. True if a descriptor was freed."""
+        self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+        shed = sorted(self.silent.values(), key=lambda x: x.accepted)[:SHED]
+        for old in shed:
+            del self.silent[old.sid]
+            self.quiet.log(
+                f"connection {old.sid} from {old.addr} closed: still silent, and the server "
+                "is out of file descriptors"
+            )
+            old.sock.close()
+        return bool(shed)
+
     def _keep_silent(self, s: _Silent) -> None:
-        """Hold ``s`` until it speaks; beyond :data:`SILENT_MAX` the oldest silent one goes."""
+        """Hold ``s`` until it speaks; beyond ``silent_max`` (:func:`silent_budget`) the oldest
+        silent one goes."""
         self.silent[s.sid] = s
-        if len(self.silent) > SILENT_MAX:
+        if len(self.silent) > self.silent_max:
             old = min(self.silent.values(), key=lambda x: x.accepted)
             del self.silent[old.sid]
             self.quiet.log(
                 f"connection {old.sid} from {old.addr} closed: still silent after "
-                f"{time.monotonic() - old.accepted:.1f} s, with {SILENT_MAX} newer ones waiting"
+                f"{time.monotonic() - old.accepted:.1f} s, with {self.silent_max} newer ones "
+                "waiting"
             )
             old.sock.close()
 
@@ -428,7 +474,17 @@ class _Admission:
         self._fork(s)
 
     def _fork(self, s: _Silent) -> None:
-        parent_end, child_end = self.mp.Pipe()
+        try:
+            try:
+                parent_end, child_end = self.mp.Pipe()
+            except OSError:  # out of descriptors: silent connections make room, once
+                if not self._out_of_descriptors():
+                    raise
+                parent_end, child_end = self.mp.Pipe()
+        except OSError as e:  # still none: this connection only
+            self.busy.log(f"connection {s.sid} from {s.addr} turned away: no pipe ({e})")
+            s.sock.close()
+            return
         inherited: list[Any] = [self.wake_r, self.wake_w, parent_end]
         inherited += [x.sock for x in self.silent.values()]
         inherited += [c.pipe for c in self.conns.values()]
@@ -465,7 +521,9 @@ class _Admission:
         busy = sum(x.state == "session" for x in self.conns.values())
         if self.once and self.the_one is not None:
             self._turn_away(c, "server busy: it serves one client (--once); try again later")
-        elif busy >= self.max_sessions and len(self.queue) >= self.max_queued:
+        # sessions granted plus clients queued: several handshakes that end in one turn are
+        # queued before _grant runs, so the queue alone would let them all in past the limit
+        elif busy + len(self.queue) >= self.max_sessions + self.max_queued:
             self._turn_away(
                 c,
                 f"server busy: {_n(self.max_sessions, 'session slot')} taken, "
