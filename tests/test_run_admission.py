@@ -522,3 +522,32 @@ def _cpu_ticks(pid: int) -> int:
     """User + system CPU ticks of ``pid`` so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")
+def test_server_listens_on_ipv6(bundles):  # noqa: F811
+    """--listen [::1]:PORT serves over IPv6 (it failed: 'Address family for hostname not
+    supported'), so the per-/64 rule of the handshake stage can apply at all."""
+    import subprocess
+
+    from test_run_cli import TWOFOLD
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    proc = subprocess.Popen(
+        [*TWOFOLD, "run", "server", str(bundles["a"]), "--listen", "[::1]:0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert " on ::1:" in line, line + proc.stderr.read()
+        port = line.split(" on ::1:")[1].split(",")[0]
+        fp = line.split("fingerprint ")[1].split(",")[0].strip()
+        res = client(bundles["a"], f"[::1]:{port}", bundles["x"], bundles["dir"] / "v6.json",
+                     "--server-fingerprint", fp, "--quiet")  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)

@@ -284,8 +284,10 @@ def serve(
         tls_dir=tls_dir, token_file=token_file, handshake_timeout=handshake_timeout,
     )  # fmt: skip
     session_s = session_deadline(prog, session_timeout)
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:7000 as well as ::1:7000
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # the /64 rule needs IPv6
     try:
-        lst = socket.create_server((host, port))
+        lst = socket.create_server((host, port), family=family)
     except OSError as e:
         raise RunError(f"cannot listen on {host}:{port}: {e}") from None
     port = lst.getsockname()[1]
