@@ -551,3 +551,31 @@ def test_server_listens_on_ipv6(bundles):  # noqa: F811
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+
+
+def test_a_queued_client_that_sends_early_is_not_taken_for_gone(bundles):  # noqa: F811
+    """A client waiting for a slot whose first bytes arrive early is still there: its process
+    took any readable socket for a hang-up and dropped it ("hung up while waiting"), which
+    also made the huge-frame test flaky when the frame raced the slot. Its bytes wait for the
+    session, which reads them in order (here: refuses the declared 2^40-byte frame)."""
+    srv = Server(bundles["a"], "--max-sessions", "1", "--max-queued", "1", "--timeout", "60")
+    held = []
+    try:
+        holder = _attacker_after_handshake(srv.addr, srv.fingerprint)  # takes the slot
+        held.append(holder)
+        assert "linear" in _settings_or_error(holder)
+        early = _attacker_after_handshake(srv.addr, srv.fingerprint)  # queued ...
+        held.append(early)
+        early.sendall(struct.pack("<QB", 1 << 40, 0))  # ... and already talking
+        time.sleep(1.0)
+        holder.close()  # the slot frees: the early one's session starts and reads its bytes
+        early.settimeout(30)
+        with contextlib.suppress(ConnectionResetError):
+            while early.recv(1 << 16):
+                pass
+    finally:
+        for s in held:
+            s.close()
+        out, err = srv.stop()
+    assert "hung up while waiting" not in out, out
+    assert "session 2 failed" in out and f"frame of {1 << 40} bytes" in out, out

@@ -207,6 +207,17 @@ def _end(pipe: mpc.Connection, code: int, why: str) -> None:
     sys.exit(code)
 
 
+def _hung_up(conn: socket.socket) -> bool:
+    """A readable socket whose peer closed (or reset) it, as opposed to one with bytes waiting:
+    a client may send before its session starts (the session reads them in order)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 def _child(
     conn: socket.socket,
     pipe: mpc.Connection,
@@ -236,10 +247,16 @@ def _child(
     try:
         pipe.send_bytes(_READY)
         until = time.monotonic() + slot_wait + _SLOT_GRACE  # the parent decides before that
+        watch: list[Any] = [pipe, conn]
         while True:
-            ready = mpc.wait([pipe, conn], max(until - time.monotonic(), 0.0))
-            if conn in ready:  # nothing is due from a waiting client: it hung up
-                _end(pipe, _LEFT, "the client hung up while waiting for a session slot")
+            ready = mpc.wait(watch, max(until - time.monotonic(), 0.0))
+            if conn in ready:  # readable: the client hung up, or sent its first bytes early
+                if _hung_up(conn):
+                    _end(pipe, _LEFT, "the client hung up while waiting for a session slot")
+                watch = [pipe]  # bytes wait for the session; a hang-up shows there too
+                ready = [r for r in ready if r is not conn]
+                if not ready:
+                    continue
             if pipe in ready:
                 msg = pipe.recv_bytes()
                 if msg == _GO:
