@@ -579,3 +579,30 @@ def test_a_queued_client_that_sends_early_is_not_taken_for_gone(bundles):  # noq
         out, err = srv.stop()
     assert "hung up while waiting" not in out, out
     assert "session 2 failed" in out and f"frame of {1 << 40} bytes" in out, out
+
+
+def test_a_flood_of_refused_peers_is_counted_not_logged_line_by_line(bundles):  # noqa: F811
+    """Every peer refused at the handshake was one log line, so a stranger sending garbage
+    wrote the log as fast as it could connect (2,856 lines in 20 s). Now a burst is logged in
+    full and the rest counted: 60 refused peers give at most REFUSED_BURST lines, and the
+    count of the others before the server stops."""
+    from twofold.runtime.admission import REFUSED_BURST
+
+    srv = Server(bundles["a"])
+    host, port = srv.addr.rsplit(":", 1)
+    try:
+        for _ in range(60):
+            with socket.create_connection((host, int(port))) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                s.settimeout(10)
+                with contextlib.suppress(OSError):
+                    while s.recv(4096):
+                        pass
+        time.sleep(1.0)
+    finally:
+        out, err = srv.stop()
+    assert not err, err
+    lines = [ln for ln in out.splitlines() if "from 127.0.0.1:" in ln and "refused at" in ln]
+    assert len(lines) == REFUSED_BURST, out
+    counts = re.findall(r"(\d+) more connections refused at handshake", out)
+    assert sum(int(n) for n in counts) == 60 - REFUSED_BURST, out

@@ -69,6 +69,7 @@ _WHY = b"why:"  # + why, child -> parent: the reason of the exit that follows
 _WHY_MAX = 600  # bytes of a reason sent to the parent (the peer's values in it are capped)
 #: Silent connections (accepted, not a byte yet) held at once; each costs one descriptor here.
 SILENT_MAX = 64
+REFUSED_BURST, REFUSED_PERIOD = 20, 10.0  # handshake refusals logged in full: 20 per 10 s
 BASE_FDS = 16  # descriptors the parent holds anyway (stdio, listener, wake-up pair, ...)
 FORK_FDS = 4  # a connection's process being started: its pipe and multiprocessing's sentinel
 _ACCEPT_BURST = 64  # connections accepted per turn of the loop, so the loop stays responsive
@@ -90,28 +91,33 @@ def _log(msg: str) -> None:
 
 
 class _Limited:
-    """Log lines of one kind that a flood repeats: at most one a ``period``; the lines left
-    out are counted, and the count goes out with the next line or on :meth:`flush`."""
+    """Log lines of one kind that a flood repeats: at most ``burst`` in a window of ``period``
+    seconds; the lines left out are counted, and the count goes out with the next line or on
+    :meth:`flush`. So a stranger's flood costs the log a bounded number of lines a second."""
 
-    def __init__(self, what: str, period: float = 1.0) -> None:
-        self.what, self.period = what, period
-        self.last = -1e9
+    def __init__(self, what: str, period: float = 1.0, burst: int = 1) -> None:
+        self.what, self.period, self.burst = what, period, burst
+        self.start = -1e9  # the current window's start
+        self.count = 0  # lines logged in it
         self.left_out = 0
 
     def log(self, line: str) -> None:
         now = time.monotonic()
-        if now - self.last < self.period:
+        if now - self.start >= self.period:
+            self.start, self.count = now, 0
+        if self.count >= self.burst:
             self.left_out += 1
             return
         more = f" (and {self.left_out} more {self.what} not logged)" if self.left_out else ""
         _log(line + more)
-        self.last, self.left_out = now, 0
+        self.count, self.left_out = self.count + 1, 0
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """The count of lines left out, once their window is over (or now, if ``final``)."""
         now = time.monotonic()
-        if self.left_out and now - self.last >= self.period:
-            _log(f"{self.left_out} more {self.what} in the last {now - self.last:.0f} s")
-            self.last, self.left_out = now, 0
+        if self.left_out and (final or now - self.start >= self.period):
+            _log(f"{self.left_out} more {self.what} in the last {now - self.start:.0f} s")
+            self.start, self.count, self.left_out = now, 0, 0
 
 
 def address_key(host: str) -> str:
@@ -313,6 +319,9 @@ class _Admission:
         self.started = time.monotonic()
         self.busy = _Limited("connections turned away (server busy)")
         self.quiet = _Limited("silent connections and port probes closed")
+        # a peer that speaks and is refused costs a fork, not a log line each: a burst is
+        # logged in full (a misconfigured client's reasons), a flood by its count
+        self.refused = _Limited("connections refused at handshake", REFUSED_PERIOD, REFUSED_BURST)
         self.sigints = 0
         self.stop_until: float | None = None  # set by the first SIGINT
         self.stop_began = 0.0
@@ -382,6 +391,7 @@ class _Admission:
             self._accept()
         self.busy.flush()
         self.quiet.flush()
+        self.refused.flush()
         return None
 
     # -- stage 1: accepted, silent -------------------------------------------------------
@@ -630,9 +640,9 @@ class _Admission:
         elif code == _LEFT:
             _log(f"connection {c.sid} from {c.addr}: {why}")
         elif code == _REFUSED:
-            _log(f"connection {c.sid} from {c.addr} refused at handshake: {why}")
+            self.refused.log(f"connection {c.sid} from {c.addr} refused at handshake: {why}")
         else:
-            _log(f"connection {c.sid} from {c.addr} failed at handshake: {why}")
+            self.refused.log(f"connection {c.sid} from {c.addr} failed at handshake: {why}")
 
     # -- stopping (SIGINT) ---------------------------------------------------------------
     def _stop(self) -> None:
@@ -671,6 +681,8 @@ class _Admission:
         for c in sessions:
             c.quiet = True
         self._end_all(list(self.conns.values()))
+        for lim in (self.busy, self.quiet, self.refused):  # what a flood left out, counted
+            lim.flush(final=True)
         _log(f"stopped; {_n(len(sessions), 'session')} cut short" if sessions else "stopped")
         return STOPPED
 
