@@ -193,3 +193,42 @@ def test_progress_rate_eta_and_projection():
     assert any(x.startswith("Measured, this run") and "3.0 images/min" in x for x in text)
     assert any(x.startswith("Projected, the whole dataset") for x in text)
     assert "no 2PC cost estimate" in describe(None)
+
+
+def test_ctrl_c_keeps_the_images_in_flight_and_starts_no_more(monkeypatch):
+    """Ctrl-C while images are in flight: their sessions run to the end anyway (the thread
+    pool joins them), and their records were thrown away; now they are recorded, nothing new
+    starts, and the interrupt goes on afterwards (the CLI: "interrupted", exit 130)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twofold.eval import dispatch as dispatch_mod
+
+    class S:
+        def __init__(self, i: int) -> None:
+            self.id, self.line = f"x{i}", i
+
+    real_wait, hits = dispatch_mod.wait, []
+
+    def wait_then_ctrl_c(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        if not hits:
+            hits.append(1)
+            raise KeyboardInterrupt
+        return real_wait(*a, **kw)
+
+    monkeypatch.setattr(dispatch_mod, "wait", wait_then_ctrl_c)
+    gate, started, recs, msgs = threading.Event(), [], [], []
+    with ThreadPoolExecutor(2) as ex:
+
+        def submit(s, ep):  # noqa: ANN001, ANN202
+            started.append(s.id)
+            return ex.submit(lambda: (gate.wait(5), time.sleep(0.05), ("ok", {"id": s.id}))[2])
+
+        gate.set()
+        with pytest.raises(KeyboardInterrupt):
+            dispatch([S(i) for i in range(5)], submit, cap=2, pool=None, retries=0,
+                     on_record=lambda r, e: recs.append(r["id"]), say=msgs.append)  # fmt: skip
+    assert started == ["x0", "x1"]  # nothing new after the Ctrl-C
+    assert sorted(recs) == ["x0", "x1"]  # the two in flight are recorded
+    assert any("interrupted: finishing the 2 image(s) in flight" in m for m in msgs)

@@ -12,6 +12,8 @@ same inputs would fail again). Only transient outcomes are retried, at most ``re
 per image, on whichever endpoint the pool offers next (the failed one is backing off). A fatal
 outcome, an image out of retries, or no endpoint answering stops the run: nothing more is
 submitted, the sessions in flight finish and are recorded, then :class:`DispatchError`.
+Ctrl-C does the same (then KeyboardInterrupt): the images in flight are not thrown away after
+their sessions ran; a second Ctrl-C stops without them.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def dispatch(
     tries: Counter[str] = Counter()
     inflight: dict[Future, tuple[Sample, str | None, int]] = {}
     fatal = ""
-    while inflight or (pending and not fatal):
-        while not fatal and pending and len(inflight) < cap:
+    interrupted = False  # Ctrl-C once: start nothing new, keep what is being computed
+    while inflight or (pending and not fatal and not interrupted):
+        while not fatal and not interrupted and pending and len(inflight) < cap:
             ep, ticket = None, 0
             if pool is not None:
                 try:
@@ -74,12 +77,22 @@ def dispatch(
             tries[s.id] += 1
             inflight[submit(s, ep)] = (s, ep, ticket)
         if not inflight:
-            if fatal or not pending:
+            if fatal or not pending or interrupted:
                 break
             time.sleep(min(pool.wake_in() if pool else 0.1, 1.0) + 0.01)
             continue
         nap = min(pool.wake_in(), 5.0) if pool is not None and pool.down() else None
-        done, _ = wait(list(inflight), timeout=nap, return_when=FIRST_COMPLETED)
+        try:
+            done, _ = wait(list(inflight), timeout=nap, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt:  # a second one stops at once (the images in flight are lost)
+            if interrupted:
+                raise
+            interrupted = True
+            say(
+                f"interrupted: finishing the {len(inflight)} image(s) in flight so their "
+                "results are kept, then stopping (--resume continues the run)"
+            )
+            continue
         for f in done:
             s, ep, ticket = inflight.pop(f)
             kind, payload = outcome(f)
@@ -87,12 +100,14 @@ def dispatch(
                 pool.release(ep, ticket, kind != "transient", payload if kind != "ok" else "")
             if kind == "ok":
                 on_record(payload, ep)
-            elif kind == "transient" and tries[s.id] <= retries:
+            elif kind == "transient" and tries[s.id] <= retries and not interrupted:
                 say(f"retrying {s.id} (attempt {tries[s.id] + 1}): {payload}")
                 pending.appendleft(s)
-            elif kind == "transient":
+            elif kind == "transient" and not interrupted:
                 fatal = fatal or f"{s.id}: {tries[s.id]} attempts failed, the last: {payload}"
-            else:
+            elif kind != "transient":
                 fatal = fatal or payload
+    if interrupted:  # the images in flight are recorded: now stop as asked
+        raise KeyboardInterrupt
     if fatal:
         raise DispatchError(fatal)
