@@ -5,7 +5,8 @@ A connection goes through these stages, each with its own bound and deadline, al
 from the moment it was accepted:
 
 1. *silent* (no byte received yet): held by this process as a bare socket, no process of its
-   own. At most :data:`SILENT_MAX`; a newcomer beyond that closes the oldest silent one. A real
+   own. At most :data:`SILENT_MAX` (fewer if the descriptor limit is low: :func:`silent_budget`);
+   a newcomer beyond that closes the oldest silent one, as does running out of descriptors. A real
    client sends its TLS ClientHello right after connecting, so it leaves this stage in the
    time the server takes to look (usually at once: a new socket is peeked when accepted),
    while an attacker's idle sockets age out as newcomers arrive. One that sends nothing within
@@ -34,7 +35,8 @@ deadline); a second one, or that deadline, ends them; both return 130.
 
 The log (stdout): one line per connection that is turned away or fails, with its address and
 why; turned-away lines that a flood repeats (server busy, silent connections, port probes) at
-most once a second each, with the count of those left out.
+most once a second each, handshake refusals :data:`REFUSED_BURST` in :data:`REFUSED_PERIOD`
+seconds, with the count of those left out.
 
 Exit statuses of a connection's process: see ``_DONE`` ... ``_LEFT``.
 """
@@ -213,15 +215,16 @@ def _end(pipe: mpc.Connection, code: int, why: str) -> None:
     sys.exit(code)
 
 
-def _hung_up(conn: socket.socket) -> bool:
-    """A readable socket whose peer closed (or reset) it, as opposed to one with bytes waiting:
-    a client may send before its session starts (the session reads them in order)."""
+def _peek(sock: socket.socket) -> bool | None:
+    """Without reading: True, the peer sent bytes; False, it closed (or reset) the connection;
+    None, nothing yet."""
     try:
-        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        b = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
-        return False
+        return None
     except OSError:
-        return True
+        return False
+    return bool(b)
 
 
 def _child(
@@ -257,7 +260,7 @@ def _child(
         while True:
             ready = mpc.wait(watch, max(until - time.monotonic(), 0.0))
             if conn in ready:  # readable: the client hung up, or sent its first bytes early
-                if _hung_up(conn):
+                if _peek(conn) is False:  # bytes wait for the session, which reads them
                     _end(pipe, _LEFT, "the client hung up while waiting for a session slot")
                 watch = [pipe]  # bytes wait for the session; a hang-up shows there too
                 ready = [r for r in ready if r is not conn]
@@ -421,45 +424,34 @@ class _Admission:
         the loop waits instead of spinning on a listener that stays readable while nothing can
         be accepted. True if a descriptor was freed."""
         self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
-        shed = sorted(self.silent.values(), key=lambda x: x.accepted)[:SHED]
-        for old in shed:
-            del self.silent[old.sid]
-            self.quiet.log(
-                f"connection {old.sid} from {old.addr} closed: still silent, and the server "
-                "is out of file descriptors"
-            )
-            old.sock.close()
-        return bool(shed)
+        return self._close_oldest_silent(SHED, "and the server is out of file descriptors") > 0
 
     def _keep_silent(self, s: _Silent) -> None:
         """Hold ``s`` until it speaks; beyond ``silent_max`` (:func:`silent_budget`) the oldest
         silent one goes."""
         self.silent[s.sid] = s
-        if len(self.silent) > self.silent_max:
-            old = min(self.silent.values(), key=lambda x: x.accepted)
-            del self.silent[old.sid]
-            self.quiet.log(
-                f"connection {old.sid} from {old.addr} closed: still silent after "
-                f"{time.monotonic() - old.accepted:.1f} s, with {self.silent_max} newer ones "
-                "waiting"
-            )
-            old.sock.close()
+        extra = len(self.silent) - self.silent_max
+        if extra > 0:
+            self._close_oldest_silent(extra, f"with {self.silent_max} newer ones waiting")
 
-    @staticmethod
-    def _first_byte(s: _Silent) -> bool | None:
-        """True: the peer sent something; False: it closed; None: nothing yet."""
-        try:
-            b = s.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError:
-            return False
-        return bool(b)
+    def _close_oldest_silent(self, n: int, why: str) -> int:
+        """Close the ``n`` oldest silent connections, logging each with its age and ``why``;
+        how many were closed."""
+        now = time.monotonic()
+        old = sorted(self.silent.values(), key=lambda x: x.accepted)[:n]
+        for s in old:
+            del self.silent[s.sid]
+            self.quiet.log(
+                f"connection {s.sid} from {s.addr} closed: still silent after "
+                f"{now - s.accepted:.1f} s, {why}"
+            )
+            s.sock.close()
+        return len(old)
 
     def _spoke(self, s: _Silent) -> None:
         """``s`` was accepted or became readable: start its handshake if it sent something,
         else hold it (nothing yet) or close it (a probe; or no room for its address)."""
-        first = self._first_byte(s)
+        first = _peek(s.sock)
         if first is None:  # nothing yet: a real client's hello is on its way
             self._keep_silent(s)
             return
