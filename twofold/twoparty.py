@@ -17,9 +17,8 @@ from .preprocess import PREPROCESSING
 from .runtime.gate import GATE_FRAME_MAX
 from .runtime.program import Program
 from .runtime.runner import (
-    TIMEOUT_MAX,
     RunError,
-    check_seconds,
+    check_timeouts,
     load_program,
     run_client,
     serve,
@@ -152,9 +151,7 @@ def client_main(
     before any traffic. A program that cannot flag an overflow (compiled with ``--range-model
     calibrated``, or with no ReLU to check) is refused unless ``allow_unchecked``: its result
     could be wrong with nothing to tell it from a right one."""
-    check_seconds(timeout, "--timeout", TIMEOUT_MAX)
-    if session_timeout is not None:
-        check_seconds(session_timeout, "--session-timeout")
+    check_timeouts(timeout, session_timeout)
     host, port = parse_address(connect, "--connect")
     token = read_token(token)
     prog = load_program(bundle)

@@ -255,9 +255,7 @@ def serve(
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
     # at start, naming the option: 0, a negative, NaN or infinity would fail every client later
-    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
-    if session_timeout is not None:
-        session_timeout = check_seconds(session_timeout, "--session-timeout")
+    timeout, session_timeout = check_timeouts(timeout, session_timeout)
     if max_sessions < 1:
         raise RunError(f"--max-sessions must be at least 1, got {max_sessions}")
     if max_pending < 1:
@@ -368,6 +366,17 @@ def check_seconds(value: float, option: str, maximum: float | None = None) -> fl
     return v
 
 
+def check_timeouts(timeout: float, session_timeout: float | None) -> tuple[float, float | None]:
+    """``--timeout`` (each wait for the peer, at most :data:`TIMEOUT_MAX`) and
+    ``--session-timeout`` (the whole run; None: the program-sized default), checked as
+    :func:`check_seconds` checks them: what ``run server``, ``run client`` and their callers
+    take."""
+    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
+    if session_timeout is not None:
+        session_timeout = check_seconds(session_timeout, "--session-timeout")
+    return timeout, session_timeout
+
+
 def _session_settings(
     chan: Channel, want_ot: str | None = None, where: str = "the server"
 ) -> tuple[str, str, bool]:
@@ -437,9 +446,7 @@ def run_client(
     ``ot``: refuse a server that chose another OT source (None: accept the server's).
     """
     out = out or sys.stdout
-    timeout = check_seconds(timeout, "--timeout", TIMEOUT_MAX)
-    if session_timeout is not None:
-        session_timeout = check_seconds(session_timeout, "--session-timeout")
+    timeout, session_timeout = check_timeouts(timeout, session_timeout)
     if ot is not None:
         try:
             check_ot_source(ot)
