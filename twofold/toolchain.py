@@ -25,6 +25,7 @@ from .compiler.bundle import read_bundle, write_bundle
 from .compiler.report import build_report
 from .inputcheck import InputOutOfRange, check_input_range
 from .ir import Graph
+from .ir.bundle import file_kind
 from .ir.public import public_ir
 from .runtime.program import check_program
 from .scale_choice import choose_scale, split_holdout
@@ -240,16 +241,6 @@ def parse_labels(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (for the messages that refuse to replace it)."""
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):  # fmt: skip
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def _json_target(path: str | Path, option: str) -> Path:
     """The file ``path`` names for writing: itself, or the regular file a symbolic link at
     ``path`` points to. ValueError naming ``option`` when that is an existing non-regular file
@@ -267,7 +258,7 @@ def _json_target(path: str | Path, option: str) -> Path:
     except OSError as e:
         raise ValueError(f"{option} {p}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        what = _file_kind(st.st_mode)
+        what = file_kind(st.st_mode)
         link = f" (a symbolic link to {os.readlink(p)})" if p.is_symlink() else ""
         raise ValueError(f"{option} {p} is {what}{link}; give the path of a regular file")
     return Path(os.path.realpath(p)) if p.is_symlink() else p

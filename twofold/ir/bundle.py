@@ -55,6 +55,17 @@ JSON_MAX = 64 << 20
 MANIFEST_MAX = 1 << 20  # a manifest is a few hashes
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for the messages that refuse to read or replace
+    it)."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_text(f: Path, limit: int = JSON_MAX) -> str:
     """The text of the bundle file ``f``. BundleError naming it unless it is a regular file of
     at most ``limit`` bytes of UTF-8: a FIFO in its place would block the reader forever, a
@@ -70,8 +81,7 @@ def read_text(f: Path, limit: int = JSON_MAX) -> str:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
-        raise BundleError(f"{f} is {what}, not a regular file")
+        raise BundleError(f"{f} is {file_kind(mode)}, not a regular file")
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
