@@ -80,7 +80,7 @@ def run_batched(
     say: Callable[[str], None],
 ) -> None:
     """Every image of ``todo`` once, ``batch`` per secure run; see the module docstring."""
-    from .runner import Prepared, _out_of_range, evaluate_image, prepare_image, secure_record
+    from .runner import Prepared, evaluate_image, is_secure_failure, prepare_image, secure_record
 
     one_meta = one_image_meta(secure.meta)
     alone = Alone(secure, batch)
@@ -109,7 +109,7 @@ def run_batched(
                 r = secure(stack, secure.input_name)
                 check = None if sim is None else sim(stack, measure_memory=False).values
         except (ArithmeticError, ValueError) as e:
-            if isinstance(e, ValueError) and not _out_of_range(e):
+            if not is_secure_failure(e):
                 raise  # a failed session: the run stops, finished images are kept
             # One image spoils the batch's result; which one, only its own run can tell.
             say(

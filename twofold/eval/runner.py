@@ -238,6 +238,12 @@ def _has_server_part(bundle: Path) -> bool:
     return True
 
 
+def is_secure_failure(e: BaseException) -> bool:
+    """A secure run's error that is a result (no trustworthy output: an overflow, a flagged
+    output, an input out of range), not a failed session: the engine classifies the latter."""
+    return isinstance(e, ArithmeticError) or _out_of_range(e)
+
+
 def failure_kind(e: BaseException) -> str:
     """The ``failure`` kind of a secure run that gave no trustworthy output."""
     if _out_of_range(e):
@@ -304,7 +310,7 @@ def secure_record(s: Sample, prep: Prepared, run: Callable[[], Inference]) -> di
         if bad:
             raise SecureFailure(f"secure {bad}")
     except (ArithmeticError, ValueError) as e:  # overflow, flagged output, out of range
-        if isinstance(e, ValueError) and not _out_of_range(e):
+        if not is_secure_failure(e):
             raise  # EngineError (a failed session) and other faults: the engine decides
         msg = str(e).replace(str(s.path), s.id)
         return {
