@@ -173,7 +173,7 @@ def _trickling_server(first: bytes) -> Iterator[int]:
 def _frame(payload_len: int, payload: bytes = b"") -> bytes:
     from twofold.runtime import net
 
-    return net._HDR.pack(payload_len, net._KIND_BYTES) + payload
+    return net.FRAME_HEADER.pack(payload_len, net._KIND_BYTES) + payload
 
 
 def test_client_gives_up_on_a_trickling_server_at_its_session_deadline(bundles):  # noqa: F811

@@ -23,20 +23,18 @@ import json
 import select
 import socket
 import ssl
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PeerError, PeerTimeout, peer_repr
-from .net import Channel, connect_tcp
+from .net import FRAME_HEADER, Channel, connect_tcp
 from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
 from .tls_stream import TLSStream
 
 GATE_FRAME_MAX = 4096
 TOKEN_MIN_CHARS = 16
 _TLS_RECORD_HANDSHAKE = 0x16
-_FRAME_HDR = struct.Struct("<QB")  # net.Channel's frame header: payload length, kind 0 = bytes
 
 
 def _wait_readable(sock: socket.socket, deadline: float, what: str) -> None:
@@ -154,13 +152,13 @@ def plaintext_reply(head: bytes) -> str | None:
     ``{"error": "..."}``. No TLS record passes for one: its third byte (the version's minor
     number, 1-4) would make the frame's little-endian length at least 2^16.
     """
-    if len(head) < _FRAME_HDR.size:
+    if len(head) < FRAME_HEADER.size:
         return None
-    n, kind = _FRAME_HDR.unpack_from(head)
-    if kind != 0 or n > GATE_FRAME_MAX or len(head) < _FRAME_HDR.size + n:
+    n, kind = FRAME_HEADER.unpack_from(head)
+    if kind != 0 or n > GATE_FRAME_MAX or len(head) < FRAME_HEADER.size + n:
         return None
     try:
-        doc = json.loads(bytes(head[_FRAME_HDR.size : _FRAME_HDR.size + n]).decode())
+        doc = json.loads(bytes(head[FRAME_HEADER.size : FRAME_HEADER.size + n]).decode())
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return doc["error"] if isinstance(doc, dict) and isinstance(doc.get("error"), str) else None
@@ -237,7 +235,7 @@ def _refuse_plaintext(sock: socket.socket, msg: str) -> None:
     body = json.dumps({"error": msg}).encode()
     with contextlib.suppress(OSError):
         sock.settimeout(1.0)
-        sock.sendall(len(body).to_bytes(8, "little") + b"\0" + body)
+        sock.sendall(FRAME_HEADER.pack(len(body), 0) + body)
         sock.shutdown(socket.SHUT_WR)
         sock.recv(GATE_FRAME_MAX)  # let the client's bytes in flight arrive (no RST on close)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import PeerError, PeerTimeout, RuntimeProtocolError
 
-_HDR = struct.Struct("<QB")
+FRAME_HEADER = struct.Struct("<QB")  # a frame: payload length, kind (0 = bytes)
 _KIND_BYTES = 0
 _SMALL = 1 << 16  # frames up to this size are coalesced in the send buffer
 _SOCKBUF = 1 << 22
@@ -78,7 +78,7 @@ class Channel:
         self._buf = bytearray()
         self._sent_since_recv = False
         self._closed = False
-        self._hdr = bytearray(_HDR.size)
+        self._hdr = bytearray(FRAME_HEADER.size)
         self.deadline: float | None = None
         self._deadline_what = ""
 
@@ -146,7 +146,7 @@ class Channel:
         else:
             raise TypeError(f"Channel.send takes bytes or a numpy array, not {type(data).__name__}")
         n = payload.nbytes
-        self._buf += _HDR.pack(n, kind)
+        self._buf += FRAME_HEADER.pack(n, kind)
         if n <= _SMALL:
             self._buf += payload
             if len(self._buf) > _SMALL:
@@ -154,7 +154,7 @@ class Channel:
         else:
             self.flush()
             self._sendall(payload)
-        self._count(sent=n + _HDR.size, rounds=0 if self._sent_since_recv else 1)
+        self._count(sent=n + FRAME_HEADER.size, rounds=0 if self._sent_since_recv else 1)
         self._sent_since_recv = True
 
     def flush(self) -> None:
@@ -193,7 +193,7 @@ class Channel:
         self.flush()
         self._sent_since_recv = False
         self._recv_into(memoryview(self._hdr), "frame header")
-        n, kind = _HDR.unpack(self._hdr)
+        n, kind = FRAME_HEADER.unpack(self._hdr)
         if n > MAX_FRAME:
             raise PeerError(f"peer sent a frame of {n} bytes: a malformed frame header")
         return n, kind
@@ -209,7 +209,7 @@ class Channel:
             raise PeerError(f"peer sent a frame of {n} bytes where at most {max_len} are expected")
         buf = bytearray(n)
         self._recv_into(memoryview(buf), "frame payload")
-        self._count(recv=n + _HDR.size)
+        self._count(recv=n + FRAME_HEADER.size)
         return bytes(buf)
 
     def recv_array(self, dtype: Any, shape: int | tuple[int, ...]) -> np.ndarray:
@@ -231,7 +231,7 @@ class Channel:
             )
         if n:
             self._recv_into(memoryview(out.reshape(-1).view(np.uint8)), "array payload")
-        self._count(recv=n + _HDR.size)
+        self._count(recv=n + FRAME_HEADER.size)
         return out
 
     def _discard(self, n: int) -> None:
