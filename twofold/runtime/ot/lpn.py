@@ -14,11 +14,14 @@ them block by block as they go, so a session that encodes with a code once or tw
 nothing. That takes the AES and multiply-shift passes, about a third of an encoding, out of
 every later encoding.
 
-Encoding v -> v*A for 128-bit rows runs a block at a time in reused buffers sized for the L2
-cache: the block's indices from the cache, one gather of all D x m 16-byte rows (``np.take`` on
-a void-16 view), one XOR-reduce over the D axis, one XOR into the output (Ferret's cost is these
-10 random gathers per output from a k x 16-byte table; docs/PERFORMANCE.md). The receiver's
-choice bits need no encoding of their own: they ride in the rows' lowest bit (ferret.py).
+Encoding v -> v*A for 128-bit rows runs a block at a time in reused buffers: the block's
+indices from the cache, then one nonzero at a time a gather of the block's m 16-byte rows
+(``ndarray.take`` on a void-16 view, 128 KiB) XORed into an accumulator, and the accumulator
+XORed into the output (Ferret's cost is these 10 random gathers per output from a k x 16-byte
+table). Gathering all D x m rows of a block at once wrote and re-read 1.3 MB per block, which
+pushed the table out of the shared cache when the other party encoded at the same time
+(docs/PERFORMANCE.md, "One nonzero at a time"). The receiver's choice bits need no encoding of
+their own: they ride in the rows' lowest bit (ferret.py).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from ..prg import PRG
 
 D = 10
-BLOCK = 1 << 13  # outputs per block: the D x BLOCK gathered rows (1.3 MB) stay near L2
+BLOCK = 1 << 13  # outputs per block of the index stream (part of the code) and of an encoding
 _ROW = np.dtype((np.void, 16))
 LSB = np.uint64(1)  # a row's lowest bit (Ferret's lowest-bit convention, ferret.py)
 HIGH = ~LSB  # every bit but the lowest
@@ -112,8 +115,9 @@ class LocalCode:
         words = _CACHE.get(self)
         prg = PRG(self._seed) if words is None else None
         idx = np.empty(D * BLOCK, np.intp)
-        rows = np.empty((D * BLOCK, 2), np.uint64)
         acc = np.empty((BLOCK, 2), np.uint64)
+        row = np.empty((BLOCK, 2), np.uint64)
+        take = table.take  # the method: np.take adds ~1 us to each of 12,800 calls (main set)
         for j0 in range(0, self.n, BLOCK):
             m = min(BLOCK, self.n - j0)
             ii = idx[: D * m]  # row c of the block's D x m: its outputs' c-th nonzeros
@@ -121,10 +125,12 @@ class LocalCode:
                 self.indices(prg, m, ii.view(np.uint64).reshape(D, m))
             else:
                 ii[:] = words[D * j0 : D * (j0 + m)]
-            g = rows[: D * m]
-            np.take(table, ii, out=g.view(_ROW).reshape(-1), mode="wrap")  # in range
-            a = acc[:m]
-            np.bitwise_xor.reduce(g.reshape(D, m, 2), axis=0, out=a)
+            a, g = acc[:m], row[:m]
+            take(ii[:m], out=a.view(_ROW).reshape(-1), mode="wrap")  # in range
+            gv = g.view(_ROW).reshape(-1)
+            for c in range(1, D):  # one nonzero at a time: 128 KiB of rows, not 1.3 MB
+                take(ii[c * m : (c + 1) * m], out=gv, mode="wrap")
+                a ^= g
             o = out[j0 : j0 + m]
             if clear_lsb:
                 o[:, 0] &= HIGH
