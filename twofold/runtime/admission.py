@@ -335,10 +335,15 @@ class _Admission:
         self.wake_w.setblocking(False)
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Serve until stopped; ``on_ready`` is called once SIGINT is this loop's to handle,
+        so that a Ctrl-C right after the server says it is ready is a stop, not an
+        interrupted start."""
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         try:
+            if on_ready is not None:
+                on_ready()
             while True:
                 code = self._turn()
                 if code is not None:
@@ -709,6 +714,7 @@ def serve_forked(
     handshake_timeout: float = 10.0,
     session_deadline: float = 600.0,
     once_wait: float | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Accept on ``lst`` (non-blocking) until stopped (or, with ``once``, until one session
     ends); returns the exit status (130 after SIGINT).
@@ -720,7 +726,8 @@ def serve_forked(
     quarter of ``max_pending`` (at least 1). ``session_deadline``: the seconds a session may
     run (its process enforces them; past them by 30 s it is killed, and after the first
     SIGINT the server waits for sessions at most that long). ``once_wait``: with ``once``,
-    give up (status 1) if no client got a slot in that time.
+    give up (status 1) if no client got a slot in that time. ``on_ready``: called once the
+    server handles SIGINT itself (where it announces that it is serving).
     """
     return _Admission(
         lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
@@ -728,7 +735,7 @@ def serve_forked(
         per_address=per_address if per_address is not None else max(1, max_pending // 4),
         max_queued=max_queued, queue_wait=queue_wait, handshake_timeout=handshake_timeout,
         session_deadline=session_deadline, once_wait=once_wait,
-    ).run()  # fmt: skip
+    ).run(on_ready)  # fmt: skip
 
 
 __all__ = [

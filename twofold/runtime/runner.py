@@ -289,15 +289,18 @@ def serve(
     except OSError as e:
         raise RunError(f"cannot listen on {host}:{port}: {e}") from None
     port = lst.getsockname()[1]
-    print(
-        f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
-        f"l={prog.ELL}, linear={linear}, ot={ot}) on {host}:{port}, "
-        + (f"TLS, fingerprint {fp}" if fp else "PLAINTEXT (--insecure-plaintext)")
-        + (", token required" if gate.tokens else ""),
-        flush=True,
-    )
-    if ready is not None:
-        ready(port)
+
+    def announce() -> None:
+        """The banner (and ``ready``), once the accept loop handles Ctrl-C itself."""
+        print(
+            f"twofold server: serving {Path(directory)} (program {prog.PROGRAM_HASH[:12]}, "
+            f"l={prog.ELL}, linear={linear}, ot={ot}) on {host}:{port}, "
+            + (f"TLS, fingerprint {fp}" if fp else "PLAINTEXT (--insecure-plaintext)")
+            + (", token required" if gate.tokens else ""),
+            flush=True,
+        )
+        if ready is not None:
+            ready(port)
 
     def handshake(conn: socket.socket, label: str, deadline: float) -> Party:
         """TLS, token and program handshake, all by the connection's handshake deadline."""
@@ -338,7 +341,7 @@ def serve(
             max_pending=max_pending, per_address=per_address, max_queued=max_queued,
             queue_wait=queue_wait, handshake_timeout=gate.handshake_timeout,
             session_deadline=session_s,
-            once_wait=timeout if once else None,
+            once_wait=timeout if once else None, on_ready=announce,
         )  # fmt: skip
 
 
