@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, IRVerifyError, ShapeError, verify
+from ..ir.bundle import file_kind
 from ..ir.public import FROM_INITIALIZERS
 
 MIN_OPSET, MAX_OPSET = 11, 21
@@ -32,17 +33,58 @@ class FrontendError(ValueError):
 # ------------------------------------------------------------------ loading
 
 
+def _check_external_data(model, p: Path) -> None:  # noqa: ANN001 - onnx.ModelProto
+    """Refuse a tensor whose external data lies outside the model's folder.
+
+    Invariant: the compiler reads no file but the model and the regular files inside its
+    folder that the model names, whatever a ``location`` says (``../../etc/passwd``, an
+    absolute path, a symbolic link out of the folder). Checked here rather than left to
+    ``onnx.load``, whose own check depends on the onnx version (setup.cfg allows 1.16)."""
+    from onnx.external_data_helper import (
+        ExternalDataInfo,
+        _get_all_tensors,
+        uses_external_data,
+    )
+
+    base = p.resolve().parent
+    for t in _get_all_tensors(model):
+        if not uses_external_data(t):
+            continue
+        loc = ExternalDataInfo(t).location
+        target = (base / loc).resolve()
+        if not loc or Path(loc).is_absolute() or not target.is_relative_to(base):
+            raise FrontendError(
+                f"{p}: tensor {t.name!r} keeps its data in {loc!r}, outside the model's folder "
+                f"{base}; refused (the compiler reads only files beside the model)"
+            )
+        if not target.is_file():
+            raise FrontendError(
+                f"{p}: tensor {t.name!r} keeps its data in {loc!r}, which is not a regular "
+                f"file in {base}"
+            )
+
+
 def _read_model(path: str | Path):  # noqa: ANN202 - onnx.ModelProto
     import onnx
     from google.protobuf.message import DecodeError
 
     p = Path(path)
     if not p.is_file():
+        if p.exists():
+            what = file_kind(p.stat().st_mode)
+            raise FrontendError(f"model file {p} is {what}, not a regular file")
         raise FrontendError(f"model file {p} does not exist")
+    bad = (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError,
+           onnx.checker.ValidationError)  # fmt: skip
     try:
-        model = onnx.load(str(p))
-    except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as e:
+        model = onnx.load(str(p), load_external_data=False)
+    except bad as e:
         raise FrontendError(f"{p} is not a valid ONNX model (cannot parse it: {e})") from None
+    _check_external_data(model, p)
+    try:
+        onnx.load_external_data_for_model(model, str(p.resolve().parent))
+    except bad as e:
+        raise FrontendError(f"{p}: cannot read its external data: {e}") from None
     if not model.graph.node:
         raise FrontendError(f"{p} is not a valid ONNX model (no graph nodes)")
     try:

@@ -1,0 +1,105 @@
+"""``twofold compile`` on hostile or broken inputs: one ``twofold: error:`` line naming the thing
+at fault, a non-zero exit, nothing written, an earlier bundle left as it was; and the notes on
+what in the client bundle may depend on the weights stay complete."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from twofold.cli import cli
+
+F = TensorProto.FLOAT
+
+
+def _save(path: Path, nodes: list, inits: list, in_shape=(1, 4), out_shape=(1, 4)) -> Path:  # noqa: ANN001
+    x = helper.make_tensor_value_info("x", F, list(in_shape))
+    y = helper.make_tensor_value_info("y", F, list(out_shape))
+    graph = helper.make_graph(nodes, "g", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _i64(values: list[int], name: str) -> TensorProto:
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def _f32(values, name: str) -> TensorProto:  # noqa: ANN001
+    return numpy_helper.from_array(np.array(values, np.float32), name)
+
+
+def _compile(*args: str) -> object:
+    return CliRunner().invoke(cli, ["compile", *args, "--preprocess", "none"])
+
+
+def _one_error_line(res, *names: str) -> None:  # noqa: ANN001
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, SystemExit), repr(res.exception)  # not a traceback
+    assert res.output.startswith("twofold: error: ") and res.output.count("\n") == 1, res.output
+    for n in names:
+        assert n in res.output, (n, res.output)
+
+
+def _external(path: Path, location: str) -> Path:
+    """x + w with w's 4 floats stored in the external file ``location``."""
+    w = TensorProto(name="w", data_type=F, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("length", "16")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    return _save(path, [helper.make_node("Add", ["x", "w"], ["y"], name="add0")], [w])
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "linked-dir"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path, where: str) -> None:
+    secret = tmp_path / "secret.bin"
+    np.arange(4, dtype=np.float32).tofile(secret)
+    d = tmp_path / "vendor"
+    d.mkdir()
+    if where == "linked-dir":
+        (d / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    location = {"parent": "../secret.bin", "absolute": str(secret),
+                "linked-dir": "elsewhere/secret.bin"}[where]  # fmt: skip
+    model = _external(d / "m.onnx", location)
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "m.onnx", "'w'", "outside")
+    assert not (tmp_path / "out").exists()
+
+
+def test_external_data_inside_the_model_folder_still_loads(tmp_path: Path) -> None:
+    np.arange(4, dtype=np.float32).tofile(tmp_path / "w.bin")
+    model = _external(tmp_path / "m.onnx", "w.bin")
+    res = _compile(str(model), "-o", str(tmp_path / "out"), "--bitlength", "32")
+    assert res.exit_code == 0, res.output
+
+
+def test_a_fifo_model_is_named_as_such(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.onnx"
+    os.mkfifo(fifo)
+    res = _compile(str(fifo), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "m.onnx", "FIFO")
+    assert "does not exist" not in res.output
+
+
+# ------------------------------------------------------------------ -o DIR
+
+
+def _digests(d: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("Relu", ["m"], ["y"], name="r")]  # fmt: skip
+    return _save(tmp_path / "tiny.onnx", nodes, [_f32(np.eye(4), "W")])
