@@ -87,6 +87,24 @@ def test_a_fifo_model_is_named_as_such(tmp_path: Path) -> None:
     assert "does not exist" not in res.output
 
 
+def test_huge_constant_of_shape_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A 16 TiB ConstantOfShape folded on constants: a clear refusal, not a MemoryError (or
+    the OOM killer for a size that does fit in virtual memory)."""
+    nodes = [
+        helper.make_node(
+            "ConstantOfShape", ["shp"], ["c"], name="big_fill", value=_f32([1.0], "v")
+        ),  # fmt: skip
+        helper.make_node("Slice", ["c", "st", "en", "ax"], ["c1"], name="sl"),
+        helper.make_node("Reshape", ["c1", "rs"], ["c2"], name="rs"),
+        helper.make_node("Add", ["x", "c2"], ["y"], name="add"),
+    ]
+    inits = [_i64([1 << 20, 1 << 20, 4], "shp"), _i64([0, 0], "st"), _i64([1, 1], "en"),
+             _i64([0, 1], "ax"), _i64([1, 4], "rs")]  # fmt: skip
+    model = _save(tmp_path / "m.onnx", nodes, inits)
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "big_fill", "ConstantOfShape")
+
+
 # ------------------------------------------------------------------ -o DIR
 
 

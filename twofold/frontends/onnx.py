@@ -210,8 +210,37 @@ def _np_slice(data, starts, ends, axes=None, steps=None):  # noqa: ANN001, ANN20
     return data[tuple(idx)]
 
 
+#: The most elements a constant folded from a model's shape arithmetic may have (64 MiB of
+#: float32). Shape arithmetic is small; a model declaring a ConstantOfShape/Expand/Range of
+#: terabytes is refused before numpy tries to allocate it (or the OOM killer ends the run).
+FOLD_MAX_ELEMENTS = 1 << 24
+
+
+def _fold_size(op: str, x: list[np.ndarray | None]) -> int | None:
+    """Elements the folded result of ``op`` will have, computed before allocating it, for the
+    ops whose output can be far larger than their inputs (None for the others)."""
+    if op == "ConstantOfShape":
+        return math.prod(int(d) for d in x[0].reshape(-1))
+    if op == "Expand":
+        dims = tuple(int(d) for d in x[1].reshape(-1))
+        return math.prod(np.broadcast_shapes(x[0].shape, dims))
+    if op == "Range":
+        start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in x[:3])
+        if delta == 0 or not all(map(math.isfinite, (start, limit, delta))):
+            raise ValueError(f"Range({start}, {limit}, {delta}) has no finite length")
+        return max(math.ceil((limit - start) / delta), 0)
+    return None
+
+
 def _fold(op: str, a: dict[str, Any], x: list[np.ndarray | None], opset: int) -> np.ndarray:
-    """numpy semantics of the ONNX ops allowed on constants (shape arithmetic)."""
+    """numpy semantics of the ONNX ops allowed on constants (shape arithmetic); ValueError for
+    a result of more than :data:`FOLD_MAX_ELEMENTS` elements, before it is allocated."""
+    size = _fold_size(op, x)
+    if size is not None and size > FOLD_MAX_ELEMENTS:
+        raise ValueError(
+            f"its result would have {size:,} elements (at most {FOLD_MAX_ELEMENTS:,} are "
+            "evaluated on constants)"
+        )
     if op in ("Identity", "Dropout"):
         return x[0]
     if op == "Gather":
@@ -438,7 +467,7 @@ class _Converter:
             args = [np.asarray(self.consts[i]) if i else None for i in ins]
             try:
                 self.consts[node.output[0]] = _fold(op, a, args, self.opset)
-            except (ValueError, IndexError, TypeError, ShapeError) as e:
+            except (ValueError, IndexError, TypeError, ShapeError, MemoryError) as e:
                 raise self.fail(f"cannot evaluate on constants: {e}") from None
             return
         fn = CONVERTERS.get(op)
