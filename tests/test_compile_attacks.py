@@ -105,6 +105,23 @@ def test_huge_constant_of_shape_is_refused_before_allocating(tmp_path: Path) -> 
     _one_error_line(res, "big_fill", "ConstantOfShape")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weight_is_named(tmp_path: Path, bad: float) -> None:
+    w = np.ones((4, 4), np.float32)
+    w[1, 2] = bad
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    model = _save(tmp_path / "m.onnx", nodes, [numpy_helper.from_array(w, "W")])
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "'W'", "mm")
+
+
+def test_nan_scalar_constant_is_named(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Mul", ["x", "s"], ["y"], name="scale_mul")]
+    model = _save(tmp_path / "m.onnx", nodes, [_f32(np.nan, "s")])
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "'s'", "scale_mul", "NaN")
+
+
 # ------------------------------------------------------------------ -o DIR
 
 

@@ -350,6 +350,8 @@ class _Converter:
             arr = np.asarray(self.consts[name])
             if not np.issubdtype(arr.dtype, np.floating):
                 raise self.fail(f"integer tensor {name!r} used as a tensor operand")
+            if not np.all(np.isfinite(arr)):
+                raise self.fail(f"weight {name!r} holds NaN or infinite values")
             key = self.g.fresh_name(self._scoped(name, role))
             self.values[name] = self.g.add_param(key, arr.astype(np.float32))
             return self.values[name]
@@ -377,9 +379,13 @@ class _Converter:
         return ir
 
     def const(self, name: str, what: str) -> np.ndarray:
+        """The value of constant ``name`` (an attribute-like operand); never NaN."""
         if name not in self.consts:
             raise self.fail(f"{what} must be a constant (got computed value {name!r})")
-        return np.asarray(self.consts[name])
+        v = np.asarray(self.consts[name])
+        if v.dtype.kind in "fc" and np.any(np.isnan(v)):
+            raise self.fail(f"{what} {name!r} is NaN")
+        return v
 
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self.consts:
