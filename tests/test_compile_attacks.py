@@ -122,6 +122,19 @@ def test_nan_scalar_constant_is_named(tmp_path: Path) -> None:
     _one_error_line(res, "'s'", "scale_mul", "NaN")
 
 
+def test_note_names_a_learned_scalar_folded_on_constants(tmp_path: Path) -> None:
+    """``y / (T + 1)`` left unfolded by the exporter: the frontend folds T + 1 itself, and the
+    public divisor must still be listed as read from the initializer T."""
+    one = helper.make_node("Constant", [], ["one"], name="one", value=_f32(1.0, "one_v"))
+    nodes = [one, helper.make_node("Add", ["T", "one"], ["t1"], name="t_plus_1"),
+             helper.make_node("Unsqueeze", ["t1", "ax"], ["t2"], name="unsq"),
+             helper.make_node("Div", ["x", "t2"], ["y"], name="temperature")]  # fmt: skip
+    model = _save(tmp_path / "m.onnx", nodes, [_f32(2.5, "T"), _i64([0], "ax")])
+    res = _compile(str(model), "-o", str(tmp_path / "out"), "--bitlength", "32")
+    assert res.exit_code == 0, res.output
+    assert "from 'T'" in res.output, res.output
+
+
 # ------------------------------------------------------------------ -o DIR
 
 

@@ -330,6 +330,9 @@ class _Converter:
             t.name: numpy_helper.to_array(t) for t in model.graph.initializer
         }
         self.initializers = set(self.consts)  # where a model keeps its learned values
+        #: constants folded here from initializers (``T + 1``, ``Unsqueeze(T)``) -> those
+        #: initializers: a learned value stays learned through shape arithmetic
+        self.derived: dict[str, set[str]] = {}
         self.node = None
 
     # -- helpers
@@ -373,10 +376,14 @@ class _Converter:
         """Note on IR node ``ir`` that a value of it (an attribute, public: the client bundle
         holds it) was read from the initializers among ``names``: a learned scalar there
         would be in the client bundle (``compile`` lists them, compiler/report.py)."""
-        found = [n for n in names if n in self.initializers]
+        found = sorted(set().union(*(self.sources(n) for n in names)))
         if found:
             self.g[ir].meta[FROM_INITIALIZERS] = found
         return ir
+
+    def sources(self, name: str) -> set[str]:
+        """The initializers constant ``name`` is, or was folded from (empty for literals)."""
+        return {name} if name in self.initializers else self.derived.get(name, set())
 
     def const(self, name: str, what: str) -> np.ndarray:
         """The value of constant ``name`` (an attribute-like operand); never NaN."""
@@ -473,6 +480,8 @@ class _Converter:
             args = [np.asarray(self.consts[i]) if i else None for i in ins]
             try:
                 self.consts[node.output[0]] = _fold(op, a, args, self.opset)
+                if src := set().union(*(self.sources(i) for i in present)):
+                    self.derived[node.output[0]] = src
             except (ValueError, IndexError, TypeError, ShapeError, MemoryError) as e:
                 raise self.fail(f"cannot evaluate on constants: {e}") from None
             return

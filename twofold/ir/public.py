@@ -42,7 +42,8 @@ PUBLIC_INPUT = ("name", "shape", "scale", "range", "preprocess")
 #: Node meta kept (structural only).
 PUBLIC_NODE_META = ("last_use", "free", "clamp")
 #: Node meta (server side only) naming the model initializers a *public* value of the node was
-#: read from: a scalar Mul/Div (``mul_const``), a Clip bound, a Pad value. An exporter keeps
+#: read from, directly or through the frontend's folding on constants (``T + 1``): a scalar
+#: Mul/Div (``mul_const``), a Clip bound, a Pad value. An exporter keeps
 #: learned values in initializers (torch: parameters; literals are Constant nodes), so such a
 #: value may be learned, and the client bundle holds it (``compile`` prints a note).
 FROM_INITIALIZERS = "from_initializers"
