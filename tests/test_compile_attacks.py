@@ -122,6 +122,16 @@ def test_nan_scalar_constant_is_named(tmp_path: Path) -> None:
     _one_error_line(res, "'s'", "scale_mul", "NaN")
 
 
+def test_an_op_on_weights_alone_is_one_line(tmp_path: Path) -> None:
+    """``y * T.exp()`` as torch's legacy exporter writes it: Exp of an initializer at run
+    time (was a KeyError traceback in quantize)."""
+    nodes = [helper.make_node("Exp", ["T"], ["e"], name="temp_exp"),
+             helper.make_node("Mul", ["x", "e"], ["y"], name="mul")]  # fmt: skip
+    model = _save(tmp_path / "m.onnx", nodes, [_f32(0.5, "T")])
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    _one_error_line(res, "lut of model constants only (%T)")
+
+
 def test_note_names_a_learned_scalar_folded_on_constants(tmp_path: Path) -> None:
     """``y / (T + 1)`` left unfolded by the exporter: the frontend folds T + 1 itself, and the
     public divisor must still be listed as read from the initializer T."""

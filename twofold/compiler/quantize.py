@@ -108,6 +108,12 @@ class _Quantizer:
             if node.op in ("weight", "const"):
                 continue
             ins = node.inputs
+            if ins and all(self.is_param(i) for i in ins):  # canonicalize folds the linear ones
+                raise CompileError(
+                    f"%{node.name}: {node.op} of model constants only "
+                    f"({', '.join('%' + i for i in ins)}) is not computed in the secure program; "
+                    "evaluate it when exporting the model (fold it into the weights)"
+                )
             if node.op == "input":
                 out = s
             elif node.op in _PRODUCTS:
