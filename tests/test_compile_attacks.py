@@ -145,6 +145,19 @@ def test_note_names_a_learned_scalar_folded_on_constants(tmp_path: Path) -> None
     assert "from 'T'" in res.output, res.output
 
 
+def test_l_note_does_not_claim_calibration_that_was_not_given(tmp_path: Path) -> None:
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    model = _save(tmp_path / "m.onnx", nodes, [_f32(np.ones((4, 4)), "W")])
+    res = _compile(str(model), "-o", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    (note,) = [line for line in res.output.splitlines() if "--bitlength auto" in line]
+    assert "calibration" not in note, note
+    np.save(tmp_path / "c.npy", np.full((1, 4), 0.5))
+    res = _compile(str(model), "-o", str(tmp_path / "o2"), "--calibrate", str(tmp_path / "c.npy"))
+    (note,) = [line for line in res.output.splitlines() if "--bitlength auto" in line]
+    assert "calibration" in note, note
+
+
 # ------------------------------------------------------------------ -o DIR
 
 

@@ -184,10 +184,11 @@ def _weight_dependence_notes(report: dict) -> None:
             f"--scale {report['scale']} --bitlength {ell} to make it independent of them"
         )
     elif report.get("bitlength_auto"):
+        src = "the weights and calibration inputs" if report.get("calibrated") else "the weights"
         click.echo(
-            f"note: l={ell} was chosen from the weights and calibration inputs (--bitlength "
-            "auto), so the client bundle depends on them (another compile may pick another "
-            f"l); pass --bitlength {ell} to make it independent of them"
+            f"note: l={ell} was chosen from {src} (--bitlength auto), so the client bundle "
+            f"depends on them (another compile may pick another l); pass --bitlength {ell} "
+            "to make it independent of them"
         )
     found = report.get("public_from_initializers") or []
     if found:

@@ -145,6 +145,7 @@ def build_report(g: Graph) -> dict[str, Any]:
         "unchecked": bool(g.meta.get("unchecked")),
         "overflow_checked": g.meta.get("overflow_checked", True),
         "bitlength_auto": g.meta.get("compile", {}).get("bitlength") == "auto",
+        "calibrated": bool(g.meta.get("compile", {}).get("calibration_inputs")),
         "public_from_initializers": public_from_initializers(g),
         "fidelity": g.meta.get("compile", {}).get("fidelity"),
         "widest_tensor": g.meta.get("widest_tensor"),
