@@ -174,3 +174,72 @@ def tiny(tmp_path: Path) -> Path:
     nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
              helper.make_node("Relu", ["m"], ["y"], name="r")]  # fmt: skip
     return _save(tmp_path / "tiny.onnx", nodes, [_f32(np.eye(4), "W")])
+
+
+def test_compile_into_a_project_folder_deletes_none_of_its_files(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    """``-o`` an existing folder that is not an old-layout bundle: its program.py and
+    report.json are the vendor's, not a bundle's, and stay."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "program.py").write_text("the vendor's training code\n")
+    (proj / "report.json").write_text('{"auroc": 0.91}\n')
+    (proj / "client").mkdir()  # an empty part: fine
+    for _ in range(2):  # a first compile, then a recompile
+        res = _compile(str(tiny), "-o", str(proj), "--bitlength", "32")
+        assert res.exit_code == 0, res.output
+        assert (proj / "program.py").read_text() == "the vendor's training code\n"
+        assert (proj / "report.json").read_text() == '{"auroc": 0.91}\n'
+
+
+@pytest.mark.parametrize("part", ["client", "server"])
+def test_foreign_files_in_a_part_are_refused_not_shipped(tmp_path: Path, tiny, part: str) -> None:  # noqa: ANN001
+    """A file compile did not write, in DIR/client, would go to the hospital with the client
+    bundle; in a DIR/server that is no bundle, its files would be overwritten. Refused before
+    anything is written, naming the file."""
+    out = tmp_path / "out"
+    (out / part).mkdir(parents=True)
+    (out / part / "patients.csv").write_text("mrn,diagnosis\n88213,effusion\n")
+    (out / part / "program.py").write_text("the vendor's own server code\n")
+    before = _digests(out)
+    res = _compile(str(tiny), "-o", str(out), "--bitlength", "32")
+    _one_error_line(res, str(out / part))
+    assert _digests(out) == before
+    assert sorted(p.name for p in out.iterdir()) == [part]
+
+
+def test_recompile_refuses_a_file_added_to_the_client_part(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    out = tmp_path / "out"
+    assert _compile(str(tiny), "-o", str(out), "--bitlength", "32").exit_code == 0
+    (out / "client" / "calibration.npy").write_bytes(b"\x93NUMPY")
+    before = _digests(out)
+    res = _compile(str(tiny), "-o", str(out), "--bitlength", "32")
+    _one_error_line(res, "calibration.npy")
+    assert _digests(out) == before
+
+
+def test_recompile_keeps_server_extras(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    """The server part's own extras (its TLS key) are carried over, as before."""
+    out = tmp_path / "out"
+    assert _compile(str(tiny), "-o", str(out), "--bitlength", "32").exit_code == 0
+    (out / "server" / "tls").mkdir()
+    (out / "server" / "tls" / "key.pem").write_text("k")
+    assert _compile(str(tiny), "-o", str(out), "--bitlength", "31").exit_code == 0
+    assert (out / "server" / "tls" / "key.pem").read_text() == "k"
+
+
+def test_old_layout_bundle_is_still_cleaned_up(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    out = tmp_path / "out"
+    out.mkdir()
+    for f in ("ir.txt", "ir.json", "weights.npz", "report.json", "program.py"):
+        (out / f).write_text("old")
+    res = _compile(str(tiny), "-o", str(out), "--bitlength", "32")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["client", "server"]
+
+
+def test_dangling_symlink_output_is_named(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere")
+    res = _compile(str(tiny), "-o", str(link))
+    _one_error_line(res, str(link), "does not exist")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

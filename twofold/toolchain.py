@@ -21,7 +21,7 @@ from .backends.cleartext import observe_ranges, simulate
 from .backends.float_ref import channel_stats as float_channel_stats
 from .backends.python2pc import emit_program
 from .compiler import CompileError, CompileOptions, run_pipeline
-from .compiler.bundle import read_bundle, write_bundle
+from .compiler.bundle import check_target, read_bundle, write_bundle
 from .compiler.report import build_report
 from .inputcheck import InputOutOfRange, check_input_range
 from .ir import Graph
@@ -131,6 +131,8 @@ def compile_model(
     """
     if preprocess not in PREPROCESS_RANGES:
         raise CompileError(f"unknown preprocessing {preprocess!r}; known: chexnet, none")
+    if out_dir is not None:
+        check_target(out_dir)  # before any work; write_bundle checks again
     if graph is None:
         from .frontends.onnx import load_onnx
 

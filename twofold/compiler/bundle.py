@@ -31,13 +31,21 @@ from ..ir.bundle import (
     load_ir,
     load_weights,
     manifest,
+    part_of,
     read_manifest,
     resolve,
     weights_digest,
 )
 from ..ir.public import public_ir, public_params
 
-__all__ = ["BundleError", "read_bundle", "read_report", "write_bundle"]
+__all__ = ["BundleError", "check_target", "read_bundle", "read_report", "write_bundle"]
+
+#: What the compiler writes into ``DIR/client``: exactly these, nothing else goes to the hospital.
+CLIENT_FILES = frozenset({"ir.json", "ir.txt", MANIFEST})
+#: The files by which an old single-directory bundle is recognised: its ``LEGACY_FILES`` are
+#: removed by a recompile only then, never from a folder of the vendor's that has a
+#: ``program.py`` or ``report.json`` of its own.
+_LEGACY_MARKS = ("ir.json", "weights.npz")
 
 
 def _weights(g: Graph) -> dict[str, np.ndarray]:
@@ -83,6 +91,48 @@ def _write_parts(
     (cli / MANIFEST).write_text(_json(manifest(CLIENT, phash)))
 
 
+def check_target(out_dir: str | Path) -> None:
+    """Refuse an ``-o DIR`` that a compile would damage or whose stray files it would ship.
+
+    Invariants: a compile replaces only what an earlier compile wrote. ``DIR/server`` and
+    ``DIR/client`` are either absent, empty or parts of a twofold bundle (their manifest says
+    so) — a vendor's own ``server/`` folder is never overwritten; ``DIR/client`` holds nothing
+    but :data:`CLIENT_FILES` — a file placed there (a calibration image, a patient list) would
+    go to the hospital with the client bundle. BundleError naming the path otherwise, raised
+    before anything is written (``compile`` calls it before compiling, too)."""
+    out = Path(out_dir)
+    if out.is_symlink() and not out.exists():
+        raise BundleError(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist")
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise BundleError(f"{out} exists and is not a directory")
+    for part in PARTS:
+        d = out / part
+        if not os.path.lexists(d):
+            continue
+        if not d.is_dir():
+            raise BundleError(f"{d} exists and is not a twofold {part} bundle; move it away")
+        names = sorted(e.name for e in d.iterdir())
+        if not names:
+            continue
+        try:
+            ours = part_of(d) == part
+        except BundleError:
+            ours = False
+        if not ours:
+            raise BundleError(
+                f"{d} is not a twofold {part} bundle (no manifest naming it), and compile would "
+                "replace it; move it away or give another -o"
+            )
+        extra = [n for n in names if n not in CLIENT_FILES] if part == CLIENT else []
+        if extra:
+            raise BundleError(
+                f"{d} holds {', '.join(extra[:5])}, which compile did not write: the client "
+                "bundle goes to the hospital as a whole; move it away"
+            )
+
+
 def write_bundle(
     graph: Graph,
     out_dir: str | Path,
@@ -94,8 +144,8 @@ def write_bundle(
     """Write ``out_dir/server`` and ``out_dir/client`` (``server_files``: extra text files for
     the server part, e.g. the emitted ``program.py``); all or nothing."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"{out} exists and is not a directory")
+    check_target(out)
+    legacy = all((out / f).is_file() for f in _LEGACY_MARKS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -106,16 +156,17 @@ def write_bundle(
         if not out.exists():
             os.replace(tmp, out)
             return out
-        _swap(tmp, out)
+        _swap(tmp, out, legacy)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _swap(tmp: Path, out: Path) -> None:
+def _swap(tmp: Path, out: Path, legacy: bool) -> None:
     """Move ``tmp/{server,client}`` over ``out/{server,client}``; put the old ones back if a
-    move fails. Entries of an old part that the compiler does not write (e.g. the server's
-    TLS key in ``server/tls/``) are carried over; the single-directory layout's files go."""
+    move fails. Entries of the old server part that the compiler does not write (e.g. its TLS
+    key in ``server/tls/``) are carried over (the client part has none: :func:`check_target`);
+    the single-directory layout's files go only if ``out`` was such a bundle (``legacy``)."""
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
     moved: list[str] = []
     placed: list[str] = []
@@ -135,14 +186,14 @@ def _swap(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         raise
     try:
-        for part in moved:
+        for part in (p for p in moved if p == SERVER):
             if (old / part).is_dir():
                 for entry in (old / part).iterdir():
                     if not os.path.lexists(out / part / entry.name):
                         os.replace(entry, out / part / entry.name)
     finally:
         shutil.rmtree(old, ignore_errors=True)
-    for name in LEGACY_FILES:
+    for name in LEGACY_FILES if legacy else ():
         (out / name).unlink(missing_ok=True)
 
 
