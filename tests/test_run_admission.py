@@ -585,10 +585,11 @@ def test_a_flood_of_refused_peers_is_counted_not_logged_line_by_line(bundles):  
     """Every peer refused at the handshake was one log line, so a stranger sending garbage
     wrote the log as fast as it could connect (2,856 lines in 20 s). Now a burst is logged in
     full and the rest counted: 60 refused peers give at most REFUSED_BURST lines, and the
-    count of the others before the server stops."""
+    count of the others before the server stops. (Without the rate limit, which would close
+    all but a burst before their handshake: see the test after this one.)"""
     from twofold.runtime.admission import REFUSED_BURST
 
-    srv = Server(bundles["a"])
+    srv = Server(bundles["a"], "--rate-per-address", "0")
     host, port = srv.addr.rsplit(":", 1)
     try:
         for _ in range(60):
@@ -606,3 +607,127 @@ def test_a_flood_of_refused_peers_is_counted_not_logged_line_by_line(bundles):  
     assert len(lines) == REFUSED_BURST, out
     counts = re.findall(r"(\d+) more connections refused at handshake", out)
     assert sum(int(n) for n in counts) == 60 - REFUSED_BURST, out
+
+
+def _forked(out: str) -> int:
+    """Connections that got a handshake process and were refused there, from the log: one
+    line each, or counted in a line about those left out."""
+    lines = re.findall(r"connection \d+ from \S+ refused at handshake", out)
+    counts = re.findall(r"(\d+) more connections refused at handshake", out)
+    return len(lines) + sum(int(n) for n in counts)
+
+
+def _garbage_from(addr: str, source: str) -> None:
+    """One connection from ``source`` that sends an HTTP request and waits for the server to
+    close it (so it is not turned away for its address's handshake places)."""
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), 10, (source, 0)) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(OSError):  # a reset: closed before its process was started
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
+
+
+def test_one_address_cannot_make_the_server_fork_as_fast_as_it_connects(bundles):  # noqa: F811
+    """Every connection that spoke got a process of its own (a fork and a TLS handshake)
+    before it could be refused, and nothing bounded how many a second: 60 garbage
+    connections from one address, one after the other, were 60 forks. Now, with the
+    defaults, an address gets a burst of 20 and then 1 a second; the excess is closed
+    before the fork, and a client from another address is served meanwhile."""
+    d = bundles["dir"]
+    srv = Server(bundles["a"])
+    try:
+        t = time.monotonic()
+        for _ in range(60):
+            _garbage_from(srv.addr, "127.0.0.2")
+        took = time.monotonic() - t
+        res = client(bundles["a"], srv.addr, bundles["x"], d / "rate.json", "--quiet")
+        assert res.returncode == 0, res.stderr
+        time.sleep(0.5)
+    finally:
+        out, err = srv.stop()
+    assert not err, err
+    forks = _forked(out)  # burst 20 (twice 2 sessions + 4 queued + 4 pending), 1 a second
+    assert 20 <= forks <= 20 + 1.0 * took + 1, (forks, took, out)
+    assert "turned away: connections from 127.0.0.2 come faster than 1 a second" in out, out
+
+
+def test_completed_sessions_give_their_token_back(bundles):  # noqa: F811
+    """With a burst of 2 and a token back every 20 s: of three garbage connections from one
+    address the third is closed before the fork. A client whose session completes gives its
+    token back, so five in a row from one address are all served (``twofold eval`` runs one
+    session per image from one address), where the refill alone would admit two."""
+    d = bundles["dir"]
+    srv = Server(bundles["a"], "--burst-per-address", "2", "--rate-per-address", "0.05")
+    try:
+        for _ in range(3):
+            _garbage_from(srv.addr, "127.0.0.3")
+        for i in range(5):  # from 127.0.0.1
+            res = client(bundles["a"], srv.addr, bundles["x"], d / f"back{i}.json", "--quiet")
+            assert res.returncode == 0, (i, res.stderr)
+        time.sleep(0.5)
+    finally:
+        out, err = srv.stop()
+    assert not err, err
+    assert _forked(out) == 2, out
+    assert out.count("come faster than 0.05 a second after a burst of 2") == 1, out
+    assert len(re.findall(r"session \d+ done", out)) == 5, out
+
+
+def test_the_rate_table_refuses_the_excess_of_one_address_and_stays_bounded():
+    """The token bucket itself: the excess of one address is refused, another address is
+    not, the refill gives tokens back at the rate, a completed session gives its token back,
+    and the table of addresses never holds more than its bound, however many addresses come;
+    the one forgotten first is the least recently used."""
+    from twofold.runtime.admission import ConnectRate
+
+    r = ConnectRate(rate=0.5, burst=3, table_max=100)
+    assert [r.take("10.0.0.1", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert r.take("10.0.0.2", 0.0)  # another address: its own bucket
+    assert not r.take("10.0.0.1", 1.0)  # half a token back
+    assert r.take("10.0.0.1", 2.0) and not r.take("10.0.0.1", 2.0)  # one
+    assert r.take("10.0.0.1", 100.0) and r.take("10.0.0.1", 100.0)  # full again (3), no more
+    assert r.take("10.0.0.1", 100.0) and not r.take("10.0.0.1", 100.0)
+    r.give_back("10.0.0.1", 100.0)  # a session of it completed
+    assert r.take("10.0.0.1", 100.0) and not r.take("10.0.0.1", 100.0)
+    r.give_back("10.0.0.9", 100.0)  # unknown (full) address: nothing to give back, no entry
+    assert "10.0.0.9" not in r.table
+    for i in range(10_000):
+        assert r.take(f"2001:db8:{i:x}::/64", 200.0 + i / 1000)
+        assert len(r) <= 100
+    assert list(r.table)[0] == "2001:db8:26ac::/64"  # the 100 most recent: 9,900 onwards
+    r.take("2001:db8:26ac::/64", 300.0)  # used again: the most recent now
+    r.take("192.0.2.1", 300.0)
+    assert "2001:db8:26ac::/64" in r.table and "2001:db8:26ad::/64" not in r.table
+    # a bucket refilled to the full burst is no entry: give_back drops it
+    r2 = ConnectRate(rate=1.0, burst=2)
+    r2.take("a", 0.0)
+    r2.give_back("a", 0.0)
+    assert len(r2) == 0
+
+
+@pytest.mark.parametrize(
+    "option, value, needle",
+    [
+        ("--rate-per-address", "nan", "finite number of connections a second"),
+        ("--rate-per-address", "inf", "finite number of connections a second"),
+        ("--rate-per-address", "-1", "finite number of connections a second"),
+        ("--burst-per-address", "0", "whole number, at least 1"),
+        ("--burst-per-address", "-3", "whole number, at least 1"),
+    ],
+)
+def test_server_refuses_a_rate_limit_that_cannot_work_at_start(bundles, option, value, needle):  # noqa: F811
+    """A NaN rate would switch the limit off unnoticed, a negative one or a burst below 1
+    would refuse every client: one line naming the option, before the server listens."""
+    import subprocess
+
+    from test_run_cli import TWOFOLD
+
+    res = subprocess.run(
+        [*TWOFOLD, "run", "server", str(bundles["a"]), "--listen", "127.0.0.1:0", "--once",
+         option, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    one_line_error(res, option, needle)
+    assert "serving" not in res.stdout

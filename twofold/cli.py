@@ -309,6 +309,23 @@ def _ot_default() -> str:
     help="connections from one address (IPv6: one /64) in the handshake stage; more are "
     "closed [default: a quarter of --max-pending]",
 )
+@click.option(
+    "--rate-per-address",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="connections from one address (IPv6: one /64) that may start a handshake process, "
+    "a second, sustained; those whose session completes do not count; more are closed "
+    "before the process is started; 0: no limit",
+)
+@click.option(
+    "--burst-per-address",
+    type=int,
+    default=None,
+    help="connections from one address that may start a handshake process in a burst, before "
+    "--rate-per-address applies [default: twice --max-sessions + --max-queued + "
+    "--max-pending-per-address, 20]",
+)
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
 @click.option(
@@ -332,8 +349,8 @@ def _ot_default() -> str:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintext, token_file,
                    handshake_timeout, session_timeout, max_pending, max_pending_per_address,
-                   once, max_sessions, max_queued, queue_wait, linear, ot_source, no_fuse,
-                   timeout, quiet) -> None:  # fmt: skip
+                   rate_per_address, burst_per_address, once, max_sessions, max_queued,
+                   queue_wait, linear, ot_source, no_fuse, timeout, quiet) -> None:  # fmt: skip
     """Serve BUNDLE (its weights stay here) to clients until stopped.
 
     TLS is on by default: without --tls-cert the server creates a self-signed certificate on
@@ -350,6 +367,7 @@ def run_server_cmd(bundle, listen, tls_cert, tls_key, tls_dir, insecure_plaintex
             insecure_plaintext=insecure_plaintext, token_file=token_file,
             handshake_timeout=handshake_timeout, session_timeout=session_timeout,
             max_pending=max_pending, max_pending_per_address=max_pending_per_address,
+            rate_per_address=rate_per_address, burst_per_address=burst_per_address,
             max_queued=max_queued, queue_wait=queue_wait, once=once,
             max_sessions=max_sessions, linear=linear, ot=ot_source, fuse=not no_fuse,
             timeout=timeout, progress=not quiet,

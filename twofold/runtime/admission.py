@@ -20,7 +20,9 @@ from the moment it was accepted:
    that evens nothing out would let an attacker's reconnections end its own connections in
    turn, a fork each). A real client needs milliseconds to finish its handshake, so a client
    alone on its address is never the one ended while the other places are held from fewer
-   than ``max_pending`` - 1 addresses.
+   than ``max_pending`` - 1 addresses. And before its process is forked, a connection takes a
+   token from its address's bucket (:class:`ConnectRate`: ``burst`` at once, ``rate`` a
+   second sustained, given back when its session completes); with none left it is closed.
 3. *queued* (handshake done, waiting for a session slot): at most ``max_queued``, each at most
    ``queue_wait`` seconds; then, or if the queue is full, the client is told ``server busy``
    in the frame where it expects the session settings. Its process watches the socket and
@@ -55,7 +57,7 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +74,10 @@ _WHY_MAX = 600  # bytes of a reason sent to the parent (the peer's values in it 
 #: Silent connections (accepted, not a byte yet) held at once; each costs one descriptor here.
 SILENT_MAX = 64
 REFUSED_BURST, REFUSED_PERIOD = 20, 10.0  # handshake refusals logged in full: 20 per 10 s
+#: Handshake processes an address may start a second, sustained (``run server --rate-per-address``)
+RATE_DEFAULT = 1.0
+#: Addresses whose bucket :class:`ConnectRate` remembers; beyond, the least recently used goes.
+RATE_TABLE_MAX = 16384
 BASE_FDS = 16  # descriptors the parent holds anyway (stdio, listener, wake-up pair, ...)
 FORK_FDS = 4  # a connection's process being started: its pipe and multiprocessing's sentinel
 _ACCEPT_BURST = 64  # connections accepted per turn of the loop, so the loop stays responsive
@@ -175,6 +181,74 @@ def eviction_victim(places: list[tuple[str, float]], key: str) -> int | None:
                key=lambda i: places[i][1])  # fmt: skip
 
 
+class ConnectRate:
+    """A token bucket per address key (:func:`address_key`) on the connections that get a
+    handshake process: ``burst`` at once, refilled at ``rate`` a second.
+
+    Threat: a connection that speaks costs a fork and a TLS handshake (a few ms of CPU)
+    before the server can tell it is garbage, and the cap on an address's handshake places
+    bounds how many run at once, not how many a second: one stranger that keeps its places
+    full, each connection sending a byte and hanging up, made the server fork as fast as
+    their handshakes failed (≈ 80 a second on loopback, 70 % of a core;
+    ``benchmarks/admission_flood.py``).
+
+    Invariant: over any ``t`` seconds, one address gets at most ``burst + rate * t``
+    handshake processes for connections that do not end in a completed session. A
+    connection whose session completes gives its token back (:meth:`give_back`), so a client
+    whose sessions succeed (a hospital, ``twofold eval`` with any number of images) is held
+    back only when more than ``burst`` of its connections are out at once, and a vendor can
+    keep the sustained rate low. An address's completed sessions are bounded by the session
+    slots, so giving tokens back lets nobody fork faster than the server runs sessions.
+
+    Memory: at most ``table_max`` addresses. An address absent from the table has a full
+    bucket, so only an address with tokens left is added (at a fork), and when the table is
+    full the least recently used one is forgotten. That gives it back at most ``burst``
+    tokens, and only if it was used within the last ``burst / rate`` seconds, i.e. if the
+    server forked for more than ``table_max`` new addresses in that time (16,384 in 20 s by
+    default: 800 a second, more than it forks).
+    """
+
+    def __init__(self, rate: float, burst: int, table_max: int = RATE_TABLE_MAX) -> None:
+        self.rate, self.burst, self.table_max = rate, burst, table_max
+        self.table: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key: tokens, when
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, when = self.table.get(key, (self.burst, now))
+        return min(float(self.burst), tokens + (now - when) * self.rate)
+
+    def take(self, key: str, now: float) -> bool:
+        """One token of ``key`` at monotonic time ``now``: True (taken), or False (none left:
+        the connection is to be closed)."""
+        tokens = self._tokens(key, now)
+        if tokens < 1.0:
+            return False
+        self.table[key] = (tokens - 1.0, now)
+        self.table.move_to_end(key)
+        while len(self.table) > self.table_max:
+            self.table.popitem(last=False)
+        return True
+
+    def give_back(self, key: str, now: float) -> None:
+        """Return the token of a connection of ``key`` whose session completed."""
+        if key in self.table:
+            tokens = self._tokens(key, now) + 1.0
+            if tokens >= self.burst:  # a full bucket is no entry
+                del self.table[key]
+            else:
+                self.table[key] = (tokens, now)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def burst_default(max_sessions: int, max_queued: int, per_address: int) -> int:
+    """``run server --burst-per-address`` unless given: twice the connections one address can
+    have in the server's stages at once (20 with the other options' defaults), so a client
+    that fills them (``twofold eval --per-endpoint`` up to ``--max-sessions``) has as many
+    again for connections that fail or are still being reaped."""
+    return 2 * (max_sessions + max_queued + per_address)
+
+
 @dataclass
 class _Silent:
     sid: int
@@ -192,6 +266,7 @@ class _Conn:
     accepted: float
     proc: Any  # multiprocessing.Process
     pipe: mpc.Connection
+    charged: bool = False  # took a token of its address's bucket: back if its session completes
     #: "handshake" -> "queued" (waits for a slot) -> "session"; or "turned away" (told the
     #: server is busy, exiting) or "evicted" (killed to make room; it counts nowhere)
     state: str = "handshake"
@@ -306,6 +381,8 @@ class _Admission:
         handshake_timeout: float,
         session_deadline: float,
         once_wait: float | None,
+        rate: float = 0.0,
+        burst: int = 1,
     ) -> None:
         self.lst: socket.socket | None = lst
         self.handshake, self.session, self.refuse = handshake, session, refuse
@@ -313,6 +390,7 @@ class _Admission:
         self.max_sessions, self.max_pending = max_sessions, max_pending
         self.per_address, self.max_queued, self.queue_wait = per_address, max_queued, queue_wait
         self.hs_timeout, self.session_s = handshake_timeout, session_deadline
+        self.rate = ConnectRate(rate, burst) if rate > 0 else None  # 0: no limit
         self.mp = multiprocessing.get_context("fork")
         self.silent: dict[int, _Silent] = {}  # insertion order: oldest first
         self.conns: dict[int, _Conn] = {}
@@ -477,6 +555,7 @@ class _Admission:
             )
             s.sock.close()
             return
+        victim = None
         if len(hs) >= self.max_pending:
             i = eviction_victim([(c.key, c.accepted) for c in hs], s.key)
             if i is None:
@@ -487,6 +566,9 @@ class _Admission:
                 s.sock.close()
                 return
             victim = hs[i]
+        if not self._charge(s):
+            return
+        if victim is not None:
             self.busy.log(
                 f"connection {victim.sid} from {victim.addr} ended after "
                 f"{time.monotonic() - victim.accepted:.1f} s in its handshake to make room "
@@ -496,6 +578,23 @@ class _Admission:
             victim.state, victim.quiet = "evicted", True
             victim.proc.kill()
         self._fork(s)
+
+    def _charge(self, s: _Silent) -> bool:
+        """Take a token of ``s``'s address (:class:`ConnectRate`), or close ``s`` if none is
+        left. Closed, not told "server busy": that reply goes inside TLS, after the token and
+        program handshake, so it would cost the fork and the handshake the limit is there to
+        save; a client reads the close as "busy, or not a twofold server; try again later"."""
+        if self.rate is None:
+            return True
+        if self.rate.take(s.key, time.monotonic()):
+            return True
+        self.busy.log(
+            f"connection {s.sid} from {s.addr} turned away: connections from {s.key} come "
+            f"faster than {self.rate.rate:g} a second after a burst of {self.rate.burst} "
+            "(--rate-per-address, --burst-per-address)"
+        )
+        s.sock.close()
+        return False
 
     def _fork(self, s: _Silent) -> None:
         try:
@@ -528,7 +627,8 @@ class _Admission:
         finally:
             s.sock.close()
             child_end.close()
-        self.conns[s.sid] = _Conn(s.sid, s.addr, s.key, s.accepted, p, parent_end)
+        self.conns[s.sid] = _Conn(s.sid, s.addr, s.key, s.accepted, p, parent_end,
+                                  charged=self.rate is not None)  # fmt: skip
 
     # -- stages 2-4 ----------------------------------------------------------------------
     def _read_pipe(self, c: _Conn) -> None:
@@ -616,6 +716,8 @@ class _Admission:
         if c.sid in self.queue:
             self.queue.remove(c.sid)
         code = c.proc.exitcode
+        if c.charged and c.state == "session" and code == _DONE:
+            self.rate.give_back(c.key, time.monotonic())  # type: ignore[union-attr]
         if not c.quiet:
             self._log_end(c, code)
         if c.sid == self.the_one:
@@ -714,6 +816,8 @@ def serve_forked(
     handshake_timeout: float = 10.0,
     session_deadline: float = 600.0,
     once_wait: float | None = None,
+    rate: float = RATE_DEFAULT,
+    burst: int | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Accept on ``lst`` (non-blocking) until stopped (or, with ``once``, until one session
@@ -726,23 +830,30 @@ def serve_forked(
     quarter of ``max_pending`` (at least 1). ``session_deadline``: the seconds a session may
     run (its process enforces them; past them by 30 s it is killed, and after the first
     SIGINT the server waits for sessions at most that long). ``once_wait``: with ``once``,
-    give up (status 1) if no client got a slot in that time. ``on_ready``: called once the
-    server handles SIGINT itself (where it announces that it is serving).
+    give up (status 1) if no client got a slot in that time. ``rate``, ``burst``: the
+    :class:`ConnectRate` of an address's handshake processes (``rate`` 0: no limit; ``burst``
+    default :func:`burst_default`). ``on_ready``: called once the server handles SIGINT
+    itself (where it announces that it is serving).
     """
+    per_address = per_address if per_address is not None else max(1, max_pending // 4)
+    if burst is None:
+        burst = burst_default(max_sessions, max_queued, per_address)
     return _Admission(
         lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
-        max_pending=max_pending,
-        per_address=per_address if per_address is not None else max(1, max_pending // 4),
-        max_queued=max_queued, queue_wait=queue_wait, handshake_timeout=handshake_timeout,
-        session_deadline=session_deadline, once_wait=once_wait,
+        max_pending=max_pending, per_address=per_address, max_queued=max_queued,
+        queue_wait=queue_wait, handshake_timeout=handshake_timeout,
+        session_deadline=session_deadline, once_wait=once_wait, rate=rate, burst=burst,
     ).run(on_ready)  # fmt: skip
 
 
 __all__ = [
     "HANDSHAKE_FAILED",
+    "RATE_DEFAULT",
     "SILENT_MAX",
     "STOPPED",
+    "ConnectRate",
     "address_key",
+    "burst_default",
     "eviction_victim",
     "serve_forked",
 ]

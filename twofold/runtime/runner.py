@@ -30,7 +30,7 @@ from ..ir import program_hash
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function, invalid_result
-from .admission import serve_forked
+from .admission import RATE_DEFAULT, burst_default, serve_forked
 from .errors import PeerError, RuntimeProtocolError, ServerBusy, peer_repr
 from .executor import Executor, peak_rss_mb
 from .fusion import relu_trunc_plan
@@ -235,6 +235,8 @@ def serve(
     max_pending_per_address: int | None = None,
     max_queued: int = 4,
     queue_wait: float = 60.0,
+    rate_per_address: float = RATE_DEFAULT,
+    burst_per_address: int | None = None,
     linear: str = "auto",
     ot: str = OT_DEFAULT,
     fuse: bool = True,
@@ -250,7 +252,10 @@ def serve(
     ``handshake_timeout`` of connecting (at most ``max_pending`` at once in that stage,
     ``max_pending_per_address`` from one address), then waits at most ``queue_wait`` for one
     (at most ``max_queued`` waiting); a session holds its slot at most
-    :func:`session_deadline`.
+    :func:`session_deadline`. One address gets a handshake process for at most
+    ``burst_per_address`` connections at once and ``rate_per_address`` a second sustained,
+    not counting those whose session completed (:class:`.admission.ConnectRate`; rate 0: no
+    limit).
     """
     if linear not in LINEAR:
         raise RunError(f"--linear must be one of {', '.join(LINEAR)}, got {linear!r}")
@@ -271,6 +276,9 @@ def serve(
     if max_queued < 0:
         raise RunError(f"--max-queued must be at least 0, got {max_queued}")
     queue_wait = check_seconds(queue_wait, "--queue-wait", TIMEOUT_MAX)
+    rate, burst = check_rate(rate_per_address, burst_per_address)
+    if burst is None:
+        burst = burst_default(max_sessions, max_queued, per_address)
     try:
         check_ot_source(ot)
     except ValueError as e:
@@ -340,8 +348,8 @@ def serve(
             lst, handshake, session, refuse, once=once, max_sessions=max_sessions,
             max_pending=max_pending, per_address=per_address, max_queued=max_queued,
             queue_wait=queue_wait, handshake_timeout=gate.handshake_timeout,
-            session_deadline=session_s,
-            once_wait=timeout if once else None, on_ready=announce,
+            session_deadline=session_s, once_wait=timeout if once else None, rate=rate,
+            burst=burst, on_ready=announce,
         )  # fmt: skip
 
 
@@ -367,6 +375,25 @@ def check_seconds(value: float, option: str, maximum: float | None = None) -> fl
     if maximum is not None and v > maximum:
         raise RunError(f"{option} must be at most {maximum:g} s, got {value!r}")
     return v
+
+
+def check_rate(rate: Any, burst: Any) -> tuple[float, int | None]:  # noqa: ANN401
+    """``--rate-per-address`` (connections a second: finite, 0 for no limit) and
+    ``--burst-per-address`` (a whole number, at least 1; None: the default), RunError naming
+    the option otherwise: NaN would switch the limit off unnoticed (no comparison with it is
+    true) and a burst below 1 would refuse every client."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        r = math.nan
+    if not (math.isfinite(r) and r >= 0):
+        raise RunError(
+            "--rate-per-address must be a finite number of connections a second, 0 for no "
+            f"limit, got {rate!r}"
+        )
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise RunError(f"--burst-per-address must be a whole number, at least 1, got {burst!r}")
+    return r, burst
 
 
 def check_timeouts(timeout: float, session_timeout: float | None) -> tuple[float, float | None]:
