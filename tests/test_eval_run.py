@@ -183,6 +183,33 @@ def test_two_party_mode_against_a_server(model, dataset, tmp_path):
                       connect_options=pin))  # server gone  # fmt: skip
 
 
+def test_eval_is_not_held_back_by_the_servers_rate_limit(model, dataset, tmp_path):
+    """``twofold eval`` opens one connection per image from one address; the server's
+    per-address rate limit gives a token back for each session that completes, so ten images
+    pass a server whose bucket holds 5 and refills once in 100 s (and the defaults, 20 and 1 a
+    second, never throttle it)."""
+    import subprocess
+    import sys
+
+    from twofold.twoparty import parse_banner
+
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
+         "--listen", "127.0.0.1:0", "--quiet", "--burst-per-address", "5",
+         "--rate-per-address", "0.01"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        addr, fp = parse_banner(srv.stdout.readline())
+        s = run_eval(_cfg(model, dataset, tmp_path / "o", mode="2pc", connect=addr, jobs=2,
+                          limit=10, connect_options={"server_fingerprint": fp}))  # fmt: skip
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    assert s["dataset"]["evaluated"] == 10
+    assert s["overall"]["twopc_vs_simulate"]["bit_exact_images"] == 10
+
+
 def test_sigkill_mid_run_then_resume(model, tmp_path):
     """A real kill -9 of `twofold eval` while it runs; --resume completes the same report."""
     import os
