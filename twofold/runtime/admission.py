@@ -189,7 +189,7 @@ class ConnectRate:
     before the server can tell it is garbage, and the cap on an address's handshake places
     bounds how many run at once, not how many a second: one stranger that keeps its places
     full, each connection sending a byte and hanging up, made the server fork as fast as
-    their handshakes failed (≈ 80 a second on loopback, 70 % of a core;
+    their handshakes failed (246 a second on loopback, 1.7 cores of CPU;
     ``benchmarks/admission_flood.py``).
 
     Invariant: over any ``t`` seconds, one address gets at most ``burst + rate * t``
