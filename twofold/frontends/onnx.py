@@ -210,10 +210,13 @@ def _np_slice(data, starts, ends, axes=None, steps=None):  # noqa: ANN001, ANN20
     return data[tuple(idx)]
 
 
-#: The most elements a constant folded from a model's shape arithmetic may have (64 MiB of
-#: float32). Shape arithmetic is small; a model declaring a ConstantOfShape/Expand/Range of
-#: terabytes is refused before numpy tries to allocate it (or the OOM killer ends the run).
-FOLD_MAX_ELEMENTS = 1 << 24
+#: The most elements a constant folded on constants may have (2^28: 1 GiB of float32, 2 GiB
+#: of float64). Exporters also build weight-sized constants this way (the ONNX zoo's AlexNet
+#: fills a 37.7 M-element one with ConstantOfShape; VGG-16's largest weight has 103 M), so
+#: the bound is a weight's size, not shape arithmetic's; a model declaring a
+#: ConstantOfShape/Expand/Range of terabytes is refused before numpy tries to allocate it
+#: (or the OOM killer ends the run).
+FOLD_MAX_ELEMENTS = 1 << 28
 
 
 def _fold_size(op: str, x: list[np.ndarray | None]) -> int | None:
