@@ -195,10 +195,11 @@ def test_progress_rate_eta_and_projection():
     assert "no 2PC cost estimate" in describe(None)
 
 
-def test_ctrl_c_keeps_the_images_in_flight_and_starts_no_more(monkeypatch):
-    """Ctrl-C while images are in flight: their sessions run to the end anyway (the thread
-    pool joins them), and their records were thrown away; now they are recorded, nothing new
-    starts, and the interrupt goes on afterwards (the CLI: "interrupted", exit 130)."""
+def test_ctrl_c_ends_the_images_in_flight_and_records_only_finished_ones(monkeypatch):
+    """Ctrl-C while images are in flight: nothing new starts, ``stop`` ends them (before, the
+    loop waited for their sessions to finish: minutes at 224²), an image that had finished is
+    recorded, the ended ones are not (whatever their sessions gave: --resume runs them), the
+    message names them, and the interrupt goes on (the CLI: "interrupted", exit 130)."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -209,26 +210,35 @@ def test_ctrl_c_keeps_the_images_in_flight_and_starts_no_more(monkeypatch):
         def __init__(self, i: int) -> None:
             self.id, self.line = f"x{i}", i
 
-    real_wait, hits = dispatch_mod.wait, []
+    real_wait, futures = dispatch_mod.wait, {}
+    ended, recs, msgs = threading.Event(), [], []
 
-    def wait_then_ctrl_c(*a, **kw):  # noqa: ANN002, ANN003, ANN202
-        if not hits:
-            hits.append(1)
-            raise KeyboardInterrupt
-        return real_wait(*a, **kw)
+    def wait_then_ctrl_c(fs, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        real_wait([futures["x0"]])  # x0 has finished; x1 and x2 are still running
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(dispatch_mod, "wait", wait_then_ctrl_c)
-    gate, started, recs, msgs = threading.Event(), [], [], []
-    with ThreadPoolExecutor(2) as ex:
+    with ThreadPoolExecutor(3) as ex:
 
         def submit(s, ep):  # noqa: ANN001, ANN202
-            started.append(s.id)
-            return ex.submit(lambda: (gate.wait(5), time.sleep(0.05), ("ok", {"id": s.id}))[2])
+            if s.id == "x0":
+                futures[s.id] = ex.submit(lambda: ("ok", {"id": "x0"}))
+            else:  # a session that runs until it is ended, then fails (a cut connection)
+                futures[s.id] = ex.submit(
+                    lambda: (ended.wait(60), ("fatal", "peer closed the connection"))[1]
+                )
+            return futures[s.id]
 
-        gate.set()
+        t0 = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            dispatch([S(i) for i in range(5)], submit, cap=2, pool=None, retries=0,
-                     on_record=lambda r, e: recs.append(r["id"]), say=msgs.append)  # fmt: skip
-    assert started == ["x0", "x1"]  # nothing new after the Ctrl-C
-    assert sorted(recs) == ["x0", "x1"]  # the two in flight are recorded
-    assert any("interrupted: finishing the 2 image(s) in flight" in m for m in msgs)
+            dispatch([S(i) for i in range(6)], submit, cap=3, pool=None, retries=0,
+                     on_record=lambda r, e: recs.append(r["id"]), say=msgs.append,
+                     stop=ended.set)  # fmt: skip
+        took = time.monotonic() - t0
+    assert ended.is_set() and took < 5, took
+    assert list(futures) == ["x0", "x1", "x2"]  # nothing new after the Ctrl-C
+    assert recs == ["x0"]  # finished before the stop: recorded; the ended two: not
+    assert msgs == [
+        "interrupted: ended the 2 image(s) in flight (x1, x2); they are not recorded, "
+        "--resume runs them"
+    ]

@@ -255,6 +255,68 @@ def test_sigkill_mid_run_then_resume(model, tmp_path):
     assert _stable(a) == _stable(b)
 
 
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_in_2pc_ends_the_sessions_in_flight_at_once(model, dataset, tmp_path, presses):
+    """Ctrl-C (once, or twice in a row) while two 2PC sessions are in flight on a server that
+    accepted them and says nothing yet (as during a long session): eval ends both sessions
+    at once (the server sees each connection close) instead of waiting for them (here the
+    61 s handshake deadline; a 224² session runs minutes), records neither, and exits 130 with
+    ``twofold: interrupted`` and no traceback; --resume then runs them."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from twofold.twoparty import parse_banner
+
+    out = tmp_path / "o"
+    args = ["eval", str(model[1]), "--model", str(model[0]), "--dataset", str(dataset[0]),
+            "--images", str(dataset[1]), "--mode", "2pc", "--jobs", "2",
+            "--insecure-plaintext", "-o", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        lst.settimeout(60)
+        port = lst.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twofold.cli", *args, "--connect", f"127.0.0.1:{port}"],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        conns = [lst.accept()[0] for _ in range(2)]  # both sessions connected, waiting
+        t0 = time.monotonic()
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+        for c in conns:  # the client ended each session: the server reads it to EOF at once
+            c.settimeout(5)
+            while c.recv(1 << 16):
+                pass
+            c.close()
+    assert proc.returncode == 130, err
+    assert took < 5, f"Ctrl-C took {took:.1f} s to stop eval"
+    lines = err.strip().splitlines()
+    assert lines[-1] == "twofold: interrupted" and "Traceback" not in err, err
+    if presses == 1:
+        assert any(x.startswith("interrupted: ended the 2 image(s) in flight") for x in lines)
+    assert (out / "results.jsonl").read_text().count("\n") == 1  # the header: no record
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "twofold.cli", "run", "server", str(model[1]),
+         "--listen", "127.0.0.1:0", "--quiet", "--insecure-plaintext"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        addr, _ = parse_banner(srv.stdout.readline())
+        s = run_eval(_cfg(model, dataset, out, mode="2pc", connect=addr, resume=True, limit=2,
+                          connect_options={"insecure_plaintext": True}))  # fmt: skip
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    assert s["dataset"]["evaluated"] == 2 and s["secure_failures"]["failed"] == 0
+
+
 def test_resume_refuses_other_images_or_another_csv(model, dataset, tmp_path):
     csv, img = dataset
     run_eval(_cfg(model, dataset, tmp_path / "o", limit=3))

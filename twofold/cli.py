@@ -572,11 +572,22 @@ def inspect_cmd(model, fmt, input_shape) -> None:  # noqa: ANN001
         raise UserError(str(e)) from None
 
 
+def _ignore_sigint() -> None:
+    """Ignore further Ctrl-C while exiting (only the main thread may set a handler)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``twofold`` program: a known failure is one line on stderr and a non-zero exit."""
     try:
         cli.main(args=argv, prog_name="twofold", standalone_mode=True)
     except (KeyboardInterrupt, Interrupted):
+        if argv is None:  # the program itself (not a caller's test): exiting now, so a
+            _ignore_sigint()  # second Ctrl-C must not end in a traceback
         click.echo("twofold: interrupted", err=True)
         sys.exit(130)
     except OverflowError as e:  # a number too large for where it goes (options are checked)

@@ -7,9 +7,12 @@ Each engine maps one preprocessed image to ``Inference``: the model's probabilit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +147,43 @@ def _probabilities(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["values"], np.float64).ravel()
 
 
+class Sessions:
+    """The 2PC sessions of this process in flight, so that a stop (Ctrl-C) ends them at once.
+
+    Invariant: after :meth:`stop`, every session that was open is cancelled (its connection
+    shut down: its thread gets an error within moments and the server sees the client go) and
+    a session opened later is cancelled before it connects.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
+        self.stopped = False
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Any]:
+        """A :class:`~twofold.runtime.net.Cancel` for one session, registered while it runs."""
+        from ..runtime.net import Cancel
+
+        c = Cancel()
+        with self._lock:
+            if self.stopped:
+                c.cancel()
+            self._live.add(c)
+        try:
+            yield c
+        finally:
+            with self._lock:
+                self._live.discard(c)
+
+    def stop(self) -> None:
+        """Cancel every session in flight, and every later one."""
+        with self._lock:
+            self.stopped = True
+            for c in self._live:
+                c.cancel()
+
+
 CONNECT_OPTIONS = frozenset(
     {"tls_ca", "server_fingerprint", "token", "insecure_plaintext", "timeout"}
 )
@@ -165,11 +205,13 @@ class TwoParty(_Program):
         connect: str | None,
         connect_options: dict[str, Any] | None = None,
         connect_timeout: float = 10.0,
+        sessions: Sessions | None = None,
     ) -> None:
         """``connect_options``: the keyword arguments of ``run_client`` that are set, among
         ``tls_ca``, ``server_fingerprint``, ``token``, ``insecure_plaintext``, ``timeout``;
         ``connect_timeout``: how long a refused connection is retried (eval's endpoint pool
-        keeps it short and backs off instead)."""
+        keeps it short and backs off instead); ``sessions``: where its sessions in flight are
+        registered, so that :meth:`Sessions.stop` ends them (shared by the engines of a run)."""
         super().__init__(bundle, weights=False, command="eval --mode 2pc")
         if not connect:
             raise EngineError("--mode 2pc needs --connect HOST:PORT (a `twofold run server`)")
@@ -194,6 +236,7 @@ class TwoParty(_Program):
         self.connect_options = opts
         self.connect_timeout = connect_timeout
         self._run_client = run_client
+        self.sessions = sessions or Sessions()
 
     def digest(self) -> str:
         """The public program (the client holds no weights)."""
@@ -206,16 +249,18 @@ class TwoParty(_Program):
 
         t0 = time.perf_counter()
         try:
-            doc = self._run_client(
-                self.bundle,
-                self.host,
-                self.port,
-                {input_name: x},
-                **self.connect_options,
-                connect_timeout=self.connect_timeout,
-                progress=False,
-                out=io.StringIO(),
-            )
+            with self.sessions.open() as cancel:
+                doc = self._run_client(
+                    self.bundle,
+                    self.host,
+                    self.port,
+                    {input_name: x},
+                    **self.connect_options,
+                    connect_timeout=self.connect_timeout,
+                    progress=False,
+                    out=io.StringIO(),
+                    cancel=cancel,
+                )
         except (RuntimeProtocolError, OSError) as e:
             raise EngineError(f"two-party run with {self.host}:{self.port} failed: {e}") from None
         dt = time.perf_counter() - t0

@@ -12,8 +12,11 @@ Concurrency: local, ``min(--jobs, endpoints × K)``; Ray, ``min(cluster CPUs, en
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import numpy as np
 from . import projection
 from .dispatch import attempt, dispatch
 from .endpoints import EndpointError, EndpointPool, endpoint_pins, parse_endpoints
-from .engines import EngineError, Plaintext, Simulate, TwoParty
+from .engines import EngineError, Plaintext, Sessions, Simulate, TwoParty
 from .progress import Progress
 
 ENGINES = ("local", "ray")
@@ -45,6 +48,7 @@ class SecureEngines:
     ) -> None:
         self.sim, self.bundle, self.opts, self.pins = sim, bundle, opts, pins or {}
         self._by: dict[str, TwoParty] = {}
+        self.sessions = Sessions()  # every 2PC session in flight, to end them on a stop
 
     def __call__(self, endpoint: str | None) -> Any:  # noqa: ANN401
         if endpoint is None:
@@ -56,9 +60,61 @@ class SecureEngines:
                 opts = {k: v for k, v in opts.items() if k not in drop}
                 opts["server_fingerprint"] = self.pins[endpoint]
             self._by[endpoint] = TwoParty(
-                self.bundle, endpoint, opts, connect_timeout=CONNECT_TIMEOUT_S
+                self.bundle,
+                endpoint,
+                opts,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                sessions=self.sessions,
             )
         return self._by[endpoint]
+
+
+class Workers:
+    """``n`` daemon threads running submitted calls: a minimal thread pool that a stopped run
+    does not wait for.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter exit, so a
+    Ctrl-C'd ``twofold eval`` sat until every image in flight had finished (and a second
+    Ctrl-C there printed a traceback). Abandoning a worker loses nothing: the driver is the
+    only writer of ``results.jsonl``, and a 2PC session is ended by :class:`.engines.Sessions`
+    (its connection shut down), not left to the peer's timeout.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._q: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"twofold-eval-{i}", daemon=True)
+            for i in range(n)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:  # noqa: ANN401
+        f: Future = Future()
+        self._q.put((f, fn, args))
+        return f
+
+    def _work(self) -> None:
+        while (item := self._q.get()) is not None:
+            f, fn, args = item
+            if not f.set_running_or_notify_cancel():
+                continue
+            try:
+                r = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - handed to the driver with the future
+                f.set_exception(e)
+            else:
+                f.set_result(r)
+
+    def close(self, wait: bool = True) -> None:
+        """No more work; ``wait``: join the threads (they finish what they run first)."""
+        for _ in self._threads:
+            self._q.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 class LocalEngine:
@@ -69,7 +125,8 @@ class LocalEngine:
 
         self._eval = evaluate_image
         self.plain, self.secure, self.cap = plain, secure, cap
-        self._pool = ThreadPoolExecutor(max_workers=cap)
+        self._pool = Workers(cap)
+        self.stopped = False
 
     def describe(self) -> str:
         return f"{self.cap} job(s)"
@@ -82,8 +139,13 @@ class LocalEngine:
     def outcome(self, f: Future) -> tuple[str, Any]:
         return f.result()
 
+    def stop(self) -> None:
+        """End the 2PC sessions in flight (a simulation cannot be ended: it is abandoned)."""
+        self.stopped = True
+        self.secure.sessions.stop()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.close(wait=not self.stopped)
 
 
 class Execution:
@@ -179,6 +241,7 @@ class Execution:
                 on_record=on_record,
                 say=say,
                 outcome=self.engine.outcome,
+                stop=self.engine.stop,
             )
         finally:
             self.run_stats = {

@@ -25,6 +25,7 @@ the machine's CPUs, no dashboard) and shuts it down at the end; with it, it join
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -189,6 +190,7 @@ class RayEngine:
         self.box = [ray.put(spec)]  # in a list: workers fetch it only on a cache miss
         self.conn, self.oracle = conn, oracle
         self.task = ray.remote(num_cpus=1, max_retries=0)(evaluate_task)
+        self._refs: dict[Future, Any] = {}  # the tasks in flight, for stop()
 
     def describe(self) -> str:
         return f"Ray {self.address}: {self.cpus} CPU(s), {self.cap} task(s) at once"
@@ -199,7 +201,16 @@ class RayEngine:
         except OSError:
             data = None
         ref = self.task.remote(self.key, self.box, s, data, endpoint, self.conn, self.oracle)
-        return ref.future()
+        f = ref.future()
+        self._refs[f] = ref
+        f.add_done_callback(lambda done: self._refs.pop(done, None))
+        return f
+
+    def stop(self) -> None:
+        """End the tasks in flight (their workers are killed, so are their 2PC sessions)."""
+        for ref in list(self._refs.values()):
+            with contextlib.suppress(Exception):  # already finished, or Ray going away
+                self.ray.cancel(ref, force=True)
 
     def outcome(self, f: Future) -> tuple[str, Any]:
         err = self.ray.exceptions

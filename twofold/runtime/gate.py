@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PeerError, PeerTimeout, peer_repr
-from .net import FRAME_HEADER, Channel, connect_tcp
+from .net import FRAME_HEADER, Cancel, Channel, connect_tcp
 from .tls import TLSConfigError, check_pin, client_context, parse_fingerprint
 from .tls_stream import TLSStream
 
@@ -67,11 +67,13 @@ def client_channel(
     timeout: float = 600.0,
     connect_timeout: float = 10.0,
     deadline: float | None = None,
+    cancel: Cancel | None = None,
 ) -> Channel:
     """Connect, authenticate the server (pin or CA), present the token; return the channel.
 
     The opening ends by the monotonic time ``deadline`` at the latest (the caller's session
     deadline), else within the connect timeout plus ``min(timeout, 60)`` s after connecting.
+    ``cancel``: watches the connection from the moment it is made (see :class:`Cancel`).
     """
     where = f"{host}:{port}"
     if insecure_plaintext and (tls_ca or server_fingerprint):
@@ -87,6 +89,12 @@ def client_channel(
     pin = parse_fingerprint(server_fingerprint) if server_fingerprint else None
     ctx = None if insecure_plaintext else client_context(tls_ca, server_fingerprint)
     sock = connect_tcp(host, port, connect_timeout)
+    if cancel is not None:
+        try:
+            cancel.watch(sock)
+        except BaseException:
+            sock.close()
+            raise
     opening = time.monotonic() + max(connect_timeout, 1.0) + min(timeout, 60.0)
     deadline = opening if deadline is None else min(opening, deadline)
     try:

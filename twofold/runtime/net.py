@@ -271,6 +271,53 @@ class Channel:
         self.close()
 
 
+class Cancelled(PeerError):
+    """The session was ended on purpose from another thread (:class:`Cancel`), e.g. Ctrl-C in
+    ``twofold eval``: not a fault of the peer and not a result."""
+
+
+class Cancel:
+    """Ends one session promptly from another thread: :meth:`cancel` shuts down (both ways)
+    every connection the session watches (:meth:`watch`), so its thread, blocked in a receive or
+    send, gets a :class:`PeerError` at once and closes its channel as after any lost peer
+    (the peer sees the connection end, not a hang).
+
+    Invariant: ``cancel`` only ever touches this object's own duplicates of the watched
+    sockets (closed by :meth:`release`), never a descriptor the session closed and the system
+    may have reused; once cancelled, ``watch`` refuses (:class:`Cancelled`), so a session
+    that connects after the stop does not run. Thread-safe; one-shot.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self.cancelled = False
+
+    def watch(self, sock: Any) -> None:  # noqa: ANN401 - a socket or a TLSStream over one
+        """Called by the session's thread with each connection it opens."""
+        raw = getattr(sock, "raw", sock)
+        with self._lock:
+            if self.cancelled:
+                raise Cancelled("the session was cancelled")
+            self._socks.append(raw.dup())
+
+    def cancel(self) -> None:
+        """End the session: every watched connection is shut down; later ``watch`` refuses."""
+        with self._lock:
+            self.cancelled = True
+            for s in self._socks:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def release(self) -> None:
+        """The session is over: close the duplicates (called by the session's thread)."""
+        with self._lock:
+            for s in self._socks:
+                with contextlib.suppress(OSError):
+                    s.close()
+            self._socks.clear()
+
+
 _TCP_INFO_BYTES = struct.Struct("<QQ")  # tcpi_bytes_acked, tcpi_bytes_received (Linux >= 4.1)
 _TCP_INFO_OFFSET = 120
 
@@ -442,6 +489,8 @@ def run_pair(
 
 
 __all__ = [
+    "Cancel",
+    "Cancelled",
     "Channel",
     "Listener",
     "PeerError",

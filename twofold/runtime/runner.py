@@ -35,7 +35,7 @@ from .errors import PeerError, RuntimeProtocolError, ServerBusy, peer_repr
 from .executor import Executor, peak_rss_mb
 from .fusion import relu_trunc_plan
 from .gate import GateConfig, client_channel, read_token_file, server_channel
-from .net import CONTROL_FRAME_MAX, Channel, tcp_wire_bytes
+from .net import CONTROL_FRAME_MAX, Cancel, Cancelled, Channel, tcp_wire_bytes
 from .program import Program
 from .protocols._util import SMALL_CHUNK
 from .report import Progress, cost_doc, format_table
@@ -458,6 +458,7 @@ def run_client(
     ot: str | None = None,
     session_timeout: float | None = None,
     program: Program | None = None,
+    cancel: Cancel | None = None,
 ) -> dict[str, Any]:
     """Run the program as the client; returns the out.json document (with ``cost``, and
     ``overflow_checked``: False when the program cannot flag an overflow, so its result may be
@@ -474,6 +475,8 @@ def run_client(
     The server is authenticated by ``server_fingerprint`` (pinned) or ``tls_ca``; neither is
     an error unless ``insecure_plaintext`` (see :func:`twofold.runtime.gate.client_channel`).
     ``ot``: refuse a server that chose another OT source (None: accept the server's).
+    ``cancel``: lets another thread end the run at once (:class:`~.net.Cancel`); the run then
+    raises :class:`~.net.Cancelled`, whatever error the ended connection gave.
     """
     out = out or sys.stdout
     timeout, session_timeout = check_timeouts(timeout, session_timeout)
@@ -497,11 +500,39 @@ def run_client(
         session_s = session_timeout  # the limit the user gave, connecting included
     t0 = time.perf_counter()
     end = time.monotonic() + session_s
-    chan = client_channel(
-        host, port, tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
-        insecure_plaintext=insecure_plaintext, timeout=timeout,
-        connect_timeout=min(connect_timeout, session_s), deadline=end,
-    )  # fmt: skip
+    try:
+        return _client_session(
+            prog, host, port, inputs, end, session_s, t0, cancel, out, ot=ot, progress=progress,
+            tls_ca=tls_ca, server_fingerprint=server_fingerprint, token=token,
+            insecure_plaintext=insecure_plaintext, timeout=timeout,
+            connect_timeout=min(connect_timeout, session_s),
+        )  # fmt: skip
+    except (RuntimeProtocolError, OSError) as e:
+        if cancel is not None and cancel.cancelled and not isinstance(e, Cancelled):
+            raise Cancelled(f"the session was cancelled ({e})") from None
+        raise
+    finally:
+        if cancel is not None:
+            cancel.release()
+
+
+def _client_session(
+    prog: Program,
+    host: str,
+    port: int,
+    inputs: dict[str, np.ndarray],
+    end: float,
+    session_s: float,
+    t0: float,
+    cancel: Cancel | None,
+    out: IO[str],
+    *,
+    ot: str | None,
+    progress: bool,
+    **connect: Any,  # noqa: ANN401 - client_channel's TLS, token and timeout arguments
+) -> dict[str, Any]:
+    """:func:`run_client` from connecting on (its arguments checked, its deadline set)."""
+    chan = client_channel(host, port, deadline=end, cancel=cancel, **connect)
     chan.set_deadline(end, f"session deadline of {session_s:g} s")
     party = None
     try:
