@@ -317,6 +317,52 @@ def test_ctrl_c_in_2pc_ends_the_sessions_in_flight_at_once(model, dataset, tmp_p
     assert s["dataset"]["evaluated"] == 2 and s["secure_failures"]["failed"] == 0
 
 
+def test_a_killed_runs_temporaries_are_removed_and_nothing_else(model, dataset, tmp_path):
+    """A process SIGKILLed while writing the report set leaves its temporary files in the
+    output folder; the next run removes them (this machine, a process no longer running, one
+    of eval's own file names) and leaves everything else: a user's files, a live process's,
+    another machine's, an older version's temporary."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from twofold.eval import scratch
+
+    out = tmp_path / "o"
+    out.mkdir()
+    code = (
+        "import os, signal, sys; from pathlib import Path; from twofold.eval.report import "
+        "_Staged; from twofold.eval.results import ResultsLog; o = Path(sys.argv[1]); "
+        "st = _Staged(o); st.write('report.md', b'half'); st.path('roc.png'); "
+        "(o / 'summary.json').write_text('{}'); st._keep(o / 'summary.json'); "
+        "from twofold.eval import scratch; scratch.temporary(o, 'results.jsonl'); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", code, str(out)], env=env, check=False)
+    assert r.returncode == -signal.SIGKILL
+    (out / "summary.json").unlink()
+    left = sorted(p.name for p in out.iterdir())
+    assert len(left) == 4 and all(scratch.stale(out / n) for n in left), left
+    assert any("-old-" in n for n in left) and any(n.endswith(".png") for n in left)
+    live = scratch.temporary(out, "report.html", ".html")  # this process: running
+    host = scratch._host()
+    other = out / f".report.md.twofold-{'0' if host[0] != '0' else '1'}{host[1:]}-1-abcdefgh.md"
+    keep = [live, other, out / ".report.md.abcdefgh.md", out / ".report.md.bak",
+            out / "notes.txt", out / f".notes.txt.twofold-{host}-999999999-abcdefgh"]  # fmt: skip
+    for p in keep[1:]:
+        p.write_text("mine")
+    msgs: list[str] = []
+    s = run_eval(_cfg(model, dataset, out), msgs.append)
+    assert s["dataset"]["evaluated"] > 0
+    assert msgs[0] == f"removed 4 temporary file(s) a killed run left in {out}"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
+        p.name for p in keep if p.name.startswith(".")
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_resume_refuses_other_images_or_another_csv(model, dataset, tmp_path):
     csv, img = dataset
     run_eval(_cfg(model, dataset, tmp_path / "o", limit=3))

@@ -10,14 +10,13 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import figures
+from . import figures, scratch
 from .analysis import ORACLE_FAULT, SMALL_N, AnalysisError, analyse, oracle_fault, testable
 from .datasets import Dataset
 from .labels import LabelMap
@@ -48,9 +47,7 @@ class _Staged:
     def path(self, name: str) -> Path:
         """A new temporary file for ``name`` (same directory, same suffix: matplotlib reads
         the format from it)."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=self.out)
-        os.close(fd)
-        self.tmp[name] = Path(tmp)
+        self.tmp[name] = scratch.temporary(self.out, name, Path(name).suffix)
         return self.tmp[name]
 
     def write(self, name: str, data: bytes) -> None:
@@ -100,9 +97,7 @@ class _Staged:
     def _keep(self, final: Path) -> Path:
         """A second name for the file about to be replaced (a hard link; a copy where the
         file system has none), to put it back if a later replace fails."""
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.old.", dir=self.out)
-        os.close(fd)
-        old = Path(name)
+        old = scratch.temporary(self.out, final.name, old=True)
         try:
             old.unlink()
             os.link(final, old)

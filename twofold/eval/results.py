@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from . import scratch
 
 FILENAME = "results.jsonl"
 # What a header key means, for the "belongs to another run" message.
@@ -108,8 +109,8 @@ class ResultsLog:
 
     def _rewrite(self, header: dict[str, Any]) -> None:
         """Atomically replace the file by the header and ``self.done`` (one record per id)."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        tmp = scratch.temporary(self.path.parent, self.path.name)
+        with tmp.open("w", encoding="utf-8") as f:
             for rec in (header, *self.done.values()):
                 f.write(json.dumps(rec, separators=(",", ":")) + "\n")
             f.flush()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import provenance
+from . import provenance, scratch
 from .batching import batch_size, run_batched
 from .datasets import DatasetError, Sample, load_dataset
 from .dispatch import DispatchError  # execution side: execute.py, dispatch.py, ray_engine.py
@@ -150,6 +150,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
     except ValueError as e:
         raise EvalError(str(e)) from None
     cfg.out.mkdir(parents=True, exist_ok=True)
+    gone = scratch.sweep(cfg.out)  # a killed run's temporary files, by their names only
+    if gone:
+        say(f"removed {len(gone)} temporary file(s) a killed run left in {cfg.out}")
     identity = {
         "model_sha256": file_digest(cfg.model),
         "bundle_sha256": secure.digest(),
