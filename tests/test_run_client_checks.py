@@ -526,6 +526,19 @@ def test_an_allowed_unchecked_result_says_unchecked(unchecked, bundles, tmp_path
     doc = json.loads((tmp_path / "o.json").read_text())
     assert doc["overflow_checked"] is False and "outputs" in doc
     assert "UNCHECKED result" in res.stderr
+    assert _simulated(unchecked, bundles["x"], tmp_path) == {**doc, "cost": None}
+
+
+def _simulated(bundle, x, tmp_path):  # noqa: ANN001, ANN202
+    """`twofold simulate`'s out.json for ``x``, with run client's ``cost`` key (None)."""
+    from click.testing import CliRunner
+
+    from twofold.cli import cli
+
+    r = CliRunner().invoke(cli, ["simulate", str(bundle), "--input", str(x), "-o",
+                                 str(tmp_path / "sim.json")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return {**json.loads((tmp_path / "sim.json").read_text()), "cost": None}
 
 
 def test_a_checked_result_says_checked(bundles, tmp_path):  # noqa: F811
@@ -537,8 +550,11 @@ def test_a_checked_result_says_checked(bundles, tmp_path):  # noqa: F811
     finally:
         srv.stop()
     assert res.returncode == 0, res.stderr
-    assert json.loads((tmp_path / "o.json").read_text())["overflow_checked"] is True
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["overflow_checked"] is True
     assert "UNCHECKED" not in res.stderr
+    # simulate says the same, under the same name: its out.json is run client's minus cost
+    assert _simulated(bundles["a"], bundles["x"], tmp_path) == {**doc, "cost": None}
 
 
 def test_an_older_ir_without_the_key(bundles, tmp_path):  # noqa: F811

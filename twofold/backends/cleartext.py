@@ -19,6 +19,7 @@ import numpy as np
 from ..ir import Graph, Node, lut, newton
 from ..ir.ops import pool_out_dim, slice_index
 from ..ir.output_function import apply_output_function, invalid_result
+from ..ir.public import overflow_checked
 from .exact_linalg import conv2d_exact, im2col, mask, matmul_exact, to_ring, to_signed
 from .interpreter import Interpreter, InterpreterError
 
@@ -282,11 +283,14 @@ class Cleartext(Interpreter):
 def simulate(
     graph: Graph, x: np.ndarray | dict[str, np.ndarray], check: bool = True
 ) -> dict[str, Any]:
-    """Run and decode: ``{"outputs": ..., "logits": ...}`` in the shared out.json schema."""
+    """Run and decode: ``{"outputs": ..., "logits": ...}`` in the shared out.json schema,
+    with ``overflow_checked`` as ``run client`` writes it (the program's public flag: False
+    when it cannot flag an overflow, see :func:`~twofold.ir.public.overflow_checked`)."""
     interp = Cleartext(graph, check=check)
     res = interp.run(x)
+    checked = {"overflow_checked": bool(overflow_checked(graph))}
     if interp.overflow_at is not None:
-        return invalid_result(interp.overflow_at)
+        return invalid_result(interp.overflow_at) | checked
     fns = graph.meta.get("output_function", {})
     logits, outputs = {}, {}
     for name, val in res.items():
@@ -299,7 +303,7 @@ def simulate(
         doc["valid"] = True
     if graph.meta.get("labels"):
         doc["labels"] = list(graph.meta["labels"])
-    return doc
+    return doc | checked
 
 
 def observe_ranges(

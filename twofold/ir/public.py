@@ -49,6 +49,20 @@ PUBLIC_NODE_META = ("last_use", "free", "clamp")
 FROM_INITIALIZERS = "from_initializers"
 
 
+def overflow_checked(graph: Graph) -> bool | None:
+    """Whether the program flags every overflow it can have (its result is exact or flagged):
+    ``meta["overflow_checked"]``, which the compiler sets — False for ``--range-model
+    calibrated`` or a network with no ReLU to check, whose ranges come from calibration alone.
+    An IR compiled before that key existed: True if it has checked ReLUs (operand 2, the
+    server's limit: only the checked range model adds them), else None (cannot tell)."""
+    flag = graph.meta.get("overflow_checked")
+    if isinstance(flag, bool):
+        return flag
+    if any(n.op == "relu" and len(n.inputs) == 2 for n in graph.nodes):
+        return True
+    return None
+
+
 def public_from_initializers(graph: Graph) -> list[dict[str, Any]]:
     """The nodes of ``graph`` whose public values came from model initializers (see
     :data:`FROM_INITIALIZERS`), in program order: ``{node, op, initializers}``."""

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, IRVerifyError, Node, program_hash, verify
+from ..ir.public import overflow_checked
 from .errors import RuntimeProtocolError
 
 #: Ops the runtime executes; each is a method of twofold.runtime.executor.Executor.
@@ -185,20 +186,6 @@ def check_calls(calls: list[tuple[Node, list[Any], dict[str, Any]]]) -> None:
             raise ProgramError(
                 f"%{node.name}: {node.op} cannot take these arguments: {e}"
             ) from None
-
-
-def overflow_checked(graph: Graph) -> bool | None:
-    """Whether the program flags every overflow it can have (its result is exact or flagged):
-    ``meta["overflow_checked"]``, which the compiler sets — False for ``--range-model
-    calibrated`` or a network with no ReLU to check, whose ranges come from calibration alone.
-    An IR compiled before that key existed: True if it has checked ReLUs (operand 2, the
-    server's limit: only the checked range model adds them), else None (cannot tell)."""
-    flag = graph.meta.get("overflow_checked")
-    if isinstance(flag, bool):
-        return flag
-    if any(n.op == "relu" and len(n.inputs) == 2 for n in graph.nodes):
-        return True
-    return None
 
 
 class Program:
