@@ -224,6 +224,18 @@ def test_secure_failures_are_a_result_said_first(tmp_path):
     assert ok["secure_failures"]["rate"] == 0.0
 
 
+def test_no_failure_rate_is_claimed_before_any_image_ran(tmp_path):
+    """A report before any secure run (--limit 0, or every image pending) said "valid output
+    on all 0 images (secure failure rate 0%)": a rate nothing measured."""
+    ds, _ = _data(n=20)
+    s = write_report(_cfg(tmp_path), ds, LMAP, {}, {})
+    f = s["secure_failures"]
+    assert (f["attempted"], f["failed"], f["rate"]) == (0, 0, None)
+    md = (tmp_path / "report.md").read_text()
+    assert "failure rate 0%" not in md and "on all 0 images" not in md
+    assert "No image has been through secure inference yet, so there is no secure failure " in md
+
+
 def test_small_sample_warnings_on_every_affected_row():
     ds, recs = _data(n=25)
     s = analyse(ds, LMAP, recs, margin=0.01)

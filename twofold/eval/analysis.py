@@ -390,7 +390,7 @@ def analyse(
         "secure_failures": {
             "attempted": attempted,
             "failed": len(fails),
-            "rate": len(fails) / attempted if attempted else 0.0,
+            "rate": len(fails) / attempted if attempted else None,  # None: nothing ran yet
             "reasons": dict(Counter(f["kind"] for f in fails).most_common()),
             "images": fails,
         },

@@ -552,7 +552,11 @@ def _headline(s: dict[str, Any]) -> list[Block]:
             "whose 2PC output did equal the simulation, from a runtime that got others wrong** "
             "— not to be relied on until the fault is explained (see the warning above)."
         )
-    if not f["failed"]:
+    if not f["attempted"]:  # a rate of 0 of 0 would claim what nothing showed
+        claims.append(
+            "No image has been through secure inference yet, so there is no secure failure rate."
+        )
+    elif not f["failed"]:
         claims.append(
             f"Secure inference gave a valid output on all {f['attempted']} images it ran "
             "(secure failure rate 0%)."
