@@ -577,3 +577,27 @@ def test_cli_report_write_failure_is_one_line_and_changes_nothing(model, dataset
     assert after.keys() - {"results.jsonl"} == before.keys() - {"results.jsonl"}
     assert all(after[k] == before[k] for k in before if k != "results.jsonl")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_an_unchecked_program_is_refused_unless_allowed_and_then_flagged(model, dataset, tmp_path):
+    """A program that cannot flag an overflow (``--range-model calibrated``) is refused before
+    any image, as ``run client`` refuses it; with ``allow_unchecked`` the report says so first
+    (summary.json ``overflow_checked: false``, the warning above every claim, the option in the
+    provenance), and a checked program's report has no such warning."""
+    x = np.load(dataset[1] / "x0.npy")
+    np.save(tmp_path / "cal.npy", x)
+    b = tmp_path / "unchecked"
+    compile_model(model[0], b, preprocess="none", calibrate=[tmp_path / "cal.npy"],
+                  range_model="calibrated")  # fmt: skip
+    with pytest.raises(EvalError, match="cannot flag an overflow.*--allow-unchecked"):
+        run_eval(_cfg((model[0], b), dataset, tmp_path / "o1"))
+    assert not (tmp_path / "o1").exists()  # refused before anything was written
+    s = run_eval(_cfg((model[0], b), dataset, tmp_path / "o2", allow_unchecked=True))
+    assert s["overflow_checked"] is False
+    md = (tmp_path / "o2" / "report.md").read_text()
+    assert md.index("UNCHECKED program") < md.index("## Summary")
+    opts = {o["option"]: o for o in s["provenance"]["options"]}
+    assert opts["--allow-unchecked"]["value"] is True
+    checked = run_eval(_cfg(model, dataset, tmp_path / "o3", limit=2))
+    assert checked["overflow_checked"] is True
+    assert "UNCHECKED" not in (tmp_path / "o3" / "report.md").read_text()

@@ -483,11 +483,14 @@ def run_client_cmd(bundle, connect, input_path, out_path, tls_ca, server_fingerp
 @click.option("--quiet", is_flag=True, help="no per-image progress on stderr")
 @click.option("--batch", type=int, help="images per secure run (a bundle compiled with "
               "--input-shape N,...; default: the bundle's batch)")  # fmt: skip
+@click.option("--allow-unchecked", is_flag=True,
+              help="evaluate a program that cannot flag an overflow (--range-model calibrated, "
+                   "no ReLU): a wrong output counts as a result; the report says so")  # fmt: skip
 @connect_options
 def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, engine,
              ray_address, per_endpoint, retries, resume, margin, auroc_margin, group_column,
              retry_failed, uncertain, labels, label_map, limit, title, note, quiet, batch,
-             tls_ca, server_fingerprint, token, insecure_plaintext,
+             allow_unchecked, tls_ca, server_fingerprint, token, insecure_plaintext,
              timeout) -> None:  # fmt: skip
     """Evaluate BUNDLE against its ONNX model on a labelled dataset; write the report to OUT."""
     from pathlib import Path
@@ -527,6 +530,7 @@ def eval_cmd(bundle, model, dataset, fmt, images, out_dir, mode, connect, jobs, 
             labels=[s.strip() for s in labels.split(",")] if labels else None, limit=limit,
             title=title, note=note, engine=engine, ray_address=ray_address,
             per_endpoint=per_endpoint, retries=retries, batch=batch,
+            allow_unchecked=allow_unchecked,
             connect_options={k: v for k, v in conn.items() if v is not None and v is not False},
             command=["twofold", *sys.argv[1:]], option_sources=sources,
         )  # fmt: skip

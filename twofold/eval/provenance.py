@@ -43,6 +43,7 @@ RESULT_OPTIONS = (
     ("--limit", "limit"),
     ("--resume", "resume"),
     ("--retry-failed", "retry_failed"),
+    ("--allow-unchecked", "allow_unchecked"),
 )
 
 

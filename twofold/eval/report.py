@@ -161,8 +161,12 @@ def write_report(
     identity: dict[str, Any],
     projection: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    overflow_checked: bool = True,
 ) -> dict[str, Any]:
     """Analyse and write every artefact into ``cfg.out``; returns the summary dict.
+
+    ``overflow_checked`` False (a program evaluated with ``--allow-unchecked``): the report
+    says first that an overflow was not flagged, so its secure outputs are unchecked.
 
     Paths in the artefacts are file names only: a report is published, the machine's layout
     is not part of it. ``provenance`` (provenance.py: command, result-changing options and
@@ -183,6 +187,7 @@ def write_report(
         "model": Path(cfg.model).name,
         "bundle": Path(cfg.bundle).name,
         "identity": identity,
+        "overflow_checked": overflow_checked,
         **summary,
     }
     stage = _Staged(out)  # all or nothing: a failure leaves the previous report as it was
@@ -522,6 +527,17 @@ def _headline(s: dict[str, Any]) -> list[Block]:
                 "two-party runtime, not quantisation, gave these outputs; they are counted as "
                 "secure failures and left out of every statistic, and the secure results of "
                 "this run should not be relied on until the difference is explained.",
+            )
+        )
+    if s.get("overflow_checked") is False:
+        b.append(
+            (
+                "warn",
+                "**UNCHECKED program: it cannot flag an overflow** (compiled with `--range-model "
+                "calibrated`, or no ReLU to check; evaluated with `--allow-unchecked`). An image "
+                "outside the calibrated ranges gives a wrong secure output that nothing tells "
+                "from a right one: such outputs are counted below as results, and can show only "
+                "as disagreement with the plaintext model, never as secure failures.",
             )
         )
     if f["failed"]:

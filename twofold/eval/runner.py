@@ -67,6 +67,7 @@ class EvalConfig:
     per_endpoint: int = 2
     retries: int = 3
     batch: int | None = None  # images per secure run: the bundle's batch (issue 17, batching.py)
+    allow_unchecked: bool = False  # evaluate a program that cannot flag an overflow
     # --- provenance (provenance.py): the command line, where each option's value came from ---
     command: list[str] | None = None  # argv as typed (shown without absolute paths, secrets)
     option_sources: dict[str, str] = field(default_factory=dict)  # field -> "command line", ...
@@ -143,6 +144,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         n_out = int(np.prod(out_shape)) // int((secure.meta.get("shape") or [1])[0])
         batch = batch_size(secure, cfg.batch)  # issue 17: --batch N, see batching.py
         _check_model_matches(plain, secure, n_out, cfg.model)
+        checked = _check_overflow_checked(cfg, secure)
         lmap = LabelMap(_model_labels(cfg, n_out, secure.labels), cfg.label_map)
         ds = load_dataset(cfg.dataset, cfg.fmt, cfg.images, lmap, cfg.uncertain, cfg.group_column)
     except (EngineError, DatasetError) as e:
@@ -207,7 +209,30 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         identity,
         projection=proj,
         provenance=provenance.finish(prov),
+        overflow_checked=checked,
     )
+
+
+def _check_overflow_checked(cfg: EvalConfig, secure: Any) -> bool:  # noqa: ANN401 - a program
+    """Whether the program flags every overflow (the public IR's ``overflow_checked``); one
+    that cannot is refused unless ``cfg.allow_unchecked``, as ``run client`` refuses it: its
+    wrong outputs would be counted as valid secure results with nothing to tell them apart."""
+    from ..ir.public import overflow_checked
+
+    checked = overflow_checked(secure.graph)
+    if not checked and not cfg.allow_unchecked:
+        why = (
+            "does not say whether it flags overflows (compiled by an older twofold: recompile it)"
+            if checked is None
+            else "cannot flag an overflow (compiled with --range-model calibrated, or it has no "
+            "ReLU to check), so an image outside its calibrated ranges would give a wrong output "
+            "counted as a valid secure result"
+        )
+        raise EvalError(
+            f"{cfg.bundle}: the program {why}; refused before any image. Pass "
+            "--allow-unchecked to evaluate it anyway (the report then says so first)"
+        )
+    return bool(checked)
 
 
 def _check_digests(samples: list[Sample], log: ResultsLog) -> None:
