@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,37 @@ def test_dangling_symlink_output_is_named(tmp_path: Path, tiny) -> None:  # noqa
     res = _compile(str(tiny), "-o", str(link))
     _one_error_line(res, str(link), "does not exist")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("inner", ["client", "server", "client/v2"])
+def test_output_inside_a_bundle_part_is_refused(tmp_path: Path, tiny, inner: str) -> None:  # noqa: ANN001
+    """``-o build/client`` (the part the vendor hands to the hospital, given for the bundle's
+    top folder) would write ``build/client/server/weights.npz``: the weights inside the folder
+    that is shipped. A part, or a folder inside one, is refused as ``-o``, naming the part."""
+    out = tmp_path / "build"
+    assert _compile(str(tiny), "-o", str(out), "--bitlength", "32").exit_code == 0
+    before = _digests(out)
+    res = _compile(str(tiny), "-o", str(out / inner), "--bitlength", "32")
+    _one_error_line(res, str(out / inner.split("/")[0]), f"-o {out}")
+    assert _digests(out) == before
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def test_symlinked_output_on_another_file_system_is_recompiled(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    """``-o build`` where ``build`` links to a folder on another file system (a scratch
+    volume): a recompile replaces the parts there, as in an ordinary folder."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the temporary directory")
+    target = Path(tempfile.mkdtemp(dir=shm, prefix="twofold-test-"))
+    try:
+        link = tmp_path / "build"
+        link.symlink_to(target)
+        for ell in ("32", "31"):  # a first compile into the empty folder, then a recompile
+            res = _compile(str(tiny), "-o", str(link), "--bitlength", ell)
+            assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in target.iterdir()) == ["client", "server"]
+        assert "fix<31," in (target / "client" / "ir.txt").read_text()  # the recompile's
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

@@ -99,10 +99,21 @@ def check_target(out_dir: str | Path) -> None:
     so) — a vendor's own ``server/`` folder is never overwritten; ``DIR/client`` holds nothing
     but :data:`CLIENT_FILES` — a file placed there (a calibration image, a patient list) would
     go to the hospital with the client bundle. BundleError naming the path otherwise, raised
-    before anything is written (``compile`` calls it before compiling, too)."""
+    before anything is written (``compile`` calls it before compiling, too). ``DIR`` itself
+    is no part and lies in none (:func:`_enclosing_part`): ``-o build/client`` would put the
+    server part, weights and all, inside the folder the hospital receives."""
     out = Path(out_dir)
     if out.is_symlink() and not out.exists():
         raise BundleError(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist")
+    found = _enclosing_part(out)
+    if found is not None:
+        part, kind = found
+        where = "is a" if part in (out, out.resolve()) else f"lies inside the {part}"
+        top = part.parent if part.is_absolute() else os.path.relpath(os.path.abspath(part) + "/..")
+        raise BundleError(
+            f"{out} {where} twofold {kind} bundle, and compile would write the server part (the "
+            f"weights) into it; give the bundle's top folder (-o {top}) or another -o"
+        )
     if not os.path.lexists(out):
         return
     if not out.is_dir():
@@ -131,6 +142,25 @@ def check_target(out_dir: str | Path) -> None:
                 f"{d} holds {', '.join(extra[:5])}, which compile did not write: the client "
                 "bundle goes to the hospital as a whole; move it away"
             )
+
+
+def _enclosing_part(out: Path) -> tuple[Path, str] | None:
+    """The bundle part (its folder and ``server``/``client``) that ``out`` is or lies in, as
+    given, as absolute and with symbolic links resolved; None if there is none. A folder whose
+    manifest cannot be read as a bundle's is not a part (another program's ``manifest.json``)."""
+    seen: list[Path] = []
+    for p in (out, Path(os.path.abspath(out)), out.resolve()):
+        for d in (p, *p.parents):
+            if d in seen:
+                continue
+            seen.append(d)
+            try:
+                kind = part_of(d)
+            except BundleError:
+                continue
+            if kind is not None:
+                return d, kind
+    return None
 
 
 def write_bundle(
