@@ -3,9 +3,10 @@
 The layout is described in ``ir.bundle``. ``weights.npz`` holds the server's fixed-point
 weights as signed integers (int64, value·2^scale) by parameter key, mode 0600 in a 0700
 directory; small public constants travel in ``meta["public_params"]``. Everything is first
-written to a temporary directory beside ``DIR``; only when both parts are complete are they
-moved into place together, so a failed compile never damages an existing bundle, and a
-recompile never leaves one part of the old bundle beside one of the new.
+written to a temporary directory (in ``DIR`` if it exists, else beside it); only when both
+parts are complete are they moved into place together, so a failed compile never damages an
+existing bundle, and a recompile never leaves one part of the old bundle beside one of the
+new.
 """
 
 from __future__ import annotations
@@ -172,12 +173,16 @@ def write_bundle(
     server_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``out_dir/server`` and ``out_dir/client`` (``server_files``: extra text files for
-    the server part, e.g. the emitted ``program.py``); all or nothing."""
+    the server part, e.g. the emitted ``program.py``); all or nothing. Temporaries are made
+    where a rename can move them into place: inside ``out_dir`` when it exists (it may link to
+    another file system than its parent's), else beside it."""
     out = Path(out_dir)
     check_target(out)
     legacy = all((out / f).is_file() for f in _LEGACY_MARKS)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # the new parts are made on the file system they are renamed onto: beside a new DIR, but
+    # inside an existing one (DIR may be a symbolic link to another file system)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out if out.is_dir() else out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a bundle gets ordinary permissions
@@ -197,7 +202,7 @@ def _swap(tmp: Path, out: Path, legacy: bool) -> None:
     move fails. Entries of the old server part that the compiler does not write (e.g. its TLS
     key in ``server/tls/``) are carried over (the client part has none: :func:`check_target`);
     the single-directory layout's files go only if ``out`` was such a bundle (``legacy``)."""
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out))  # beside the parts
     moved: list[str] = []
     placed: list[str] = []
     try:
