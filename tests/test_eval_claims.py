@@ -557,3 +557,21 @@ def test_identical_outputs_are_said_to_be_exact_not_tested(tmp_path):
     write_report(_cfg(tmp_path), ds, LMAP, recs, {})
     md = (tmp_path / "report.md").read_text()
     assert "exact: Δ" not in md and "the same on every image" not in md
+
+
+@pytest.mark.parametrize("server_simulation", [True, False])
+def test_unchecked_warning_depends_on_the_server_simulation(tmp_path, server_simulation):
+    """The UNCHECKED warning claims "never as secure failures" only for a run without the
+    server bundle (2PC with the client bundle alone): there nothing checks the values. With
+    the server bundle its fixed-point simulation counts values beyond the compiled bits as
+    secure failures, and the warning says so instead."""
+    ds, recs = _data(n=40)
+    s = write_report(_cfg(tmp_path, mode="2pc"), ds, LMAP, recs, {}, overflow_checked=False,
+                     server_simulation=server_simulation)  # fmt: skip
+    assert s["server_simulation"] is server_simulation
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("UNCHECKED program") < md.index("## Summary")
+    warning = md[md.index("UNCHECKED program") : md.index("\n", md.index("UNCHECKED program"))]
+    assert ("never as secure failures" in warning) is not server_simulation
+    assert ("fixed-point simulation" in warning) is server_simulation
+    assert "may give a wrong" in warning  # not every image beyond the ranges gives one

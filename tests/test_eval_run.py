@@ -601,3 +601,35 @@ def test_an_unchecked_program_is_refused_unless_allowed_and_then_flagged(model, 
     checked = run_eval(_cfg(model, dataset, tmp_path / "o3", limit=2))
     assert checked["overflow_checked"] is True
     assert "UNCHECKED" not in (tmp_path / "o3" / "report.md").read_text()
+
+
+def test_unchecked_warning_says_what_the_simulation_caught(model, dataset, tmp_path):
+    """With the server bundle at hand (``--mode simulate``, or 2PC with its oracle) the
+    fixed-point simulation checks every tensor against the bits the compiler assumed, so an
+    image beyond the calibrated ranges of an unchecked program is a secure failure (overflow)
+    in the report. Its warning may not claim that such an image shows "never as a secure
+    failure" above the failures it lists; it says that the simulation caught them and that the
+    program run by the hospital would not."""
+    x = np.load(dataset[1] / "x0.npy")
+    np.save(tmp_path / "cal.npy", x)
+    b = tmp_path / "unchecked"
+    compile_model(model[0], b, preprocess="none", calibrate=[tmp_path / "cal.npy"],
+                  range_model="calibrated")  # fmt: skip
+    img = tmp_path / "far"
+    img.mkdir()
+    rng = np.random.default_rng(5)
+    rows = ["path,Cardiomegaly"]
+    for i in range(4):  # odd: ±3 everywhere, beyond the one calibration image's ranges
+        far = rng.choice([-3.0, 3.0], x.shape) if i % 2 else rng.uniform(-1, 1, x.shape)
+        np.save(img / f"x{i}.npy", far)
+        rows.append(f"x{i}.npy,{i % 2}")
+    (tmp_path / "far.csv").write_text("\n".join(rows) + "\n")
+    cfg = EvalConfig(bundle=b, model=model[0], dataset=tmp_path / "far.csv", fmt="plain",
+                     images=img, out=tmp_path / "o", allow_unchecked=True)  # fmt: skip
+    s = run_eval(cfg)
+    assert s["secure_failures"]["reasons"] == {"overflow": 2}
+    assert s["server_simulation"] is True
+    md = (tmp_path / "o" / "report.md").read_text()
+    warning = md[md.index("UNCHECKED program") : md.index("\n", md.index("UNCHECKED program"))]
+    assert "never as secure failures" not in warning
+    assert "fixed-point simulation" in warning and "would not" in warning

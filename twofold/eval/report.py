@@ -162,11 +162,16 @@ def write_report(
     projection: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     overflow_checked: bool = True,
+    server_simulation: bool = True,
 ) -> dict[str, Any]:
     """Analyse and write every artefact into ``cfg.out``; returns the summary dict.
 
     ``overflow_checked`` False (a program evaluated with ``--allow-unchecked``): the report
-    says first that an overflow was not flagged, so its secure outputs are unchecked.
+    says first that the program flags no overflow, so its secure outputs are unchecked.
+    ``server_simulation``: the server bundle's fixed-point simulation ran on every image
+    (``--mode simulate``, or 2PC with the server bundle as its oracle); it checks each tensor
+    against the bits the compiler assumed, so it counts as secure failures what the program
+    itself does not flag. The UNCHECKED warning says which of the two this run had.
 
     Paths in the artefacts are file names only: a report is published, the machine's layout
     is not part of it. ``provenance`` (provenance.py: command, result-changing options and
@@ -188,6 +193,7 @@ def write_report(
         "bundle": Path(cfg.bundle).name,
         "identity": identity,
         "overflow_checked": overflow_checked,
+        "server_simulation": server_simulation,
         **summary,
     }
     stage = _Staged(out)  # all or nothing: a failure leaves the previous report as it was
@@ -511,6 +517,29 @@ def _section_blocks(sec: dict[str, Any], s: dict[str, Any], level: str, tag: str
     return b
 
 
+def _unchecked_warning(server_simulation: bool) -> str:
+    """The warning on a program that flags no overflow. What shows such an overflow depends on
+    the run: with the server bundle, its simulation's check of the compiled bits (a secure
+    failure here, but an output for the hospital); without, nothing but the plaintext."""
+    head = (
+        "**UNCHECKED program: it cannot flag an overflow** (compiled with `--range-model "
+        "calibrated`, or no ReLU to check; evaluated with `--allow-unchecked`). An image "
+        "outside the calibrated ranges may give a wrong secure output that nothing in the "
+        "output tells from a right one. "
+    )
+    if server_simulation:
+        return head + (
+            "In this run the server bundle's fixed-point simulation checked every tensor "
+            "against the bits the compiler assumed, and an image whose values left them is "
+            "counted below as a secure failure (overflow); the program run by the hospital, "
+            "with the client bundle alone, would not flag it but give an output."
+        )
+    return head + (
+        "Such outputs are counted below as results, and can show only as disagreement with "
+        "the plaintext model, never as secure failures."
+    )
+
+
 def _headline(s: dict[str, Any]) -> list[Block]:
     """Title, then a non-zero secure failure rate before anything else, then the claims."""
     d, f = s["dataset"], s["secure_failures"]
@@ -530,16 +559,7 @@ def _headline(s: dict[str, Any]) -> list[Block]:
             )
         )
     if s.get("overflow_checked") is False:
-        b.append(
-            (
-                "warn",
-                "**UNCHECKED program: it cannot flag an overflow** (compiled with `--range-model "
-                "calibrated`, or no ReLU to check; evaluated with `--allow-unchecked`). An image "
-                "outside the calibrated ranges gives a wrong secure output that nothing tells "
-                "from a right one: such outputs are counted below as results, and can show only "
-                "as disagreement with the plaintext model, never as secure failures.",
-            )
-        )
+        b.append(("warn", _unchecked_warning(s.get("server_simulation", True))))
     if f["failed"]:
         why = ", ".join(f"{k}: {n}" for k, n in f["reasons"].items())
         b.append(

@@ -210,6 +210,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> 
         projection=proj,
         provenance=provenance.finish(prov),
         overflow_checked=checked,
+        server_simulation=sim is not None,
     )
 
 
