@@ -243,7 +243,7 @@ def test_dangling_symlink_output_is_named(tmp_path: Path, tiny) -> None:  # noqa
     link = tmp_path / "out"
     link.symlink_to(tmp_path / "nowhere")
     res = _compile(str(tiny), "-o", str(link))
-    _one_error_line(res, str(link), "does not exist")
+    _one_error_line(res, str(link), "does not exist", "create that folder or give another -o")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -105,7 +105,10 @@ def check_target(out_dir: str | Path) -> None:
     server part, weights and all, inside the folder the hospital receives."""
     out = Path(out_dir)
     if out.is_symlink() and not out.exists():
-        raise BundleError(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist")
+        raise BundleError(
+            f"{out} is a symbolic link to {os.readlink(out)}, which does not exist; create that "
+            "folder or give another -o"
+        )
     found = _enclosing_part(out)
     if found is not None:
         part, kind = found
