@@ -731,3 +731,24 @@ def test_server_refuses_a_rate_limit_that_cannot_work_at_start(bundles, option, 
     )  # fmt: skip
     one_line_error(res, option, needle)
     assert "serving" not in res.stdout
+
+
+def test_a_burst_too_large_for_a_float_is_no_limit_not_a_crash(bundles):  # noqa: F811
+    """``--burst-per-address`` is a whole number, unbounded: one beyond a float's range (or a
+    default that large, from a huge --max-sessions) passed the start checks, and the bucket's
+    ``float(burst)`` then raised OverflowError at the first connection that spoke, ending the
+    server a stranger could reach. Such a burst is no limit: the server serves."""
+    from twofold.runtime.admission import ConnectRate
+
+    huge = 10**400
+    r = ConnectRate(rate=1.0, burst=huge)
+    assert all(r.take("10.0.0.1", 0.0) for _ in range(100))
+    r.give_back("10.0.0.1", 1.0)
+    d = bundles["dir"]
+    srv = Server(bundles["a"], "--burst-per-address", str(huge))
+    try:
+        res = client(bundles["a"], srv.addr, bundles["x"], d / "huge.json", "--quiet")
+    finally:
+        out, err = srv.stop()
+    assert res.returncode == 0, res.stderr
+    assert srv.proc.returncode == 130 and not err, (out, err)

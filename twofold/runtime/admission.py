@@ -78,6 +78,9 @@ REFUSED_BURST, REFUSED_PERIOD = 20, 10.0  # handshake refusals logged in full: 2
 RATE_DEFAULT = 1.0
 #: Addresses whose bucket :class:`ConnectRate` remembers; beyond, the least recently used goes.
 RATE_TABLE_MAX = 16384
+#: A larger ``--burst-per-address`` is no limit: :class:`ConnectRate` uses this one (a float,
+#: which its token counts are, holds every whole number up to it exactly; 10^400 it cannot).
+BURST_MAX = 2**53
 BASE_FDS = 16  # descriptors the parent holds anyway (stdio, listener, wake-up pair, ...)
 FORK_FDS = 4  # a connection's process being started: its pipe and multiprocessing's sentinel
 _ACCEPT_BURST = 64  # connections accepted per turn of the loop, so the loop stays responsive
@@ -209,7 +212,10 @@ class ConnectRate:
     """
 
     def __init__(self, rate: float, burst: int, table_max: int = RATE_TABLE_MAX) -> None:
-        self.rate, self.burst, self.table_max = rate, burst, table_max
+        """``burst`` above :data:`BURST_MAX` is taken as that (no limit in practice): the option
+        is an unbounded whole number, and one beyond a float's range made the first
+        connection's ``float(burst)`` raise, ending the server."""
+        self.rate, self.burst, self.table_max = rate, min(burst, BURST_MAX), table_max
         self.table: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key: tokens, when
 
     def _tokens(self, key: str, now: float) -> float:
