@@ -752,3 +752,24 @@ def test_a_burst_too_large_for_a_float_is_no_limit_not_a_crash(bundles):  # noqa
         out, err = srv.stop()
     assert res.returncode == 0, res.stderr
     assert srv.proc.returncode == 130 and not err, (out, err)
+
+
+def test_a_plaintext_client_closed_before_the_fork_hears_busy_not_only_tls(bundles):  # noqa: F811
+    """A plaintext server closes a connection before its process starts (no token left, or
+    its address's handshake places full), as a TLS server closes a plaintext client's
+    frame. The plaintext client said only "it expects TLS ... pass --server-fingerprint",
+    which sent a hospital on a plaintext network off to find a certificate its server does
+    not have, when the server was busy; now the line names both, busy first."""
+    d = bundles["dir"]
+    srv = Server(bundles["a"], "--insecure-plaintext", "--burst-per-address", "1",
+                 "--rate-per-address", "0.001")  # fmt: skip
+    try:
+        _garbage_from(srv.addr, "127.0.0.1")  # the address's one token
+        res = client(bundles["a"], srv.addr, bundles["x"], d / "p.json", "--insecure-plaintext",
+                     "--quiet")  # fmt: skip
+    finally:
+        out, err = srv.stop()
+    assert "come faster than 0.001 a second" in out, out
+    one_line_error(res, "closed the connection at once", "busy", "try again later",
+                   "expects TLS")  # fmt: skip
+    assert not (d / "p.json").exists()

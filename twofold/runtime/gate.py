@@ -177,9 +177,13 @@ def _recv_reply(chan: Channel, where: str, plaintext: bool) -> dict:
         raw = chan.recv_bytes(max_len=GATE_FRAME_MAX)
     except PeerError as e:
         if plaintext and not isinstance(e, PeerTimeout):
+            # A plaintext server closes a connection at once when it is busy (no token of the
+            # address left, its handshake places full: before any process, so before any
+            # reply), as a TLS server closes a plaintext frame: the hint names both.
             raise PeerError(
-                f"the server at {where} closed the connection at once ({e}); it expects TLS "
-                "unless it runs --insecure-plaintext: pass --server-fingerprint or --tls-ca"
+                f"the server at {where} closed the connection at once ({e}): it is busy (try "
+                "again later), or it expects TLS (then pass --server-fingerprint or --tls-ca "
+                "instead of --insecure-plaintext)"
             ) from None
         raise
     try:
