@@ -773,3 +773,43 @@ def test_a_plaintext_client_closed_before_the_fork_hears_busy_not_only_tls(bundl
     one_line_error(res, "closed the connection at once", "busy", "try again later",
                    "expects TLS")  # fmt: skip
     assert not (d / "p.json").exists()
+
+
+def test_the_rate_bound_of_an_address_counts_the_sessions_it_completes():
+    """What ``ConnectRate`` keeps: over any t seconds an address gets at most burst + rate·t
+    handshake processes for connections that complete no session, plus one for each of its
+    sessions that completes in those t seconds. (Its docstring claimed burst + rate·t alone,
+    which the code does not keep: sessions started before the window give back, as they
+    complete in it, tokens the refill had replaced meanwhile, so here an address with three
+    sessions out gets twice its burst of failing processes in one instant. Completions are
+    bounded by the session slots, so the rate stays bounded.)"""
+    import random
+
+    from twofold.runtime.admission import ConnectRate
+
+    r = ConnectRate(rate=1.0, burst=3)
+    assert all(r.take("a", 0.0) for _ in range(3))  # three sessions start
+    assert [r.take("a", 3.0) for _ in range(4)] == [True] * 3 + [False]  # refilled: 3 fail
+    for _ in range(3):
+        r.give_back("a", 3.0)  # the three sessions complete
+    assert [r.take("a", 3.0) for _ in range(4)] == [True] * 3 + [False]  # 3 more fail
+    rng = random.Random(7)
+    for rate, burst in ((1.0, 3), (0.2, 5), (4.0, 1)):
+        r, now, out = ConnectRate(rate, burst), 0.0, []
+        failing, completions = [], []  # the times of processes that fail; of completions
+        for _ in range(400):
+            now += rng.expovariate(3.0)
+            for end in sorted(e for e in out if e <= now):  # sessions completing by now
+                out.remove(end)
+                r.give_back("a", end)
+                completions.append(end)
+            if r.take("a", now):
+                if rng.random() < 0.5:  # a session, completing later
+                    out.append(now + rng.expovariate(0.3))
+                else:
+                    failing.append(now)
+        for i, a in enumerate(failing):
+            for j in range(i, len(failing)):
+                b = failing[j]
+                done = sum(a <= c <= b for c in completions)
+                assert j - i + 1 <= burst + rate * (b - a) + done + 1e-9, (rate, burst, a, b)

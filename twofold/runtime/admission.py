@@ -196,7 +196,9 @@ class ConnectRate:
     ``benchmarks/admission_flood.py``).
 
     Invariant: over any ``t`` seconds, one address gets at most ``burst + rate * t``
-    handshake processes for connections that do not end in a completed session. A
+    handshake processes for connections that do not end in a completed session, plus one for
+    each of its sessions that completes within those ``t`` seconds (a session started before
+    them gives back a token the refill may have replaced meanwhile). A
     connection whose session completes gives its token back (:meth:`give_back`), so a client
     whose sessions succeed (a hospital, ``twofold eval`` with any number of images) is held
     back only when more than ``burst`` of its connections are out at once, and a vendor can
