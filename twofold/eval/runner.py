@@ -230,7 +230,7 @@ def _check_overflow_checked(cfg: EvalConfig, secure: Any) -> bool:  # noqa: ANN4
             "counted as a valid secure result"
         )
         raise EvalError(
-            f"{cfg.bundle}: the program {why}; refused before any image. Pass "
+            f"{cfg.bundle}: the program {why}; refused before this run evaluates any image. Pass "
             "--allow-unchecked to evaluate it anyway (the report then says so first)"
         )
     return bool(checked)
