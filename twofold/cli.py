@@ -275,7 +275,7 @@ def _ot_default() -> str:
 @click.option(
     "--tls-dir",
     type=click.Path(file_okay=False),
-    help="where the self-signed certificate lives [default: tls/ beside the bundle]",
+    help="where the self-signed certificate lives [default: tls/ in the server bundle]",
 )
 @click.option("--insecure-plaintext", is_flag=True, help="no TLS (trusted networks only)")
 @click.option(
@@ -323,8 +323,8 @@ def _ot_default() -> str:
     type=int,
     default=None,
     help="connections from one address that may start a handshake process in a burst, before "
-    "--rate-per-address applies [default: twice --max-sessions + --max-queued + "
-    "--max-pending-per-address, 20]",
+    "--rate-per-address applies [default: twice (--max-sessions + --max-queued + "
+    "--max-pending-per-address), 20]",
 )
 @click.option("--once", is_flag=True, help="serve one client, then exit with its status")
 @click.option("--max-sessions", default=2, show_default=True, help="concurrent sessions")
