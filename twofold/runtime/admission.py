@@ -406,7 +406,8 @@ class _Admission:
         self.sid = 0
         self.the_one: int | None = None
         self.started = time.monotonic()
-        self.busy = _Limited("connections turned away (server busy)")
+        # one limit for every turn-away; the summary names both reasons a flood can have
+        self.busy = _Limited("connections turned away (server busy or over --rate-per-address)")
         self.quiet = _Limited("silent connections and port probes closed")
         # a peer that speaks and is refused costs a fork, not a log line each: a burst is
         # logged in full (a misconfigured client's reasons), a flood by its count
