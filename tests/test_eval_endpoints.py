@@ -193,6 +193,12 @@ def test_progress_rate_eta_and_projection():
     assert any(x.startswith("Measured, this run") and "3.0 images/min" in x for x in text)
     assert any(x.startswith("Projected, the whole dataset") for x in text)
     assert "no 2PC cost estimate" in describe(None)
+    # the estimate is the whole dataset's (10 images), whatever this run ran (3): it is not
+    # labelled as the one printed before the run, which counts only the images to run
+    est = {"images": 10, "bytes_per_image": 2**20, "total_bytes": 10 * 2**20,
+           "total_wall_s": 20.0, "sessions": 2, "basis": "b"}  # fmt: skip
+    (first,) = [b[1] for b in blocks({"estimate": est, "measured": m}) if b[0] == "p"][:1]
+    assert first.startswith("Estimated for the whole dataset: 10 images"), first
 
 
 def test_ctrl_c_ends_the_images_in_flight_and_records_only_finished_ones(monkeypatch):

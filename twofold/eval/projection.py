@@ -128,7 +128,9 @@ def blocks(proj: dict[str, Any] | None) -> list[tuple]:
         b.append(
             (
                 "p",
-                f"Estimated before the run: {est['images']} images × "
+                # all usable images (runner: len(ds.samples)), not only those this run ran:
+                # "before the run" read as the line printed at start, which counts those
+                f"Estimated for the whole dataset: {est['images']} images × "
                 f"{_gib(est['bytes_per_image'])} = "
                 f"**{_gib(est['total_bytes'])}**, ≈ **{_dur(est['total_wall_s'])}** at "
                 f"{est['sessions']} concurrent session(s); {est['basis']}.",
