@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .ir.public import unchecked_reason
 from .preprocess import PREPROCESSING
 from .runtime.gate import GATE_FRAME_MAX
 from .runtime.program import Program
@@ -156,13 +157,12 @@ def client_main(
     token = read_token(token)
     prog = load_program(bundle)
     if not prog.OVERFLOW_CHECKED and not allow_unchecked:
-        why = (
-            "does not say whether it flags overflows (compiled by an older twofold: recompile it)"
-            if prog.OVERFLOW_CHECKED is None
-            else "cannot flag an overflow (compiled with --range-model calibrated, or it has no "
-            "ReLU to check): its ranges come from the vendor's calibration images alone, and an "
-            "image outside them would give a wrong probability that looks like a right one"
-        )
+        why = unchecked_reason(prog.OVERFLOW_CHECKED)
+        if prog.OVERFLOW_CHECKED is False:
+            why += (
+                ": its ranges come from the vendor's calibration images alone, and an image "
+                "outside them would give a wrong probability that looks like a right one"
+            )
         raise RunError(
             f"{bundle}: the program {why}; refused before any traffic. Pass --allow-unchecked "
             'to run it anyway (out.json then says "overflow_checked": false)'

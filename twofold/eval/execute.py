@@ -126,7 +126,6 @@ class LocalEngine:
         self._eval = evaluate_image
         self.plain, self.secure, self.cap = plain, secure, cap
         self._pool = Workers(cap)
-        self.stopped = False
 
     def describe(self) -> str:
         return f"{self.cap} job(s)"
@@ -141,11 +140,10 @@ class LocalEngine:
 
     def stop(self) -> None:
         """End the 2PC sessions in flight (a simulation cannot be ended: it is abandoned)."""
-        self.stopped = True
         self.secure.sessions.stop()
 
     def close(self) -> None:
-        self._pool.close(wait=not self.stopped)
+        self._pool.close(wait=not self.secure.sessions.stopped)  # stopped: abandon the rest
 
 
 class Execution:

@@ -218,17 +218,16 @@ def _check_overflow_checked(cfg: EvalConfig, secure: Any) -> bool:  # noqa: ANN4
     """Whether the program flags every overflow (the public IR's ``overflow_checked``); one
     that cannot is refused unless ``cfg.allow_unchecked``, as ``run client`` refuses it: its
     wrong outputs would be counted as valid secure results with nothing to tell them apart."""
-    from ..ir.public import overflow_checked
+    from ..ir.public import overflow_checked, unchecked_reason
 
     checked = overflow_checked(secure.graph)
     if not checked and not cfg.allow_unchecked:
-        why = (
-            "does not say whether it flags overflows (compiled by an older twofold: recompile it)"
-            if checked is None
-            else "cannot flag an overflow (compiled with --range-model calibrated, or it has no "
-            "ReLU to check), so an image outside its calibrated ranges would give a wrong output "
-            "counted as a valid secure result"
-        )
+        why = unchecked_reason(checked)
+        if checked is False:
+            why += (
+                ", so an image outside its calibrated ranges would give a wrong output counted "
+                "as a valid secure result"
+            )
         raise EvalError(
             f"{cfg.bundle}: the program {why}; refused before this run evaluates any image. Pass "
             "--allow-unchecked to evaluate it anyway (the report then says so first)"

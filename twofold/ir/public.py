@@ -63,6 +63,20 @@ def overflow_checked(graph: Graph) -> bool | None:
     return None
 
 
+def unchecked_reason(checked: bool | None) -> str:
+    """Why a program whose :func:`overflow_checked` is ``checked`` (False or None) cannot be
+    trusted to flag an overflow, as a clause after "the program": the one wording of the
+    refusal by ``run client`` and by ``twofold eval``, which each add what it would cost."""
+    if checked is None:
+        return (
+            "does not say whether it flags overflows (compiled by an older twofold: recompile it)"
+        )
+    return (
+        "cannot flag an overflow (compiled with --range-model calibrated, or it has no ReLU to "
+        "check)"
+    )
+
+
 def public_from_initializers(graph: Graph) -> list[dict[str, Any]]:
     """The nodes of ``graph`` whose public values came from model initializers (see
     :data:`FROM_INITIALIZERS`), in program order: ``{node, op, initializers}``."""

@@ -274,7 +274,6 @@ class _Conn:
     accepted: float
     proc: Any  # multiprocessing.Process
     pipe: mpc.Connection
-    charged: bool = False  # took a token of its address's bucket: back if its session completes
     #: "handshake" -> "queued" (waits for a slot) -> "session"; or "turned away" (told the
     #: server is busy, exiting) or "evicted" (killed to make room; it counts nowhere)
     state: str = "handshake"
@@ -636,8 +635,7 @@ class _Admission:
         finally:
             s.sock.close()
             child_end.close()
-        self.conns[s.sid] = _Conn(s.sid, s.addr, s.key, s.accepted, p, parent_end,
-                                  charged=self.rate is not None)  # fmt: skip
+        self.conns[s.sid] = _Conn(s.sid, s.addr, s.key, s.accepted, p, parent_end)
 
     # -- stages 2-4 ----------------------------------------------------------------------
     def _read_pipe(self, c: _Conn) -> None:
@@ -725,8 +723,8 @@ class _Admission:
         if c.sid in self.queue:
             self.queue.remove(c.sid)
         code = c.proc.exitcode
-        if c.charged and c.state == "session" and code == _DONE:
-            self.rate.give_back(c.key, time.monotonic())  # type: ignore[union-attr]
+        if self.rate is not None and c.state == "session" and code == _DONE:
+            self.rate.give_back(c.key, time.monotonic())  # every process took a token
         if not c.quiet:
             self._log_end(c, code)
         if c.sid == self.the_one:

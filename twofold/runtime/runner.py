@@ -30,7 +30,7 @@ from ..ir import program_hash
 from ..ir.bundle import CLIENT, SERVER, BundleError, load_ir, read_manifest, resolve
 from ..ir.bundle import load_weights as load_bundle_weights
 from ..ir.output_function import apply_output_function, invalid_result
-from .admission import RATE_DEFAULT, burst_default, serve_forked
+from .admission import RATE_DEFAULT, serve_forked
 from .errors import PeerError, RuntimeProtocolError, ServerBusy, peer_repr
 from .executor import Executor, peak_rss_mb
 from .fusion import relu_trunc_plan
@@ -276,9 +276,7 @@ def serve(
     if max_queued < 0:
         raise RunError(f"--max-queued must be at least 0, got {max_queued}")
     queue_wait = check_seconds(queue_wait, "--queue-wait", TIMEOUT_MAX)
-    rate, burst = check_rate(rate_per_address, burst_per_address)
-    if burst is None:
-        burst = burst_default(max_sessions, max_queued, per_address)
+    rate, burst = check_rate(rate_per_address, burst_per_address)  # None: serve_forked's
     try:
         check_ot_source(ot)
     except ValueError as e:
